@@ -1,0 +1,657 @@
+//! The Book: every account's balance in memory, and the rules an entry must pass.
+//!
+//! [`Book::apply`] either applies all of an entry's postings or none. It is the only place
+//! balances change, so the invariants hold by construction: postings move equal amounts
+//! within one unit (per-unit sums stay zero) and no final balance leaves its limits.
+//! [`Book::check_invariants`] re-proves both from scratch, for data loaded from storage.
+
+use std::collections::HashMap;
+
+use crate::account::{Account, AccountKind, AccountStatus};
+use crate::amount::Balance;
+use crate::entry::{EntryKind, JournalEntry};
+use crate::ids::{AccountId, EntryId, IntentId};
+use crate::journal::Digest;
+use crate::unit::{Unit, UnitCode, UnitKind};
+
+/// Why the Book refused an entry or a registration. Every variant is a distinct cause a
+/// client can act on; the service maps each to its own problem type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BookError {
+    /// No such unit.
+    #[error("unknown unit {0}")]
+    UnknownUnit(UnitCode),
+    /// A unit with this code exists already.
+    #[error("unit {0} exists already")]
+    DuplicateUnit(UnitCode),
+    /// No such account.
+    #[error("unknown account {0}")]
+    UnknownAccount(AccountId),
+    /// An account with this id exists already.
+    #[error("account {0} exists already")]
+    DuplicateAccount(AccountId),
+    /// The posting's unit is not the account's unit.
+    #[error("account {account} holds {account_unit}, not {posting_unit}")]
+    UnitMismatch {
+        /// The account.
+        account: AccountId,
+        /// Its unit.
+        account_unit: UnitCode,
+        /// The unit of the posting.
+        posting_unit: UnitCode,
+    },
+    /// The account is frozen.
+    #[error("account {0} is frozen")]
+    AccountFrozen(AccountId),
+    /// The account is closed.
+    #[error("account {0} is closed")]
+    AccountClosed(AccountId),
+    /// The signer does not control the debited account.
+    #[error("the signer is not authorised to debit account {0}")]
+    NotAuthorised(AccountId),
+    /// The debit would take the account below its lower limit.
+    #[error("account {account} has {available} minor units available; {requested} requested")]
+    InsufficientFunds {
+        /// The account.
+        account: AccountId,
+        /// How much could be debited.
+        available: i64,
+        /// How much the entry debits in total.
+        requested: i64,
+    },
+    /// The credit would take the account above its upper limit.
+    #[error("account {account} would reach {resulting}, above its limit of {limit} minor units")]
+    LimitExceeded {
+        /// The account.
+        account: AccountId,
+        /// Its upper limit.
+        limit: i64,
+        /// The balance the entry would leave.
+        resulting: i64,
+    },
+    /// The same intent (same id, same signed bytes) was applied already: a replay or retry.
+    #[error("intent {intent_id} was applied already as entry {entry_id}")]
+    Duplicate {
+        /// The intent.
+        intent_id: IntentId,
+        /// The entry it produced.
+        entry_id: EntryId,
+    },
+    /// An intent id already used by a different intent.
+    #[error("intent id {0} was already used by a different intent")]
+    IntentConflict(IntentId),
+    /// A scheme rule forbids the entry.
+    #[error("rule violated: {0}")]
+    RuleViolation(&'static str),
+    /// A balance would leave the 64-bit range.
+    #[error("balance of account {0} would overflow")]
+    Overflow(AccountId),
+}
+
+/// A broken invariant found by [`Book::check_invariants`]: the data is corrupt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvariantViolation {
+    /// Per unit, balances must sum to zero.
+    #[error("balances of unit {unit} sum to {sum}, not 0")]
+    UnitNotBalanced {
+        /// The unit.
+        unit: UnitCode,
+        /// The sum found.
+        sum: i128,
+    },
+    /// A balance outside its account's limits.
+    #[error("account {account} has balance {balance}, outside its limits")]
+    OutsideLimits {
+        /// The account.
+        account: AccountId,
+        /// Its balance.
+        balance: i64,
+    },
+}
+
+struct Slot {
+    account: Account,
+    unit_kind: UnitKind,
+    balance: Balance,
+}
+
+#[derive(Clone, Copy)]
+struct AppliedIntent {
+    entry_id: EntryId,
+    digest: Digest,
+}
+
+/// Balances and rules, in memory.
+#[derive(Default)]
+pub struct Book {
+    units: HashMap<UnitCode, Unit>,
+    slots: Vec<Slot>,
+    index: HashMap<AccountId, u32>,
+    intents: HashMap<IntentId, AppliedIntent>,
+    /// Reused per apply: (slot, net change) of each account an entry touches.
+    scratch: Vec<(u32, i128)>,
+}
+
+impl Book {
+    /// An empty book.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a unit.
+    pub fn add_unit(&mut self, unit: Unit) -> Result<(), BookError> {
+        if self.units.contains_key(&unit.code()) {
+            return Err(BookError::DuplicateUnit(unit.code()));
+        }
+        self.units.insert(unit.code(), unit);
+        Ok(())
+    }
+
+    /// Opens an account at balance zero.
+    pub fn open_account(&mut self, account: Account) -> Result<(), BookError> {
+        let unit = self
+            .units
+            .get(&account.unit)
+            .ok_or(BookError::UnknownUnit(account.unit))?;
+        if self.index.contains_key(&account.id) {
+            return Err(BookError::DuplicateAccount(account.id));
+        }
+        if account.kind == AccountKind::Issuer && !unit.kind().is_issued() {
+            return Err(BookError::RuleViolation(
+                "mutual-credit units have no issuer accounts",
+            ));
+        }
+        let slot = u32::try_from(self.slots.len())
+            .map_err(|_| BookError::RuleViolation("too many accounts"))?;
+        self.index.insert(account.id, slot);
+        self.slots.push(Slot {
+            unit_kind: unit.kind(),
+            account,
+            balance: Balance::ZERO,
+        });
+        Ok(())
+    }
+
+    /// Changes an account's status (freeze, unfreeze, close).
+    pub fn set_status(&mut self, id: AccountId, status: AccountStatus) -> Result<(), BookError> {
+        let slot = self.slot(id)?;
+        self.slots[slot].account.status = status;
+        Ok(())
+    }
+
+    /// Applies every posting of `entry`, or none and says why.
+    pub fn apply(&mut self, entry: &JournalEntry) -> Result<(), BookError> {
+        let auth = entry.authorisation();
+        if let Some(applied) = self.intents.get(&auth.intent_id) {
+            return Err(if applied.digest == auth.digest {
+                BookError::Duplicate {
+                    intent_id: auth.intent_id,
+                    entry_id: applied.entry_id,
+                }
+            } else {
+                BookError::IntentConflict(auth.intent_id)
+            });
+        }
+        let mut deltas = std::mem::take(&mut self.scratch);
+        deltas.clear();
+        let result = self
+            .collect_deltas(entry, &mut deltas)
+            .and_then(|()| self.check_limits(&deltas));
+        if result.is_ok() {
+            for &(slot, delta) in &deltas {
+                let balance = &mut self.slots[slot as usize].balance;
+                // check_limits proved the sum fits in i64.
+                balance.0 = i64::try_from(i128::from(balance.0).saturating_add(delta))
+                    .unwrap_or(balance.0);
+            }
+            self.intents.insert(
+                auth.intent_id,
+                AppliedIntent {
+                    entry_id: entry.id(),
+                    digest: auth.digest,
+                },
+            );
+        }
+        self.scratch = deltas;
+        result
+    }
+
+    /// Reverses [`Book::apply`] of `entry`, for a batch whose commit failed. Entries must be
+    /// undone newest first; undoing anything else is a bug and stops the process.
+    pub fn undo(&mut self, entry: &JournalEntry) {
+        let removed = self.intents.remove(&entry.authorisation().intent_id);
+        assert!(
+            removed.is_some_and(|a| a.entry_id == entry.id()),
+            "undo of an entry the book did not apply"
+        );
+        for posting in entry.postings() {
+            let amount = posting.amount.minor();
+            for (id, sign) in [(posting.debit, 1i64), (posting.credit, -1i64)] {
+                let slot = self.index[&id] as usize;
+                let balance = &mut self.slots[slot].balance;
+                balance.0 = balance
+                    .0
+                    .checked_add(amount.saturating_mul(sign))
+                    .expect("undo restores a balance that existed");
+            }
+        }
+    }
+
+    fn slot(&self, id: AccountId) -> Result<usize, BookError> {
+        self.index
+            .get(&id)
+            .map(|&s| s as usize)
+            .ok_or(BookError::UnknownAccount(id))
+    }
+
+    fn collect_deltas(
+        &self,
+        entry: &JournalEntry,
+        deltas: &mut Vec<(u32, i128)>,
+    ) -> Result<(), BookError> {
+        let signer = entry.authorisation().signer;
+        for posting in entry.postings() {
+            let debit = self.slot(posting.debit)?;
+            let credit = self.slot(posting.credit)?;
+            for slot in [debit, credit] {
+                let account = &self.slots[slot].account;
+                if account.unit != posting.unit {
+                    if !self.units.contains_key(&posting.unit) {
+                        return Err(BookError::UnknownUnit(posting.unit));
+                    }
+                    return Err(BookError::UnitMismatch {
+                        account: account.id,
+                        account_unit: account.unit,
+                        posting_unit: posting.unit,
+                    });
+                }
+                match account.status {
+                    AccountStatus::Active => {}
+                    AccountStatus::Frozen => return Err(BookError::AccountFrozen(account.id)),
+                    AccountStatus::Closed => return Err(BookError::AccountClosed(account.id)),
+                }
+            }
+            let payer = &self.slots[debit];
+            if payer.account.authority != Some(signer) {
+                return Err(BookError::NotAuthorised(payer.account.id));
+            }
+            check_kind_rules(entry.kind(), payer)?;
+            let amount = i128::from(posting.amount.minor());
+            add_delta(deltas, debit, amount.saturating_neg());
+            add_delta(deltas, credit, amount);
+        }
+        Ok(())
+    }
+
+    fn check_limits(&self, deltas: &[(u32, i128)]) -> Result<(), BookError> {
+        for &(slot, delta) in deltas {
+            let Slot {
+                account, balance, ..
+            } = &self.slots[slot as usize];
+            let current = i128::from(balance.0);
+            let resulting = current.saturating_add(delta);
+            let Ok(resulting64) = i64::try_from(resulting) else {
+                return Err(BookError::Overflow(account.id));
+            };
+            if let Some(lower) = account.limits.lower()
+                && resulting64 < lower.0
+            {
+                return Err(BookError::InsufficientFunds {
+                    account: account.id,
+                    available: i64::try_from(current.saturating_sub(i128::from(lower.0)).max(0))
+                        .unwrap_or(i64::MAX),
+                    requested: i64::try_from(delta.saturating_neg()).unwrap_or(i64::MAX),
+                });
+            }
+            if let Some(upper) = account.limits.upper()
+                && resulting64 > upper.0
+            {
+                return Err(BookError::LimitExceeded {
+                    account: account.id,
+                    limit: upper.0,
+                    resulting: resulting64,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Proves the invariants from scratch: per unit the balances sum to zero, and every
+    /// balance is within its limits.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        let mut sums: HashMap<UnitCode, i128> = HashMap::new();
+        for slot in &self.slots {
+            let sum = sums.entry(slot.account.unit).or_default();
+            *sum = sum.saturating_add(i128::from(slot.balance.0));
+            if !slot.account.limits.admits(slot.balance) {
+                return Err(InvariantViolation::OutsideLimits {
+                    account: slot.account.id,
+                    balance: slot.balance.0,
+                });
+            }
+        }
+        match sums.into_iter().find(|&(_, sum)| sum != 0) {
+            Some((unit, sum)) => Err(InvariantViolation::UnitNotBalanced { unit, sum }),
+            None => Ok(()),
+        }
+    }
+
+    /// A unit.
+    pub fn unit(&self, code: UnitCode) -> Option<&Unit> {
+        self.units.get(&code)
+    }
+    /// Every unit.
+    pub fn units(&self) -> impl Iterator<Item = &Unit> {
+        self.units.values()
+    }
+    /// An account.
+    pub fn account(&self, id: AccountId) -> Option<&Account> {
+        self.index.get(&id).map(|&s| &self.slots[s as usize].account)
+    }
+    /// An account's balance.
+    pub fn balance(&self, id: AccountId) -> Option<Balance> {
+        self.index.get(&id).map(|&s| self.slots[s as usize].balance)
+    }
+    /// Every account with its balance, in the order opened.
+    pub fn accounts(&self) -> impl Iterator<Item = (&Account, Balance)> {
+        self.slots.iter().map(|s| (&s.account, s.balance))
+    }
+    /// The entry an intent produced, if it was applied.
+    pub fn entry_for_intent(&self, intent_id: IntentId) -> Option<EntryId> {
+        self.intents.get(&intent_id).map(|a| a.entry_id)
+    }
+    /// How many accounts.
+    pub fn account_count(&self) -> usize {
+        self.slots.len()
+    }
+    /// How many intents have been applied.
+    pub fn applied_count(&self) -> usize {
+        self.intents.len()
+    }
+}
+
+fn add_delta(deltas: &mut Vec<(u32, i128)>, slot: usize, change: i128) {
+    // Slot indexes come from u32 when accounts are opened.
+    let slot = slot as u32;
+    match deltas.iter_mut().find(|(s, _)| *s == slot) {
+        Some((_, delta)) => *delta = delta.saturating_add(change),
+        None => deltas.push((slot, change)),
+    }
+}
+
+/// Scheme rules that depend on what the entry is and who pays.
+fn check_kind_rules(kind: EntryKind, payer: &Slot) -> Result<(), BookError> {
+    let issuer_pays = payer.account.kind == AccountKind::Issuer;
+    match kind {
+        EntryKind::Issue if !payer.unit_kind.is_issued() => Err(BookError::RuleViolation(
+            "mutual-credit units are not issued; they arise from trade",
+        )),
+        EntryKind::Issue if !issuer_pays => Err(BookError::RuleViolation(
+            "issue entries must debit an issuer account",
+        )),
+        EntryKind::Payment | EntryKind::TimeExchange if issuer_pays => Err(
+            BookError::RuleViolation("an issuer account pays out only through issue entries"),
+        ),
+        EntryKind::TimeExchange if payer.unit_kind != UnitKind::MutualCredit => Err(
+            BookError::RuleViolation("time exchanges are recorded in mutual-credit units only"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::Limits;
+    use crate::amount::Amount;
+    use crate::entry::{Authorisation, Posting, Tags};
+    use crate::keys::{PublicKey, Signature};
+
+    const ALICE: PublicKey = PublicKey([1; 32]);
+    const OPERATOR: PublicKey = PublicKey([9; 32]);
+
+    struct Fixture {
+        book: Book,
+        unit: UnitCode,
+        issuer: AccountId,
+        alice: AccountId,
+        shop: AccountId,
+    }
+
+    fn fixture() -> Fixture {
+        let unit = UnitCode::new("PGI-EUR").unwrap();
+        let mut book = Book::new();
+        book.add_unit(Unit::new(unit, "Euro voucher", 2, UnitKind::Voucher, Some("EUR")).unwrap())
+            .unwrap();
+        let issuer = Account::new(unit, AccountKind::Issuer, Some(OPERATOR));
+        let alice = Account::new(unit, AccountKind::Holder, Some(ALICE));
+        let shop = Account::new(unit, AccountKind::Merchant, Some(PublicKey([2; 32])))
+            .with_limits(Limits::new(Some(0), Some(10_000)).unwrap());
+        let ids = (issuer.id, alice.id, shop.id);
+        for account in [issuer, alice, shop] {
+            book.open_account(account).unwrap();
+        }
+        Fixture {
+            book,
+            unit,
+            issuer: ids.0,
+            alice: ids.1,
+            shop: ids.2,
+        }
+    }
+
+    fn entry(
+        kind: EntryKind,
+        signer: PublicKey,
+        postings: &[(UnitCode, AccountId, AccountId, i64)],
+    ) -> JournalEntry {
+        let postings = postings
+            .iter()
+            .map(|&(unit, debit, credit, minor)| Posting {
+                unit,
+                debit,
+                credit,
+                amount: Amount::from_minor(minor).unwrap(),
+            })
+            .collect();
+        let auth = Authorisation {
+            intent_id: IntentId::new(),
+            signer,
+            digest: Digest([0; 32]),
+            signature: Signature([0; 64]),
+        };
+        JournalEntry::new(
+            EntryId::new(),
+            kind,
+            postings,
+            String::new(),
+            Tags::default(),
+            auth,
+            0,
+        )
+        .unwrap()
+    }
+
+    fn funded() -> Fixture {
+        let mut f = fixture();
+        let issue = entry(EntryKind::Issue, OPERATOR, &[(f.unit, f.issuer, f.alice, 5_000)]);
+        f.book.apply(&issue).unwrap();
+        f
+    }
+
+    #[test]
+    fn issue_then_pay_moves_balances_and_keeps_sums_zero() {
+        let mut f = funded();
+        let pay = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, f.shop, 1_250)]);
+        f.book.apply(&pay).unwrap();
+        assert_eq!(f.book.balance(f.issuer), Some(Balance(-5_000)));
+        assert_eq!(f.book.balance(f.alice), Some(Balance(3_750)));
+        assert_eq!(f.book.balance(f.shop), Some(Balance(1_250)));
+        f.book.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn insufficient_funds_are_refused_and_nothing_moves() {
+        let mut f = funded();
+        let pay = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, f.shop, 5_001)]);
+        assert_eq!(
+            f.book.apply(&pay),
+            Err(BookError::InsufficientFunds {
+                account: f.alice,
+                available: 5_000,
+                requested: 5_001
+            })
+        );
+        assert_eq!(f.book.balance(f.alice), Some(Balance(5_000)));
+    }
+
+    #[test]
+    fn a_multi_posting_entry_is_all_or_nothing() {
+        let mut f = funded();
+        // The first posting alone would pass; together they overdraw Alice.
+        let pay = entry(
+            EntryKind::Payment,
+            ALICE,
+            &[
+                (f.unit, f.alice, f.shop, 3_000),
+                (f.unit, f.alice, f.shop, 3_000),
+            ],
+        );
+        assert!(matches!(
+            f.book.apply(&pay),
+            Err(BookError::InsufficientFunds {
+                requested: 6_000,
+                ..
+            })
+        ));
+        assert_eq!(f.book.balance(f.shop), Some(Balance(0)));
+    }
+
+    #[test]
+    fn upper_limit_is_enforced() {
+        let mut f = funded();
+        let other = Account::new(f.unit, AccountKind::Holder, Some(ALICE));
+        let other_id = other.id;
+        f.book.open_account(other).unwrap();
+        f.book
+            .apply(&entry(EntryKind::Issue, OPERATOR, &[(f.unit, f.issuer, other_id, 9_000)]))
+            .unwrap();
+        f.book
+            .apply(&entry(EntryKind::Payment, ALICE, &[(f.unit, other_id, f.shop, 9_000)]))
+            .unwrap();
+        let pay = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, f.shop, 1_001)]);
+        assert_eq!(
+            f.book.apply(&pay),
+            Err(BookError::LimitExceeded {
+                account: f.shop,
+                limit: 10_000,
+                resulting: 10_001
+            })
+        );
+    }
+
+    #[test]
+    fn frozen_and_closed_accounts_cannot_move_money() {
+        let mut f = funded();
+        f.book.set_status(f.shop, AccountStatus::Frozen).unwrap();
+        let pay = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, f.shop, 1)]);
+        assert_eq!(f.book.apply(&pay), Err(BookError::AccountFrozen(f.shop)));
+        f.book.set_status(f.alice, AccountStatus::Closed).unwrap();
+        assert_eq!(f.book.apply(&pay), Err(BookError::AccountClosed(f.alice)));
+    }
+
+    #[test]
+    fn only_the_accounts_authority_may_debit_it() {
+        let mut f = funded();
+        let theft = entry(EntryKind::Payment, OPERATOR, &[(f.unit, f.alice, f.shop, 1)]);
+        assert_eq!(f.book.apply(&theft), Err(BookError::NotAuthorised(f.alice)));
+    }
+
+    #[test]
+    fn unknown_units_and_accounts_are_named() {
+        let mut f = funded();
+        let points = UnitCode::new("PTS").unwrap();
+        let wrong_unit = entry(EntryKind::Payment, ALICE, &[(points, f.alice, f.shop, 1)]);
+        assert_eq!(f.book.apply(&wrong_unit), Err(BookError::UnknownUnit(points)));
+        let ghost = AccountId::new();
+        let to_ghost = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, ghost, 1)]);
+        assert_eq!(f.book.apply(&to_ghost), Err(BookError::UnknownAccount(ghost)));
+    }
+
+    #[test]
+    fn replayed_intent_is_a_duplicate_and_reused_id_a_conflict() {
+        let mut f = funded();
+        let pay = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, f.shop, 10)]);
+        f.book.apply(&pay).unwrap();
+        assert_eq!(
+            f.book.apply(&pay),
+            Err(BookError::Duplicate {
+                intent_id: pay.authorisation().intent_id,
+                entry_id: pay.id()
+            })
+        );
+        let mut other_auth = *pay.authorisation();
+        other_auth.digest = Digest([5; 32]);
+        let reused = JournalEntry::new(
+            EntryId::new(),
+            EntryKind::Payment,
+            pay.postings().to_vec(),
+            String::new(),
+            Tags::default(),
+            other_auth,
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            f.book.apply(&reused),
+            Err(BookError::IntentConflict(other_auth.intent_id))
+        );
+        assert_eq!(f.book.balance(f.shop), Some(Balance(10)));
+    }
+
+    #[test]
+    fn scheme_rules_are_enforced() {
+        let mut f = funded();
+        let fake_issue = entry(EntryKind::Issue, ALICE, &[(f.unit, f.alice, f.shop, 1)]);
+        assert!(matches!(f.book.apply(&fake_issue), Err(BookError::RuleViolation(_))));
+        let issuer_payment = entry(EntryKind::Payment, OPERATOR, &[(f.unit, f.issuer, f.shop, 1)]);
+        assert!(matches!(
+            f.book.apply(&issuer_payment),
+            Err(BookError::RuleViolation(_))
+        ));
+        let hours = UnitCode::new("HOUR").unwrap();
+        f.book
+            .add_unit(Unit::new(hours, "Hours", 2, UnitKind::MutualCredit, None).unwrap())
+            .unwrap();
+        assert!(matches!(
+            f.book.open_account(Account::new(hours, AccountKind::Issuer, None)),
+            Err(BookError::RuleViolation(_))
+        ));
+    }
+
+    #[test]
+    fn undo_restores_the_previous_state() {
+        let mut f = funded();
+        let pay = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, f.shop, 700)]);
+        f.book.apply(&pay).unwrap();
+        f.book.undo(&pay);
+        assert_eq!(f.book.balance(f.alice), Some(Balance(5_000)));
+        assert_eq!(f.book.balance(f.shop), Some(Balance(0)));
+        assert_eq!(f.book.entry_for_intent(pay.authorisation().intent_id), None);
+        f.book.apply(&pay).unwrap();
+    }
+
+    #[test]
+    fn registration_errors_are_distinct() {
+        let mut f = fixture();
+        let unit = f.book.unit(f.unit).unwrap().clone();
+        assert_eq!(f.book.add_unit(unit), Err(BookError::DuplicateUnit(f.unit)));
+        let account = f.book.account(f.alice).unwrap().clone();
+        assert_eq!(
+            f.book.open_account(account),
+            Err(BookError::DuplicateAccount(f.alice))
+        );
+        let stray = Account::new(UnitCode::new("NOPE").unwrap(), AccountKind::Holder, None);
+        assert!(matches!(f.book.open_account(stray), Err(BookError::UnknownUnit(_))));
+    }
+}

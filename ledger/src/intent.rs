@@ -1,0 +1,428 @@
+//! Signed intents: every state change is asked for by someone holding a key.
+//!
+//! The signed bytes are `"coledger/v1\n"` followed by the RFC 8785 canonical JSON of the
+//! intent object, so any language with an ed25519 library and a JCS implementation can sign.
+//! Canonicalisation runs over the JSON exactly as received, never over our re-serialisation,
+//! so a client that omits an optional field still verifies.
+
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::TimestampMs;
+use crate::amount::Amount;
+use crate::canonical::{CanonicalError, to_canonical_bytes};
+use crate::entry::{Authorisation, EntryError, EntryKind, JournalEntry, Leg, Posting, Tags};
+use crate::ids::{AccountId, EntryId, IntentId};
+use crate::journal::Digest;
+use crate::keys::{PublicKey, Signature};
+use crate::unit::UnitCode;
+
+/// Prefix of every signed message; the version lets us change the format without ambiguity.
+pub const SIGNING_CONTEXT: &[u8] = b"coledger/v1\n";
+
+/// The largest signed intent accepted, in bytes of JSON.
+pub const MAX_INTENT_BYTES: usize = 16 * 1024;
+
+/// Why an intent was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntentError {
+    /// Larger than [`MAX_INTENT_BYTES`].
+    #[error("signed intent is {size} bytes; the maximum is {MAX_INTENT_BYTES}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+    },
+    /// Not JSON, or not the shape of a signed intent.
+    #[error("malformed intent: {0}")]
+    Malformed(String),
+    /// The intent has a number we cannot canonicalise.
+    #[error("intent cannot be canonicalised: {0}")]
+    NotCanonical(#[from] CanonicalError),
+    /// Its `not_after` has passed.
+    #[error("intent expired at {not_after} (Unix seconds); it is now {now}")]
+    Expired {
+        /// The intent's expiry, Unix seconds.
+        not_after: i64,
+        /// The time of the check, Unix seconds.
+        now: i64,
+    },
+    /// The signature does not verify against the stated signer.
+    #[error("signature does not verify for signer {signer:?}")]
+    BadSignature {
+        /// The key the intent names.
+        signer: PublicKey,
+    },
+    /// The signing key is not the key the intent names.
+    #[error("the intent names signer {named:?} but was signed with another key")]
+    SignerMismatch {
+        /// The key the intent names.
+        named: PublicKey,
+    },
+    /// The intent describes an invalid entry.
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+}
+
+/// What the signer asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Pay `amount_minor` of `unit` from `from` to `to`. What wallets and cards sign.
+    Payment {
+        /// The paying account; the signer must control it.
+        from: AccountId,
+        /// The receiving account.
+        to: AccountId,
+        /// The unit, stated so a signer can never be tricked into paying in another one.
+        unit: UnitCode,
+        /// The amount in minor units.
+        amount_minor: Amount,
+        /// Free text for the statement.
+        #[serde(default)]
+        memo: String,
+    },
+    /// A general entry from balanced legs: issuance, fees, conversions. What operators sign.
+    Entry {
+        /// What the entry is.
+        kind: EntryKind,
+        /// Signed changes per account; per unit they must sum to zero.
+        legs: Vec<Leg>,
+        /// Free text.
+        #[serde(default)]
+        memo: String,
+        /// Reporting labels.
+        #[serde(default)]
+        tags: Tags,
+    },
+}
+
+/// A request to change the ledger, before signing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Intent {
+    /// The idempotency key: the same intent twice has one effect.
+    pub intent_id: IntentId,
+    /// The last second (Unix time) at which it may be applied.
+    pub not_after: i64,
+    /// The key that signs it.
+    pub signer: PublicKey,
+    /// What it asks for.
+    pub action: Action,
+}
+
+/// An intent with its signature, as received or as made by [`SignedIntent::sign`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedIntent {
+    intent: Intent,
+    signature: Signature,
+    /// RFC 8785 bytes of the intent object as received, which is what was signed.
+    canonical: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignedIntentWire {
+    intent: Value,
+    signature: Signature,
+}
+
+impl SignedIntent {
+    /// Signs `intent` with `key`, which must be the key the intent names.
+    pub fn sign(intent: Intent, key: &SigningKey) -> Result<Self, IntentError> {
+        if PublicKey::of(key) != intent.signer {
+            return Err(IntentError::SignerMismatch {
+                named: intent.signer,
+            });
+        }
+        let value = serde_json::to_value(&intent).map_err(|e| IntentError::Malformed(e.to_string()))?;
+        let canonical = to_canonical_bytes(&value)?;
+        let signature = Signature(key.sign(&signed_message(&canonical)).to_bytes());
+        Ok(Self {
+            intent,
+            signature,
+            canonical,
+        })
+    }
+
+    /// Reads `{"intent": {...}, "signature": "..."}`; unknown fields are refused.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, IntentError> {
+        if bytes.len() > MAX_INTENT_BYTES {
+            return Err(IntentError::TooLarge { size: bytes.len() });
+        }
+        let wire: SignedIntentWire =
+            serde_json::from_slice(bytes).map_err(|e| IntentError::Malformed(e.to_string()))?;
+        let canonical = to_canonical_bytes(&wire.intent)?;
+        let intent: Intent =
+            serde_json::from_value(wire.intent).map_err(|e| IntentError::Malformed(e.to_string()))?;
+        Ok(Self {
+            intent,
+            signature: wire.signature,
+            canonical,
+        })
+    }
+
+    /// The wire form: the intent as canonical JSON plus the signature.
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::with_capacity(self.canonical.len().saturating_add(120));
+        out.extend_from_slice(b"{\"intent\":");
+        out.extend_from_slice(&self.canonical);
+        out.extend_from_slice(b",\"signature\":\"");
+        out.extend_from_slice(self.signature.to_base64url().as_bytes());
+        out.extend_from_slice(b"\"}");
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The intent.
+    pub fn intent(&self) -> &Intent {
+        &self.intent
+    }
+    /// The signature.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    /// The canonical JSON of the intent.
+    pub fn canonical(&self) -> &[u8] {
+        &self.canonical
+    }
+    /// Exactly the bytes the signature covers.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        signed_message(&self.canonical)
+    }
+
+    /// Checks expiry against `now` and the signature against the named signer.
+    pub fn verify(self, now: TimestampMs) -> Result<VerifiedIntent, IntentError> {
+        let now_s = now.div_euclid(1000);
+        if now_s > self.intent.not_after {
+            return Err(IntentError::Expired {
+                not_after: self.intent.not_after,
+                now: now_s,
+            });
+        }
+        let message = self.signed_bytes();
+        let bad = || IntentError::BadSignature {
+            signer: self.intent.signer,
+        };
+        let key = VerifyingKey::from_bytes(&self.intent.signer.0).map_err(|_| bad())?;
+        let signature = ed25519_dalek::Signature::from_bytes(&self.signature.0);
+        // Strict verification refuses weak keys and malleable signatures.
+        key.verify_strict(&message, &signature).map_err(|_| bad())?;
+        Ok(VerifiedIntent {
+            digest: Digest::of(&message),
+            signed: self,
+        })
+    }
+}
+
+fn signed_message(canonical: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(SIGNING_CONTEXT.len().saturating_add(canonical.len()));
+    message.extend_from_slice(SIGNING_CONTEXT);
+    message.extend_from_slice(canonical);
+    message
+}
+
+/// An intent whose signature verified and which had not expired when checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedIntent {
+    signed: SignedIntent,
+    digest: Digest,
+}
+
+impl VerifiedIntent {
+    /// The intent.
+    pub fn intent(&self) -> &Intent {
+        &self.signed.intent
+    }
+    /// The signed intent.
+    pub fn signed(&self) -> &SignedIntent {
+        &self.signed
+    }
+    /// SHA-256 of the signed bytes.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// Who authorised, for the entry.
+    pub fn authorisation(&self) -> Authorisation {
+        Authorisation {
+            intent_id: self.signed.intent.intent_id,
+            signer: self.signed.intent.signer,
+            digest: self.digest,
+            signature: self.signed.signature,
+        }
+    }
+
+    /// The journal entry this intent asks for.
+    pub fn to_entry(&self, id: EntryId, created_at: TimestampMs) -> Result<JournalEntry, IntentError> {
+        let (kind, postings, memo, tags) = match &self.signed.intent.action {
+            Action::Payment {
+                from,
+                to,
+                unit,
+                amount_minor,
+                memo,
+            } => (
+                EntryKind::Payment,
+                vec![Posting {
+                    unit: *unit,
+                    debit: *from,
+                    credit: *to,
+                    amount: *amount_minor,
+                }],
+                memo.clone(),
+                Tags::default(),
+            ),
+            Action::Entry {
+                kind,
+                legs,
+                memo,
+                tags,
+            } => (
+                *kind,
+                JournalEntry::postings_from_legs(legs)?,
+                memo.clone(),
+                tags.clone(),
+            ),
+        };
+        Ok(JournalEntry::new(
+            id,
+            kind,
+            postings,
+            memo,
+            tags,
+            self.authorisation(),
+            created_at,
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn payment(key: &SigningKey, not_after: i64) -> Intent {
+        Intent {
+            intent_id: IntentId::new(),
+            not_after,
+            signer: PublicKey::of(key),
+            action: Action::Payment {
+                from: AccountId::new(),
+                to: AccountId::new(),
+                unit: UnitCode::new("PGI-EUR").unwrap(),
+                amount_minor: Amount::from_minor(1250).unwrap(),
+                memo: "pan y leche".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn signed_intent_verifies_and_round_trips() {
+        let k = key(1);
+        let signed = SignedIntent::sign(payment(&k, 2_000_000_000), &k).unwrap();
+        let parsed = SignedIntent::from_json(signed.to_json().as_bytes()).unwrap();
+        assert_eq!(parsed, signed);
+        let verified = parsed.verify(1_900_000_000_000).unwrap();
+        assert_eq!(verified.digest(), Digest::of(&signed.signed_bytes()));
+        let entry = verified.to_entry(EntryId::new(), 5).unwrap();
+        assert_eq!(entry.kind(), EntryKind::Payment);
+        assert_eq!(entry.postings()[0].amount.minor(), 1250);
+    }
+
+    #[test]
+    fn expired_intent_is_refused() {
+        let k = key(1);
+        let signed = SignedIntent::sign(payment(&k, 100), &k).unwrap();
+        assert_eq!(
+            signed.clone().verify(100_999).map(|_| ()),
+            Ok(()),
+            "valid through its last second"
+        );
+        assert_eq!(
+            signed.verify(101_000).map(|_| ()),
+            Err(IntentError::Expired {
+                not_after: 100,
+                now: 101
+            })
+        );
+    }
+
+    #[test]
+    fn tampered_intent_fails_signature() {
+        let k = key(1);
+        let signed = SignedIntent::sign(payment(&k, 2_000_000_000), &k).unwrap();
+        let tampered = signed.to_json().replace("1250", "9250");
+        let parsed = SignedIntent::from_json(tampered.as_bytes()).unwrap();
+        assert!(matches!(
+            parsed.verify(0),
+            Err(IntentError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn signature_by_another_key_fails() {
+        let (k, other) = (key(1), key(2));
+        let intent = payment(&k, 2_000_000_000);
+        assert!(matches!(
+            SignedIntent::sign(intent.clone(), &other),
+            Err(IntentError::SignerMismatch { .. })
+        ));
+        let mut forged = SignedIntent::sign(intent, &k).unwrap();
+        forged.signature = SignedIntent::sign(payment(&other, 1), &other)
+            .unwrap()
+            .signature;
+        assert!(matches!(
+            forged.verify(0),
+            Err(IntentError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_and_oversized_intents_are_refused() {
+        assert!(matches!(
+            SignedIntent::from_json(b"{"),
+            Err(IntentError::Malformed(_))
+        ));
+        assert!(matches!(
+            SignedIntent::from_json(br#"{"intent":{},"signature":"x","extra":1}"#),
+            Err(IntentError::Malformed(_))
+        ));
+        let big = vec![b' '; MAX_INTENT_BYTES + 1];
+        assert_eq!(
+            SignedIntent::from_json(&big),
+            Err(IntentError::TooLarge {
+                size: MAX_INTENT_BYTES + 1
+            })
+        );
+        let k = key(1);
+        let signed = SignedIntent::sign(payment(&k, 2_000_000_000), &k).unwrap();
+        let over_precise = signed.to_json().replace("1250", "12.5");
+        assert!(matches!(
+            SignedIntent::from_json(over_precise.as_bytes()),
+            Err(IntentError::NotCanonical(CanonicalError::NotAnInteger(_)))
+        ));
+        let negative = signed.to_json().replace("1250", "-1250");
+        assert!(matches!(
+            SignedIntent::from_json(negative.as_bytes()),
+            Err(IntentError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn omitted_optional_field_still_verifies() {
+        // A client that leaves out `memo` signs the object without it; we must verify that
+        // object, not our re-serialisation with `"memo":""`.
+        let k = key(3);
+        let intent = payment(&k, 2_000_000_000);
+        let mut value = serde_json::to_value(&intent).unwrap();
+        value["action"].as_object_mut().unwrap().remove("memo");
+        let canonical = to_canonical_bytes(&value).unwrap();
+        let signature = Signature(k.sign(&signed_message(&canonical)).to_bytes());
+        let wire = serde_json::json!({"intent": value, "signature": signature});
+        let parsed = SignedIntent::from_json(wire.to_string().as_bytes()).unwrap();
+        assert!(parsed.verify(0).is_ok());
+    }
+}

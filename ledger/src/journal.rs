@@ -1,0 +1,304 @@
+//! The tamper-evident journal: per unit, committed entries form a hash chain
+//! `hash(n) = SHA-256(hash(n-1) || canonical JSON of entry n)`, starting from 32 zero bytes.
+//! An entry spanning several units (a conversion) is linked into each unit's chain, in unit
+//! code order, with the same canonical bytes.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha256};
+
+use crate::canonical::{CanonicalError, to_canonical_bytes};
+use crate::entry::JournalEntry;
+use crate::unit::UnitCode;
+
+/// A SHA-256 digest; lowercase hex on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// SHA-256 of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        use std::fmt::Write as _;
+        self.0.iter().fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 64 || !text.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            let pair = text.get(i.checked_mul(2)?..i.checked_mul(2)?.checked_add(2)?)?;
+            *byte = u8::from_str_radix(pair, 16).ok()?;
+        }
+        Some(Self(out))
+    }
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Digest({})", self.to_hex())
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Digest::from_hex(&text).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+    }
+}
+
+/// The end of one unit's chain: the last sequence number and its hash (0 and zeros if empty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ChainHead {
+    /// Sequence number of the last entry (the first entry is 1).
+    pub seq: u64,
+    /// Its hash.
+    pub hash: Digest,
+}
+
+/// An entry's place in one unit's chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalLink {
+    /// The unit.
+    pub unit: UnitCode,
+    /// Sequence number within the unit.
+    pub seq: u64,
+    /// `SHA-256(previous hash || canonical entry)`.
+    pub hash: Digest,
+}
+
+/// Why a stored chain does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// A stored link's sequence is not the next one.
+    #[error("unit {unit}: expected sequence {expected}, found {found}")]
+    Gap {
+        /// The unit.
+        unit: UnitCode,
+        /// The next sequence number.
+        expected: u64,
+        /// The stored one.
+        found: u64,
+    },
+    /// A stored hash differs from the recomputed one: the entry or an earlier one was altered.
+    #[error("unit {unit}: hash mismatch at sequence {seq}")]
+    HashMismatch {
+        /// The unit.
+        unit: UnitCode,
+        /// Where.
+        seq: u64,
+    },
+    /// The entry's links do not name exactly its units.
+    #[error("entry links name units {found:?} but its postings touch {expected:?}")]
+    WrongUnits {
+        /// Units of the postings.
+        expected: Vec<UnitCode>,
+        /// Units of the stored links.
+        found: Vec<UnitCode>,
+    },
+    /// The entry cannot be canonicalised.
+    #[error(transparent)]
+    Canonical(#[from] CanonicalError),
+}
+
+/// The canonical bytes of an entry: RFC 8785 JSON of its serde form.
+pub fn canonical_entry_bytes(entry: &JournalEntry) -> Result<Vec<u8>, CanonicalError> {
+    // Serialising our own validated types to a Value cannot fail.
+    let value = serde_json::to_value(entry).unwrap_or(serde_json::Value::Null);
+    to_canonical_bytes(&value)
+}
+
+/// `SHA-256(prev || canonical)`.
+pub fn chain_hash(prev: &Digest, canonical: &[u8]) -> Digest {
+    let mut hasher = Sha256::new();
+    hasher.update(prev.0);
+    hasher.update(canonical);
+    Digest(hasher.finalize().into())
+}
+
+/// The heads of every unit's chain.
+#[derive(Clone, Debug, Default)]
+pub struct Journal {
+    heads: HashMap<UnitCode, ChainHead>,
+}
+
+impl Journal {
+    /// An empty journal.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The head of `unit`'s chain.
+    pub fn head(&self, unit: UnitCode) -> ChainHead {
+        self.heads.get(&unit).copied().unwrap_or_default()
+    }
+
+    /// Every unit's head.
+    pub fn heads(&self) -> &HashMap<UnitCode, ChainHead> {
+        &self.heads
+    }
+
+    /// Sets a unit's head back, to undo appends whose commit failed.
+    pub fn reset_head(&mut self, unit: UnitCode, head: ChainHead) {
+        if head == ChainHead::default() {
+            self.heads.remove(&unit);
+        } else {
+            self.heads.insert(unit, head);
+        }
+    }
+
+    /// Links `entry` into the chain of each unit it touches and returns the new links.
+    pub fn append(&mut self, entry: &JournalEntry) -> Result<Vec<JournalLink>, CanonicalError> {
+        let canonical = canonical_entry_bytes(entry)?;
+        let units = entry.units();
+        let mut links = Vec::with_capacity(units.len());
+        for unit in units {
+            let head = self.heads.entry(unit).or_default();
+            head.seq = head.seq.checked_add(1).unwrap_or(u64::MAX);
+            head.hash = chain_hash(&head.hash, &canonical);
+            links.push(JournalLink {
+                unit,
+                seq: head.seq,
+                hash: head.hash,
+            });
+        }
+        Ok(links)
+    }
+
+    /// Re-links a stored entry and checks that the stored links are exactly what we compute.
+    pub fn verify_append(
+        &mut self,
+        entry: &JournalEntry,
+        stored: &[JournalLink],
+    ) -> Result<(), ChainError> {
+        let expected_units = entry.units();
+        let found_units: Vec<UnitCode> = stored.iter().map(|l| l.unit).collect();
+        if expected_units != found_units {
+            return Err(ChainError::WrongUnits {
+                expected: expected_units,
+                found: found_units,
+            });
+        }
+        for link in stored {
+            let next = self.head(link.unit).seq.checked_add(1).unwrap_or(u64::MAX);
+            if link.seq != next {
+                return Err(ChainError::Gap {
+                    unit: link.unit,
+                    expected: next,
+                    found: link.seq,
+                });
+            }
+        }
+        let computed = self.append(entry)?;
+        for (ours, theirs) in computed.iter().zip(stored) {
+            if ours.hash != theirs.hash {
+                return Err(ChainError::HashMismatch {
+                    unit: ours.unit,
+                    seq: ours.seq,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amount::Amount;
+    use crate::entry::tests::test_authorisation;
+    use crate::entry::{EntryKind, Posting, Tags};
+    use crate::ids::{AccountId, EntryId};
+
+    fn entry(units: &[&str]) -> JournalEntry {
+        let postings = units
+            .iter()
+            .map(|u| Posting {
+                unit: UnitCode::new(u).unwrap(),
+                debit: AccountId::new(),
+                credit: AccountId::new(),
+                amount: Amount::from_minor(3).unwrap(),
+            })
+            .collect();
+        JournalEntry::new(
+            EntryId::new(),
+            EntryKind::Convert,
+            postings,
+            "m".into(),
+            Tags::default(),
+            test_authorisation(),
+            1,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn chain_links_each_unit_in_order() {
+        let mut journal = Journal::new();
+        let first = journal.append(&entry(&["PTS"])).unwrap();
+        let second = journal.append(&entry(&["PTS", "EUR-V"])).unwrap();
+        assert_eq!(first[0].seq, 1);
+        assert_eq!(second.len(), 2);
+        assert_eq!(second[0].unit.as_str(), "EUR-V");
+        assert_eq!(second[0].seq, 1);
+        assert_eq!(second[1].seq, 2);
+        assert_eq!(journal.head(UnitCode::new("PTS").unwrap()).hash, second[1].hash);
+    }
+
+    #[test]
+    fn verification_detects_tampering_and_gaps() {
+        let entries = [entry(&["PTS"]), entry(&["PTS"])];
+        let mut writer = Journal::new();
+        let links: Vec<_> = entries.iter().map(|e| writer.append(e).unwrap()).collect();
+
+        let mut reader = Journal::new();
+        reader.verify_append(&entries[0], &links[0]).unwrap();
+        reader.verify_append(&entries[1], &links[1]).unwrap();
+
+        let mut tampered_reader = Journal::new();
+        let mut bad = links[0].clone();
+        bad[0].hash.0[0] ^= 1;
+        assert!(matches!(
+            tampered_reader.verify_append(&entries[0], &bad),
+            Err(ChainError::HashMismatch { seq: 1, .. })
+        ));
+
+        let mut gap_reader = Journal::new();
+        assert!(matches!(
+            gap_reader.verify_append(&entries[1], &links[1]),
+            Err(ChainError::Gap {
+                expected: 1,
+                found: 2,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn digest_hex_round_trips() {
+        let digest = Digest::of(b"abc");
+        assert_eq!(
+            digest.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(Digest::from_hex(&digest.to_hex()), Some(digest));
+        assert_eq!(Digest::from_hex("zz"), None);
+    }
+}
