@@ -246,8 +246,14 @@ mod tests {
             Amount::parse("90071992547409.92", 2),
             Err(AmountError::Overflow)
         );
-        assert_eq!(Amount::parse("92233720368547758.08", 2), Err(AmountError::Overflow));
-        assert_eq!(Amount::from_minor(MAX_MINOR + 1), Err(AmountError::Overflow));
+        assert_eq!(
+            Amount::parse("92233720368547758.08", 2),
+            Err(AmountError::Overflow)
+        );
+        assert_eq!(
+            Amount::from_minor(MAX_MINOR + 1),
+            Err(AmountError::Overflow)
+        );
         assert_eq!(
             Amount::from_minor(MAX_MINOR)
                 .unwrap()

@@ -201,8 +201,8 @@ impl Book {
             for &(slot, delta) in &deltas {
                 let balance = &mut self.slots[slot as usize].balance;
                 // check_limits proved the sum fits in i64.
-                balance.0 = i64::try_from(i128::from(balance.0).saturating_add(delta))
-                    .unwrap_or(balance.0);
+                balance.0 =
+                    i64::try_from(i128::from(balance.0).saturating_add(delta)).unwrap_or(balance.0);
             }
             self.intents.insert(
                 auth.intent_id,
@@ -346,7 +346,9 @@ impl Book {
     }
     /// An account.
     pub fn account(&self, id: AccountId) -> Option<&Account> {
-        self.index.get(&id).map(|&s| &self.slots[s as usize].account)
+        self.index
+            .get(&id)
+            .map(|&s| &self.slots[s as usize].account)
     }
     /// An account's balance.
     pub fn balance(&self, id: AccountId) -> Option<Balance> {
@@ -474,7 +476,11 @@ mod tests {
 
     fn funded() -> Fixture {
         let mut f = fixture();
-        let issue = entry(EntryKind::Issue, OPERATOR, &[(f.unit, f.issuer, f.alice, 5_000)]);
+        let issue = entry(
+            EntryKind::Issue,
+            OPERATOR,
+            &[(f.unit, f.issuer, f.alice, 5_000)],
+        );
         f.book.apply(&issue).unwrap();
         f
     }
@@ -482,7 +488,11 @@ mod tests {
     #[test]
     fn issue_then_pay_moves_balances_and_keeps_sums_zero() {
         let mut f = funded();
-        let pay = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, f.shop, 1_250)]);
+        let pay = entry(
+            EntryKind::Payment,
+            ALICE,
+            &[(f.unit, f.alice, f.shop, 1_250)],
+        );
         f.book.apply(&pay).unwrap();
         assert_eq!(f.book.balance(f.issuer), Some(Balance(-5_000)));
         assert_eq!(f.book.balance(f.alice), Some(Balance(3_750)));
@@ -493,7 +503,11 @@ mod tests {
     #[test]
     fn insufficient_funds_are_refused_and_nothing_moves() {
         let mut f = funded();
-        let pay = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, f.shop, 5_001)]);
+        let pay = entry(
+            EntryKind::Payment,
+            ALICE,
+            &[(f.unit, f.alice, f.shop, 5_001)],
+        );
         assert_eq!(
             f.book.apply(&pay),
             Err(BookError::InsufficientFunds {
@@ -534,12 +548,24 @@ mod tests {
         let other_id = other.id;
         f.book.open_account(other).unwrap();
         f.book
-            .apply(&entry(EntryKind::Issue, OPERATOR, &[(f.unit, f.issuer, other_id, 9_000)]))
+            .apply(&entry(
+                EntryKind::Issue,
+                OPERATOR,
+                &[(f.unit, f.issuer, other_id, 9_000)],
+            ))
             .unwrap();
         f.book
-            .apply(&entry(EntryKind::Payment, ALICE, &[(f.unit, other_id, f.shop, 9_000)]))
+            .apply(&entry(
+                EntryKind::Payment,
+                ALICE,
+                &[(f.unit, other_id, f.shop, 9_000)],
+            ))
             .unwrap();
-        let pay = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, f.shop, 1_001)]);
+        let pay = entry(
+            EntryKind::Payment,
+            ALICE,
+            &[(f.unit, f.alice, f.shop, 1_001)],
+        );
         assert_eq!(
             f.book.apply(&pay),
             Err(BookError::LimitExceeded {
@@ -563,7 +589,11 @@ mod tests {
     #[test]
     fn only_the_accounts_authority_may_debit_it() {
         let mut f = funded();
-        let theft = entry(EntryKind::Payment, OPERATOR, &[(f.unit, f.alice, f.shop, 1)]);
+        let theft = entry(
+            EntryKind::Payment,
+            OPERATOR,
+            &[(f.unit, f.alice, f.shop, 1)],
+        );
         assert_eq!(f.book.apply(&theft), Err(BookError::NotAuthorised(f.alice)));
     }
 
@@ -572,10 +602,16 @@ mod tests {
         let mut f = funded();
         let points = UnitCode::new("PTS").unwrap();
         let wrong_unit = entry(EntryKind::Payment, ALICE, &[(points, f.alice, f.shop, 1)]);
-        assert_eq!(f.book.apply(&wrong_unit), Err(BookError::UnknownUnit(points)));
+        assert_eq!(
+            f.book.apply(&wrong_unit),
+            Err(BookError::UnknownUnit(points))
+        );
         let ghost = AccountId::new();
         let to_ghost = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, ghost, 1)]);
-        assert_eq!(f.book.apply(&to_ghost), Err(BookError::UnknownAccount(ghost)));
+        assert_eq!(
+            f.book.apply(&to_ghost),
+            Err(BookError::UnknownAccount(ghost))
+        );
     }
 
     #[test]
@@ -613,8 +649,15 @@ mod tests {
     fn scheme_rules_are_enforced() {
         let mut f = funded();
         let fake_issue = entry(EntryKind::Issue, ALICE, &[(f.unit, f.alice, f.shop, 1)]);
-        assert!(matches!(f.book.apply(&fake_issue), Err(BookError::RuleViolation(_))));
-        let issuer_payment = entry(EntryKind::Payment, OPERATOR, &[(f.unit, f.issuer, f.shop, 1)]);
+        assert!(matches!(
+            f.book.apply(&fake_issue),
+            Err(BookError::RuleViolation(_))
+        ));
+        let issuer_payment = entry(
+            EntryKind::Payment,
+            OPERATOR,
+            &[(f.unit, f.issuer, f.shop, 1)],
+        );
         assert!(matches!(
             f.book.apply(&issuer_payment),
             Err(BookError::RuleViolation(_))
@@ -624,7 +667,8 @@ mod tests {
             .add_unit(Unit::new(hours, "Hours", 2, UnitKind::MutualCredit, None).unwrap())
             .unwrap();
         assert!(matches!(
-            f.book.open_account(Account::new(hours, AccountKind::Issuer, None)),
+            f.book
+                .open_account(Account::new(hours, AccountKind::Issuer, None)),
             Err(BookError::RuleViolation(_))
         ));
     }
@@ -652,6 +696,9 @@ mod tests {
             Err(BookError::DuplicateAccount(f.alice))
         );
         let stray = Account::new(UnitCode::new("NOPE").unwrap(), AccountKind::Holder, None);
-        assert!(matches!(f.book.open_account(stray), Err(BookError::UnknownUnit(_))));
+        assert!(matches!(
+            f.book.open_account(stray),
+            Err(BookError::UnknownUnit(_))
+        ));
     }
 }

@@ -162,7 +162,10 @@ mod tests {
             to_canonical_bytes(&json!(u64::MAX)),
             Err(CanonicalError::UnsafeInteger(_))
         ));
-        assert_eq!(canon(json!(-9_007_199_254_740_991_i64)), "-9007199254740991");
+        assert_eq!(
+            canon(json!(-9_007_199_254_740_991_i64)),
+            "-9007199254740991"
+        );
     }
 
     #[test]

@@ -335,10 +335,8 @@ impl JournalEntry {
                     unit,
                     debit: debits[d].0,
                     credit: credits[c].0,
-                    amount: Amount::from_minor(moved).map_err(|_| EntryError::Unbalanced {
-                        unit,
-                        sum: 0,
-                    })?,
+                    amount: Amount::from_minor(moved)
+                        .map_err(|_| EntryError::Unbalanced { unit, sum: 0 })?,
                 });
                 debits[d].1 = debits[d].1.saturating_sub(moved);
                 credits[c].1 = credits[c].1.saturating_sub(moved);
@@ -534,7 +532,10 @@ pub(crate) mod tests {
             },
         ];
         let postings = JournalEntry::postings_from_legs(&legs).unwrap();
-        assert_eq!(postings, vec![posting(payer, shop, 95), posting(payer, fee, 5)]);
+        assert_eq!(
+            postings,
+            vec![posting(payer, shop, 95), posting(payer, fee, 5)]
+        );
     }
 
     #[test]

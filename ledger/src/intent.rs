@@ -135,7 +135,8 @@ impl SignedIntent {
                 named: intent.signer,
             });
         }
-        let value = serde_json::to_value(&intent).map_err(|e| IntentError::Malformed(e.to_string()))?;
+        let value =
+            serde_json::to_value(&intent).map_err(|e| IntentError::Malformed(e.to_string()))?;
         let canonical = to_canonical_bytes(&value)?;
         let signature = Signature(key.sign(&signed_message(&canonical)).to_bytes());
         Ok(Self {
@@ -153,8 +154,8 @@ impl SignedIntent {
         let wire: SignedIntentWire =
             serde_json::from_slice(bytes).map_err(|e| IntentError::Malformed(e.to_string()))?;
         let canonical = to_canonical_bytes(&wire.intent)?;
-        let intent: Intent =
-            serde_json::from_value(wire.intent).map_err(|e| IntentError::Malformed(e.to_string()))?;
+        let intent: Intent = serde_json::from_value(wire.intent)
+            .map_err(|e| IntentError::Malformed(e.to_string()))?;
         Ok(Self {
             intent,
             signature: wire.signature,
@@ -253,7 +254,11 @@ impl VerifiedIntent {
     }
 
     /// The journal entry this intent asks for.
-    pub fn to_entry(&self, id: EntryId, created_at: TimestampMs) -> Result<JournalEntry, IntentError> {
+    pub fn to_entry(
+        &self,
+        id: EntryId,
+        created_at: TimestampMs,
+    ) -> Result<JournalEntry, IntentError> {
         let (kind, postings, memo, tags) = match &self.signed.intent.action {
             Action::Payment {
                 from,

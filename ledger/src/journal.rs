@@ -171,7 +171,7 @@ impl Journal {
         let mut links = Vec::with_capacity(units.len());
         for unit in units {
             let head = self.heads.entry(unit).or_default();
-            head.seq = head.seq.checked_add(1).unwrap_or(u64::MAX);
+            head.seq = head.seq.saturating_add(1);
             head.hash = chain_hash(&head.hash, &canonical);
             links.push(JournalLink {
                 unit,
@@ -197,7 +197,7 @@ impl Journal {
             });
         }
         for link in stored {
-            let next = self.head(link.unit).seq.checked_add(1).unwrap_or(u64::MAX);
+            let next = self.head(link.unit).seq.saturating_add(1);
             if link.seq != next {
                 return Err(ChainError::Gap {
                     unit: link.unit,
@@ -259,7 +259,10 @@ mod tests {
         assert_eq!(second[0].unit.as_str(), "EUR-V");
         assert_eq!(second[0].seq, 1);
         assert_eq!(second[1].seq, 2);
-        assert_eq!(journal.head(UnitCode::new("PTS").unwrap()).hash, second[1].hash);
+        assert_eq!(
+            journal.head(UnitCode::new("PTS").unwrap()).hash,
+            second[1].hash
+        );
     }
 
     #[test]

@@ -229,14 +229,7 @@ mod tests {
     #[test]
     fn unit_codes_are_validated() {
         assert_eq!(UnitCode::new("PGI-EUR").unwrap().as_str(), "PGI-EUR");
-        for bad in [
-            "",
-            "eur",
-            "1EUR",
-            "EUR$",
-            "A-VERY-LONG-UNIT-CODE",
-            "ÉUR",
-        ] {
+        for bad in ["", "eur", "1EUR", "EUR$", "A-VERY-LONG-UNIT-CODE", "ÉUR"] {
             assert!(UnitCode::new(bad).is_err(), "{bad:?}");
         }
     }

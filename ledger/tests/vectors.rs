@@ -1,0 +1,220 @@
+//! Published test vectors for signed intents (`tests/vectors/intents.json`): keys, intents,
+//! their canonical bytes, signatures and the verdict at a given time. Client authors in any
+//! language check their implementation against this file. Ed25519 is deterministic, so the
+//! file is fully reproducible: `UPDATE_VECTORS=1 cargo test -p ledger --test vectors`
+//! rewrites it, and a change to it in review means the wire format changed.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use ed25519_dalek::SigningKey;
+use ledger::canonical::to_canonical_bytes;
+use ledger::intent::SIGNING_CONTEXT;
+use ledger::{
+    AccountId, Action, Amount, EntryKind, Intent, IntentError, IntentId, Leg, PublicKey,
+    SignedIntent, Tags, UnitCode,
+};
+use serde_json::{Value, json};
+
+fn vectors_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/intents.json")
+}
+
+fn id<T: std::str::FromStr>(text: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    text.parse().unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The cases, built from fixed seeds and ids so the output never changes.
+fn cases() -> Vec<(&'static str, [u8; 32], Intent)> {
+    let household = [0x11; 32];
+    let operator = [0x22; 32];
+    let key = |seed: [u8; 32]| PublicKey::of(&SigningKey::from_bytes(&seed));
+    let eur = UnitCode::new("PGI-EUR").unwrap();
+    vec![
+        (
+            "payment at a shop",
+            household,
+            Intent {
+                intent_id: id("0192f3a0-1111-7000-8000-000000000001"),
+                not_after: 1_800_000_000,
+                signer: key(household),
+                action: Action::Payment {
+                    from: id("0192f3a0-aaaa-7000-8000-000000000001"),
+                    to: id("0192f3a0-bbbb-7000-8000-000000000002"),
+                    unit: eur,
+                    amount_minor: Amount::from_minor(1250).unwrap(),
+                    memo: "pan y leche".into(),
+                },
+            },
+        ),
+        (
+            "payment with an Arabic memo and escapes",
+            household,
+            Intent {
+                intent_id: id("0192f3a0-1111-7000-8000-000000000002"),
+                not_after: 1_800_000_000,
+                signer: key(household),
+                action: Action::Payment {
+                    from: id("0192f3a0-aaaa-7000-8000-000000000001"),
+                    to: id("0192f3a0-bbbb-7000-8000-000000000003"),
+                    unit: eur,
+                    amount_minor: Amount::from_minor(300).unwrap(),
+                    memo: "خبز \"طازج\"\n\u{1}".into(),
+                },
+            },
+        ),
+        (
+            "operator issuance with legs and tags",
+            operator,
+            Intent {
+                intent_id: id("0192f3a0-1111-7000-8000-000000000003"),
+                not_after: 1_800_000_000,
+                signer: key(operator),
+                action: Action::Entry {
+                    kind: EntryKind::Issue,
+                    legs: vec![
+                        Leg {
+                            account: id("0192f3a0-cccc-7000-8000-000000000009"),
+                            unit: eur,
+                            delta: -20_000,
+                        },
+                        Leg {
+                            account: id("0192f3a0-aaaa-7000-8000-000000000001"),
+                            unit: eur,
+                            delta: 20_000,
+                        },
+                    ],
+                    memo: "minimum income 2026-12".into(),
+                    tags: Tags {
+                        programme: Some("pgi-2026".into()),
+                        budget_line: Some("4800".into()),
+                        category: None,
+                    },
+                },
+            },
+        ),
+    ]
+}
+
+fn generate() -> Value {
+    let mut vectors = Vec::new();
+    for (name, seed, intent) in cases() {
+        let key = SigningKey::from_bytes(&seed);
+        let signed = SignedIntent::sign(intent, &key).unwrap();
+        let wire: Value = serde_json::from_str(&signed.to_json()).unwrap();
+        vectors.push(json!({
+            "name": name,
+            "secret_seed_hex": hex(&seed),
+            "public_key": PublicKey::of(&key),
+            "intent": wire["intent"],
+            "canonical": String::from_utf8(signed.canonical().to_vec()).unwrap(),
+            "signed_bytes_hex": hex(&signed.signed_bytes()),
+            "signature": wire["signature"],
+            "checked_at_unix_s": 1_700_000_000,
+            "expect": "ok",
+        }));
+    }
+    // Negative cases derived from the first: a changed amount, and an expired check time.
+    let mut tampered = vectors[0].clone();
+    tampered["name"] = json!("amount changed after signing");
+    tampered["intent"]["action"]["amount_minor"] = json!(9250);
+    tampered["canonical"] =
+        json!(String::from_utf8(to_canonical_bytes(&tampered["intent"]).unwrap()).unwrap());
+    tampered["signed_bytes_hex"] = json!(hex(&[
+        SIGNING_CONTEXT,
+        tampered["canonical"].as_str().unwrap().as_bytes()
+    ]
+    .concat()));
+    tampered["expect"] = json!("bad_signature");
+    let mut expired = vectors[0].clone();
+    expired["name"] = json!("checked after not_after");
+    expired["checked_at_unix_s"] = json!(1_800_000_001);
+    expired["expect"] = json!("expired");
+    vectors.push(tampered);
+    vectors.push(expired);
+    json!({
+        "format": "coledger signed intents v1",
+        "signed_bytes": "\"coledger/v1\\n\" followed by the RFC 8785 canonical JSON of `intent`",
+        "encoding": "public keys and signatures are unpadded base64url; ids are UUID strings; amounts are integer minor units",
+        "vectors": vectors,
+    })
+}
+
+#[test]
+fn published_vectors_match_this_implementation() {
+    let generated = generate();
+    if std::env::var_os("UPDATE_VECTORS").is_some() {
+        let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
+        std::fs::write(vectors_path(), text).unwrap();
+    }
+    let published: Value =
+        serde_json::from_str(&std::fs::read_to_string(vectors_path()).unwrap()).unwrap();
+    assert_eq!(
+        published, generated,
+        "regenerate with UPDATE_VECTORS=1 if the format changed on purpose"
+    );
+
+    for vector in published["vectors"].as_array().unwrap() {
+        let canonical = to_canonical_bytes(&vector["intent"]).unwrap();
+        assert_eq!(canonical, vector["canonical"].as_str().unwrap().as_bytes());
+        assert_eq!(
+            [SIGNING_CONTEXT, &canonical].concat(),
+            unhex(vector["signed_bytes_hex"].as_str().unwrap())
+        );
+        let wire = json!({"intent": vector["intent"], "signature": vector["signature"]});
+        let parsed = SignedIntent::from_json(wire.to_string().as_bytes()).unwrap();
+        let now_ms = vector["checked_at_unix_s"].as_i64().unwrap() * 1000;
+        let verdict = match parsed.verify(now_ms) {
+            Ok(_) => "ok",
+            Err(IntentError::BadSignature { .. }) => "bad_signature",
+            Err(IntentError::Expired { .. }) => "expired",
+            Err(other) => panic!("unexpected {other}"),
+        };
+        assert_eq!(verdict, vector["expect"], "{}", vector["name"]);
+    }
+}
+
+/// An implementation we did not write (PyNaCl + the `rfc8785` package) must agree on every
+/// canonical byte, signature and verdict.
+#[test]
+fn independent_python_implementation_agrees() {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/check_vectors.py");
+    let probe = Command::new("python3")
+        .args(["-c", "import nacl, rfc8785"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        let message = "SKIPPED: python3 with PyNaCl and rfc8785 is missing \
+                       (pip install -r ledger/tests/vectors/requirements.txt)";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{message}, and CI=true forbids skipping"
+        );
+        eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
+        return;
+    }
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(vectors_path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python check failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
