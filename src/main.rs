@@ -1,1 +1,62 @@
-fn main() {}
+//! The `coledger` binary: one executable with subcommands for the service and its tools.
+
+mod bench;
+mod config;
+mod crash_writer;
+mod demo;
+mod scheme;
+mod serve;
+
+use anyhow::Result;
+use clap::Parser as _;
+use config::{BenchCommand, Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // Logs go to stderr so that stdout stays clean for what a command prints.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Bench(BenchCommand::Ledger(args)) => bench::ledger(args).await,
+            Command::CrashWriter(args) => crash_writer::run(args).await,
+        }
+    })
+}
+
+/// Connects, migrates and starts the committer: what every database-using command does first.
+async fn open_ledger(
+    url: &str,
+) -> Result<(
+    wallet_api::Database,
+    wallet_api::Committer,
+    wallet_api::CommitterTask,
+)> {
+    use anyhow::Context as _;
+    let redacted = wallet_api::db::redact(url);
+    let db = wallet_api::Database::connect(url)
+        .await
+        .with_context(|| format!("connecting to {redacted}"))?;
+    db.migrate()
+        .await
+        .with_context(|| format!("migrating {redacted}"))?;
+    let (committer, task) = wallet_api::Committer::start(
+        db.clone(),
+        wallet_api::CommitterConfig::default(),
+        std::sync::Arc::new(wallet_api::SystemClock),
+    )
+    .await
+    .with_context(|| format!("loading the ledger from {redacted}"))?;
+    Ok((db, committer, task))
+}

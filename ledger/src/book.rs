@@ -216,25 +216,53 @@ impl Book {
         result
     }
 
-    /// Reverses [`Book::apply`] of `entry`, for a batch whose commit failed. Entries must be
-    /// undone newest first; undoing anything else is a bug and stops the process.
-    pub fn undo(&mut self, entry: &JournalEntry) {
-        let removed = self.intents.remove(&entry.authorisation().intent_id);
-        assert!(
-            removed.is_some_and(|a| a.entry_id == entry.id()),
-            "undo of an entry the book did not apply"
-        );
+    /// Applies an entry loaded from storage, where it was committed under the rules of its
+    /// day. Statuses, signers and limits may have changed since (a card frozen later, a key
+    /// rotated), so only what can never change is checked here: accounts exist, units match,
+    /// the intent is new, balances fit in 64 bits. The caller then proves the invariants over
+    /// the whole Book with [`Book::check_invariants`].
+    pub fn replay(&mut self, entry: &JournalEntry) -> Result<(), BookError> {
+        let auth = entry.authorisation();
+        if let Some(applied) = self.intents.get(&auth.intent_id) {
+            return Err(BookError::Duplicate {
+                intent_id: auth.intent_id,
+                entry_id: applied.entry_id,
+            });
+        }
+        for posting in entry.postings() {
+            for id in [posting.debit, posting.credit] {
+                let account = &self.slots[self.slot(id)?].account;
+                if account.unit != posting.unit {
+                    return Err(BookError::UnitMismatch {
+                        account: account.id,
+                        account_unit: account.unit,
+                        posting_unit: posting.unit,
+                    });
+                }
+            }
+        }
         for posting in entry.postings() {
             let amount = posting.amount.minor();
-            for (id, sign) in [(posting.debit, 1i64), (posting.credit, -1i64)] {
-                let slot = self.index[&id] as usize;
+            for (id, change) in [
+                (posting.debit, amount.saturating_neg()),
+                (posting.credit, amount),
+            ] {
+                let slot = self.slot(id)?;
                 let balance = &mut self.slots[slot].balance;
                 balance.0 = balance
                     .0
-                    .checked_add(amount.saturating_mul(sign))
-                    .expect("undo restores a balance that existed");
+                    .checked_add(change)
+                    .ok_or(BookError::Overflow(id))?;
             }
         }
+        self.intents.insert(
+            auth.intent_id,
+            AppliedIntent {
+                entry_id: entry.id(),
+                digest: auth.digest,
+            },
+        );
+        Ok(())
     }
 
     fn slot(&self, id: AccountId) -> Result<usize, BookError> {
@@ -674,15 +702,26 @@ mod tests {
     }
 
     #[test]
-    fn undo_restores_the_previous_state() {
+    fn replay_ignores_todays_status_but_not_structure() {
         let mut f = funded();
-        let pay = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, f.shop, 700)]);
-        f.book.apply(&pay).unwrap();
-        f.book.undo(&pay);
-        assert_eq!(f.book.balance(f.alice), Some(Balance(5_000)));
-        assert_eq!(f.book.balance(f.shop), Some(Balance(0)));
-        assert_eq!(f.book.entry_for_intent(pay.authorisation().intent_id), None);
-        f.book.apply(&pay).unwrap();
+        let pay = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, f.shop, 100)]);
+        f.book.set_status(f.alice, AccountStatus::Frozen).unwrap();
+        f.book.replay(&pay).unwrap();
+        assert_eq!(f.book.balance(f.shop), Some(Balance(100)));
+        assert!(matches!(
+            f.book.replay(&pay),
+            Err(BookError::Duplicate { .. })
+        ));
+        let ghost = entry(
+            EntryKind::Payment,
+            ALICE,
+            &[(f.unit, f.alice, AccountId::new(), 1)],
+        );
+        assert!(matches!(
+            f.book.replay(&ghost),
+            Err(BookError::UnknownAccount(_))
+        ));
+        assert_eq!(f.book.balance(f.alice), Some(Balance(4_900)));
     }
 
     #[test]

@@ -155,31 +155,28 @@ impl Journal {
         &self.heads
     }
 
-    /// Sets a unit's head back, to undo appends whose commit failed.
-    pub fn reset_head(&mut self, unit: UnitCode, head: ChainHead) {
-        if head == ChainHead::default() {
-            self.heads.remove(&unit);
-        } else {
-            self.heads.insert(unit, head);
-        }
-    }
-
     /// Links `entry` into the chain of each unit it touches and returns the new links.
     pub fn append(&mut self, entry: &JournalEntry) -> Result<Vec<JournalLink>, CanonicalError> {
         let canonical = canonical_entry_bytes(entry)?;
-        let units = entry.units();
+        Ok(self.append_canonical(&entry.units(), &canonical))
+    }
+
+    /// [`Journal::append`] with the canonical bytes computed beforehand, so the expensive
+    /// serialisation can run on the submitting task rather than on the single writer.
+    /// `units` must be `entry.units()` of the entry `canonical` encodes.
+    pub fn append_canonical(&mut self, units: &[UnitCode], canonical: &[u8]) -> Vec<JournalLink> {
         let mut links = Vec::with_capacity(units.len());
-        for unit in units {
+        for &unit in units {
             let head = self.heads.entry(unit).or_default();
             head.seq = head.seq.saturating_add(1);
-            head.hash = chain_hash(&head.hash, &canonical);
+            head.hash = chain_hash(&head.hash, canonical);
             links.push(JournalLink {
                 unit,
                 seq: head.seq,
                 hash: head.hash,
             });
         }
-        Ok(links)
+        links
     }
 
     /// Re-links a stored entry and checks that the stored links are exactly what we compute.

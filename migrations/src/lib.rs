@@ -1,1 +1,76 @@
-//! placeholder
+//! The SQL schema of coledger, for SQLite (the embedded default) and PostgreSQL (production),
+//! compiled into the binary and exported as sqlx [`Migrator`]s.
+//!
+//! Invariants: a migration is never edited once it has landed (sqlx refuses to start on a
+//! changed checksum); both dialects always describe the same tables; ledger rows (entries,
+//! postings, intents, journal links) have no UPDATE or DELETE path, enforced by triggers.
+
+use std::borrow::Cow;
+
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+
+/// One migration: version, description, SQL.
+type Embedded = (i64, &'static str, &'static str);
+
+const SQLITE: &[Embedded] = &[(1, "ledger", include_str!("../sqlite/0001_ledger.sql"))];
+
+const POSTGRES: &[Embedded] = &[(1, "ledger", include_str!("../postgres/0001_ledger.sql"))];
+
+/// Migrations compiled into the binary, so the service needs no files beside it.
+#[derive(Debug, Clone, Copy)]
+struct EmbeddedSource(&'static [Embedded]);
+
+impl MigrationSource<'static> for EmbeddedSource {
+    fn resolve(
+        self,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Vec<Migration>, BoxDynError>> + Send>,
+    > {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// The SQLite migrator.
+pub async fn sqlite() -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(EmbeddedSource(SQLITE)).await
+}
+
+/// The PostgreSQL migrator.
+pub async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(EmbeddedSource(POSTGRES)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_dialects_define_the_same_tables() {
+        fn tables(sql: &str) -> Vec<&str> {
+            sql.lines()
+                .filter_map(|l| l.strip_prefix("create table "))
+                .filter_map(|l| l.split_whitespace().next())
+                .collect()
+        }
+        for (lite, pg) in SQLITE.iter().zip(POSTGRES) {
+            assert_eq!(lite.0, pg.0);
+            assert_eq!(tables(lite.2), tables(pg.2));
+        }
+        assert_eq!(SQLITE.len(), POSTGRES.len());
+    }
+}

@@ -1,1 +1,15 @@
-//! placeholder
+//! The coledger service: storage (SQLite or PostgreSQL through sqlx), the batched committer
+//! that is the ledger's single writer, and the HTTP API.
+//!
+//! Invariants: only the committer writes ledger rows, and it replies only after the database
+//! commit (a reply means durable); the Book in memory is always what storage says, verified
+//! on every start and reloaded after any failed write; SQL lives only in [`db`].
+
+pub mod clock;
+pub mod committer;
+pub mod db;
+pub mod http;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use committer::{CommitError, Committed, Committer, CommitterConfig, CommitterTask};
+pub use db::Database;

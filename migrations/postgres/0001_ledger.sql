@@ -1,0 +1,87 @@
+-- The ledger's tables. Balances are not stored: they are derived from postings when the
+-- service starts (and re-checked then), so there is no second copy that could disagree.
+-- Entries, postings, intents and journal links are append-only: triggers refuse UPDATE,
+-- DELETE and TRUNCATE, because corrections are new entries.
+
+create table unit (
+    code text primary key,
+    name text not null,
+    scale smallint not null check (scale between 0 and 8),
+    kind text not null check (kind in ('voucher', 'points', 'mutual_credit')),
+    peg text,
+    created_at bigint not null
+);
+
+create table account (
+    id uuid primary key,
+    unit text not null references unit (code),
+    kind text not null check (kind in ('issuer', 'holder', 'merchant', 'collector', 'system')),
+    status text not null check (status in ('active', 'frozen', 'closed')),
+    lower_limit bigint,
+    upper_limit bigint,
+    authority bytea check (authority is null or length(authority) = 32),
+    created_at bigint not null
+);
+
+-- position is the global commit order, assigned by the single writer.
+create table entry (
+    position bigint primary key,
+    id uuid not null unique,
+    kind text not null,
+    memo text not null,
+    tags text not null,
+    intent_id uuid not null unique,
+    created_at bigint not null
+);
+
+create table posting (
+    entry_position bigint not null references entry (position),
+    idx smallint not null,
+    unit text not null,
+    debit uuid not null,
+    credit uuid not null,
+    amount_minor bigint not null check (amount_minor > 0),
+    primary key (entry_position, idx)
+);
+
+-- The signed request behind each entry: body is the RFC 8785 JSON that was signed.
+create table intent (
+    intent_id uuid primary key,
+    entry_position bigint not null unique references entry (position),
+    signer bytea not null check (length(signer) = 32),
+    digest bytea not null check (length(digest) = 32),
+    signature bytea not null check (length(signature) = 64),
+    body text not null
+);
+
+-- Per-unit hash chain: hash = SHA-256(previous hash || canonical entry JSON).
+create table journal (
+    unit text not null,
+    seq bigint not null check (seq > 0),
+    entry_position bigint not null references entry (position),
+    hash bytea not null check (length(hash) = 32),
+    primary key (unit, seq)
+);
+
+create function coledger_refuse_change() returns trigger language plpgsql as $$
+begin
+    raise exception 'coledger: % rows are immutable; corrections are new entries', tg_table_name;
+end
+$$;
+
+create trigger entry_immutable before update or delete on entry
+    for each row execute function coledger_refuse_change();
+create trigger posting_immutable before update or delete on posting
+    for each row execute function coledger_refuse_change();
+create trigger intent_immutable before update or delete on intent
+    for each row execute function coledger_refuse_change();
+create trigger journal_immutable before update or delete on journal
+    for each row execute function coledger_refuse_change();
+create trigger entry_no_truncate before truncate on entry
+    for each statement execute function coledger_refuse_change();
+create trigger posting_no_truncate before truncate on posting
+    for each statement execute function coledger_refuse_change();
+create trigger intent_no_truncate before truncate on intent
+    for each statement execute function coledger_refuse_change();
+create trigger journal_no_truncate before truncate on journal
+    for each statement execute function coledger_refuse_change();

@@ -1,0 +1,460 @@
+//! `coledger bench ledger`: the figures in BENCHMARKS.md.
+//!
+//! Measures, in one run so ratios are fair on a noisy machine:
+//! - the Book's apply rate (pure, in memory) and the journal's hashing rate;
+//! - durable payments/s through the committer on SQLite and PostgreSQL at several numbers of
+//!   concurrent submitters, with p50/p99 latency from submit to durable reply;
+//! - the same payments done naively (one transaction per payment, row locks) as the baseline.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use ledger::journal::{Journal, canonical_entry_bytes};
+use ledger::{
+    Account, AccountId, AccountKind, Amount, Authorisation, Book, Digest, EntryId, EntryKind,
+    IntentId, JournalEntry, Posting, PublicKey, Signature, Tags, VerifiedIntent,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use wallet_api::db::{naive, scratch};
+use wallet_api::{Committer, CommitterConfig, Database, SystemClock};
+
+use crate::config::BenchLedgerArgs;
+use crate::scheme::{Scheme, now_s};
+
+/// No single measurement runs longer than this; rates are computed over what was done.
+const RUN_LIMIT: Duration = Duration::from_secs(15);
+/// Opening balance of every account, in minor units; payments are 1..=100.
+const OPENING_MINOR: i64 = 1_000_000;
+const SEED: u64 = 7;
+
+pub async fn ledger(args: BenchLedgerArgs) -> Result<()> {
+    print_machine();
+    println!(
+        "accounts: {}, payments per committer run: {} (or {} s), naive: {}",
+        args.accounts,
+        args.payments,
+        RUN_LIMIT.as_secs(),
+        args.naive_payments
+    );
+    book_apply(&args);
+
+    println!(
+        "\npreparing {} accounts and {} signed payment intents…",
+        args.accounts, args.payments
+    );
+    let started = Instant::now();
+    let scheme = Arc::new(Scheme::generate("BENCH", args.accounts, 0, SEED)?);
+    let (funding, payments) = prepare_intents(&scheme, args.payments)?;
+    println!("prepared in {:.1} s", started.elapsed().as_secs_f64());
+
+    let scratch_dir = match &args.scratch_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("coledger-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&scratch_dir)?;
+    let mut targets = vec![Target::Sqlite(scratch_dir.clone())];
+    match &args.postgres_url {
+        Some(url) => targets.push(Target::Postgres(url.clone())),
+        None => println!("\n(no --postgres-url / COLEDGER_BENCH_POSTGRES_URL: PostgreSQL skipped)"),
+    }
+    println!(
+        "\n{:<9} {:>10} {:>14} {:>9} {:>9} {:>10} {:>12} {:>8}",
+        "database", "submitters", "committed/s", "p50 ms", "p99 ms", "avg batch", "naive/s", "gain"
+    );
+    for target in &targets {
+        for &submitters in &args.submitters {
+            let run = committer_run(target, &scheme, &funding, &payments, submitters).await?;
+            let naive_rate =
+                naive_run(target, &scheme, &payments, submitters, args.naive_payments).await?;
+            println!(
+                "{:<9} {:>10} {:>14.0} {:>9.2} {:>9.2} {:>10.1} {:>12.0} {:>7.1}x",
+                target.name(),
+                submitters,
+                run.rate,
+                run.p50_ms,
+                run.p99_ms,
+                run.mean_batch,
+                naive_rate,
+                run.rate / naive_rate.max(f64::MIN_POSITIVE)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch_dir);
+    Ok(())
+}
+
+fn print_machine() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "machine: {cores} cores, {cpu}; build: {}",
+        if cfg!(debug_assertions) {
+            "DEBUG (numbers meaningless)"
+        } else {
+            "release"
+        }
+    );
+}
+
+/// A payment entry with a stand-in authorisation: the Book checks the signer against the
+/// account's key but does not verify signatures (the committer only sees verified intents).
+fn raw_payment(
+    from: (AccountId, PublicKey),
+    to: AccountId,
+    unit: ledger::UnitCode,
+    minor: i64,
+) -> JournalEntry {
+    let authorisation = Authorisation {
+        intent_id: IntentId::new(),
+        signer: from.1,
+        digest: Digest([0; 32]),
+        signature: Signature([0; 64]),
+    };
+    let posting = Posting {
+        unit,
+        debit: from.0,
+        credit: to,
+        amount: Amount::from_minor(minor).unwrap_or(Amount::ZERO),
+    };
+    JournalEntry::new(
+        EntryId::new(),
+        EntryKind::Payment,
+        vec![posting],
+        String::new(),
+        Tags::default(),
+        authorisation,
+        0,
+    )
+    .expect("bench payments are valid")
+}
+
+fn book_apply(args: &BenchLedgerArgs) {
+    let mut rng = ChaCha20Rng::seed_from_u64(SEED);
+    let unit = ledger::UnitCode::new("BENCH").expect("valid code");
+    let accounts: Vec<(AccountId, PublicKey)> = (0..args.accounts)
+        .map(|i| (AccountId::new(), PublicKey([(i % 251) as u8; 32])))
+        .collect();
+    let fresh_book = || {
+        let mut book = Book::new();
+        book.add_unit(
+            ledger::Unit::new(unit, "Bench", 2, ledger::UnitKind::MutualCredit, None)
+                .expect("valid unit"),
+        )
+        .expect("new unit");
+        for &(id, key) in &accounts {
+            let limits = ledger::Limits::new(None, None).expect("unbounded");
+            book.open_account(Account {
+                id,
+                ..Account::new(unit, AccountKind::Holder, Some(key)).with_limits(limits)
+            })
+            .expect("new account");
+        }
+        book
+    };
+    let entries: Vec<JournalEntry> = (0..args.book_ops)
+        .map(|_| {
+            let from = accounts[rng.gen_range(0..accounts.len())];
+            let to = accounts[rng.gen_range(0..accounts.len())].0;
+            let to = if to == from.0 {
+                accounts[(rng.gen_range(1..accounts.len()) + 0) % accounts.len()].0
+            } else {
+                to
+            };
+            raw_payment(from, to, unit, rng.gen_range(1..=100))
+        })
+        .filter(|e| e.postings()[0].debit != e.postings()[0].credit)
+        .collect();
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let mut book = fresh_book();
+        let started = Instant::now();
+        let mut refused = 0usize;
+        for entry in &entries {
+            refused += usize::from(book.apply(entry).is_err());
+        }
+        rates.push(entries.len() as f64 / started.elapsed().as_secs_f64());
+        assert_eq!(refused, 0, "bench payments are all valid");
+        assert!(book.check_invariants().is_ok());
+    }
+    println!(
+        "\nBook apply (single-posting payments, {} accounts, {} ops, median of 3): {:.2} M/s",
+        args.accounts,
+        entries.len(),
+        median(&mut rates) / 1e6
+    );
+
+    let sample = &entries[..entries.len().min(500_000)];
+    let started = Instant::now();
+    let canonical: Vec<Vec<u8>> = sample
+        .iter()
+        .map(|e| canonical_entry_bytes(e).expect("canonical"))
+        .collect();
+    let serialise_rate = sample.len() as f64 / started.elapsed().as_secs_f64();
+    let mut journal = Journal::new();
+    let started = Instant::now();
+    for (entry, bytes) in sample.iter().zip(&canonical) {
+        journal.append_canonical(&[entry.postings()[0].unit], bytes);
+    }
+    let hash_rate = sample.len() as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "entry canonical JSON (on submitter tasks): {:.2} M/s; journal SHA-256 chaining (on the writer): {:.2} M/s",
+        serialise_rate / 1e6,
+        hash_rate / 1e6
+    );
+}
+
+type Intents = Arc<Vec<VerifiedIntent>>;
+
+fn prepare_intents(scheme: &Arc<Scheme>, payments: usize) -> Result<(Intents, Intents)> {
+    let now = now_s();
+    let holders: Vec<AccountId> = scheme.holders.iter().map(|h| h.account).collect();
+    let funding = scheme.issuance(&holders, OPENING_MINOR, "bench funding", now)?;
+    // Signing and verifying is the slow part of preparing; use every core.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let per_thread = payments.div_ceil(threads);
+    let parts: Vec<Result<Vec<VerifiedIntent>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let scheme = scheme.clone();
+                s.spawn(move || {
+                    let mut rng = ChaCha20Rng::seed_from_u64(SEED + 1 + t as u64);
+                    let n = scheme.holders.len();
+                    (0..per_thread)
+                        .map(|_| {
+                            let from = rng.gen_range(0..n);
+                            let to = (from + rng.gen_range(1..n)) % n;
+                            scheme.payment(
+                                &scheme.holders[from],
+                                scheme.holders[to].account,
+                                rng.gen_range(1..=100),
+                                "",
+                                now,
+                            )
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("signing thread"))
+            .collect()
+    });
+    let mut all = Vec::with_capacity(payments);
+    for part in parts {
+        all.extend(part?);
+    }
+    all.truncate(payments);
+    Ok((Arc::new(funding), Arc::new(all)))
+}
+
+enum Target {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Target {
+    fn name(&self) -> &'static str {
+        match self {
+            Target::Sqlite(_) => "sqlite",
+            Target::Postgres(_) => "postgres",
+        }
+    }
+
+    async fn fresh(&self, label: &str) -> Result<(Database, String)> {
+        let url = match self {
+            Target::Sqlite(dir) => format!(
+                "sqlite://{}",
+                dir.join(format!("{label}-{}.db", uuid::Uuid::now_v7().simple()))
+                    .display()
+            ),
+            Target::Postgres(admin) => {
+                scratch::create_postgres_database(admin, &format!("coledger_bench_{label}")).await?
+            }
+        };
+        let db = Database::connect(&url)
+            .await
+            .with_context(|| format!("connecting to scratch {}", self.name()))?;
+        db.migrate().await?;
+        Ok((db, url))
+    }
+
+    async fn discard(&self, db: Database, url: &str) -> Result<()> {
+        db.close().await;
+        match self {
+            Target::Sqlite(_) => {
+                let path = url.trim_start_matches("sqlite://");
+                for suffix in ["", "-wal", "-shm", ".writer-lease"] {
+                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
+                }
+            }
+            Target::Postgres(admin) => scratch::drop_postgres_database(admin, url).await?,
+        }
+        Ok(())
+    }
+}
+
+struct RunResult {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    mean_batch: f64,
+}
+
+async fn committer_run(
+    target: &Target,
+    scheme: &Scheme,
+    funding: &Intents,
+    payments: &Intents,
+    submitters: usize,
+) -> Result<RunResult> {
+    let (db, url) = target.fresh("committer").await?;
+    let (committer, task) = Committer::start(
+        db.clone(),
+        CommitterConfig::default(),
+        Arc::new(SystemClock),
+    )
+    .await?;
+    scheme.register(&committer).await?;
+    drive(&committer, funding.clone(), 64, None).await?;
+    let batches_before = committer.stats().batches.load(Ordering::Relaxed);
+    let entries_before = committer.stats().entries.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let mut latencies = drive(
+        &committer,
+        payments.clone(),
+        submitters,
+        Some(started + RUN_LIMIT),
+    )
+    .await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let batches = committer.stats().batches.load(Ordering::Relaxed) - batches_before;
+    let entries = committer.stats().entries.load(Ordering::Relaxed) - entries_before;
+    drop(committer);
+    task.join().await;
+    target.discard(db, &url).await?;
+    latencies.sort_unstable();
+    Ok(RunResult {
+        rate: latencies.len() as f64 / elapsed,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        mean_batch: entries as f64 / batches.max(1) as f64,
+    })
+}
+
+/// Submits `intents` from `submitters` concurrent tasks until done or `deadline`; returns
+/// each committed submission's latency in microseconds.
+async fn drive(
+    committer: &Committer,
+    intents: Intents,
+    submitters: usize,
+    deadline: Option<Instant>,
+) -> Result<Vec<u32>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..submitters)
+        .map(|_| {
+            let (committer, intents, next) = (committer.clone(), intents.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(intent) = intents.get(i) else { break };
+                    let started = Instant::now();
+                    committer.submit(intent).await?;
+                    latencies
+                        .push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(all)
+}
+
+async fn naive_run(
+    target: &Target,
+    scheme: &Scheme,
+    payments: &Intents,
+    submitters: usize,
+    count: usize,
+) -> Result<f64> {
+    let (db, url) = target.fresh("naive").await?;
+    let ids: Vec<uuid::Uuid> = scheme.holders.iter().map(|h| h.account.0).collect();
+    naive::setup(&db, &ids, OPENING_MINOR).await?;
+    let pairs: Arc<Vec<(uuid::Uuid, uuid::Uuid, i64)>> = Arc::new(
+        payments
+            .iter()
+            .take(count)
+            .filter_map(|p| match &p.intent().action {
+                ledger::Action::Payment {
+                    from,
+                    to,
+                    amount_minor,
+                    ..
+                } => Some((from.0, to.0, amount_minor.minor())),
+                ledger::Action::Entry { .. } => None,
+            })
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + RUN_LIMIT;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..submitters)
+        .map(|_| {
+            let (db, pairs, next) = (db.clone(), pairs.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut done = 0usize;
+                while Instant::now() < deadline {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(from, to, amount)) = pairs.get(i) else {
+                        break;
+                    };
+                    naive::pay(&db, from, to, amount).await?;
+                    done += 1;
+                }
+                anyhow::Ok(done)
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for task in tasks {
+        done += task.await??;
+    }
+    let rate = done as f64 / started.elapsed().as_secs_f64();
+    target.discard(db, &url).await?;
+    Ok(rate)
+}
+
+fn percentile(sorted_us: &[u32], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted_us.len() - 1) as f64 * q).round() as usize;
+    f64::from(sorted_us[index]) / 1000.0
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}

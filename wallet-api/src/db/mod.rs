@@ -1,0 +1,336 @@
+//! Storage: the only module that speaks SQL.
+//!
+//! A [`Database`] is a pool for reads plus what is needed to open the one [`Writer`]. The
+//! writer holds the *writer lease* (an advisory lock on PostgreSQL, an exclusive file lock
+//! beside an SQLite file) on the very connection it writes with, so if it loses the lease it
+//! also loses the ability to write: two processes can never both extend a unit's journal.
+
+mod load;
+pub mod naive;
+mod postgres;
+mod rows;
+pub mod scratch;
+mod sqlite;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ledger::book::InvariantViolation;
+use ledger::journal::{ChainError, JournalLink};
+use ledger::{Account, AccountId, AccountStatus, BookError, EntryError, JournalEntry, Unit};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use load::Loaded;
+
+/// The database used when none is given: an SQLite file under `./data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/coledger.db";
+
+/// Connections in the read pool.
+pub const READ_POOL_SIZE: u32 = 8;
+
+/// How long a statement waits on a locked SQLite database before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The PostgreSQL advisory-lock key of the writer lease ("coledger" in ASCII, truncated).
+const WRITER_LEASE_KEY: i64 = 0x636f_6c65_6467_6572;
+
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL is neither `sqlite:` nor `postgres:`, or does not parse.
+    #[error("bad database URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL with any password removed.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Another process writes to this database.
+    #[error(
+        "another coledger process holds the writer lease for {0}; stop it first (only one writer per database)"
+    )]
+    LeaseHeld(String),
+    /// A file-system problem, such as a data directory that cannot be created.
+    #[error("{what}: {source}")]
+    Io {
+        /// What we were doing.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A stored row that does not make a valid domain value.
+    #[error("corrupt {table} row: {reason}")]
+    CorruptRow {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Applying the schema failed.
+    #[error("migrating the schema failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database said no, or could not be reached.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Why the ledger stored in a database cannot be trusted; the service refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Reading failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A stored entry is not a valid entry.
+    #[error("entry at position {position} is invalid: {source}")]
+    Entry {
+        /// Its position.
+        position: i64,
+        /// Why.
+        source: EntryError,
+    },
+    /// A stored entry does not apply to the balances before it.
+    #[error("entry at position {position} does not apply: {source}")]
+    Book {
+        /// Its position.
+        position: i64,
+        /// Why.
+        source: BookError,
+    },
+    /// The hash chain is broken: the journal was altered.
+    #[error("journal hash chain broken at entry position {position}: {source}")]
+    Chain {
+        /// The entry's position.
+        position: i64,
+        /// Why.
+        source: ChainError,
+    },
+    /// Journal links that belong to no entry, or entries with none.
+    #[error("journal has {links} links for {expected} expected; rows were added or removed")]
+    LinkCount {
+        /// Links stored.
+        links: usize,
+        /// Links the entries need.
+        expected: usize,
+    },
+    /// Balances break an invariant.
+    #[error("ledger invariant broken: {0}")]
+    Invariant(#[from] InvariantViolation),
+}
+
+/// An entry with its place in the journal, ready to store.
+#[derive(Debug, Clone)]
+pub struct CommittedEntry {
+    /// Global commit order, from 1.
+    pub position: i64,
+    /// The entry.
+    pub entry: JournalEntry,
+    /// Its links in each unit's chain.
+    pub links: Vec<JournalLink>,
+    /// The canonical JSON of the intent that was signed.
+    pub intent_body: String,
+}
+
+/// Everything one batch writes, in one transaction.
+#[derive(Debug, Default)]
+pub struct BatchWrite {
+    /// New units.
+    pub units: Vec<Unit>,
+    /// New accounts.
+    pub accounts: Vec<Account>,
+    /// Status changes.
+    pub statuses: Vec<(AccountId, AccountStatus)>,
+    /// Committed entries, in position order.
+    pub entries: Vec<CommittedEntry>,
+    /// The time of the batch, for `created_at` of new units and accounts.
+    pub now_ms: i64,
+}
+
+impl BatchWrite {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.units.is_empty()
+            && self.accounts.is_empty()
+            && self.statuses.is_empty()
+            && self.entries.is_empty()
+    }
+}
+
+/// A database: SQLite (embedded default) or PostgreSQL.
+#[derive(Clone, Debug)]
+pub enum Database {
+    /// An SQLite file.
+    Sqlite {
+        /// Read pool.
+        pool: SqlitePool,
+        /// How to open the writer's own connection.
+        options: SqliteConnectOptions,
+        /// The lock file that is the writer lease.
+        lease_path: PathBuf,
+    },
+    /// A PostgreSQL server.
+    Postgres {
+        /// Read pool.
+        pool: PgPool,
+        /// How to open the writer's own connection.
+        options: PgConnectOptions,
+    },
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Database {
+    /// Connects, creating the SQLite file and its directory if missing. Durability is set
+    /// here: SQLite in WAL mode with `synchronous=FULL`, PostgreSQL with
+    /// `synchronous_commit=on`, so a committed transaction survives power loss.
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        let bad = |reason: String| DbError::BadUrl {
+            url: redact(url),
+            reason,
+        };
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| bad(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            let file = options.get_filename().to_owned();
+            if file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:") {
+                return Err(bad(
+                    "an in-memory SQLite database is not durable; give a file path".into(),
+                ));
+            }
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| DbError::Io {
+                    what: format!("creating data directory {}", dir.display()),
+                    source,
+                })?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(READ_POOL_SIZE)
+                .connect_with(options.clone())
+                .await?;
+            let mut lease_path = file.into_os_string();
+            lease_path.push(".writer-lease");
+            Ok(Database::Sqlite {
+                pool,
+                options,
+                lease_path: lease_path.into(),
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| bad(e.to_string()))?
+                .options([("synchronous_commit", "on")]);
+            let pool = PgPoolOptions::new()
+                .max_connections(READ_POOL_SIZE)
+                .connect_with(options.clone())
+                .await?;
+            Ok(Database::Postgres { pool, options })
+        } else {
+            Err(bad(
+                "expected sqlite://path/to/file.db or postgres://user@host/db".into(),
+            ))
+        }
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match self {
+            Database::Sqlite { pool, .. } => migrations::sqlite().await?.run(pool).await?,
+            Database::Postgres { pool, .. } => migrations::postgres().await?.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        match self {
+            Database::Sqlite { pool, .. } => sqlite::ping(pool).await,
+            Database::Postgres { pool, .. } => postgres::ping(pool).await,
+        }
+    }
+
+    /// Takes the writer lease and opens the writer's connection. Fails with
+    /// [`DbError::LeaseHeld`] if another process writes to this database.
+    pub async fn writer(&self) -> Result<Writer, DbError> {
+        match self {
+            Database::Sqlite {
+                options,
+                lease_path,
+                ..
+            } => Ok(Writer::Sqlite(
+                sqlite::SqliteWriter::open(options, lease_path).await?,
+            )),
+            Database::Postgres { options, .. } => Ok(Writer::Postgres(
+                postgres::PgWriter::open(options, WRITER_LEASE_KEY).await?,
+            )),
+        }
+    }
+
+    /// Closes the read pool.
+    pub async fn close(&self) {
+        match self {
+            Database::Sqlite { pool, .. } => pool.close().await,
+            Database::Postgres { pool, .. } => pool.close().await,
+        }
+    }
+}
+
+/// The single writer: holds the lease and the connection all ledger writes go through.
+#[derive(Debug)]
+pub enum Writer {
+    /// SQLite.
+    Sqlite(sqlite::SqliteWriter),
+    /// PostgreSQL.
+    Postgres(postgres::PgWriter),
+}
+
+impl Writer {
+    /// Writes a batch in one transaction and commits it durably.
+    pub async fn write(&mut self, batch: &BatchWrite) -> Result<(), DbError> {
+        match self {
+            Writer::Sqlite(w) => w.write(batch).await,
+            Writer::Postgres(w) => w.write(batch).await,
+        }
+    }
+
+    /// Loads and re-verifies the whole ledger: see [`load`].
+    pub async fn load(&mut self) -> Result<Loaded, LoadError> {
+        match self {
+            Writer::Sqlite(w) => load::load(w).await,
+            Writer::Postgres(w) => load::load(w).await,
+        }
+    }
+}
+
+/// What a backend provides for [`load`]: plain reads, in order.
+trait LoadSource {
+    async fn units(&mut self) -> Result<Vec<Unit>, DbError>;
+    /// Accounts as stored, in creation order.
+    async fn accounts(&mut self) -> Result<Vec<Account>, DbError>;
+    /// Every journal link with its entry position, ordered by position then unit.
+    async fn links(&mut self) -> Result<Vec<(i64, JournalLink)>, DbError>;
+    /// The highest entry position, 0 if none.
+    async fn max_position(&mut self) -> Result<i64, DbError>;
+    /// Entries with `after < position <= up_to`, in order.
+    async fn entries(
+        &mut self,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<(i64, Result<JournalEntry, EntryError>)>, DbError>;
+}

@@ -1,0 +1,274 @@
+//! PostgreSQL: production. Batches are written with one `INSERT ... SELECT FROM unnest(...)`
+//! per table, so a batch of any size costs the same few round trips.
+
+use ledger::journal::JournalLink;
+use ledger::{Account, EntryError, JournalEntry, Unit};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
+use sqlx::{Connection as _, Row as _};
+
+use super::rows::{self, AccountRow, EntryRow, PostingRow};
+use super::{BatchWrite, DbError, LoadSource};
+
+pub(super) async fn ping(pool: &PgPool) -> Result<(), DbError> {
+    sqlx::query("select 1").execute(pool).await?;
+    Ok(())
+}
+
+/// The PostgreSQL writer: a connection holding the session advisory lock that is the lease.
+/// Writing on the lease's own connection is the fence: if the connection dies, the lock is
+/// released *and* this writer can no longer write.
+#[derive(Debug)]
+pub struct PgWriter {
+    conn: PgConnection,
+}
+
+impl PgWriter {
+    pub(super) async fn open(options: &PgConnectOptions, lease_key: i64) -> Result<Self, DbError> {
+        let mut conn = PgConnection::connect_with(options).await?;
+        let acquired: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+            .bind(lease_key)
+            .fetch_one(&mut conn)
+            .await?;
+        if !acquired {
+            let database = options.get_database().unwrap_or("postgres").to_owned();
+            return Err(DbError::LeaseHeld(format!(
+                "database {database} on {}:{}",
+                options.get_host(),
+                options.get_port()
+            )));
+        }
+        Ok(Self { conn })
+    }
+
+    pub(super) async fn write(&mut self, batch: &BatchWrite) -> Result<(), DbError> {
+        let mut tx = self.conn.begin().await?;
+        for unit in &batch.units {
+            sqlx::query(
+                "insert into unit (code, name, scale, kind, peg, created_at) values ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(unit.code().as_str())
+            .bind(unit.name())
+            .bind(i16::from(unit.scale()))
+            .bind(unit.kind().as_str())
+            .bind(unit.peg())
+            .bind(batch.now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for account in &batch.accounts {
+            insert_account(&mut tx, account, batch.now_ms).await?;
+        }
+        for (id, status) in &batch.statuses {
+            sqlx::query("update account set status = $1 where id = $2")
+                .bind(status.as_str())
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !batch.entries.is_empty() {
+            write_entries(&mut tx, batch).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_account(
+    conn: &mut PgConnection,
+    account: &Account,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "insert into account (id, unit, kind, status, lower_limit, upper_limit, authority, created_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(account.id.0)
+    .bind(account.unit.as_str())
+    .bind(account.kind.as_str())
+    .bind(account.status.as_str())
+    .bind(account.limits.lower().map(|b| b.0))
+    .bind(account.limits.upper().map(|b| b.0))
+    .bind(account.authority.map(|k| k.0.to_vec()))
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn write_entries(conn: &mut PgConnection, batch: &BatchWrite) -> Result<(), DbError> {
+    let entries = &batch.entries;
+    let positions: Vec<i64> = entries.iter().map(|c| c.position).collect();
+    let auths: Vec<_> = entries.iter().map(|c| c.entry.authorisation()).collect();
+    sqlx::query(
+        "insert into entry (position, id, kind, memo, tags, intent_id, created_at) \
+         select * from unnest($1::int8[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::int8[])",
+    )
+    .bind(&positions)
+    .bind(entries.iter().map(|c| c.entry.id().0).collect::<Vec<_>>())
+    .bind(entries.iter().map(|c| c.entry.kind().as_str()).collect::<Vec<_>>())
+    .bind(entries.iter().map(|c| c.entry.memo()).collect::<Vec<_>>())
+    .bind(entries.iter().map(|c| rows::tags_json(&c.entry)).collect::<Vec<_>>())
+    .bind(auths.iter().map(|a| a.intent_id.0).collect::<Vec<_>>())
+    .bind(entries.iter().map(|c| c.entry.created_at()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+
+    let postings = rows::postings_of(entries);
+    sqlx::query(
+        "insert into posting (entry_position, idx, unit, debit, credit, amount_minor) \
+         select * from unnest($1::int8[], $2::int2[], $3::text[], $4::uuid[], $5::uuid[], $6::int8[])",
+    )
+    .bind(postings.iter().map(|p| p.0).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.1).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.2.unit.as_str()).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.2.debit.0).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.2.credit.0).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.2.amount.minor()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+
+    sqlx::query(
+        "insert into intent (intent_id, entry_position, signer, digest, signature, body) \
+         select * from unnest($1::uuid[], $2::int8[], $3::bytea[], $4::bytea[], $5::bytea[], $6::text[])",
+    )
+    .bind(auths.iter().map(|a| a.intent_id.0).collect::<Vec<_>>())
+    .bind(&positions)
+    .bind(auths.iter().map(|a| a.signer.0.to_vec()).collect::<Vec<_>>())
+    .bind(auths.iter().map(|a| a.digest.0.to_vec()).collect::<Vec<_>>())
+    .bind(auths.iter().map(|a| a.signature.0.to_vec()).collect::<Vec<_>>())
+    .bind(entries.iter().map(|c| c.intent_body.as_str()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+
+    let links = rows::links_of(entries);
+    sqlx::query(
+        "insert into journal (unit, seq, entry_position, hash) \
+         select * from unnest($1::text[], $2::int8[], $3::int8[], $4::bytea[])",
+    )
+    .bind(links.iter().map(|l| l.1.unit.as_str()).collect::<Vec<_>>())
+    .bind(links.iter().map(|l| rows::seq_i64(l.1)).collect::<Vec<_>>())
+    .bind(links.iter().map(|l| l.0).collect::<Vec<_>>())
+    .bind(
+        links
+            .iter()
+            .map(|l| l.1.hash.0.to_vec())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl LoadSource for PgWriter {
+    async fn units(&mut self) -> Result<Vec<Unit>, DbError> {
+        let found =
+            sqlx::query("select code, name, scale, kind, peg from unit order by created_at, code")
+                .fetch_all(&mut self.conn)
+                .await?;
+        found
+            .iter()
+            .map(|r| {
+                let scale: i16 = r.try_get(2)?;
+                rows::unit(
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    i64::from(scale),
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                )
+            })
+            .collect()
+    }
+
+    async fn accounts(&mut self) -> Result<Vec<Account>, DbError> {
+        let found = sqlx::query(
+            "select id, unit, kind, status, lower_limit, upper_limit, authority from account order by created_at, id",
+        )
+        .fetch_all(&mut self.conn)
+        .await?;
+        found
+            .iter()
+            .map(|r| {
+                rows::account(AccountRow {
+                    id: r.try_get(0)?,
+                    unit: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    status: r.try_get(3)?,
+                    lower_limit: r.try_get(4)?,
+                    upper_limit: r.try_get(5)?,
+                    authority: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn links(&mut self) -> Result<Vec<(i64, JournalLink)>, DbError> {
+        let found = sqlx::query(
+            "select entry_position, unit, seq, hash from journal order by entry_position, unit",
+        )
+        .fetch_all(&mut self.conn)
+        .await?;
+        found
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    rows::link(r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn max_position(&mut self) -> Result<i64, DbError> {
+        Ok(
+            sqlx::query_scalar("select coalesce(max(position), 0)::int8 from entry")
+                .fetch_one(&mut self.conn)
+                .await?,
+        )
+    }
+
+    async fn entries(
+        &mut self,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<(i64, Result<JournalEntry, EntryError>)>, DbError> {
+        let found = sqlx::query(
+            "select e.position, e.id, e.kind, e.memo, e.tags, e.created_at, \
+                    i.intent_id, i.signer, i.digest, i.signature, \
+                    p.idx, p.unit, p.debit, p.credit, p.amount_minor \
+             from entry e join intent i on i.entry_position = e.position \
+                          join posting p on p.entry_position = e.position \
+             where e.position > $1 and e.position <= $2 order by e.position, p.idx",
+        )
+        .bind(after)
+        .bind(up_to)
+        .fetch_all(&mut self.conn)
+        .await?;
+        let mut joined = Vec::with_capacity(found.len());
+        for r in &found {
+            let idx: i16 = r.try_get(10)?;
+            joined.push((
+                EntryRow {
+                    position: r.try_get(0)?,
+                    id: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    memo: r.try_get(3)?,
+                    tags: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                    intent_id: r.try_get(6)?,
+                    signer: r.try_get(7)?,
+                    digest: r.try_get(8)?,
+                    signature: r.try_get(9)?,
+                },
+                PostingRow {
+                    idx: i64::from(idx),
+                    unit: r.try_get(11)?,
+                    debit: r.try_get(12)?,
+                    credit: r.try_get(13)?,
+                    amount_minor: r.try_get(14)?,
+                },
+            ));
+        }
+        rows::group_entries(joined)
+    }
+}
