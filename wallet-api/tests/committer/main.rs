@@ -1,0 +1,318 @@
+//! The committer against real databases: SQLite always, PostgreSQL when
+//! COLEDGER_TEST_POSTGRES_URL is set (scripts/test and CI set it).
+
+mod support;
+mod tamper;
+
+use std::time::Duration;
+
+use ledger::{AccountStatus, BookError, IntentId};
+use support::*;
+use wallet_api::{CommitError, Committer, CommitterConfig};
+
+#[tokio::test]
+async fn payments_commit_and_survive_a_restart() {
+    for test_db in TestDb::all().await {
+        let db = test_db.open().await;
+        let scheme = Scheme::new();
+        let (committer, task) = start(&db).await;
+        scheme.register(&committer).await;
+        committer
+            .submit(&scheme.issue(scheme.alice, 150_00))
+            .await
+            .unwrap();
+        let paid = committer
+            .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 12_50))
+            .await
+            .unwrap();
+        assert!(!paid.duplicate);
+        stop(committer, task).await;
+
+        // A new writer loads, re-verifies and serves the same balances.
+        let (committer, task) = start(&db).await;
+        assert_eq!(
+            balance(&committer, scheme.alice).await,
+            137_50,
+            "{}",
+            test_db.label
+        );
+        assert_eq!(balance(&committer, scheme.shop).await, 12_50);
+        assert_eq!(balance(&committer, scheme.issuer).await, -150_00);
+        committer
+            .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.bob, 7_50))
+            .await
+            .unwrap();
+        assert_eq!(balance(&committer, scheme.bob).await, 7_50);
+        stop(committer, task).await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_entry_is_refused_alone_and_the_rest_of_its_batch_commits() {
+    for test_db in TestDb::all().await {
+        let db = test_db.open().await;
+        let scheme = Scheme::new();
+        // Linger so that everything submitted together lands in one batch.
+        let config = CommitterConfig {
+            linger: Duration::from_millis(300),
+            ..CommitterConfig::default()
+        };
+        let (committer, task) = start_with(&db, config).await;
+        scheme.register(&committer).await;
+        committer
+            .submit(&scheme.issue(scheme.alice, 100_00))
+            .await
+            .unwrap();
+        committer
+            .submit(&scheme.issue(scheme.bob, 2_000_00))
+            .await
+            .unwrap();
+        committer
+            .set_status(scheme.bob, AccountStatus::Frozen)
+            .await
+            .unwrap();
+
+        let ghost = ledger::AccountId::new();
+        let intents = vec![
+            (
+                "good 1",
+                scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 10_00),
+            ),
+            (
+                "insufficient",
+                scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 500_00),
+            ),
+            (
+                "good 2",
+                scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 20_00),
+            ),
+            (
+                "frozen",
+                scheme.pay(&scheme.bob_key, scheme.bob, scheme.shop, 1_00),
+            ),
+            (
+                "not authorised",
+                scheme.pay(&scheme.bob_key, scheme.alice, scheme.shop, 1_00),
+            ),
+            (
+                "unknown account",
+                scheme.pay(&scheme.alice_key, scheme.alice, ghost, 1_00),
+            ),
+        ];
+        let batches_before = committer
+            .stats()
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let handles: Vec<_> = intents
+            .into_iter()
+            .map(|(name, intent)| {
+                let committer = committer.clone();
+                tokio::spawn(async move { (name, committer.submit(&intent).await) })
+            })
+            .collect();
+        for handle in handles {
+            let (name, result) = handle.await.unwrap();
+            match name {
+                "good 1" | "good 2" => assert!(result.is_ok(), "{name}: {result:?}"),
+                "insufficient" => assert!(
+                    matches!(
+                        result,
+                        Err(CommitError::Rejected(BookError::InsufficientFunds {
+                            requested: 500_00,
+                            ..
+                        }))
+                    ),
+                    "{result:?}"
+                ),
+                "frozen" => assert!(
+                    matches!(result, Err(CommitError::Rejected(BookError::AccountFrozen(a))) if a == scheme.bob)
+                ),
+                "not authorised" => assert!(
+                    matches!(result, Err(CommitError::Rejected(BookError::NotAuthorised(a))) if a == scheme.alice)
+                ),
+                "unknown account" => assert!(
+                    matches!(result, Err(CommitError::Rejected(BookError::UnknownAccount(a))) if a == ghost)
+                ),
+                _ => unreachable!(),
+            }
+        }
+        let batches = committer
+            .stats()
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - batches_before;
+        assert_eq!(
+            batches, 1,
+            "{}: the six submissions should have shared one transaction",
+            test_db.label
+        );
+        assert_eq!(balance(&committer, scheme.shop).await, 30_00);
+        assert_eq!(balance(&committer, scheme.alice).await, 70_00);
+        stop(committer, task).await;
+
+        let (committer, task) = start(&db).await;
+        assert_eq!(
+            balance(&committer, scheme.shop).await,
+            30_00,
+            "only the good entries were stored"
+        );
+        stop(committer, task).await;
+    }
+}
+
+#[tokio::test]
+async fn over_the_merchants_ceiling_is_refused() {
+    let test_db = TestDb::sqlite();
+    let db = test_db.open().await;
+    let scheme = Scheme::new();
+    let (committer, task) = start(&db).await;
+    scheme.register(&committer).await;
+    committer
+        .submit(&scheme.issue(scheme.alice, SHOP_CEILING + 1))
+        .await
+        .unwrap();
+    let result = committer
+        .submit(&scheme.pay(
+            &scheme.alice_key,
+            scheme.alice,
+            scheme.shop,
+            SHOP_CEILING + 1,
+        ))
+        .await;
+    assert!(matches!(
+        result,
+        Err(CommitError::Rejected(BookError::LimitExceeded {
+            limit: SHOP_CEILING,
+            ..
+        }))
+    ));
+    stop(committer, task).await;
+}
+
+#[tokio::test]
+async fn a_replayed_intent_returns_its_original_result_even_after_a_restart() {
+    for test_db in TestDb::all().await {
+        let db = test_db.open().await;
+        let scheme = Scheme::new();
+        let (committer, task) = start(&db).await;
+        scheme.register(&committer).await;
+        committer
+            .submit(&scheme.issue(scheme.alice, 50_00))
+            .await
+            .unwrap();
+        let payment = scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 5_00);
+        let first = committer.submit(&payment).await.unwrap();
+        let again = committer.submit(&payment).await.unwrap();
+        assert_eq!(again.entry_id, first.entry_id);
+        assert!(again.duplicate);
+        stop(committer, task).await;
+
+        let (committer, task) = start(&db).await;
+        let after_restart = committer.submit(&payment).await.unwrap();
+        assert_eq!(after_restart.entry_id, first.entry_id, "{}", test_db.label);
+        assert!(after_restart.duplicate);
+        assert_eq!(balance(&committer, scheme.shop).await, 5_00, "applied once");
+        stop(committer, task).await;
+    }
+}
+
+#[tokio::test]
+async fn an_intent_id_reused_for_different_content_is_a_conflict() {
+    let test_db = TestDb::sqlite();
+    let db = test_db.open().await;
+    let scheme = Scheme::new();
+    let (committer, task) = start(&db).await;
+    scheme.register(&committer).await;
+    committer
+        .submit(&scheme.issue(scheme.alice, 50_00))
+        .await
+        .unwrap();
+    let id = IntentId::new();
+    committer
+        .submit(&sign_with_id(
+            &scheme.alice_key,
+            scheme.payment(scheme.alice, scheme.shop, 1_00),
+            id,
+        ))
+        .await
+        .unwrap();
+    let other = sign_with_id(
+        &scheme.alice_key,
+        scheme.payment(scheme.alice, scheme.shop, 2_00),
+        id,
+    );
+    assert!(matches!(
+        committer.submit(&other).await,
+        Err(CommitError::Rejected(BookError::IntentConflict(conflicting))) if conflicting == id
+    ));
+    stop(committer, task).await;
+}
+
+#[tokio::test]
+async fn only_one_writer_holds_the_lease() {
+    for test_db in TestDb::all().await {
+        let db = test_db.open().await;
+        let (first, task) = start(&db).await;
+        // A second process (here: a second connection set) must not write the same ledger.
+        let other = test_db.open().await;
+        let refused = Committer::start(
+            other.clone(),
+            CommitterConfig::default(),
+            std::sync::Arc::new(wallet_api::SystemClock),
+        )
+        .await;
+        match refused {
+            Err(wallet_api::db::LoadError::Db(wallet_api::db::DbError::LeaseHeld(_))) => {}
+            Err(e) => panic!("{}: expected LeaseHeld, got {e}", test_db.label),
+            Ok(_) => panic!("{}: a second writer started", test_db.label),
+        }
+        stop(first, task).await;
+        // Once the first writer is gone, the lease is free.
+        let (second, task) = start(&other).await;
+        stop(second, task).await;
+    }
+}
+
+#[tokio::test]
+async fn many_concurrent_submitters_all_commit_and_reload_identically() {
+    for test_db in TestDb::all().await {
+        let db = test_db.open().await;
+        let scheme = std::sync::Arc::new(Scheme::new());
+        let (committer, task) = start(&db).await;
+        scheme.register(&committer).await;
+        committer
+            .submit(&scheme.issue(scheme.alice, 10_000_00))
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let (committer, scheme) = (committer.clone(), scheme.clone());
+                tokio::spawn(async move {
+                    for _ in 0..8 {
+                        let intent = scheme.pay(&scheme.alice_key, scheme.alice, scheme.bob, 1_00);
+                        committer.submit(&intent).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(balance(&committer, scheme.bob).await, 400_00);
+        let batches = committer
+            .stats()
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed);
+        stop(committer, task).await;
+        assert!(
+            batches < 400,
+            "{}: 400 payments took {batches} batches; batching is not happening",
+            test_db.label
+        );
+
+        let (committer, task) = start(&db).await;
+        assert_eq!(balance(&committer, scheme.bob).await, 400_00);
+        assert_eq!(balance(&committer, scheme.alice).await, 9_600_00);
+        stop(committer, task).await;
+    }
+}

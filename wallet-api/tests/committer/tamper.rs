@@ -1,0 +1,158 @@
+//! A ledger altered behind the service's back must refuse to load, with a message naming the
+//! problem. These tests play the attacker, so they write SQL directly, bypassing the triggers
+//! (which an attacker with database access could also drop).
+
+use sqlx::Executor as _;
+use wallet_api::db::LoadError;
+use wallet_api::{Committer, CommitterConfig, Database};
+
+use crate::support::*;
+
+async fn ledger_with_payments(test_db: &TestDb) -> (Database, Scheme) {
+    let db = test_db.open().await;
+    let scheme = Scheme::new();
+    let (committer, task) = start(&db).await;
+    scheme.register(&committer).await;
+    committer
+        .submit(&scheme.issue(scheme.alice, 100_00))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        committer
+            .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 10_00))
+            .await
+            .unwrap();
+    }
+    stop(committer, task).await;
+    (db, scheme)
+}
+
+async fn attack(db: &Database, sqlite_sql: &str, postgres_sql: &str) {
+    match db {
+        Database::Sqlite { pool, .. } => {
+            pool.execute(sqlite_sql).await.unwrap();
+        }
+        Database::Postgres { pool, .. } => {
+            pool.execute(postgres_sql).await.unwrap();
+        }
+    }
+}
+
+async fn load_error(db: &Database) -> LoadError {
+    match Committer::start(
+        db.clone(),
+        CommitterConfig::default(),
+        std::sync::Arc::new(wallet_api::SystemClock),
+    )
+    .await
+    {
+        Ok(_) => panic!("a tampered ledger loaded"),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test]
+async fn an_altered_amount_breaks_the_hash_chain() {
+    for test_db in TestDb::all().await {
+        let (db, _) = ledger_with_payments(&test_db).await;
+        attack(
+            &db,
+            "drop trigger posting_no_update; update posting set amount_minor = 1 where entry_position = 3",
+            "alter table posting disable trigger user; update posting set amount_minor = 1 where entry_position = 3",
+        )
+        .await;
+        let error = load_error(&db).await;
+        assert!(
+            matches!(error, LoadError::Chain { position: 3, .. }),
+            "{}: {error}",
+            test_db.label
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("hash chain broken at entry position 3")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_entry_is_detected() {
+    for test_db in TestDb::all().await {
+        let (db, _) = ledger_with_payments(&test_db).await;
+        attack(
+            &db,
+            "pragma foreign_keys = off; drop trigger posting_no_delete; drop trigger intent_no_delete; \
+             drop trigger entry_no_delete; delete from posting where entry_position = 2; \
+             delete from intent where entry_position = 2; delete from entry where position = 2",
+            "alter table posting disable trigger all; alter table intent disable trigger all; \
+             alter table entry disable trigger all; delete from posting where entry_position = 2; \
+             delete from intent where entry_position = 2; delete from entry where position = 2",
+        )
+        .await;
+        let error = load_error(&db).await;
+        assert!(
+            matches!(error, LoadError::Chain { .. } | LoadError::LinkCount { .. }),
+            "{}: {error}",
+            test_db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_balance_outside_its_limits_refuses_the_start() {
+    for test_db in TestDb::all().await {
+        let (db, scheme) = ledger_with_payments(&test_db).await;
+        // The shop holds 30.00; an operator lowers its ceiling to 10.00 behind our back.
+        let id = scheme.shop.0;
+        attack(
+            &db,
+            &format!(
+                "update account set upper_limit = 1000 where hex(id) = '{}'",
+                id.simple().to_string().to_uppercase()
+            ),
+            &format!("update account set upper_limit = 1000 where id = '{id}'"),
+        )
+        .await;
+        let error = load_error(&db).await;
+        assert!(
+            matches!(error, LoadError::Invariant(_)),
+            "{}: {error}",
+            test_db.label
+        );
+        assert!(error.to_string().contains("outside its limits"));
+    }
+}
+
+#[tokio::test]
+async fn ledger_rows_cannot_be_updated_or_deleted() {
+    for test_db in TestDb::all().await {
+        let (db, _) = ledger_with_payments(&test_db).await;
+        let pool_error = |sql: &'static str| {
+            let db = db.clone();
+            async move {
+                match &db {
+                    Database::Sqlite { pool, .. } => {
+                        pool.execute(sql).await.unwrap_err().to_string()
+                    }
+                    Database::Postgres { pool, .. } => {
+                        pool.execute(sql).await.unwrap_err().to_string()
+                    }
+                }
+            }
+        };
+        for sql in [
+            "update posting set amount_minor = 1",
+            "delete from posting",
+            "update entry set memo = 'x'",
+            "delete from journal",
+            "update intent set body = '{}'",
+        ] {
+            let error = pool_error(sql).await;
+            assert!(
+                error.contains("immutable"),
+                "{}: {sql}: {error}",
+                test_db.label
+            );
+        }
+    }
+}
