@@ -29,11 +29,10 @@ pub async fn run(args: CrashWriterArgs) -> Result<()> {
     }
     println!("ready");
     let workers: Vec<_> = (0..args.submitters)
-        .map(|w| {
+        .map(|_| {
             let (committer, scheme) = (committer.clone(), scheme.clone());
             tokio::spawn(async move {
                 let mut rng = ChaCha20Rng::from_entropy();
-                let _ = w;
                 loop {
                     let from = rng.gen_range(0..HOLDERS);
                     let to = (from + rng.gen_range(1..HOLDERS)) % HOLDERS;

@@ -66,7 +66,7 @@ async fn seed(committer: &Committer, seed_value: u64) -> Result<()> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed_value);
     // What each household has left and each merchant has taken, as the town sees it.
     let mut purse = vec![BENEFIT_MINOR; HOUSEHOLDS];
-    let mut takings = vec![0i64; MERCHANTS];
+    let mut takings = [0i64; MERCHANTS];
     for day in 1..=DAYS {
         let mut intents = Vec::new();
         for (h, holder) in scheme.holders.iter().enumerate() {

@@ -6,6 +6,8 @@
 //! entry, the hash chain and the invariants, so a partial entry refuses the start) and
 //! every acknowledged intent must be in it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 mod support;
 
 use std::collections::HashSet;

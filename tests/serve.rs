@@ -1,6 +1,8 @@
 //! `coledger serve` as a user runs it: a real process on port 0, health and readiness, the
 //! demo data, and a clean stop on SIGTERM.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 mod support;
 
 use support::*;

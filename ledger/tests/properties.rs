@@ -2,6 +2,8 @@
 //! invariants, a refused entry changes nothing, and replaying what was applied into a fresh
 //! Book reproduces the same balances and the same journal hashes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 use ledger::journal::{Journal, JournalLink};
 use ledger::{
     Account, AccountId, AccountKind, AccountStatus, Amount, Authorisation, Balance, Book, Digest,
@@ -72,7 +74,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// What happened to the Book, in order, so a fresh Book can be brought to the same state.
 enum Event {
-    Applied(JournalEntry, Vec<JournalLink>),
+    Applied(Box<JournalEntry>, Vec<JournalLink>),
     Status(AccountId, AccountStatus),
 }
 
@@ -195,7 +197,7 @@ proptest! {
                 Ok(()) => {
                     let links = journal.append(&candidate).unwrap();
                     applied.push(candidate.clone());
-                    events.push(Event::Applied(candidate, links));
+                    events.push(Event::Applied(Box::new(candidate), links));
                 }
                 Err(_) => prop_assert_eq!(balances(&w), before, "a refused entry must change nothing"),
             }

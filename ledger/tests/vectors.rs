@@ -4,6 +4,8 @@
 //! file is fully reproducible: `UPDATE_VECTORS=1 cargo test -p ledger --test vectors`
 //! rewrites it, and a change to it in review means the wire format changed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -11,8 +13,7 @@ use ed25519_dalek::SigningKey;
 use ledger::canonical::to_canonical_bytes;
 use ledger::intent::SIGNING_CONTEXT;
 use ledger::{
-    AccountId, Action, Amount, EntryKind, Intent, IntentError, IntentId, Leg, PublicKey,
-    SignedIntent, Tags, UnitCode,
+    Action, Amount, EntryKind, Intent, IntentError, Leg, PublicKey, SignedIntent, Tags, UnitCode,
 };
 use serde_json::{Value, json};
 

@@ -409,7 +409,7 @@ impl WriterTask {
         self.stats.entries.fetch_add(entries, Ordering::Relaxed);
         self.stats.max_batch.fetch_max(entries, Ordering::Relaxed);
         let every = self.config.invariant_check_every.max(1);
-        if (cfg!(debug_assertions) || batches % every == 0)
+        if (cfg!(debug_assertions) || batches.is_multiple_of(every))
             && let Err(violation) = self.loaded.book.check_invariants()
         {
             // A broken ledger must stop, not limp on.

@@ -318,6 +318,10 @@ impl Writer {
     }
 }
 
+/// Entries read back, by position; an entry that no longer validates is kept as its error so
+/// the loader can name the position.
+type StoredEntries = Vec<(i64, Result<JournalEntry, EntryError>)>;
+
 /// What a backend provides for [`load`]: plain reads, in order.
 trait LoadSource {
     async fn units(&mut self) -> Result<Vec<Unit>, DbError>;
@@ -328,9 +332,5 @@ trait LoadSource {
     /// The highest entry position, 0 if none.
     async fn max_position(&mut self) -> Result<i64, DbError>;
     /// Entries with `after < position <= up_to`, in order.
-    async fn entries(
-        &mut self,
-        after: i64,
-        up_to: i64,
-    ) -> Result<Vec<(i64, Result<JournalEntry, EntryError>)>, DbError>;
+    async fn entries(&mut self, after: i64, up_to: i64) -> Result<StoredEntries, DbError>;
 }

@@ -2,12 +2,12 @@
 //! per table, so a batch of any size costs the same few round trips.
 
 use ledger::journal::JournalLink;
-use ledger::{Account, EntryError, JournalEntry, Unit};
+use ledger::{Account, Unit};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{Connection as _, Row as _};
 
 use super::rows::{self, AccountRow, EntryRow, PostingRow};
-use super::{BatchWrite, DbError, LoadSource};
+use super::{BatchWrite, DbError, LoadSource, StoredEntries};
 
 pub(super) async fn ping(pool: &PgPool) -> Result<(), DbError> {
     sqlx::query("select 1").execute(pool).await?;
@@ -227,11 +227,7 @@ impl LoadSource for PgWriter {
         )
     }
 
-    async fn entries(
-        &mut self,
-        after: i64,
-        up_to: i64,
-    ) -> Result<Vec<(i64, Result<JournalEntry, EntryError>)>, DbError> {
+    async fn entries(&mut self, after: i64, up_to: i64) -> Result<StoredEntries, DbError> {
         let found = sqlx::query(
             "select e.position, e.id, e.kind, e.memo, e.tags, e.created_at, \
                     i.intent_id, i.signer, i.digest, i.signature, \

@@ -9,7 +9,7 @@ use ledger::{
 };
 use uuid::Uuid;
 
-use super::DbError;
+use super::{DbError, StoredEntries};
 
 fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> DbError {
     DbError::CorruptRow {
@@ -111,19 +111,16 @@ pub(super) struct PostingRow {
 }
 
 /// Groups joined rows (one per posting, ordered by position and index) into entries.
-pub(super) fn group_entries(
-    rows: Vec<(EntryRow, PostingRow)>,
-) -> Result<Vec<(i64, Result<JournalEntry, EntryError>)>, DbError> {
+pub(super) fn group_entries(rows: Vec<(EntryRow, PostingRow)>) -> Result<StoredEntries, DbError> {
     let mut out = Vec::new();
     let mut current: Option<(EntryRow, Vec<Posting>)> = None;
     for (head, posting) in rows {
         if current
             .as_ref()
             .is_some_and(|(h, _)| h.position != head.position)
+            && let Some((h, postings)) = current.take()
         {
-            if let Some((h, postings)) = current.take() {
-                out.push(finish_entry(h, postings)?);
-            }
+            out.push(finish_entry(h, postings)?);
         }
         let (_, postings) = current.get_or_insert_with(|| (head, Vec::new()));
         if usize::try_from(posting.idx).ok() != Some(postings.len()) {

@@ -4,13 +4,13 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
 use ledger::journal::JournalLink;
-use ledger::{Account, EntryError, JournalEntry, Unit};
+use ledger::{Account, Unit};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqlitePool};
 use sqlx::{Connection as _, Row as _, Sqlite};
 use uuid::Uuid;
 
 use super::rows::{self, AccountRow, EntryRow, PostingRow};
-use super::{BatchWrite, DbError, LoadSource};
+use super::{BatchWrite, DbError, LoadSource, StoredEntries};
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
@@ -274,11 +274,7 @@ impl LoadSource for SqliteWriter {
         )
     }
 
-    async fn entries(
-        &mut self,
-        after: i64,
-        up_to: i64,
-    ) -> Result<Vec<(i64, Result<JournalEntry, EntryError>)>, DbError> {
+    async fn entries(&mut self, after: i64, up_to: i64) -> Result<StoredEntries, DbError> {
         let found = sqlx::query(
             "select e.position, e.id, e.kind, e.memo, e.tags, e.created_at, \
                     i.intent_id, i.signer, i.digest, i.signature, \

@@ -1,6 +1,8 @@
 //! The committer against real databases: SQLite always, PostgreSQL when
 //! COLEDGER_TEST_POSTGRES_URL is set (scripts/test and CI set it).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 mod support;
 mod tamper;
 
