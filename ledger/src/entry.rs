@@ -57,6 +57,9 @@ pub enum EntryError {
         /// Index of the leg.
         index: usize,
     },
+    /// A creation time outside 0..=2^53-1 ms (it must survive every JSON client exactly).
+    #[error("created_at {0} is outside the representable range")]
+    BadTimestamp(TimestampMs),
     /// Memo longer than [`MAX_MEMO_CHARS`].
     #[error("memo is longer than {MAX_MEMO_CHARS} characters")]
     MemoTooLong,
@@ -277,6 +280,9 @@ impl JournalEntry {
         }
         if memo.chars().count() > MAX_MEMO_CHARS {
             return Err(EntryError::MemoTooLong);
+        }
+        if !(0..=crate::canonical::MAX_SAFE_INTEGER).contains(&created_at) {
+            return Err(EntryError::BadTimestamp(created_at));
         }
         tags.validate()?;
         Ok(Self {

@@ -116,8 +116,8 @@ pub struct Intent {
 pub struct SignedIntent {
     intent: Intent,
     signature: Signature,
-    /// RFC 8785 bytes of the intent object as received, which is what was signed.
-    canonical: Vec<u8>,
+    /// RFC 8785 JSON of the intent object as received, which is what was signed.
+    canonical: String,
 }
 
 #[derive(Deserialize)]
@@ -137,8 +137,8 @@ impl SignedIntent {
         }
         let value =
             serde_json::to_value(&intent).map_err(|e| IntentError::Malformed(e.to_string()))?;
-        let canonical = to_canonical_bytes(&value)?;
-        let signature = Signature(key.sign(&signed_message(&canonical)).to_bytes());
+        let canonical = canonical_string(&value)?;
+        let signature = Signature(key.sign(&signed_message(canonical.as_bytes())).to_bytes());
         Ok(Self {
             intent,
             signature,
@@ -153,7 +153,7 @@ impl SignedIntent {
         }
         let wire: SignedIntentWire =
             serde_json::from_slice(bytes).map_err(|e| IntentError::Malformed(e.to_string()))?;
-        let canonical = to_canonical_bytes(&wire.intent)?;
+        let canonical = canonical_string(&wire.intent)?;
         let intent: Intent = serde_json::from_value(wire.intent)
             .map_err(|e| IntentError::Malformed(e.to_string()))?;
         Ok(Self {
@@ -167,7 +167,7 @@ impl SignedIntent {
     pub fn to_json(&self) -> String {
         let mut out = Vec::with_capacity(self.canonical.len().saturating_add(120));
         out.extend_from_slice(b"{\"intent\":");
-        out.extend_from_slice(&self.canonical);
+        out.extend_from_slice(self.canonical.as_bytes());
         out.extend_from_slice(b",\"signature\":\"");
         out.extend_from_slice(self.signature.to_base64url().as_bytes());
         out.extend_from_slice(b"\"}");
@@ -183,12 +183,12 @@ impl SignedIntent {
         &self.signature
     }
     /// The canonical JSON of the intent.
-    pub fn canonical(&self) -> &[u8] {
+    pub fn canonical(&self) -> &str {
         &self.canonical
     }
     /// Exactly the bytes the signature covers.
     pub fn signed_bytes(&self) -> Vec<u8> {
-        signed_message(&self.canonical)
+        signed_message(self.canonical.as_bytes())
     }
 
     /// Checks expiry against `now` and the signature against the named signer.
@@ -213,6 +213,12 @@ impl SignedIntent {
             signed: self,
         })
     }
+}
+
+/// Canonical JSON as text; the writer emits only complete UTF-8 sequences.
+fn canonical_string(value: &Value) -> Result<String, IntentError> {
+    let bytes = to_canonical_bytes(value)?;
+    String::from_utf8(bytes).map_err(|e| IntentError::Malformed(e.to_string()))
 }
 
 fn signed_message(canonical: &[u8]) -> Vec<u8> {

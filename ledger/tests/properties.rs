@@ -195,7 +195,7 @@ proptest! {
             let before = balances(&w);
             match w.book.apply(&candidate) {
                 Ok(()) => {
-                    let links = journal.append(&candidate).unwrap();
+                    let links = journal.append(&candidate);
                     applied.push(candidate.clone());
                     events.push(Event::Applied(Box::new(candidate), links));
                 }

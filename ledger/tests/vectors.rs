@@ -122,7 +122,7 @@ fn generate() -> Value {
             "secret_seed_hex": hex(&seed),
             "public_key": PublicKey::of(&key),
             "intent": wire["intent"],
-            "canonical": String::from_utf8(signed.canonical().to_vec()).unwrap(),
+            "canonical": signed.canonical(),
             "signed_bytes_hex": hex(&signed.signed_bytes()),
             "signature": wire["signature"],
             "checked_at_unix_s": 1_700_000_000,

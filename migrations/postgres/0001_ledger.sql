@@ -1,6 +1,6 @@
 -- The ledger's tables. Balances are not stored: they are derived from postings when the
 -- service starts (and re-checked then), so there is no second copy that could disagree.
--- Entries, postings, intents and journal links are append-only: triggers refuse UPDATE,
+-- Entries (with their signed intents), postings and journal links are append-only: triggers refuse UPDATE,
 -- DELETE and TRUNCATE, because corrections are new entries.
 
 create table unit (
@@ -23,15 +23,21 @@ create table account (
     created_at bigint not null
 );
 
--- position is the global commit order, assigned by the single writer.
+-- position is the global commit order, assigned by the single writer. Each entry carries the
+-- signed intent that authorised it (DESIGN §3): intent_body is the RFC 8785 JSON that was
+-- signed, and intent_id (unique) is how a client looks its result up.
 create table entry (
     position bigint primary key,
     id uuid not null unique,
     kind text not null,
     memo text not null,
     tags text not null,
+    created_at bigint not null,
     intent_id uuid not null unique,
-    created_at bigint not null
+    signer bytea not null check (length(signer) = 32),
+    digest bytea not null check (length(digest) = 32),
+    signature bytea not null check (length(signature) = 64),
+    intent_body text not null
 );
 
 create table posting (
@@ -42,16 +48,6 @@ create table posting (
     credit uuid not null,
     amount_minor bigint not null check (amount_minor > 0),
     primary key (entry_position, idx)
-);
-
--- The signed request behind each entry: body is the RFC 8785 JSON that was signed.
-create table intent (
-    intent_id uuid primary key,
-    entry_position bigint not null unique references entry (position),
-    signer bytea not null check (length(signer) = 32),
-    digest bytea not null check (length(digest) = 32),
-    signature bytea not null check (length(signature) = 64),
-    body text not null
 );
 
 -- Per-unit hash chain: hash = SHA-256(previous hash || canonical entry JSON).
@@ -73,15 +69,11 @@ create trigger entry_immutable before update or delete on entry
     for each row execute function coledger_refuse_change();
 create trigger posting_immutable before update or delete on posting
     for each row execute function coledger_refuse_change();
-create trigger intent_immutable before update or delete on intent
-    for each row execute function coledger_refuse_change();
 create trigger journal_immutable before update or delete on journal
     for each row execute function coledger_refuse_change();
 create trigger entry_no_truncate before truncate on entry
     for each statement execute function coledger_refuse_change();
 create trigger posting_no_truncate before truncate on posting
-    for each statement execute function coledger_refuse_change();
-create trigger intent_no_truncate before truncate on intent
     for each statement execute function coledger_refuse_change();
 create trigger journal_no_truncate before truncate on journal
     for each statement execute function coledger_refuse_change();

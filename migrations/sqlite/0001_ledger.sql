@@ -1,6 +1,6 @@
 -- The ledger's tables. Balances are not stored: they are derived from postings when the
 -- service starts (and re-checked then), so there is no second copy that could disagree.
--- Entries, postings, intents and journal links are append-only: triggers refuse UPDATE and
+-- Entries (with their signed intents), postings and journal links are append-only: triggers refuse UPDATE and
 -- DELETE, because corrections are new entries.
 
 create table unit (
@@ -23,15 +23,21 @@ create table account (
     created_at integer not null
 ) strict;
 
--- position is the global commit order, assigned by the single writer.
+-- position is the global commit order, assigned by the single writer. Each entry carries the
+-- signed intent that authorised it (DESIGN §3): intent_body is the RFC 8785 JSON that was
+-- signed, and intent_id (unique) is how a client looks its result up.
 create table entry (
     position integer primary key,
     id blob not null unique check (length(id) = 16),
     kind text not null,
     memo text not null,
     tags text not null,
+    created_at integer not null,
     intent_id blob not null unique check (length(intent_id) = 16),
-    created_at integer not null
+    signer blob not null check (length(signer) = 32),
+    digest blob not null check (length(digest) = 32),
+    signature blob not null check (length(signature) = 64),
+    intent_body text not null
 ) strict;
 
 create table posting (
@@ -42,16 +48,6 @@ create table posting (
     credit blob not null,
     amount_minor integer not null check (amount_minor > 0),
     primary key (entry_position, idx)
-) strict, without rowid;
-
--- The signed request behind each entry: body is the RFC 8785 JSON that was signed.
-create table intent (
-    intent_id blob primary key,
-    entry_position integer not null unique references entry (position),
-    signer blob not null check (length(signer) = 32),
-    digest blob not null check (length(digest) = 32),
-    signature blob not null check (length(signature) = 64),
-    body text not null
 ) strict, without rowid;
 
 -- Per-unit hash chain: hash = SHA-256(previous hash || canonical entry JSON).
@@ -71,10 +67,6 @@ create trigger posting_no_update before update on posting
 begin select raise(abort, 'posting rows are immutable; corrections are new entries'); end;
 create trigger posting_no_delete before delete on posting
 begin select raise(abort, 'posting rows are immutable; corrections are new entries'); end;
-create trigger intent_no_update before update on intent
-begin select raise(abort, 'intent rows are immutable'); end;
-create trigger intent_no_delete before delete on intent
-begin select raise(abort, 'intent rows are immutable'); end;
 create trigger journal_no_update before update on journal
 begin select raise(abort, 'journal rows are immutable'); end;
 create trigger journal_no_delete before delete on journal

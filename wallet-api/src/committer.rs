@@ -98,6 +98,7 @@ struct Submission {
     units: Vec<UnitCode>,
     canonical: Vec<u8>,
     intent_body: String,
+    tags_json: String,
     reply: oneshot::Sender<Result<Committed, CommitError>>,
 }
 
@@ -178,14 +179,16 @@ impl Committer {
     pub async fn submit(&self, intent: &VerifiedIntent) -> Result<Committed, CommitError> {
         let entry = intent.to_entry(EntryId::new(), self.clock.now_ms())?;
         // Serialise here, on the caller's task, so the single writer only hashes.
-        let canonical = canonical_entry_bytes(&entry).map_err(IntentError::from)?;
-        let intent_body = String::from_utf8_lossy(intent.signed().canonical()).into_owned();
+        let canonical = canonical_entry_bytes(&entry);
+        let intent_body = intent.signed().canonical().to_owned();
+        let tags_json = crate::db::tags_json(entry.tags());
         let (reply, answer) = oneshot::channel();
         let submission = Submission {
             units: entry.units(),
             entry,
             canonical,
             intent_body,
+            tags_json,
             reply,
         };
         self.send(Command::Submit(Box::new(submission))).await?;
@@ -350,6 +353,7 @@ impl WriterTask {
                     units,
                     canonical,
                     intent_body,
+                    tags_json,
                     reply,
                 } = *submission;
                 let result = match book.apply(&entry) {
@@ -365,6 +369,7 @@ impl WriterTask {
                             entry,
                             links,
                             intent_body,
+                            tags_json,
                         });
                         Ok(committed)
                     }

@@ -25,6 +25,7 @@ use sqlx::sqlite::{
 };
 
 pub use load::Loaded;
+pub use rows::tags_json;
 
 /// The database used when none is given: an SQLite file under `./data/`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/coledger.db";
@@ -132,6 +133,8 @@ pub struct CommittedEntry {
     pub links: Vec<JournalLink>,
     /// The canonical JSON of the intent that was signed.
     pub intent_body: String,
+    /// The entry's tags as stored (JSON), prepared off the writer.
+    pub tags_json: String,
 }
 
 /// Everything one batch writes, in one transaction.
@@ -270,11 +273,11 @@ impl Database {
     pub async fn writer(&self) -> Result<Writer, DbError> {
         match self {
             Database::Sqlite {
+                pool,
                 options,
                 lease_path,
-                ..
             } => Ok(Writer::Sqlite(
-                sqlite::SqliteWriter::open(options, lease_path).await?,
+                sqlite::SqliteWriter::open(options, lease_path, pool).await?,
             )),
             Database::Postgres { options, .. } => Ok(Writer::Postgres(
                 postgres::PgWriter::open(options, WRITER_LEASE_KEY).await?,

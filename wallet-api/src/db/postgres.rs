@@ -97,19 +97,24 @@ async fn insert_account(
 
 async fn write_entries(conn: &mut PgConnection, batch: &BatchWrite) -> Result<(), DbError> {
     let entries = &batch.entries;
-    let positions: Vec<i64> = entries.iter().map(|c| c.position).collect();
     let auths: Vec<_> = entries.iter().map(|c| c.entry.authorisation()).collect();
     sqlx::query(
-        "insert into entry (position, id, kind, memo, tags, intent_id, created_at) \
-         select * from unnest($1::int8[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::int8[])",
+        "insert into entry (position, id, kind, memo, tags, created_at, \
+                            intent_id, signer, digest, signature, intent_body) \
+         select * from unnest($1::int8[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int8[], \
+                              $7::uuid[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[])",
     )
-    .bind(&positions)
+    .bind(entries.iter().map(|c| c.position).collect::<Vec<_>>())
     .bind(entries.iter().map(|c| c.entry.id().0).collect::<Vec<_>>())
     .bind(entries.iter().map(|c| c.entry.kind().as_str()).collect::<Vec<_>>())
     .bind(entries.iter().map(|c| c.entry.memo()).collect::<Vec<_>>())
-    .bind(entries.iter().map(|c| rows::tags_json(&c.entry)).collect::<Vec<_>>())
-    .bind(auths.iter().map(|a| a.intent_id.0).collect::<Vec<_>>())
+    .bind(entries.iter().map(|c| c.tags_json.as_str()).collect::<Vec<_>>())
     .bind(entries.iter().map(|c| c.entry.created_at()).collect::<Vec<_>>())
+    .bind(auths.iter().map(|a| a.intent_id.0).collect::<Vec<_>>())
+    .bind(auths.iter().map(|a| &a.signer.0[..]).collect::<Vec<_>>())
+    .bind(auths.iter().map(|a| &a.digest.0[..]).collect::<Vec<_>>())
+    .bind(auths.iter().map(|a| &a.signature.0[..]).collect::<Vec<_>>())
+    .bind(entries.iter().map(|c| c.intent_body.as_str()).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
 
@@ -124,19 +129,6 @@ async fn write_entries(conn: &mut PgConnection, batch: &BatchWrite) -> Result<()
     .bind(postings.iter().map(|p| p.2.debit.0).collect::<Vec<_>>())
     .bind(postings.iter().map(|p| p.2.credit.0).collect::<Vec<_>>())
     .bind(postings.iter().map(|p| p.2.amount.minor()).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await?;
-
-    sqlx::query(
-        "insert into intent (intent_id, entry_position, signer, digest, signature, body) \
-         select * from unnest($1::uuid[], $2::int8[], $3::bytea[], $4::bytea[], $5::bytea[], $6::text[])",
-    )
-    .bind(auths.iter().map(|a| a.intent_id.0).collect::<Vec<_>>())
-    .bind(&positions)
-    .bind(auths.iter().map(|a| a.signer.0.to_vec()).collect::<Vec<_>>())
-    .bind(auths.iter().map(|a| a.digest.0.to_vec()).collect::<Vec<_>>())
-    .bind(auths.iter().map(|a| a.signature.0.to_vec()).collect::<Vec<_>>())
-    .bind(entries.iter().map(|c| c.intent_body.as_str()).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
 
@@ -230,10 +222,9 @@ impl LoadSource for PgWriter {
     async fn entries(&mut self, after: i64, up_to: i64) -> Result<StoredEntries, DbError> {
         let found = sqlx::query(
             "select e.position, e.id, e.kind, e.memo, e.tags, e.created_at, \
-                    i.intent_id, i.signer, i.digest, i.signature, \
+                    e.intent_id, e.signer, e.digest, e.signature, \
                     p.idx, p.unit, p.debit, p.credit, p.amount_minor \
-             from entry e join intent i on i.entry_position = e.position \
-                          join posting p on p.entry_position = e.position \
+             from entry e join posting p on p.entry_position = e.position \
              where e.position > $1 and e.position <= $2 order by e.position, p.idx",
         )
         .bind(after)

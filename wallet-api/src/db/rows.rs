@@ -195,7 +195,10 @@ pub(super) fn seq_i64(link: &JournalLink) -> i64 {
     i64::try_from(link.seq).unwrap_or(i64::MAX)
 }
 
-/// Tags as stored: their JSON.
-pub(super) fn tags_json(entry: &JournalEntry) -> String {
-    serde_json::to_string(entry.tags()).unwrap_or_else(|_| "{}".into())
+/// Tags as stored: their JSON (`{}` when there are none, the common case, without serialising).
+pub fn tags_json(tags: &ledger::Tags) -> String {
+    if *tags == ledger::Tags::default() {
+        return "{}".to_owned();
+    }
+    serde_json::to_string(tags).unwrap_or_else(|_| "{}".into())
 }

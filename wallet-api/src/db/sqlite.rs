@@ -16,9 +16,34 @@ type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
 /// Row counts per multi-row INSERT, largest first. A batch of n rows is written greedily in
 /// chunks of these sizes, so only a handful of distinct statements are ever prepared (and
-/// cached) while large batches still cost few round trips. 7 columns x 1024 rows stays well
+/// cached) while large batches still cost few round trips. 11 columns x 1024 rows stays well
 /// under SQLite's 32,766 bound parameters.
 const CHUNK_ROWS: [usize; 6] = [1024, 256, 64, 16, 4, 1];
+
+/// Page cache of the writer's connection, in KiB. The default (2 MiB) makes every index
+/// insert into a large ledger a disk read; 64 MiB keeps the hot index pages in memory.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+
+/// How often the background checkpointer copies the WAL back into the database file. Less
+/// often copies hot index pages fewer times; more often keeps the WAL file smaller.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Copies committed WAL pages into the database file, forever, without blocking the writer
+/// (PASSIVE mode); stopped when the writer is dropped. A failure is logged and retried: the
+/// WAL only grows meanwhile, nothing is lost.
+async fn checkpoint_forever(pool: SqlitePool) {
+    let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = sqlx::query("pragma wal_checkpoint(passive)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        }
+    }
+}
 
 pub(super) async fn ping(pool: &SqlitePool) -> Result<(), DbError> {
     sqlx::query("select 1").execute(pool).await?;
@@ -31,12 +56,20 @@ pub struct SqliteWriter {
     conn: SqliteConnection,
     /// Held for the writer's lifetime; the OS releases it if the process dies.
     _lease: File,
+    checkpointer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SqliteWriter {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
+    }
 }
 
 impl SqliteWriter {
     pub(super) async fn open(
         options: &SqliteConnectOptions,
         lease_path: &Path,
+        pool: &SqlitePool,
     ) -> Result<Self, DbError> {
         let io = |what: &str, source| DbError::Io {
             what: format!("{what} {}", lease_path.display()),
@@ -55,10 +88,20 @@ impl SqliteWriter {
             }
             Err(TryLockError::Error(e)) => return Err(io("locking writer lease file", e)),
         }
-        let conn = SqliteConnection::connect_with(options).await?;
+        let mut conn = SqliteConnection::connect_with(options).await?;
+        sqlx::query(&format!("pragma cache_size = -{WRITER_CACHE_KIB}"))
+            .execute(&mut conn)
+            .await?;
+        // The writer never checkpoints (that would stall a commit while it copies pages);
+        // a background task does, on another connection, without blocking writes.
+        sqlx::query("pragma wal_autocheckpoint = 0")
+            .execute(&mut conn)
+            .await?;
+        let checkpointer = tokio::spawn(checkpoint_forever(pool.clone()));
         Ok(Self {
             conn,
             _lease: lease,
+            checkpointer,
         })
     }
 
@@ -90,17 +133,23 @@ impl SqliteWriter {
         let entries = &batch.entries;
         insert_rows(
             &mut tx,
-            "entry (position, id, kind, memo, tags, intent_id, created_at)",
-            7,
+            "entry (position, id, kind, memo, tags, created_at, \
+             intent_id, signer, digest, signature, intent_body)",
+            11,
             entries,
             |q, c| {
+                let auth = c.entry.authorisation();
                 q.bind(c.position)
                     .bind(c.entry.id().0)
                     .bind(c.entry.kind().as_str())
                     .bind(c.entry.memo())
-                    .bind(rows::tags_json(&c.entry))
-                    .bind(c.entry.authorisation().intent_id.0)
+                    .bind(c.tags_json.as_str())
                     .bind(c.entry.created_at())
+                    .bind(&auth.intent_id.as_bytes()[..])
+                    .bind(&auth.signer.0[..])
+                    .bind(&auth.digest.0[..])
+                    .bind(&auth.signature.0[..])
+                    .bind(c.intent_body.as_str())
             },
         )
         .await?;
@@ -114,25 +163,9 @@ impl SqliteWriter {
                 q.bind(*position)
                     .bind(*idx)
                     .bind(p.unit.as_str())
-                    .bind(p.debit.0)
-                    .bind(p.credit.0)
+                    .bind(&p.debit.as_bytes()[..])
+                    .bind(&p.credit.as_bytes()[..])
                     .bind(p.amount.minor())
-            },
-        )
-        .await?;
-        insert_rows(
-            &mut tx,
-            "intent (intent_id, entry_position, signer, digest, signature, body)",
-            6,
-            entries,
-            |q, c| {
-                let auth = c.entry.authorisation();
-                q.bind(auth.intent_id.0)
-                    .bind(c.position)
-                    .bind(&auth.signer.0[..])
-                    .bind(&auth.digest.0[..])
-                    .bind(&auth.signature.0[..])
-                    .bind(c.intent_body.as_str())
             },
         )
         .await?;
@@ -277,10 +310,9 @@ impl LoadSource for SqliteWriter {
     async fn entries(&mut self, after: i64, up_to: i64) -> Result<StoredEntries, DbError> {
         let found = sqlx::query(
             "select e.position, e.id, e.kind, e.memo, e.tags, e.created_at, \
-                    i.intent_id, i.signer, i.digest, i.signature, \
+                    e.intent_id, e.signer, e.digest, e.signature, \
                     p.idx, p.unit, p.debit, p.credit, p.amount_minor \
-             from entry e join intent i on i.entry_position = e.position \
-                          join posting p on p.entry_position = e.position \
+             from entry e join posting p on p.entry_position = e.position \
              where e.position > ? and e.position <= ? order by e.position, p.idx",
         )
         .bind(after)

@@ -81,12 +81,12 @@ async fn a_deleted_entry_is_detected() {
         let (db, _) = ledger_with_payments(&test_db).await;
         attack(
             &db,
-            "pragma foreign_keys = off; drop trigger posting_no_delete; drop trigger intent_no_delete; \
+            "pragma foreign_keys = off; drop trigger posting_no_delete; \
              drop trigger entry_no_delete; delete from posting where entry_position = 2; \
-             delete from intent where entry_position = 2; delete from entry where position = 2",
-            "alter table posting disable trigger all; alter table intent disable trigger all; \
+             delete from entry where position = 2",
+            "alter table posting disable trigger all; \
              alter table entry disable trigger all; delete from posting where entry_position = 2; \
-             delete from intent where entry_position = 2; delete from entry where position = 2",
+             delete from entry where position = 2",
         )
         .await;
         let error = load_error(&db).await;
@@ -145,7 +145,7 @@ async fn ledger_rows_cannot_be_updated_or_deleted() {
             "delete from posting",
             "update entry set memo = 'x'",
             "delete from journal",
-            "update intent set body = '{}'",
+            "update entry set intent_body = '{}'",
         ] {
             let error = pool_error(sql).await;
             assert!(
