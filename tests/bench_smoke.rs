@@ -1,0 +1,60 @@
+//! `coledger bench ledger` at toy size, so the benchmark cannot rot between the runs that
+//! record BENCHMARKS.md. It checks that every measurement ran and printed, never a speed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+use std::process::Command;
+
+#[test]
+fn bench_ledger_runs_every_measurement_at_toy_size() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coledger"));
+    command.args([
+        "bench",
+        "ledger",
+        "--accounts",
+        "200",
+        "--payments",
+        "300",
+        "--naive-payments",
+        "30",
+        "--book-ops",
+        "2000",
+        "--submitters",
+        "1,8",
+    ]);
+    match std::env::var("COLEDGER_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => {
+            command.args(["--postgres-url", &url]);
+        }
+        _ => {
+            command.env_remove("COLEDGER_BENCH_POSTGRES_URL");
+        }
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("Book apply"), "{stdout}");
+    assert!(stdout.contains("journal SHA-256 chaining"), "{stdout}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("sqlite ") || l.starts_with("postgres "))
+        .collect();
+    let databases = if std::env::var("COLEDGER_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()) {
+        2
+    } else {
+        1
+    };
+    assert_eq!(
+        rows.len(),
+        2 * databases,
+        "one row per database and submitter count:\n{stdout}"
+    );
+    for row in rows {
+        let committed: f64 = row.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert!(committed > 0.0, "{row}");
+    }
+}
