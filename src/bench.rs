@@ -315,7 +315,7 @@ async fn committer_run(
     submitters: usize,
 ) -> Result<RunResult> {
     let (db, url) = target.fresh("committer").await?;
-    let (committer, task) = Committer::start(
+    let (committer, mut task) = Committer::start(
         db.clone(),
         CommitterConfig::default(),
         Arc::new(SystemClock),
@@ -337,7 +337,7 @@ async fn committer_run(
     let batches = committer.stats().batches.load(Ordering::Relaxed) - batches_before;
     let entries = committer.stats().entries.load(Ordering::Relaxed) - entries_before;
     drop(committer);
-    task.join().await;
+    task.join().await.map_err(anyhow::Error::msg)?;
     target.discard(db, &url).await?;
     latencies.sort_unstable();
     Ok(RunResult {

@@ -21,7 +21,7 @@ const BENEFIT_MINOR: i64 = 150_00;
 const CONCURRENCY: usize = 64;
 
 pub async fn run(args: DemoArgs) -> Result<()> {
-    let (db, committer, task) = crate::open_ledger(&args.database.database_url).await?;
+    let (db, committer, mut task) = crate::open_ledger(&args.database.database_url).await?;
     let code = UnitCode::new(UNIT)?;
     if committer.inspect(move |b| b.unit(code).is_some()).await? {
         println!("The demo scheme is already in this database; its state:");
@@ -30,7 +30,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
     print_summary(&committer).await?;
     drop(committer);
-    task.join().await;
+    task.join().await.map_err(anyhow::Error::msg)?;
     db.close().await;
     Ok(())
 }

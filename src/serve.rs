@@ -7,7 +7,7 @@ use wallet_api::http::{AppState, router};
 use crate::config::ServeArgs;
 
 pub async fn run(args: ServeArgs) -> Result<()> {
-    let (db, committer, task) = crate::open_ledger(&args.database.database_url).await?;
+    let (db, committer, mut task) = crate::open_ledger(&args.database.database_url).await?;
     if args.demo {
         crate::demo::seed_if_empty(&committer, crate::demo::DEFAULT_SEED).await?;
     }
@@ -22,12 +22,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         db: db.clone(),
         committer,
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    tokio::select! {
+        served = server => served.context("serving HTTP")?,
+        // The writer stops only when every handle is gone, so stopping now means it died
+        // (a broken invariant): exit, so a supervisor restarts us and the load re-verifies.
+        stopped = task.join() => anyhow::bail!("the ledger writer stopped unexpectedly: {stopped:?}"),
+    }
     // The router (and its committer handles) is gone: the writer drains and stops.
-    task.join().await;
+    if let Err(e) = task.join().await {
+        anyhow::bail!("the ledger writer failed while draining: {e}");
+    }
     db.close().await;
     tracing::info!("stopped cleanly");
     Ok(())

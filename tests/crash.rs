@@ -54,7 +54,7 @@ async fn killing_the_writer_mid_batch_loses_nothing_acknowledged_and_leaves_noth
         }
 
         let db = Database::connect(&url).await.unwrap();
-        let (committer, task) = Committer::start(
+        let (committer, mut task) = Committer::start(
             db.clone(),
             CommitterConfig::default(),
             Arc::new(SystemClock),
@@ -83,7 +83,7 @@ async fn killing_the_writer_mid_batch_loses_nothing_acknowledged_and_leaves_noth
             acknowledged.len()
         );
         drop(committer);
-        task.join().await;
+        task.join().await.unwrap();
     }
 }
 

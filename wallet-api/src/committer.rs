@@ -128,11 +128,13 @@ pub struct Committer {
 pub struct CommitterTask(JoinHandle<()>);
 
 impl CommitterTask {
-    /// Waits for the writer to drain and stop.
-    pub async fn join(self) {
-        if let Err(e) = self.0.await {
+    /// Waits for the writer to drain and stop. Returns an error if it stopped by panicking
+    /// (a broken invariant), in which case the process should exit.
+    pub async fn join(&mut self) -> Result<(), String> {
+        (&mut self.0).await.map_err(|e| {
             tracing::error!(error = %e, "committer task ended abnormally");
-        }
+            e.to_string()
+        })
     }
 }
 

@@ -212,9 +212,9 @@ pub async fn start_with(db: &Database, config: CommitterConfig) -> (Committer, C
         .unwrap()
 }
 
-pub async fn stop(committer: Committer, task: CommitterTask) {
+pub async fn stop(committer: Committer, mut task: CommitterTask) {
     drop(committer);
-    task.join().await;
+    task.join().await.unwrap();
 }
 
 pub async fn balance(committer: &Committer, account: AccountId) -> i64 {
