@@ -8,6 +8,7 @@
 mod load;
 pub mod naive;
 mod postgres;
+pub use postgres::WRITER_APPLICATION_NAME;
 mod rows;
 pub mod scratch;
 mod sqlite;
@@ -213,7 +214,9 @@ impl Database {
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT);
             let file = options.get_filename().to_owned();
-            if file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:") {
+            // sqlx rewrites `sqlite::memory:` to a shared in-memory name, so judge the URL.
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            if in_memory || file.as_os_str().is_empty() {
                 return Err(bad(
                     "an in-memory SQLite database is not durable; give a file path".into(),
                 ));
@@ -336,4 +339,21 @@ trait LoadSource {
     async fn max_position(&mut self) -> Result<i64, DbError>;
     /// Entries with `after < position <= up_to`, in order.
     async fn entries(&mut self, after: i64, up_to: i64) -> Result<StoredEntries, DbError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact("postgres://coledger:hunter2@db.example:5432/ledger"),
+            "postgres://coledger:***@db.example:5432/ledger"
+        );
+        assert_eq!(
+            redact("sqlite://data/coledger.db"),
+            "sqlite://data/coledger.db"
+        );
+    }
 }

@@ -9,6 +9,9 @@ use sqlx::{Connection as _, Row as _};
 use super::rows::{self, AccountRow, EntryRow, PostingRow};
 use super::{BatchWrite, DbError, LoadSource, StoredEntries};
 
+/// `application_name` of the writer's connection.
+pub const WRITER_APPLICATION_NAME: &str = "coledger-writer";
+
 pub(super) async fn ping(pool: &PgPool) -> Result<(), DbError> {
     sqlx::query("select 1").execute(pool).await?;
     Ok(())
@@ -24,7 +27,9 @@ pub struct PgWriter {
 
 impl PgWriter {
     pub(super) async fn open(options: &PgConnectOptions, lease_key: i64) -> Result<Self, DbError> {
-        let mut conn = PgConnection::connect_with(options).await?;
+        // Named, so an operator (or a test) can find the writer in pg_stat_activity.
+        let options = options.clone().application_name(WRITER_APPLICATION_NAME);
+        let mut conn = PgConnection::connect_with(&options).await?;
         let acquired: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
             .bind(lease_key)
             .fetch_one(&mut conn)

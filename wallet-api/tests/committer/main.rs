@@ -318,3 +318,86 @@ async fn many_concurrent_submitters_all_commit_and_reload_identically() {
         stop(committer, task).await;
     }
 }
+
+/// The database drops the writer's connection mid-service (a restart, a failover, a network
+/// cut). The write in flight fails with "unavailable"; the writer reconnects, retakes the
+/// lease and reloads; a retry of the same intent then commits exactly once.
+#[tokio::test]
+async fn the_writer_recovers_after_losing_its_connection_and_retries_apply_once() {
+    use sqlx::Executor as _;
+    let Some(test_db) = TestDb::postgres().await else {
+        return;
+    };
+    let db = test_db.open().await;
+    let scheme = Scheme::new();
+    let (committer, task) = start(&db).await;
+    scheme.register(&committer).await;
+    committer
+        .submit(&scheme.issue(scheme.alice, 100_00))
+        .await
+        .unwrap();
+
+    let wallet_api::Database::Postgres { pool, .. } = &db else {
+        unreachable!()
+    };
+    let terminate = format!(
+        "select pg_terminate_backend(pid) from pg_stat_activity where application_name = '{}'",
+        wallet_api::db::WRITER_APPLICATION_NAME
+    );
+    pool.execute(terminate.as_str()).await.unwrap();
+
+    let payment = scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 10_00);
+    let mut attempts = 0;
+    let committed = loop {
+        attempts += 1;
+        match committer.submit(&payment).await {
+            Ok(committed) => break committed,
+            Err(CommitError::Unavailable(reason)) if attempts < 5 => {
+                eprintln!("attempt {attempts}: unavailable ({reason}); retrying");
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    };
+    assert!(
+        attempts >= 2,
+        "the first attempt should have hit the dead connection"
+    );
+    assert!(!committed.duplicate);
+    assert_eq!(
+        committer.submit(&payment).await.unwrap().entry_id,
+        committed.entry_id
+    );
+    assert_eq!(
+        balance(&committer, scheme.shop).await,
+        10_00,
+        "applied exactly once"
+    );
+    stop(committer, task).await;
+
+    let (committer, task) = start(&db).await;
+    assert_eq!(balance(&committer, scheme.shop).await, 10_00);
+    assert_eq!(balance(&committer, scheme.alice).await, 90_00);
+    stop(committer, task).await;
+}
+
+#[tokio::test]
+async fn bad_database_urls_are_refused_with_a_clear_message() {
+    for (url, expected) in [
+        (
+            "mysql://localhost/ledger",
+            "expected sqlite://path/to/file.db or postgres://",
+        ),
+        ("sqlite::memory:", "not durable"),
+        ("postgres://user:s3cret@[::1", "bad database URL"),
+    ] {
+        let error = wallet_api::Database::connect(url)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{url}: {error}");
+        assert!(
+            !error.contains("s3cret"),
+            "passwords never appear in messages: {error}"
+        );
+    }
+}
