@@ -401,3 +401,43 @@ async fn bad_database_urls_are_refused_with_a_clear_message() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_unbalanced_operator_intent_is_invalid_and_never_reaches_storage() {
+    use ledger::{Action, EntryError, EntryKind, IntentError, Leg, Tags};
+    let test_db = TestDb::sqlite();
+    let db = test_db.open().await;
+    let scheme = Scheme::new();
+    let (committer, task) = start(&db).await;
+    scheme.register(&committer).await;
+    let legs = vec![
+        Leg {
+            account: scheme.issuer,
+            unit: scheme.unit,
+            delta: -100_00,
+        },
+        Leg {
+            account: scheme.alice,
+            unit: scheme.unit,
+            delta: 99_99,
+        },
+    ];
+    let action = Action::Entry {
+        kind: EntryKind::Issue,
+        legs,
+        memo: String::new(),
+        tags: Tags::default(),
+    };
+    let result = committer.submit(&sign(&scheme.operator, action)).await;
+    assert!(
+        matches!(
+            result,
+            Err(CommitError::Invalid(IntentError::Entry(
+                EntryError::Unbalanced { sum: -1, .. }
+            )))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(committer.inspect(|b| b.applied_count()).await.unwrap(), 0);
+    stop(committer, task).await;
+}
