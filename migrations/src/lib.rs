@@ -3,7 +3,8 @@
 //!
 //! Invariants: a migration is never edited once it has landed (sqlx refuses to start on a
 //! changed checksum); both dialects always describe the same tables; ledger rows (entries,
-//! postings, intents, journal links) have no UPDATE or DELETE path, enforced by triggers.
+//! postings, journal links; each entry row carries its signed intent) have no UPDATE or DELETE
+//! path, enforced by triggers.
 
 use std::borrow::Cow;
 
