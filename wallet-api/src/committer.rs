@@ -340,8 +340,11 @@ impl WriterTask {
                 }
             }
         }
+        // Until storage has been reloaded the Book may hold entries that never committed, so
+        // nobody may look at it (their inspection is dropped and reports Stopped).
+        let book = self.healthy.then_some(&self.loaded.book);
         for reply in pending {
-            reply.send(&self.loaded.book);
+            reply.send(book);
         }
     }
 
@@ -455,7 +458,7 @@ impl Pending {
         }
     }
 
-    fn send(self, book: &Book) {
+    fn send(self, book: Option<&Book>) {
         // A submitter that gave up waiting has dropped its receiver; nothing to do then.
         match self {
             Pending::Entry(reply, result) => {
@@ -464,7 +467,11 @@ impl Pending {
             Pending::Admin(reply, result) => {
                 let _ = reply.send(result);
             }
-            Pending::Inspect(look) => look(book),
+            Pending::Inspect(look) => {
+                if let Some(book) = book {
+                    look(book);
+                }
+            }
         }
     }
 }
