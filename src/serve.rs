@@ -21,6 +21,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let app = router(AppState {
         db: db.clone(),
         committer,
+        clock: std::sync::Arc::new(wallet_api::SystemClock),
     });
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
     tokio::select! {

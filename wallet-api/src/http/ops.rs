@@ -1,38 +1,18 @@
-//! HTTP: for now the operational endpoints. `/healthz` says the process is up; `/readyz` says
-//! the database answers and the ledger is loaded, so a load balancer sends traffic only then.
+//! Operational endpoints. `/healthz` says the process is up; `/readyz` says the database
+//! answers and the ledger is loaded, so a load balancer sends traffic only then.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
-use axum::routing::get;
 use serde_json::json;
 
-use crate::committer::Committer;
-use crate::db::Database;
+use super::AppState;
 
-/// What handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    /// Reads.
-    pub db: Database,
-    /// Writes.
-    pub committer: Committer,
-}
-
-/// The service's routes.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state)
-}
-
-async fn healthz() -> impl IntoResponse {
+pub(super) async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+pub(super) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(e) = state.db.ping().await {
         tracing::warn!(error = %e, "readiness: database unreachable");
         return (

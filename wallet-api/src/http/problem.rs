@@ -1,0 +1,246 @@
+//! Errors as RFC 9457 `application/problem+json`, each cause with its own stable `type`.
+//!
+//! Types are relative URI references (`/problems/insufficient-funds`): stable identifiers a
+//! client can switch on, resolvable against the service for documentation. Client errors
+//! carry a `detail` naming what was wrong; server errors are opaque to the client and logged
+//! once with their cause.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ledger::{BookError, EntryError, IntentError};
+use serde_json::{Map, Value, json};
+
+use crate::committer::CommitError;
+
+/// The content type of every error response.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error response.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    status: StatusCode,
+    slug: &'static str,
+    title: &'static str,
+    detail: String,
+    extra: Map<String, Value>,
+}
+
+impl Problem {
+    /// A problem of type `/problems/{slug}`.
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            slug,
+            title,
+            detail: detail.into(),
+            extra: Map::new(),
+        }
+    }
+
+    /// Adds an extension member (RFC 9457 §3.2), e.g. the account and amounts involved.
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable type, e.g. `/problems/insufficient-funds`.
+    pub fn type_uri(&self) -> String {
+        format!("/problems/{}", self.slug)
+    }
+
+    /// 400: the request body is not what the endpoint reads.
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+            "Malformed request",
+            detail,
+        )
+    }
+
+    /// 404: no such route or resource.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    /// 500: something went wrong on our side. The cause is logged, never sent.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the service failed; the failure has been logged",
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let type_uri = self.type_uri();
+        let mut body = self.extra;
+        body.insert("type".into(), json!(type_uri));
+        body.insert("title".into(), json!(self.title));
+        body.insert("status".into(), json!(self.status.as_u16()));
+        body.insert("detail".into(), json!(self.detail));
+        let mut response = (self.status, axum::Json(Value::Object(body))).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<IntentError> for Problem {
+    fn from(error: IntentError) -> Self {
+        let detail = error.to_string();
+        use StatusCode as S;
+        match error {
+            IntentError::TooLarge { size } => Self::new(
+                S::PAYLOAD_TOO_LARGE,
+                "intent-too-large",
+                "Intent too large",
+                detail,
+            )
+            .with("size", size),
+            IntentError::Malformed(_) => Self::malformed(detail),
+            IntentError::NotCanonical(_) => Self::new(
+                S::BAD_REQUEST,
+                "not-canonicalisable",
+                "Numbers must be integers within ±(2^53 - 1)",
+                detail,
+            ),
+            IntentError::Expired { not_after, now } => Self::new(
+                S::UNPROCESSABLE_ENTITY,
+                "intent-expired",
+                "Intent expired",
+                detail,
+            )
+            .with("not_after", not_after)
+            .with("now", now),
+            IntentError::BadSignature { .. } | IntentError::SignerMismatch { .. } => Self::new(
+                S::FORBIDDEN,
+                "bad-signature",
+                "Signature does not verify",
+                detail,
+            ),
+            IntentError::Entry(entry) => entry.into(),
+        }
+    }
+}
+
+impl From<EntryError> for Problem {
+    fn from(error: EntryError) -> Self {
+        let detail = error.to_string();
+        let slug = match error {
+            EntryError::Unbalanced { .. } => "unbalanced-entry",
+            EntryError::ZeroAmount { .. } => "zero-amount",
+            _ => "invalid-entry",
+        };
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            slug,
+            "Invalid entry",
+            detail,
+        )
+    }
+}
+
+impl From<BookError> for Problem {
+    fn from(error: BookError) -> Self {
+        let detail = error.to_string();
+        use StatusCode as S;
+        let unprocessable =
+            |slug, title| Self::new(S::UNPROCESSABLE_ENTITY, slug, title, detail.clone());
+        match error {
+            BookError::InsufficientFunds {
+                account,
+                available,
+                requested,
+            } => unprocessable("insufficient-funds", "Insufficient funds")
+                .with("account", account.to_string())
+                .with("available_minor", available)
+                .with("requested_minor", requested),
+            BookError::LimitExceeded { account, limit, .. } => {
+                unprocessable("limit-exceeded", "Balance limit exceeded")
+                    .with("account", account.to_string())
+                    .with("limit_minor", limit)
+            }
+            BookError::AccountFrozen(account) => unprocessable("account-frozen", "Account frozen")
+                .with("account", account.to_string()),
+            BookError::AccountClosed(account) => unprocessable("account-closed", "Account closed")
+                .with("account", account.to_string()),
+            BookError::UnknownAccount(account) => {
+                unprocessable("unknown-account", "Unknown account")
+                    .with("account", account.to_string())
+            }
+            BookError::UnknownUnit(unit) => {
+                unprocessable("unknown-unit", "Unknown unit").with("unit", unit.to_string())
+            }
+            BookError::UnitMismatch { .. } => {
+                unprocessable("unit-mismatch", "Account holds another unit")
+            }
+            BookError::NotAuthorised(account) => Self::new(
+                S::FORBIDDEN,
+                "not-authorised",
+                "Signer may not debit this account",
+                detail,
+            )
+            .with("account", account.to_string()),
+            BookError::IntentConflict(intent) => Self::new(
+                S::CONFLICT,
+                "intent-conflict",
+                "Intent id already used for a different intent",
+                detail,
+            )
+            .with("intent_id", intent.to_string()),
+            BookError::RuleViolation(_) => unprocessable("rule-violation", "Scheme rule violated"),
+            BookError::Overflow(_) => unprocessable("balance-overflow", "Balance out of range"),
+            // Handled as success by the committer; reaching here is a bug, so say so plainly.
+            BookError::Duplicate { .. }
+            | BookError::DuplicateUnit(_)
+            | BookError::DuplicateAccount(_) => {
+                Self::new(S::CONFLICT, "duplicate", "Already exists", detail)
+            }
+        }
+    }
+}
+
+impl From<CommitError> for Problem {
+    fn from(error: CommitError) -> Self {
+        match error {
+            CommitError::Invalid(e) => e.into(),
+            CommitError::Rejected(e) => e.into(),
+            CommitError::Unavailable(reason) => {
+                tracing::warn!(%reason, "write refused: storage unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage-unavailable",
+                    "Storage unavailable",
+                    "the ledger could not be written; retry with the same intent id",
+                )
+            }
+            CommitError::Stopped => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping",
+                "Service stopping",
+                "the service is shutting down; retry with the same intent id",
+            ),
+        }
+    }
+}
