@@ -50,6 +50,15 @@ create table posting (
     primary key (entry_position, idx)
 );
 
+-- The writer lease's epoch, bumped by every writer that takes over. Each batch transaction
+-- checks it (FOR SHARE on PostgreSQL), so a writer that lost the lease can never commit, on any
+-- of its connections, once another has taken over.
+create table writer_lease (
+    id bigint primary key check (id = 1),
+    epoch bigint not null
+);
+insert into writer_lease (id, epoch) values (1, 0);
+
 -- Per-unit hash chain: hash = SHA-256(previous hash || canonical entry JSON).
 create table journal (
     unit text not null,

@@ -50,6 +50,15 @@ create table posting (
     primary key (entry_position, idx)
 ) strict, without rowid;
 
+-- The writer lease's epoch. PostgreSQL writers bump and check it (see the PostgreSQL schema);
+-- an SQLite writer's lease is an exclusive lock on a file beside the database, and SQLite
+-- allows one writing connection anyway. Kept here so both schemas have the same tables.
+create table writer_lease (
+    id integer primary key check (id = 1),
+    epoch integer not null
+) strict;
+insert into writer_lease (id, epoch) values (1, 0);
+
 -- Per-unit hash chain: hash = SHA-256(previous hash || canonical entry JSON).
 create table journal (
     unit text not null,

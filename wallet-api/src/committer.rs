@@ -2,13 +2,22 @@
 //!
 //! Requests arrive on a bounded channel. The writer task takes one, drains whatever else is
 //! queued (up to `max_batch`, optionally lingering a little for more), validates each against
-//! the in-memory [`Book`], links the accepted ones into the journal, writes the whole batch in
-//! one database transaction, commits (one fsync), and only then replies to everyone: a reply
-//! means durable. An entry that fails validation is refused alone; the others commit.
+//! the in-memory [`Book`], links the accepted ones into the journal, and hands the batch to a
+//! *lane*: a task owning one writing connection, which writes the batch in one transaction,
+//! commits (one fsync), and only then replies to everyone: a reply means durable. An entry that
+//! fails validation is refused alone; the others commit.
+//!
+//! On PostgreSQL up to [`PIPELINE_DEPTH`] batches are in flight: while one commits, a second
+//! connection inserts the next. The writer forms a batch only when a lane is free, so
+//! everything that arrived meanwhile joins it (SQLite, with one lane, commits one at a time). Commits stay in batch order (a lane
+//! commits only after the batch before it did, and rolls back if that one failed), so storage
+//! always holds a gap-free prefix of what was staged. Batches that create units or accounts or
+//! change statuses run alone, since a later batch on another connection could not see them yet.
 //!
 //! If a write fails, the outcome of the transaction is unknown (the COMMIT may have landed
-//! before the connection broke), so the writer trusts storage, not memory: it reconnects,
-//! retakes the lease and reloads the Book, verifying it, before it accepts anything else.
+//! before the connection broke), so the writer trusts storage, not memory: it waits for the
+//! batches in flight, reconnects, retakes the lease and reloads the Book, verifying it, before
+//! it accepts anything else. Reads through [`Committer::inspect`] see only committed state.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,11 +28,15 @@ use ledger::{
     Account, AccountId, AccountStatus, Book, BookError, EntryId, IntentError, JournalEntry, Unit,
     UnitCode, VerifiedIntent,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::db::{BatchWrite, CommittedEntry, Database, LoadError, Loaded, Writer};
+use crate::db::{BatchWrite, CommittedEntry, Database, Lane, LoadError, Loaded, Previous};
+
+/// The most batches in flight at once: one per lane (SQLite has one writing connection,
+/// PostgreSQL two), so one batch's inserts run while the previous one commits.
+pub const PIPELINE_DEPTH: u32 = 2;
 
 /// Tuning of the committer; the defaults suit both SQLite and PostgreSQL.
 #[derive(Debug, Clone)]
@@ -158,12 +171,13 @@ impl Committer {
         let task = WriterTask {
             inbox,
             db,
-            writer: Some(writer),
+            pipeline: Some(Pipeline::start(writer.into_lanes(), stats.clone())),
             loaded,
             healthy: true,
             config,
             clock: clock.clone(),
             stats: stats.clone(),
+            staged_batches: 0,
         };
         let handle = tokio::spawn(task.run());
         Ok((
@@ -251,7 +265,7 @@ impl Committer {
 }
 
 /// A reply held back until the batch's fate is known.
-enum Pending {
+enum Reply {
     Entry(
         oneshot::Sender<Result<Committed, CommitError>>,
         Result<Committed, CommitError>,
@@ -260,27 +274,219 @@ enum Pending {
         oneshot::Sender<Result<(), CommitError>>,
         Result<(), CommitError>,
     ),
+}
+
+/// What staging one command produced.
+enum Staged {
+    Reply(Reply),
     Inspect(Inspection),
+}
+
+/// A staged batch on its way to a lane.
+struct LaneJob {
+    write: BatchWrite,
+    replies: Vec<Reply>,
+    previous: Previous,
+    done: oneshot::Sender<bool>,
+    /// Released when the batch has settled, making room in the pipeline.
+    _slots: OwnedSemaphorePermit,
+}
+
+/// The lanes and the bookkeeping that keeps their commits in order.
+struct Pipeline {
+    lanes: Vec<mpsc::Sender<LaneJob>>,
+    lane_tasks: Vec<JoinHandle<()>>,
+    /// One slot per lane: a batch holds one while in flight.
+    slots: Arc<Semaphore>,
+    depth: u32,
+    next_lane: usize,
+    /// Outcome of the batch dispatched last, for the next one to wait on.
+    previous: Option<oneshot::Receiver<bool>>,
+    /// Failures reported by lanes, with their reason.
+    failures: mpsc::UnboundedReceiver<String>,
+}
+
+impl Pipeline {
+    fn start(lanes: Vec<Lane>, stats: Arc<CommitterStats>) -> Self {
+        let (failed, failures) = mpsc::unbounded_channel();
+        let mut senders = Vec::new();
+        let mut lane_tasks = Vec::new();
+        for lane in lanes {
+            let (jobs, inbox) = mpsc::channel(PIPELINE_DEPTH as usize);
+            senders.push(jobs);
+            lane_tasks.push(tokio::spawn(run_lane(
+                lane,
+                inbox,
+                failed.clone(),
+                stats.clone(),
+            )));
+        }
+        let depth = u32::try_from(senders.len())
+            .unwrap_or(1)
+            .clamp(1, PIPELINE_DEPTH);
+        Self {
+            lanes: senders,
+            lane_tasks,
+            slots: Arc::new(Semaphore::new(depth as usize)),
+            depth,
+            next_lane: 0,
+            previous: None,
+            failures,
+        }
+    }
+
+    /// A free slot: wait for one before forming a batch, so the batch collects everything
+    /// that arrives meanwhile.
+    async fn free_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().acquire_owned().await.ok()
+    }
+
+    /// Hands a staged batch, holding `slot`, to the next lane. A batch that changes units,
+    /// accounts or statuses takes every slot, so it runs alone.
+    async fn dispatch(
+        &mut self,
+        write: BatchWrite,
+        replies: Vec<Reply>,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let alone =
+            !(write.units.is_empty() && write.accounts.is_empty() && write.statuses.is_empty());
+        let mut slots = slot;
+        if alone && self.depth > 1 {
+            match self.slots.clone().acquire_many_owned(self.depth - 1).await {
+                Ok(rest) => slots.merge(rest),
+                Err(_) => return, // The semaphore is never closed.
+            }
+        }
+        let (done, outcome) = oneshot::channel();
+        let job = LaneJob {
+            write,
+            replies,
+            previous: Previous::new(self.previous.replace(outcome)),
+            done,
+            _slots: slots,
+        };
+        let lane = self.next_lane;
+        self.next_lane = (lane + 1) % self.lanes.len();
+        if let Err(mpsc::error::SendError(job)) = self.lanes[lane].send(job).await {
+            // The lane died; fail the batch like a failed write so the writer recovers.
+            let _ = job.done.send(false);
+            settle(job.replies, Err("writer lane stopped".to_owned()));
+        }
+    }
+
+    /// Waits until every dispatched batch has settled.
+    async fn drain(&self) {
+        if let Ok(all) = self.slots.acquire_many(self.depth).await {
+            drop(all);
+        }
+    }
+
+    /// The first failure reported since the last call, if any.
+    fn failure(&mut self) -> Option<String> {
+        let mut first = None;
+        while let Ok(reason) = self.failures.try_recv() {
+            first.get_or_insert(reason);
+        }
+        first
+    }
+
+    /// Stops the lanes, closing their connections (and so releasing the lease).
+    async fn stop(self) {
+        drop(self.lanes);
+        for task in self.lane_tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A lane: writes each batch it is handed, in order, then answers its submitters.
+async fn run_lane(
+    mut lane: Lane,
+    mut jobs: mpsc::Receiver<LaneJob>,
+    failed: mpsc::UnboundedSender<String>,
+    stats: Arc<CommitterStats>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let result = lane.write_after(&job.write, job.previous).await;
+        let _ = job.done.send(result.is_ok());
+        match &result {
+            Ok(()) => {
+                let entries = u64::try_from(job.write.entries.len()).unwrap_or(u64::MAX);
+                if !job.write.is_empty() {
+                    stats.batches.fetch_add(1, Ordering::Relaxed);
+                }
+                stats.entries.fetch_add(entries, Ordering::Relaxed);
+                stats.max_batch.fetch_max(entries, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, entries = job.write.entries.len(), "batch write failed");
+                let _ = failed.send(e.to_string());
+            }
+        }
+        settle(job.replies, result.map_err(|e| e.to_string()));
+    }
+}
+
+/// Answers a batch's submitters: as staged if it committed; if not, every success becomes
+/// "unavailable" (retry with the same intent id), while refusals stand.
+fn settle(replies: Vec<Reply>, outcome: Result<(), String>) {
+    for reply in replies {
+        match (reply, &outcome) {
+            (Reply::Entry(to, result), Ok(())) => {
+                let _ = to.send(result);
+            }
+            (Reply::Entry(to, Ok(_)), Err(reason)) => {
+                let _ = to.send(Err(CommitError::Unavailable(reason.clone())));
+            }
+            (Reply::Entry(to, refused), Err(_)) => {
+                let _ = to.send(refused);
+            }
+            (Reply::Admin(to, result), Ok(())) => {
+                let _ = to.send(result);
+            }
+            (Reply::Admin(to, Ok(())), Err(reason)) => {
+                let _ = to.send(Err(CommitError::Unavailable(reason.clone())));
+            }
+            (Reply::Admin(to, refused), Err(_)) => {
+                let _ = to.send(refused);
+            }
+        }
+    }
 }
 
 struct WriterTask {
     inbox: mpsc::Receiver<Command>,
     db: Database,
-    writer: Option<Writer>,
+    /// None while the writer has no connection (storage down, recovery pending).
+    pipeline: Option<Pipeline>,
+    /// The Book and journal heads as staged: committed state plus the batches in flight.
     loaded: Loaded,
     healthy: bool,
     config: CommitterConfig,
     clock: Arc<dyn Clock>,
     stats: Arc<CommitterStats>,
+    staged_batches: u64,
 }
 
 impl WriterTask {
     async fn run(mut self) {
         let mut batch = Vec::with_capacity(self.config.max_batch);
-        while let Some(first) = self.inbox.recv().await {
+        loop {
+            let slot = match &self.pipeline {
+                Some(pipeline) => pipeline.free_slot().await,
+                None => None,
+            };
+            let Some(first) = self.inbox.recv().await else {
+                break;
+            };
             batch.push(first);
             self.fill(&mut batch).await;
-            self.process(&mut batch).await;
+            self.process(&mut batch, slot).await;
+        }
+        if let Some(pipeline) = self.pipeline.take() {
+            pipeline.drain().await;
+            pipeline.stop().await;
         }
         tracing::info!("committer drained and stopped");
     }
@@ -304,7 +510,12 @@ impl WriterTask {
         }
     }
 
-    async fn process(&mut self, batch: &mut Vec<Command>) {
+    async fn process(&mut self, batch: &mut Vec<Command>, mut slot: Option<OwnedSemaphorePermit>) {
+        self.notice_failures();
+        if !self.healthy {
+            // The slot belongs to the pipeline that recovery replaces (and drains first).
+            slot = None;
+        }
         if !self.healthy
             && let Err(e) = self.recover().await
         {
@@ -318,38 +529,59 @@ impl WriterTask {
             now_ms: self.clock.now_ms(),
             ..BatchWrite::default()
         };
-        let mut pending = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut inspections = Vec::new();
         for command in batch.drain(..) {
-            pending.push(self.stage(command, &mut write));
-        }
-        let outcome = match (&mut self.writer, write.is_empty()) {
-            (_, true) => Ok(()),
-            (Some(writer), false) => writer.write(&write).await.map_err(|e| e.to_string()),
-            (None, false) => Err("no writer connection".to_owned()),
-        };
-        match outcome {
-            Ok(()) => self.after_commit(&write),
-            Err(reason) => {
-                tracing::error!(error = %reason, entries = write.entries.len(), "batch write failed; reloading from storage");
-                self.healthy = false;
-                for reply in &mut pending {
-                    reply.fail_success(&reason);
-                }
-                if let Err(e) = self.recover().await {
-                    tracing::error!(error = %e, "reload after failed write failed; will retry");
-                }
+            match self.stage(command, &mut write) {
+                Staged::Reply(reply) => replies.push(reply),
+                Staged::Inspect(look) => inspections.push(look),
             }
         }
-        // Until storage has been reloaded the Book may hold entries that never committed, so
-        // nobody may look at it (their inspection is dropped and reports Stopped).
-        let book = self.healthy.then_some(&self.loaded.book);
-        for reply in pending {
-            reply.send(book);
+        self.check_invariants_now_and_then();
+        if !replies.is_empty()
+            && let Some(pipeline) = self.pipeline.as_mut()
+        {
+            let slot = match slot.take() {
+                Some(slot) => Some(slot),
+                None => pipeline.free_slot().await,
+            };
+            if let Some(slot) = slot {
+                // Even a batch with nothing to write goes through the pipeline: a duplicate's
+                // answer must wait until the original (perhaps in flight) has committed.
+                pipeline.dispatch(write, replies, slot).await;
+            }
+        }
+        // An unused slot goes back before anyone waits for the pipeline to drain.
+        drop(slot);
+        if !inspections.is_empty() {
+            self.settle_inspections(inspections).await;
+        }
+    }
+
+    /// Inspections see committed state only: wait for the batches in flight first.
+    async fn settle_inspections(&mut self, inspections: Vec<Inspection>) {
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.drain().await;
+        }
+        self.notice_failures();
+        if !self.healthy && self.recover().await.is_err() {
+            // Dropping an inspection drops its reply sender; the caller sees Stopped.
+            return;
+        }
+        for look in inspections {
+            look(&self.loaded.book);
+        }
+    }
+
+    fn notice_failures(&mut self) {
+        if let Some(reason) = self.pipeline.as_mut().and_then(Pipeline::failure) {
+            tracing::error!(error = %reason, "a batch failed; reloading the ledger from storage");
+            self.healthy = false;
         }
     }
 
     /// Validates one request against the Book and stages what it writes.
-    fn stage(&mut self, command: Command, write: &mut BatchWrite) -> Pending {
+    fn stage(&mut self, command: Command, write: &mut BatchWrite) -> Staged {
         let book = &mut self.loaded.book;
         match command {
             Command::Submit(submission) => {
@@ -387,92 +619,52 @@ impl WriterTask {
                         Err(CommitError::Rejected(e))
                     }
                 };
-                Pending::Entry(reply, result)
+                Staged::Reply(Reply::Entry(reply, result))
             }
             Command::AddUnit(unit, reply) => {
                 let result = book.add_unit(unit.clone()).map(|()| write.units.push(unit));
-                Pending::Admin(reply, result.map_err(CommitError::from))
+                Staged::Reply(Reply::Admin(reply, result.map_err(CommitError::from)))
             }
             Command::OpenAccount(account, reply) => {
                 let result = book
                     .open_account((*account).clone())
                     .map(|()| write.accounts.push(*account));
-                Pending::Admin(reply, result.map_err(CommitError::from))
+                Staged::Reply(Reply::Admin(reply, result.map_err(CommitError::from)))
             }
             Command::SetStatus(id, status, reply) => {
                 let result = book
                     .set_status(id, status)
                     .map(|()| write.statuses.push((id, status)));
-                Pending::Admin(reply, result.map_err(CommitError::from))
+                Staged::Reply(Reply::Admin(reply, result.map_err(CommitError::from)))
             }
-            Command::Inspect(look) => Pending::Inspect(look),
+            Command::Inspect(look) => Staged::Inspect(look),
         }
     }
 
-    fn after_commit(&mut self, write: &BatchWrite) {
-        let entries = u64::try_from(write.entries.len()).unwrap_or(u64::MAX);
-        let batches = self
-            .stats
-            .batches
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1);
-        self.stats.entries.fetch_add(entries, Ordering::Relaxed);
-        self.stats.max_batch.fetch_max(entries, Ordering::Relaxed);
+    fn check_invariants_now_and_then(&mut self) {
+        self.staged_batches = self.staged_batches.saturating_add(1);
         let every = self.config.invariant_check_every.max(1);
-        if (cfg!(debug_assertions) || batches.is_multiple_of(every))
+        if (cfg!(debug_assertions) || self.staged_batches.is_multiple_of(every))
             && let Err(violation) = self.loaded.book.check_invariants()
         {
             // A broken ledger must stop, not limp on.
-            panic!("ledger invariant broken after commit: {violation}");
+            panic!("ledger invariant broken: {violation}");
         }
     }
 
-    /// Makes memory agree with storage again after a failed write: reuse the connection if it
-    /// still works, else drop it (releasing the lease) and take the lease anew.
+    /// Makes memory agree with storage again after a failed write: wait for the batches in
+    /// flight, close the lanes (releasing the lease), take the lease anew and reload.
     async fn recover(&mut self) -> Result<(), LoadError> {
-        if let Some(writer) = self.writer.as_mut()
-            && let Ok(loaded) = writer.load().await
-        {
-            self.loaded = loaded;
-            self.healthy = true;
-            return Ok(());
+        if let Some(pipeline) = self.pipeline.take() {
+            pipeline.drain().await;
+            pipeline.stop().await;
         }
-        self.writer = None;
         let mut writer = self.db.writer().await?;
         self.loaded = writer.load().await?;
-        self.writer = Some(writer);
+        self.pipeline = Some(Pipeline::start(writer.into_lanes(), self.stats.clone()));
         self.healthy = true;
         tracing::info!("writer reconnected and ledger reloaded");
         Ok(())
-    }
-}
-
-impl Pending {
-    /// The batch did not commit: successes become "unavailable"; refusals stand.
-    fn fail_success(&mut self, reason: &str) {
-        let unavailable = || CommitError::Unavailable(reason.to_owned());
-        match self {
-            Pending::Entry(_, result @ Ok(_)) => *result = Err(unavailable()),
-            Pending::Admin(_, result @ Ok(())) => *result = Err(unavailable()),
-            _ => {}
-        }
-    }
-
-    fn send(self, book: Option<&Book>) {
-        // A submitter that gave up waiting has dropped its receiver; nothing to do then.
-        match self {
-            Pending::Entry(reply, result) => {
-                let _ = reply.send(result);
-            }
-            Pending::Admin(reply, result) => {
-                let _ = reply.send(result);
-            }
-            Pending::Inspect(look) => {
-                if let Some(book) = book {
-                    look(book);
-                }
-            }
-        }
     }
 }
 

@@ -56,6 +56,13 @@ pub enum DbError {
         "another coledger process holds the writer lease for {0}; stop it first (only one writer per database)"
     )]
     LeaseHeld(String),
+    /// Another writer took the lease over (its epoch is newer); this one must stop writing.
+    #[error("the writer lease was taken over by another process; this writer stops writing")]
+    LeaseLost,
+    /// The batch before this one did not commit, so this one was rolled back to keep the
+    /// journal free of gaps.
+    #[error("an earlier batch failed, so this one was rolled back")]
+    PreviousBatchFailed,
     /// A file-system problem, such as a data directory that cannot be created.
     #[error("{what}: {source}")]
     Io {
@@ -297,7 +304,8 @@ impl Database {
     }
 }
 
-/// The single writer: holds the lease and the connection all ledger writes go through.
+/// The single writer: holds the lease and the connections all ledger writes go through.
+/// Load the ledger with it, then split it into [`Lane`]s to write.
 #[derive(Debug)]
 pub enum Writer {
     /// SQLite.
@@ -307,19 +315,67 @@ pub enum Writer {
 }
 
 impl Writer {
-    /// Writes a batch in one transaction and commits it durably.
-    pub async fn write(&mut self, batch: &BatchWrite) -> Result<(), DbError> {
-        match self {
-            Writer::Sqlite(w) => w.write(batch).await,
-            Writer::Postgres(w) => w.write(batch).await,
-        }
-    }
-
     /// Loads and re-verifies the whole ledger: see [`load`].
     pub async fn load(&mut self) -> Result<Loaded, LoadError> {
         match self {
             Writer::Sqlite(w) => load::load(w).await,
             Writer::Postgres(w) => load::load(w).await,
+        }
+    }
+
+    /// The writer's connections as lanes: one for SQLite (it has one writing connection),
+    /// two for PostgreSQL, so one batch's inserts can run while the previous commits.
+    pub fn into_lanes(self) -> Vec<Lane> {
+        match self {
+            Writer::Sqlite(w) => vec![Lane::Sqlite(w)],
+            Writer::Postgres(w) => w.into_lanes().into_iter().map(Lane::Postgres).collect(),
+        }
+    }
+}
+
+/// One writing connection. Batches are handed to lanes in order; each commits only after the
+/// batch before it has committed (and rolls back if that one failed), so whatever the
+/// interleaving, the journal on disk is always a prefix of what was staged: no gaps.
+#[derive(Debug)]
+pub enum Lane {
+    /// SQLite.
+    Sqlite(sqlite::SqliteWriter),
+    /// PostgreSQL.
+    Postgres(postgres::PgLane),
+}
+
+impl Lane {
+    /// Writes `batch` in one transaction, then commits it once `previous` has committed.
+    pub async fn write_after(
+        &mut self,
+        batch: &BatchWrite,
+        previous: Previous,
+    ) -> Result<(), DbError> {
+        match self {
+            Lane::Sqlite(w) => w.write_after(batch, previous).await,
+            Lane::Postgres(w) => w.write_after(batch, previous).await,
+        }
+    }
+}
+
+/// The outcome of the batch before, which a lane waits for before committing its own.
+#[derive(Debug, Default)]
+pub struct Previous(Option<tokio::sync::oneshot::Receiver<bool>>);
+
+impl Previous {
+    /// Waits for the batch before: `Some(receiver)` of its outcome, or `None` if there is none.
+    pub fn new(receiver: Option<tokio::sync::oneshot::Receiver<bool>>) -> Self {
+        Self(receiver)
+    }
+
+    async fn outcome(self) -> Result<(), DbError> {
+        match self.0 {
+            None => Ok(()),
+            Some(receiver) => match receiver.await {
+                Ok(true) => Ok(()),
+                // Failed, or its lane went away without saying: either way, not committed.
+                Ok(false) | Err(_) => Err(DbError::PreviousBatchFailed),
+            },
         }
     }
 }

@@ -7,7 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{Connection as _, Row as _};
 
 use super::rows::{self, AccountRow, EntryRow, PostingRow};
-use super::{BatchWrite, DbError, LoadSource, StoredEntries};
+use super::{BatchWrite, DbError, LoadSource, Previous, StoredEntries};
 
 /// `application_name` of the writer's connection.
 pub const WRITER_APPLICATION_NAME: &str = "coledger-writer";
@@ -17,12 +17,27 @@ pub(super) async fn ping(pool: &PgPool) -> Result<(), DbError> {
     Ok(())
 }
 
-/// The PostgreSQL writer: a connection holding the session advisory lock that is the lease.
-/// Writing on the lease's own connection is the fence: if the connection dies, the lock is
-/// released *and* this writer can no longer write.
+/// The PostgreSQL writer: a connection holding the session advisory lock that is the lease,
+/// and a second connection so that two batches can be in flight at once (see
+/// [`super::Lane`]). Both are fenced by the lease epoch. Every batch transaction takes the
+/// fence advisory lock *shared* and checks the epoch; a writer taking over takes the fence
+/// *exclusively* (waiting for batches in flight), bumps the epoch and lets go. So once a
+/// takeover has happened, none of the old writer's connections can commit again. Advisory
+/// locks live in memory: unlike `FOR SHARE` on the lease row, they write nothing per batch.
 #[derive(Debug)]
 pub struct PgWriter {
     conn: PgConnection,
+    second: PgConnection,
+    epoch: i64,
+    fence: i64,
+}
+
+/// One of the writer's connections, writing batches.
+#[derive(Debug)]
+pub struct PgLane {
+    conn: PgConnection,
+    epoch: i64,
+    fence: i64,
 }
 
 impl PgWriter {
@@ -42,11 +57,65 @@ impl PgWriter {
                 options.get_port()
             )));
         }
-        Ok(Self { conn })
+        let fence = lease_key.wrapping_add(1);
+        sqlx::query("select pg_advisory_lock($1)")
+            .bind(fence)
+            .execute(&mut conn)
+            .await?;
+        let epoch: i64 = sqlx::query_scalar(
+            "update writer_lease set epoch = epoch + 1 where id = 1 returning epoch",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        sqlx::query("select pg_advisory_unlock($1)")
+            .bind(fence)
+            .execute(&mut conn)
+            .await?;
+        let second = PgConnection::connect_with(&options).await?;
+        Ok(Self {
+            conn,
+            second,
+            epoch,
+            fence,
+        })
     }
 
-    pub(super) async fn write(&mut self, batch: &BatchWrite) -> Result<(), DbError> {
+    pub(super) fn into_lanes(self) -> Vec<PgLane> {
+        vec![
+            PgLane {
+                conn: self.conn,
+                epoch: self.epoch,
+                fence: self.fence,
+            },
+            PgLane {
+                conn: self.second,
+                epoch: self.epoch,
+                fence: self.fence,
+            },
+        ]
+    }
+}
+
+impl PgLane {
+    pub(super) async fn write_after(
+        &mut self,
+        batch: &BatchWrite,
+        previous: Previous,
+    ) -> Result<(), DbError> {
+        if batch.is_empty() {
+            return previous.outcome().await;
+        }
         let mut tx = self.conn.begin().await?;
+        let epoch: Option<i64> = sqlx::query_scalar(
+            "with fence as (select pg_advisory_xact_lock_shared($1)) \
+             select epoch from writer_lease, fence where id = 1",
+        )
+        .bind(self.fence)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if epoch != Some(self.epoch) {
+            return Err(DbError::LeaseLost);
+        }
         for unit in &batch.units {
             sqlx::query(
                 "insert into unit (code, name, scale, kind, peg, created_at) values ($1, $2, $3, $4, $5, $6)",
@@ -72,6 +141,11 @@ impl PgWriter {
         }
         if !batch.entries.is_empty() {
             write_entries(&mut tx, batch).await?;
+        }
+        // Commits land in batch order: ours only after the previous batch's.
+        if let Err(e) = previous.outcome().await {
+            tx.rollback().await?;
+            return Err(e);
         }
         tx.commit().await?;
         Ok(())

@@ -10,7 +10,7 @@ use sqlx::{Connection as _, Row as _, Sqlite};
 use uuid::Uuid;
 
 use super::rows::{self, AccountRow, EntryRow, PostingRow};
-use super::{BatchWrite, DbError, LoadSource, StoredEntries};
+use super::{BatchWrite, DbError, LoadSource, Previous, StoredEntries};
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
@@ -105,7 +105,17 @@ impl SqliteWriter {
         })
     }
 
-    pub(super) async fn write(&mut self, batch: &BatchWrite) -> Result<(), DbError> {
+    /// Writes a batch in one transaction and commits it once `previous` has committed. The
+    /// SQLite writer is a single lane, so `previous` has always settled by then; the shape
+    /// matches PostgreSQL's two lanes.
+    pub(super) async fn write_after(
+        &mut self,
+        batch: &BatchWrite,
+        previous: Previous,
+    ) -> Result<(), DbError> {
+        if batch.is_empty() {
+            return previous.outcome().await;
+        }
         let mut tx = self.conn.begin().await?;
         for unit in &batch.units {
             sqlx::query(
@@ -183,6 +193,10 @@ impl SqliteWriter {
             },
         )
         .await?;
+        if let Err(e) = previous.outcome().await {
+            tx.rollback().await?;
+            return Err(e);
+        }
         tx.commit().await?;
         Ok(())
     }
