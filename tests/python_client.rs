@@ -23,13 +23,7 @@ fn python_ready() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        let message =
-            "SKIPPED: python3 with PyNaCl and rfc8785 is missing (scripts/test installs them)";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{message}; CI=true forbids skipping"
-        );
-        eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
+        skip("SKIPPED: python3 with PyNaCl and rfc8785 is missing (scripts/test installs them)");
     }
     ok
 }

@@ -11,6 +11,15 @@ use tokio::process::{Child, ChildStdout, Command};
 /// How long any single wait in these tests may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
+/// Says loudly that a test is skipped for want of a tool; under CI (CI=true) a skip fails.
+pub fn skip(message: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{message}; CI=true forbids skipping"
+    );
+    eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
+}
+
 /// A fresh database URL per backend: SQLite always, PostgreSQL when
 /// COLEDGER_TEST_POSTGRES_URL is set (a loud skip otherwise, a failure under CI).
 pub async fn databases() -> Vec<(&'static str, String, Option<tempfile::TempDir>)> {
@@ -24,15 +33,7 @@ pub async fn databases() -> Vec<(&'static str, String, Option<tempfile::TempDir>
                 .unwrap();
             all.push(("postgres", url, None));
         }
-        _ => {
-            let message =
-                "COLEDGER_TEST_POSTGRES_URL is not set: PostgreSQL end-to-end tests SKIPPED";
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{message}; CI=true forbids skipping"
-            );
-            eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
-        }
+        _ => skip("COLEDGER_TEST_POSTGRES_URL is not set: PostgreSQL end-to-end tests SKIPPED"),
     }
     all
 }
