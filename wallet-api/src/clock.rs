@@ -31,10 +31,6 @@ impl ManualClock {
     pub fn new(now_ms: i64) -> Self {
         Self(AtomicI64::new(now_ms))
     }
-    /// Moves the clock forward.
-    pub fn advance_ms(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
 }
 
 impl Clock for ManualClock {

@@ -515,15 +515,13 @@ impl WriterTask {
         if !self.healthy {
             // The slot belongs to the pipeline that recovery replaces (and drains first).
             slot = None;
-        }
-        if !self.healthy
-            && let Err(e) = self.recover().await
-        {
-            let reason = format!("ledger storage is unavailable: {e}");
-            for command in batch.drain(..) {
-                refuse(command, &reason);
+            if let Err(e) = self.recover().await {
+                let reason = format!("ledger storage is unavailable: {e}");
+                for command in batch.drain(..) {
+                    refuse(command, &reason);
+                }
+                return;
             }
-            return;
         }
         let mut write = BatchWrite {
             now_ms: self.clock.now_ms(),

@@ -441,3 +441,63 @@ async fn an_unbalanced_operator_intent_is_invalid_and_never_reaches_storage() {
     assert_eq!(committer.inspect(|b| b.applied_count()).await.unwrap(), 0);
     stop(committer, task).await;
 }
+
+/// Split brain: writer 1 loses its lease connection (the advisory lock goes with it) and
+/// writer 2 takes over. Writer 1's second connection is still open, but the epoch fence stops
+/// it from committing anything, and writer 2 never sees what it tried to write.
+#[tokio::test]
+async fn a_writer_that_lost_its_lease_cannot_commit_on_any_connection() {
+    use sqlx::Executor as _;
+    use wallet_api::db::{BatchWrite, DbError, Previous};
+    let Some(test_db) = TestDb::postgres().await else {
+        return;
+    };
+    let db = test_db.open().await;
+    let mut first = db.writer().await.unwrap();
+    first.load().await.unwrap();
+    let mut lanes = first.into_lanes();
+    assert_eq!(lanes.len(), 2, "PostgreSQL writes on two connections");
+
+    let wallet_api::Database::Postgres { pool, .. } = &db else {
+        unreachable!()
+    };
+    pool.execute(
+        "select pg_terminate_backend(pid) from pg_locks \
+         where locktype = 'advisory' and granted and mode = 'ExclusiveLock'",
+    )
+    .await
+    .unwrap();
+    let mut second = loop {
+        // The server releases the dead session's lock a moment after terminating it.
+        match db.writer().await {
+            Ok(writer) => break writer,
+            Err(DbError::LeaseHeld(_)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+
+    let unit = ledger::Unit::new(
+        ledger::UnitCode::new("STALE").unwrap(),
+        "Stale",
+        2,
+        ledger::UnitKind::Points,
+        None,
+    )
+    .unwrap();
+    let stale = BatchWrite {
+        units: vec![unit],
+        now_ms: NOW_MS,
+        ..BatchWrite::default()
+    };
+    let result = lanes[1].write_after(&stale, Previous::default()).await;
+    assert!(matches!(result, Err(DbError::LeaseLost)), "{result:?}");
+
+    let loaded = second.load().await.unwrap();
+    assert_eq!(
+        loaded.book.units().count(),
+        0,
+        "nothing from the stale writer was committed"
+    );
+}

@@ -156,3 +156,31 @@ async fn ledger_rows_cannot_be_updated_or_deleted() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_row_that_is_no_valid_value_refuses_the_start_and_names_the_table() {
+    for test_db in TestDb::all().await {
+        let (db, _) = ledger_with_payments(&test_db).await;
+        attack(
+            &db,
+            "drop trigger entry_no_update; update entry set kind = 'gift' where position = 2",
+            "alter table entry disable trigger user; update entry set kind = 'gift' where position = 2",
+        )
+        .await;
+        let error = load_error(&db).await;
+        assert!(
+            matches!(
+                error,
+                LoadError::Db(wallet_api::db::DbError::CorruptRow { table: "entry", .. })
+            ),
+            "{}: {error}",
+            test_db.label
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("corrupt entry row: kind \"gift\""),
+            "{error}"
+        );
+    }
+}
