@@ -3,10 +3,10 @@
 
 use ledger::journal::JournalLink;
 use ledger::{Account, Unit};
+use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
-use sqlx::{Connection as _, Row as _};
 
-use super::rows::{self, AccountRow, EntryRow, PostingRow};
+use super::rows;
 use super::{BatchWrite, DbError, LoadSource, Previous, StoredEntries};
 
 /// `application_name` of the writer's connection.
@@ -232,109 +232,41 @@ async fn write_entries(conn: &mut PgConnection, batch: &BatchWrite) -> Result<()
 
 impl LoadSource for PgWriter {
     async fn units(&mut self) -> Result<Vec<Unit>, DbError> {
-        let found =
-            sqlx::query("select code, name, scale, kind, peg from unit order by created_at, code")
+        rows::units(
+            sqlx::query_as(rows::UNITS_SQL)
                 .fetch_all(&mut self.conn)
-                .await?;
-        found
-            .iter()
-            .map(|r| {
-                let scale: i16 = r.try_get(2)?;
-                rows::unit(
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    i64::from(scale),
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                )
-            })
-            .collect()
-    }
-
-    async fn accounts(&mut self) -> Result<Vec<Account>, DbError> {
-        let found = sqlx::query(
-            "select id, unit, kind, status, lower_limit, upper_limit, authority from account order by created_at, id",
-        )
-        .fetch_all(&mut self.conn)
-        .await?;
-        found
-            .iter()
-            .map(|r| {
-                rows::account(AccountRow {
-                    id: r.try_get(0)?,
-                    unit: r.try_get(1)?,
-                    kind: r.try_get(2)?,
-                    status: r.try_get(3)?,
-                    lower_limit: r.try_get(4)?,
-                    upper_limit: r.try_get(5)?,
-                    authority: r.try_get(6)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn links(&mut self) -> Result<Vec<(i64, JournalLink)>, DbError> {
-        let found = sqlx::query(
-            "select entry_position, unit, seq, hash from journal order by entry_position, unit",
-        )
-        .fetch_all(&mut self.conn)
-        .await?;
-        found
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)?,
-                    rows::link(r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)?,
-                ))
-            })
-            .collect()
-    }
-
-    async fn max_position(&mut self) -> Result<i64, DbError> {
-        Ok(
-            sqlx::query_scalar("select coalesce(max(position), 0)::int8 from entry")
-                .fetch_one(&mut self.conn)
                 .await?,
         )
     }
 
-    async fn entries(&mut self, after: i64, up_to: i64) -> Result<StoredEntries, DbError> {
-        let found = sqlx::query(
-            "select e.position, e.id, e.kind, e.memo, e.tags, e.created_at, \
-                    e.intent_id, e.signer, e.digest, e.signature, \
-                    p.idx, p.unit, p.debit, p.credit, p.amount_minor \
-             from entry e join posting p on p.entry_position = e.position \
-             where e.position > $1 and e.position <= $2 order by e.position, p.idx",
+    async fn accounts(&mut self) -> Result<Vec<Account>, DbError> {
+        rows::accounts(
+            sqlx::query_as(rows::ACCOUNTS_SQL)
+                .fetch_all(&mut self.conn)
+                .await?,
         )
-        .bind(after)
-        .bind(up_to)
-        .fetch_all(&mut self.conn)
-        .await?;
-        let mut joined = Vec::with_capacity(found.len());
-        for r in &found {
-            let idx: i16 = r.try_get(10)?;
-            joined.push((
-                EntryRow {
-                    position: r.try_get(0)?,
-                    id: r.try_get(1)?,
-                    kind: r.try_get(2)?,
-                    memo: r.try_get(3)?,
-                    tags: r.try_get(4)?,
-                    created_at: r.try_get(5)?,
-                    intent_id: r.try_get(6)?,
-                    signer: r.try_get(7)?,
-                    digest: r.try_get(8)?,
-                    signature: r.try_get(9)?,
-                },
-                PostingRow {
-                    idx: i64::from(idx),
-                    unit: r.try_get(11)?,
-                    debit: r.try_get(12)?,
-                    credit: r.try_get(13)?,
-                    amount_minor: r.try_get(14)?,
-                },
-            ));
-        }
-        rows::group_entries(joined)
+    }
+
+    async fn links(&mut self) -> Result<Vec<(i64, JournalLink)>, DbError> {
+        rows::links(
+            sqlx::query_as(rows::LINKS_SQL)
+                .fetch_all(&mut self.conn)
+                .await?,
+        )
+    }
+
+    async fn max_position(&mut self) -> Result<i64, DbError> {
+        Ok(sqlx::query_scalar(rows::MAX_POSITION_SQL)
+            .fetch_one(&mut self.conn)
+            .await?)
+    }
+
+    async fn entries(&mut self, after: i64, up_to: i64) -> Result<StoredEntries, DbError> {
+        let found = sqlx::query_as(rows::ENTRIES_SQL)
+            .bind(after)
+            .bind(up_to)
+            .fetch_all(&mut self.conn)
+            .await?;
+        rows::entries(found)
     }
 }

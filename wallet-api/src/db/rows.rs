@@ -32,139 +32,216 @@ fn unit_code(table: &'static str, text: &str) -> Result<UnitCode, DbError> {
     UnitCode::new(text).map_err(|e| corrupt(table, e))
 }
 
-/// A `unit` row.
-pub(super) fn unit(
-    code: &str,
-    name: &str,
-    scale: i64,
-    kind: &str,
-    peg: Option<&str>,
-) -> Result<Unit, DbError> {
-    let kind = UnitKind::parse(kind).ok_or_else(|| corrupt("unit", format!("kind {kind:?}")))?;
-    let scale = u8::try_from(scale).map_err(|_| corrupt("unit", format!("scale {scale}")))?;
-    Unit::new(unit_code("unit", code)?, name, scale, kind, peg).map_err(|e| corrupt("unit", e))
+// Reading the ledger back. The SQL is the same in both dialects, and each row arrives as a
+// tuple (both drivers decode tuples), so the backends only run these queries and hand the
+// rows here.
+
+/// Every unit.
+pub(super) const UNITS_SQL: &str =
+    "select code, name, scale, kind, peg from unit order by created_at, code";
+/// `unit` columns.
+pub(super) type UnitRow = (String, String, i16, String, Option<String>);
+
+/// Every account.
+pub(super) const ACCOUNTS_SQL: &str = "select id, unit, kind, status, lower_limit, upper_limit, authority \
+     from account order by created_at, id";
+/// `account` columns.
+pub(super) type AccountRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<Vec<u8>>,
+);
+
+/// Every journal link, in entry order.
+pub(super) const LINKS_SQL: &str =
+    "select entry_position, unit, seq, hash from journal order by entry_position, unit";
+/// `journal` columns.
+pub(super) type LinkRow = (i64, String, i64, Vec<u8>);
+
+/// The highest entry position, 0 when empty.
+pub(super) const MAX_POSITION_SQL: &str = "select coalesce(max(position), 0) from entry";
+
+/// Entries with `$1 < position <= $2`, one row per posting, in order. (SQLite numbers `$1`,
+/// `$2` by first appearance, which is their order here.)
+pub(super) const ENTRIES_SQL: &str = "select e.position, e.id, e.kind, e.memo, e.tags, e.created_at, \
+            e.intent_id, e.signer, e.digest, e.signature, \
+            p.idx, p.unit, p.debit, p.credit, p.amount_minor \
+     from entry e join posting p on p.entry_position = e.position \
+     where e.position > $1 and e.position <= $2 order by e.position, p.idx";
+/// The entry columns (with its intent) of a joined row.
+type EntryColumns = (
+    i64,
+    Uuid,
+    String,
+    String,
+    String,
+    i64,
+    Uuid,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+);
+/// The posting columns of a joined row.
+type PostingColumns = (i16, String, Uuid, Uuid, i64);
+/// A joined entry-and-posting row (sqlx decodes tuples of up to 16 columns).
+pub(super) type JoinedRow = (
+    i64,
+    Uuid,
+    String,
+    String,
+    String,
+    i64,
+    Uuid,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    i16,
+    String,
+    Uuid,
+    Uuid,
+    i64,
+);
+
+/// `unit` rows to units.
+pub(super) fn units(rows: Vec<UnitRow>) -> Result<Vec<Unit>, DbError> {
+    rows.into_iter()
+        .map(|(code, name, scale, kind, peg)| {
+            let kind =
+                UnitKind::parse(&kind).ok_or_else(|| corrupt("unit", format!("kind {kind:?}")))?;
+            let scale =
+                u8::try_from(scale).map_err(|_| corrupt("unit", format!("scale {scale}")))?;
+            Unit::new(
+                unit_code("unit", &code)?,
+                &name,
+                scale,
+                kind,
+                peg.as_deref(),
+            )
+            .map_err(|e| corrupt("unit", e))
+        })
+        .collect()
 }
 
-/// The columns of an `account` row.
-pub(super) struct AccountRow<'a> {
-    pub id: Uuid,
-    pub unit: &'a str,
-    pub kind: &'a str,
-    pub status: &'a str,
-    pub lower_limit: Option<i64>,
-    pub upper_limit: Option<i64>,
-    pub authority: Option<&'a [u8]>,
+/// `account` rows to accounts.
+pub(super) fn accounts(rows: Vec<AccountRow>) -> Result<Vec<Account>, DbError> {
+    rows.into_iter()
+        .map(
+            |(id, unit, kind, status, lower_limit, upper_limit, authority)| {
+                let kind = AccountKind::parse(&kind)
+                    .ok_or_else(|| corrupt("account", format!("kind {kind:?}")))?;
+                let status = AccountStatus::parse(&status)
+                    .ok_or_else(|| corrupt("account", format!("status {status:?}")))?;
+                let limits =
+                    Limits::new(lower_limit, upper_limit).map_err(|e| corrupt("account", e))?;
+                let authority = match authority {
+                    Some(bytes) => Some(PublicKey(fixed("account", "authority", &bytes)?)),
+                    None => None,
+                };
+                Ok(Account {
+                    id: AccountId(id),
+                    unit: unit_code("account", &unit)?,
+                    kind,
+                    status,
+                    limits,
+                    authority,
+                })
+            },
+        )
+        .collect()
 }
 
-/// An `account` row.
-pub(super) fn account(row: AccountRow<'_>) -> Result<Account, DbError> {
-    let kind = AccountKind::parse(row.kind)
-        .ok_or_else(|| corrupt("account", format!("kind {:?}", row.kind)))?;
-    let status = AccountStatus::parse(row.status)
-        .ok_or_else(|| corrupt("account", format!("status {:?}", row.status)))?;
-    let limits =
-        Limits::new(row.lower_limit, row.upper_limit).map_err(|e| corrupt("account", e))?;
-    let authority = match row.authority {
-        Some(bytes) => Some(PublicKey(fixed("account", "authority", bytes)?)),
-        None => None,
-    };
-    Ok(Account {
-        id: AccountId(row.id),
-        unit: unit_code("account", row.unit)?,
-        kind,
-        status,
-        limits,
-        authority,
-    })
+/// `journal` rows to links, with their entry positions.
+pub(super) fn links(rows: Vec<LinkRow>) -> Result<Vec<(i64, JournalLink)>, DbError> {
+    rows.into_iter()
+        .map(|(position, unit, seq, hash)| {
+            let link = JournalLink {
+                unit: unit_code("journal", &unit)?,
+                seq: u64::try_from(seq).map_err(|_| corrupt("journal", format!("seq {seq}")))?,
+                hash: Digest(fixed("journal", "hash", &hash)?),
+            };
+            Ok((position, link))
+        })
+        .collect()
 }
 
-/// A `journal` row.
-pub(super) fn link(unit: &str, seq: i64, hash: &[u8]) -> Result<JournalLink, DbError> {
-    Ok(JournalLink {
-        unit: unit_code("journal", unit)?,
-        seq: u64::try_from(seq).map_err(|_| corrupt("journal", format!("seq {seq}")))?,
-        hash: Digest(fixed("journal", "hash", hash)?),
-    })
-}
-
-/// The entry and intent columns of a joined entry row.
-pub(super) struct EntryRow {
-    pub position: i64,
-    pub id: Uuid,
-    pub kind: String,
-    pub memo: String,
-    pub tags: String,
-    pub created_at: i64,
-    pub intent_id: Uuid,
-    pub signer: Vec<u8>,
-    pub digest: Vec<u8>,
-    pub signature: Vec<u8>,
-}
-
-/// The posting columns of a joined entry row.
-pub(super) struct PostingRow {
-    pub idx: i64,
-    pub unit: String,
-    pub debit: Uuid,
-    pub credit: Uuid,
-    pub amount_minor: i64,
-}
-
-/// Groups joined rows (one per posting, ordered by position and index) into entries.
-pub(super) fn group_entries(rows: Vec<(EntryRow, PostingRow)>) -> Result<StoredEntries, DbError> {
+/// Joined rows (one per posting, ordered by position and index) to entries.
+pub(super) fn entries(rows: Vec<JoinedRow>) -> Result<StoredEntries, DbError> {
     let mut out = Vec::new();
-    let mut current: Option<(EntryRow, Vec<Posting>)> = None;
-    for (head, posting) in rows {
-        if current
-            .as_ref()
-            .is_some_and(|(h, _)| h.position != head.position)
-            && let Some((h, postings)) = current.take()
+    let mut current: Option<(EntryColumns, Vec<Posting>)> = None;
+    for (
+        position,
+        id,
+        kind,
+        memo,
+        tags,
+        created_at,
+        intent_id,
+        signer,
+        digest,
+        signature,
+        idx,
+        unit,
+        debit,
+        credit,
+        amount_minor,
+    ) in rows
+    {
+        if current.as_ref().is_some_and(|(head, _)| head.0 != position)
+            && let Some((head, postings)) = current.take()
         {
-            out.push(finish_entry(h, postings)?);
+            out.push(finish_entry(head, postings)?);
         }
+        let head = (
+            position, id, kind, memo, tags, created_at, intent_id, signer, digest, signature,
+        );
         let (_, postings) = current.get_or_insert_with(|| (head, Vec::new()));
-        if usize::try_from(posting.idx).ok() != Some(postings.len()) {
+        let posting: PostingColumns = (idx, unit, debit, credit, amount_minor);
+        if usize::try_from(posting.0).ok() != Some(postings.len()) {
             return Err(corrupt(
                 "posting",
-                format!("index {} out of order", posting.idx),
+                format!("index {} out of order", posting.0),
             ));
         }
         postings.push(Posting {
-            unit: unit_code("posting", &posting.unit)?,
-            debit: AccountId(posting.debit),
-            credit: AccountId(posting.credit),
-            amount: Amount::from_minor(posting.amount_minor).map_err(|e| corrupt("posting", e))?,
+            unit: unit_code("posting", &posting.1)?,
+            debit: AccountId(posting.2),
+            credit: AccountId(posting.3),
+            amount: Amount::from_minor(posting.4).map_err(|e| corrupt("posting", e))?,
         });
     }
-    if let Some((h, postings)) = current {
-        out.push(finish_entry(h, postings)?);
+    if let Some((head, postings)) = current {
+        out.push(finish_entry(head, postings)?);
     }
     Ok(out)
 }
 
 fn finish_entry(
-    head: EntryRow,
+    head: EntryColumns,
     postings: Vec<Posting>,
 ) -> Result<(i64, Result<JournalEntry, EntryError>), DbError> {
-    let kind = EntryKind::parse(&head.kind)
-        .ok_or_else(|| corrupt("entry", format!("kind {:?}", head.kind)))?;
-    let tags: Tags = serde_json::from_str(&head.tags).map_err(|e| corrupt("entry", e))?;
+    let (position, id, kind, memo, tags, created_at, intent_id, signer, digest, signature) = head;
+    let kind = EntryKind::parse(&kind).ok_or_else(|| corrupt("entry", format!("kind {kind:?}")))?;
+    let tags: Tags = serde_json::from_str(&tags).map_err(|e| corrupt("entry", e))?;
     let authorisation = Authorisation {
-        intent_id: IntentId(head.intent_id),
-        signer: PublicKey(fixed("intent", "signer", &head.signer)?),
-        digest: Digest(fixed("intent", "digest", &head.digest)?),
-        signature: Signature(fixed("intent", "signature", &head.signature)?),
+        intent_id: IntentId(intent_id),
+        signer: PublicKey(fixed("entry", "signer", &signer)?),
+        digest: Digest(fixed("entry", "digest", &digest)?),
+        signature: Signature(fixed("entry", "signature", &signature)?),
     };
     let entry = JournalEntry::new(
-        EntryId(head.id),
+        EntryId(id),
         kind,
         postings,
-        head.memo,
+        memo,
         tags,
         authorisation,
-        head.created_at,
+        created_at,
     );
-    Ok((head.position, entry))
+    Ok((position, entry))
 }
 
 /// Flattened posting rows of a batch: (entry position, index, posting).
