@@ -156,6 +156,7 @@ impl Scheme {
             unit: self.code(),
             amount_minor: Amount::from_minor(minor)?,
             memo: memo.to_owned(),
+            request: None,
         };
         sign(&payer.key, action, now_s)
     }

@@ -12,6 +12,7 @@ use crate::amount::Balance;
 use crate::entry::{EntryKind, JournalEntry};
 use crate::ids::{AccountId, EntryId, IntentId};
 use crate::journal::Digest;
+use crate::keys::PublicKey;
 use crate::unit::{Unit, UnitCode, UnitKind};
 
 /// Why the Book refused an entry or a registration. Every variant is a distinct cause a
@@ -181,6 +182,13 @@ impl Book {
     pub fn set_status(&mut self, id: AccountId, status: AccountStatus) -> Result<(), BookError> {
         let slot = self.slot(id)?;
         self.slots[slot].account.status = status;
+        Ok(())
+    }
+
+    /// Sets (or replaces, after a lost phone) the key allowed to debit an account.
+    pub fn set_authority(&mut self, id: AccountId, key: PublicKey) -> Result<(), BookError> {
+        let slot = self.slot(id)?;
+        self.slots[slot].account.authority = Some(key);
         Ok(())
     }
 
@@ -440,7 +448,7 @@ mod tests {
     use crate::account::Limits;
     use crate::amount::Amount;
     use crate::entry::{Authorisation, Posting, Tags};
-    use crate::keys::{PublicKey, Signature};
+    use crate::keys::Signature;
 
     const ALICE: PublicKey = PublicKey([1; 32]);
     const OPERATOR: PublicKey = PublicKey([9; 32]);

@@ -98,6 +98,15 @@ typed_id!(
     /// Identifies an [`crate::Intent`]; it is the idempotency key of the state change.
     IntentId
 );
+typed_id!(
+    /// Identifies a participant: a person or an organisation that owns accounts.
+    ParticipantId
+);
+typed_id!(
+    /// Identifies a payment request: a merchant asking for a stated amount, which a payment
+    /// intent names so that it settles that request and no other.
+    PaymentRequestId
+);
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use crate::TimestampMs;
 use crate::amount::Amount;
 use crate::canonical::{CanonicalError, to_canonical_bytes};
 use crate::entry::{Authorisation, EntryError, EntryKind, JournalEntry, Leg, Posting, Tags};
-use crate::ids::{AccountId, EntryId, IntentId};
+use crate::ids::{AccountId, EntryId, IntentId, PaymentRequestId};
 use crate::journal::Digest;
 use crate::keys::{PublicKey, Signature};
 use crate::unit::UnitCode;
@@ -81,6 +81,11 @@ pub enum Action {
         /// Free text for the statement.
         #[serde(default)]
         memo: String,
+        /// The payment request this pays, if any: the service then checks that the payment
+        /// matches it (payee, unit, amount, not expired) and settles it at most once. Absent
+        /// from the signed JSON when there is none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<PaymentRequestId>,
     },
     /// A general entry from balanced legs: issuance, fees, conversions. What operators sign.
     Entry {
@@ -272,6 +277,7 @@ impl VerifiedIntent {
                 unit,
                 amount_minor,
                 memo,
+                request: _,
             } => (
                 EntryKind::Payment,
                 vec![Posting {
@@ -326,6 +332,7 @@ mod tests {
                 unit: UnitCode::new("PGI-EUR").unwrap(),
                 amount_minor: Amount::from_minor(1250).unwrap(),
                 memo: "pan y leche".into(),
+                request: None,
             },
         }
     }

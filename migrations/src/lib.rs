@@ -14,9 +14,15 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 /// One migration: version, description, SQL.
 type Embedded = (i64, &'static str, &'static str);
 
-const SQLITE: &[Embedded] = &[(1, "ledger", include_str!("../sqlite/0001_ledger.sql"))];
+const SQLITE: &[Embedded] = &[
+    (1, "ledger", include_str!("../sqlite/0001_ledger.sql")),
+    (2, "service", include_str!("../sqlite/0002_service.sql")),
+];
 
-const POSTGRES: &[Embedded] = &[(1, "ledger", include_str!("../postgres/0001_ledger.sql"))];
+const POSTGRES: &[Embedded] = &[
+    (1, "ledger", include_str!("../postgres/0001_ledger.sql")),
+    (2, "service", include_str!("../postgres/0002_service.sql")),
+];
 
 /// Migrations compiled into the binary, so the service needs no files beside it.
 #[derive(Debug, Clone, Copy)]

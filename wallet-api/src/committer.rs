@@ -23,16 +23,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use foldhash::HashSet;
 use ledger::journal::canonical_entry_bytes;
 use ledger::{
-    Account, AccountId, AccountStatus, Book, BookError, EntryId, IntentError, JournalEntry, Unit,
-    UnitCode, VerifiedIntent,
+    Account, AccountId, AccountStatus, Action, Book, BookError, EntryId, IntentError, JournalEntry,
+    ParticipantId, PaymentRequestId, PublicKey, Unit, UnitCode, VerifiedIntent,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::db::{BatchWrite, CommittedEntry, Database, Lane, LoadError, Loaded, Previous};
+use crate::db::{
+    BatchWrite, CommittedEntry, Database, Lane, LoadError, Loaded, NewAccount, Previous,
+};
+use crate::view::{LedgerView, ViewState};
 
 /// The most batches in flight at once: one per lane (SQLite has one writing connection,
 /// PostgreSQL two), so one batch's inserts run while the previous one commits.
@@ -83,6 +87,9 @@ pub enum CommitError {
     /// The Book refused it (funds, limits, status, authorisation, conflict, …).
     #[error(transparent)]
     Rejected(#[from] BookError),
+    /// The payment request named by the intent was already paid by another intent.
+    #[error("payment request {0} has already been paid")]
+    RequestAlreadyPaid(PaymentRequestId),
     /// Storage failed; the request may be retried with the same intent id.
     #[error("storage unavailable, retry with the same intent id: {0}")]
     Unavailable(String),
@@ -112,13 +119,19 @@ struct Submission {
     canonical: Vec<u8>,
     intent_body: String,
     tags_json: String,
+    payment_request: Option<PaymentRequestId>,
     reply: oneshot::Sender<Result<Committed, CommitError>>,
 }
 
 enum Command {
     Submit(Box<Submission>),
     AddUnit(Unit, oneshot::Sender<Result<(), CommitError>>),
-    OpenAccount(Box<Account>, oneshot::Sender<Result<(), CommitError>>),
+    OpenAccount(Box<NewAccount>, oneshot::Sender<Result<(), CommitError>>),
+    SetAuthority(
+        AccountId,
+        PublicKey,
+        oneshot::Sender<Result<(), CommitError>>,
+    ),
     SetStatus(
         AccountId,
         AccountStatus,
@@ -134,6 +147,7 @@ pub struct Committer {
     queue: mpsc::Sender<Command>,
     clock: Arc<dyn Clock>,
     stats: Arc<CommitterStats>,
+    view: Arc<LedgerView>,
 }
 
 /// The writer task; await [`CommitterTask::join`] after dropping every [`Committer`] to
@@ -160,7 +174,7 @@ impl Committer {
         clock: Arc<dyn Clock>,
     ) -> Result<(Committer, CommitterTask), LoadError> {
         let mut writer = db.writer().await?;
-        let loaded = writer.load().await?;
+        let mut loaded = writer.load().await?;
         tracing::info!(
             accounts = loaded.book.account_count(),
             entries = loaded.last_position,
@@ -168,11 +182,20 @@ impl Committer {
         );
         let (queue, inbox) = mpsc::channel(config.queue_capacity);
         let stats = Arc::new(CommitterStats::default());
+        let state = std::mem::take(&mut loaded.view);
+        let paid_requests = state.paid_requests().collect();
+        let view = Arc::new(LedgerView::new(state));
         let task = WriterTask {
             inbox,
             db,
-            pipeline: Some(Pipeline::start(writer.into_lanes(), stats.clone())),
+            pipeline: Some(Pipeline::start(
+                writer.into_lanes(),
+                stats.clone(),
+                view.clone(),
+            )),
             loaded,
+            paid_requests,
+            view: view.clone(),
             healthy: true,
             config,
             clock: clock.clone(),
@@ -185,6 +208,7 @@ impl Committer {
                 queue,
                 clock,
                 stats,
+                view,
             },
             CommitterTask(handle),
         ))
@@ -198,6 +222,10 @@ impl Committer {
         let canonical = canonical_entry_bytes(&entry);
         let intent_body = intent.signed().canonical().to_owned();
         let tags_json = crate::db::tags_json(entry.tags());
+        let payment_request = match &intent.intent().action {
+            Action::Payment { request, .. } => *request,
+            Action::Entry { .. } => None,
+        };
         let (reply, answer) = oneshot::channel();
         let submission = Submission {
             units: entry.units(),
@@ -205,6 +233,7 @@ impl Committer {
             canonical,
             intent_body,
             tags_json,
+            payment_request,
             reply,
         };
         self.send(Command::Submit(Box::new(submission))).await?;
@@ -218,11 +247,28 @@ impl Committer {
         answer.await.map_err(|_| CommitError::Stopped)?
     }
 
-    /// Opens an account.
+    /// Opens an account with no owner (system accounts, tests).
     pub async fn open_account(&self, account: Account) -> Result<(), CommitError> {
+        self.open_owned_account(account, None).await
+    }
+
+    /// Opens an account belonging to a participant.
+    pub async fn open_owned_account(
+        &self,
+        account: Account,
+        owner: Option<ParticipantId>,
+    ) -> Result<(), CommitError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::OpenAccount(Box::new(account), reply))
+        let new = NewAccount { account, owner };
+        self.send(Command::OpenAccount(Box::new(new), reply))
             .await?;
+        answer.await.map_err(|_| CommitError::Stopped)?
+    }
+
+    /// Registers (or replaces) the key allowed to debit an account.
+    pub async fn set_authority(&self, id: AccountId, key: PublicKey) -> Result<(), CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::SetAuthority(id, key, reply)).await?;
         answer.await.map_err(|_| CommitError::Stopped)?
     }
 
@@ -254,6 +300,11 @@ impl Committer {
     /// Counters.
     pub fn stats(&self) -> &CommitterStats {
         &self.stats
+    }
+
+    /// The committed state, for reads that must not queue behind the writer.
+    pub fn view(&self) -> &Arc<LedgerView> {
+        &self.view
     }
 
     async fn send(&self, command: Command) -> Result<(), CommitError> {
@@ -307,7 +358,7 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn start(lanes: Vec<Lane>, stats: Arc<CommitterStats>) -> Self {
+    fn start(lanes: Vec<Lane>, stats: Arc<CommitterStats>, view: Arc<LedgerView>) -> Self {
         let (failed, failures) = mpsc::unbounded_channel();
         let mut senders = Vec::new();
         let mut lane_tasks = Vec::new();
@@ -319,6 +370,7 @@ impl Pipeline {
                 inbox,
                 failed.clone(),
                 stats.clone(),
+                view.clone(),
             )));
         }
         let depth = u32::try_from(senders.len())
@@ -349,8 +401,10 @@ impl Pipeline {
         replies: Vec<Reply>,
         slot: OwnedSemaphorePermit,
     ) {
-        let alone =
-            !(write.units.is_empty() && write.accounts.is_empty() && write.statuses.is_empty());
+        let alone = !(write.units.is_empty()
+            && write.accounts.is_empty()
+            && write.statuses.is_empty()
+            && write.authorities.is_empty());
         let mut slots = slot;
         if alone && self.depth > 1 {
             match self.slots.clone().acquire_many_owned(self.depth - 1).await {
@@ -406,9 +460,14 @@ async fn run_lane(
     mut jobs: mpsc::Receiver<LaneJob>,
     failed: mpsc::UnboundedSender<String>,
     stats: Arc<CommitterStats>,
+    view: Arc<LedgerView>,
 ) {
     while let Some(job) = jobs.recv().await {
         let result = lane.write_after(&job.write, job.previous).await;
+        if result.is_ok() {
+            // Before the next batch may commit, so the view follows storage's order.
+            view.publish(&job.write);
+        }
         let _ = job.done.send(result.is_ok());
         match &result {
             Ok(()) => {
@@ -462,6 +521,10 @@ struct WriterTask {
     pipeline: Option<Pipeline>,
     /// The Book and journal heads as staged: committed state plus the batches in flight.
     loaded: Loaded,
+    /// Payment requests paid, as staged.
+    paid_requests: HashSet<PaymentRequestId>,
+    /// The committed state, published by the lanes; replaced on recovery.
+    view: Arc<LedgerView>,
     healthy: bool,
     config: CommitterConfig,
     clock: Arc<dyn Clock>,
@@ -589,8 +652,20 @@ impl WriterTask {
                     canonical,
                     intent_body,
                     tags_json,
+                    payment_request,
                     reply,
                 } = *submission;
+                let intent_id = entry.authorisation().intent_id;
+                // A second payment for a request is refused, but a retry of the one that
+                // paid it is a duplicate (answered by apply below).
+                if let Some(request) = payment_request
+                    && self.paid_requests.contains(&request)
+                    && book.entry_for_intent(intent_id).is_none()
+                {
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    let refused = Err(CommitError::RequestAlreadyPaid(request));
+                    return Staged::Reply(Reply::Entry(reply, refused));
+                }
                 let result = match book.apply(&entry) {
                     Ok(()) => {
                         self.loaded.last_position = self.loaded.last_position.saturating_add(1);
@@ -599,12 +674,16 @@ impl WriterTask {
                             entry_id: entry.id(),
                             duplicate: false,
                         };
+                        if let Some(request) = payment_request {
+                            self.paid_requests.insert(request);
+                        }
                         write.entries.push(CommittedEntry {
                             position: self.loaded.last_position,
                             entry,
                             links,
                             intent_body,
                             tags_json,
+                            payment_request,
                         });
                         Ok(committed)
                     }
@@ -623,10 +702,16 @@ impl WriterTask {
                 let result = book.add_unit(unit.clone()).map(|()| write.units.push(unit));
                 Staged::Reply(Reply::Admin(reply, result.map_err(CommitError::from)))
             }
-            Command::OpenAccount(account, reply) => {
+            Command::OpenAccount(new, reply) => {
                 let result = book
-                    .open_account((*account).clone())
-                    .map(|()| write.accounts.push(*account));
+                    .open_account(new.account.clone())
+                    .map(|()| write.accounts.push(*new));
+                Staged::Reply(Reply::Admin(reply, result.map_err(CommitError::from)))
+            }
+            Command::SetAuthority(id, key, reply) => {
+                let result = book
+                    .set_authority(id, key)
+                    .map(|()| write.authorities.push((id, key)));
                 Staged::Reply(Reply::Admin(reply, result.map_err(CommitError::from)))
             }
             Command::SetStatus(id, status, reply) => {
@@ -659,7 +744,14 @@ impl WriterTask {
         }
         let mut writer = self.db.writer().await?;
         self.loaded = writer.load().await?;
-        self.pipeline = Some(Pipeline::start(writer.into_lanes(), self.stats.clone()));
+        let state: ViewState = std::mem::take(&mut self.loaded.view);
+        self.paid_requests = state.paid_requests().collect();
+        self.view.replace(state);
+        self.pipeline = Some(Pipeline::start(
+            writer.into_lanes(),
+            self.stats.clone(),
+            self.view.clone(),
+        ));
         self.healthy = true;
         tracing::info!("writer reconnected and ledger reloaded");
         Ok(())
@@ -674,7 +766,8 @@ fn refuse(command: Command, reason: &str) {
         }
         Command::AddUnit(_, reply)
         | Command::OpenAccount(_, reply)
-        | Command::SetStatus(_, _, reply) => {
+        | Command::SetStatus(_, _, reply)
+        | Command::SetAuthority(_, _, reply) => {
             let _ = reply.send(Err(unavailable()));
         }
         // Dropping the inspection drops its reply sender; the caller sees Stopped.

@@ -5,10 +5,12 @@
 //! commit (a reply means durable); the Book in memory is always what storage says, verified
 //! on every start and reloaded after any failed write; SQL lives only in [`db`].
 
+pub mod auth;
 pub mod clock;
 pub mod committer;
 pub mod db;
 pub mod http;
+pub mod view;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use committer::{CommitError, Committed, Committer, CommitterConfig, CommitterTask};

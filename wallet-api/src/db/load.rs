@@ -3,9 +3,10 @@
 //! invariants are checked over all balances. Any failure refuses the start.
 
 use ledger::journal::Journal;
-use ledger::{AccountStatus, Book};
+use ledger::{AccountStatus, Book, PaymentRequestId};
 
 use super::{LoadError, LoadSource};
+use crate::view::ViewState;
 
 /// Entries read per query while loading; bounds memory whatever the journal's size.
 const LOAD_PAGE_ENTRIES: i64 = 10_000;
@@ -18,11 +19,15 @@ pub struct Loaded {
     pub journal: Journal,
     /// The highest committed position (0 when empty).
     pub last_position: i64,
+    /// The read model of the same state, for the committer to hand to the view.
+    pub view: ViewState,
 }
 
 pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadError> {
     let mut book = Book::new();
+    let mut view = ViewState::default();
     for unit in source.units().await? {
+        view.add_unit(unit.clone());
         book.add_unit(unit).map_err(|source| LoadError::Book {
             position: 0,
             source,
@@ -32,7 +37,8 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
     // account frozen today may well have paid last month.
     let accounts = source.accounts().await?;
     let mut statuses = Vec::new();
-    for mut account in accounts {
+    for (mut account, owner) in accounts {
+        view.add_account(account.clone(), owner);
         if account.status != AccountStatus::Active {
             statuses.push((account.id, account.status));
             account.status = AccountStatus::Active;
@@ -44,6 +50,10 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
             })?;
     }
 
+    // Which entry (by position) paid which request; positions only grow, so a sorted list
+    // is consumed in step with the replay.
+    let mut paid = source.paid_requests().await?;
+    paid.sort_unstable_by_key(|&(_, position)| std::cmp::Reverse(position));
     let links = source.links().await?;
     let mut next_link = 0usize;
     let mut journal = Journal::new();
@@ -63,6 +73,8 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
             journal
                 .verify_append(&entry, &own)
                 .map_err(|source| LoadError::Chain { position, source })?;
+            let request = take_request_paid_at(&mut paid, position);
+            view.record(position, &entry, request);
         }
         after = up_to;
     }
@@ -80,9 +92,27 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
             })?;
     }
     book.check_invariants()?;
+    for (account, balance) in book.accounts() {
+        view.set_balance(account.id, balance);
+    }
     Ok(Loaded {
         book,
         journal,
         last_position,
+        view,
     })
+}
+
+/// The request paid by the entry at `position`, from a list sorted by descending position.
+fn take_request_paid_at(
+    paid: &mut Vec<(PaymentRequestId, i64)>,
+    position: i64,
+) -> Option<PaymentRequestId> {
+    match paid.last() {
+        Some(&(request, at)) if at == position => {
+            paid.pop();
+            Some(request)
+        }
+        _ => None,
+    }
 }

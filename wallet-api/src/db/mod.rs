@@ -11,6 +11,7 @@ mod postgres;
 pub use postgres::WRITER_APPLICATION_NAME;
 mod rows;
 pub mod scratch;
+pub mod service;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -19,7 +20,10 @@ use std::time::Duration;
 
 use ledger::book::InvariantViolation;
 use ledger::journal::{ChainError, JournalLink};
-use ledger::{Account, AccountId, AccountStatus, BookError, EntryError, JournalEntry, Unit};
+use ledger::{
+    Account, AccountId, AccountStatus, BookError, EntryError, JournalEntry, ParticipantId,
+    PaymentRequestId, PublicKey, Unit,
+};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -143,6 +147,17 @@ pub struct CommittedEntry {
     pub intent_body: String,
     /// The entry's tags as stored (JSON), prepared off the writer.
     pub tags_json: String,
+    /// The payment request the entry settles, if any.
+    pub payment_request: Option<PaymentRequestId>,
+}
+
+/// An account to open, with the participant it belongs to.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// The ledger's account.
+    pub account: Account,
+    /// Its owner, if it has one (system accounts may not).
+    pub owner: Option<ParticipantId>,
 }
 
 /// Everything one batch writes, in one transaction.
@@ -151,9 +166,11 @@ pub struct BatchWrite {
     /// New units.
     pub units: Vec<Unit>,
     /// New accounts.
-    pub accounts: Vec<Account>,
+    pub accounts: Vec<NewAccount>,
     /// Status changes.
     pub statuses: Vec<(AccountId, AccountStatus)>,
+    /// Keys registered (or replaced) for accounts.
+    pub authorities: Vec<(AccountId, PublicKey)>,
     /// Committed entries, in position order.
     pub entries: Vec<CommittedEntry>,
     /// The time of the batch, for `created_at` of new units and accounts.
@@ -166,6 +183,7 @@ impl BatchWrite {
         self.units.is_empty()
             && self.accounts.is_empty()
             && self.statuses.is_empty()
+            && self.authorities.is_empty()
             && self.entries.is_empty()
     }
 }
@@ -380,6 +398,9 @@ impl Previous {
     }
 }
 
+/// An account with the participant it belongs to, as stored.
+pub(crate) type OwnedAccount = (Account, Option<ParticipantId>);
+
 /// Entries read back, by position; an entry that no longer validates is kept as its error so
 /// the loader can name the position.
 type StoredEntries = Vec<(i64, Result<JournalEntry, EntryError>)>;
@@ -388,7 +409,9 @@ type StoredEntries = Vec<(i64, Result<JournalEntry, EntryError>)>;
 trait LoadSource {
     async fn units(&mut self) -> Result<Vec<Unit>, DbError>;
     /// Accounts as stored, in creation order.
-    async fn accounts(&mut self) -> Result<Vec<Account>, DbError>;
+    async fn accounts(&mut self) -> Result<Vec<OwnedAccount>, DbError>;
+    /// Payment requests already paid, with the position of the entry that paid each.
+    async fn paid_requests(&mut self) -> Result<Vec<(PaymentRequestId, i64)>, DbError>;
     /// Every journal link with its entry position, ordered by position then unit.
     async fn links(&mut self) -> Result<Vec<(i64, JournalLink)>, DbError>;
     /// The highest entry position, 0 if none.

@@ -2,12 +2,12 @@
 //! per table, so a batch of any size costs the same few round trips.
 
 use ledger::journal::JournalLink;
-use ledger::{Account, Unit};
+use ledger::{PaymentRequestId, Unit};
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 
 use super::rows;
-use super::{BatchWrite, DbError, LoadSource, Previous, StoredEntries};
+use super::{BatchWrite, DbError, LoadSource, NewAccount, OwnedAccount, Previous, StoredEntries};
 
 /// `application_name` of the writer's connection.
 pub const WRITER_APPLICATION_NAME: &str = "coledger-writer";
@@ -129,12 +129,19 @@ impl PgLane {
             .execute(&mut *tx)
             .await?;
         }
-        for account in &batch.accounts {
-            insert_account(&mut tx, account, batch.now_ms).await?;
+        for new in &batch.accounts {
+            insert_account(&mut tx, new, batch.now_ms).await?;
         }
         for (id, status) in &batch.statuses {
             sqlx::query("update account set status = $1 where id = $2")
                 .bind(status.as_str())
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (id, key) in &batch.authorities {
+            sqlx::query("update account set authority = $1 where id = $2")
+                .bind(&key.0[..])
                 .bind(id.0)
                 .execute(&mut *tx)
                 .await?;
@@ -154,12 +161,13 @@ impl PgLane {
 
 async fn insert_account(
     conn: &mut PgConnection,
-    account: &Account,
+    new: &NewAccount,
     now_ms: i64,
 ) -> Result<(), DbError> {
+    let account = &new.account;
     sqlx::query(
-        "insert into account (id, unit, kind, status, lower_limit, upper_limit, authority, created_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "insert into account (id, unit, kind, status, lower_limit, upper_limit, authority, \
+         created_at, participant) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(account.id.0)
     .bind(account.unit.as_str())
@@ -169,6 +177,7 @@ async fn insert_account(
     .bind(account.limits.upper().map(|b| b.0))
     .bind(account.authority.map(|k| k.0.to_vec()))
     .bind(now_ms)
+    .bind(new.owner.map(|p| p.0))
     .execute(conn)
     .await?;
     Ok(())
@@ -179,9 +188,9 @@ async fn write_entries(conn: &mut PgConnection, batch: &BatchWrite) -> Result<()
     let auths: Vec<_> = entries.iter().map(|c| c.entry.authorisation()).collect();
     sqlx::query(
         "insert into entry (position, id, kind, memo, tags, created_at, \
-                            intent_id, signer, digest, signature, intent_body) \
+                            intent_id, signer, digest, signature, intent_body, payment_request) \
          select * from unnest($1::int8[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int8[], \
-                              $7::uuid[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[])",
+                              $7::uuid[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[], $12::uuid[])",
     )
     .bind(entries.iter().map(|c| c.position).collect::<Vec<_>>())
     .bind(entries.iter().map(|c| c.entry.id().0).collect::<Vec<_>>())
@@ -194,6 +203,12 @@ async fn write_entries(conn: &mut PgConnection, batch: &BatchWrite) -> Result<()
     .bind(auths.iter().map(|a| &a.digest.0[..]).collect::<Vec<_>>())
     .bind(auths.iter().map(|a| &a.signature.0[..]).collect::<Vec<_>>())
     .bind(entries.iter().map(|c| c.intent_body.as_str()).collect::<Vec<_>>())
+    .bind(
+        entries
+            .iter()
+            .map(|c| c.payment_request.map(|r| r.0))
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *conn)
     .await?;
 
@@ -239,7 +254,7 @@ impl LoadSource for PgWriter {
         )
     }
 
-    async fn accounts(&mut self) -> Result<Vec<Account>, DbError> {
+    async fn accounts(&mut self) -> Result<Vec<OwnedAccount>, DbError> {
         rows::accounts(
             sqlx::query_as(rows::ACCOUNTS_SQL)
                 .fetch_all(&mut self.conn)
@@ -253,6 +268,16 @@ impl LoadSource for PgWriter {
                 .fetch_all(&mut self.conn)
                 .await?,
         )
+    }
+
+    async fn paid_requests(&mut self) -> Result<Vec<(PaymentRequestId, i64)>, DbError> {
+        let found: Vec<rows::PaidRow> = sqlx::query_as(rows::PAID_REQUESTS_SQL)
+            .fetch_all(&mut self.conn)
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|(request, position)| (PaymentRequestId(request), position))
+            .collect())
     }
 
     async fn max_position(&mut self) -> Result<i64, DbError> {

@@ -4,12 +4,12 @@
 use ledger::journal::{Digest, JournalLink};
 use ledger::{
     Account, AccountId, AccountKind, AccountStatus, Amount, Authorisation, EntryError, EntryId,
-    EntryKind, IntentId, JournalEntry, Limits, Posting, PublicKey, Signature, Tags, Unit, UnitCode,
-    UnitKind,
+    EntryKind, IntentId, JournalEntry, Limits, ParticipantId, Posting, PublicKey, Signature, Tags,
+    Unit, UnitCode, UnitKind,
 };
 use uuid::Uuid;
 
-use super::{DbError, StoredEntries};
+use super::{DbError, OwnedAccount, StoredEntries};
 
 fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> DbError {
     DbError::CorruptRow {
@@ -43,8 +43,8 @@ pub(super) const UNITS_SQL: &str =
 pub(super) type UnitRow = (String, String, i16, String, Option<String>);
 
 /// Every account.
-pub(super) const ACCOUNTS_SQL: &str = "select id, unit, kind, status, lower_limit, upper_limit, authority \
-     from account order by created_at, id";
+pub(super) const ACCOUNTS_SQL: &str = "select id, unit, kind, status, lower_limit, upper_limit, authority, \
+     participant from account order by created_at, id";
 /// `account` columns.
 pub(super) type AccountRow = (
     Uuid,
@@ -54,7 +54,14 @@ pub(super) type AccountRow = (
     Option<i64>,
     Option<i64>,
     Option<Vec<u8>>,
+    Option<Uuid>,
 );
+
+/// Entries that settled a payment request.
+pub(super) const PAID_REQUESTS_SQL: &str =
+    "select payment_request, position from entry where payment_request is not null";
+/// Request id and the position of the entry that paid it.
+pub(super) type PaidRow = (Uuid, i64);
 
 /// Every journal link, in entry order.
 pub(super) const LINKS_SQL: &str =
@@ -127,10 +134,10 @@ pub(super) fn units(rows: Vec<UnitRow>) -> Result<Vec<Unit>, DbError> {
 }
 
 /// `account` rows to accounts.
-pub(super) fn accounts(rows: Vec<AccountRow>) -> Result<Vec<Account>, DbError> {
+pub(super) fn accounts(rows: Vec<AccountRow>) -> Result<Vec<OwnedAccount>, DbError> {
     rows.into_iter()
         .map(
-            |(id, unit, kind, status, lower_limit, upper_limit, authority)| {
+            |(id, unit, kind, status, lower_limit, upper_limit, authority, owner)| {
                 let kind = AccountKind::parse(&kind)
                     .ok_or_else(|| corrupt("account", format!("kind {kind:?}")))?;
                 let status = AccountStatus::parse(&status)
@@ -141,14 +148,15 @@ pub(super) fn accounts(rows: Vec<AccountRow>) -> Result<Vec<Account>, DbError> {
                     Some(bytes) => Some(PublicKey(fixed("account", "authority", &bytes)?)),
                     None => None,
                 };
-                Ok(Account {
+                let account = Account {
                     id: AccountId(id),
                     unit: unit_code("account", &unit)?,
                     kind,
                     status,
                     limits,
                     authority,
-                })
+                };
+                Ok((account, owner.map(ParticipantId)))
             },
         )
         .collect()

@@ -4,12 +4,12 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
 use ledger::journal::JournalLink;
-use ledger::{Account, Unit};
+use ledger::{PaymentRequestId, Unit};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqlitePool};
 use sqlx::{Connection as _, Sqlite};
 
 use super::rows;
-use super::{BatchWrite, DbError, LoadSource, Previous, StoredEntries};
+use super::{BatchWrite, DbError, LoadSource, NewAccount, OwnedAccount, Previous, StoredEntries};
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
@@ -129,8 +129,8 @@ impl SqliteWriter {
             .execute(&mut *tx)
             .await?;
         }
-        for account in &batch.accounts {
-            insert_account(&mut tx, account, batch.now_ms).await?;
+        for new in &batch.accounts {
+            insert_account(&mut tx, new, batch.now_ms).await?;
         }
         for (id, status) in &batch.statuses {
             sqlx::query("update account set status = ? where id = ?")
@@ -139,12 +139,19 @@ impl SqliteWriter {
                 .execute(&mut *tx)
                 .await?;
         }
+        for (id, key) in &batch.authorities {
+            sqlx::query("update account set authority = ? where id = ?")
+                .bind(&key.0[..])
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
         let entries = &batch.entries;
         insert_rows(
             &mut tx,
             "entry (position, id, kind, memo, tags, created_at, \
-             intent_id, signer, digest, signature, intent_body)",
-            11,
+             intent_id, signer, digest, signature, intent_body, payment_request)",
+            12,
             entries,
             |q, c| {
                 let auth = c.entry.authorisation();
@@ -159,6 +166,7 @@ impl SqliteWriter {
                     .bind(&auth.digest.0[..])
                     .bind(&auth.signature.0[..])
                     .bind(c.intent_body.as_str())
+                    .bind(c.payment_request.map(|r| r.0))
             },
         )
         .await?;
@@ -203,12 +211,13 @@ impl SqliteWriter {
 
 async fn insert_account(
     conn: &mut SqliteConnection,
-    account: &Account,
+    new: &NewAccount,
     now_ms: i64,
 ) -> Result<(), DbError> {
+    let account = &new.account;
     sqlx::query(
-        "insert into account (id, unit, kind, status, lower_limit, upper_limit, authority, created_at) \
-         values (?, ?, ?, ?, ?, ?, ?, ?)",
+        "insert into account (id, unit, kind, status, lower_limit, upper_limit, authority, \
+         created_at, participant) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(account.id.0)
     .bind(account.unit.as_str())
@@ -218,6 +227,7 @@ async fn insert_account(
     .bind(account.limits.upper().map(|b| b.0))
     .bind(account.authority.map(|k| k.0.to_vec()))
     .bind(now_ms)
+    .bind(new.owner.map(|p| p.0))
     .execute(conn)
     .await?;
     Ok(())
@@ -262,7 +272,7 @@ impl LoadSource for SqliteWriter {
         )
     }
 
-    async fn accounts(&mut self) -> Result<Vec<Account>, DbError> {
+    async fn accounts(&mut self) -> Result<Vec<OwnedAccount>, DbError> {
         rows::accounts(
             sqlx::query_as(rows::ACCOUNTS_SQL)
                 .fetch_all(&mut self.conn)
@@ -276,6 +286,16 @@ impl LoadSource for SqliteWriter {
                 .fetch_all(&mut self.conn)
                 .await?,
         )
+    }
+
+    async fn paid_requests(&mut self) -> Result<Vec<(PaymentRequestId, i64)>, DbError> {
+        let found: Vec<rows::PaidRow> = sqlx::query_as(rows::PAID_REQUESTS_SQL)
+            .fetch_all(&mut self.conn)
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|(request, position)| (PaymentRequestId(request), position))
+            .collect())
     }
 
     async fn max_position(&mut self) -> Result<i64, DbError> {

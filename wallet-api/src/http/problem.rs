@@ -73,6 +73,32 @@ impl Problem {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
+    /// 422: a field's value is not acceptable; names the field.
+    pub fn invalid_field(field: &str, detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+            "Validation failed",
+            detail,
+        )
+        .with("field", field)
+    }
+
+    /// 401: no credentials, or credentials we do not accept.
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Authentication required",
+            detail,
+        )
+    }
+
+    /// 403: authenticated, but not allowed to do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
     /// 500: something went wrong on our side. The cause is logged, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -97,6 +123,11 @@ impl IntoResponse for Problem {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
@@ -226,6 +257,13 @@ impl From<CommitError> for Problem {
         match error {
             CommitError::Invalid(e) => e.into(),
             CommitError::Rejected(e) => e.into(),
+            CommitError::RequestAlreadyPaid(request) => Self::new(
+                StatusCode::CONFLICT,
+                "request-already-paid",
+                "Payment request already paid",
+                format!("payment request {request} has already been paid"),
+            )
+            .with("payment_request", request.to_string()),
             CommitError::Unavailable(reason) => {
                 tracing::warn!(%reason, "write refused: storage unavailable");
                 Self::new(
@@ -242,5 +280,11 @@ impl From<CommitError> for Problem {
                 "the service is shutting down; retry with the same intent id",
             ),
         }
+    }
+}
+
+impl From<crate::db::DbError> for Problem {
+    fn from(error: crate::db::DbError) -> Self {
+        Self::internal(&error)
     }
 }

@@ -198,6 +198,7 @@ impl Scheme {
             unit: self.unit,
             amount_minor: Amount::from_minor(minor).unwrap(),
             memo: String::new(),
+            request: None,
         }
     }
 }

@@ -1,0 +1,352 @@
+//! Who is asking: operator bearer tokens (with roles, stored hashed) and wallet-holder
+//! sessions (obtained by signing a challenge with the account's registered key).
+//!
+//! Operator tokens look like `colt_<id>_<secret>`: the id (a UUID, hex) finds the row, and
+//! only SHA-256 of the 256-bit random secret is stored, so a leaked database holds no usable
+//! token. A slow password hash is unnecessary for secrets with that much entropy.
+//!
+//! Holder sessions live in memory for [`SESSION_TTL_MS`]: a restart logs holders out, which
+//! costs them one more signature and keeps no bearer secret on disk.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ledger::{AccountId, ParticipantId, PublicKey, Signature};
+use rand::RngCore as _;
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+use crate::db::service::StoredToken;
+
+/// Prefix of operator tokens.
+pub const OPERATOR_TOKEN_PREFIX: &str = "colt_";
+/// Prefix of holder session tokens.
+pub const SESSION_TOKEN_PREFIX: &str = "cols_";
+/// How long a holder session lasts.
+pub const SESSION_TTL_MS: i64 = 15 * 60 * 1000;
+/// How long a login challenge may be answered.
+pub const CHALLENGE_TTL_MS: i64 = 2 * 60 * 1000;
+/// Bytes a holder signs to log in: this context, the account id, a newline, the challenge.
+/// The context differs from intents' (`coledger/v1\n`), so a login signature can never be
+/// replayed as a payment or the other way round.
+pub const SESSION_SIGNING_CONTEXT: &str = "coledger/v1/session\n";
+/// Most outstanding challenges and sessions kept; beyond it the oldest expire first.
+const MAX_LIVE: usize = 200_000;
+
+/// An operator's role (DESIGN §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Schemes, participants, accounts, keys, disbursements.
+    ProgrammeManager,
+    /// A shop: its own accounts and payment requests.
+    Merchant,
+    /// A collection point: its own accounts.
+    Collector,
+    /// A time-bank coordinator: mutual-credit accounts.
+    Coordinator,
+    /// Reads everything, writes nothing.
+    Auditor,
+    /// Aggregates only; no individual accounts.
+    Researcher,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 7] = [
+        Role::Admin,
+        Role::ProgrammeManager,
+        Role::Merchant,
+        Role::Collector,
+        Role::Coordinator,
+        Role::Auditor,
+        Role::Researcher,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::ProgrammeManager => "programme_manager",
+            Role::Merchant => "merchant",
+            Role::Collector => "collector",
+            Role::Coordinator => "coordinator",
+            Role::Auditor => "auditor",
+            Role::Researcher => "researcher",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// Whether tokens of this role must be scoped to a participant (they act for one).
+    pub fn needs_participant(self) -> bool {
+        matches!(self, Role::Merchant | Role::Collector)
+    }
+}
+
+/// A freshly made operator token: the text to hand over once, and the row to store.
+#[derive(Debug)]
+pub struct IssuedToken {
+    /// The bearer token; shown once, never stored.
+    pub text: String,
+    /// What is stored.
+    pub stored: StoredToken,
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn random_32() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// Makes a new operator token.
+pub fn issue_token(
+    role: Role,
+    participant: Option<ParticipantId>,
+    label: &str,
+    now_ms: i64,
+) -> IssuedToken {
+    let id = ledger::ids::new_v7();
+    let secret = random_32();
+    let text = format!(
+        "{OPERATOR_TOKEN_PREFIX}{}_{}",
+        id.simple(),
+        URL_SAFE_NO_PAD.encode(secret)
+    );
+    IssuedToken {
+        text,
+        stored: StoredToken {
+            id,
+            secret_hash: sha256(&secret),
+            role: role.as_str().to_owned(),
+            participant,
+            label: label.to_owned(),
+            created_at: now_ms,
+            revoked_at: None,
+        },
+    }
+}
+
+/// Splits an operator token into its id and the hash of its secret; None if malformed.
+pub fn parse_operator_token(text: &str) -> Option<(Uuid, [u8; 32])> {
+    let rest = text.strip_prefix(OPERATOR_TOKEN_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    let id = Uuid::try_parse(id).ok()?;
+    let secret = URL_SAFE_NO_PAD.decode(secret).ok()?;
+    (secret.len() == 32).then(|| (id, sha256(&secret)))
+}
+
+/// Compares two hashes in time independent of where they differ.
+pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Why a login failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown, used or expired challenge.
+    #[error("the challenge is unknown, already used or expired; ask for a new one")]
+    BadChallenge,
+    /// The challenge was issued for another account.
+    #[error("the challenge was issued for another account")]
+    WrongAccount,
+    /// The account has no registered key.
+    #[error("account {0} has no registered key")]
+    NoKey(AccountId),
+    /// The signature does not verify.
+    #[error("the signature does not verify with the account's registered key")]
+    BadSignature,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    challenges: HashMap<String, (AccountId, i64)>,
+    sessions: HashMap<[u8; 32], (AccountId, i64)>,
+}
+
+/// Holder login challenges and sessions, in memory.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    live: Mutex<Live>,
+}
+
+impl Sessions {
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new one-time challenge for `account`; returns it and its expiry.
+    pub fn challenge(&self, account: AccountId, now_ms: i64) -> (String, i64) {
+        let text = URL_SAFE_NO_PAD.encode(random_32());
+        let expires = now_ms.saturating_add(CHALLENGE_TTL_MS);
+        let mut live = self.live();
+        if live.challenges.len() >= MAX_LIVE {
+            live.challenges.retain(|_, (_, exp)| *exp > now_ms);
+        }
+        if live.challenges.len() < MAX_LIVE {
+            live.challenges.insert(text.clone(), (account, expires));
+        }
+        (text, expires)
+    }
+
+    /// Checks a signed challenge and opens a session: returns its token and expiry.
+    pub fn login(
+        &self,
+        account: AccountId,
+        key: Option<PublicKey>,
+        challenge: &str,
+        signature: &Signature,
+        now_ms: i64,
+    ) -> Result<(String, i64), LoginError> {
+        // One attempt per challenge: take it out whatever the outcome.
+        let issued = self.live().challenges.remove(challenge);
+        let (for_account, expires) = issued.ok_or(LoginError::BadChallenge)?;
+        if expires < now_ms {
+            return Err(LoginError::BadChallenge);
+        }
+        if for_account != account {
+            return Err(LoginError::WrongAccount);
+        }
+        let key = key.ok_or(LoginError::NoKey(account))?;
+        let message = session_signed_bytes(account, challenge);
+        let verifying = ed25519_dalek::VerifyingKey::from_bytes(&key.0)
+            .map_err(|_| LoginError::BadSignature)?;
+        verifying
+            .verify_strict(
+                &message,
+                &ed25519_dalek::Signature::from_bytes(&signature.0),
+            )
+            .map_err(|_| LoginError::BadSignature)?;
+        let secret = random_32();
+        let token = format!("{SESSION_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
+        let expires = now_ms.saturating_add(SESSION_TTL_MS);
+        let mut live = self.live();
+        if live.sessions.len() >= MAX_LIVE {
+            live.sessions.retain(|_, (_, exp)| *exp > now_ms);
+        }
+        live.sessions.insert(sha256(&secret), (account, expires));
+        Ok((token, expires))
+    }
+
+    /// The account a live session token stands for.
+    pub fn account_for(&self, token: &str, now_ms: i64) -> Option<AccountId> {
+        let secret = URL_SAFE_NO_PAD
+            .decode(token.strip_prefix(SESSION_TOKEN_PREFIX)?)
+            .ok()?;
+        let hash = sha256(&secret);
+        let mut live = self.live();
+        match live.sessions.get(&hash) {
+            Some(&(account, expires)) if expires >= now_ms => Some(account),
+            Some(_) => {
+                live.sessions.remove(&hash);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+/// The bytes a holder signs to answer `challenge` for `account`.
+pub fn session_signed_bytes(account: AccountId, challenge: &str) -> Vec<u8> {
+    format!("{SESSION_SIGNING_CONTEXT}{account}\n{challenge}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer as _, SigningKey};
+
+    #[test]
+    fn operator_tokens_round_trip_and_only_the_hash_is_kept() {
+        let issued = issue_token(Role::Merchant, None, "shop", 1);
+        let (id, hash) = parse_operator_token(&issued.text).unwrap();
+        assert_eq!(id, issued.stored.id);
+        assert!(hashes_equal(&hash, &issued.stored.secret_hash));
+        assert!(
+            !issued
+                .text
+                .contains(&URL_SAFE_NO_PAD.encode(issued.stored.secret_hash))
+        );
+        let mut tampered = issued.text.clone();
+        tampered.pop();
+        tampered.push(if issued.text.ends_with('A') { 'B' } else { 'A' });
+        let (_, other) = parse_operator_token(&tampered).unwrap();
+        assert!(!hashes_equal(&other, &issued.stored.secret_hash));
+        for bad in ["", "colt_", "colt_nothex_abc", "Bearer x", "cols_abc"] {
+            assert!(parse_operator_token(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn login_needs_the_registered_key_and_a_fresh_challenge() {
+        let sessions = Sessions::default();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let account = AccountId::new();
+        let sign = |challenge: &str| {
+            Signature(
+                key.sign(&session_signed_bytes(account, challenge))
+                    .to_bytes(),
+            )
+        };
+        let (challenge, _) = sessions.challenge(account, 1_000);
+        let (token, _) = sessions
+            .login(
+                account,
+                Some(PublicKey::of(&key)),
+                &challenge,
+                &sign(&challenge),
+                1_000,
+            )
+            .unwrap();
+        assert_eq!(sessions.account_for(&token, 2_000), Some(account));
+        assert_eq!(
+            sessions.account_for(&token, 1_000 + SESSION_TTL_MS + 1),
+            None
+        );
+        // Used challenges do not work twice.
+        let again = sessions.login(
+            account,
+            Some(PublicKey::of(&key)),
+            &challenge,
+            &sign(&challenge),
+            1_000,
+        );
+        assert_eq!(again, Err(LoginError::BadChallenge));
+        // Another key's signature is refused.
+        let (challenge, _) = sessions.challenge(account, 1_000);
+        let other = SigningKey::from_bytes(&[8; 32]);
+        let wrong = Signature(
+            other
+                .sign(&session_signed_bytes(account, &challenge))
+                .to_bytes(),
+        );
+        let refused = sessions.login(
+            account,
+            Some(PublicKey::of(&key)),
+            &challenge,
+            &wrong,
+            1_000,
+        );
+        assert_eq!(refused, Err(LoginError::BadSignature));
+        // Expired challenges are refused.
+        let (challenge, _) = sessions.challenge(account, 1_000);
+        let late = sessions.login(
+            account,
+            Some(PublicKey::of(&key)),
+            &challenge,
+            &sign(&challenge),
+            1_000 + CHALLENGE_TTL_MS + 1,
+        );
+        assert_eq!(late, Err(LoginError::BadChallenge));
+    }
+}

@@ -1,0 +1,371 @@
+//! The read model: what has been committed, in memory, for the API to read without asking the
+//! writer or the database.
+//!
+//! The committer owns the [`Book`](ledger::Book), which holds *staged* state (committed plus
+//! batches in flight), so reads cannot use it. Instead each lane, right after its batch
+//! commits and before the next batch may commit, publishes the batch here. Lanes commit in
+//! batch order, so the view moves through exactly the states storage went through, and a
+//! reader never sees an entry that is not durable.
+//!
+//! Besides balances the view keeps each account's history as a list of compact items (the
+//! entry's position, kind, time, net amount and counterparty). That makes history pages and
+//! their filters a memory scan, and spares the database the two posting indexes (by debit and
+//! by credit account) that every payment would otherwise pay for on the commit path. Memo,
+//! tags and signatures stay in storage and are fetched by position. The cost is about 80
+//! bytes per posting side in memory, rebuilt on every start by the load that verifies the
+//! ledger anyway.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use foldhash::HashMap;
+use ledger::{
+    Account, AccountId, Balance, EntryId, EntryKind, JournalEntry, ParticipantId, PaymentRequestId,
+    Posting, Unit, UnitCode,
+};
+use tokio::sync::broadcast;
+
+use crate::db::BatchWrite;
+
+/// Batches of settled entries kept for slow event subscribers before they are told they
+/// lagged (and should re-read).
+const EVENT_BACKLOG_BATCHES: usize = 1024;
+
+/// Who was on the other side of an account's movement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Counterparty {
+    /// A single account (every payment).
+    One(AccountId),
+    /// Several (a multi-leg entry such as a fee split or a disbursement).
+    Several(Arc<[AccountId]>),
+}
+
+impl Counterparty {
+    /// Whether `account` is among them.
+    pub fn includes(&self, account: AccountId) -> bool {
+        match self {
+            Counterparty::One(one) => *one == account,
+            Counterparty::Several(all) => all.contains(&account),
+        }
+    }
+
+    /// Every counterparty account.
+    pub fn accounts(&self) -> &[AccountId] {
+        match self {
+            Counterparty::One(one) => std::slice::from_ref(one),
+            Counterparty::Several(all) => all,
+        }
+    }
+}
+
+/// One entry as seen from one account.
+#[derive(Debug, Clone)]
+pub struct HistoryItem {
+    /// The entry's commit position (the pagination cursor).
+    pub position: i64,
+    /// The entry.
+    pub entry_id: EntryId,
+    /// When it was committed (ms since the epoch).
+    pub created_at: i64,
+    /// What it was.
+    pub kind: EntryKind,
+    /// The account's net change, in minor units (negative when it paid).
+    pub delta: i64,
+    /// The other side.
+    pub counterparty: Counterparty,
+}
+
+/// An account with its committed balance and history.
+#[derive(Debug, Clone)]
+pub struct AccountView {
+    /// The account as the ledger knows it (limits, status, key).
+    pub account: Account,
+    /// The participant it belongs to.
+    pub owner: Option<ParticipantId>,
+    /// Its committed balance.
+    pub balance: Balance,
+    /// Its entries, oldest first.
+    pub history: Vec<HistoryItem>,
+}
+
+/// A committed entry, as announced to event subscribers.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    /// Commit position.
+    pub position: i64,
+    /// The entry.
+    pub entry_id: EntryId,
+    /// What it was.
+    pub kind: EntryKind,
+    /// When.
+    pub created_at: i64,
+    /// Its postings.
+    pub postings: Vec<Posting>,
+    /// The payment request it settled.
+    pub payment_request: Option<PaymentRequestId>,
+}
+
+impl Settled {
+    /// Whether the entry moved money in or out of `account`.
+    pub fn touches(&self, account: AccountId) -> bool {
+        self.postings
+            .iter()
+            .any(|p| p.debit == account || p.credit == account)
+    }
+}
+
+/// The committed state, as the view holds it.
+#[derive(Debug, Default)]
+pub struct ViewState {
+    units: BTreeMap<UnitCode, Unit>,
+    accounts: HashMap<AccountId, AccountView>,
+    paid_requests: HashMap<PaymentRequestId, EntryId>,
+    last_position: i64,
+}
+
+impl ViewState {
+    /// Adds a unit.
+    pub fn add_unit(&mut self, unit: Unit) {
+        self.units.insert(unit.code(), unit);
+    }
+
+    /// Adds an account at balance zero.
+    pub fn add_account(&mut self, account: Account, owner: Option<ParticipantId>) {
+        self.accounts.insert(
+            account.id,
+            AccountView {
+                account,
+                owner,
+                balance: Balance::ZERO,
+                history: Vec::new(),
+            },
+        );
+    }
+
+    /// Records a committed entry: balances move, histories grow.
+    pub fn record(
+        &mut self,
+        position: i64,
+        entry: &JournalEntry,
+        payment_request: Option<PaymentRequestId>,
+    ) {
+        self.last_position = self.last_position.max(position);
+        if let Some(request) = payment_request {
+            self.paid_requests.insert(request, entry.id());
+        }
+        if let [posting] = entry.postings() {
+            // The common case, a payment: no per-entry allocation beyond the history items.
+            let amount = posting.amount.minor();
+            self.record_side(
+                position,
+                entry,
+                posting.debit,
+                amount.saturating_neg(),
+                Counterparty::One(posting.credit),
+            );
+            self.record_side(
+                position,
+                entry,
+                posting.credit,
+                amount,
+                Counterparty::One(posting.debit),
+            );
+            return;
+        }
+        for (account, delta, others) in net_by_account(entry.postings()) {
+            let counterparty = match others.as_slice() {
+                [one] => Counterparty::One(*one),
+                _ => Counterparty::Several(others.into()),
+            };
+            self.record_side(position, entry, account, delta, counterparty);
+        }
+    }
+
+    fn record_side(
+        &mut self,
+        position: i64,
+        entry: &JournalEntry,
+        account: AccountId,
+        delta: i64,
+        counterparty: Counterparty,
+    ) {
+        // The Book accepted the entry, so the account exists and the sum fits; if either
+        // ever failed, the view would be wrong but the ledger (storage) would not.
+        let Some(view) = self.accounts.get_mut(&account) else {
+            tracing::error!(%account, position, "read model: entry for an unknown account");
+            return;
+        };
+        view.balance = Balance(view.balance.0.saturating_add(delta));
+        view.history.push(HistoryItem {
+            position,
+            entry_id: entry.id(),
+            created_at: entry.created_at(),
+            kind: entry.kind(),
+            delta,
+            counterparty,
+        });
+    }
+
+    /// Overwrites balances with the Book's (after a load, where the Book is authoritative).
+    pub fn set_balance(&mut self, account: AccountId, balance: Balance) {
+        if let Some(view) = self.accounts.get_mut(&account) {
+            view.balance = balance;
+        }
+    }
+
+    /// Payment requests already paid, for the writer's double-payment check.
+    pub fn paid_requests(&self) -> impl Iterator<Item = PaymentRequestId> + '_ {
+        self.paid_requests.keys().copied()
+    }
+
+    /// Applies a committed batch.
+    fn publish(&mut self, write: &BatchWrite) {
+        for unit in &write.units {
+            self.add_unit(unit.clone());
+        }
+        for new in &write.accounts {
+            self.add_account(new.account.clone(), new.owner);
+        }
+        for (id, status) in &write.statuses {
+            if let Some(view) = self.accounts.get_mut(id) {
+                view.account.status = *status;
+            }
+        }
+        for (id, key) in &write.authorities {
+            if let Some(view) = self.accounts.get_mut(id) {
+                view.account.authority = Some(*key);
+            }
+        }
+        for committed in &write.entries {
+            self.record(
+                committed.position,
+                &committed.entry,
+                committed.payment_request,
+            );
+        }
+    }
+
+    /// A unit.
+    pub fn unit(&self, code: UnitCode) -> Option<&Unit> {
+        self.units.get(&code)
+    }
+
+    /// Every unit, by code.
+    pub fn units(&self) -> impl Iterator<Item = &Unit> {
+        self.units.values()
+    }
+
+    /// An account.
+    pub fn account(&self, id: AccountId) -> Option<&AccountView> {
+        self.accounts.get(&id)
+    }
+
+    /// Every account (in no particular order).
+    pub fn accounts(&self) -> impl Iterator<Item = &AccountView> {
+        self.accounts.values()
+    }
+
+    /// The entry that paid a request, if one did.
+    pub fn paid_by(&self, request: PaymentRequestId) -> Option<EntryId> {
+        self.paid_requests.get(&request).copied()
+    }
+
+    /// The last committed position.
+    pub fn last_position(&self) -> i64 {
+        self.last_position
+    }
+}
+
+/// Net change per account of a multi-posting entry, with the accounts on the other side of
+/// its postings, in first-seen order.
+fn net_by_account(postings: &[Posting]) -> Vec<(AccountId, i64, Vec<AccountId>)> {
+    let mut sides: Vec<(AccountId, i64, Vec<AccountId>)> = Vec::new();
+    for posting in postings {
+        let amount = posting.amount.minor();
+        for (account, delta, other) in [
+            (posting.debit, amount.saturating_neg(), posting.credit),
+            (posting.credit, amount, posting.debit),
+        ] {
+            match sides.iter_mut().find(|(a, _, _)| *a == account) {
+                Some((_, net, others)) => {
+                    *net = net.saturating_add(delta);
+                    if !others.contains(&other) {
+                        others.push(other);
+                    }
+                }
+                None => sides.push((account, delta, vec![other])),
+            }
+        }
+    }
+    sides
+}
+
+/// The shared read model.
+pub struct LedgerView {
+    state: RwLock<ViewState>,
+    events: broadcast::Sender<Arc<[Settled]>>,
+}
+
+impl std::fmt::Debug for LedgerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerView").finish_non_exhaustive()
+    }
+}
+
+impl LedgerView {
+    /// A view starting from loaded state.
+    pub fn new(state: ViewState) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BACKLOG_BATCHES);
+        Self {
+            state: RwLock::new(state),
+            events,
+        }
+    }
+
+    /// Reads the committed state. Hold the guard briefly: publishing waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, ViewState> {
+        // A panic while publishing would leave the view half-updated; the writer stops on
+        // any panic, so reading what is there is the best that remains.
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces the whole state (after the writer reloaded from storage).
+    pub fn replace(&self, state: ViewState) {
+        *self
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
+    }
+
+    /// Publishes a committed batch. Called by the lane that committed it, before the next
+    /// batch may commit.
+    pub fn publish(&self, write: &BatchWrite) {
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .publish(write);
+        if self.events.receiver_count() > 0 && !write.entries.is_empty() {
+            let settled: Arc<[Settled]> = write
+                .entries
+                .iter()
+                .map(|c| Settled {
+                    position: c.position,
+                    entry_id: c.entry.id(),
+                    kind: c.entry.kind(),
+                    created_at: c.entry.created_at(),
+                    postings: c.entry.postings().to_vec(),
+                    payment_request: c.payment_request,
+                })
+                .collect();
+            // No receiver left between the check and here is fine: nobody was listening.
+            let _ = self.events.send(settled);
+        }
+    }
+
+    /// Committed entries from now on, a batch at a time.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[Settled]>> {
+        self.events.subscribe()
+    }
+}
