@@ -24,6 +24,9 @@ pub enum Command {
     /// Create a demo scheme (issuer, 1,000 households, 20 merchants) and run a month of
     /// synthetic payments through the committer, then print a summary.
     Demo(DemoArgs),
+    /// Operator bearer tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Measure performance; prints figures for BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -50,9 +53,88 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "COLEDGER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Load the demo scheme first if the database has no units yet.
+    /// Load the demo scheme first if the database has no units yet, and print an admin
+    /// token for trying the API.
     #[arg(long, env = "COLEDGER_DEMO")]
     pub demo: bool,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "COLEDGER_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Items per page when a client does not say.
+    #[arg(long, env = "COLEDGER_DEFAULT_PAGE", default_value_t = 50)]
+    pub default_page: u32,
+    /// Most items per page a client may ask for.
+    #[arg(long, env = "COLEDGER_MAX_PAGE", default_value_t = 500)]
+    pub max_page: u32,
+    /// Requests taking longer are answered 503 (event streams excepted), in milliseconds.
+    #[arg(long, env = "COLEDGER_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Sustained writes per second allowed per caller (token, session or signing key).
+    #[arg(long, env = "COLEDGER_WRITES_PER_SECOND", default_value_t = 20.0)]
+    pub writes_per_second: f64,
+    /// Writes a caller may burst above the sustained rate.
+    #[arg(long, env = "COLEDGER_WRITE_BURST", default_value_t = 60.0)]
+    pub write_burst: f64,
+}
+
+impl ServeArgs {
+    /// The HTTP limits these arguments set.
+    pub fn api_config(&self) -> wallet_api::http::limits::ApiConfig {
+        wallet_api::http::limits::ApiConfig {
+            max_body_bytes: self.max_body_bytes,
+            default_page: self.default_page,
+            max_page: self.max_page,
+            request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
+            writes_per_second: self.writes_per_second,
+            write_burst: self.write_burst,
+        }
+    }
+}
+
+/// `coledger token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (once: only its hash is stored).
+    Create(TokenCreateArgs),
+    /// List tokens (ids, roles, labels; never secrets).
+    List(TokenListArgs),
+    /// Revoke a token by its id; it stops working at once.
+    Revoke(TokenRevokeArgs),
+}
+
+/// `coledger token create`.
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// admin, programme_manager, merchant, collector, coordinator, auditor or researcher.
+    #[arg(long)]
+    pub role: String,
+    /// The participant a merchant or collector token acts for (required for those roles).
+    #[arg(long)]
+    pub participant: Option<String>,
+    /// What the token is for, e.g. "Bakery terminal 1".
+    #[arg(long, default_value = "")]
+    pub label: String,
+}
+
+/// `coledger token list`.
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// `coledger token revoke`.
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The token's id (the part after `colt_`, or the whole token).
+    pub id: String,
 }
 
 /// `coledger demo`.

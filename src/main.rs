@@ -6,10 +6,11 @@ mod crash_writer;
 mod demo;
 mod scheme;
 mod serve;
+mod token;
 
 use anyhow::Result;
 use clap::Parser as _;
-use config::{BenchCommand, Cli, Command};
+use config::{BenchCommand, Cli, Command, TokenCommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> Result<()> {
@@ -29,6 +30,9 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Token(TokenCommand::Create(args)) => token::create(args).await,
+            Command::Token(TokenCommand::List(args)) => token::list(args).await,
+            Command::Token(TokenCommand::Revoke(args)) => token::revoke(args).await,
             Command::Bench(BenchCommand::Ledger(args)) => bench::ledger(args).await,
             Command::CrashWriter(args) => crash_writer::run(args).await,
         }

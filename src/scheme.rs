@@ -179,3 +179,9 @@ pub fn now_s() -> i64 {
     use wallet_api::Clock as _;
     wallet_api::SystemClock.now_ms() / 1000
 }
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    use wallet_api::Clock as _;
+    wallet_api::SystemClock.now_ms()
+}

@@ -10,6 +10,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let (db, committer, mut task) = crate::open_ledger(&args.database.database_url).await?;
     if args.demo {
         crate::demo::seed_if_empty(&committer, crate::demo::DEFAULT_SEED).await?;
+        let token =
+            crate::token::issue(&db, wallet_api::auth::Role::Admin, None, "demo admin").await?;
+        println!("demo admin token (shown once): {token}");
     }
     let listener = TcpListener::bind(args.listen)
         .await
@@ -18,12 +21,20 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // Tests start the service on port 0 and read this line to find it.
     println!("coledger listening on http://{address}");
     tracing::info!(%address, "serving");
-    let app = router(AppState {
-        db: db.clone(),
+    let state = AppState::new(
+        db.clone(),
         committer,
-        clock: std::sync::Arc::new(wallet_api::SystemClock),
+        std::sync::Arc::new(wallet_api::SystemClock),
+        args.api_config(),
+    );
+    let stopping = state.clone();
+    let app = router(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Event streams end now; in-flight requests finish, then the committer drains.
+        stopping.begin_shutdown();
+        drop(stopping);
     });
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
     tokio::select! {
         served = server => served.context("serving HTTP")?,
         // The writer stops only when every handle is gone, so stopping now means it died

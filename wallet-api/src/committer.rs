@@ -109,7 +109,13 @@ pub struct CommitterStats {
     pub rejected: AtomicU64,
     /// Largest batch so far.
     pub max_batch: AtomicU64,
+    /// Committed batches by size: counts of batches with at most
+    /// [`BATCH_SIZE_BUCKETS`]`[i]` entries (not cumulative; the last counts the rest).
+    pub batch_sizes: [AtomicU64; BATCH_SIZE_BUCKETS.len() + 1],
 }
+
+/// Upper bounds of the batch-size histogram.
+pub const BATCH_SIZE_BUCKETS: [u64; 7] = [1, 4, 16, 64, 256, 1024, 4096];
 
 type Inspection = Box<dyn FnOnce(&Book) + Send>;
 
@@ -302,6 +308,13 @@ impl Committer {
         &self.stats
     }
 
+    /// Requests waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.queue
+            .max_capacity()
+            .saturating_sub(self.queue.capacity())
+    }
+
     /// The committed state, for reads that must not queue behind the writer.
     pub fn view(&self) -> &Arc<LedgerView> {
         &self.view
@@ -477,6 +490,13 @@ async fn run_lane(
                 }
                 stats.entries.fetch_add(entries, Ordering::Relaxed);
                 stats.max_batch.fetch_max(entries, Ordering::Relaxed);
+                if entries > 0 {
+                    let bucket = BATCH_SIZE_BUCKETS
+                        .iter()
+                        .position(|&b| entries <= b)
+                        .unwrap_or(BATCH_SIZE_BUCKETS.len());
+                    stats.batch_sizes[bucket].fetch_add(1, Ordering::Relaxed);
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, entries = job.write.entries.len(), "batch write failed");

@@ -425,9 +425,8 @@ impl Database {
         fingerprint: &[u8; 32],
         now_ms: i64,
     ) -> Result<Remembered, DbError> {
-        let inserted =
-            on_pool!(self, |pool| {
-                sqlx::query(
+        let inserted = on_pool!(self, |pool| {
+            sqlx::query(
             "insert into idempotency_key (principal, key, fingerprint, status, body, created_at) \
              values ($1, $2, $3, 0, '', $4) on conflict do nothing"
         )
@@ -438,7 +437,7 @@ impl Database {
         .execute(pool)
         .await
         .map(|r| r.rows_affected())
-            })?;
+        })?;
         if inserted == 1 {
             return Ok(Remembered::New);
         }

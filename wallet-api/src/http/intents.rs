@@ -1,15 +1,17 @@
 //! `POST /v1/intents`: submit a signed intent. The signature is the authorisation, so no
 //! token is needed; the `intent_id` is the idempotency key (a retry returns the original
-//! result with `"duplicate": true`, status 200 instead of 201).
+//! result with `"duplicate": true`, status 200 instead of 201). A payment that names a
+//! payment request must match it (payee, unit, amount) and arrive before it expires.
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
-use ledger::SignedIntent;
+use ledger::{Action, SignedIntent, VerifiedIntent};
 use serde_json::json;
 
 use super::AppState;
+use super::body::require_json;
 use super::problem::Problem;
 
 pub(super) async fn submit(
@@ -36,7 +38,13 @@ async fn submit_inner(
     })
     .await
     .map_err(|e| Problem::internal(&e))??;
-    let intent_id = verified.intent().intent_id;
+    let intent = verified.intent();
+    // Limited per signing key, once the signature proved the key is the caller's.
+    state
+        .limiter
+        .check(&format!("signer:{}", intent.signer.to_base64url()), now_ms)?;
+    check_payment_request(state, &verified, now_ms).await?;
+    let intent_id = intent.intent_id;
     let committed = state.committer.submit(&verified).await?;
     let status = if committed.duplicate {
         StatusCode::OK
@@ -51,22 +59,61 @@ async fn submit_inner(
     Ok((status, Json(body)).into_response())
 }
 
-/// Refuses bodies that do not say they are JSON, so a form post or a stray text upload gets
-/// a clear 415 rather than a parse error.
-pub(super) fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            format!("send Content-Type: application/json (got {content_type:?})"),
-        ))
+/// A payment naming a request must pay exactly what was asked, to whom, in time. Requests
+/// never change once made, so checking here (before the writer) cannot race; paying a
+/// request twice is refused by the writer, which sees every payment in order.
+async fn check_payment_request(
+    state: &AppState,
+    verified: &VerifiedIntent,
+    now_ms: i64,
+) -> Result<(), Problem> {
+    let Action::Payment {
+        to,
+        unit,
+        amount_minor,
+        request: Some(id),
+        ..
+    } = &verified.intent().action
+    else {
+        return Ok(());
+    };
+    let unprocessable = |slug, title, detail: String| {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, slug, title, detail)
+            .with("payment_request", id.to_string())
+    };
+    let request = state.db.payment_request(*id).await?.ok_or_else(|| {
+        unprocessable(
+            "unknown-payment-request",
+            "Unknown payment request",
+            format!("no payment request {id}"),
+        )
+    })?;
+    if request.account != *to || request.unit != *unit || request.amount != *amount_minor {
+        return Err(unprocessable(
+            "payment-request-mismatch",
+            "Payment does not match the request",
+            format!(
+                "request {id} asks for {} minor units of {} to account {}",
+                request.amount.minor(),
+                request.unit,
+                request.account
+            ),
+        ));
     }
+    if now_ms > request.expires_at {
+        // A retry of the payment that settled it in time is still answered as a duplicate.
+        let committed = state
+            .db
+            .intent_position(verified.intent().intent_id)
+            .await?
+            .is_some();
+        if !committed {
+            return Err(unprocessable(
+                "payment-request-expired",
+                "Payment request expired",
+                format!("payment request {id} expired at {} ms", request.expires_at),
+            ));
+        }
+    }
+    Ok(())
 }

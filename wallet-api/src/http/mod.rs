@@ -1,47 +1,178 @@
 //! HTTP: routes, shared state and the conventions every route follows (DESIGN §9): JSON
-//! under `/v1`, errors as RFC 9457 problem+json with stable types, bounded bodies.
+//! under `/v1`, errors as RFC 9457 problem+json with stable types, bounded bodies, request
+//! ids in every log line, metrics per route, a time limit per request.
 
+mod accounts;
+pub mod body;
+mod entries;
+mod events;
 mod intents;
+pub mod limits;
+pub mod metrics;
 mod ops;
+pub mod principal;
 pub mod problem;
+mod registry;
+pub mod render;
+mod requests;
+mod sessions;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use tracing::Instrument as _;
 
+use crate::auth::Sessions;
 use crate::clock::Clock;
 use crate::committer::Committer;
 use crate::db::Database;
+pub use accounts::{KEY_PROOF_CONTEXT, key_proof_bytes};
+use limits::{ApiConfig, RateLimiter};
+use metrics::HttpMetrics;
 use problem::Problem;
 
-/// The largest request body accepted on any route, in bytes. Signed intents are far smaller
-/// (at most 16 KiB); this bounds what a client can make us buffer.
+/// The default largest request body, in bytes. Signed intents are far smaller (at most
+/// 16 KiB); this bounds what a client can make us buffer.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// Reads.
+    /// Service rows (participants, tokens, requests) and entry details.
     pub db: Database,
-    /// Writes.
+    /// Writes, and the committed view for reads.
     pub committer: Committer,
-    /// Time, for intent expiry.
+    /// Time, for expiry.
     pub clock: Arc<dyn Clock>,
+    /// Limits.
+    pub config: Arc<ApiConfig>,
+    /// Wallet-holder sessions.
+    pub sessions: Arc<Sessions>,
+    /// Write rates per caller.
+    pub limiter: Arc<RateLimiter>,
+    /// Request counts and latencies.
+    pub metrics: Arc<HttpMetrics>,
+    /// Turns true when the service begins shutting down: event streams end then, so
+    /// graceful shutdown is not held open by them.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
+
+impl AppState {
+    /// State with the given limits.
+    pub fn new(
+        db: Database,
+        committer: Committer,
+        clock: Arc<dyn Clock>,
+        config: ApiConfig,
+    ) -> Self {
+        Self {
+            db,
+            committer,
+            clock,
+            limiter: Arc::new(RateLimiter::new(
+                config.writes_per_second,
+                config.write_burst,
+            )),
+            config: Arc::new(config),
+            sessions: Arc::new(Sessions::default()),
+            metrics: Arc::new(HttpMetrics::default()),
+            stopping: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// Ends event streams; call when shutdown begins.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once shutdown has begun.
+    pub fn stopping(&self) -> impl Future<Output = ()> + Send + use<> {
+        let mut watch = self.stopping.subscribe();
+        async move {
+            let _ = watch.wait_for(|stopping| *stopping).await;
+        }
+    }
+}
+
+/// Every route the service answers, as (method, path template): the OpenAPI test checks
+/// each one is documented.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/units"),
+    ("POST", "/v1/units"),
+    ("GET", "/v1/units/{code}"),
+    ("GET", "/v1/participants"),
+    ("POST", "/v1/participants"),
+    ("GET", "/v1/participants/{id}"),
+    ("GET", "/v1/registry"),
+    ("POST", "/v1/accounts"),
+    ("GET", "/v1/accounts/{id}"),
+    ("GET", "/v1/accounts/{id}/balance"),
+    ("GET", "/v1/accounts/{id}/entries"),
+    ("GET", "/v1/accounts/{id}/events"),
+    ("PUT", "/v1/accounts/{id}/key"),
+    ("PUT", "/v1/accounts/{id}/status"),
+    ("GET", "/v1/entries/{id}"),
+    ("POST", "/v1/intents"),
+    ("GET", "/v1/intents/{id}"),
+    ("POST", "/v1/payment-requests"),
+    ("GET", "/v1/payment-requests/{id}"),
+    ("GET", "/v1/payment-requests/{id}/events"),
+    ("POST", "/v1/sessions/challenge"),
+    ("POST", "/v1/sessions"),
+];
 
 /// The service's routes.
 pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.max_body_bytes;
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route(
+            "/v1/units",
+            get(registry::list_units).post(registry::create_unit),
+        )
+        .route("/v1/units/{code}", get(registry::get_unit))
+        .route(
+            "/v1/participants",
+            get(registry::list_participants).post(registry::create_participant),
+        )
+        .route("/v1/participants/{id}", get(registry::get_participant))
+        .route("/v1/registry", get(registry::registry))
+        .route("/v1/accounts", post(accounts::create))
+        .route("/v1/accounts/{id}", get(accounts::get))
+        .route("/v1/accounts/{id}/balance", get(accounts::balance))
+        .route("/v1/accounts/{id}/entries", get(accounts::history))
+        .route("/v1/accounts/{id}/events", get(events::account))
+        .route("/v1/accounts/{id}/key", put(accounts::register_key))
+        .route("/v1/accounts/{id}/status", put(accounts::set_status))
+        .route("/v1/entries/{id}", get(entries::get_entry))
         .route("/v1/intents", post(intents::submit))
+        .route("/v1/intents/{id}", get(entries::get_intent))
+        .route("/v1/payment-requests", post(requests::create))
+        .route("/v1/payment-requests/{id}", get(requests::get))
+        .route(
+            "/v1/payment-requests/{id}/events",
+            get(events::payment_request),
+        )
+        .route("/v1/sessions/challenge", post(sessions::challenge))
+        .route("/v1/sessions", post(sessions::login))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(problem_for_bare_errors))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::map_response_with_state(
+            body_limit,
+            problem_for_bare_errors,
+        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
@@ -49,9 +180,66 @@ async fn not_found() -> Problem {
     Problem::not_found("no such route")
 }
 
+/// Around every request: a request id (the client's `X-Request-Id` if sane, else a new
+/// one) on the tracing span and the response, a time limit (event streams excepted), and
+/// the metrics.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| ledger::ids::new_v7().to_string(), str::to_owned);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let span = tracing::info_span!("request", id = %request_id, %method, %route);
+    let streaming = route.ends_with("/events");
+    let timeout = state.config.request_timeout;
+    let handled = next.run(request).instrument(span.clone());
+    let mut response = if streaming {
+        handled.await
+    } else {
+        match tokio::time::timeout(timeout, handled).await {
+            Ok(response) => response,
+            Err(_) => {
+                let _entered = span.enter();
+                tracing::warn!(?timeout, "request timed out");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "Request timed out",
+                    format!(
+                        "the request took longer than {} ms; a write may still complete, \
+                         so retry with the same intent id or Idempotency-Key",
+                        timeout.as_millis()
+                    ),
+                )
+                .into_response()
+            }
+        }
+    };
+    let status = response.status();
+    state
+        .metrics
+        .record(&route, &method, status.as_u16(), started.elapsed());
+    if status.is_server_error() {
+        let _entered = span.enter();
+        tracing::warn!(status = status.as_u16(), "request failed");
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
 /// Errors produced by axum itself (a body over the limit, a wrong method) come as plain text;
 /// turn them into problem+json so clients see one error shape everywhere.
-async fn problem_for_bare_errors(response: axum::response::Response) -> axum::response::Response {
+async fn problem_for_bare_errors(State(body_limit): State<usize>, response: Response) -> Response {
     let status = response.status();
     let is_problem = response
         .headers()
@@ -65,7 +253,7 @@ async fn problem_for_bare_errors(response: axum::response::Response) -> axum::re
             status,
             "body-too-large",
             "Request body too large",
-            format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+            format!("request bodies are limited to {body_limit} bytes"),
         ),
         StatusCode::METHOD_NOT_ALLOWED => Problem::new(
             status,

@@ -58,6 +58,16 @@ impl Problem {
         format!("/problems/{}", self.slug)
     }
 
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        let mut body = self.extra.clone();
+        body.insert("type".into(), json!(self.type_uri()));
+        body.insert("title".into(), json!(self.title));
+        body.insert("status".into(), json!(self.status.as_u16()));
+        body.insert("detail".into(), json!(self.detail));
+        Value::Object(body)
+    }
+
     /// 400: the request body is not what the endpoint reads.
     pub fn malformed(detail: impl Into<String>) -> Self {
         Self::new(
@@ -113,13 +123,7 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let type_uri = self.type_uri();
-        let mut body = self.extra;
-        body.insert("type".into(), json!(type_uri));
-        body.insert("title".into(), json!(self.title));
-        body.insert("status".into(), json!(self.status.as_u16()));
-        body.insert("detail".into(), json!(self.detail));
-        let mut response = (self.status, axum::Json(Value::Object(body))).into_response();
+        let mut response = (self.status, axum::Json(self.body())).into_response();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

@@ -15,6 +15,7 @@ use ledger::{Action, EntryKind, IntentId, Leg, Tags};
 use serde_json::{Value, json};
 use support::*;
 use tower::ServiceExt as _;
+use wallet_api::http::limits::ApiConfig;
 use wallet_api::http::{AppState, MAX_BODY_BYTES, router};
 use wallet_api::{Committer, CommitterTask, ManualClock};
 
@@ -36,11 +37,12 @@ async fn api_at(now_ms: i64) -> Api {
         .submit(&scheme.issue(scheme.alice, 100_00))
         .await
         .unwrap();
-    let state = AppState {
+    let state = AppState::new(
         db,
-        committer: committer.clone(),
-        clock: Arc::new(ManualClock::new(now_ms)),
-    };
+        committer.clone(),
+        Arc::new(ManualClock::new(now_ms)),
+        ApiConfig::default(),
+    );
     Api {
         app: router(state),
         scheme,

@@ -1,0 +1,387 @@
+//! Accounts: opening them, their balance and statement, their key, their status.
+//!
+//! Reads come from the committed view (never the writer); an account the caller may not see
+//! is answered exactly like one that does not exist, so ids cannot be probed.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Json, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ledger::{
+    Account, AccountId, AccountKind, AccountStatus, EntryKind, Limits, ParticipantId, PublicKey,
+    Signature, UnitCode,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::body::{self, Written};
+use super::principal::Principal;
+use super::problem::Problem;
+use super::{AppState, render};
+use crate::auth::Role;
+use crate::view::{AccountView, HistoryItem, ViewState};
+
+/// Bytes a new key signs to prove it is held by whoever registers it: this context, the
+/// account id, a newline, the key (base64url).
+pub const KEY_PROOF_CONTEXT: &str = "coledger/v1/key\n";
+
+fn not_found(id: &str) -> Problem {
+    Problem::not_found(format!("no account {id}")).with("account", id.to_owned())
+}
+
+/// Finds an account the caller may read, or a 404.
+pub(super) fn readable<'v>(
+    view: &'v ViewState,
+    principal: &Principal,
+    id: &str,
+) -> Result<&'v AccountView, Problem> {
+    let parsed: AccountId = id.parse().map_err(|_| not_found(id))?;
+    view.account(parsed)
+        .filter(|a| principal.can_read(a, view))
+        .ok_or_else(|| not_found(id))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    #[serde(default)]
+    participant_id: Option<ParticipantId>,
+    unit: String,
+    kind: String,
+    #[serde(default)]
+    lower_limit: Option<String>,
+    #[serde(default)]
+    upper_limit: Option<String>,
+    #[serde(default)]
+    public_key: Option<String>,
+}
+
+/// A signed limit in the unit's decimals: `"-20.00"`.
+fn parse_limit(field: &str, text: &str, scale: u8) -> Result<i64, Problem> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let amount = ledger::Amount::parse(digits, scale)
+        .map_err(|e| Problem::invalid_field(field, format!("{field}: {e}")))?;
+    Ok(if negative {
+        amount.minor().saturating_neg()
+    } else {
+        amount.minor()
+    })
+}
+
+fn parse_key(field: &str, text: &str) -> Result<PublicKey, Problem> {
+    PublicKey::from_base64url(text)
+        .map_err(|e| Problem::invalid_field(field, format!("{field}: {e}")))
+}
+
+/// `POST /v1/accounts`.
+pub(super) async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let write = async {
+        let new: NewAccount = body::parse(&headers, &body)?;
+        let unit =
+            UnitCode::new(&new.unit).map_err(|e| Problem::invalid_field("unit", e.to_string()))?;
+        let kind = AccountKind::parse(&new.kind).ok_or_else(|| {
+            Problem::invalid_field(
+                "kind",
+                "kind must be issuer, holder, merchant, collector or system",
+            )
+        })?;
+        let (scale, mutual) = {
+            let view = state.committer.view().read();
+            let found = view
+                .unit(unit)
+                .ok_or_else(|| Problem::invalid_field("unit", format!("no unit {unit}")))?;
+            (
+                found.scale(),
+                found.kind() == ledger::UnitKind::MutualCredit,
+            )
+        };
+        let allowed = match principal.role() {
+            Some(Role::Admin | Role::ProgrammeManager) => true,
+            Some(Role::Coordinator) => mutual,
+            _ => false,
+        };
+        if !allowed {
+            return Err(Problem::forbidden(
+                "only admins and programme managers (or coordinators, in mutual-credit units) open accounts",
+            ));
+        }
+        if let Some(owner) = new.participant_id
+            && state.db.participant(owner).await?.is_none()
+        {
+            return Err(Problem::invalid_field(
+                "participant_id",
+                format!("no participant {owner}"),
+            ));
+        }
+        let lower = new
+            .lower_limit
+            .as_deref()
+            .map(|t| parse_limit("lower_limit", t, scale))
+            .transpose()?;
+        let upper = new
+            .upper_limit
+            .as_deref()
+            .map(|t| parse_limit("upper_limit", t, scale))
+            .transpose()?;
+        let limits = Limits::new(lower, upper)
+            .map_err(|e| Problem::invalid_field("lower_limit", e.to_string()))?;
+        let authority = new
+            .public_key
+            .as_deref()
+            .map(|k| parse_key("public_key", k))
+            .transpose()?;
+        let account = Account {
+            id: AccountId::new(),
+            unit,
+            kind,
+            status: AccountStatus::Active,
+            limits,
+            authority,
+        };
+        let id = account.id;
+        state
+            .committer
+            .open_owned_account(account, new.participant_id)
+            .await?;
+        let view = state.committer.view().read();
+        let opened = view
+            .account(id)
+            .ok_or_else(|| Problem::internal(&"an opened account is missing from the view"))?;
+        Ok::<Written, Problem>((StatusCode::CREATED, render::account(opened, &view)))
+    };
+    body::idempotent(
+        &state,
+        &headers,
+        &principal,
+        "POST /v1/accounts",
+        &body,
+        write,
+    )
+    .await
+}
+
+/// `GET /v1/accounts/{id}`.
+pub(super) async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let view = state.committer.view().read();
+    let account = readable(&view, &principal, &id)?;
+    Ok(Json(render::account(account, &view)))
+}
+
+/// `GET /v1/accounts/{id}/balance`.
+pub(super) async fn balance(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let view = state.committer.view().read();
+    let account = readable(&view, &principal, &id)?;
+    let scale = view.unit(account.account.unit).map_or(0, |u| u.scale());
+    Ok(Json(json!({
+        "account_id": account.account.id,
+        "unit": account.account.unit.as_str(),
+        "balance_minor": account.balance.0,
+        "balance": render::decimal(account.balance.0, scale),
+        "as_of_position": view.last_position(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    since_ms: Option<i64>,
+    #[serde(default)]
+    until_ms: Option<i64>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    counterparty: Option<AccountId>,
+}
+
+/// A history cursor: the position of the last item shown, opaque to clients.
+fn encode_cursor(position: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("h{position}"))
+}
+
+fn decode_cursor(text: &str) -> Result<i64, Problem> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix('h').and_then(|p| p.parse().ok()))
+        .ok_or_else(|| Problem::invalid_field("cursor", "cursor is not one we issued"))
+}
+
+/// `GET /v1/accounts/{id}/entries`: the statement, newest first, a page at a time.
+pub(super) async fn history(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, Problem> {
+    let query: HistoryQuery = body::query(raw.as_deref())?;
+    let limit = state.config.page_limit(query.limit)? as usize;
+    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let kind = query
+        .kind
+        .as_deref()
+        .map(|k| {
+            EntryKind::parse(k)
+                .ok_or_else(|| Problem::invalid_field("kind", format!("unknown entry kind {k:?}")))
+        })
+        .transpose()?;
+    let keep = |item: &HistoryItem| {
+        before.is_none_or(|b| item.position < b)
+            && query.since_ms.is_none_or(|s| item.created_at >= s)
+            && query.until_ms.is_none_or(|u| item.created_at < u)
+            && kind.is_none_or(|k| item.kind == k)
+            && query
+                .counterparty
+                .is_none_or(|c| item.counterparty.includes(c))
+    };
+    // Select the page under the read lock, then fetch memos without holding it.
+    let (page, more, scale) = {
+        let view = state.committer.view().read();
+        let account = readable(&view, &principal, &id)?;
+        let scale = view.unit(account.account.unit).map_or(0, |u| u.scale());
+        let mut matching = account.history.iter().rev().filter(|i| keep(i));
+        let page: Vec<HistoryItem> = matching.by_ref().take(limit).cloned().collect();
+        let more = matching.next().is_some();
+        (page, more, scale)
+    };
+    let positions: Vec<i64> = page.iter().map(|i| i.position).collect();
+    let records = state.db.entries_at(&positions).await?;
+    let items: Vec<Value> = page
+        .iter()
+        .map(|item| {
+            let memo = records
+                .iter()
+                .find(|r| r.position == item.position)
+                .map(|r| r.memo.as_str());
+            render::history_item(item, scale, memo)
+        })
+        .collect();
+    let next = if more {
+        page.last().map(|i| encode_cursor(i.position))
+    } else {
+        None
+    };
+    Ok(Json(json!({"items": items, "next_cursor": next})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyRegistration {
+    public_key: String,
+    proof: String,
+}
+
+/// The bytes a new key signs to prove possession.
+pub fn key_proof_bytes(account: AccountId, key: &PublicKey) -> Vec<u8> {
+    format!("{KEY_PROOF_CONTEXT}{account}\n{}", key.to_base64url()).into_bytes()
+}
+
+/// `PUT /v1/accounts/{id}/key`: registers (or replaces) the key that authorises payments
+/// from the account. The new key must sign a proof, so nobody registers a key they do not
+/// hold (a typo would otherwise lock the account).
+pub(super) async fn register_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let route = format!("PUT /v1/accounts/{id}/key");
+    let write = async {
+        let account_id = {
+            let view = state.committer.view().read();
+            let account = readable(&view, &principal, &id)?;
+            if !principal.can_manage(account, &view) {
+                return Err(Problem::forbidden(
+                    "this token may not register keys for this account",
+                ));
+            }
+            account.account.id
+        };
+        let registration: KeyRegistration = body::parse(&headers, &body)?;
+        let key = parse_key("public_key", &registration.public_key)?;
+        let proof = Signature::from_base64url(&registration.proof)
+            .map_err(|e| Problem::invalid_field("proof", format!("proof: {e}")))?;
+        let verifying = ed25519_dalek::VerifyingKey::from_bytes(&key.0)
+            .map_err(|_| Problem::invalid_field("public_key", "not a valid ed25519 key"))?;
+        verifying
+            .verify_strict(
+                &key_proof_bytes(account_id, &key),
+                &ed25519_dalek::Signature::from_bytes(&proof.0),
+            )
+            .map_err(|_| {
+                Problem::invalid_field(
+                    "proof",
+                    "the proof does not verify: sign \"coledger/v1/key\\n<account id>\\n<public key>\" with the new key",
+                )
+            })?;
+        state.committer.set_authority(account_id, key).await?;
+        let view = state.committer.view().read();
+        let account = view
+            .account(account_id)
+            .ok_or_else(|| Problem::internal(&"account vanished from the view"))?;
+        Ok::<Written, Problem>((StatusCode::OK, render::account(account, &view)))
+    };
+    body::idempotent(&state, &headers, &principal, &route, &body, write).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusChange {
+    status: String,
+}
+
+/// `PUT /v1/accounts/{id}/status`: freeze, unfreeze or close (admin, programme manager).
+pub(super) async fn set_status(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let route = format!("PUT /v1/accounts/{id}/status");
+    let write = async {
+        let account_id = {
+            let view = state.committer.view().read();
+            readable(&view, &principal, &id)?.account.id
+        };
+        principal.require(
+            &[Role::Admin, Role::ProgrammeManager],
+            "change account status",
+        )?;
+        let change: StatusChange = body::parse(&headers, &body)?;
+        let status = AccountStatus::parse(&change.status).ok_or_else(|| {
+            Problem::invalid_field("status", "status must be active, frozen or closed")
+        })?;
+        state.committer.set_status(account_id, status).await?;
+        let view = state.committer.view().read();
+        let account = view
+            .account(account_id)
+            .ok_or_else(|| Problem::internal(&"account vanished from the view"))?;
+        Ok::<Written, Problem>((StatusCode::OK, render::account(account, &view)))
+    };
+    body::idempotent(&state, &headers, &principal, &route, &body, write).await
+}

@@ -1,0 +1,210 @@
+//! Request bodies and the shared write path: strict JSON (the content type, unknown fields
+//! and wrong types each get a clear 4xx naming the field), `Idempotency-Key` replay, and
+//! query strings.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use super::AppState;
+use super::principal::Principal;
+use super::problem::Problem;
+use crate::db::service::Remembered;
+
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// Refuses bodies that do not say they are JSON, so a form post or a stray text upload gets
+/// a clear 415 rather than a parse error.
+pub fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!("send Content-Type: application/json (got {content_type:?})"),
+        ))
+    }
+}
+
+/// Parses a JSON body into `T` (whose fields should deny unknown names). A type or shape
+/// error is a 422 naming the field's path; broken JSON is a 400.
+pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Problem> {
+    require_json(headers)?;
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            Problem::malformed(format!("the body is not valid JSON: {inner}"))
+        } else if path == "." {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+                "Validation failed",
+                inner.to_string(),
+            )
+        } else {
+            Problem::invalid_field(&path, format!("{path}: {inner}"))
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| Problem::malformed(format!("trailing data after the JSON body: {e}")))?;
+    Ok(parsed)
+}
+
+/// A finished write: status and JSON body.
+pub type Written = (StatusCode, Value);
+
+/// Runs a write, honouring `Idempotency-Key`: the first request with a key runs and its
+/// response is kept; a retry (same caller, key and request) gets that response again with
+/// `Idempotency-Replayed: true`; the same key with a different request is a 409. Server
+/// errors are not kept, so retrying after one runs the write again.
+pub async fn idempotent<F>(
+    state: &AppState,
+    headers: &HeaderMap,
+    principal: &Principal,
+    method_and_path: &str,
+    body: &[u8],
+    write: F,
+) -> Response
+where
+    F: Future<Output = Result<Written, Problem>>,
+{
+    let key = match idempotency_key(headers) {
+        Ok(Some(key)) => key,
+        Ok(None) => return respond(write.await),
+        Err(problem) => return problem.into_response(),
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(method_and_path.as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    let fingerprint: [u8; 32] = hasher.finalize().into();
+    let owner = principal.key();
+    let now_ms = state.clock.now_ms();
+    let remembered = match state
+        .db
+        .begin_idempotent(&owner, &key, &fingerprint, now_ms)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    match remembered {
+        Remembered::New => {}
+        Remembered::Mismatch => {
+            return Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+                "this Idempotency-Key was used for a different request",
+            )
+            .into_response();
+        }
+        Remembered::InProgress => {
+            return Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-use",
+                "Request in progress",
+                "a request with this Idempotency-Key is still being handled; retry shortly",
+            )
+            .into_response();
+        }
+        Remembered::Done { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let content_type = if status.is_success() {
+                "application/json"
+            } else {
+                super::problem::PROBLEM_JSON
+            };
+            let mut response = (status, body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            headers.insert("idempotency-replayed", HeaderValue::from_static("true"));
+            return response;
+        }
+    }
+    let outcome = write.await;
+    let (status, json) = match &outcome {
+        Ok((status, json)) => (*status, json.clone()),
+        Err(problem) => (problem.status(), problem.body()),
+    };
+    let kept = if status.is_server_error() {
+        state.db.release_idempotent(&owner, &key).await
+    } else {
+        state
+            .db
+            .finish_idempotent(&owner, &key, status.as_u16(), &json.to_string())
+            .await
+    };
+    if let Err(e) = kept {
+        // The write happened; only the record of its answer was lost. Say so in the log
+        // and still answer: a retry will then run into the in-progress marker (a 409).
+        tracing::error!(error = %e, "could not record an idempotent response");
+    }
+    respond(outcome)
+}
+
+fn respond(outcome: Result<Written, Problem>) -> Response {
+    match outcome {
+        Ok((status, json)) => (status, axum::Json(json)).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        Problem::invalid_field(
+            "Idempotency-Key",
+            format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+            ),
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?;
+    if text.is_empty()
+        || text.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !text.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(bad());
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// Parses a query string into `T` (whose fields should deny unknown names).
+pub fn query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, Problem> {
+    let raw = raw.unwrap_or("");
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded_parse(raw.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad-query",
+                "Bad query parameters",
+                inner.to_string(),
+            )
+        } else {
+            Problem::invalid_field(&path, format!("query parameter {path}: {inner}"))
+        }
+    })
+}
+
+fn form_urlencoded_parse(bytes: &[u8]) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(bytes)
+}

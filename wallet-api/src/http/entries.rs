@@ -1,0 +1,75 @@
+//! Committed entries by id, and intents by `intent_id` (how a client that lost its answer
+//! learns what happened). Visible to whoever may read one of the accounts they touch.
+
+use axum::extract::{Path, State};
+use axum::response::Json;
+use ledger::{EntryId, IntentId};
+use serde_json::{Value, json};
+
+use super::principal::Principal;
+use super::problem::Problem;
+use super::{AppState, render};
+use crate::db::service::EntryRecord;
+
+async fn visible_entry(
+    state: &AppState,
+    principal: &Principal,
+    position: Option<i64>,
+    missing: &str,
+) -> Result<(EntryRecord, Value), Problem> {
+    let position = position.ok_or_else(|| Problem::not_found(missing.to_owned()))?;
+    let record = state
+        .db
+        .entries_at(&[position])
+        .await?
+        .pop()
+        .ok_or_else(|| Problem::not_found(missing.to_owned()))?;
+    let view = state.committer.view().read();
+    let allowed = record.postings.iter().any(|p| {
+        [p.debit, p.credit].into_iter().any(|id| {
+            view.account(id)
+                .is_some_and(|a| principal.can_read(a, &view))
+        })
+    });
+    if !allowed {
+        return Err(Problem::not_found(missing.to_owned()));
+    }
+    let json = render::entry(&record, &view);
+    Ok((record, json))
+}
+
+/// `GET /v1/entries/{id}`.
+pub(super) async fn get_entry(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let missing = format!("no entry {id}");
+    let position = match id.parse::<EntryId>() {
+        Ok(entry) => state.db.entry_position(entry).await?,
+        Err(_) => None,
+    };
+    let (_, json) = visible_entry(&state, &principal, position, &missing).await?;
+    Ok(Json(json))
+}
+
+/// `GET /v1/intents/{intent_id}`: the result of a committed intent. An intent that was
+/// refused or never arrived is not found: nothing was recorded, so resubmitting it is safe.
+pub(super) async fn get_intent(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let missing = format!("no committed intent {id}");
+    let position = match id.parse::<IntentId>() {
+        Ok(intent) => state.db.intent_position(intent).await?,
+        Err(_) => None,
+    };
+    let (record, entry) = visible_entry(&state, &principal, position, &missing).await?;
+    Ok(Json(json!({
+        "intent_id": record.intent_id,
+        "status": "committed",
+        "entry_id": record.id,
+        "entry": entry,
+    })))
+}

@@ -1,0 +1,129 @@
+//! Configurable limits: body size, page size, request time, and per-caller write rates.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+
+use super::problem::Problem;
+
+/// Limits of the HTTP API; the defaults suit a pilot.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Items per page when the client does not say.
+    pub default_page: u32,
+    /// Most items per page a client may ask for.
+    pub max_page: u32,
+    /// A request taking longer is answered 503 (SSE streams are exempt).
+    pub request_timeout: Duration,
+    /// Sustained writes per second per caller (token, session, or signing key).
+    pub writes_per_second: f64,
+    /// Writes a caller may burst above the sustained rate.
+    pub write_burst: f64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            default_page: 50,
+            max_page: 500,
+            request_timeout: Duration::from_secs(10),
+            writes_per_second: 20.0,
+            write_burst: 60.0,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The page size for a request: the default, or what was asked within bounds.
+    pub fn page_limit(&self, asked: Option<u32>) -> Result<u32, Problem> {
+        match asked {
+            None => Ok(self.default_page),
+            Some(n) if n >= 1 && n <= self.max_page => Ok(n),
+            Some(n) => Err(Problem::invalid_field(
+                "limit",
+                format!("limit must be between 1 and {} (got {n})", self.max_page),
+            )),
+        }
+    }
+}
+
+/// Callers tracked before idle (refilled) buckets are dropped.
+const MAX_TRACKED: usize = 100_000;
+
+/// Token buckets per caller key.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, i64)>>,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `per_second` sustained and `burst` at once, per key.
+    pub fn new(per_second: f64, burst: f64) -> Self {
+        Self {
+            per_second: per_second.max(0.0),
+            burst: burst.max(1.0),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token from `key`'s bucket, or says how long to wait.
+    pub fn check(&self, key: &str, now_ms: i64) -> Result<(), Problem> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(key) {
+            let (rate, burst) = (self.per_second, self.burst);
+            buckets.retain(|_, (tokens, last)| refill(*tokens, *last, now_ms, rate, burst) < burst);
+        }
+        let (tokens, last) = buckets.get(key).copied().unwrap_or((self.burst, now_ms));
+        let available = refill(tokens, last, now_ms, self.per_second, self.burst);
+        if available >= 1.0 {
+            buckets.insert(key.to_owned(), (available - 1.0, now_ms));
+            return Ok(());
+        }
+        let wait_s = if self.per_second > 0.0 {
+            ((1.0 - available) / self.per_second).ceil().max(1.0)
+        } else {
+            60.0
+        };
+        Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            format!("too many writes from this caller; retry in {wait_s} s"),
+        )
+        .with("retry_after_s", wait_s))
+    }
+}
+
+fn refill(tokens: f64, last_ms: i64, now_ms: i64, per_second: f64, burst: f64) -> f64 {
+    let elapsed_s = (now_ms.saturating_sub(last_ms).max(0) as f64) / 1000.0;
+    (tokens + elapsed_s * per_second).min(burst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_allowed_then_the_sustained_rate() {
+        let limiter = RateLimiter::new(2.0, 3.0);
+        for _ in 0..3 {
+            assert!(limiter.check("a", 0).is_ok());
+        }
+        let refused = limiter.check("a", 0).unwrap_err();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.type_uri(), "/problems/rate-limited");
+        assert!(limiter.check("b", 0).is_ok(), "buckets are per key");
+        assert!(
+            limiter.check("a", 500).is_ok(),
+            "half a second refills one at 2/s"
+        );
+        assert!(limiter.check("a", 500).is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! Prometheus metrics (text exposition format 0.0.4), kept by hand: a counter and a latency
+//! histogram per route, method and status class, plus the committer's figures. A metrics
+//! crate would add a registry and macros for a dozen series.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::committer::BATCH_SIZE_BUCKETS;
+
+/// Latency bucket bounds, in seconds.
+const LATENCY_BUCKETS_S: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Series {
+    count: u64,
+    sum_s: f64,
+    buckets: [u64; LATENCY_BUCKETS_S.len()],
+}
+
+/// Request counts and latencies.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    series: Mutex<BTreeMap<(String, &'static str, u16), Series>>,
+}
+
+impl HttpMetrics {
+    /// Records one answered request. `route` is the matched route template, so ids in
+    /// paths do not explode the number of series.
+    pub fn record(&self, route: &str, method: &str, status: u16, took: Duration) {
+        let method = match method {
+            "GET" => "GET",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "DELETE" => "DELETE",
+            _ => "OTHER",
+        };
+        let seconds = took.as_secs_f64();
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = series
+            .entry((route.to_owned(), method, status))
+            .or_default();
+        entry.count = entry.count.saturating_add(1);
+        entry.sum_s += seconds;
+        if let Some(i) = LATENCY_BUCKETS_S.iter().position(|&b| seconds <= b) {
+            entry.buckets[i] = entry.buckets[i].saturating_add(1);
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        let series = self
+            .series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        out.push_str(
+            "# HELP coledger_http_requests_total Requests answered, by route, method and status.\n",
+        );
+        out.push_str("# TYPE coledger_http_requests_total counter\n");
+        for ((route, method, status), s) in &series {
+            let _ = writeln!(
+                out,
+                "coledger_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {}",
+                s.count
+            );
+        }
+        out.push_str(
+            "# HELP coledger_http_request_duration_seconds Time to answer, by route and method.\n",
+        );
+        out.push_str("# TYPE coledger_http_request_duration_seconds histogram\n");
+        let mut by_route: BTreeMap<(&str, &str), Series> = BTreeMap::new();
+        for ((route, method, _), s) in &series {
+            let merged = by_route.entry((route, method)).or_default();
+            merged.count = merged.count.saturating_add(s.count);
+            merged.sum_s += s.sum_s;
+            for (m, b) in merged.buckets.iter_mut().zip(s.buckets) {
+                *m = m.saturating_add(b);
+            }
+        }
+        for ((route, method), s) in &by_route {
+            let labels = format!("route=\"{route}\",method=\"{method}\"");
+            let mut cumulative = 0u64;
+            for (bound, n) in LATENCY_BUCKETS_S.iter().zip(s.buckets) {
+                cumulative = cumulative.saturating_add(n);
+                let _ = writeln!(
+                    out,
+                    "coledger_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "coledger_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "coledger_http_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum_s
+            );
+            let _ = writeln!(
+                out,
+                "coledger_http_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
+        }
+    }
+}
+
+/// `GET /metrics`.
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::with_capacity(4096);
+    state.metrics.render(&mut out);
+    let stats = state.committer.stats();
+    let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    };
+    counter(
+        &mut out,
+        "coledger_entries_committed_total",
+        "Journal entries committed.",
+        stats.entries.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "coledger_intents_rejected_total",
+        "Intents refused by the ledger's rules.",
+        stats.rejected.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP coledger_committer_queue_depth Requests waiting for the writer.\n\
+         # TYPE coledger_committer_queue_depth gauge\ncoledger_committer_queue_depth {}",
+        state.committer.queue_depth()
+    );
+    out.push_str("# HELP coledger_committer_batch_size Entries per committed batch.\n");
+    out.push_str("# TYPE coledger_committer_batch_size histogram\n");
+    let mut cumulative = 0u64;
+    for (i, bucket) in stats.batch_sizes.iter().enumerate() {
+        cumulative = cumulative.saturating_add(bucket.load(Ordering::Relaxed));
+        let le = BATCH_SIZE_BUCKETS
+            .get(i)
+            .map_or_else(|| "+Inf".to_owned(), u64::to_string);
+        let _ = writeln!(
+            out,
+            "coledger_committer_batch_size_bucket{{le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "coledger_committer_batch_size_sum {}\ncoledger_committer_batch_size_count {cumulative}",
+        stats.entries.load(Ordering::Relaxed)
+    );
+    let mut response = out.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}

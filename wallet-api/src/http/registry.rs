@@ -1,0 +1,297 @@
+//! Units and participants: the scheme's reference data. Units and the open registry of
+//! listed merchants are public; participants' full records are for operators.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Json, Response};
+use ledger::{ParticipantId, Unit, UnitCode, UnitKind};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::body::{self, Written};
+use super::principal::Principal;
+use super::problem::Problem;
+use super::{AppState, render};
+use crate::auth::Role;
+use crate::db::service::Participant;
+
+/// `GET /v1/units`: every unit (public).
+pub(super) async fn list_units(State(state): State<AppState>) -> Json<Value> {
+    let view = state.committer.view().read();
+    Json(json!({"units": view.units().map(render::unit).collect::<Vec<_>>()}))
+}
+
+/// `GET /v1/units/{code}` (public).
+pub(super) async fn get_unit(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let code = UnitCode::new(&code).map_err(|e| Problem::not_found(e.to_string()))?;
+    let view = state.committer.view().read();
+    let unit = view
+        .unit(code)
+        .ok_or_else(|| Problem::not_found(format!("no unit {code}")))?;
+    Ok(Json(render::unit(unit)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUnit {
+    code: String,
+    name: String,
+    scale: u8,
+    kind: String,
+    #[serde(default)]
+    peg: Option<String>,
+}
+
+/// `POST /v1/units` (admin, programme manager).
+pub(super) async fn create_unit(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let write = async {
+        principal.require(&[Role::Admin, Role::ProgrammeManager], "create units")?;
+        let new: NewUnit = body::parse(&headers, &body)?;
+        let code =
+            UnitCode::new(&new.code).map_err(|e| Problem::invalid_field("code", e.to_string()))?;
+        let kind = UnitKind::parse(&new.kind).ok_or_else(|| {
+            Problem::invalid_field("kind", "kind must be voucher, points or mutual_credit")
+        })?;
+        let unit =
+            Unit::new(code, &new.name, new.scale, kind, new.peg.as_deref()).map_err(|e| {
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation-failed",
+                    "Validation failed",
+                    e.to_string(),
+                )
+            })?;
+        let json = render::unit(&unit);
+        state.committer.add_unit(unit).await?;
+        Ok::<Written, Problem>((StatusCode::CREATED, json))
+    };
+    body::idempotent(&state, &headers, &principal, "POST /v1/units", &body, write).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewParticipant {
+    kind: String,
+    name: String,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    category_code: Option<String>,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    opening_hours: Option<String>,
+    #[serde(default)]
+    listed: bool,
+}
+
+/// Scheme roles a participant may have.
+const PARTICIPANT_ROLES: [&str; 5] = ["beneficiary", "merchant", "collector", "member", "issuer"];
+/// Longest name, address or opening-hours text.
+const MAX_TEXT_CHARS: usize = 200;
+
+fn check_text(field: &str, text: &str) -> Result<(), Problem> {
+    if text.chars().count() > MAX_TEXT_CHARS || text.chars().any(char::is_control) {
+        return Err(Problem::invalid_field(
+            field,
+            format!(
+                "{field} must be at most {MAX_TEXT_CHARS} characters, without control characters"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate(new: NewParticipant, now_ms: i64) -> Result<Participant, Problem> {
+    if !matches!(new.kind.as_str(), "person" | "organisation") {
+        return Err(Problem::invalid_field(
+            "kind",
+            "kind must be person or organisation",
+        ));
+    }
+    if new.name.trim().is_empty() {
+        return Err(Problem::invalid_field("name", "name must not be empty"));
+    }
+    check_text("name", &new.name)?;
+    for (field, text) in [
+        ("address", &new.address),
+        ("opening_hours", &new.opening_hours),
+    ] {
+        if let Some(text) = text {
+            check_text(field, text)?;
+        }
+    }
+    if let Some(role) = new
+        .roles
+        .iter()
+        .find(|r| !PARTICIPANT_ROLES.contains(&r.as_str()))
+    {
+        return Err(Problem::invalid_field(
+            "roles",
+            format!(
+                "unknown role {role:?}; roles are {}",
+                PARTICIPANT_ROLES.join(", ")
+            ),
+        ));
+    }
+    if let Some(code) = &new.category_code
+        && !(code.len() == 4 && code.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(Problem::invalid_field(
+            "category_code",
+            "category_code is a 4-digit merchant category code (ISO 18245)",
+        ));
+    }
+    if new.listed && new.kind == "person" {
+        // A household must never appear in the public registry.
+        return Err(Problem::invalid_field(
+            "listed",
+            "only organisations can be listed in the public registry",
+        ));
+    }
+    Ok(Participant {
+        id: ParticipantId::new(),
+        kind: new.kind,
+        name: new.name,
+        roles: new.roles,
+        category_code: new.category_code,
+        address: new.address,
+        opening_hours: new.opening_hours,
+        listed: new.listed,
+        created_at: now_ms,
+    })
+}
+
+/// `POST /v1/participants` (admin, programme manager, coordinator).
+pub(super) async fn create_participant(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let write = async {
+        principal.require(
+            &[Role::Admin, Role::ProgrammeManager, Role::Coordinator],
+            "register participants",
+        )?;
+        let new: NewParticipant = body::parse(&headers, &body)?;
+        let participant = validate(new, state.clock.now_ms())?;
+        state.db.insert_participant(&participant).await?;
+        Ok::<Written, Problem>((
+            StatusCode::CREATED,
+            render::participant(&participant, false),
+        ))
+    };
+    body::idempotent(
+        &state,
+        &headers,
+        &principal,
+        "POST /v1/participants",
+        &body,
+        write,
+    )
+    .await
+}
+
+/// `GET /v1/participants/{id}`.
+pub(super) async fn get_participant(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let id: ParticipantId = id
+        .parse()
+        .map_err(|_| Problem::not_found("no such participant"))?;
+    if !principal.can_see_participant(id) {
+        return Err(Problem::not_found("no such participant"));
+    }
+    let found = state
+        .db
+        .participant(id)
+        .await?
+        .ok_or_else(|| Problem::not_found("no such participant"))?;
+    let accounts: Vec<Value> = {
+        let view = state.committer.view().read();
+        view.accounts()
+            .filter(|a| a.owner == Some(id))
+            .map(|a| render::account(a, &view))
+            .collect()
+    };
+    let mut json = render::participant(&found, false);
+    json["accounts"] = Value::Array(accounts);
+    Ok(Json(json))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+async fn participant_page(
+    state: &AppState,
+    raw: Option<String>,
+    listed_only: bool,
+) -> Result<Json<Value>, Problem> {
+    let page: Page = body::query(raw.as_deref())?;
+    let limit = state.config.page_limit(page.limit)?;
+    let after = match page.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            c.parse::<ParticipantId>()
+                .map_err(|_| Problem::invalid_field("cursor", "cursor is not one we issued"))?,
+        ),
+    };
+    let found = state
+        .db
+        .participants(after, i64::from(limit).saturating_add(1), listed_only)
+        .await?;
+    let more = found.len() > limit as usize;
+    let shown = &found[..found.len().min(limit as usize)];
+    let next = more
+        .then(|| shown.last().map(|p| p.id.to_string()))
+        .flatten();
+    let items: Vec<Value> = shown
+        .iter()
+        .map(|p| render::participant(p, listed_only))
+        .collect();
+    Ok(Json(json!({"items": items, "next_cursor": next})))
+}
+
+/// `GET /v1/participants` (operators who see everyone).
+pub(super) async fn list_participants(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, Problem> {
+    principal.require(
+        &[
+            Role::Admin,
+            Role::ProgrammeManager,
+            Role::Auditor,
+            Role::Coordinator,
+        ],
+        "list participants",
+    )?;
+    participant_page(&state, raw, false).await
+}
+
+/// `GET /v1/registry`: the open registry of listed shops and social enterprises (public).
+pub(super) async fn registry(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, Problem> {
+    participant_page(&state, raw, true).await
+}

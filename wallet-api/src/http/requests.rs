@@ -1,0 +1,134 @@
+//! Payment requests: a merchant asks for an amount; a wallet fetches the request (by the
+//! reference in the QR code or pay link) and pays it with a signed payment intent naming it.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Json, Response};
+use ledger::{AccountId, Amount, PaymentRequestId};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::body::{self, Written};
+use super::principal::Principal;
+use super::problem::Problem;
+use super::{AppState, render};
+use crate::auth::Role;
+use crate::db::service::PaymentRequest;
+
+/// How long a request stays payable when the merchant does not say.
+pub const DEFAULT_EXPIRY_S: i64 = 15 * 60;
+/// The longest a request may stay payable (a printed invoice, say).
+pub const MAX_EXPIRY_S: i64 = 30 * 24 * 3600;
+/// Longest memo.
+const MAX_MEMO_CHARS: usize = 140;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRequest {
+    account_id: AccountId,
+    amount: String,
+    #[serde(default)]
+    memo: String,
+    #[serde(default)]
+    expires_in_s: Option<i64>,
+}
+
+/// `POST /v1/payment-requests` (the merchant owning the account, or an admin).
+pub(super) async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let write = async {
+        let new: NewRequest = body::parse(&headers, &body)?;
+        let now_ms = state.clock.now_ms();
+        let (unit, scale) = {
+            let view = state.committer.view().read();
+            let account =
+                super::accounts::readable(&view, &principal, &new.account_id.to_string())?;
+            let allowed = match principal.role() {
+                Some(Role::Admin) => true,
+                Some(Role::Merchant | Role::Collector) => principal.can_manage(account, &view),
+                _ => false,
+            };
+            if !allowed {
+                return Err(Problem::forbidden(
+                    "only the merchant owning the account (or an admin) may request payment to it",
+                ));
+            }
+            let scale = view.unit(account.account.unit).map_or(0, |u| u.scale());
+            (account.account.unit, scale)
+        };
+        let amount = Amount::parse(&new.amount, scale)
+            .map_err(|e| Problem::invalid_field("amount", format!("amount: {e}")))?;
+        if amount.minor() == 0 {
+            return Err(Problem::invalid_field(
+                "amount",
+                "amount must be more than zero",
+            ));
+        }
+        if new.memo.chars().count() > MAX_MEMO_CHARS || new.memo.chars().any(char::is_control) {
+            return Err(Problem::invalid_field(
+                "memo",
+                format!(
+                    "memo must be at most {MAX_MEMO_CHARS} characters, without control characters"
+                ),
+            ));
+        }
+        let expires_in_s = new.expires_in_s.unwrap_or(DEFAULT_EXPIRY_S);
+        if !(1..=MAX_EXPIRY_S).contains(&expires_in_s) {
+            return Err(Problem::invalid_field(
+                "expires_in_s",
+                format!("expires_in_s must be between 1 and {MAX_EXPIRY_S}"),
+            ));
+        }
+        let request = PaymentRequest {
+            id: PaymentRequestId::new(),
+            account: new.account_id,
+            unit,
+            amount,
+            memo: new.memo,
+            created_at: now_ms,
+            expires_at: now_ms.saturating_add(expires_in_s.saturating_mul(1000)),
+        };
+        state.db.insert_payment_request(&request).await?;
+        let view = state.committer.view().read();
+        Ok::<Written, Problem>((
+            StatusCode::CREATED,
+            render::payment_request(&request, &view, now_ms),
+        ))
+    };
+    body::idempotent(
+        &state,
+        &headers,
+        &principal,
+        "POST /v1/payment-requests",
+        &body,
+        write,
+    )
+    .await
+}
+
+/// Finds a request by the id in a URL.
+pub(super) async fn find(state: &AppState, id: &str) -> Result<PaymentRequest, Problem> {
+    let missing = || Problem::not_found(format!("no payment request {id}"));
+    let id: PaymentRequestId = id.parse().map_err(|_| missing())?;
+    state.db.payment_request(id).await?.ok_or_else(missing)
+}
+
+/// `GET /v1/payment-requests/{id}`: public to whoever has the reference (it is unguessable
+/// and shown on the terminal's screen), so a wallet can check what it is about to pay.
+pub(super) async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let request = find(&state, &id).await?;
+    let view = state.committer.view().read();
+    Ok(Json(render::payment_request(
+        &request,
+        &view,
+        state.clock.now_ms(),
+    )))
+}
