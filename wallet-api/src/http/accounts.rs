@@ -123,11 +123,16 @@ pub(super) async fn create(
                 format!("no participant {owner}"),
             ));
         }
-        let lower = new
-            .lower_limit
-            .as_deref()
-            .map(|t| parse_limit("lower_limit", t, scale))
-            .transpose()?;
+        // Households, shops and collection points cannot go below zero unless told (a
+        // time bank's credit limit); issuers and system accounts have no floor by default.
+        let default_floor = match kind {
+            AccountKind::Issuer | AccountKind::System => None,
+            _ => Some(0),
+        };
+        let lower = match new.lower_limit.as_deref() {
+            Some(text) => Some(parse_limit("lower_limit", text, scale)?),
+            None => default_floor,
+        };
         let upper = new
             .upper_limit
             .as_deref()

@@ -1,0 +1,805 @@
+//! The wallet API end to end: the real `coledger serve` on port 0, against SQLite and
+//! PostgreSQL, driven over HTTP the way a terminal, a wallet and an operator drive it.
+//! Covers paying, insufficient funds, replay, tampering, expiry, idempotent retries,
+//! pagination, every role boundary, and server-sent events.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use ledger::{
+    AccountId, Action, Amount, EntryKind, Intent, IntentId, Leg, PaymentRequestId, PublicKey,
+    SignedIntent, Tags, UnitCode,
+};
+use serde_json::{Value, json};
+use support::*;
+use wallet_api::auth::session_signed_bytes;
+use wallet_api::http::key_proof_bytes;
+
+const UNIT: &str = "E2E-EUR";
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn signed(key: &SigningKey, action: Action, not_after: i64) -> SignedIntent {
+    let intent = Intent {
+        intent_id: IntentId::new(),
+        not_after,
+        signer: PublicKey::of(key),
+        action,
+    };
+    SignedIntent::sign(intent, key).unwrap()
+}
+
+fn payment(
+    from: AccountId,
+    to: AccountId,
+    minor: i64,
+    request: Option<PaymentRequestId>,
+) -> Action {
+    Action::Payment {
+        from,
+        to,
+        unit: UnitCode::new(UNIT).unwrap(),
+        amount_minor: Amount::from_minor(minor).unwrap(),
+        memo: format!("paid {minor}"),
+        request,
+    }
+}
+
+struct Town {
+    address: String,
+    admin: String,
+    issuer: AccountId,
+    issuer_key: SigningKey,
+    alice: AccountId,
+    alice_key: SigningKey,
+    bob: AccountId,
+    bob_key: SigningKey,
+    shop: AccountId,
+    shop_participant: String,
+    alice_participant: String,
+}
+
+impl Town {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let body = body.map(|b| b.to_string());
+        http(&self.address, method, path, token, &[], body.as_deref()).await
+    }
+
+    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        self.call(method, path, Some(&self.admin), body).await
+    }
+
+    async fn submit(&self, intent: &SignedIntent) -> Reply {
+        http(
+            &self.address,
+            "POST",
+            "/v1/intents",
+            None,
+            &[],
+            Some(&intent.to_json()),
+        )
+        .await
+    }
+
+    async fn balance(&self, account: AccountId) -> i64 {
+        let reply = self
+            .admin("GET", &format!("/v1/accounts/{account}/balance"), None)
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["balance_minor"].as_i64().unwrap()
+    }
+}
+
+/// Registers `key` for `account` with a proof of possession, as `token`.
+async fn register_key(address: &str, token: &str, account: &str, key: &SigningKey) -> Reply {
+    let public = PublicKey::of(key);
+    let proof = key.sign(&key_proof_bytes(account.parse().unwrap(), &public));
+    let body = json!({
+        "public_key": public.to_base64url(),
+        "proof": ledger::Signature(proof.to_bytes()).to_base64url(),
+    })
+    .to_string();
+    http(
+        address,
+        "PUT",
+        &format!("/v1/accounts/{account}/key"),
+        Some(token),
+        &[],
+        Some(&body),
+    )
+    .await
+}
+
+/// A scheme built entirely over HTTP: a unit, a shop, two households, an issuer; Alice and
+/// Bob are given 100.00 each.
+async fn town(address: &str, admin: &str) -> Town {
+    let call = |method: &'static str, path: &'static str, body: Value| {
+        let body = body.to_string();
+        async move { http(address, method, path, Some(admin), &[], Some(&body)).await }
+    };
+    let unit = call(
+        "POST",
+        "/v1/units",
+        json!({"code": UNIT, "name": "E2E euro voucher", "scale": 2, "kind": "voucher", "peg": "EUR"}),
+    )
+    .await;
+    assert_eq!(unit.status, 201, "{}", unit.body);
+    let mut participants = Vec::new();
+    for body in [
+        json!({"kind": "organisation", "name": "Forn de Pa", "roles": ["merchant"],
+               "category_code": "5462", "address": "Carrer Major 1", "opening_hours": "Mo-Sa 07:00-14:00",
+               "listed": true}),
+        json!({"kind": "person", "name": "Alice", "roles": ["beneficiary"]}),
+        json!({"kind": "person", "name": "Bob", "roles": ["beneficiary"]}),
+    ] {
+        let made = call("POST", "/v1/participants", body).await;
+        assert_eq!(made.status, 201, "{}", made.body);
+        participants.push(made.json()["id"].as_str().unwrap().to_owned());
+    }
+    let keys: Vec<SigningKey> = (1..=3u8)
+        .map(|s| SigningKey::from_bytes(&[s; 32]))
+        .collect();
+    let mut accounts = Vec::new();
+    for (participant, kind) in [
+        (None, "issuer"),
+        (Some(&participants[1]), "holder"),
+        (Some(&participants[2]), "holder"),
+        (Some(&participants[0]), "merchant"),
+    ] {
+        let mut body = json!({"unit": UNIT, "kind": kind});
+        if let Some(p) = participant {
+            body["participant_id"] = json!(p);
+        }
+        let made = call("POST", "/v1/accounts", body).await;
+        assert_eq!(made.status, 201, "{}", made.body);
+        accounts.push(made.json()["id"].as_str().unwrap().to_owned());
+    }
+    for (account, key) in accounts.iter().zip(&keys) {
+        let registered = register_key(address, admin, account, key).await;
+        assert_eq!(registered.status, 200, "{}", registered.body);
+    }
+    let ids: Vec<AccountId> = accounts.iter().map(|a| a.parse().unwrap()).collect();
+    let town = Town {
+        address: address.to_owned(),
+        admin: admin.to_owned(),
+        issuer: ids[0],
+        issuer_key: keys[0].clone(),
+        alice: ids[1],
+        alice_key: keys[1].clone(),
+        bob: ids[2],
+        bob_key: keys[2].clone(),
+        shop: ids[3],
+        shop_participant: participants[0].clone(),
+        alice_participant: participants[1].clone(),
+    };
+    let unit = UnitCode::new(UNIT).unwrap();
+    let issue = Action::Entry {
+        kind: EntryKind::Issue,
+        legs: vec![
+            Leg {
+                account: town.issuer,
+                unit,
+                delta: -200_00,
+            },
+            Leg {
+                account: town.alice,
+                unit,
+                delta: 100_00,
+            },
+            Leg {
+                account: town.bob,
+                unit,
+                delta: 100_00,
+            },
+        ],
+        memo: "monthly benefit".into(),
+        tags: Tags {
+            programme: Some("e2e".into()),
+            ..Tags::default()
+        },
+    };
+    let issued = town
+        .submit(&signed(&town.issuer_key, issue, now_s() + 60))
+        .await;
+    assert_eq!(issued.status, 201, "{}", issued.body);
+    town
+}
+
+#[tokio::test]
+async fn the_wallet_api_end_to_end() {
+    for (label, url, _dir) in databases().await {
+        let admin = token_cli(&url, "admin", None).await;
+        let (mut child, address) = serve(&url, &[]).await;
+        let town = town(&address, &admin).await;
+        payments(&town).await;
+        idempotent_writes(&town).await;
+        pagination(&town).await;
+        role_boundaries(&town, &url).await;
+        events_and_payment_requests(&town).await;
+        eprintln!("{label}: wallet API end to end passed");
+        child.kill().await.unwrap();
+    }
+}
+
+async fn payments(town: &Town) {
+    // Pay.
+    let pay = signed(
+        &town.alice_key,
+        payment(town.alice, town.shop, 12_50, None),
+        now_s() + 60,
+    );
+    let paid = town.submit(&pay).await;
+    assert_eq!(paid.status, 201, "{}", paid.body);
+    let entry_id = paid.json()["entry_id"].clone();
+    assert_eq!(town.balance(town.alice).await, 87_50);
+    assert_eq!(town.balance(town.shop).await, 12_50);
+
+    // Replay: the same intent again is the same entry, once.
+    let again = town.submit(&pay).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["entry_id"], entry_id);
+    assert_eq!(again.json()["duplicate"], true);
+    assert_eq!(town.balance(town.alice).await, 87_50);
+
+    // Looked up by intent id, and the entry by id, with the signed intent.
+    let intent_id = pay.intent().intent_id;
+    let found = town
+        .admin("GET", &format!("/v1/intents/{intent_id}"), None)
+        .await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert_eq!(found.json()["entry_id"], entry_id);
+    let entry = town
+        .admin(
+            "GET",
+            &format!("/v1/entries/{}", entry_id.as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        entry.json()["postings"][0]["amount"],
+        "12.50",
+        "{}",
+        entry.body
+    );
+
+    // Insufficient funds.
+    let too_much = signed(
+        &town.alice_key,
+        payment(town.alice, town.shop, 1_000_00, None),
+        now_s() + 60,
+    );
+    let refused = town.submit(&too_much).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.problem_type(), "/problems/insufficient-funds");
+    assert_eq!(
+        refused.header("content-type"),
+        Some("application/problem+json")
+    );
+
+    // Tampered: the amount changed after signing.
+    let honest = signed(
+        &town.alice_key,
+        payment(town.alice, town.shop, 1_00, None),
+        now_s() + 60,
+    );
+    let tampered = honest
+        .to_json()
+        .replace("\"amount_minor\":100", "\"amount_minor\":9000");
+    assert_ne!(tampered, honest.to_json());
+    let refused = http(
+        &town.address,
+        "POST",
+        "/v1/intents",
+        None,
+        &[],
+        Some(&tampered),
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.problem_type(), "/problems/bad-signature");
+
+    // Expired.
+    let stale = signed(
+        &town.alice_key,
+        payment(town.alice, town.shop, 1_00, None),
+        now_s() - 10,
+    );
+    let refused = town.submit(&stale).await;
+    assert_eq!(
+        refused.problem_type(),
+        "/problems/intent-expired",
+        "{}",
+        refused.body
+    );
+
+    // Nobody moves another person's money: Bob's key cannot pay from Alice's account.
+    let theft = signed(
+        &town.bob_key,
+        payment(town.alice, town.bob, 1_00, None),
+        now_s() + 60,
+    );
+    let refused = town.submit(&theft).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.problem_type(), "/problems/not-authorised");
+    assert_eq!(town.balance(town.alice).await, 87_50);
+}
+
+async fn idempotent_writes(town: &Town) {
+    let body = json!({"kind": "person", "name": "Carol"}).to_string();
+    let key = [("Idempotency-Key", "carol-1")];
+    let first = http(
+        &town.address,
+        "POST",
+        "/v1/participants",
+        Some(&town.admin),
+        &key,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let retry = http(
+        &town.address,
+        "POST",
+        "/v1/participants",
+        Some(&town.admin),
+        &key,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(retry.status, 201);
+    assert_eq!(
+        retry.json()["id"],
+        first.json()["id"],
+        "a retry is the original response"
+    );
+    assert_eq!(retry.header("idempotency-replayed"), Some("true"));
+    let other = json!({"kind": "person", "name": "Dave"}).to_string();
+    let conflict = http(
+        &town.address,
+        "POST",
+        "/v1/participants",
+        Some(&town.admin),
+        &key,
+        Some(&other),
+    )
+    .await;
+    assert_eq!(conflict.status, 409, "{}", conflict.body);
+    assert_eq!(conflict.problem_type(), "/problems/idempotency-key-reused");
+}
+
+async fn pagination(town: &Town) {
+    for minor in 1..=5 {
+        let pay = signed(
+            &town.bob_key,
+            payment(town.bob, town.shop, minor, None),
+            now_s() + 60,
+        );
+        assert_eq!(town.submit(&pay).await.status, 201);
+    }
+    // Bob: the issue plus five payments, newest first, two per page.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/accounts/{}/entries?limit=2&cursor={c}", town.bob),
+            None => format!("/v1/accounts/{}/entries?limit=2", town.bob),
+        };
+        let page = town.admin("GET", &path, None).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let json = page.json();
+        let items = json["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|i| i["amount_minor"].as_i64().unwrap()));
+        match json["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![-5, -4, -3, -2, -1, 100_00]);
+    // Filters: only payments, only with the shop.
+    let filtered = town
+        .admin(
+            "GET",
+            &format!(
+                "/v1/accounts/{}/entries?kind=payment&counterparty={}",
+                town.bob, town.shop
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        filtered.json()["items"].as_array().unwrap().len(),
+        5,
+        "{}",
+        filtered.body
+    );
+    assert_eq!(filtered.json()["items"][0]["memo"], "paid 5");
+    let bad = town
+        .admin(
+            "GET",
+            &format!("/v1/accounts/{}/entries?limit=100000", town.bob),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.json()["field"].as_str()),
+        (422, Some("limit")),
+        "{}",
+        bad.body
+    );
+    let unknown = town
+        .admin(
+            "GET",
+            &format!("/v1/accounts/{}/entries?colour=red", town.bob),
+            None,
+        )
+        .await;
+    assert!(
+        unknown.status == 400 || unknown.status == 422,
+        "{}",
+        unknown.body
+    );
+}
+
+async fn role_boundaries(town: &Town, url: &str) {
+    let alice_balance = format!("/v1/accounts/{}/balance", town.alice);
+    let shop_balance = format!("/v1/accounts/{}/balance", town.shop);
+
+    // No token, a bogus token, a revoked token: 401.
+    assert_eq!(
+        town.call("GET", &alice_balance, None, None).await.status,
+        401
+    );
+    assert_eq!(
+        town.call("GET", &alice_balance, Some("colt_nonsense"), None)
+            .await
+            .status,
+        401
+    );
+    let doomed = token_cli(url, "auditor", None).await;
+    assert_eq!(
+        town.call("GET", &alice_balance, Some(&doomed), None)
+            .await
+            .status,
+        200
+    );
+    let revoked = std::process::Command::new(env!("CARGO_BIN_EXE_coledger"))
+        .args(["token", "revoke", "--database-url", url, &doomed])
+        .output()
+        .unwrap();
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    let after = town.call("GET", &alice_balance, Some(&doomed), None).await;
+    assert_eq!(after.status, 401, "{}", after.body);
+
+    // A merchant token sees its own accounts, not a household's; it cannot open accounts.
+    let merchant = token_cli(url, "merchant", Some(&town.shop_participant)).await;
+    assert_eq!(
+        town.call("GET", &shop_balance, Some(&merchant), None)
+            .await
+            .status,
+        200
+    );
+    let peek = town
+        .call("GET", &alice_balance, Some(&merchant), None)
+        .await;
+    assert_eq!(peek.status, 404, "{}", peek.body);
+    assert!(!peek.body.contains("balance_minor"));
+    let history = format!("/v1/accounts/{}/entries", town.alice);
+    assert_eq!(
+        town.call("GET", &history, Some(&merchant), None)
+            .await
+            .status,
+        404
+    );
+    let open = town
+        .call(
+            "POST",
+            "/v1/accounts",
+            Some(&merchant),
+            Some(json!({"unit": UNIT, "kind": "merchant"})),
+        )
+        .await;
+    assert_eq!(open.status, 403, "{}", open.body);
+    let alice_record = format!("/v1/participants/{}", town.alice_participant);
+    assert_eq!(
+        town.call("GET", &alice_record, Some(&merchant), None)
+            .await
+            .status,
+        404
+    );
+    // A merchant cannot replace a household's key (which would let it spend).
+    let stolen = register_key(
+        &town.address,
+        &merchant,
+        &town.alice.to_string(),
+        &SigningKey::from_bytes(&[9; 32]),
+    )
+    .await;
+    assert_eq!(stolen.status, 404, "{}", stolen.body);
+
+    // A collector scoped to another participant sees nothing of the shop.
+    let collector = token_cli(url, "collector", Some(&town.alice_participant)).await;
+    assert_eq!(
+        town.call("GET", &shop_balance, Some(&collector), None)
+            .await
+            .status,
+        404
+    );
+
+    // An auditor reads everything and writes nothing.
+    let auditor = token_cli(url, "auditor", None).await;
+    assert_eq!(
+        town.call("GET", &alice_balance, Some(&auditor), None)
+            .await
+            .status,
+        200
+    );
+    let unit = town
+        .call(
+            "POST",
+            "/v1/units",
+            Some(&auditor),
+            Some(json!({"code": "X-PTS", "name": "x", "scale": 0, "kind": "points"})),
+        )
+        .await;
+    assert_eq!(unit.status, 403, "{}", unit.body);
+    let freeze = town
+        .call(
+            "PUT",
+            &format!("/v1/accounts/{}/status", town.alice),
+            Some(&auditor),
+            Some(json!({"status": "frozen"})),
+        )
+        .await;
+    assert_eq!(freeze.status, 403, "{}", freeze.body);
+
+    // A researcher sees no individual account; a coordinator none outside mutual credit.
+    let researcher = token_cli(url, "researcher", None).await;
+    assert_eq!(
+        town.call("GET", &alice_balance, Some(&researcher), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        town.call("GET", "/v1/participants", Some(&researcher), None)
+            .await
+            .status,
+        403
+    );
+    let coordinator = token_cli(url, "coordinator", None).await;
+    assert_eq!(
+        town.call("GET", &alice_balance, Some(&coordinator), None)
+            .await
+            .status,
+        404
+    );
+
+    // A programme manager manages accounts: freezing stops Alice paying, unfreezing restores.
+    let manager = token_cli(url, "programme_manager", None).await;
+    let status_path = format!("/v1/accounts/{}/status", town.alice);
+    let frozen = town
+        .call(
+            "PUT",
+            &status_path,
+            Some(&manager),
+            Some(json!({"status": "frozen"})),
+        )
+        .await;
+    assert_eq!(frozen.status, 200, "{}", frozen.body);
+    let pay = signed(
+        &town.alice_key,
+        payment(town.alice, town.shop, 1_00, None),
+        now_s() + 60,
+    );
+    assert_eq!(
+        town.submit(&pay).await.problem_type(),
+        "/problems/account-frozen"
+    );
+    let thawed = town
+        .call(
+            "PUT",
+            &status_path,
+            Some(&manager),
+            Some(json!({"status": "active"})),
+        )
+        .await;
+    assert_eq!(thawed.status, 200, "{}", thawed.body);
+
+    // A household signs a challenge for a session: its own account only.
+    let challenge = town
+        .call(
+            "POST",
+            "/v1/sessions/challenge",
+            None,
+            Some(json!({"account_id": town.alice})),
+        )
+        .await;
+    assert_eq!(challenge.status, 201, "{}", challenge.body);
+    let text = challenge.json()["challenge"].as_str().unwrap().to_owned();
+    let signature = town
+        .alice_key
+        .sign(&session_signed_bytes(town.alice, &text));
+    let login = town
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            Some(json!({"account_id": town.alice, "challenge": text,
+                        "signature": ledger::Signature(signature.to_bytes()).to_base64url()})),
+        )
+        .await;
+    assert_eq!(login.status, 201, "{}", login.body);
+    let session = login.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        town.call("GET", &alice_balance, Some(&session), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        town.call("GET", &history, Some(&session), None)
+            .await
+            .status,
+        200
+    );
+    let bob_balance = format!("/v1/accounts/{}/balance", town.bob);
+    assert_eq!(
+        town.call("GET", &bob_balance, Some(&session), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        town.call(
+            "POST",
+            "/v1/participants",
+            Some(&session),
+            Some(json!({"kind": "person", "name": "x"}))
+        )
+        .await
+        .status,
+        403
+    );
+    // Bob's key cannot log in as Alice.
+    let challenge = town
+        .call(
+            "POST",
+            "/v1/sessions/challenge",
+            None,
+            Some(json!({"account_id": town.alice})),
+        )
+        .await;
+    let text = challenge.json()["challenge"].as_str().unwrap().to_owned();
+    let forged = town.bob_key.sign(&session_signed_bytes(town.alice, &text));
+    let refused = town
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            Some(json!({"account_id": town.alice, "challenge": text,
+                        "signature": ledger::Signature(forged.to_bytes()).to_base64url()})),
+        )
+        .await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+
+    // The open registry is public and shows the listed shop, never a household.
+    let registry = town.call("GET", "/v1/registry", None, None).await;
+    assert_eq!(registry.status, 200);
+    assert!(registry.body.contains("Forn de Pa"), "{}", registry.body);
+    assert!(!registry.body.contains("Alice"), "{}", registry.body);
+}
+
+async fn events_and_payment_requests(town: &Town) {
+    let merchant_url_token = town.admin.clone();
+    let mut shop_events = Events::open(
+        &town.address,
+        &format!("/v1/accounts/{}/events", town.shop),
+        Some(&merchant_url_token),
+    )
+    .await;
+    let opening = shop_events.next("balance").await;
+    let opening_balance = opening["balance_minor"].as_i64().unwrap();
+
+    let made = town
+        .admin(
+            "POST",
+            "/v1/payment-requests",
+            Some(json!({"account_id": town.shop, "amount": "3.20", "memo": "pa i llet"})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let request: PaymentRequestId = made.json()["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(made.json()["status"], "open");
+    let mut request_events = Events::open(
+        &town.address,
+        &format!("/v1/payment-requests/{request}/events"),
+        None,
+    )
+    .await;
+
+    // A wallet fetches the request (public by reference), then pays it exactly.
+    let fetched = town
+        .call(
+            "GET",
+            &format!("/v1/payment-requests/{request}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(fetched.json()["amount_minor"], 320, "{}", fetched.body);
+    let wrong = signed(
+        &town.alice_key,
+        payment(town.alice, town.shop, 3_00, Some(request)),
+        now_s() + 60,
+    );
+    assert_eq!(
+        town.submit(&wrong).await.problem_type(),
+        "/problems/payment-request-mismatch"
+    );
+    let pay = signed(
+        &town.alice_key,
+        payment(town.alice, town.shop, 3_20, Some(request)),
+        now_s() + 60,
+    );
+    let paid = town.submit(&pay).await;
+    assert_eq!(paid.status, 201, "{}", paid.body);
+
+    let settled = request_events.next("settled").await;
+    assert_eq!(settled["entry_id"], paid.json()["entry_id"]);
+    let entry = shop_events.next("entry").await;
+    assert_eq!(entry["amount_minor"], 320);
+    assert_eq!(entry["entry_id"], paid.json()["entry_id"]);
+    assert_eq!(town.balance(town.shop).await, opening_balance + 320);
+
+    // Paid once: a second payment for the same request is refused; its status says paid.
+    let twice = signed(
+        &town.bob_key,
+        payment(town.bob, town.shop, 3_20, Some(request)),
+        now_s() + 60,
+    );
+    let refused = town.submit(&twice).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(refused.problem_type(), "/problems/request-already-paid");
+    let fetched = town
+        .call(
+            "GET",
+            &format!("/v1/payment-requests/{request}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(fetched.json()["status"], "paid");
+
+    // Over-precise amounts are refused, naming the field.
+    let precise = town
+        .admin(
+            "POST",
+            "/v1/payment-requests",
+            Some(json!({"account_id": town.shop, "amount": "3.205"})),
+        )
+        .await;
+    assert_eq!(
+        (precise.status, precise.json()["field"].as_str()),
+        (422, Some("amount")),
+        "{}",
+        precise.body
+    );
+}
