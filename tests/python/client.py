@@ -3,6 +3,11 @@
 
   python3 client.py keygen
       prints {"seed_hex": ..., "public_key": ...} for a fresh key
+  python3 client.py register URL TOKEN ACCOUNT SEED_HEX
+      registers the key for ACCOUNT (PUT /v1/accounts/ACCOUNT/key with a proof of
+      possession signed by the key), as the operator holding TOKEN; prints the response
+  python3 client.py balance URL ACCOUNT SEED_HEX
+      logs in as the holder (signs a challenge) and reads the balance with the session
   python3 client.py pay URL SEED_HEX FROM TO UNIT AMOUNT_MINOR
       signs a payment intent, POSTs it, then POSTs a copy with the amount changed after
       signing; prints {"paid": {"status", "body"}, "tampered": {"status", "body"}}
@@ -25,18 +30,45 @@ def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def post(url, document):
-    request = urllib.request.Request(
-        url + "/v1/intents",
-        data=json.dumps(document).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
+def call(method, url, document=None, token=None):
+    headers = {}
+    data = None
+    if document is not None:
+        data = json.dumps(document).encode()
+        headers["Content-Type"] = "application/json"
+    if token is not None:
+        headers["Authorization"] = "Bearer " + token
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return {"status": response.status, "body": json.load(response)}
     except urllib.error.HTTPError as error:
         return {"status": error.code, "body": json.load(error)}
+
+
+def post(url, document):
+    return call("POST", url + "/v1/intents", document)
+
+
+def register(url, token, account, seed_hex):
+    key = nacl.signing.SigningKey(bytes.fromhex(seed_hex))
+    public = b64url(bytes(key.verify_key))
+    proof = key.sign(("coledger/v1/key\n%s\n%s" % (account, public)).encode()).signature
+    document = {"public_key": public, "proof": b64url(proof)}
+    print(json.dumps(call("PUT", "%s/v1/accounts/%s/key" % (url, account), document, token)))
+
+
+def balance(url, account, seed_hex):
+    key = nacl.signing.SigningKey(bytes.fromhex(seed_hex))
+    challenge = call("POST", url + "/v1/sessions/challenge", {"account_id": account})["body"]["challenge"]
+    signed = key.sign(("coledger/v1/session\n%s\n%s" % (account, challenge)).encode()).signature
+    session = call(
+        "POST",
+        url + "/v1/sessions",
+        {"account_id": account, "challenge": challenge, "signature": b64url(signed)},
+    )
+    token = session["body"]["token"]
+    print(json.dumps(call("GET", "%s/v1/accounts/%s/balance" % (url, account), None, token)))
 
 
 def keygen():
@@ -67,7 +99,5 @@ def pay(url, seed_hex, source, target, unit, amount_minor):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "keygen":
-        keygen()
-    else:
-        pay(*sys.argv[2:])
+    commands = {"keygen": keygen, "register": register, "balance": balance, "pay": pay}
+    commands[sys.argv[1]](*sys.argv[2:])
