@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::{self, Written};
+use super::openapi::ProblemDoc;
 use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
@@ -43,10 +44,11 @@ pub(super) fn readable<'v>(
         .ok_or_else(|| not_found(id))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAccount {
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     participant_id: Option<ParticipantId>,
     unit: String,
     kind: String,
@@ -79,6 +81,14 @@ fn parse_key(field: &str, text: &str) -> Result<PublicKey, Problem> {
 }
 
 /// `POST /v1/accounts`.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts",
+    tag = "accounts",
+    request_body = NewAccount,
+    responses((status = 201, description = "Opened"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Role may not open accounts in this unit", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "A field is invalid", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -176,6 +186,14 @@ pub(super) async fn create(
 }
 
 /// `GET /v1/accounts/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}",
+    tag = "accounts",
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, description = "The account with its balance"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such account, or not visible to this caller", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub(super) async fn get(
     State(state): State<AppState>,
     principal: Principal,
@@ -187,6 +205,14 @@ pub(super) async fn get(
 }
 
 /// `GET /v1/accounts/{id}/balance`.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}/balance",
+    tag = "accounts",
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, description = "The committed balance"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such account, or not visible to this caller", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub(super) async fn balance(
     State(state): State<AppState>,
     principal: Principal,
@@ -204,7 +230,8 @@ pub(super) async fn balance(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
     #[serde(default)]
@@ -218,6 +245,7 @@ struct HistoryQuery {
     #[serde(default)]
     kind: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<String>)]
     counterparty: Option<AccountId>,
 }
 
@@ -236,6 +264,14 @@ fn decode_cursor(text: &str) -> Result<i64, Problem> {
 }
 
 /// `GET /v1/accounts/{id}/entries`: the statement, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}/entries",
+    tag = "accounts",
+    params(("id" = String, Path, description = "Account id"), HistoryQuery),
+    responses((status = 200, description = "A page of the statement, newest first, with next_cursor"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such account, or not visible to this caller", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "A query parameter is invalid", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub(super) async fn history(
     State(state): State<AppState>,
     principal: Principal,
@@ -292,7 +328,7 @@ pub(super) async fn history(
     Ok(Json(json!({"items": items, "next_cursor": next})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct KeyRegistration {
     public_key: String,
@@ -307,6 +343,15 @@ pub fn key_proof_bytes(account: AccountId, key: &PublicKey) -> Vec<u8> {
 /// `PUT /v1/accounts/{id}/key`: registers (or replaces) the key that authorises payments
 /// from the account. The new key must sign a proof, so nobody registers a key they do not
 /// hold (a typo would otherwise lock the account).
+#[utoipa::path(
+    put,
+    path = "/v1/accounts/{id}/key",
+    tag = "accounts",
+    params(("id" = String, Path, description = "Account id")),
+    request_body = KeyRegistration,
+    responses((status = 200, description = "Registered; the account as it is now"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "This token may not manage the account", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such account, or not visible", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "The key or its proof is invalid", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub(super) async fn register_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -353,13 +398,22 @@ pub(super) async fn register_key(
     body::idempotent(&state, &headers, &principal, &route, &body, write).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StatusChange {
     status: String,
 }
 
 /// `PUT /v1/accounts/{id}/status`: freeze, unfreeze or close (admin, programme manager).
+#[utoipa::path(
+    put,
+    path = "/v1/accounts/{id}/status",
+    tag = "accounts",
+    params(("id" = String, Path, description = "Account id")),
+    request_body = StatusChange,
+    responses((status = 200, description = "Changed; the account as it is now"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Role may not change statuses", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Unknown status", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub(super) async fn set_status(
     State(state): State<AppState>,
     principal: Principal,

@@ -6,6 +6,7 @@ use axum::response::Json;
 use ledger::{EntryId, IntentId};
 use serde_json::{Value, json};
 
+use super::openapi::ProblemDoc;
 use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
@@ -39,6 +40,14 @@ async fn visible_entry(
 }
 
 /// `GET /v1/entries/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/entries/{id}",
+    tag = "entries",
+    params(("id" = String, Path, description = "Entry id")),
+    responses((status = 200, description = "The entry with its postings and signed intent"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such entry, or not visible", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub(super) async fn get_entry(
     State(state): State<AppState>,
     principal: Principal,
@@ -55,6 +64,14 @@ pub(super) async fn get_entry(
 
 /// `GET /v1/intents/{intent_id}`: the result of a committed intent. An intent that was
 /// refused or never arrived is not found: nothing was recorded, so resubmitting it is safe.
+#[utoipa::path(
+    get,
+    path = "/v1/intents/{id}",
+    tag = "entries",
+    params(("id" = String, Path, description = "Intent id")),
+    responses((status = 200, description = "The committed result of the intent"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "Not committed (safe to resubmit)", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub(super) async fn get_intent(
     State(state): State<AppState>,
     principal: Principal,

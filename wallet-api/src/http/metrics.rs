@@ -116,6 +116,12 @@ impl HttpMetrics {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"))
+)]
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(4096);
     state.metrics.render(&mut out);

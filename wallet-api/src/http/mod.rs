@@ -9,6 +9,7 @@ mod events;
 mod intents;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 mod ops;
 pub mod principal;
 pub mod problem;
@@ -25,7 +26,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, get, post, put};
 use tracing::Instrument as _;
 
 use crate::auth::Sessions;
@@ -100,72 +101,69 @@ impl AppState {
     }
 }
 
-/// Every route the service answers, as (method, path template): the OpenAPI test checks
-/// each one is documented.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/v1/units"),
-    ("POST", "/v1/units"),
-    ("GET", "/v1/units/{code}"),
-    ("GET", "/v1/participants"),
-    ("POST", "/v1/participants"),
-    ("GET", "/v1/participants/{id}"),
-    ("GET", "/v1/registry"),
-    ("POST", "/v1/accounts"),
-    ("GET", "/v1/accounts/{id}"),
-    ("GET", "/v1/accounts/{id}/balance"),
-    ("GET", "/v1/accounts/{id}/entries"),
-    ("GET", "/v1/accounts/{id}/events"),
-    ("PUT", "/v1/accounts/{id}/key"),
-    ("PUT", "/v1/accounts/{id}/status"),
-    ("GET", "/v1/entries/{id}"),
-    ("POST", "/v1/intents"),
-    ("GET", "/v1/intents/{id}"),
-    ("POST", "/v1/payment-requests"),
-    ("GET", "/v1/payment-requests/{id}"),
-    ("GET", "/v1/payment-requests/{id}/events"),
-    ("POST", "/v1/sessions/challenge"),
-    ("POST", "/v1/sessions"),
-];
+/// Every route: (method, path template, handler). The router is built from this list and
+/// the OpenAPI test checks each entry is documented, so neither can drift from the other.
+fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    vec![
+        ("GET", "/healthz", get(ops::healthz)),
+        ("GET", "/readyz", get(ops::readyz)),
+        ("GET", "/metrics", get(metrics::metrics)),
+        ("GET", "/openapi.json", get(openapi::openapi_json)),
+        ("GET", "/docs", get(openapi::docs)),
+        ("GET", "/v1/units", get(registry::list_units)),
+        ("POST", "/v1/units", post(registry::create_unit)),
+        ("GET", "/v1/units/{code}", get(registry::get_unit)),
+        ("GET", "/v1/participants", get(registry::list_participants)),
+        (
+            "POST",
+            "/v1/participants",
+            post(registry::create_participant),
+        ),
+        (
+            "GET",
+            "/v1/participants/{id}",
+            get(registry::get_participant),
+        ),
+        ("GET", "/v1/registry", get(registry::registry)),
+        ("POST", "/v1/accounts", post(accounts::create)),
+        ("GET", "/v1/accounts/{id}", get(accounts::get)),
+        ("GET", "/v1/accounts/{id}/balance", get(accounts::balance)),
+        ("GET", "/v1/accounts/{id}/entries", get(accounts::history)),
+        ("GET", "/v1/accounts/{id}/events", get(events::account)),
+        ("PUT", "/v1/accounts/{id}/key", put(accounts::register_key)),
+        ("PUT", "/v1/accounts/{id}/status", put(accounts::set_status)),
+        ("GET", "/v1/entries/{id}", get(entries::get_entry)),
+        ("POST", "/v1/intents", post(intents::submit)),
+        ("GET", "/v1/intents/{id}", get(entries::get_intent)),
+        ("POST", "/v1/payment-requests", post(requests::create)),
+        ("GET", "/v1/payment-requests/{id}", get(requests::get)),
+        (
+            "GET",
+            "/v1/payment-requests/{id}/events",
+            get(events::payment_request),
+        ),
+        ("POST", "/v1/sessions/challenge", post(sessions::challenge)),
+        ("POST", "/v1/sessions", post(sessions::login)),
+    ]
+}
+
+/// Every route the service answers, as (method, path template).
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    endpoints()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
 
 /// The service's routes.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(metrics::metrics))
-        .route(
-            "/v1/units",
-            get(registry::list_units).post(registry::create_unit),
-        )
-        .route("/v1/units/{code}", get(registry::get_unit))
-        .route(
-            "/v1/participants",
-            get(registry::list_participants).post(registry::create_participant),
-        )
-        .route("/v1/participants/{id}", get(registry::get_participant))
-        .route("/v1/registry", get(registry::registry))
-        .route("/v1/accounts", post(accounts::create))
-        .route("/v1/accounts/{id}", get(accounts::get))
-        .route("/v1/accounts/{id}/balance", get(accounts::balance))
-        .route("/v1/accounts/{id}/entries", get(accounts::history))
-        .route("/v1/accounts/{id}/events", get(events::account))
-        .route("/v1/accounts/{id}/key", put(accounts::register_key))
-        .route("/v1/accounts/{id}/status", put(accounts::set_status))
-        .route("/v1/entries/{id}", get(entries::get_entry))
-        .route("/v1/intents", post(intents::submit))
-        .route("/v1/intents/{id}", get(entries::get_intent))
-        .route("/v1/payment-requests", post(requests::create))
-        .route("/v1/payment-requests/{id}", get(requests::get))
-        .route(
-            "/v1/payment-requests/{id}/events",
-            get(events::payment_request),
-        )
-        .route("/v1/sessions/challenge", post(sessions::challenge))
-        .route("/v1/sessions", post(sessions::login))
+    let mut router = Router::new();
+    for (_, path, handler) in endpoints() {
+        // Routes on the same path with other methods merge into one method router.
+        router = router.route(path, handler);
+    }
+    router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response_with_state(

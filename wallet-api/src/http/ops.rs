@@ -8,10 +8,22 @@ use serde_json::json;
 
 use super::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "ops",
+    responses((status = 200, description = "The process is up"))
+)]
 pub(super) async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    responses((status = 200, description = "Database reachable and ledger loaded"), (status = 503, description = "Not ready: database unreachable or writer stopped"))
+)]
 pub(super) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(e) = state.db.ping().await {
         tracing::warn!(error = %e, "readiness: database unreachable");

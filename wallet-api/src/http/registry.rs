@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::{self, Written};
+use super::openapi::ProblemDoc;
 use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
@@ -17,12 +18,25 @@ use crate::auth::Role;
 use crate::db::service::Participant;
 
 /// `GET /v1/units`: every unit (public).
+#[utoipa::path(
+    get,
+    path = "/v1/units",
+    tag = "units",
+    responses((status = 200, description = "Every unit"))
+)]
 pub(super) async fn list_units(State(state): State<AppState>) -> Json<Value> {
     let view = state.committer.view().read();
     Json(json!({"units": view.units().map(render::unit).collect::<Vec<_>>()}))
 }
 
 /// `GET /v1/units/{code}` (public).
+#[utoipa::path(
+    get,
+    path = "/v1/units/{code}",
+    tag = "units",
+    params(("code" = String, Path, description = "Unit code, e.g. PGI-EUR")),
+    responses((status = 200, description = "The unit"), (status = 404, description = "No such unit", body = ProblemDoc, content_type = "application/problem+json"))
+)]
 pub(super) async fn get_unit(
     State(state): State<AppState>,
     Path(code): Path<String>,
@@ -35,7 +49,7 @@ pub(super) async fn get_unit(
     Ok(Json(render::unit(unit)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewUnit {
     code: String,
@@ -47,6 +61,14 @@ struct NewUnit {
 }
 
 /// `POST /v1/units` (admin, programme manager).
+#[utoipa::path(
+    post,
+    path = "/v1/units",
+    tag = "units",
+    request_body = NewUnit,
+    responses((status = 201, description = "Created"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Not an admin or programme manager", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "The code exists", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "A field is invalid", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub(super) async fn create_unit(
     State(state): State<AppState>,
     principal: Principal,
@@ -77,7 +99,7 @@ pub(super) async fn create_unit(
     body::idempotent(&state, &headers, &principal, "POST /v1/units", &body, write).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewParticipant {
     kind: String,
@@ -172,6 +194,14 @@ fn validate(new: NewParticipant, now_ms: i64) -> Result<Participant, Problem> {
 }
 
 /// `POST /v1/participants` (admin, programme manager, coordinator).
+#[utoipa::path(
+    post,
+    path = "/v1/participants",
+    tag = "participants",
+    request_body = NewParticipant,
+    responses((status = 201, description = "Registered"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Role may not register participants", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "A field is invalid", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub(super) async fn create_participant(
     State(state): State<AppState>,
     principal: Principal,
@@ -203,6 +233,14 @@ pub(super) async fn create_participant(
 }
 
 /// `GET /v1/participants/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/participants/{id}",
+    tag = "participants",
+    params(("id" = String, Path, description = "Participant id")),
+    responses((status = 200, description = "The participant with its accounts"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such participant, or not visible to this token", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub(super) async fn get_participant(
     State(state): State<AppState>,
     principal: Principal,
@@ -231,7 +269,8 @@ pub(super) async fn get_participant(
     Ok(Json(json))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Page {
     #[serde(default)]
@@ -271,6 +310,14 @@ async fn participant_page(
 }
 
 /// `GET /v1/participants` (operators who see everyone).
+#[utoipa::path(
+    get,
+    path = "/v1/participants",
+    tag = "participants",
+    params(Page),
+    responses((status = 200, description = "A page of participants"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Role may not list participants", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub(super) async fn list_participants(
     State(state): State<AppState>,
     principal: Principal,
@@ -289,6 +336,13 @@ pub(super) async fn list_participants(
 }
 
 /// `GET /v1/registry`: the open registry of listed shops and social enterprises (public).
+#[utoipa::path(
+    get,
+    path = "/v1/registry",
+    tag = "participants",
+    params(Page),
+    responses((status = 200, description = "A page of listed shops and social enterprises (public fields only)"))
+)]
 pub(super) async fn registry(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,

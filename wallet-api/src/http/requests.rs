@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::body::{self, Written};
+use super::openapi::ProblemDoc;
 use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
@@ -23,9 +24,10 @@ pub const MAX_EXPIRY_S: i64 = 30 * 24 * 3600;
 /// Longest memo.
 const MAX_MEMO_CHARS: usize = 140;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewRequest {
+    #[schema(value_type = String)]
     account_id: AccountId,
     amount: String,
     #[serde(default)]
@@ -35,6 +37,14 @@ struct NewRequest {
 }
 
 /// `POST /v1/payment-requests` (the merchant owning the account, or an admin).
+#[utoipa::path(
+    post,
+    path = "/v1/payment-requests",
+    tag = "payment-requests",
+    request_body = NewRequest,
+    responses((status = 201, description = "Created"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Only the merchant owning the account, or an admin", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such account, or not visible", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "A field is invalid", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -120,6 +130,13 @@ pub(super) async fn find(state: &AppState, id: &str) -> Result<PaymentRequest, P
 
 /// `GET /v1/payment-requests/{id}`: public to whoever has the reference (it is unguessable
 /// and shown on the terminal's screen), so a wallet can check what it is about to pay.
+#[utoipa::path(
+    get,
+    path = "/v1/payment-requests/{id}",
+    tag = "payment-requests",
+    params(("id" = String, Path, description = "Payment request id (the QR reference)")),
+    responses((status = 200, description = "The request and its status: open, paid or expired"), (status = 404, description = "No such request", body = ProblemDoc, content_type = "application/problem+json"))
+)]
 pub(super) async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -12,16 +12,25 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::body;
+use super::openapi::ProblemDoc;
 use super::problem::Problem;
 use crate::auth::LoginError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChallengeRequest {
+    #[schema(value_type = String)]
     account_id: AccountId,
 }
 
 /// `POST /v1/sessions/challenge`.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/challenge",
+    tag = "sessions",
+    request_body = ChallengeRequest,
+    responses((status = 201, description = "A one-time challenge to sign"), (status = 422, description = "A field is invalid", body = ProblemDoc, content_type = "application/problem+json"), (status = 429, description = "Rate limited", body = ProblemDoc, content_type = "application/problem+json"))
+)]
 pub(super) async fn challenge(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -47,15 +56,23 @@ pub(super) async fn challenge(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Login {
+    #[schema(value_type = String)]
     account_id: AccountId,
     challenge: String,
     signature: String,
 }
 
 /// `POST /v1/sessions`.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    tag = "sessions",
+    request_body = Login,
+    responses((status = 201, description = "A session token for reading the account"), (status = 401, description = "Challenge or signature refused", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "A field is invalid", body = ProblemDoc, content_type = "application/problem+json"))
+)]
 pub(super) async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -326,3 +326,70 @@ async fn bad_requests_get_a_clear_4xx_never_a_5xx() {
     // None of it moved money.
     assert_eq!(balance(&api._committer.0, api.scheme.shop).await, 0);
 }
+
+#[tokio::test]
+async fn every_route_is_in_the_openapi_description_and_answers() {
+    let api = api().await;
+    let (status, content_type, spec) = api
+        .send(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("application/json"));
+    assert!(
+        spec["openapi"].as_str().unwrap().starts_with("3.1"),
+        "OpenAPI 3.1: {}",
+        spec["openapi"]
+    );
+    let routes = wallet_api::http::routes();
+    assert!(routes.len() > 20);
+    for (method, path) in &routes {
+        let documented = &spec["paths"][path][method.to_lowercase()];
+        assert!(
+            documented.is_object(),
+            "{method} {path} is not in /openapi.json"
+        );
+        assert!(
+            documented["responses"]
+                .as_object()
+                .is_some_and(|r| !r.is_empty()),
+            "{method} {path} documents no responses"
+        );
+        // And the router answers it (anything but the fallback's "no such route").
+        let concrete = path
+            .replace("{code}", "NONE")
+            .replace("{id}", "00000000-0000-0000-0000-000000000000");
+        let request = Request::builder()
+            .method(*method)
+            .uri(&concrete)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        if path.ends_with("/events") {
+            continue; // streams stay open; covered end to end
+        }
+        let (status, _, body) = api.send(request).await;
+        assert!(
+            !(status == StatusCode::NOT_FOUND && body["detail"] == "no such route")
+                && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} is documented but not routed ({status})"
+        );
+    }
+    // Nothing documented that is not routed.
+    let documented: usize = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        documented,
+        routes.len(),
+        "the description lists routes the router lacks"
+    );
+
+    let (status, content_type, _) = api
+        .send(Request::get("/docs").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+}

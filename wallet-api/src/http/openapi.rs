@@ -1,0 +1,127 @@
+//! The OpenAPI 3.1 description, generated from the handlers' annotations and request types
+//! (utoipa), served at `/openapi.json`, with a self-contained reading page at `/docs`.
+
+use std::sync::OnceLock;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// An RFC 9457 problem, as every error is answered.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes responses; never built
+pub struct ProblemDoc {
+    /// Stable identifier of the cause, e.g. `/problems/insufficient-funds`.
+    r#type: String,
+    /// Short human summary of the cause.
+    title: String,
+    /// The HTTP status.
+    status: u16,
+    /// What exactly was wrong with this request.
+    detail: String,
+    /// For validation failures: the field at fault.
+    field: Option<String>,
+}
+
+/// A signed intent (see docs/wire-format.md): the intent as JSON and an ed25519 signature
+/// over `"coledger/v1\n"` + its RFC 8785 canonical form.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes requests; never built
+pub struct SignedIntentDoc {
+    /// `{intent_id, not_after, signer, action}`; `action.type` is `payment` or `entry`.
+    intent: serde_json::Value,
+    /// base64url (no padding) of the 64-byte signature.
+    signature: String,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An operator token (colt_…, from `coledger token create`) or a \
+                         wallet-holder session (cols_…, from POST /v1/sessions).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "coledger",
+        description = "Ledger service for complementary currencies, benefit vouchers, \
+                       incentive points and time banks. Errors are RFC 9457 problem+json; \
+                       writes accept Idempotency-Key; payments are signed intents."
+    ),
+    paths(
+        super::ops::healthz,
+        super::ops::readyz,
+        super::metrics::metrics,
+        openapi_json,
+        docs,
+        super::registry::list_units,
+        super::registry::create_unit,
+        super::registry::get_unit,
+        super::registry::list_participants,
+        super::registry::create_participant,
+        super::registry::get_participant,
+        super::registry::registry,
+        super::accounts::create,
+        super::accounts::get,
+        super::accounts::balance,
+        super::accounts::history,
+        super::accounts::register_key,
+        super::accounts::set_status,
+        super::events::account,
+        super::entries::get_entry,
+        super::intents::submit,
+        super::entries::get_intent,
+        super::requests::create,
+        super::requests::get,
+        super::events::payment_request,
+        super::sessions::challenge,
+        super::sessions::login,
+    ),
+    components(schemas(ProblemDoc, SignedIntentDoc)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+/// The description as JSON (built once).
+pub fn spec_json() -> &'static str {
+    static SPEC: OnceLock<String> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    })
+}
+
+/// The OpenAPI 3.1 description of this API.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops",
+    responses((status = 200, description = "This document", content_type = "application/json")))]
+pub(super) async fn openapi_json() -> Response {
+    let mut response = spec_json().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A page for reading the API description in a browser.
+#[utoipa::path(get, path = "/docs", tag = "ops",
+    responses((status = 200, description = "HTML", content_type = "text/html")))]
+pub(super) async fn docs() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
+}
