@@ -15,12 +15,14 @@ use ledger::{Action, EntryKind, IntentId, Leg, Tags};
 use serde_json::{Value, json};
 use support::*;
 use tower::ServiceExt as _;
+use wallet_api::auth::Role;
 use wallet_api::http::limits::ApiConfig;
 use wallet_api::http::{AppState, MAX_BODY_BYTES, router};
 use wallet_api::{Committer, CommitterTask, ManualClock};
 
 struct Api {
     app: axum::Router,
+    db: wallet_api::Database,
     scheme: Scheme,
     _db: TestDb,
     _committer: (Committer, CommitterTask),
@@ -28,6 +30,10 @@ struct Api {
 
 /// A funded scheme (Alice holds 100.00) behind the router, with the clock at `now_ms`.
 async fn api_at(now_ms: i64) -> Api {
+    api_with(now_ms, ApiConfig::default()).await
+}
+
+async fn api_with(now_ms: i64, config: ApiConfig) -> Api {
     let test_db = TestDb::sqlite();
     let db = test_db.open().await;
     let (committer, task) = start(&db).await;
@@ -38,13 +44,14 @@ async fn api_at(now_ms: i64) -> Api {
         .await
         .unwrap();
     let state = AppState::new(
-        db,
+        db.clone(),
         committer.clone(),
         Arc::new(ManualClock::new(now_ms)),
-        ApiConfig::default(),
+        config,
     );
     Api {
         app: router(state),
+        db,
         scheme,
         _db: test_db,
         _committer: (committer, task),
@@ -85,6 +92,31 @@ impl Api {
             content_type,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    /// A token of `role` stored in the database, as `coledger token create` does.
+    async fn token(&self, role: Role) -> String {
+        let issued = wallet_api::auth::issue_token(role, None, "test", NOW_MS);
+        self.db.insert_token(&issued.stored).await.unwrap();
+        issued.text
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (StatusCode, String, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        self.send(request).await
     }
 
     async fn post_intent(&self, wire: &str) -> (StatusCode, String, Value) {
@@ -392,4 +424,187 @@ async fn every_route_is_in_the_openapi_description_and_answers() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(content_type.starts_with("text/html"), "{content_type}");
+}
+
+#[tokio::test]
+async fn every_write_route_refuses_bad_json_clearly() {
+    let api = api().await;
+    let admin = api.token(Role::Admin).await;
+    let account = api.scheme.alice;
+    for (method, path) in [
+        ("POST", "/v1/units".to_owned()),
+        ("POST", "/v1/participants".to_owned()),
+        ("POST", "/v1/accounts".to_owned()),
+        ("PUT", format!("/v1/accounts/{account}/key")),
+        ("PUT", format!("/v1/accounts/{account}/status")),
+        ("POST", "/v1/payment-requests".to_owned()),
+        ("POST", "/v1/sessions/challenge".to_owned()),
+        ("POST", "/v1/sessions".to_owned()),
+    ] {
+        let broken = api
+            .call(method, &path, &admin, "application/json", "{")
+            .await;
+        assert_problem(
+            &broken,
+            StatusCode::BAD_REQUEST,
+            "/problems/malformed-request",
+        );
+        let form = api
+            .call(
+                method,
+                &path,
+                &admin,
+                "application/x-www-form-urlencoded",
+                "a=b",
+            )
+            .await;
+        assert_problem(
+            &form,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "/problems/unsupported-media-type",
+        );
+        let unknown = api
+            .call(
+                method,
+                &path,
+                &admin,
+                "application/json",
+                "{\"colour\": \"blue\"}",
+            )
+            .await;
+        assert!(
+            unknown.0.is_client_error(),
+            "{method} {path}: {:?}",
+            unknown
+        );
+        assert!(
+            unknown.2["detail"].as_str().unwrap().contains("colour")
+                || unknown.2["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("missing field"),
+            "{method} {path}: {}",
+            unknown.2
+        );
+    }
+    // A wrong type names its field.
+    let wrong = api
+        .call(
+            "POST",
+            "/v1/units",
+            &admin,
+            "application/json",
+            r#"{"code": "X-PTS", "name": "x", "scale": "two", "kind": "points"}"#,
+        )
+        .await;
+    assert_problem(
+        &wrong,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/validation-failed",
+    );
+    assert_eq!(wrong.2["field"], "scale");
+    // An unknown field is named.
+    let unknown = api
+        .call(
+            "POST",
+            "/v1/units",
+            &admin,
+            "application/json",
+            r#"{"code": "X-PTS", "name": "x", "scale": 0, "kind": "points", "colour": 1}"#,
+        )
+        .await;
+    assert!(
+        unknown.2["detail"].as_str().unwrap().contains("colour"),
+        "{}",
+        unknown.2
+    );
+    // A limit more precise than the unit is refused, naming the field.
+    let precise = api
+        .call(
+            "POST",
+            "/v1/accounts",
+            &admin,
+            "application/json",
+            r#"{"unit": "PGI-EUR", "kind": "holder", "lower_limit": "-1.005"}"#,
+        )
+        .await;
+    assert_problem(
+        &precise,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/validation-failed",
+    );
+    assert_eq!(precise.2["field"], "lower_limit");
+}
+
+#[tokio::test]
+async fn writes_beyond_the_rate_are_refused_with_429() {
+    let config = ApiConfig {
+        writes_per_second: 0.0,
+        write_burst: 2.0,
+        ..ApiConfig::default()
+    };
+    let api = api_with(NOW_MS, config).await;
+    assert_eq!(
+        api.post_intent(&api.payment(1)).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        api.post_intent(&api.payment(1)).await.0,
+        StatusCode::CREATED
+    );
+    let third = api.post_intent(&api.payment(1)).await;
+    assert_problem(
+        &third,
+        StatusCode::TOO_MANY_REQUESTS,
+        "/problems/rate-limited",
+    );
+    assert_eq!(balance(&api._committer.0, api.scheme.shop).await, 2);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_show_the_committer() {
+    let api = api().await;
+    api.post_intent(&api.payment(5)).await;
+    let request = Request::get("/metrics")
+        .header("x-request-id", "trace-me-42")
+        .body(Body::empty())
+        .unwrap();
+    let response = api.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(
+        response.headers()["x-request-id"],
+        "trace-me-42",
+        "a client's request id is echoed"
+    );
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(
+        text.contains(
+            r#"coledger_http_requests_total{route="/v1/intents",method="POST",status="201"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("coledger_http_request_duration_seconds_bucket{route=\"/v1/intents\""),
+        "{text}"
+    );
+    assert!(text.contains("coledger_entries_committed_total"), "{text}");
+    assert!(text.contains("coledger_committer_queue_depth 0"), "{text}");
+    assert!(
+        text.contains("coledger_committer_batch_size_bucket{le=\"1\"}"),
+        "{text}"
+    );
+    let response = api
+        .app
+        .clone()
+        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let made = response.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(
+        made.len(),
+        36,
+        "a request id is made when none is given: {made}"
+    );
 }
