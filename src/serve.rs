@@ -28,6 +28,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         args.api_config(),
     );
     let stopping = state.clone();
+    tokio::spawn(prune_idempotency_forever(db.clone()));
     let app = router(state);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
@@ -48,6 +49,23 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     db.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Forgets idempotency records older than the retention window, hourly.
+async fn prune_idempotency_forever(db: wallet_api::Database) {
+    use wallet_api::Clock as _;
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let before = wallet_api::SystemClock
+            .now_ms()
+            .saturating_sub(wallet_api::http::body::IDEMPOTENCY_RETENTION_MS);
+        match db.prune_idempotency(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(forgotten = n, "pruned idempotency records"),
+            Err(e) => tracing::warn!(error = %e, "pruning idempotency records failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

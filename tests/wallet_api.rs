@@ -229,8 +229,30 @@ async fn the_wallet_api_end_to_end() {
         pagination(&town).await;
         role_boundaries(&town, &url).await;
         events_and_payment_requests(&town).await;
+        // Shutdown is graceful even with an event stream open: the stream ends, the
+        // committer drains, the process exits 0.
+        let _open = Events::open(
+            &address,
+            &format!("/v1/accounts/{}/events", town.shop),
+            Some(&admin),
+        )
+        .await;
+        let pid = child.id().unwrap().to_string();
+        let killed = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(killed.success());
+        let status = tokio::time::timeout(PATIENCE, child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            status.success(),
+            "{label}: serve exited with {status} on SIGTERM"
+        );
         eprintln!("{label}: wallet API end to end passed");
-        child.kill().await.unwrap();
     }
 }
 

@@ -482,6 +482,18 @@ impl Database {
         Ok(())
     }
 
+    /// Forgets idempotency records made before `before_ms`; returns how many. Clients retry
+    /// within minutes; a day's window is generous and keeps the table small.
+    pub async fn prune_idempotency(&self, before_ms: i64) -> Result<u64, DbError> {
+        Ok(on_pool!(self, |pool| sqlx::query(
+            "delete from idempotency_key where created_at < $1"
+        )
+        .bind(before_ms)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?)
+    }
+
     /// Releases a claimed key whose request failed in a way worth retrying (a 5xx), so the
     /// retry runs again instead of replaying the failure.
     pub async fn release_idempotent(&self, principal: &str, key: &str) -> Result<(), DbError> {

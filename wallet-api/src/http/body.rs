@@ -13,6 +13,9 @@ use super::principal::Principal;
 use super::problem::Problem;
 use crate::db::service::Remembered;
 
+/// How long a response stays replayable under its `Idempotency-Key`.
+pub const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 3600 * 1000;
+
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 

@@ -608,3 +608,51 @@ async fn metrics_count_requests_by_route_and_show_the_committer() {
         "a request id is made when none is given: {made}"
     );
 }
+
+#[tokio::test]
+async fn idempotency_records_are_kept_then_forgotten_after_the_window() {
+    use wallet_api::db::service::Remembered;
+    let api = api().await;
+    let (owner, key, print) = ("token:x", "k-1", [1u8; 32]);
+    let first = api
+        .db
+        .begin_idempotent(owner, key, &print, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(first, Remembered::New);
+    let racing = api
+        .db
+        .begin_idempotent(owner, key, &print, 1_001)
+        .await
+        .unwrap();
+    assert_eq!(racing, Remembered::InProgress);
+    api.db
+        .finish_idempotent(owner, key, 201, "{}")
+        .await
+        .unwrap();
+    let retry = api
+        .db
+        .begin_idempotent(owner, key, &print, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        retry,
+        Remembered::Done {
+            status: 201,
+            body: "{}".into()
+        }
+    );
+    let other = api
+        .db
+        .begin_idempotent(owner, key, &[2u8; 32], 2_000)
+        .await
+        .unwrap();
+    assert_eq!(other, Remembered::Mismatch);
+    assert_eq!(api.db.prune_idempotency(1_500).await.unwrap(), 1);
+    let later = api
+        .db
+        .begin_idempotent(owner, key, &print, 3_000)
+        .await
+        .unwrap();
+    assert_eq!(later, Remembered::New);
+}
