@@ -70,10 +70,10 @@ pub struct ServeArgs {
     #[arg(long, env = "COLEDGER_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
     /// Sustained writes per second allowed per caller (token, session or signing key).
-    #[arg(long, env = "COLEDGER_WRITES_PER_SECOND", default_value_t = 20.0)]
+    #[arg(long, env = "COLEDGER_WRITES_PER_SECOND", default_value_t = 50.0)]
     pub writes_per_second: f64,
     /// Writes a caller may burst above the sustained rate.
-    #[arg(long, env = "COLEDGER_WRITE_BURST", default_value_t = 60.0)]
+    #[arg(long, env = "COLEDGER_WRITE_BURST", default_value_t = 200.0)]
     pub write_burst: f64,
 }
 

@@ -69,7 +69,7 @@ pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T,
 /// A finished write: status and JSON body.
 pub type Written = (StatusCode, Value);
 
-/// Runs a write, honouring `Idempotency-Key`: the first request with a key runs and its
+/// Runs a write, rate limited per caller and honouring `Idempotency-Key`: the first request with a key runs and its
 /// response is kept; a retry (same caller, key and request) gets that response again with
 /// `Idempotency-Replayed: true`; the same key with a different request is a 409. Server
 /// errors are not kept, so retrying after one runs the write again.
@@ -84,6 +84,11 @@ pub async fn idempotent<F>(
 where
     F: Future<Output = Result<Written, Problem>>,
 {
+    // Every write is rate limited per caller; a replayed answer costs a token too, which
+    // is fine: retries are rare and cheap ones still count against a runaway client.
+    if let Err(limited) = state.limiter.check(&principal.key(), state.clock.now_ms()) {
+        return limited.into_response();
+    }
     let key = match idempotency_key(headers) {
         Ok(Some(key)) => key,
         Ok(None) => return respond(write.await),

@@ -32,8 +32,8 @@ impl Default for ApiConfig {
             default_page: 50,
             max_page: 500,
             request_timeout: Duration::from_secs(10),
-            writes_per_second: 20.0,
-            write_burst: 60.0,
+            writes_per_second: 50.0,
+            write_burst: 200.0,
         }
     }
 }

@@ -559,6 +559,50 @@ async fn writes_beyond_the_rate_are_refused_with_429() {
         "/problems/rate-limited",
     );
     assert_eq!(balance(&api._committer.0, api.scheme.shop).await, 2);
+    // Operator writes are limited per token.
+    let admin = api.token(Role::Admin).await;
+    let person = r#"{"kind": "person", "name": "Eva"}"#;
+    for _ in 0..2 {
+        let made = api
+            .call(
+                "POST",
+                "/v1/participants",
+                &admin,
+                "application/json",
+                person,
+            )
+            .await;
+        assert_eq!(made.0, StatusCode::CREATED, "{}", made.2);
+    }
+    let third = api
+        .call(
+            "POST",
+            "/v1/participants",
+            &admin,
+            "application/json",
+            person,
+        )
+        .await;
+    assert_problem(
+        &third,
+        StatusCode::TOO_MANY_REQUESTS,
+        "/problems/rate-limited",
+    );
+    let other = api.token(Role::Admin).await;
+    let made = api
+        .call(
+            "POST",
+            "/v1/participants",
+            &other,
+            "application/json",
+            person,
+        )
+        .await;
+    assert_eq!(
+        made.0,
+        StatusCode::CREATED,
+        "another token has its own allowance"
+    );
 }
 
 #[tokio::test]
