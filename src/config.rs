@@ -27,6 +27,9 @@ pub enum Command {
     /// Operator bearer tokens: create, list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Reliability runs: the bank workload, with or without the service being killed.
+    #[command(subcommand)]
+    Torture(TortureCommand),
     /// Measure performance; prints figures for BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -89,6 +92,40 @@ impl ServeArgs {
             write_burst: self.write_burst,
         }
     }
+}
+
+/// `coledger torture …`.
+#[derive(Debug, Subcommand)]
+pub enum TortureCommand {
+    /// Random signed payments among funded accounts from concurrent clients, with retries;
+    /// then checks nothing was lost, duplicated or created.
+    Bank(TortureArgs),
+    /// The bank workload while the service is SIGKILLed and restarted at random moments
+    /// (and sometimes again during start-up recovery).
+    Crash(TortureArgs),
+}
+
+/// Options of `coledger torture`.
+#[derive(Debug, Args)]
+pub struct TortureArgs {
+    /// The database (default: a fresh SQLite file in a temporary directory). Use an empty one.
+    #[arg(long, env = "COLEDGER_TORTURE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Funded accounts the payments move between (few accounts, more conflicts).
+    #[arg(long, default_value_t = 10)]
+    pub accounts: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// How long clients send new payments, in seconds.
+    #[arg(long = "duration", default_value_t = 60)]
+    pub duration_s: u64,
+    /// SIGKILLs spread over the run (crash only).
+    #[arg(long, default_value_t = 20)]
+    pub kills: usize,
+    /// Seed of the payments and the kill schedule.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// `coledger token …`.

@@ -4,13 +4,15 @@ mod bench;
 mod config;
 mod crash_writer;
 mod demo;
+mod http_client;
 mod scheme;
 mod serve;
 mod token;
+mod torture;
 
 use anyhow::Result;
 use clap::Parser as _;
-use config::{BenchCommand, Cli, Command, TokenCommand};
+use config::{BenchCommand, Cli, Command, TokenCommand, TortureCommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> Result<()> {
@@ -33,6 +35,8 @@ fn main() -> Result<()> {
             Command::Token(TokenCommand::Create(args)) => token::create(args).await,
             Command::Token(TokenCommand::List(args)) => token::list(args).await,
             Command::Token(TokenCommand::Revoke(args)) => token::revoke(args).await,
+            Command::Torture(TortureCommand::Bank(args)) => torture::bank(args).await,
+            Command::Torture(TortureCommand::Crash(args)) => torture::crash(args).await,
             Command::Bench(BenchCommand::Ledger(args)) => bench::ledger(args).await,
             Command::CrashWriter(args) => crash_writer::run(args).await,
         }

@@ -417,6 +417,19 @@ impl Database {
         .await)?)
     }
 
+    /// Every committed intent with the entry it produced, in commit order (for checkers).
+    pub async fn committed_intents(&self) -> Result<Vec<(IntentId, EntryId)>, DbError> {
+        let rows: Vec<(Uuid, Uuid)> = on_pool!(self, |pool| sqlx::query_as(
+            "select intent_id, id from entry order by position"
+        )
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(intent, entry)| (IntentId(intent), EntryId(entry)))
+            .collect())
+    }
+
     /// Claims an idempotency key for `principal`, or says what it already holds.
     pub async fn begin_idempotent(
         &self,

@@ -1,0 +1,63 @@
+//! The reliability suite at CI scale: `coledger torture bank` and `coledger torture crash`
+//! run as a user runs them, on SQLite and PostgreSQL, and must print PASS with nothing lost,
+//! duplicated or created. The full-scale runs and their figures are in RELIABILITY.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use support::*;
+
+async fn torture(mode: &str, url: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "torture",
+        mode,
+        "--database-url",
+        url,
+        "--accounts",
+        "6",
+        "--clients",
+        "8",
+    ];
+    args.extend_from_slice(extra);
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_coledger"))
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "torture {mode} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "lost: 0, duplicated: 0, created: 0, balance mismatches: 0, API mismatches: 0"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.trim_end().ends_with("PASS"), "{stdout}");
+    stdout
+}
+
+#[tokio::test]
+async fn the_bank_workload_loses_duplicates_and_creates_nothing() {
+    for (label, url, _dir) in databases().await {
+        let report = torture("bank", &url, &["--duration", "3"]).await;
+        eprintln!("{label}:\n{report}");
+    }
+}
+
+#[tokio::test]
+async fn killing_the_service_mid_load_loses_and_duplicates_nothing() {
+    for (label, url, _dir) in databases().await {
+        let report = torture("crash", &url, &["--duration", "6", "--kills", "4"]).await;
+        assert!(
+            report.contains("faults: 4 SIGKILLs while serving, 1 more during start-up recovery"),
+            "{report}"
+        );
+        eprintln!("{label}:\n{report}");
+    }
+}
