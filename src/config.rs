@@ -27,6 +27,11 @@ pub enum Command {
     /// Operator bearer tokens: create, list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Copy the ledger to a file while the service runs (SQLite: VACUUM INTO; PostgreSQL:
+    /// pg_dump), then verify the copy.
+    Backup(BackupArgs),
+    /// Restore a backup into a new SQLite path or an empty PostgreSQL database, then verify it.
+    Restore(RestoreArgs),
     /// Reliability runs: the bank workload, with or without the service being killed.
     #[command(subcommand)]
     Torture(TortureCommand),
@@ -92,6 +97,28 @@ impl ServeArgs {
             write_burst: self.write_burst,
         }
     }
+}
+
+/// `coledger backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The database to back up.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The backup file to write (must not exist).
+    #[arg(long)]
+    pub to: PathBuf,
+}
+
+/// `coledger restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Where to restore: a new SQLite path, or an empty PostgreSQL database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The backup file.
+    #[arg(long)]
+    pub from: PathBuf,
 }
 
 /// `coledger torture …`.

@@ -1,5 +1,6 @@
 //! The `coledger` binary: one executable with subcommands for the service and its tools.
 
+mod backup;
 mod bench;
 mod config;
 mod crash_writer;
@@ -35,6 +36,8 @@ fn main() -> Result<()> {
             Command::Token(TokenCommand::Create(args)) => token::create(args).await,
             Command::Token(TokenCommand::List(args)) => token::list(args).await,
             Command::Token(TokenCommand::Revoke(args)) => token::revoke(args).await,
+            Command::Backup(args) => backup::backup(args).await,
+            Command::Restore(args) => backup::restore(args).await,
             Command::Torture(TortureCommand::Bank(args)) => torture::bank(args).await,
             Command::Torture(TortureCommand::Crash(args)) => torture::crash(args).await,
             Command::Bench(BenchCommand::Ledger(args)) => bench::ledger(args).await,

@@ -430,6 +430,26 @@ impl Database {
             .collect())
     }
 
+    /// Runs a maintenance statement (e.g. SQLite's `VACUUM INTO`) on a pooled connection.
+    pub async fn execute_maintenance(&self, sql: &str) -> Result<(), DbError> {
+        on_pool!(self, |pool| sqlx::query(sql).execute(pool).await.map(drop))?;
+        Ok(())
+    }
+
+    /// Whether the database has no coledger tables yet (a target for a restore).
+    pub async fn is_empty(&self) -> Result<bool, DbError> {
+        let sql = match self {
+            Database::Sqlite { .. } => {
+                "select count(*) from sqlite_master where type = 'table' and name = 'entry'"
+            }
+            Database::Postgres { .. } => {
+                "select count(*) from information_schema.tables where table_name = 'entry'"
+            }
+        };
+        let found: i64 = on_pool!(self, |pool| sqlx::query_scalar(sql).fetch_one(pool).await)?;
+        Ok(found == 0)
+    }
+
     /// Claims an idempotency key for `principal`, or says what it already holds.
     pub async fn begin_idempotent(
         &self,

@@ -1,0 +1,166 @@
+//! `coledger backup` and `coledger restore`.
+//!
+//! SQLite: `VACUUM INTO` writes a transaction-consistent copy while the service keeps
+//! running (readers and the writer are not blocked), and restore copies it into place.
+//! PostgreSQL: the standard tools do it better than we could (`pg_dump` custom format,
+//! `pg_restore` into an empty database); these commands run them. Either way the result is
+//! then opened and fully verified (every entry replayed, hash chain and invariants checked)
+//! before the command reports success.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use wallet_api::{Committer, CommitterConfig, Database, SystemClock};
+
+use crate::config::{BackupArgs, RestoreArgs};
+
+/// What a verified ledger holds.
+struct Summary {
+    entries: usize,
+    accounts: usize,
+}
+
+/// Opens `url`, loads and verifies the whole ledger, and stops again.
+async fn verify(url: &str) -> Result<Summary> {
+    let db = Database::connect(url).await?;
+    db.migrate().await?;
+    let (committer, mut task) = Committer::start(
+        db.clone(),
+        CommitterConfig::default(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .with_context(|| format!("{} does not verify", wallet_api::db::redact(url)))?;
+    let (entries, accounts) = committer
+        .inspect(|book| (book.applied_count(), book.account_count()))
+        .await?;
+    drop(committer);
+    task.join().await.map_err(anyhow::Error::msg)?;
+    db.close().await;
+    Ok(Summary { entries, accounts })
+}
+
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    Some(PathBuf::from(path))
+}
+
+/// The PostgreSQL client tool `name`, from PATH or the server's bin directory.
+fn pg_tool(name: &str) -> Result<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect())
+        .unwrap_or_default();
+    if let Ok(dirs) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut versions: Vec<PathBuf> = dirs
+            .flatten()
+            .map(|d| d.path().join("bin").join(name))
+            .collect();
+        versions.sort();
+        candidates.extend(versions.into_iter().rev());
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "{name} not found: install the PostgreSQL client tools (see docs/operations.md)"
+            )
+        })
+}
+
+async fn run_tool(tool: &Path, args: &[&str]) -> Result<()> {
+    let output = tokio::process::Command::new(tool)
+        .args(args)
+        .output()
+        .await?;
+    if !output.status.success() {
+        bail!(
+            "{} failed: {}",
+            tool.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+pub async fn backup(args: BackupArgs) -> Result<()> {
+    let url = &args.database.database_url;
+    if args.to.exists() {
+        bail!("{} exists; backups never overwrite", args.to.display());
+    }
+    let target = args.to.to_str().context("the backup path is not UTF-8")?;
+    if url.starts_with("sqlite:") {
+        let db = Database::connect(url).await?;
+        // VACUUM INTO takes the path as an SQL string literal.
+        let quoted = target.replace('\'', "''");
+        db.execute_maintenance(&format!("vacuum into '{quoted}'"))
+            .await?;
+        db.close().await;
+        let summary = verify(&format!("sqlite://{target}")).await?;
+        println!(
+            "backed up to {target}: {} entries, {} accounts, verified",
+            summary.entries, summary.accounts
+        );
+        // The verification opened it as a ledger; drop its lease file.
+        let _ = std::fs::remove_file(format!("{target}.writer-lease"));
+    } else {
+        let pg_dump = pg_tool("pg_dump")?;
+        run_tool(
+            &pg_dump,
+            &["--format=custom", "--no-owner", "--file", target, url],
+        )
+        .await?;
+        println!(
+            "backed up to {target} with pg_dump (custom format); restore it with `coledger restore`"
+        );
+    }
+    Ok(())
+}
+
+pub async fn restore(args: RestoreArgs) -> Result<()> {
+    let url = &args.database.database_url;
+    let from = args.from.to_str().context("the backup path is not UTF-8")?;
+    if !args.from.is_file() {
+        bail!("no backup file {from}");
+    }
+    if url.starts_with("sqlite:") {
+        let target = sqlite_path(url).context("cannot read the SQLite path from the URL")?;
+        if target.exists() {
+            bail!(
+                "{} exists; restore into a new path (then point the service at it)",
+                target.display()
+            );
+        }
+        if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(&args.from, &target)
+            .with_context(|| format!("copying {from} to {}", target.display()))?;
+    } else {
+        let db = Database::connect(url).await?;
+        let empty = db.is_empty().await?;
+        db.close().await;
+        if !empty {
+            bail!(
+                "{} is not empty; restore into an empty database",
+                wallet_api::db::redact(url)
+            );
+        }
+        let pg_restore = pg_tool("pg_restore")?;
+        run_tool(
+            &pg_restore,
+            &["--no-owner", "--exit-on-error", "--dbname", url, from],
+        )
+        .await?;
+    }
+    let summary = verify(url).await?;
+    println!(
+        "restored {from}: {} entries, {} accounts, hash chain and invariants verified",
+        summary.entries, summary.accounts
+    );
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! `coledger backup` while the service runs, and `coledger restore` into a fresh place: the
+//! restored ledger verifies (chain, invariants) and holds the same entries.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use support::*;
+
+async fn run(args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_coledger"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// "… N entries …" from a report line.
+fn entries(report: &str) -> u64 {
+    report
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no entry count in {report:?}"))
+}
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_and_verifies() {
+    for (label, url, _dir) in databases().await {
+        // A ledger with some history.
+        let (ok, out, err) = run(&[
+            "torture",
+            "bank",
+            "--database-url",
+            &url,
+            "--duration",
+            "2",
+            "--clients",
+            "4",
+        ])
+        .await;
+        assert!(ok, "{out}{err}");
+        let (_server, _address) = serve(&url, &[]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ledger.backup");
+        let file = file.to_str().unwrap();
+        let (ok, backed_up, err) = run(&["backup", "--database-url", &url, "--to", file]).await;
+        assert!(ok, "{label}: {backed_up}{err}");
+        let (ok, _, err) = run(&["backup", "--database-url", &url, "--to", file]).await;
+        assert!(!ok && err.contains("never overwrite"), "{label}: {err}");
+
+        let target = if label == "sqlite" {
+            format!("sqlite://{}", dir.path().join("restored.db").display())
+        } else {
+            let admin = std::env::var("COLEDGER_TEST_POSTGRES_URL").unwrap();
+            wallet_api::db::scratch::create_postgres_database(&admin, "coledger_restore")
+                .await
+                .unwrap()
+        };
+        let (ok, restored, err) =
+            run(&["restore", "--database-url", &target, "--from", file]).await;
+        assert!(ok, "{label}: {restored}{err}");
+        assert!(
+            restored.contains("hash chain and invariants verified"),
+            "{restored}"
+        );
+        assert!(entries(&restored) > 10, "{restored}");
+        if label == "sqlite" {
+            assert_eq!(
+                entries(&restored),
+                entries(&backed_up),
+                "{backed_up} / {restored}"
+            );
+        }
+        // Restoring over a ledger is refused.
+        let (ok, _, err) = run(&["restore", "--database-url", &target, "--from", file]).await;
+        assert!(!ok, "{label}: restoring twice must be refused: {err}");
+    }
+}
