@@ -130,6 +130,9 @@ pub enum TortureCommand {
     /// The bank workload while the service is SIGKILLed and restarted at random moments
     /// (and sometimes again during start-up recovery).
     Crash(TortureArgs),
+    /// Two service processes on one database: the writer is SIGKILLed again and again and
+    /// the standby takes the lease over.
+    Failover(TortureArgs),
 }
 
 /// Options of `coledger torture`.

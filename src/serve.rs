@@ -1,48 +1,135 @@
 //! `coledger serve`: the service.
+//!
+//! If another process holds the writer lease (a second service on the same PostgreSQL, or a
+//! restart racing the old process), this one listens as a **standby**: `/healthz` answers,
+//! `/readyz` and every API route answer 503 (so a load balancer sends traffic to the writer),
+//! and it takes the lease over as soon as it is free, loading and verifying the ledger first.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+use wallet_api::db::{DbError, LoadError};
+use wallet_api::http::problem::Problem;
 use wallet_api::http::{AppState, router};
+use wallet_api::{Committer, CommitterConfig, Database, SystemClock};
 
 use crate::config::ServeArgs;
 
+/// How often a standby tries to take the writer lease.
+const TAKEOVER_POLL: Duration = Duration::from_millis(500);
+
+/// The router once this process is the writer; None while it is a standby.
+type Active = Arc<RwLock<Option<Router>>>;
+
 pub async fn run(args: ServeArgs) -> Result<()> {
-    let (db, committer, mut task) = crate::open_ledger(&args.database.database_url).await?;
+    let url = &args.database.database_url;
+    let redacted = wallet_api::db::redact(url);
+    let db = Database::connect(url)
+        .await
+        .with_context(|| format!("connecting to {redacted}"))?;
+    db.migrate()
+        .await
+        .with_context(|| format!("migrating {redacted}"))?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+
+    let active: Active = Arc::new(RwLock::new(None));
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let front = Router::new().fallback_service(tower::service_fn({
+        let active = active.clone();
+        move |request: Request| {
+            let current = active.read().map(|a| a.clone()).unwrap_or(None);
+            async move { Ok::<Response, std::convert::Infallible>(dispatch(current, request).await) }
+        }
+    }));
+    let server = tokio::spawn(async move {
+        axum::serve(listener, front)
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            })
+            .await
+    });
+
+    // Become the writer (waiting as a standby if another process is).
+    let mut announced = false;
+    let (committer, mut task) = loop {
+        match Committer::start(
+            db.clone(),
+            CommitterConfig::default(),
+            Arc::new(SystemClock),
+        )
+        .await
+        {
+            Ok(started) => break started,
+            Err(LoadError::Db(DbError::LeaseHeld(holder))) => {
+                if !announced {
+                    println!(
+                        "coledger standby on http://{address}: the writer lease is held ({holder}); \
+                         taking over when it is free"
+                    );
+                    tracing::warn!(%holder, "standby: waiting for the writer lease");
+                    announced = true;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(TAKEOVER_POLL) => {}
+                    _ = stop_rx.changed() => {
+                        server.await??;
+                        db.close().await;
+                        return Ok(());
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("loading the ledger from {redacted}"));
+            }
+        }
+    };
     if args.demo {
         crate::demo::seed_if_empty(&committer, crate::demo::DEFAULT_SEED).await?;
         let token =
             crate::token::issue(&db, wallet_api::auth::Role::Admin, None, "demo admin").await?;
         println!("demo admin token (shown once): {token}");
     }
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    let address = listener.local_addr()?;
-    // Tests start the service on port 0 and read this line to find it.
-    println!("coledger listening on http://{address}");
-    tracing::info!(%address, "serving");
     let state = AppState::new(
         db.clone(),
         committer,
-        std::sync::Arc::new(wallet_api::SystemClock),
+        Arc::new(SystemClock),
         args.api_config(),
     );
-    let stopping = state.clone();
     tokio::spawn(prune_idempotency_forever(db.clone()));
-    let app = router(state);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
+    let ending = state.clone();
+    tokio::spawn(async move {
+        let _ = stop_rx.wait_for(|stopping| *stopping).await;
         // Event streams end now; in-flight requests finish, then the committer drains.
-        stopping.begin_shutdown();
-        drop(stopping);
+        ending.begin_shutdown();
     });
+    if let Ok(mut slot) = active.write() {
+        *slot = Some(router(state));
+    }
+    // Printed once the ledger is loaded and the API answers: tests start the service on
+    // port 0 and wait for this line.
+    println!("coledger listening on http://{address}");
+    tracing::info!(%address, took_over = announced, "serving");
     tokio::select! {
-        served = server => served.context("serving HTTP")?,
+        served = server => served?.context("serving HTTP")?,
         // The writer stops only when every handle is gone, so stopping now means it died
         // (a broken invariant): exit, so a supervisor restarts us and the load re-verifies.
         stopped = task.join() => anyhow::bail!("the ledger writer stopped unexpectedly: {stopped:?}"),
     }
-    // The router (and its committer handles) is gone: the writer drains and stops.
+    // Drop the router (and its committer handles): the writer drains and stops.
+    if let Ok(mut slot) = active.write() {
+        *slot = None;
+    }
     if let Err(e) = task.join().await {
         anyhow::bail!("the ledger writer failed while draining: {e}");
     }
@@ -51,13 +138,33 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// Hands a request to the active router, or answers as a standby.
+async fn dispatch(active: Option<Router>, request: Request<Body>) -> Response {
+    if let Some(router) = active {
+        return match router.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+    }
+    if request.uri().path() == "/healthz" {
+        return axum::Json(serde_json::json!({"status": "ok", "role": "standby"})).into_response();
+    }
+    Problem::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "standby",
+        "Standby",
+        "this process is a standby: another one holds the writer lease; send requests to it",
+    )
+    .into_response()
+}
+
 /// Forgets idempotency records older than the retention window, hourly.
-async fn prune_idempotency_forever(db: wallet_api::Database) {
+async fn prune_idempotency_forever(db: Database) {
     use wallet_api::Clock as _;
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         every.tick().await;
-        let before = wallet_api::SystemClock
+        let before = SystemClock
             .now_ms()
             .saturating_sub(wallet_api::http::body::IDEMPOTENCY_RETENTION_MS);
         match db.prune_idempotency(before).await {

@@ -61,3 +61,15 @@ async fn killing_the_service_mid_load_loses_and_duplicates_nothing() {
         eprintln!("{label}:\n{report}");
     }
 }
+
+#[tokio::test]
+async fn a_standby_takes_over_when_the_writer_dies() {
+    for (label, url, _dir) in databases().await {
+        let report = torture("failover", &url, &["--duration", "6", "--kills", "3"]).await;
+        assert!(
+            report.contains("faults: 3 SIGKILLs of the writer, 3 takeovers by the standby"),
+            "{report}"
+        );
+        eprintln!("{label}:\n{report}");
+    }
+}

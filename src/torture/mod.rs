@@ -24,15 +24,48 @@ const SETTLE: Duration = Duration::from_secs(60);
 
 /// `coledger torture bank`: the workload with no faults.
 pub async fn bank(args: TortureArgs) -> Result<()> {
-    run(args, false).await
+    run(args, Faults::None).await
 }
 
 /// `coledger torture crash`: the workload while the service is killed and restarted.
 pub async fn crash(args: TortureArgs) -> Result<()> {
-    run(args, true).await
+    run(args, Faults::Crash).await
 }
 
-async fn run(args: TortureArgs, crashes: bool) -> Result<()> {
+/// `coledger torture failover`: two service processes on one database; the writer is
+/// killed again and again and the standby takes over.
+pub async fn failover(args: TortureArgs) -> Result<()> {
+    run(args, Faults::Failover).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Faults {
+    None,
+    Crash,
+    Failover,
+}
+
+/// The index of the server whose `/readyz` answers 200.
+async fn find_writer(servers: &[Server]) -> Option<usize> {
+    for (index, server) in servers.iter().enumerate() {
+        let ready = crate::http_client::request(
+            &server.address,
+            "GET",
+            "/readyz",
+            None,
+            None,
+            Duration::from_secs(2),
+        )
+        .await;
+        if ready.is_ok_and(|r| r.status == 200) {
+            return Some(index);
+        }
+    }
+    None
+}
+
+async fn run(args: TortureArgs, faults: Faults) -> Result<()> {
+    let crashes = faults != Faults::None;
     if args.accounts < 2 || args.clients == 0 {
         bail!("--accounts must be at least 2 and --clients at least 1");
     }
@@ -44,7 +77,11 @@ async fn run(args: TortureArgs, crashes: bool) -> Result<()> {
     let redacted = wallet_api::db::redact(&url);
     println!(
         "torture {}: {} accounts, {} clients, {} s{} on {redacted}",
-        if crashes { "crash" } else { "bank" },
+        match faults {
+            Faults::None => "bank",
+            Faults::Crash => "crash",
+            Faults::Failover => "failover",
+        },
         args.accounts,
         args.clients,
         args.duration_s,
@@ -61,9 +98,23 @@ async fn run(args: TortureArgs, crashes: bool) -> Result<()> {
     let token = crate::token::issue(&db, wallet_api::auth::Role::Admin, None, "torture").await?;
     db.close().await;
 
-    let server = Server::start(&url).await?;
-    let bank = Arc::new(workload::set_up(&server.address, &token, args.accounts, args.seed).await?);
-    let (publish, address) = watch::channel(server.address.clone());
+    let first = Server::start(&url).await?;
+    let bank = Arc::new(workload::set_up(&first.address, &token, args.accounts, args.seed).await?);
+    let mut servers = vec![first];
+    if faults == Faults::Failover {
+        let standby = Server::start(&url).await?;
+        if standby.active {
+            bail!("the second process became a writer while the first held the lease");
+        }
+        servers.push(standby);
+    }
+    let addresses = |servers: &[Server]| {
+        servers
+            .iter()
+            .map(|s| s.address.clone())
+            .collect::<Vec<_>>()
+    };
+    let (publish, address) = watch::channel(addresses(&servers));
     let started = Instant::now();
     let stop = started + Duration::from_secs(args.duration_s);
     let give_up = stop + SETTLE;
@@ -79,8 +130,7 @@ async fn run(args: TortureArgs, crashes: bool) -> Result<()> {
         })
         .collect();
 
-    let mut server = Some(server);
-    let (mut kills, mut start_kills) = (0usize, 0usize);
+    let (mut kills, mut start_kills, mut takeovers) = (0usize, 0usize, 0usize);
     if crashes && args.kills > 0 {
         let mut rng = ChaCha20Rng::seed_from_u64(args.seed);
         // Spread the kills over the run, at random moments.
@@ -90,21 +140,34 @@ async fn run(args: TortureArgs, crashes: bool) -> Result<()> {
                 rng.gen_range(spacing_ms / 4..=spacing_ms),
             ))
             .await;
-            if let Some(running) = server.take() {
-                running.kill().await?;
-                kills += 1;
-            }
-            // Every third time, kill it again while it loads and verifies the ledger.
-            if kills % 3 == 0 {
+            // Kill the writer: the process whose /readyz says ready.
+            let Some(writer) = find_writer(&servers).await else {
+                continue; // a takeover is still loading; try at the next moment
+            };
+            servers.remove(writer).kill().await?;
+            kills += 1;
+            // Every third time, kill a starting process again while it loads the ledger.
+            if faults == Faults::Crash && kills % 3 == 0 {
                 Server::kill_during_start(&url, Duration::from_millis(rng.gen_range(5..150)))
                     .await?;
                 start_kills += 1;
             }
+            if faults == Faults::Failover {
+                // The standby must take over on its own before the killed one comes back.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while find_writer(&servers).await.is_none() {
+                    if Instant::now() > deadline {
+                        bail!("FAIL: the standby did not take over within 60 s");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                takeovers += 1;
+            }
             let restarted = Server::start(&url)
                 .await
                 .context("restarting after a kill")?;
-            publish.send_replace(restarted.address.clone());
-            server = Some(restarted);
+            servers.push(restarted);
+            publish.send_replace(addresses(&servers));
         }
     }
     let mut attempts = Vec::new();
@@ -112,7 +175,7 @@ async fn run(args: TortureArgs, crashes: bool) -> Result<()> {
         attempts.extend(client.await.context("a client panicked")??);
     }
     let elapsed = started.elapsed();
-    if let Some(running) = server.take() {
+    for running in servers {
         running
             .stop()
             .await
@@ -136,10 +199,14 @@ async fn run(args: TortureArgs, crashes: bool) -> Result<()> {
         verdict.unknown,
         verdict.unknown_applied
     );
-    if crashes {
-        println!(
+    match faults {
+        Faults::None => {}
+        Faults::Crash => println!(
             "faults: {kills} SIGKILLs while serving, {start_kills} more during start-up recovery"
-        );
+        ),
+        Faults::Failover => {
+            println!("faults: {kills} SIGKILLs of the writer, {takeovers} takeovers by the standby")
+        }
     }
     println!(
         "journal: {} entries; hash chain and invariants verified on load",

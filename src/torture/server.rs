@@ -15,12 +15,20 @@ pub struct Server {
     child: Child,
     /// host:port it listens on.
     pub address: String,
+    /// Whether it started as the writer (false: as a standby).
+    pub active: bool,
 }
 
 /// The arguments every start uses: loopback, port 0, no rate limits (the workload is meant
 /// to push), logs only for errors.
 fn command(database_url: &str) -> Result<Command> {
-    let exe = std::env::current_exe().context("finding the coledger executable")?;
+    // Resolved once: if the binary is rebuilt during a long run, Linux reports the running
+    // one's path as "… (deleted)", while the path found first still names a coledger.
+    static EXE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let exe = EXE
+        .get_or_init(|| std::env::current_exe().ok())
+        .clone()
+        .context("finding the coledger executable")?;
     let mut command = Command::new(exe);
     command
         .args([
@@ -34,7 +42,7 @@ fn command(database_url: &str) -> Result<Command> {
         .env("RUST_LOG", "error")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .kill_on_drop(true);
     Ok(command)
 }
@@ -50,20 +58,28 @@ impl Server {
         let banner = tokio::time::timeout(START_LIMIT, async {
             while let Some(line) = lines.next_line().await? {
                 if let Some(address) = line.strip_prefix("coledger listening on http://") {
-                    return Ok(Some(address.to_owned()));
+                    return Ok(Some((address.to_owned(), true)));
+                }
+                if let Some(rest) = line.strip_prefix("coledger standby on http://") {
+                    let address = rest.split(':').take(2).collect::<Vec<_>>().join(":");
+                    return Ok(Some((address, false)));
                 }
             }
             Ok::<_, std::io::Error>(None)
         })
         .await
         .context("the service did not start in time")??;
-        let Some(address) = banner else {
+        let Some((address, active)) = banner else {
             let status = child.wait().await?;
             bail!("the service exited before listening ({status})");
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Server { child, address })
+        Ok(Server {
+            child,
+            address,
+            active,
+        })
     }
 
     /// Starts the service and SIGKILLs it `after` later, typically while it is still

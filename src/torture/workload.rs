@@ -188,7 +188,7 @@ pub async fn set_up(address: &str, token: &str, count: usize, seed: u64) -> Resu
 /// Runs one client until `stop`, then finishes its last payment (retrying until `give_up`).
 pub async fn client(
     bank: Arc<Bank>,
-    address: watch::Receiver<String>,
+    address: watch::Receiver<Vec<String>>,
     seed: u64,
     stop: Instant,
     give_up: Instant,
@@ -226,16 +226,22 @@ pub async fn client(
     Ok(attempts)
 }
 
-/// Sends a signed intent until the service says what became of it.
+/// Sends a signed intent until the service says what became of it, trying each known
+/// service process in turn (a standby answers 503 and the next one is asked).
 async fn deliver(
     body: &str,
-    address: &watch::Receiver<String>,
+    address: &watch::Receiver<Vec<String>>,
     give_up: Instant,
 ) -> (Outcome, u32) {
     let mut tries = 0u32;
+    let mut turn = 0usize;
     while Instant::now() < give_up {
         tries = tries.saturating_add(1);
-        let target = address.borrow().clone();
+        let targets = address.borrow().clone();
+        let Some(target) = targets.get(turn % targets.len().max(1)).cloned() else {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            continue;
+        };
         match request(
             &target,
             "POST",
@@ -254,8 +260,8 @@ async fn deliver(
                 let kind = answer.json()["type"].as_str().unwrap_or("").to_owned();
                 return (Outcome::Refused(kind), tries);
             }
-            // Storage unavailable or stopping: the outcome is unknown, so ask again.
-            Ok(answer) if answer.status == 503 => {}
+            // A standby, storage unavailable, or stopping: ask the next process (same intent).
+            Ok(answer) if answer.status == 503 => turn = turn.wrapping_add(1),
             Ok(answer) => {
                 return (
                     Outcome::Anomaly(format!("{} {}", answer.status, answer.body)),
@@ -263,7 +269,7 @@ async fn deliver(
                 );
             }
             // Down, reset, timed out: ask again (the same intent, so at most once).
-            Err(_) => {}
+            Err(_) => turn = turn.wrapping_add(1),
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
