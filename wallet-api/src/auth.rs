@@ -151,6 +151,44 @@ pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// How long a verified operator token may stand in for the database while it is
+/// unreachable, so reads keep working through an outage.
+pub const TOKEN_FALLBACK_MS: i64 = 10 * 60 * 1000;
+
+/// Operator tokens last seen valid. Every request still asks the database (so a revocation
+/// takes effect at once); this is consulted only when the database cannot be reached.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    seen: Mutex<HashMap<Uuid, (StoredToken, i64)>>,
+}
+
+impl TokenCache {
+    /// Remembers a token the database just confirmed.
+    pub fn confirmed(&self, token: &StoredToken, now_ms: i64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= MAX_LIVE {
+            seen.retain(|_, (_, at)| now_ms.saturating_sub(*at) < TOKEN_FALLBACK_MS);
+        }
+        seen.insert(token.id, (token.clone(), now_ms));
+    }
+
+    /// Forgets a token the database no longer accepts.
+    pub fn forget(&self, id: Uuid) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// The token as last confirmed, if recently enough.
+    pub fn fallback(&self, id: Uuid, now_ms: i64) -> Option<StoredToken> {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&id)
+            .filter(|(_, at)| now_ms.saturating_sub(*at) < TOKEN_FALLBACK_MS)
+            .map(|(token, _)| token.clone())
+    }
+}
+
 /// Why a login failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoginError {

@@ -44,6 +44,36 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The PostgreSQL advisory-lock key of the writer lease ("coledger" in ASCII, truncated).
 const WRITER_LEASE_KEY: i64 = 0x636f_6c65_6467_6572;
 
+impl DbError {
+    /// Whether the database could not be reached (down, restarting, network, pool exhausted)
+    /// rather than refusing or returning something wrong: worth retrying shortly.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Sql(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                        | sqlx::Error::Protocol(_)
+                ) || e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    // PostgreSQL: admin shutdown, crash shutdown, cannot connect now; SQLite: full, busy.
+                    .is_some_and(|code| matches!(&*code, "57P01" | "57P02" | "57P03" | "13" | "5"))
+            }
+            DbError::Io { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// How long a request waits for a pooled connection before it is told storage is
+/// unavailable (rather than hanging while the database is down).
+const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Why a database operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -254,6 +284,7 @@ impl Database {
             }
             let pool = SqlitePoolOptions::new()
                 .max_connections(READ_POOL_SIZE)
+                .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
                 .connect_with(options.clone())
                 .await?;
             let mut lease_path = file.into_os_string();
@@ -269,6 +300,7 @@ impl Database {
                 .options([("synchronous_commit", "on")]);
             let pool = PgPoolOptions::new()
                 .max_connections(READ_POOL_SIZE)
+                .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
                 .connect_with(options.clone())
                 .await?;
             Ok(Database::Postgres { pool, options })

@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post, put};
 use tracing::Instrument as _;
 
-use crate::auth::Sessions;
+use crate::auth::{Sessions, TokenCache};
 use crate::clock::Clock;
 use crate::committer::Committer;
 use crate::db::Database;
@@ -55,6 +55,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// Wallet-holder sessions.
     pub sessions: Arc<Sessions>,
+    /// Operator tokens last confirmed, for reads while the database is away.
+    pub tokens: Arc<TokenCache>,
     /// Write rates per caller.
     pub limiter: Arc<RateLimiter>,
     /// Request counts and latencies.
@@ -82,6 +84,7 @@ impl AppState {
             )),
             config: Arc::new(config),
             sessions: Arc::new(Sessions::default()),
+            tokens: Arc::new(TokenCache::default()),
             metrics: Arc::new(HttpMetrics::default()),
             stopping: tokio::sync::watch::channel(false).0,
         }

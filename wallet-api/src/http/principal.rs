@@ -151,7 +151,22 @@ pub async fn optional(state: &AppState, headers: &HeaderMap) -> Result<Option<Pr
     let Some((id, hash)) = auth::parse_operator_token(token) else {
         return Err(Problem::unauthenticated("malformed operator token"));
     };
-    let stored = state.db.token(id).await?;
+    let stored = match state.db.token(id).await {
+        Ok(found) => {
+            match &found {
+                Some(token) if token.revoked_at.is_none() => state.tokens.confirmed(token, now_ms),
+                _ => state.tokens.forget(id),
+            }
+            found
+        }
+        // The database is away: a token it confirmed minutes ago still opens reads (writes
+        // fail anyway until it is back).
+        Err(e) if e.is_unavailable() => match state.tokens.fallback(id, now_ms) {
+            Some(token) => Some(token),
+            None => return Err(e.into()),
+        },
+        Err(e) => return Err(e.into()),
+    };
     match stored {
         Some(stored) if auth::hashes_equal(&stored.secret_hash, &hash) => {
             if stored.revoked_at.is_some() {

@@ -289,6 +289,15 @@ impl From<CommitError> for Problem {
 
 impl From<crate::db::DbError> for Problem {
     fn from(error: crate::db::DbError) -> Self {
+        if error.is_unavailable() {
+            tracing::warn!(error = %error, "storage unavailable");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-unavailable",
+                "Storage unavailable",
+                "the database cannot be reached just now; retry shortly",
+            );
+        }
         Self::internal(&error)
     }
 }
