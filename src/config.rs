@@ -133,6 +133,9 @@ pub enum TortureCommand {
     /// Two service processes on one database: the writer is SIGKILLed again and again and
     /// the standby takes the lease over.
     Failover(TortureArgs),
+    /// A steady load (half the measured capacity unless --rate) for --duration seconds,
+    /// printing memory and latency per window.
+    Soak(TortureArgs),
 }
 
 /// Options of `coledger torture`.
@@ -156,6 +159,9 @@ pub struct TortureArgs {
     /// Seed of the payments and the kill schedule.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Soak only: payments per second (default: half the capacity measured first).
+    #[arg(long)]
+    pub rate: Option<f64>,
 }
 
 /// `coledger token …`.

@@ -73,3 +73,32 @@ async fn a_standby_takes_over_when_the_writer_dies() {
         eprintln!("{label}:\n{report}");
     }
 }
+
+#[tokio::test]
+async fn a_short_soak_answers_everything_with_stable_latency() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_coledger"))
+        .args([
+            "torture",
+            "soak",
+            "--duration",
+            "30",
+            "--rate",
+            "200",
+            "--accounts",
+            "20",
+            "--clients",
+            "8",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("errors 0"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("PASS"), "{stdout}");
+}

@@ -6,6 +6,7 @@
 
 mod check;
 mod server;
+mod soak;
 mod workload;
 
 use std::sync::Arc;
@@ -36,6 +37,63 @@ pub async fn crash(args: TortureArgs) -> Result<()> {
 /// killed again and again and the standby takes over.
 pub async fn failover(args: TortureArgs) -> Result<()> {
     run(args, Faults::Failover).await
+}
+
+/// `coledger torture soak`: a steady load for a long time, watching memory and latency.
+pub async fn soak(args: TortureArgs) -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", scratch.path().join("soak.db").display()),
+    };
+    let db = wallet_api::Database::connect(&url).await?;
+    db.migrate().await?;
+    let token = crate::token::issue(&db, wallet_api::auth::Role::Admin, None, "soak").await?;
+    db.close().await;
+    let server = Server::start(&url).await?;
+    let bank = Arc::new(workload::set_up(&server.address, &token, args.accounts, args.seed).await?);
+    let rate = match args.rate {
+        Some(rate) => rate,
+        None => {
+            // Capacity: closed-loop clients as fast as they go, for ten seconds.
+            let (_publish, address) = watch::channel(vec![server.address.clone()]);
+            let stop = Instant::now() + Duration::from_secs(10);
+            let started = Instant::now();
+            let mut done = 0usize;
+            let clients: Vec<_> = (0..args.clients)
+                .map(|i| {
+                    tokio::spawn(workload::client(
+                        bank.clone(),
+                        address.clone(),
+                        args.seed.wrapping_add(1000 + i as u64),
+                        stop,
+                        stop + SETTLE,
+                    ))
+                })
+                .collect();
+            for client in clients {
+                done += client.await??.len();
+            }
+            let capacity = done as f64 / started.elapsed().as_secs_f64();
+            println!("measured capacity: {capacity:.0} payments/s; soaking at half");
+            capacity / 2.0
+        }
+    };
+    println!(
+        "soak: {rate:.0} payments/s from {} clients for {} s",
+        args.clients, args.duration_s
+    );
+    let outcome = soak::soak(
+        &server,
+        bank,
+        rate,
+        args.clients,
+        Duration::from_secs(args.duration_s),
+        args.seed,
+    )
+    .await;
+    server.stop().await?;
+    outcome
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

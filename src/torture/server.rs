@@ -94,6 +94,11 @@ impl Server {
         Ok(())
     }
 
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub async fn kill(mut self) -> Result<()> {
         self.child.start_kill()?;

@@ -72,7 +72,7 @@ fn now_s() -> i64 {
     crate::scheme::now_s()
 }
 
-fn sign(key: &SigningKey, action: Action) -> Result<SignedIntent> {
+pub fn sign(key: &SigningKey, action: Action) -> Result<SignedIntent> {
     let intent = Intent {
         intent_id: IntentId::new(),
         // Long enough to survive every kill and restart of the run.
@@ -228,7 +228,7 @@ pub async fn client(
 
 /// Sends a signed intent until the service says what became of it, trying each known
 /// service process in turn (a standby answers 503 and the next one is asked).
-async fn deliver(
+pub async fn deliver(
     body: &str,
     address: &watch::Receiver<Vec<String>>,
     give_up: Instant,
