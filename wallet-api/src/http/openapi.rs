@@ -37,6 +37,71 @@ pub struct SignedIntentDoc {
 
 struct BearerAuth;
 
+/// Answers every route can give, added to each operation that does not list them already:
+/// the conventions (problem+json on every error) are the same everywhere, so they are
+/// stated once here rather than on each handler.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    super::problem::PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ProblemDoc")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+            ];
+            for (operation, writes) in operations {
+                let Some(operation) = operation.as_mut() else {
+                    continue;
+                };
+                let mut add = |status: &str, description: &str| {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(description).into());
+                };
+                let has_body = operation.request_body.is_some();
+                let has_query = operation.parameters.as_ref().is_some_and(|p| {
+                    p.iter().any(|p| {
+                        matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
+                    })
+                });
+                let secured = operation.security.is_some();
+                if has_body {
+                    add("400", "The body is not valid JSON");
+                    add("413", "The body is too large");
+                    add("415", "The body is not application/json");
+                    add("422", "A field is missing or invalid (named in `field`)");
+                }
+                if has_query {
+                    add("400", "Malformed query string");
+                    add("422", "A query parameter is invalid (named in `field`)");
+                }
+                if secured {
+                    add("401", "No valid bearer token or session");
+                }
+                if writes {
+                    add("429", "Too many writes from this caller");
+                }
+                add("503", "Storage unavailable, timed out, or a standby: retry");
+            }
+        }
+    }
+}
+
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
@@ -93,7 +158,7 @@ impl Modify for BearerAuth {
         super::sessions::login,
     ),
     components(schemas(ProblemDoc, SignedIntentDoc)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
 )]
 struct ApiDoc;
 
