@@ -94,6 +94,27 @@ impl Town {
         .await
     }
 
+    /// Asks for a login challenge for `account` and answers it signed with `key`.
+    async fn log_in(&self, account: AccountId, key: &SigningKey) -> Reply {
+        let challenge = self
+            .call(
+                "POST",
+                "/v1/sessions/challenge",
+                None,
+                Some(json!({"account_id": account})),
+            )
+            .await;
+        assert_eq!(challenge.status, 201, "{}", challenge.body);
+        let text = challenge.json()["challenge"].as_str().unwrap().to_owned();
+        let signature = key.sign(&session_signed_bytes(account, &text));
+        let answer = json!({
+            "account_id": account,
+            "challenge": text,
+            "signature": ledger::Signature(signature.to_bytes()).to_base64url(),
+        });
+        self.call("POST", "/v1/sessions", None, Some(answer)).await
+    }
+
     async fn balance(&self, account: AccountId) -> i64 {
         let reply = self
             .admin("GET", &format!("/v1/accounts/{account}/balance"), None)
@@ -646,28 +667,7 @@ async fn role_boundaries(town: &Town, url: &str) {
     assert_eq!(thawed.status, 200, "{}", thawed.body);
 
     // A household signs a challenge for a session: its own account only.
-    let challenge = town
-        .call(
-            "POST",
-            "/v1/sessions/challenge",
-            None,
-            Some(json!({"account_id": town.alice})),
-        )
-        .await;
-    assert_eq!(challenge.status, 201, "{}", challenge.body);
-    let text = challenge.json()["challenge"].as_str().unwrap().to_owned();
-    let signature = town
-        .alice_key
-        .sign(&session_signed_bytes(town.alice, &text));
-    let login = town
-        .call(
-            "POST",
-            "/v1/sessions",
-            None,
-            Some(json!({"account_id": town.alice, "challenge": text,
-                        "signature": ledger::Signature(signature.to_bytes()).to_base64url()})),
-        )
-        .await;
+    let login = town.log_in(town.alice, &town.alice_key).await;
     assert_eq!(login.status, 201, "{}", login.body);
     let session = login.json()["token"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -701,25 +701,7 @@ async fn role_boundaries(town: &Town, url: &str) {
         403
     );
     // Bob's key cannot log in as Alice.
-    let challenge = town
-        .call(
-            "POST",
-            "/v1/sessions/challenge",
-            None,
-            Some(json!({"account_id": town.alice})),
-        )
-        .await;
-    let text = challenge.json()["challenge"].as_str().unwrap().to_owned();
-    let forged = town.bob_key.sign(&session_signed_bytes(town.alice, &text));
-    let refused = town
-        .call(
-            "POST",
-            "/v1/sessions",
-            None,
-            Some(json!({"account_id": town.alice, "challenge": text,
-                        "signature": ledger::Signature(forged.to_bytes()).to_base64url()})),
-        )
-        .await;
+    let refused = town.log_in(town.alice, &town.bob_key).await;
     assert_eq!(refused.status, 401, "{}", refused.body);
 
     // The open registry is public and shows the listed shop, never a household.

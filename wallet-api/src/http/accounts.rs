@@ -17,7 +17,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::{self, Written};
-use super::openapi::ProblemDoc;
 use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
@@ -42,6 +41,16 @@ pub(super) fn readable<'v>(
     view.account(parsed)
         .filter(|a| principal.can_read(a, view))
         .ok_or_else(|| not_found(id))
+}
+
+/// An account as the view holds it right after a write to it committed (the committer
+/// answers only after the view has the change).
+fn as_committed(state: &AppState, id: AccountId) -> Result<Value, Problem> {
+    let view = state.committer.view().read();
+    let account = view
+        .account(id)
+        .ok_or_else(|| Problem::internal(&format!("account {id} is missing from the view")))?;
+    Ok(render::account(account, &view))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -86,7 +95,10 @@ fn parse_key(field: &str, text: &str) -> Result<PublicKey, Problem> {
     path = "/v1/accounts",
     tag = "accounts",
     request_body = NewAccount,
-    responses((status = 201, description = "Opened"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Role may not open accounts in this unit", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "A field is invalid", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 201, description = "Opened"),
+        (status = 403, description = "Role may not open accounts in this unit"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn create(
@@ -168,11 +180,7 @@ pub(super) async fn create(
             .committer
             .open_owned_account(account, new.participant_id)
             .await?;
-        let view = state.committer.view().read();
-        let opened = view
-            .account(id)
-            .ok_or_else(|| Problem::internal(&"an opened account is missing from the view"))?;
-        Ok::<Written, Problem>((StatusCode::CREATED, render::account(opened, &view)))
+        Ok::<Written, Problem>((StatusCode::CREATED, as_committed(&state, id)?))
     };
     body::idempotent(
         &state,
@@ -191,7 +199,10 @@ pub(super) async fn create(
     path = "/v1/accounts/{id}",
     tag = "accounts",
     params(("id" = String, Path, description = "Account id")),
-    responses((status = 200, description = "The account with its balance"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such account, or not visible to this caller", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 200, description = "The account with its balance"),
+        (status = 404, description = "No such account, or not visible to this caller"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn get(
@@ -210,7 +221,10 @@ pub(super) async fn get(
     path = "/v1/accounts/{id}/balance",
     tag = "accounts",
     params(("id" = String, Path, description = "Account id")),
-    responses((status = 200, description = "The committed balance"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such account, or not visible to this caller", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 200, description = "The committed balance"),
+        (status = 404, description = "No such account, or not visible to this caller"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn balance(
@@ -269,7 +283,10 @@ fn decode_cursor(text: &str) -> Result<i64, Problem> {
     path = "/v1/accounts/{id}/entries",
     tag = "accounts",
     params(("id" = String, Path, description = "Account id"), HistoryQuery),
-    responses((status = 200, description = "A page of the statement, newest first, with next_cursor"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such account, or not visible to this caller", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "A query parameter is invalid", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 200, description = "A page of the statement, newest first, with next_cursor"),
+        (status = 404, description = "No such account, or not visible to this caller"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn history(
@@ -349,7 +366,12 @@ pub fn key_proof_bytes(account: AccountId, key: &PublicKey) -> Vec<u8> {
     tag = "accounts",
     params(("id" = String, Path, description = "Account id")),
     request_body = KeyRegistration,
-    responses((status = 200, description = "Registered; the account as it is now"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "This token may not manage the account", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such account, or not visible", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "The key or its proof is invalid", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 200, description = "Registered; the account as it is now"),
+        (status = 403, description = "This token may not manage the account"),
+        (status = 404, description = "No such account, or not visible"),
+        (status = 422, description = "The key or its proof is invalid"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn register_key(
@@ -389,11 +411,7 @@ pub(super) async fn register_key(
                 )
             })?;
         state.committer.set_authority(account_id, key).await?;
-        let view = state.committer.view().read();
-        let account = view
-            .account(account_id)
-            .ok_or_else(|| Problem::internal(&"account vanished from the view"))?;
-        Ok::<Written, Problem>((StatusCode::OK, render::account(account, &view)))
+        Ok::<Written, Problem>((StatusCode::OK, as_committed(&state, account_id)?))
     };
     body::idempotent(&state, &headers, &principal, &route, &body, write).await
 }
@@ -411,7 +429,12 @@ struct StatusChange {
     tag = "accounts",
     params(("id" = String, Path, description = "Account id")),
     request_body = StatusChange,
-    responses((status = 200, description = "Changed; the account as it is now"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Role may not change statuses", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Unknown status", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 200, description = "Changed; the account as it is now"),
+        (status = 403, description = "Role may not change statuses"),
+        (status = 404, description = "No such account"),
+        (status = 422, description = "Unknown status"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn set_status(
@@ -436,11 +459,7 @@ pub(super) async fn set_status(
             Problem::invalid_field("status", "status must be active, frozen or closed")
         })?;
         state.committer.set_status(account_id, status).await?;
-        let view = state.committer.view().read();
-        let account = view
-            .account(account_id)
-            .ok_or_else(|| Problem::internal(&"account vanished from the view"))?;
-        Ok::<Written, Problem>((StatusCode::OK, render::account(account, &view)))
+        Ok::<Written, Problem>((StatusCode::OK, as_committed(&state, account_id)?))
     };
     body::idempotent(&state, &headers, &principal, &route, &body, write).await
 }

@@ -6,7 +6,6 @@ use axum::response::Json;
 use ledger::{EntryId, IntentId};
 use serde_json::{Value, json};
 
-use super::openapi::ProblemDoc;
 use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
@@ -45,7 +44,10 @@ async fn visible_entry(
     path = "/v1/entries/{id}",
     tag = "entries",
     params(("id" = String, Path, description = "Entry id")),
-    responses((status = 200, description = "The entry with its postings and signed intent"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such entry, or not visible", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 200, description = "The entry with its postings and signed intent"),
+        (status = 404, description = "No such entry, or not visible"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn get_entry(
@@ -69,7 +71,10 @@ pub(super) async fn get_entry(
     path = "/v1/intents/{id}",
     tag = "entries",
     params(("id" = String, Path, description = "Intent id")),
-    responses((status = 200, description = "The committed result of the intent"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "Not committed (safe to resubmit)", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 200, description = "The committed result of the intent"),
+        (status = 404, description = "Not committed (safe to resubmit)"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn get_intent(

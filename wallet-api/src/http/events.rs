@@ -18,7 +18,6 @@ use serde_json::json;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::openapi::ProblemDoc;
 use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
@@ -45,7 +44,10 @@ struct AccountStream {
     path = "/v1/accounts/{id}/events",
     tag = "events",
     params(("id" = String, Path, description = "Account id")),
-    responses((status = 200, description = "Server-sent events: balance, then entry per committed entry; lagged if too slow", content_type = "text/event-stream"), (status = 404, description = "No such account, or not visible", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 200, description = "Server-sent events: balance, then entry per committed entry; lagged if too slow", content_type = "text/event-stream"),
+        (status = 404, description = "No such account, or not visible"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn account(
@@ -139,7 +141,10 @@ fn entry_event(settled: &Settled, account: AccountId, scale: u8) -> Option<serde
     path = "/v1/payment-requests/{id}/events",
     tag = "events",
     params(("id" = String, Path, description = "Payment request id")),
-    responses((status = 200, description = "Server-sent events: one settled or expired event", content_type = "text/event-stream"), (status = 404, description = "No such request", body = ProblemDoc, content_type = "application/problem+json"))
+    responses(
+        (status = 200, description = "Server-sent events: one settled or expired event", content_type = "text/event-stream"),
+        (status = 404, description = "No such request"),
+    )
 )]
 pub(super) async fn payment_request(
     State(state): State<AppState>,

@@ -12,7 +12,6 @@ use serde_json::json;
 
 use super::AppState;
 use super::body::require_json;
-use super::openapi::ProblemDoc;
 use super::openapi::SignedIntentDoc;
 use super::problem::Problem;
 
@@ -21,7 +20,17 @@ use super::problem::Problem;
     path = "/v1/intents",
     tag = "entries",
     request_body = SignedIntentDoc,
-    responses((status = 201, description = "Committed (durable)"), (status = 200, description = "Already committed: the original result, duplicate = true"), (status = 400, description = "Malformed", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Bad signature, or the signer may not debit the account", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "Intent id reused for different content, or request already paid", body = ProblemDoc, content_type = "application/problem+json"), (status = 415, description = "Not JSON", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Refused by the rules: funds, limits, status, expiry, request mismatch", body = ProblemDoc, content_type = "application/problem+json"), (status = 429, description = "Rate limited", body = ProblemDoc, content_type = "application/problem+json"), (status = 503, description = "Storage unavailable: retry with the same intent", body = ProblemDoc, content_type = "application/problem+json"))
+    responses(
+        (status = 201, description = "Committed (durable)"),
+        (status = 200, description = "Already committed: the original result, duplicate = true"),
+        (status = 400, description = "Malformed"),
+        (status = 403, description = "Bad signature, or the signer may not debit the account"),
+        (status = 409, description = "Intent id reused for different content, or request already paid"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Refused by the rules: funds, limits, status, expiry, request mismatch"),
+        (status = 429, description = "Rate limited"),
+        (status = 503, description = "Storage unavailable: retry with the same intent"),
+    )
 )]
 pub(super) async fn submit(
     State(state): State<AppState>,

@@ -120,7 +120,9 @@ impl HttpMetrics {
     get,
     path = "/metrics",
     tag = "ops",
-    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
+    )
 )]
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(4096);

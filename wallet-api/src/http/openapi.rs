@@ -66,6 +66,15 @@ impl Modify for CommonResponses {
                 let Some(operation) = operation.as_mut() else {
                     continue;
                 };
+                // Every error is a problem document, whether or not the annotation says so.
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    if let utoipa::openapi::RefOr::T(response) = response
+                        && status.starts_with(['4', '5'])
+                        && response.content.is_empty()
+                    {
+                        response.content = problem("").content;
+                    }
+                }
                 let mut add = |status: &str, description: &str| {
                     operation
                         .responses
@@ -174,7 +183,9 @@ pub fn spec_json() -> &'static str {
 
 /// The OpenAPI 3.1 description of this API.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops",
-    responses((status = 200, description = "This document", content_type = "application/json")))]
+    responses(
+        (status = 200, description = "This document", content_type = "application/json"),
+    ))]
 pub(super) async fn openapi_json() -> Response {
     let mut response = spec_json().into_response();
     response.headers_mut().insert(
@@ -186,7 +197,9 @@ pub(super) async fn openapi_json() -> Response {
 
 /// A page for reading the API description in a browser.
 #[utoipa::path(get, path = "/docs", tag = "ops",
-    responses((status = 200, description = "HTML", content_type = "text/html")))]
+    responses(
+        (status = 200, description = "HTML", content_type = "text/html"),
+    ))]
 pub(super) async fn docs() -> Html<&'static str> {
     Html(include_str!("docs.html"))
 }

@@ -12,7 +12,9 @@ use super::AppState;
     get,
     path = "/healthz",
     tag = "ops",
-    responses((status = 200, description = "The process is up"))
+    responses(
+        (status = 200, description = "The process is up"),
+    )
 )]
 pub(super) async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
@@ -22,7 +24,10 @@ pub(super) async fn healthz() -> impl IntoResponse {
     get,
     path = "/readyz",
     tag = "ops",
-    responses((status = 200, description = "Database reachable and ledger loaded"), (status = 503, description = "Not ready: database unreachable or writer stopped"))
+    responses(
+        (status = 200, description = "Database reachable and ledger loaded"),
+        (status = 503, description = "Not ready: database unreachable or writer stopped"),
+    )
 )]
 pub(super) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(e) = state.db.ping().await {

@@ -10,7 +10,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::{self, Written};
-use super::openapi::ProblemDoc;
 use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
@@ -22,7 +21,9 @@ use crate::db::service::Participant;
     get,
     path = "/v1/units",
     tag = "units",
-    responses((status = 200, description = "Every unit"))
+    responses(
+        (status = 200, description = "Every unit"),
+    )
 )]
 pub(super) async fn list_units(State(state): State<AppState>) -> Json<Value> {
     let view = state.committer.view().read();
@@ -35,7 +36,10 @@ pub(super) async fn list_units(State(state): State<AppState>) -> Json<Value> {
     path = "/v1/units/{code}",
     tag = "units",
     params(("code" = String, Path, description = "Unit code, e.g. PGI-EUR")),
-    responses((status = 200, description = "The unit"), (status = 404, description = "No such unit", body = ProblemDoc, content_type = "application/problem+json"))
+    responses(
+        (status = 200, description = "The unit"),
+        (status = 404, description = "No such unit"),
+    )
 )]
 pub(super) async fn get_unit(
     State(state): State<AppState>,
@@ -66,7 +70,11 @@ struct NewUnit {
     path = "/v1/units",
     tag = "units",
     request_body = NewUnit,
-    responses((status = 201, description = "Created"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Not an admin or programme manager", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "The code exists", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "A field is invalid", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 201, description = "Created"),
+        (status = 403, description = "Not an admin or programme manager"),
+        (status = 409, description = "The code exists"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn create_unit(
@@ -199,7 +207,10 @@ fn validate(new: NewParticipant, now_ms: i64) -> Result<Participant, Problem> {
     path = "/v1/participants",
     tag = "participants",
     request_body = NewParticipant,
-    responses((status = 201, description = "Registered"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Role may not register participants", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "A field is invalid", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 201, description = "Registered"),
+        (status = 403, description = "Role may not register participants"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn create_participant(
@@ -238,7 +249,10 @@ pub(super) async fn create_participant(
     path = "/v1/participants/{id}",
     tag = "participants",
     params(("id" = String, Path, description = "Participant id")),
-    responses((status = 200, description = "The participant with its accounts"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such participant, or not visible to this token", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 200, description = "The participant with its accounts"),
+        (status = 404, description = "No such participant, or not visible to this token"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn get_participant(
@@ -315,7 +329,10 @@ async fn participant_page(
     path = "/v1/participants",
     tag = "participants",
     params(Page),
-    responses((status = 200, description = "A page of participants"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Role may not list participants", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 200, description = "A page of participants"),
+        (status = 403, description = "Role may not list participants"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn list_participants(
@@ -341,7 +358,9 @@ pub(super) async fn list_participants(
     path = "/v1/registry",
     tag = "participants",
     params(Page),
-    responses((status = 200, description = "A page of listed shops and social enterprises (public fields only)"))
+    responses(
+        (status = 200, description = "A page of listed shops and social enterprises (public fields only)"),
+    )
 )]
 pub(super) async fn registry(
     State(state): State<AppState>,

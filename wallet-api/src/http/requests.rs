@@ -10,7 +10,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::body::{self, Written};
-use super::openapi::ProblemDoc;
 use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
@@ -42,7 +41,11 @@ struct NewRequest {
     path = "/v1/payment-requests",
     tag = "payment-requests",
     request_body = NewRequest,
-    responses((status = 201, description = "Created"), (status = 401, description = "No valid token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Only the merchant owning the account, or an admin", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such account, or not visible", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "A field is invalid", body = ProblemDoc, content_type = "application/problem+json")),
+    responses(
+        (status = 201, description = "Created"),
+        (status = 403, description = "Only the merchant owning the account, or an admin"),
+        (status = 404, description = "No such account, or not visible"),
+    ),
     security(("bearer" = []))
 )]
 pub(super) async fn create(
@@ -135,7 +138,10 @@ pub(super) async fn find(state: &AppState, id: &str) -> Result<PaymentRequest, P
     path = "/v1/payment-requests/{id}",
     tag = "payment-requests",
     params(("id" = String, Path, description = "Payment request id (the QR reference)")),
-    responses((status = 200, description = "The request and its status: open, paid or expired"), (status = 404, description = "No such request", body = ProblemDoc, content_type = "application/problem+json"))
+    responses(
+        (status = 200, description = "The request and its status: open, paid or expired"),
+        (status = 404, description = "No such request"),
+    )
 )]
 pub(super) async fn get(
     State(state): State<AppState>,

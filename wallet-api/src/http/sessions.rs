@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::body;
-use super::openapi::ProblemDoc;
 use super::problem::Problem;
 use crate::auth::LoginError;
 
@@ -29,7 +28,10 @@ struct ChallengeRequest {
     path = "/v1/sessions/challenge",
     tag = "sessions",
     request_body = ChallengeRequest,
-    responses((status = 201, description = "A one-time challenge to sign"), (status = 422, description = "A field is invalid", body = ProblemDoc, content_type = "application/problem+json"), (status = 429, description = "Rate limited", body = ProblemDoc, content_type = "application/problem+json"))
+    responses(
+        (status = 201, description = "A one-time challenge to sign"),
+        (status = 429, description = "Rate limited"),
+    )
 )]
 pub(super) async fn challenge(
     State(state): State<AppState>,
@@ -71,7 +73,10 @@ struct Login {
     path = "/v1/sessions",
     tag = "sessions",
     request_body = Login,
-    responses((status = 201, description = "A session token for reading the account"), (status = 401, description = "Challenge or signature refused", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "A field is invalid", body = ProblemDoc, content_type = "application/problem+json"))
+    responses(
+        (status = 201, description = "A session token for reading the account"),
+        (status = 401, description = "Challenge or signature refused"),
+    )
 )]
 pub(super) async fn login(
     State(state): State<AppState>,
