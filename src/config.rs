@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// Load the demo scheme first if the database has no units yet.
     #[arg(long, env = "COLEDGER_DEMO")]
     pub demo: bool,
+    /// OS threads that parse and batch-verify signed intents, off the async threads.
+    #[arg(long, env = "COLEDGER_VERIFIER_THREADS", default_value_t = 2)]
+    pub verifier_threads: usize,
 }
 
 /// `coledger demo`.

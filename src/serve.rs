@@ -22,6 +22,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         db: db.clone(),
         committer,
         clock: std::sync::Arc::new(wallet_api::SystemClock),
+        verifier: wallet_api::Verifier::start(args.verifier_threads)
+            .context("starting the verifier")?,
     });
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
     tokio::select! {

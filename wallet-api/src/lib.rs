@@ -9,7 +9,9 @@ pub mod clock;
 pub mod committer;
 pub mod db;
 pub mod http;
+pub mod verifier;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use committer::{CommitError, Committed, Committer, CommitterConfig, CommitterTask};
 pub use db::Database;
+pub use verifier::Verifier;

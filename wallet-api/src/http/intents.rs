@@ -6,8 +6,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use ledger::SignedIntent;
-use serde_json::json;
+use ledger::{EntryId, IntentId};
+use serde::Serialize;
 
 use super::AppState;
 use super::problem::Problem;
@@ -30,12 +30,7 @@ async fn submit_inner(
 ) -> Result<Response, Problem> {
     require_json(headers)?;
     let now_ms = state.clock.now_ms();
-    // Parsing and ed25519 verification are CPU work: keep them off the async threads.
-    let verified = tokio::task::spawn_blocking(move || {
-        SignedIntent::from_json(&body).and_then(|s| s.verify(now_ms))
-    })
-    .await
-    .map_err(|e| Problem::internal(&e))??;
+    let verified = state.verifier.verify(body, now_ms).await?;
     let intent_id = verified.intent().intent_id;
     let committed = state.committer.submit(&verified).await?;
     let status = if committed.duplicate {
@@ -43,12 +38,22 @@ async fn submit_inner(
     } else {
         StatusCode::CREATED
     };
-    let body = json!({
-        "intent_id": intent_id,
-        "entry_id": committed.entry_id,
-        "duplicate": committed.duplicate,
-    });
+    let body = Submitted {
+        duplicate: committed.duplicate,
+        entry_id: committed.entry_id,
+        intent_id,
+    };
     Ok((status, Json(body)).into_response())
+}
+
+/// The answer to a submitted intent, serialised straight from the struct rather than through
+/// a `serde_json::Value` map on every request. Fields are in alphabetical order, as the map
+/// wrote them.
+#[derive(Serialize)]
+struct Submitted {
+    duplicate: bool,
+    entry_id: EntryId,
+    intent_id: IntentId,
 }
 
 /// Refuses bodies that do not say they are JSON, so a form post or a stray text upload gets

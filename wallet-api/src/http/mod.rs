@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use crate::clock::Clock;
 use crate::committer::Committer;
 use crate::db::Database;
+use crate::verifier::Verifier;
 use problem::Problem;
 
 /// The largest request body accepted on any route, in bytes. Signed intents are far smaller
@@ -31,6 +32,8 @@ pub struct AppState {
     pub committer: Committer,
     /// Time, for intent expiry.
     pub clock: Arc<dyn Clock>,
+    /// Parses and verifies signed intents in batches, off the async threads.
+    pub verifier: Verifier,
 }
 
 /// The service's routes.

@@ -11,6 +11,7 @@ use ledger::{BookError, EntryError, IntentError};
 use serde_json::{Map, Value, json};
 
 use crate::committer::CommitError;
+use crate::verifier::VerifyError;
 
 /// The content type of every error response.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -241,6 +242,15 @@ impl From<CommitError> for Problem {
                 "Service stopping",
                 "the service is shutting down; retry with the same intent id",
             ),
+        }
+    }
+}
+
+impl From<VerifyError> for Problem {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Refused(e) => e.into(),
+            VerifyError::Stopped => Self::internal(&error),
         }
     }
 }

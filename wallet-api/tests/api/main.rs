@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use support::*;
 use tower::ServiceExt as _;
 use wallet_api::http::{AppState, MAX_BODY_BYTES, router};
-use wallet_api::{Committer, CommitterTask, ManualClock};
+use wallet_api::{Committer, CommitterTask, ManualClock, Verifier};
 
 struct Api {
     app: axum::Router,
@@ -40,6 +40,7 @@ async fn api_at(now_ms: i64) -> Api {
         db,
         committer: committer.clone(),
         clock: Arc::new(ManualClock::new(now_ms)),
+        verifier: Verifier::start(1).unwrap(),
     };
     Api {
         app: router(state),
