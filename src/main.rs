@@ -1,6 +1,7 @@
 //! The `coledger` binary: one executable with subcommands for the service and its tools.
 
 mod bench;
+mod bench_api;
 mod config;
 mod crash_writer;
 mod demo;
@@ -30,6 +31,7 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(BenchCommand::Ledger(args)) => bench::ledger(args).await,
+            Command::Bench(BenchCommand::Api(args)) => bench_api::run(args).await,
             Command::CrashWriter(args) => crash_writer::run(args).await,
         }
     })
