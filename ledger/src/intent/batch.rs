@@ -10,12 +10,17 @@
 //! `verify` itself, so errors are the single path's errors. The strict checks the batch
 //! equation lacks are done first, on bytes: the signer must not be a small-order point (as
 //! `verify_strict` requires) and the signature's R must be a canonical encoding of a point
-//! that is not of small order. One gap remains, and only the owner of a key can use it: a
-//! signature crafted with a torsion component on a point that is not itself of small order
-//! can pass the batch equation (its random coefficients cancel the torsion with probability
-//! at most 1/2) where the strict single check refuses it. Such a signature cannot be made for
-//! someone else's key, so it authorises nothing its signer could not authorise anyway; an
-//! auditor re-verifying the journal strictly would flag it.
+//! that is not of small order.
+//!
+//! One gap remains, and only the holder of a key can use it: a signature crafted with a small
+//! torsion component on its key or R (points not themselves of small order) can pass the
+//! batch equation where the strict single check refuses it. The batch's coefficients, derived
+//! from the whole batch, cancel the torsion with probability up to 1/2, and a holder whose
+//! intent is verified alone (or only with their own) can grind offline until they do. Such a
+//! signature cannot be made for someone else's key, so it moves nothing its holder could not
+//! move anyway, but the holder could later disown the payment: an auditor re-verifying the
+//! journal strictly would find its signature invalid. Closing it needs a torsion check of each
+//! R (a scalar multiplication per signature), which would cost much of the batch's gain.
 
 use std::sync::LazyLock;
 
