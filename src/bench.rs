@@ -27,8 +27,8 @@ use crate::scheme::{Scheme, now_s};
 /// No single measurement runs longer than this; rates are computed over what was done.
 const RUN_LIMIT: Duration = Duration::from_secs(15);
 /// Opening balance of every account, in minor units; payments are 1..=100.
-const OPENING_MINOR: i64 = 1_000_000;
-const SEED: u64 = 7;
+pub(crate) const OPENING_MINOR: i64 = 1_000_000;
+pub(crate) const SEED: u64 = 7;
 
 pub async fn ledger(args: BenchLedgerArgs) -> Result<()> {
     print_machine();
@@ -86,7 +86,7 @@ pub async fn ledger(args: BenchLedgerArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_machine() {
+pub(crate) fn print_machine() {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -207,9 +207,9 @@ fn book_apply(args: &BenchLedgerArgs) {
     );
 }
 
-type Intents = Arc<Vec<VerifiedIntent>>;
+pub(crate) type Intents = Arc<Vec<VerifiedIntent>>;
 
-fn prepare_intents(scheme: &Arc<Scheme>, payments: usize) -> Result<(Intents, Intents)> {
+pub(crate) fn prepare_intents(scheme: &Arc<Scheme>, payments: usize) -> Result<(Intents, Intents)> {
     let now = now_s();
     let holders: Vec<AccountId> = scheme.holders.iter().map(|h| h.account).collect();
     let funding = scheme.issuance(&holders, OPENING_MINOR, "bench funding", now)?;
@@ -254,20 +254,20 @@ fn prepare_intents(scheme: &Arc<Scheme>, payments: usize) -> Result<(Intents, In
     Ok((Arc::new(funding), Arc::new(all)))
 }
 
-enum Target {
+pub(crate) enum Target {
     Sqlite(std::path::PathBuf),
     Postgres(String),
 }
 
 impl Target {
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Target::Sqlite(_) => "sqlite",
             Target::Postgres(_) => "postgres",
         }
     }
 
-    async fn fresh(&self, label: &str) -> Result<(Database, String)> {
+    pub(crate) async fn fresh(&self, label: &str) -> Result<(Database, String)> {
         let url = match self {
             Target::Sqlite(dir) => format!(
                 "sqlite://{}",
@@ -285,7 +285,7 @@ impl Target {
         Ok((db, url))
     }
 
-    async fn discard(&self, db: Database, url: &str) -> Result<()> {
+    pub(crate) async fn discard(&self, db: Database, url: &str) -> Result<()> {
         db.close().await;
         match self {
             Target::Sqlite(_) => {
@@ -350,7 +350,7 @@ async fn committer_run(
 
 /// Submits `intents` from `submitters` concurrent tasks until done or `deadline`; returns
 /// each committed submission's latency in microseconds.
-async fn drive(
+pub(crate) async fn drive(
     committer: &Committer,
     intents: Intents,
     submitters: usize,
@@ -438,7 +438,7 @@ async fn naive_run(
     Ok(rate)
 }
 
-fn percentile(sorted_us: &[u32], q: f64) -> f64 {
+pub(crate) fn percentile(sorted_us: &[u32], q: f64) -> f64 {
     if sorted_us.is_empty() {
         return 0.0;
     }

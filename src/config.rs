@@ -83,6 +83,9 @@ pub struct ServeArgs {
     /// Writes a caller may burst above the sustained rate.
     #[arg(long, env = "COLEDGER_WRITE_BURST", default_value_t = 200.0)]
     pub write_burst: f64,
+    /// OS threads that parse and batch-verify signed intents, off the async threads.
+    #[arg(long, env = "COLEDGER_VERIFIER_THREADS", default_value_t = 2)]
+    pub verifier_threads: usize,
 }
 
 impl ServeArgs {
@@ -227,6 +230,9 @@ pub enum BenchCommand {
     /// Book apply rate, and committed payments per second through the committer versus one
     /// transaction per payment, on SQLite and (with --postgres-url) PostgreSQL.
     Ledger(BenchLedgerArgs),
+    /// Signed payments per second through the HTTP API on loopback, from many keep-alive
+    /// connections, on SQLite and (with --postgres-url) PostgreSQL.
+    Api(BenchApiArgs),
 }
 
 /// `coledger bench ledger`.
@@ -247,6 +253,37 @@ pub struct BenchLedgerArgs {
     /// Concurrent submitters, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,64,1024")]
     pub submitters: Vec<usize>,
+    /// A PostgreSQL server to benchmark too; each run uses a fresh scratch database on it.
+    #[arg(long, env = "COLEDGER_BENCH_POSTGRES_URL")]
+    pub postgres_url: Option<String>,
+    /// Directory for scratch SQLite files (default: a temporary directory).
+    #[arg(long)]
+    pub scratch_dir: Option<PathBuf>,
+}
+
+/// `coledger bench api`.
+#[derive(Debug, Args)]
+pub struct BenchApiArgs {
+    /// Funded accounts payments are drawn between.
+    #[arg(long, default_value_t = 100_000)]
+    pub accounts: usize,
+    /// Pre-signed payment intents per run; a run ends when they are sent or time is up.
+    #[arg(long, default_value_t = 300_000)]
+    pub payments: usize,
+    /// Concurrent HTTP/1.1 keep-alive connections, comma-separated; one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    pub connections: Vec<usize>,
+    /// Longest a run may take, in seconds.
+    #[arg(long, default_value_t = 15)]
+    pub seconds: u64,
+    /// Offer this many requests per second in total, on a fixed schedule (open loop), to
+    /// measure latency at that load. Without it each connection sends as soon as it is
+    /// answered (closed loop), which measures the most the service can do.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Signature verifier threads of the service under test.
+    #[arg(long, default_value_t = 2)]
+    pub verifier_threads: usize,
     /// A PostgreSQL server to benchmark too; each run uses a fresh scratch database on it.
     #[arg(long, env = "COLEDGER_BENCH_POSTGRES_URL")]
     pub postgres_url: Option<String>,

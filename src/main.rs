@@ -2,6 +2,7 @@
 
 mod backup;
 mod bench;
+mod bench_api;
 mod config;
 mod crash_writer;
 mod demo;
@@ -43,6 +44,7 @@ fn main() -> Result<()> {
             Command::Torture(TortureCommand::Failover(args)) => torture::failover(args).await,
             Command::Torture(TortureCommand::Soak(args)) => torture::soak(args).await,
             Command::Bench(BenchCommand::Ledger(args)) => bench::ledger(args).await,
+            Command::Bench(BenchCommand::Api(args)) => bench_api::run(args).await,
             Command::CrashWriter(args) => crash_writer::run(args).await,
         }
     })

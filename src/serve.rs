@@ -100,11 +100,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             crate::token::issue(&db, wallet_api::auth::Role::Admin, None, "demo admin").await?;
         println!("demo admin token (shown once): {token}");
     }
+    let verifier =
+        wallet_api::Verifier::start(args.verifier_threads).context("starting the verifier")?;
     let state = AppState::new(
         db.clone(),
         committer,
         Arc::new(SystemClock),
         args.api_config(),
+        verifier,
     );
     tokio::spawn(prune_idempotency_forever(db.clone()));
     let ending = state.clone();

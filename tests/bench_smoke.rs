@@ -58,3 +58,46 @@ fn bench_ledger_runs_every_measurement_at_toy_size() {
         assert!(committed > 0.0, "{row}");
     }
 }
+
+/// `coledger bench api` at toy size over real loopback HTTP: it must print a payments/s figure
+/// and have every payment answered 201 (the command fails otherwise).
+#[test]
+fn bench_api_runs_at_toy_size_with_nothing_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_coledger"))
+        .args([
+            "bench",
+            "api",
+            "--accounts",
+            "200",
+            "--payments",
+            "500",
+            "--connections",
+            "8",
+            "--verifier-threads",
+            "1",
+        ])
+        .env_remove("COLEDGER_BENCH_POSTGRES_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("payments/s"), "{stdout}");
+    let row: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("sqlite "))
+        .unwrap_or_else(|| panic!("no sqlite row:\n{stdout}"))
+        .split_whitespace()
+        .collect();
+    let (connections, rate, accepted, refused) = (row[1], row[2], row[6], row[7]);
+    assert_eq!(connections, "8", "{stdout}");
+    assert!(rate.parse::<f64>().unwrap() > 0.0, "{stdout}");
+    assert_eq!(
+        accepted, "500",
+        "every payment is sent and accepted:\n{stdout}"
+    );
+    assert_eq!(refused, "0", "{stdout}");
+}

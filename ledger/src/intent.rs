@@ -18,6 +18,9 @@ use crate::journal::Digest;
 use crate::keys::{PublicKey, Signature};
 use crate::unit::UnitCode;
 
+mod batch;
+pub use batch::{MAX_VERIFY_BATCH, verify_batch};
+
 /// Prefix of every signed message; the version lets us change the format without ambiguity.
 pub const SIGNING_CONTEXT: &[u8] = b"coledger/v1\n";
 
@@ -198,6 +201,14 @@ impl SignedIntent {
 
     /// Checks expiry against `now` and the signature against the named signer.
     pub fn verify(self, now: TimestampMs) -> Result<VerifiedIntent, IntentError> {
+        self.check_expiry(now)?;
+        let key = self.verifying_key()?;
+        let message = self.signed_bytes();
+        self.verify_strict_with(&key, message)
+    }
+
+    /// Refuses an intent whose `not_after` second has passed at `now`.
+    fn check_expiry(&self, now: TimestampMs) -> Result<(), IntentError> {
         let now_s = now.div_euclid(1000);
         if now_s > self.intent.not_after {
             return Err(IntentError::Expired {
@@ -205,18 +216,40 @@ impl SignedIntent {
                 now: now_s,
             });
         }
-        let message = self.signed_bytes();
-        let bad = || IntentError::BadSignature {
+        Ok(())
+    }
+
+    /// The named signer as a curve point; bytes that are no point cannot have signed.
+    fn verifying_key(&self) -> Result<VerifyingKey, IntentError> {
+        VerifyingKey::from_bytes(&self.intent.signer.0).map_err(|_| self.bad_signature())
+    }
+
+    fn bad_signature(&self) -> IntentError {
+        IntentError::BadSignature {
             signer: self.intent.signer,
-        };
-        let key = VerifyingKey::from_bytes(&self.intent.signer.0).map_err(|_| bad())?;
+        }
+    }
+
+    /// Verifies `message` (this intent's signed bytes) under `key` on its own. The batch path
+    /// falls back to this, so one definition of "verifies" serves both.
+    fn verify_strict_with(
+        self,
+        key: &VerifyingKey,
+        message: Vec<u8>,
+    ) -> Result<VerifiedIntent, IntentError> {
         let signature = ed25519_dalek::Signature::from_bytes(&self.signature.0);
         // Strict verification refuses weak keys and malleable signatures.
-        key.verify_strict(&message, &signature).map_err(|_| bad())?;
-        Ok(VerifiedIntent {
-            digest: Digest::of(&message),
+        key.verify_strict(&message, &signature)
+            .map_err(|_| self.bad_signature())?;
+        Ok(self.into_verified(&message))
+    }
+
+    /// Marks this intent verified; only for callers that have just checked `message`.
+    fn into_verified(self, message: &[u8]) -> VerifiedIntent {
+        VerifiedIntent {
+            digest: Digest::of(message),
             signed: self,
-        })
+        }
     }
 }
 

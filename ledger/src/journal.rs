@@ -126,7 +126,8 @@ pub enum ChainError {
 /// byte-for-byte what [`crate::canonical::to_canonical_bytes`] gives; a property test holds
 /// the two together.
 pub fn canonical_entry_bytes(entry: &JournalEntry) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
+    // A single-posting payment is ~560 bytes; start big enough that it never regrows.
+    let mut out = Vec::with_capacity(1024);
     let auth = entry.authorisation();
     out.extend_from_slice(b"{\"authorisation\":{\"digest\":\"");
     out.extend_from_slice(auth.digest.to_hex().as_bytes());

@@ -10,8 +10,10 @@ pub mod clock;
 pub mod committer;
 pub mod db;
 pub mod http;
+pub mod verifier;
 pub mod view;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use committer::{CommitError, Committed, Committer, CommitterConfig, CommitterTask};
 pub use db::Database;
+pub use verifier::Verifier;

@@ -14,8 +14,9 @@ pub mod scratch;
 pub mod service;
 mod sqlite;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ledger::book::InvariantViolation;
@@ -218,7 +219,8 @@ impl BatchWrite {
     }
 }
 
-/// A database: SQLite (embedded default) or PostgreSQL.
+/// A database: SQLite (embedded default) or PostgreSQL. Cloning is cheap (every request's
+/// handler state holds one), so everything in it is shared rather than copied.
 #[derive(Clone, Debug)]
 pub enum Database {
     /// An SQLite file.
@@ -226,16 +228,16 @@ pub enum Database {
         /// Read pool.
         pool: SqlitePool,
         /// How to open the writer's own connection.
-        options: SqliteConnectOptions,
+        options: Arc<SqliteConnectOptions>,
         /// The lock file that is the writer lease.
-        lease_path: PathBuf,
+        lease_path: Arc<Path>,
     },
     /// A PostgreSQL server.
     Postgres {
         /// Read pool.
         pool: PgPool,
         /// How to open the writer's own connection.
-        options: PgConnectOptions,
+        options: Arc<PgConnectOptions>,
     },
 }
 
@@ -291,8 +293,8 @@ impl Database {
             lease_path.push(".writer-lease");
             Ok(Database::Sqlite {
                 pool,
-                options,
-                lease_path: lease_path.into(),
+                options: Arc::new(options),
+                lease_path: Path::new(&lease_path).into(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)
@@ -303,7 +305,10 @@ impl Database {
                 .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
                 .connect_with(options.clone())
                 .await?;
-            Ok(Database::Postgres { pool, options })
+            Ok(Database::Postgres {
+                pool,
+                options: Arc::new(options),
+            })
         } else {
             Err(bad(
                 "expected sqlite://path/to/file.db or postgres://user@host/db".into(),

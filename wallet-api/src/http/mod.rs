@@ -33,6 +33,7 @@ use crate::auth::{Sessions, TokenCache};
 use crate::clock::Clock;
 use crate::committer::Committer;
 use crate::db::Database;
+use crate::verifier::Verifier;
 pub use accounts::{KEY_PROOF_CONTEXT, key_proof_bytes};
 use limits::{ApiConfig, RateLimiter};
 use metrics::HttpMetrics;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// Request counts and latencies.
     pub metrics: Arc<HttpMetrics>,
+    /// Parses and verifies signed intents in batches, off the async threads.
+    pub verifier: Verifier,
     /// Turns true when the service begins shutting down: event streams end then, so
     /// graceful shutdown is not held open by them.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -73,11 +76,13 @@ impl AppState {
         committer: Committer,
         clock: Arc<dyn Clock>,
         config: ApiConfig,
+        verifier: Verifier,
     ) -> Self {
         Self {
             db,
             committer,
             clock,
+            verifier,
             limiter: Arc::new(RateLimiter::new(
                 config.writes_per_second,
                 config.write_burst,

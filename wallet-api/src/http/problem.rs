@@ -11,6 +11,7 @@ use ledger::{BookError, EntryError, IntentError};
 use serde_json::{Map, Value, json};
 
 use crate::committer::CommitError;
+use crate::verifier::VerifyError;
 
 /// The content type of every error response.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -299,5 +300,14 @@ impl From<crate::db::DbError> for Problem {
             );
         }
         Self::internal(&error)
+    }
+}
+
+impl From<VerifyError> for Problem {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Refused(e) => e.into(),
+            VerifyError::Stopped => Self::internal(&error),
+        }
     }
 }

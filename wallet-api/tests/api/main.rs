@@ -48,6 +48,7 @@ async fn api_with(now_ms: i64, config: ApiConfig) -> Api {
         committer.clone(),
         Arc::new(ManualClock::new(now_ms)),
         config,
+        wallet_api::Verifier::start(1).unwrap(),
     );
     Api {
         app: router(state),

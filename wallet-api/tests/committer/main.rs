@@ -341,7 +341,9 @@ async fn the_writer_recovers_after_losing_its_connection_and_retries_apply_once(
         unreachable!()
     };
     let terminate = format!(
-        "select pg_terminate_backend(pid) from pg_stat_activity where application_name = '{}'",
+        // Only this test's database: tests run in parallel, each on its own database.
+        "select pg_terminate_backend(pid) from pg_stat_activity \
+         where application_name = '{}' and datname = current_database()",
         wallet_api::db::WRITER_APPLICATION_NAME
     );
     pool.execute(terminate.as_str()).await.unwrap();
@@ -463,7 +465,8 @@ async fn a_writer_that_lost_its_lease_cannot_commit_on_any_connection() {
     };
     pool.execute(
         "select pg_terminate_backend(pid) from pg_locks \
-         where locktype = 'advisory' and granted and mode = 'ExclusiveLock'",
+         where locktype = 'advisory' and granted and mode = 'ExclusiveLock' \
+         and database = (select oid from pg_database where datname = current_database())",
     )
     .await
     .unwrap();
