@@ -30,7 +30,9 @@ struct Series {
 /// Request counts and latencies.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
-    series: Mutex<BTreeMap<(String, &'static str, u16), Series>>,
+    /// By route, then (method, status). Looked up by `&str`, so a known route costs no
+    /// allocation per request.
+    series: Mutex<BTreeMap<String, BTreeMap<(&'static str, u16), Series>>>,
 }
 
 impl HttpMetrics {
@@ -46,9 +48,13 @@ impl HttpMetrics {
         };
         let seconds = took.as_secs_f64();
         let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = series
-            .entry((route.to_owned(), method, status))
-            .or_default();
+        if !series.contains_key(route) {
+            series.insert(route.to_owned(), BTreeMap::new());
+        }
+        let Some(by_route) = series.get_mut(route) else {
+            return;
+        };
+        let entry = by_route.entry((method, status)).or_default();
         entry.count = entry.count.saturating_add(1);
         entry.sum_s += seconds;
         if let Some(i) = LATENCY_BUCKETS_S.iter().position(|&b| seconds <= b) {
@@ -66,7 +72,14 @@ impl HttpMetrics {
             "# HELP coledger_http_requests_total Requests answered, by route, method and status.\n",
         );
         out.push_str("# TYPE coledger_http_requests_total counter\n");
-        for ((route, method, status), s) in &series {
+        let flat: Vec<(&str, &str, u16, &Series)> = series
+            .iter()
+            .flat_map(|(route, by)| {
+                by.iter()
+                    .map(move |((method, status), s)| (route.as_str(), *method, *status, s))
+            })
+            .collect();
+        for &(route, method, status, s) in &flat {
             let _ = writeln!(
                 out,
                 "coledger_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {}",
@@ -78,7 +91,7 @@ impl HttpMetrics {
         );
         out.push_str("# TYPE coledger_http_request_duration_seconds histogram\n");
         let mut by_route: BTreeMap<(&str, &str), Series> = BTreeMap::new();
-        for ((route, method, _), s) in &series {
+        for &(route, method, _, s) in &flat {
             let merged = by_route.entry((route, method)).or_default();
             merged.count = merged.count.saturating_add(s.count);
             merged.sum_s += s.sum_s;
