@@ -27,12 +27,15 @@ struct Series {
     buckets: [u64; LATENCY_BUCKETS_S.len()],
 }
 
+/// One route's series, by (method, status).
+type ByMethodStatus = BTreeMap<(&'static str, u16), Series>;
+
 /// Request counts and latencies.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
     /// By route, then (method, status). Looked up by `&str`, so a known route costs no
     /// allocation per request.
-    series: Mutex<BTreeMap<String, BTreeMap<(&'static str, u16), Series>>>,
+    series: Mutex<BTreeMap<String, ByMethodStatus>>,
 }
 
 impl HttpMetrics {
