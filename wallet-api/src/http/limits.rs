@@ -80,10 +80,17 @@ impl RateLimiter {
             let (rate, burst) = (self.per_second, self.burst);
             buckets.retain(|_, (tokens, last)| refill(*tokens, *last, now_ms, rate, burst) < burst);
         }
-        let (tokens, last) = buckets.get(key).copied().unwrap_or((self.burst, now_ms));
-        let available = refill(tokens, last, now_ms, self.per_second, self.burst);
+        // A known caller costs no allocation; a new one costs its key once.
+        if !buckets.contains_key(key) {
+            buckets.insert(key.to_owned(), (self.burst, now_ms));
+        }
+        let Some(bucket) = buckets.get_mut(key) else {
+            return Ok(());
+        };
+        let available = refill(bucket.0, bucket.1, now_ms, self.per_second, self.burst);
+        *bucket = (available, now_ms);
         if available >= 1.0 {
-            buckets.insert(key.to_owned(), (available - 1.0, now_ms));
+            bucket.0 = available - 1.0;
             return Ok(());
         }
         let wait_s = if self.per_second > 0.0 {
