@@ -30,21 +30,7 @@ async fn serve_reports_health_and_readiness_and_stops_cleanly() {
         let (status, _) = get(&address, "/no-such-page").await;
         assert_eq!(status, 404);
 
-        let pid = child.id().unwrap().to_string();
-        let killed = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(killed.success());
-        let status = tokio::time::timeout(PATIENCE, child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(
-            status.success(),
-            "{label}: serve exited with {status} on SIGTERM"
-        );
+        stop_with_sigterm(&mut child, label).await;
     }
 }
 

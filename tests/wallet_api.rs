@@ -258,21 +258,7 @@ async fn the_wallet_api_end_to_end() {
             Some(&admin),
         )
         .await;
-        let pid = child.id().unwrap().to_string();
-        let killed = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(killed.success());
-        let status = tokio::time::timeout(PATIENCE, child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(
-            status.success(),
-            "{label}: serve exited with {status} on SIGTERM"
-        );
+        stop_with_sigterm(&mut child, label).await;
         eprintln!("{label}: wallet API end to end passed");
     }
 }

@@ -262,3 +262,22 @@ pub async fn serve(url: &str, extra: &[&str]) -> (Child, String) {
         .to_owned();
     (child, address)
 }
+
+/// Sends SIGTERM and waits: the process must exit 0 (a clean, draining stop).
+pub async fn stop_with_sigterm(child: &mut Child, label: &str) {
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{label}: serve exited with {status} on SIGTERM"
+    );
+}
