@@ -546,6 +546,17 @@ async fn role_boundaries(town: &Town, url: &str) {
         )
         .await;
     assert_eq!(open.status, 403, "{}", open.body);
+    let own_record = town
+        .call(
+            "GET",
+            &format!("/v1/participants/{}", town.shop_participant),
+            Some(&merchant),
+            None,
+        )
+        .await;
+    assert_eq!(own_record.status, 200, "{}", own_record.body);
+    assert_eq!(own_record.json()["accounts"][0]["id"], json!(town.shop));
+    assert_eq!(own_record.json()["accounts"].as_array().unwrap().len(), 1);
     let alice_record = format!("/v1/participants/{}", town.alice_participant);
     assert_eq!(
         town.call("GET", &alice_record, Some(&merchant), None)

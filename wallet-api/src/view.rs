@@ -119,6 +119,8 @@ impl Settled {
 pub struct ViewState {
     units: BTreeMap<UnitCode, Unit>,
     accounts: HashMap<AccountId, AccountView>,
+    /// Each participant's accounts, so a participant's page does not scan every account.
+    by_owner: HashMap<ParticipantId, Vec<AccountId>>,
     paid_requests: HashMap<PaymentRequestId, EntryId>,
     last_position: i64,
 }
@@ -131,6 +133,9 @@ impl ViewState {
 
     /// Adds an account at balance zero.
     pub fn add_account(&mut self, account: Account, owner: Option<ParticipantId>) {
+        if let Some(owner) = owner {
+            self.by_owner.entry(owner).or_default().push(account.id);
+        }
         self.accounts.insert(
             account.id,
             AccountView {
@@ -263,6 +268,15 @@ impl ViewState {
     /// Every account (in no particular order).
     pub fn accounts(&self) -> impl Iterator<Item = &AccountView> {
         self.accounts.values()
+    }
+
+    /// A participant's accounts, in the order they were opened.
+    pub fn accounts_of(&self, owner: ParticipantId) -> impl Iterator<Item = &AccountView> {
+        self.by_owner
+            .get(&owner)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.accounts.get(id))
     }
 
     /// The entry that paid a request, if one did.

@@ -273,8 +273,7 @@ pub(super) async fn get_participant(
         .ok_or_else(|| Problem::not_found("no such participant"))?;
     let accounts: Vec<Value> = {
         let view = state.committer.view().read();
-        view.accounts()
-            .filter(|a| a.owner == Some(id))
+        view.accounts_of(id)
             .map(|a| render::account(a, &view))
             .collect()
     };
