@@ -110,10 +110,12 @@ pub fn judge(
         }
     }
     let mut model: Vec<i64> = vec![OPENING_MINOR; bank.accounts.len()];
-    let mut explained = 1; // the funding entry
-    if !in_journal.contains_key(&bank.funding) {
-        verdict.lost += 1;
-    }
+    let mut explained = bank.funding.len();
+    verdict.lost += bank
+        .funding
+        .iter()
+        .filter(|f| !in_journal.contains_key(f))
+        .count();
     for attempt in attempts {
         verdict.requests += u64::from(attempt.tries);
         let applied = in_journal.get(&attempt.intent_id);
@@ -198,7 +200,7 @@ mod tests {
                 .map(|s| (AccountId::new(), SigningKey::from_bytes(&[s; 32])))
                 .collect(),
             issuer: AccountId::new(),
-            funding: IntentId::new(),
+            funding: vec![IntentId::new()],
         }
     }
 
@@ -218,7 +220,7 @@ mod tests {
         bank: &Bank,
         applied: &[&Attempt],
     ) -> (Vec<(IntentId, EntryId)>, HashMap<AccountId, i64>) {
-        let mut journal = vec![(bank.funding, EntryId::new())];
+        let mut journal = vec![(bank.funding[0], EntryId::new())];
         let mut balances: HashMap<AccountId, i64> = bank
             .accounts
             .iter()

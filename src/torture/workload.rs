@@ -25,6 +25,8 @@ pub const UNIT: &str = "BANK-EUR";
 pub const OPENING_MINOR: i64 = 1_000_00;
 /// Payments are 1..=this many minor units: large enough that some are refused.
 const MAX_PAYMENT_MINOR: i64 = 400_00;
+/// Accounts funded per issuance entry.
+const FUNDING_GROUP: usize = 50;
 /// One request's time limit; past it the outcome is unknown and the client retries.
 const REQUEST_LIMIT: Duration = Duration::from_secs(3);
 
@@ -34,8 +36,8 @@ pub struct Bank {
     pub accounts: Vec<(AccountId, SigningKey)>,
     /// The issuer account.
     pub issuer: AccountId,
-    /// The intent that funded every account.
-    pub funding: IntentId,
+    /// The intents that funded the accounts.
+    pub funding: Vec<IntentId>,
 }
 
 /// What a client learned about one payment.
@@ -146,42 +148,48 @@ pub async fn set_up(address: &str, token: &str, count: usize, seed: u64) -> Resu
         accounts.push(open("holder").await?);
     }
     let unit = UnitCode::new(UNIT)?;
-    let total = OPENING_MINOR.saturating_mul(i64::try_from(count)?);
-    let mut legs = vec![Leg {
-        account: issuer,
-        unit,
-        delta: total.saturating_neg(),
-    }];
-    legs.extend(accounts.iter().map(|(account, _)| Leg {
-        account: *account,
-        unit,
-        delta: OPENING_MINOR,
-    }));
-    let funding = sign(
-        &issuer_key,
-        Action::Entry {
-            kind: EntryKind::Issue,
-            legs,
-            memo: "opening balances".into(),
-            tags: Tags::default(),
-        },
-    )?;
-    let answer = request(
-        address,
-        "POST",
-        "/v1/intents",
-        None,
-        Some(&funding.to_json()),
-        REQUEST_LIMIT,
-    )
-    .await?;
-    if answer.status != 201 {
-        bail!("funding refused: {} {}", answer.status, answer.body);
+    // One issuance per group of accounts: an entry has at most 128 postings and a signed
+    // intent at most 16 KiB.
+    let mut funding = Vec::new();
+    for group in accounts.chunks(FUNDING_GROUP) {
+        let total = OPENING_MINOR.saturating_mul(i64::try_from(group.len())?);
+        let mut legs = vec![Leg {
+            account: issuer,
+            unit,
+            delta: total.saturating_neg(),
+        }];
+        legs.extend(group.iter().map(|(account, _)| Leg {
+            account: *account,
+            unit,
+            delta: OPENING_MINOR,
+        }));
+        let issue = sign(
+            &issuer_key,
+            Action::Entry {
+                kind: EntryKind::Issue,
+                legs,
+                memo: "opening balances".into(),
+                tags: Tags::default(),
+            },
+        )?;
+        let answer = request(
+            address,
+            "POST",
+            "/v1/intents",
+            None,
+            Some(&issue.to_json()),
+            REQUEST_LIMIT,
+        )
+        .await?;
+        if answer.status != 201 {
+            bail!("funding refused: {} {}", answer.status, answer.body);
+        }
+        funding.push(issue.intent().intent_id);
     }
     Ok(Bank {
         accounts,
         issuer,
-        funding: funding.intent().intent_id,
+        funding,
     })
 }
 
