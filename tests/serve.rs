@@ -77,3 +77,33 @@ async fn a_bad_database_url_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn token_create_refuses_unknown_roles_and_unscoped_merchant_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coledger"))
+            .args(["token", "create", "--database-url", &url])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let unknown = run(&["--role", "mayor"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown role \"mayor\""));
+    let unscoped = run(&["--role", "merchant"]);
+    assert!(!unscoped.status.success());
+    assert!(String::from_utf8_lossy(&unscoped.stderr).contains("give --participant"));
+    let nobody = run(&[
+        "--role",
+        "merchant",
+        "--participant",
+        "0192f3a0-aaaa-7000-8000-000000000001",
+    ]);
+    assert!(!nobody.status.success());
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no participant"));
+    let admin = run(&["--role", "admin"]);
+    assert!(admin.status.success());
+    assert!(String::from_utf8_lossy(&admin.stdout).starts_with("colt_"));
+}

@@ -789,6 +789,45 @@ async fn events_and_payment_requests(town: &Town) {
         .await;
     assert_eq!(fetched.json()["status"], "paid");
 
+    // A payment naming a request that does not exist, or one that has expired, is refused.
+    let unknown = signed(
+        &town.alice_key,
+        payment(town.alice, town.shop, 1_00, Some(PaymentRequestId::new())),
+        now_s() + 60,
+    );
+    assert_eq!(
+        town.submit(&unknown).await.problem_type(),
+        "/problems/unknown-payment-request"
+    );
+    let brief = town
+        .admin(
+            "POST",
+            "/v1/payment-requests",
+            Some(json!({"account_id": town.shop, "amount": "1.00", "expires_in_s": 1})),
+        )
+        .await;
+    assert_eq!(brief.status, 201, "{}", brief.body);
+    let brief_id: PaymentRequestId = brief.json()["id"].as_str().unwrap().parse().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let late = signed(
+        &town.alice_key,
+        payment(town.alice, town.shop, 1_00, Some(brief_id)),
+        now_s() + 60,
+    );
+    assert_eq!(
+        town.submit(&late).await.problem_type(),
+        "/problems/payment-request-expired"
+    );
+    let status = town
+        .call(
+            "GET",
+            &format!("/v1/payment-requests/{brief_id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status.json()["status"], "expired");
+
     // Over-precise amounts are refused, naming the field.
     let precise = town
         .admin(

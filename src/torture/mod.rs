@@ -41,15 +41,7 @@ pub async fn failover(args: TortureArgs) -> Result<()> {
 
 /// `coledger torture soak`: a steady load for a long time, watching memory and latency.
 pub async fn soak(args: TortureArgs) -> Result<()> {
-    let scratch = tempfile::tempdir()?;
-    let url = match &args.database_url {
-        Some(url) => url.clone(),
-        None => format!("sqlite://{}", scratch.path().join("soak.db").display()),
-    };
-    let db = wallet_api::Database::connect(&url).await?;
-    db.migrate().await?;
-    let token = crate::token::issue(&db, wallet_api::auth::Role::Admin, None, "soak").await?;
-    db.close().await;
+    let (_scratch, url, token) = prepare(&args).await?;
     let server = Server::start(&url).await?;
     let bank = Arc::new(workload::set_up(&server.address, &token, args.accounts, args.seed).await?);
     let rate = match args.rate {
@@ -103,6 +95,23 @@ enum Faults {
     Failover,
 }
 
+/// The database to torture (a fresh SQLite file unless one is given; the directory lives as
+/// long as the returned guard), migrated, with an admin token for setting it up.
+async fn prepare(args: &TortureArgs) -> Result<(tempfile::TempDir, String, String)> {
+    let scratch = tempfile::tempdir()?;
+    let url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", scratch.path().join("torture.db").display()),
+    };
+    let db = wallet_api::Database::connect(&url)
+        .await
+        .with_context(|| format!("connecting to {}", wallet_api::db::redact(&url)))?;
+    db.migrate().await?;
+    let token = crate::token::issue(&db, wallet_api::auth::Role::Admin, None, "torture").await?;
+    db.close().await;
+    Ok((scratch, url, token))
+}
+
 /// The index of the server whose `/readyz` answers 200.
 async fn find_writer(servers: &[Server]) -> Option<usize> {
     for (index, server) in servers.iter().enumerate() {
@@ -127,11 +136,7 @@ async fn run(args: TortureArgs, faults: Faults) -> Result<()> {
     if args.accounts < 2 || args.clients == 0 {
         bail!("--accounts must be at least 2 and --clients at least 1");
     }
-    let scratch = tempfile::tempdir()?;
-    let url = match &args.database_url {
-        Some(url) => url.clone(),
-        None => format!("sqlite://{}", scratch.path().join("torture.db").display()),
-    };
+    let (_scratch, url, token) = prepare(&args).await?;
     let redacted = wallet_api::db::redact(&url);
     println!(
         "torture {}: {} accounts, {} clients, {} s{} on {redacted}",
@@ -149,13 +154,6 @@ async fn run(args: TortureArgs, faults: Faults) -> Result<()> {
             String::new()
         }
     );
-    let db = wallet_api::Database::connect(&url)
-        .await
-        .with_context(|| format!("connecting to {redacted}"))?;
-    db.migrate().await?;
-    let token = crate::token::issue(&db, wallet_api::auth::Role::Admin, None, "torture").await?;
-    db.close().await;
-
     let first = Server::start(&url).await?;
     let bank = Arc::new(workload::set_up(&first.address, &token, args.accounts, args.seed).await?);
     let mut servers = vec![first];

@@ -265,11 +265,6 @@ impl ViewState {
         self.accounts.get(&id)
     }
 
-    /// Every account (in no particular order).
-    pub fn accounts(&self) -> impl Iterator<Item = &AccountView> {
-        self.accounts.values()
-    }
-
     /// A participant's accounts, in the order they were opened.
     pub fn accounts_of(&self, owner: ParticipantId) -> impl Iterator<Item = &AccountView> {
         self.by_owner

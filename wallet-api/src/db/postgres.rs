@@ -271,13 +271,11 @@ impl LoadSource for PgWriter {
     }
 
     async fn paid_requests(&mut self) -> Result<Vec<(PaymentRequestId, i64)>, DbError> {
-        let found: Vec<rows::PaidRow> = sqlx::query_as(rows::PAID_REQUESTS_SQL)
-            .fetch_all(&mut self.conn)
-            .await?;
-        Ok(found
-            .into_iter()
-            .map(|(request, position)| (PaymentRequestId(request), position))
-            .collect())
+        Ok(rows::paid_requests(
+            sqlx::query_as(rows::PAID_REQUESTS_SQL)
+                .fetch_all(&mut self.conn)
+                .await?,
+        ))
     }
 
     async fn max_position(&mut self) -> Result<i64, DbError> {

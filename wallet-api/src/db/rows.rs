@@ -133,6 +133,13 @@ pub(super) fn units(rows: Vec<UnitRow>) -> Result<Vec<Unit>, DbError> {
         .collect()
 }
 
+/// Paid-request rows to (request, position of the entry that paid it).
+pub(super) fn paid_requests(rows: Vec<PaidRow>) -> Vec<(ledger::PaymentRequestId, i64)> {
+    rows.into_iter()
+        .map(|(request, position)| (ledger::PaymentRequestId(request), position))
+        .collect()
+}
+
 /// `account` rows to accounts.
 pub(super) fn accounts(rows: Vec<AccountRow>) -> Result<Vec<OwnedAccount>, DbError> {
     rows.into_iter()

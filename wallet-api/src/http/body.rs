@@ -196,7 +196,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 /// Parses a query string into `T` (whose fields should deny unknown names).
 pub fn query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, Problem> {
     let raw = raw.unwrap_or("");
-    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded_parse(raw.as_bytes()));
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -211,8 +211,4 @@ pub fn query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, Problem> {
             Problem::invalid_field(&path, format!("query parameter {path}: {inner}"))
         }
     })
-}
-
-fn form_urlencoded_parse(bytes: &[u8]) -> form_urlencoded::Parse<'_> {
-    form_urlencoded::parse(bytes)
 }

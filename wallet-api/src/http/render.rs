@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ledger::{Amount, Balance, Posting, Unit};
+use ledger::{Balance, Posting, Unit};
 use serde_json::{Value, json};
 
 use crate::db::service::{EntryRecord, Participant, PaymentRequest};
@@ -138,9 +138,4 @@ pub fn payment_request(r: &PaymentRequest, view: &ViewState, now_ms: i64) -> Val
         "status": status,
         "entry_id": paid_by,
     })
-}
-
-/// An amount in a unit, both ways.
-pub fn amount(amount: Amount, scale: u8) -> Value {
-    json!({"amount_minor": amount.minor(), "amount": amount.format(scale)})
 }
