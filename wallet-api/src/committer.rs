@@ -308,6 +308,11 @@ impl Committer {
         &self.stats
     }
 
+    /// Whether the writer task still takes requests.
+    pub fn is_running(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
     /// Requests waiting for the writer.
     pub fn queue_depth(&self) -> usize {
         self.queue

@@ -274,6 +274,11 @@ impl ViewState {
             .filter_map(|id| self.accounts.get(id))
     }
 
+    /// How many accounts there are.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
     /// The entry that paid a request, if one did.
     pub fn paid_by(&self, request: PaymentRequestId) -> Option<EntryId> {
         self.paid_requests.get(&request).copied()
