@@ -290,7 +290,7 @@ impl Committer {
     }
 
     /// Runs `look` on the committed Book between batches. For summaries and tests; request
-    /// paths read storage instead, so reads never queue behind writes.
+    /// paths read the committed view instead, so reads never queue behind writes.
     pub async fn inspect<R: Send + 'static>(
         &self,
         look: impl FnOnce(&Book) -> R + Send + 'static,
