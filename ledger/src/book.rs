@@ -13,6 +13,7 @@ use crate::entry::{EntryKind, JournalEntry};
 use crate::ids::{AccountId, EntryId, IntentId};
 use crate::journal::Digest;
 use crate::keys::PublicKey;
+use crate::policy::{CategoryCode, SpendWindow, SpendingRule, UnitPolicy};
 use crate::unit::{Unit, UnitCode, UnitKind};
 
 /// Why the Book refused an entry or a registration. Every variant is a distinct cause a
@@ -84,6 +85,14 @@ pub enum BookError {
     /// A scheme rule forbids the entry.
     #[error("rule violated: {0}")]
     RuleViolation(&'static str),
+    /// A programme's spending rule refused the entry; `rule` names which.
+    #[error("refused by the programme's {rule} rule: {reason}")]
+    SpendingRefused {
+        /// The rule.
+        rule: SpendingRule,
+        /// What exactly, for the person at the till.
+        reason: String,
+    },
     /// A balance would leave the 64-bit range.
     #[error("balance of account {0} would overflow")]
     Overflow(AccountId),
@@ -134,6 +143,12 @@ pub struct Book {
     slots: Vec<Slot>,
     index: HashMap<AccountId, u32>,
     intents: HashMap<IntentId, AppliedIntent>,
+    /// Programme rules per unit; most units have none.
+    policies: HashMap<UnitCode, UnitPolicy>,
+    /// Registered merchants' accounts with their category: whom programme holders may pay.
+    payees: HashMap<AccountId, CategoryCode>,
+    /// What each holder of a programme unit has paid this day and month, for the caps.
+    spent: HashMap<AccountId, SpendWindow>,
     /// Reused per apply: (slot, net change) of each account an entry touches.
     scratch: Vec<(u32, i128)>,
 }
@@ -192,6 +207,40 @@ impl Book {
         Ok(())
     }
 
+    /// Puts a unit under a programme's rules (replacing earlier ones: pass every version).
+    pub fn set_policy(&mut self, unit: UnitCode, policy: UnitPolicy) -> Result<(), BookError> {
+        if !self.units.contains_key(&unit) {
+            return Err(BookError::UnknownUnit(unit));
+        }
+        self.policies.insert(unit, policy);
+        Ok(())
+    }
+
+    /// A unit's programme rules, if it has any.
+    pub fn policy(&self, unit: UnitCode) -> Option<&UnitPolicy> {
+        self.policies.get(&unit)
+    }
+
+    /// Registers (with its category) or deregisters an account as a merchant that programme
+    /// holders may pay.
+    pub fn set_payee(
+        &mut self,
+        id: AccountId,
+        category: Option<CategoryCode>,
+    ) -> Result<(), BookError> {
+        self.slot(id)?;
+        match category {
+            Some(code) => self.payees.insert(id, code),
+            None => self.payees.remove(&id),
+        };
+        Ok(())
+    }
+
+    /// The category of a registered merchant's account.
+    pub fn payee(&self, id: AccountId) -> Option<CategoryCode> {
+        self.payees.get(&id).copied()
+    }
+
     /// Applies every posting of `entry`, or none and says why.
     pub fn apply(&mut self, entry: &JournalEntry) -> Result<(), BookError> {
         let auth = entry.authorisation();
@@ -209,8 +258,10 @@ impl Book {
         deltas.clear();
         let result = self
             .collect_deltas(entry, &mut deltas)
+            .and_then(|()| self.check_policies(entry))
             .and_then(|()| self.check_limits(&deltas));
         if result.is_ok() {
+            self.record_spending(entry);
             for &(slot, delta) in &deltas {
                 let balance = &mut self.slots[slot as usize].balance;
                 // check_limits proved the sum fits in i64.
@@ -268,6 +319,7 @@ impl Book {
                     .ok_or(BookError::Overflow(id))?;
             }
         }
+        self.record_spending(entry);
         self.intents.insert(
             auth.intent_id,
             AppliedIntent {
@@ -313,7 +365,9 @@ impl Book {
                 }
             }
             let payer = &self.slots[debit];
-            if payer.account.authority != Some(signer) {
+            if payer.account.authority != Some(signer)
+                && !self.administers(entry.kind(), payer, &self.slots[credit], signer)?
+            {
                 return Err(BookError::NotAuthorised(payer.account.id));
             }
             check_kind_rules(entry.kind(), payer)?;
@@ -322,6 +376,251 @@ impl Book {
             add_delta(deltas, credit, amount);
         }
         Ok(())
+    }
+
+    /// Whether `signer` may debit `payer` as its unit's programme administrator: only to
+    /// return expired units to an issuer (budget) account, or to move a holder's balance to
+    /// a replacement card. An administrator signing anything else is refused by name.
+    fn administers(
+        &self,
+        kind: EntryKind,
+        payer: &Slot,
+        payee: &Slot,
+        signer: PublicKey,
+    ) -> Result<bool, BookError> {
+        let Some(policy) = self.policies.get(&payer.account.unit) else {
+            return Ok(false);
+        };
+        if policy.administrator() != signer || payer.account.kind != AccountKind::Holder {
+            return Ok(false);
+        }
+        let allowed = match kind {
+            EntryKind::Expire => payee.account.kind == AccountKind::Issuer,
+            EntryKind::CardReplacement => payee.account.kind == AccountKind::Holder,
+            _ => false,
+        };
+        if allowed {
+            Ok(true)
+        } else {
+            Err(refused(
+                SpendingRule::AdministratorScope,
+                format!(
+                    "the programme key moves a household's units only back to the budget \
+                     (expire) or to its replacement card (card_replacement), not by a {} entry \
+                     to account {}",
+                    kind.as_str(),
+                    payee.account.id
+                ),
+            ))
+        }
+    }
+
+    /// The programme rules of every unit the entry moves: where holders may pay, their caps,
+    /// and how merchants redeem.
+    fn check_policies(&self, entry: &JournalEntry) -> Result<(), BookError> {
+        if self.policies.is_empty() {
+            return Ok(());
+        }
+        let at = entry.created_at();
+        // (holder, unit, total paid by this entry) for the caps.
+        let mut paying: Vec<(AccountId, UnitCode, i64)> = Vec::new();
+        for posting in entry.postings() {
+            let Some(policy) = self.policies.get(&posting.unit) else {
+                continue;
+            };
+            let payer = &self.slots[self.slot(posting.debit)?].account;
+            if payer.kind != AccountKind::Holder {
+                continue;
+            }
+            match entry.kind() {
+                EntryKind::Payment => {}
+                // The administrator's scope was checked with the authority.
+                EntryKind::Expire | EntryKind::CardReplacement
+                    if entry.authorisation().signer == policy.administrator() =>
+                {
+                    continue;
+                }
+                other => {
+                    return Err(refused(
+                        SpendingRule::HolderPaysByPaymentOnly,
+                        format!(
+                            "household accounts in {} pay by payment entries only, not {}",
+                            posting.unit,
+                            other.as_str()
+                        ),
+                    ));
+                }
+            }
+            let Some(rules) = policy.rules_at(at) else {
+                continue;
+            };
+            let Some(category) = self.payees.get(&posting.credit) else {
+                return Err(refused(
+                    SpendingRule::RegisteredMerchantsOnly,
+                    format!(
+                        "{} is accepted only by registered merchants; account {} is not one",
+                        posting.unit, posting.credit
+                    ),
+                ));
+            };
+            if let Some(allowed) = &rules.allowed_categories
+                && !allowed.contains(category)
+            {
+                return Err(refused(
+                    SpendingRule::MerchantCategory,
+                    format!(
+                        "merchants of category {category} do not accept {}; allowed: {}",
+                        posting.unit,
+                        join(allowed)
+                    ),
+                ));
+            }
+            match paying.iter_mut().find(|(a, _, _)| *a == payer.id) {
+                Some((_, _, total)) => *total = total.saturating_add(posting.amount.minor()),
+                None => paying.push((payer.id, posting.unit, posting.amount.minor())),
+            }
+        }
+        for (holder, unit, amount) in paying {
+            self.check_caps(holder, unit, amount, at)?;
+        }
+        if entry.kind() == EntryKind::Redeem {
+            self.check_redemption(entry)?;
+        }
+        Ok(())
+    }
+
+    fn check_caps(
+        &self,
+        holder: AccountId,
+        unit: UnitCode,
+        amount: i64,
+        at: crate::TimestampMs,
+    ) -> Result<(), BookError> {
+        let Some(rules) = self.policies.get(&unit).and_then(|p| p.rules_at(at)) else {
+            return Ok(());
+        };
+        let scale = self.units.get(&unit).map_or(0, Unit::scale);
+        let (day, month) = self
+            .spent
+            .get(&holder)
+            .copied()
+            .unwrap_or_default()
+            .after(at, amount);
+        for (cap, total, rule, period) in [
+            (rules.daily_cap, day, SpendingRule::DailyCap, "today"),
+            (
+                rules.monthly_cap,
+                month,
+                SpendingRule::MonthlyCap,
+                "this month",
+            ),
+        ] {
+            if let Some(cap) = cap
+                && total > cap.minor()
+            {
+                let already = total.saturating_sub(amount);
+                return Err(refused(
+                    rule,
+                    format!(
+                        "this payment would bring {period}'s spending to {} {unit}; the cap is {} \
+                         ({} spent so far)",
+                        Balance(total).format(scale),
+                        cap.format(scale),
+                        Balance(already).format(scale)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A redemption in a programme unit: one registered merchant gives units to the clearing
+    /// account and pays exactly the programme's fee to the fee account.
+    fn check_redemption(&self, entry: &JournalEntry) -> Result<(), BookError> {
+        let Some(first) = entry.postings().first() else {
+            return Ok(());
+        };
+        let Some(policy) = self.policies.get(&first.unit) else {
+            return Ok(());
+        };
+        let not_open = || {
+            refused(
+                SpendingRule::Redemption,
+                format!("redemption of {} is not open", first.unit),
+            )
+        };
+        let rule = policy
+            .rules_at(entry.created_at())
+            .and_then(|r| r.redemption.as_ref())
+            .ok_or_else(not_open)?;
+        let merchant = first.debit;
+        if !self.payees.contains_key(&merchant) {
+            return Err(refused(
+                SpendingRule::Redemption,
+                format!("only registered merchants redeem; account {merchant} is not one"),
+            ));
+        }
+        let (mut gross, mut fee) = (0i64, 0i64);
+        for posting in entry.postings() {
+            let amount = posting.amount.minor();
+            if posting.debit != merchant || posting.unit != first.unit {
+                return Err(refused(
+                    SpendingRule::Redemption,
+                    "a redemption debits one merchant account in one unit".to_owned(),
+                ));
+            }
+            if posting.credit == rule.fee_account {
+                fee = fee.saturating_add(amount);
+            } else if posting.credit != rule.clearing_account {
+                return Err(refused(
+                    SpendingRule::Redemption,
+                    format!(
+                        "a redemption credits the clearing account {} and the fee account {} only",
+                        rule.clearing_account, rule.fee_account
+                    ),
+                ));
+            }
+            gross = gross.saturating_add(amount);
+        }
+        let expected = crate::Amount::from_minor(gross)
+            .map(|g| rule.fee_for(g).minor())
+            .unwrap_or(fee);
+        if fee != expected {
+            let scale = self.units.get(&first.unit).map_or(0, Unit::scale);
+            return Err(refused(
+                SpendingRule::RedemptionFee,
+                format!(
+                    "the fee on {} is {} ({} basis points, rounded half up), not {}",
+                    Balance(gross).format(scale),
+                    Balance(expected).format(scale),
+                    rule.fee_basis_points,
+                    Balance(fee).format(scale)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts holders' payments toward their caps; called once an entry is applied.
+    fn record_spending(&mut self, entry: &JournalEntry) {
+        if self.policies.is_empty() || entry.kind() != EntryKind::Payment {
+            return;
+        }
+        for posting in entry.postings() {
+            if !self.policies.contains_key(&posting.unit) {
+                continue;
+            }
+            let is_holder = self
+                .index
+                .get(&posting.debit)
+                .is_some_and(|&s| self.slots[s as usize].account.kind == AccountKind::Holder);
+            if is_holder {
+                self.spent
+                    .entry(posting.debit)
+                    .or_default()
+                    .record(entry.created_at(), posting.amount.minor());
+            }
+        }
     }
 
     fn check_limits(&self, deltas: &[(u32, i128)]) -> Result<(), BookError> {
@@ -422,6 +721,15 @@ fn add_delta(deltas: &mut Vec<(u32, i128)>, slot: usize, change: i128) {
     }
 }
 
+fn refused(rule: SpendingRule, reason: String) -> BookError {
+    BookError::SpendingRefused { rule, reason }
+}
+
+fn join(codes: &[CategoryCode]) -> String {
+    let names: Vec<String> = codes.iter().map(ToString::to_string).collect();
+    names.join(", ")
+}
+
 /// Scheme rules that depend on what the entry is and who pays.
 fn check_kind_rules(kind: EntryKind, payer: &Slot) -> Result<(), BookError> {
     let issuer_pays = payer.account.kind == AccountKind::Issuer;
@@ -488,6 +796,15 @@ mod tests {
         signer: PublicKey,
         postings: &[(UnitCode, AccountId, AccountId, i64)],
     ) -> JournalEntry {
+        entry_at(kind, signer, postings, 0)
+    }
+
+    fn entry_at(
+        kind: EntryKind,
+        signer: PublicKey,
+        postings: &[(UnitCode, AccountId, AccountId, i64)],
+        at: crate::TimestampMs,
+    ) -> JournalEntry {
         let postings = postings
             .iter()
             .map(|&(unit, debit, credit, minor)| Posting {
@@ -510,7 +827,7 @@ mod tests {
             String::new(),
             Tags::default(),
             auth,
-            0,
+            at,
         )
         .unwrap()
     }
@@ -752,5 +1069,311 @@ mod tests {
             f.book.open_account(stray),
             Err(BookError::UnknownUnit(_))
         ));
+    }
+
+    mod programme_rules {
+        use super::*;
+        use crate::policy::{RedemptionRule, SpendingRules};
+
+        const PROGRAMME: PublicKey = PublicKey([7; 32]);
+        const DAY: i64 = 86_400_000;
+
+        struct Programme {
+            f: Fixture,
+            pharmacy: AccountId,
+            casino: AccountId,
+            clearing: AccountId,
+            fees: AccountId,
+            bob: AccountId,
+        }
+
+        fn rules(at: i64) -> SpendingRules {
+            SpendingRules {
+                effective_from: at,
+                allowed_categories: Some(vec![
+                    CategoryCode::parse("5411").unwrap(),
+                    CategoryCode::parse("5912").unwrap(),
+                ]),
+                daily_cap: Some(Amount::from_minor(3_000).unwrap()),
+                monthly_cap: Some(Amount::from_minor(4_000).unwrap()),
+                redemption: None,
+            }
+        }
+
+        fn programme(versions: Vec<SpendingRules>) -> Programme {
+            let mut f = funded();
+            let mut open = |kind, key| {
+                let account = Account::new(f.unit, kind, key);
+                let id = account.id;
+                f.book.open_account(account).unwrap();
+                id
+            };
+            let pharmacy = open(AccountKind::Merchant, Some(PublicKey([3; 32])));
+            let casino = open(AccountKind::Merchant, Some(PublicKey([4; 32])));
+            let clearing = open(AccountKind::System, None);
+            let fees = open(AccountKind::System, None);
+            let bob = open(AccountKind::Holder, Some(PublicKey([5; 32])));
+            let versions = versions
+                .into_iter()
+                .map(|mut v| {
+                    if v.redemption.is_some() {
+                        v.redemption = Some(RedemptionRule {
+                            clearing_account: clearing,
+                            fee_account: fees,
+                            fee_basis_points: 150,
+                        });
+                    }
+                    v
+                })
+                .collect();
+            f.book
+                .set_policy(f.unit, UnitPolicy::new(PROGRAMME, versions).unwrap())
+                .unwrap();
+            let grocer = f.shop;
+            f.book
+                .set_payee(grocer, Some(CategoryCode::parse("5411").unwrap()))
+                .unwrap();
+            f.book
+                .set_payee(pharmacy, Some(CategoryCode::parse("5912").unwrap()))
+                .unwrap();
+            f.book
+                .set_payee(casino, Some(CategoryCode::parse("7995").unwrap()))
+                .unwrap();
+            Programme {
+                f,
+                pharmacy,
+                casino,
+                clearing,
+                fees,
+                bob,
+            }
+        }
+
+        fn rule_of(result: Result<(), BookError>) -> SpendingRule {
+            match result {
+                Err(BookError::SpendingRefused { rule, .. }) => rule,
+                other => panic!("expected a spending rule refusal, got {other:?}"),
+            }
+        }
+
+        #[test]
+        fn holders_pay_registered_merchants_of_allowed_categories_only() {
+            let mut p = programme(vec![rules(0)]);
+            let (unit, alice) = (p.f.unit, p.f.alice);
+            let pay = |to| entry_at(EntryKind::Payment, ALICE, &[(unit, alice, to, 100)], DAY);
+            p.f.book.apply(&pay(p.f.shop)).unwrap();
+            p.f.book.apply(&pay(p.pharmacy)).unwrap();
+            assert_eq!(
+                rule_of(p.f.book.apply(&pay(p.casino))),
+                SpendingRule::MerchantCategory
+            );
+            assert_eq!(
+                rule_of(p.f.book.apply(&pay(p.bob))),
+                SpendingRule::RegisteredMerchantsOnly
+            );
+            // A holder cannot dress a transfer up as another kind to dodge the rules.
+            let gift = entry_at(EntryKind::Fee, ALICE, &[(unit, alice, p.bob, 100)], DAY);
+            assert_eq!(
+                rule_of(p.f.book.apply(&gift)),
+                SpendingRule::HolderPaysByPaymentOnly
+            );
+            let swap = entry_at(
+                EntryKind::CardReplacement,
+                ALICE,
+                &[(unit, alice, p.bob, 100)],
+                DAY,
+            );
+            assert_eq!(
+                rule_of(p.f.book.apply(&swap)),
+                SpendingRule::HolderPaysByPaymentOnly
+            );
+            // A deregistered merchant is no longer payable.
+            p.f.book.set_payee(p.pharmacy, None).unwrap();
+            assert_eq!(
+                rule_of(p.f.book.apply(&pay(p.pharmacy))),
+                SpendingRule::RegisteredMerchantsOnly
+            );
+            assert_eq!(p.f.book.balance(alice), Some(Balance(4_800)));
+            p.f.book.check_invariants().unwrap();
+        }
+
+        #[test]
+        fn daily_and_monthly_caps_count_payments_and_reset() {
+            let mut p = programme(vec![rules(0)]);
+            let (unit, alice, shop) = (p.f.unit, p.f.alice, p.f.shop);
+            let top_up = entry(
+                EntryKind::Issue,
+                OPERATOR,
+                &[(unit, p.f.issuer, alice, 10_000)],
+            );
+            p.f.book.apply(&top_up).unwrap();
+            let pay =
+                |minor, at| entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, minor)], at);
+            // Day 31 of January 1970, then 1 February: a new day and a new month.
+            let jan = 30 * DAY;
+            p.f.book.apply(&pay(2_000, jan)).unwrap();
+            p.f.book.apply(&pay(1_000, jan + 1)).unwrap();
+            assert_eq!(
+                rule_of(p.f.book.apply(&pay(1, jan + 2))),
+                SpendingRule::DailyCap
+            );
+            let feb = 31 * DAY;
+            p.f.book.apply(&pay(1_000, feb)).unwrap();
+            p.f.book.apply(&pay(1_000, feb + DAY)).unwrap();
+            p.f.book.apply(&pay(1_000, feb + 2 * DAY)).unwrap();
+            match p.f.book.apply(&pay(1_001, feb + 3 * DAY)) {
+                Err(BookError::SpendingRefused { rule, reason }) => {
+                    assert_eq!(rule, SpendingRule::MonthlyCap);
+                    assert!(
+                        reason.contains("40.01") && reason.contains("30.00 spent"),
+                        "{reason}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            // Replaying the same stream rebuilds the counters: the cap still binds.
+            let mut replayed = programme(vec![rules(0)]);
+            for e in [
+                pay(1_000, feb),
+                pay(1_000, feb + DAY),
+                pay(1_000, feb + 2 * DAY),
+            ] {
+                replayed.f.book.replay(&e).unwrap();
+            }
+            assert_eq!(
+                rule_of(replayed.f.book.apply(&pay(1_001, feb + 3 * DAY))),
+                SpendingRule::MonthlyCap
+            );
+        }
+
+        #[test]
+        fn a_rule_change_applies_from_its_effective_time_only() {
+            let mut loose = rules(0);
+            loose.allowed_categories = None;
+            loose.daily_cap = None;
+            loose.monthly_cap = None;
+            let mut p = programme(vec![loose, rules(10 * DAY)]);
+            let (unit, alice, casino) = (p.f.unit, p.f.alice, p.casino);
+            let pay = |at| entry_at(EntryKind::Payment, ALICE, &[(unit, alice, casino, 100)], at);
+            p.f.book.apply(&pay(DAY)).unwrap();
+            assert_eq!(
+                rule_of(p.f.book.apply(&pay(10 * DAY))),
+                SpendingRule::MerchantCategory
+            );
+        }
+
+        #[test]
+        fn the_programme_key_only_expires_to_the_budget_or_replaces_a_card() {
+            let mut p = programme(vec![rules(0)]);
+            let (unit, alice, issuer, bob) = (p.f.unit, p.f.alice, p.f.issuer, p.bob);
+            let expire = entry_at(
+                EntryKind::Expire,
+                PROGRAMME,
+                &[(unit, alice, issuer, 500)],
+                DAY,
+            );
+            p.f.book.apply(&expire).unwrap();
+            let replace = entry_at(
+                EntryKind::CardReplacement,
+                PROGRAMME,
+                &[(unit, alice, bob, 4_500)],
+                DAY,
+            );
+            p.f.book.apply(&replace).unwrap();
+            assert_eq!(p.f.book.balance(bob), Some(Balance(4_500)));
+            let steal = entry_at(
+                EntryKind::Payment,
+                PROGRAMME,
+                &[(unit, bob, p.f.shop, 1)],
+                DAY,
+            );
+            assert_eq!(
+                rule_of(p.f.book.apply(&steal)),
+                SpendingRule::AdministratorScope
+            );
+            let expire_to_shop = entry_at(
+                EntryKind::Expire,
+                PROGRAMME,
+                &[(unit, bob, p.f.shop, 1)],
+                DAY,
+            );
+            assert_eq!(
+                rule_of(p.f.book.apply(&expire_to_shop)),
+                SpendingRule::AdministratorScope
+            );
+            // Someone else's key gets the plain refusal.
+            let other = entry_at(EntryKind::Expire, ALICE, &[(unit, bob, issuer, 1)], DAY);
+            assert_eq!(p.f.book.apply(&other), Err(BookError::NotAuthorised(bob)));
+        }
+
+        #[test]
+        fn merchants_redeem_with_exactly_the_programme_fee() {
+            let mut with_redemption = rules(0);
+            with_redemption.redemption = Some(RedemptionRule {
+                clearing_account: AccountId::new(),
+                fee_account: AccountId::new(),
+                fee_basis_points: 0,
+            });
+            let mut p = programme(vec![with_redemption]);
+            let (unit, alice, shop) = (p.f.unit, p.f.alice, p.f.shop);
+            let shop_key = PublicKey([2; 32]);
+            p.f.book
+                .apply(&entry_at(
+                    EntryKind::Payment,
+                    ALICE,
+                    &[(unit, alice, shop, 2_000)],
+                    DAY,
+                ))
+                .unwrap();
+            let redeem = |net, fee| {
+                entry_at(
+                    EntryKind::Redeem,
+                    shop_key,
+                    &[(unit, shop, p.clearing, net), (unit, shop, p.fees, fee)],
+                    DAY,
+                )
+            };
+            // 1.5 % of 20.00 is 0.30.
+            assert_eq!(
+                rule_of(p.f.book.apply(&redeem(1_980, 20))),
+                SpendingRule::RedemptionFee
+            );
+            p.f.book.apply(&redeem(1_970, 30)).unwrap();
+            assert_eq!(p.f.book.balance(p.clearing), Some(Balance(1_970)));
+            assert_eq!(p.f.book.balance(p.fees), Some(Balance(30)));
+            // A holder cannot redeem, and nobody redeems into another account.
+            let holder_redeems = entry_at(
+                EntryKind::Redeem,
+                ALICE,
+                &[(unit, alice, p.clearing, 100)],
+                DAY,
+            );
+            assert_eq!(
+                rule_of(p.f.book.apply(&holder_redeems)),
+                SpendingRule::HolderPaysByPaymentOnly
+            );
+            p.f.book.check_invariants().unwrap();
+        }
+
+        #[test]
+        fn redemption_is_refused_where_the_programme_has_not_opened_it() {
+            let mut p = programme(vec![rules(0)]);
+            let (unit, alice, shop) = (p.f.unit, p.f.alice, p.f.shop);
+            p.f.book
+                .apply(&entry_at(
+                    EntryKind::Payment,
+                    ALICE,
+                    &[(unit, alice, shop, 1_000)],
+                    DAY,
+                ))
+                .unwrap();
+            let redeem = entry_at(
+                EntryKind::Redeem,
+                PublicKey([2; 32]),
+                &[(unit, shop, p.clearing, 1_000)],
+                DAY,
+            );
+            assert_eq!(rule_of(p.f.book.apply(&redeem)), SpendingRule::Redemption);
+        }
     }
 }

@@ -95,11 +95,13 @@ pub enum EntryKind {
     Reversal,
     /// A conversion between units (e.g. points to vouchers).
     Convert,
+    /// A lost card's balance moved to its replacement.
+    CardReplacement,
 }
 
 impl EntryKind {
     /// Every kind, for iteration in tests and reports.
-    pub const ALL: [EntryKind; 10] = [
+    pub const ALL: [EntryKind; 11] = [
         EntryKind::Issue,
         EntryKind::Payment,
         EntryKind::Redeem,
@@ -110,6 +112,7 @@ impl EntryKind {
         EntryKind::WasteReward,
         EntryKind::Reversal,
         EntryKind::Convert,
+        EntryKind::CardReplacement,
     ];
 
     /// The stored name.
@@ -125,6 +128,7 @@ impl EntryKind {
             EntryKind::WasteReward => "waste_reward",
             EntryKind::Reversal => "reversal",
             EntryKind::Convert => "convert",
+            EntryKind::CardReplacement => "card_replacement",
         }
     }
 

@@ -24,6 +24,7 @@ pub mod ids;
 pub mod intent;
 pub mod journal;
 pub mod keys;
+pub mod policy;
 pub mod unit;
 
 pub use account::{Account, AccountKind, AccountStatus, Limits};
@@ -34,6 +35,7 @@ pub use ids::{AccountId, EntryId, IntentId, ParticipantId, PaymentRequestId};
 pub use intent::{Action, Intent, IntentError, SignedIntent, VerifiedIntent};
 pub use journal::{ChainHead, Digest, JournalLink};
 pub use keys::{PublicKey, Signature};
+pub use policy::{CategoryCode, RedemptionRule, SpendingRule, SpendingRules, UnitPolicy};
 pub use unit::{Unit, UnitCode, UnitError, UnitKind};
 
 /// A moment in time as milliseconds since the Unix epoch (UTC). The ledger never reads the
