@@ -1233,6 +1233,9 @@ mod tests {
             }
             // Replaying the same stream rebuilds the counters: the cap still binds.
             let mut replayed = programme(vec![rules(0)]);
+            let (alice, shop) = (replayed.f.alice, replayed.f.shop);
+            let pay =
+                |minor, at| entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, minor)], at);
             for e in [
                 pay(1_000, feb),
                 pay(1_000, feb + DAY),
