@@ -107,6 +107,18 @@ typed_id!(
     /// intent names so that it settles that request and no other.
     PaymentRequestId
 );
+typed_id!(
+    /// Identifies a municipal programme (minimum income, emergency aid).
+    ProgrammeId
+);
+typed_id!(
+    /// Identifies a household enrolled in a programme.
+    HouseholdId
+);
+typed_id!(
+    /// Identifies a disbursement run of a programme.
+    RunId
+);
 
 #[cfg(test)]
 mod tests {

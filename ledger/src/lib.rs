@@ -31,7 +31,9 @@ pub use account::{Account, AccountKind, AccountStatus, Limits};
 pub use amount::{Amount, AmountError, Balance};
 pub use book::{Book, BookError, InvariantViolation};
 pub use entry::{Authorisation, EntryError, EntryKind, JournalEntry, Leg, Posting, Tags};
-pub use ids::{AccountId, EntryId, IntentId, ParticipantId, PaymentRequestId};
+pub use ids::{
+    AccountId, EntryId, HouseholdId, IntentId, ParticipantId, PaymentRequestId, ProgrammeId, RunId,
+};
 pub use intent::{Action, Intent, IntentError, SignedIntent, VerifiedIntent};
 pub use journal::{ChainHead, Digest, JournalLink};
 pub use keys::{PublicKey, Signature};

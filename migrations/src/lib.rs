@@ -17,11 +17,21 @@ type Embedded = (i64, &'static str, &'static str);
 const SQLITE: &[Embedded] = &[
     (1, "ledger", include_str!("../sqlite/0001_ledger.sql")),
     (2, "service", include_str!("../sqlite/0002_service.sql")),
+    (
+        3,
+        "programmes",
+        include_str!("../sqlite/0003_programmes.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
     (1, "ledger", include_str!("../postgres/0001_ledger.sql")),
     (2, "service", include_str!("../postgres/0002_service.sql")),
+    (
+        3,
+        "programmes",
+        include_str!("../postgres/0003_programmes.sql"),
+    ),
 ];
 
 /// Migrations compiled into the binary, so the service needs no files beside it.

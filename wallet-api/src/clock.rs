@@ -31,6 +31,11 @@ impl ManualClock {
     pub fn new(now_ms: i64) -> Self {
         Self(AtomicI64::new(now_ms))
     }
+
+    /// Moves the clock forward (or back, with a negative step).
+    pub fn advance(&self, step_ms: i64) {
+        self.0.fetch_add(step_ms, Ordering::SeqCst);
+    }
 }
 
 impl Clock for ManualClock {

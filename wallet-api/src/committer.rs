@@ -119,6 +119,10 @@ pub const BATCH_SIZE_BUCKETS: [u64; 7] = [1, 4, 16, 64, 256, 1024, 4096];
 
 type Inspection = Box<dyn FnOnce(&Book) + Send>;
 
+/// A change to the Book's rules that storage already holds elsewhere (programme tables), so
+/// it writes nothing: a reload rebuilds it from those tables.
+type Configuration = Box<dyn FnOnce(&mut Book) -> Result<(), BookError> + Send>;
+
 struct Submission {
     entry: JournalEntry,
     units: Vec<UnitCode>,
@@ -133,6 +137,8 @@ enum Command {
     Submit(Box<Submission>),
     AddUnit(Unit, oneshot::Sender<Result<(), CommitError>>),
     OpenAccount(Box<NewAccount>, oneshot::Sender<Result<(), CommitError>>),
+    OpenAccounts(Vec<NewAccount>, oneshot::Sender<Result<(), CommitError>>),
+    Configure(Configuration, oneshot::Sender<Result<(), CommitError>>),
     SetAuthority(
         AccountId,
         PublicKey,
@@ -267,6 +273,25 @@ impl Committer {
         let (reply, answer) = oneshot::channel();
         let new = NewAccount { account, owner };
         self.send(Command::OpenAccount(Box::new(new), reply))
+            .await?;
+        answer.await.map_err(|_| CommitError::Stopped)?
+    }
+
+    /// Opens many accounts in one transaction: all of them, or none if any is refused.
+    pub async fn open_accounts(&self, accounts: Vec<NewAccount>) -> Result<(), CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::OpenAccounts(accounts, reply)).await?;
+        answer.await.map_err(|_| CommitError::Stopped)?
+    }
+
+    /// Changes the Book's rules (programme policies, registered merchants) between batches.
+    /// The caller stores the change in its own tables first; the load rebuilds it from them.
+    pub async fn configure(
+        &self,
+        change: impl FnOnce(&mut Book) -> Result<(), BookError> + Send + 'static,
+    ) -> Result<(), CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Configure(Box::new(change), reply))
             .await?;
         answer.await.map_err(|_| CommitError::Stopped)?
     }
@@ -733,6 +758,14 @@ impl WriterTask {
                     .map(|()| write.accounts.push(*new));
                 Staged::Reply(Reply::Admin(reply, result.map_err(CommitError::from)))
             }
+            Command::OpenAccounts(accounts, reply) => {
+                let result = open_all(book, &accounts).map(|()| write.accounts.extend(accounts));
+                Staged::Reply(Reply::Admin(reply, result.map_err(CommitError::from)))
+            }
+            Command::Configure(change, reply) => {
+                let result = change(book).map_err(CommitError::from);
+                Staged::Reply(Reply::Admin(reply, result))
+            }
             Command::SetAuthority(id, key, reply) => {
                 let result = book
                     .set_authority(id, key)
@@ -783,6 +816,24 @@ impl WriterTask {
     }
 }
 
+/// Opens every account or none: all are checked before the first is opened.
+fn open_all(book: &mut Book, accounts: &[NewAccount]) -> Result<(), BookError> {
+    let mut seen = HashSet::default();
+    for new in accounts {
+        let account = &new.account;
+        if book.unit(account.unit).is_none() {
+            return Err(BookError::UnknownUnit(account.unit));
+        }
+        if book.account(account.id).is_some() || !seen.insert(account.id) {
+            return Err(BookError::DuplicateAccount(account.id));
+        }
+    }
+    for new in accounts {
+        book.open_account(new.account.clone())?;
+    }
+    Ok(())
+}
+
 fn refuse(command: Command, reason: &str) {
     let unavailable = || CommitError::Unavailable(reason.to_owned());
     match command {
@@ -791,6 +842,8 @@ fn refuse(command: Command, reason: &str) {
         }
         Command::AddUnit(_, reply)
         | Command::OpenAccount(_, reply)
+        | Command::OpenAccounts(_, reply)
+        | Command::Configure(_, reply)
         | Command::SetStatus(_, _, reply)
         | Command::SetAuthority(_, _, reply) => {
             let _ = reply.send(Err(unavailable()));

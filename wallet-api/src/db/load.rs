@@ -50,6 +50,22 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
             })?;
     }
 
+    // Programme rules before the replay, which counts holders' spending toward their caps.
+    for (unit, policy) in source.policies().await? {
+        book.set_policy(unit, policy)
+            .map_err(|source| LoadError::Book {
+                position: 0,
+                source,
+            })?;
+    }
+    for (account, category) in source.payees().await? {
+        book.set_payee(account, Some(category))
+            .map_err(|source| LoadError::Book {
+                position: 0,
+                source,
+            })?;
+    }
+
     // Which entry (by position) paid which request; positions only grow, so a sorted list
     // is consumed in step with the replay.
     let mut paid = source.paid_requests().await?;

@@ -5,9 +5,20 @@
 //! beside an SQLite file) on the very connection it writes with, so if it loses the lease it
 //! also loses the ability to write: two processes can never both extend a unit's journal.
 
+/// Runs the same query text on whichever pool the database has.
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            Database::Sqlite { pool: $pool, .. } => $body,
+            Database::Postgres { pool: $pool, .. } => $body,
+        }
+    };
+}
+
 mod load;
 pub mod naive;
 mod postgres;
+pub mod programmes;
 pub use postgres::WRITER_APPLICATION_NAME;
 mod rows;
 pub mod scratch;
@@ -447,6 +458,10 @@ trait LoadSource {
     async fn units(&mut self) -> Result<Vec<Unit>, DbError>;
     /// Accounts as stored, in creation order.
     async fn accounts(&mut self) -> Result<Vec<OwnedAccount>, DbError>;
+    /// Each programme unit's policy (every rule version).
+    async fn policies(&mut self) -> Result<Vec<(ledger::UnitCode, ledger::UnitPolicy)>, DbError>;
+    /// Approved merchants' accounts with their category.
+    async fn payees(&mut self) -> Result<Vec<(ledger::AccountId, ledger::CategoryCode)>, DbError>;
     /// Payment requests already paid, with the position of the entry that paid each.
     async fn paid_requests(&mut self) -> Result<Vec<(PaymentRequestId, i64)>, DbError>;
     /// Every journal link with its entry position, ordered by position then unit.

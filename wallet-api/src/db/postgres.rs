@@ -2,7 +2,7 @@
 //! per table, so a batch of any size costs the same few round trips.
 
 use ledger::journal::JournalLink;
-use ledger::{PaymentRequestId, Unit};
+use ledger::{AccountId, CategoryCode, PaymentRequestId, Unit, UnitCode, UnitPolicy};
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 
@@ -276,6 +276,22 @@ impl LoadSource for PgWriter {
                 .fetch_all(&mut self.conn)
                 .await?,
         ))
+    }
+
+    async fn policies(&mut self) -> Result<Vec<(UnitCode, UnitPolicy)>, DbError> {
+        rows::policies(
+            sqlx::query_as(rows::POLICY_SQL)
+                .fetch_all(&mut self.conn)
+                .await?,
+        )
+    }
+
+    async fn payees(&mut self) -> Result<Vec<(AccountId, CategoryCode)>, DbError> {
+        rows::payees(
+            sqlx::query_as(rows::PAYEES_SQL)
+                .fetch_all(&mut self.conn)
+                .await?,
+        )
     }
 
     async fn max_position(&mut self) -> Result<i64, DbError> {

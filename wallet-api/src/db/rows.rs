@@ -63,6 +63,20 @@ pub(super) const PAID_REQUESTS_SQL: &str =
 /// Request id and the position of the entry that paid it.
 pub(super) type PaidRow = (Uuid, i64);
 
+/// Every rule version of every programme, with what the unit's policy needs.
+pub(super) const POLICY_SQL: &str = "select p.unit, p.administrator, p.clearing_account, \
+     p.fee_account, r.effective_from, r.rules from programme p \
+     join programme_rules r on r.programme = p.id order by p.unit, r.version";
+/// Unit, administrator key, clearing and fee accounts, effective time, rules JSON.
+pub(super) type PolicyRow = (String, Vec<u8>, Uuid, Uuid, i64, String);
+
+/// Approved merchants' accounts with their category.
+pub(super) const PAYEES_SQL: &str = "select m.account, pt.category_code \
+     from programme_merchant m join participant pt on pt.id = m.participant \
+     where m.status = 'approved' and m.account is not null";
+/// Account and category code.
+pub(super) type PayeeRow = (Option<Uuid>, Option<String>);
+
 /// Every journal link, in entry order.
 pub(super) const LINKS_SQL: &str =
     "select entry_position, unit, seq, hash from journal order by entry_position, unit";
@@ -293,4 +307,55 @@ pub fn tags_json(tags: &ledger::Tags) -> String {
         return "{}".to_owned();
     }
     serde_json::to_string(tags).unwrap_or_else(|_| "{}".into())
+}
+
+/// Programme rule rows to each unit's policy.
+pub(super) fn policies(
+    rows: Vec<PolicyRow>,
+) -> Result<Vec<(ledger::UnitCode, ledger::UnitPolicy)>, DbError> {
+    use crate::programme::{ProgrammeAccounts, ProgrammeRules};
+    let mut grouped: Vec<(String, ledger::PublicKey, Vec<ledger::SpendingRules>)> = Vec::new();
+    for (unit, administrator, clearing, fees, effective_from, rules) in rows {
+        let rules: ProgrammeRules =
+            serde_json::from_str(&rules).map_err(|e| corrupt("programme_rules", e))?;
+        let accounts = ProgrammeAccounts {
+            // The budget plays no part in spending rules.
+            budget: ledger::AccountId(Uuid::nil()),
+            clearing: ledger::AccountId(clearing),
+            fees: ledger::AccountId(fees),
+        };
+        let spending = rules.spending(effective_from, &accounts);
+        match grouped.last_mut() {
+            Some((last, _, versions)) if *last == unit => versions.push(spending),
+            _ => {
+                let key: [u8; 32] = administrator
+                    .try_into()
+                    .map_err(|_| corrupt("programme", "administrator key is not 32 bytes"))?;
+                grouped.push((unit, ledger::PublicKey(key), vec![spending]));
+            }
+        }
+    }
+    grouped
+        .into_iter()
+        .map(|(unit, key, versions)| {
+            let code = ledger::UnitCode::new(&unit).map_err(|e| corrupt("programme", e))?;
+            let policy = ledger::UnitPolicy::new(key, versions)
+                .map_err(|e| corrupt("programme_rules", e))?;
+            Ok((code, policy))
+        })
+        .collect()
+}
+
+/// Approved merchant rows to (account, category).
+pub(super) fn payees(
+    rows: Vec<PayeeRow>,
+) -> Result<Vec<(ledger::AccountId, ledger::CategoryCode)>, DbError> {
+    rows.into_iter()
+        .filter_map(|(account, category)| Some((account?, category?)))
+        .map(|(account, category)| {
+            let code =
+                ledger::CategoryCode::parse(&category).map_err(|e| corrupt("participant", e))?;
+            Ok((ledger::AccountId(account), code))
+        })
+        .collect()
 }

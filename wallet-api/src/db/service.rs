@@ -10,17 +10,7 @@ use uuid::Uuid;
 
 use super::{Database, DbError};
 
-/// Runs the same query text on whichever pool the database has.
-macro_rules! on_pool {
-    ($db:expr, |$pool:ident| $body:expr) => {
-        match $db {
-            Database::Sqlite { pool: $pool, .. } => $body,
-            Database::Postgres { pool: $pool, .. } => $body,
-        }
-    };
-}
-
-fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> DbError {
+pub(super) fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> DbError {
     DbError::CorruptRow {
         table,
         reason: reason.to_string(),

@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
 use ledger::journal::JournalLink;
-use ledger::{PaymentRequestId, Unit};
+use ledger::{AccountId, CategoryCode, PaymentRequestId, Unit, UnitCode, UnitPolicy};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqlitePool};
 use sqlx::{Connection as _, Sqlite};
 
@@ -294,6 +294,22 @@ impl LoadSource for SqliteWriter {
                 .fetch_all(&mut self.conn)
                 .await?,
         ))
+    }
+
+    async fn policies(&mut self) -> Result<Vec<(UnitCode, UnitPolicy)>, DbError> {
+        rows::policies(
+            sqlx::query_as(rows::POLICY_SQL)
+                .fetch_all(&mut self.conn)
+                .await?,
+        )
+    }
+
+    async fn payees(&mut self) -> Result<Vec<(AccountId, CategoryCode)>, DbError> {
+        rows::payees(
+            sqlx::query_as(rows::PAYEES_SQL)
+                .fetch_all(&mut self.conn)
+                .await?,
+        )
     }
 
     async fn max_position(&mut self) -> Result<i64, DbError> {

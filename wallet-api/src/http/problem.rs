@@ -246,6 +246,10 @@ impl From<BookError> for Problem {
             )
             .with("intent_id", intent.to_string()),
             BookError::RuleViolation(_) => unprocessable("rule-violation", "Scheme rule violated"),
+            BookError::SpendingRefused { rule, .. } => {
+                unprocessable("spending-rule", "Refused by a programme spending rule")
+                    .with("rule", rule.as_str())
+            }
             BookError::Overflow(_) => unprocessable("balance-overflow", "Balance out of range"),
             // Handled as success by the committer; reaching here is a bug, so say so plainly.
             BookError::Duplicate { .. }

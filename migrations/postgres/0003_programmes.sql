@@ -1,0 +1,103 @@
+-- Municipal programmes (minimum income, emergency aid): who is enrolled, their cards, the
+-- disbursement runs that paid them, and the merchants each programme accepts. Ledger effects
+-- (accounts, entries) go through the committer; these rows describe the programme around them.
+
+-- Registry fields for merchants, and bank details for redemption payouts (never public).
+alter table participant add column area text;
+alter table participant add column social_enterprise smallint not null default 0
+    check (social_enterprise in (0, 1));
+alter table participant add column iban text;
+alter table participant add column bic text;
+
+-- A programme pays in one unit, which carries its spending rules; so one programme per unit.
+-- The administrator key (derived from the server secret) signs runs, sweeps and card moves.
+create table programme (
+    id uuid primary key,
+    name text not null,
+    unit text not null unique references unit (code),
+    budget_account uuid not null,
+    clearing_account uuid not null,
+    fee_account uuid not null,
+    administrator bytea not null check (length(administrator) = 32),
+    schedule text not null check (schedule in ('monthly', 'one_off')),
+    areas text not null,
+    languages text not null,
+    created_at bigint not null
+);
+
+-- Rule versions (amounts, spending rules, expiry, fees), each in force from effective_from.
+-- Rows are only ever added, so the history of every rule change is kept.
+create table programme_rules (
+    programme uuid not null references programme (id),
+    version integer not null check (version > 0),
+    effective_from bigint not null,
+    rules text not null,
+    created_at bigint not null,
+    primary key (programme, version)
+);
+create trigger programme_rules_immutable before update or delete on programme_rules
+    for each row execute function coledger_refuse_change();
+
+-- An enrolled household and its account in the programme's unit.
+create table household (
+    id uuid primary key,
+    programme uuid not null references programme (id),
+    reference text not null,
+    name text not null,
+    dependents integer not null check (dependents >= 0),
+    area text not null,
+    phone text,
+    language text not null,
+    account uuid not null,
+    enrolled_at bigint not null,
+    unique (programme, reference)
+);
+
+-- A digital card: its custodial key sealed under the PIN and the server secret.
+create table card (
+    number text primary key,
+    household uuid not null references household (id),
+    account uuid not null,
+    sealed_key bytea not null,
+    failed_attempts integer not null default 0,
+    status text not null check (status in ('active', 'locked', 'replaced')),
+    issued_at bigint not null,
+    replaced_by text
+);
+create index card_household on card (household);
+
+-- A disbursement run, unique per (programme, period): its plan is stored before anything is
+-- paid, so a resumed run pays exactly the planned lines, each chunk once.
+create table disbursement_run (
+    id uuid primary key,
+    programme uuid not null references programme (id),
+    period text not null,
+    kind text not null check (kind in ('monthly', 'emergency')),
+    area text,
+    households integer not null,
+    total_minor bigint not null,
+    chunks integer not null,
+    created_at bigint not null,
+    completed_at bigint,
+    unique (programme, period)
+);
+
+create table disbursement_line (
+    run uuid not null references disbursement_run (id),
+    chunk integer not null,
+    household uuid not null,
+    account uuid not null,
+    amount_minor bigint not null check (amount_minor > 0),
+    primary key (run, household)
+);
+
+-- Which merchants a programme accepts: they apply, a programme manager decides.
+create table programme_merchant (
+    programme uuid not null references programme (id),
+    participant uuid not null references participant (id),
+    status text not null check (status in ('pending', 'approved', 'rejected')),
+    account uuid,
+    applied_at bigint not null,
+    decided_at bigint,
+    primary key (programme, participant)
+);

@@ -1,0 +1,817 @@
+//! Programme rows: programmes and their rule versions, enrolled households, cards,
+//! disbursement runs with their stored plans, and the merchants each programme accepts.
+//! Like the other service rows they go through the read pool; ledger effects go through the
+//! committer. The SQL uses `$n` placeholders, which both SQLite and PostgreSQL accept.
+
+use ledger::{AccountId, HouseholdId, ParticipantId, ProgrammeId, PublicKey, RunId, UnitCode};
+use uuid::Uuid;
+
+use super::service::corrupt;
+use super::{Database, DbError};
+use crate::programme::{Programme, ProgrammeAccounts, ProgrammeRules, RuleVersion, Schedule};
+
+/// Rows per multi-row INSERT: 1,000 rows of up to 10 columns stay under both databases'
+/// limits on bound parameters (SQLite 32,766; PostgreSQL 65,535).
+const INSERT_CHUNK: usize = 1_000;
+
+/// A household enrolled in a programme.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnrolledHousehold {
+    /// Id.
+    pub id: HouseholdId,
+    /// The programme.
+    pub programme: ProgrammeId,
+    /// The municipality's reference (unique per programme).
+    pub reference: String,
+    /// Name.
+    pub name: String,
+    /// Number of dependents.
+    pub dependents: u32,
+    /// Area.
+    pub area: String,
+    /// Phone, normalised, if given.
+    pub phone: Option<String>,
+    /// Language (BCP 47 primary tag).
+    pub language: String,
+    /// Its account in the programme's unit.
+    pub account: AccountId,
+    /// When enrolled (ms).
+    pub enrolled_at: i64,
+}
+
+/// A stored card. The sealed key opens only with the PIN and the server secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCard {
+    /// The card number (16 digits).
+    pub number: String,
+    /// The household.
+    pub household: HouseholdId,
+    /// The account it pays from.
+    pub account: AccountId,
+    /// The custodial key, sealed.
+    pub sealed_key: Vec<u8>,
+    /// Wrong PINs since the last right one.
+    pub failed_attempts: u32,
+    /// `active`, `locked` or `replaced`.
+    pub status: String,
+    /// When issued (ms).
+    pub issued_at: i64,
+    /// The card that replaced it.
+    pub replaced_by: Option<String>,
+}
+
+/// A disbursement run as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRun {
+    /// Id.
+    pub id: RunId,
+    /// The programme.
+    pub programme: ProgrammeId,
+    /// `2026-12`, or an emergency run's label.
+    pub period: String,
+    /// `monthly` or `emergency`.
+    pub kind: String,
+    /// The area an emergency run pays, if limited to one.
+    pub area: Option<String>,
+    /// Households paid.
+    pub households: u32,
+    /// Total, minor units.
+    pub total_minor: i64,
+    /// Chunks (entries).
+    pub chunks: u32,
+    /// When planned (ms).
+    pub created_at: i64,
+    /// When every chunk had committed (ms).
+    pub completed_at: Option<i64>,
+}
+
+/// One household's line in a run's plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunLine {
+    /// Which entry pays it.
+    pub chunk: u32,
+    /// The household.
+    pub household: HouseholdId,
+    /// Its account.
+    pub account: AccountId,
+    /// Amount, minor units.
+    pub amount_minor: i64,
+}
+
+/// A merchant's standing with a programme.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgrammeMerchant {
+    /// The programme.
+    pub programme: ProgrammeId,
+    /// The merchant.
+    pub participant: ParticipantId,
+    /// `pending`, `approved` or `rejected`.
+    pub status: String,
+    /// Its merchant account in the programme's unit, once approved.
+    pub account: Option<AccountId>,
+    /// When it applied (ms).
+    pub applied_at: i64,
+    /// When a programme manager decided (ms).
+    pub decided_at: Option<i64>,
+}
+
+type ProgrammeRow = (
+    Uuid,
+    String,
+    String,
+    Uuid,
+    Uuid,
+    Uuid,
+    Vec<u8>,
+    String,
+    String,
+    String,
+    i64,
+);
+const PROGRAMME_COLUMNS: &str = "id, name, unit, budget_account, clearing_account, fee_account, \
+     administrator, schedule, areas, languages, created_at";
+
+fn programme(row: ProgrammeRow) -> Result<Programme, DbError> {
+    let (id, name, unit, budget, clearing, fees, administrator, schedule, areas, languages, at) =
+        row;
+    let bad = |reason: String| corrupt("programme", reason);
+    Ok(Programme {
+        id: ProgrammeId(id),
+        name,
+        unit: UnitCode::new(&unit).map_err(|e| bad(e.to_string()))?,
+        accounts: ProgrammeAccounts {
+            budget: AccountId(budget),
+            clearing: AccountId(clearing),
+            fees: AccountId(fees),
+        },
+        administrator: PublicKey(
+            administrator
+                .try_into()
+                .map_err(|_| bad("administrator key is not 32 bytes".into()))?,
+        ),
+        schedule: Schedule::parse(&schedule).ok_or_else(|| bad(format!("schedule {schedule}")))?,
+        areas: serde_json::from_str(&areas).map_err(|e| bad(e.to_string()))?,
+        languages: serde_json::from_str(&languages).map_err(|e| bad(e.to_string()))?,
+        created_at: at,
+    })
+}
+
+type RulesRow = (i32, i64, String, i64);
+
+fn rule_version(row: RulesRow) -> Result<RuleVersion, DbError> {
+    let (version, effective_from, rules, created_at) = row;
+    let rules: ProgrammeRules =
+        serde_json::from_str(&rules).map_err(|e| corrupt("programme_rules", e))?;
+    Ok(RuleVersion {
+        version: u32::try_from(version).map_err(|e| corrupt("programme_rules", e))?,
+        effective_from,
+        rules,
+        created_at,
+    })
+}
+
+type HouseholdRow = (
+    Uuid,
+    Uuid,
+    String,
+    String,
+    i32,
+    String,
+    Option<String>,
+    String,
+    Uuid,
+    i64,
+);
+const HOUSEHOLD_COLUMNS: &str =
+    "id, programme, reference, name, dependents, area, phone, language, account, enrolled_at";
+
+fn household(row: HouseholdRow) -> Result<EnrolledHousehold, DbError> {
+    let (id, programme, reference, name, dependents, area, phone, language, account, at) = row;
+    Ok(EnrolledHousehold {
+        id: HouseholdId(id),
+        programme: ProgrammeId(programme),
+        reference,
+        name,
+        dependents: u32::try_from(dependents).map_err(|e| corrupt("household", e))?,
+        area,
+        phone,
+        language,
+        account: AccountId(account),
+        enrolled_at: at,
+    })
+}
+
+type CardRow = (
+    String,
+    Uuid,
+    Uuid,
+    Vec<u8>,
+    i32,
+    String,
+    i64,
+    Option<String>,
+);
+const CARD_COLUMNS: &str =
+    "number, household, account, sealed_key, failed_attempts, status, issued_at, replaced_by";
+
+fn card(row: CardRow) -> Result<StoredCard, DbError> {
+    let (number, household, account, sealed_key, failed, status, issued_at, replaced_by) = row;
+    Ok(StoredCard {
+        number,
+        household: HouseholdId(household),
+        account: AccountId(account),
+        sealed_key,
+        failed_attempts: u32::try_from(failed).map_err(|e| corrupt("card", e))?,
+        status,
+        issued_at,
+        replaced_by,
+    })
+}
+
+type RunRow = (
+    Uuid,
+    Uuid,
+    String,
+    String,
+    Option<String>,
+    i32,
+    i64,
+    i32,
+    i64,
+    Option<i64>,
+);
+const RUN_COLUMNS: &str = "id, programme, period, kind, area, households, total_minor, chunks, \
+     created_at, completed_at";
+
+fn run(row: RunRow) -> Result<StoredRun, DbError> {
+    let (id, programme, period, kind, area, households, total_minor, chunks, created, done) = row;
+    Ok(StoredRun {
+        id: RunId(id),
+        programme: ProgrammeId(programme),
+        period,
+        kind,
+        area,
+        households: u32::try_from(households).map_err(|e| corrupt("disbursement_run", e))?,
+        total_minor,
+        chunks: u32::try_from(chunks).map_err(|e| corrupt("disbursement_run", e))?,
+        created_at: created,
+        completed_at: done,
+    })
+}
+
+type MerchantRow = (Uuid, Uuid, String, Option<Uuid>, i64, Option<i64>);
+
+fn merchant(row: MerchantRow) -> ProgrammeMerchant {
+    let (programme, participant, status, account, applied_at, decided_at) = row;
+    ProgrammeMerchant {
+        programme: ProgrammeId(programme),
+        participant: ParticipantId(participant),
+        status,
+        account: account.map(AccountId),
+        applied_at,
+        decided_at,
+    }
+}
+
+fn to_i32(value: u32, table: &'static str) -> Result<i32, DbError> {
+    i32::try_from(value).map_err(|e| corrupt(table, e))
+}
+
+impl Database {
+    /// Stores a new programme with its first rule version, in one transaction.
+    pub async fn insert_programme(
+        &self,
+        p: &Programme,
+        first: &RuleVersion,
+    ) -> Result<(), DbError> {
+        let areas = serde_json::to_string(&p.areas).map_err(|e| corrupt("programme", e))?;
+        let languages = serde_json::to_string(&p.languages).map_err(|e| corrupt("programme", e))?;
+        let rules = serde_json::to_string(&first.rules).map_err(|e| corrupt("programme", e))?;
+        let insert = format!(
+            "insert into programme ({PROGRAMME_COLUMNS}) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        );
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(&insert)
+                .bind(p.id.0)
+                .bind(&p.name)
+                .bind(p.unit.as_str())
+                .bind(p.accounts.budget.0)
+                .bind(p.accounts.clearing.0)
+                .bind(p.accounts.fees.0)
+                .bind(&p.administrator.0[..])
+                .bind(p.schedule.as_str())
+                .bind(&areas)
+                .bind(&languages)
+                .bind(p.created_at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "insert into programme_rules (programme, version, effective_from, rules, \
+                 created_at) values ($1, $2, $3, $4, $5)",
+            )
+            .bind(p.id.0)
+            .bind(to_i32(first.version, "programme_rules")?)
+            .bind(first.effective_from)
+            .bind(&rules)
+            .bind(first.created_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    /// A programme.
+    pub async fn programme(&self, id: ProgrammeId) -> Result<Option<Programme>, DbError> {
+        let sql = format!("select {PROGRAMME_COLUMNS} from programme where id = $1");
+        let row: Option<ProgrammeRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(id.0)
+            .fetch_optional(pool)
+            .await)?;
+        row.map(programme).transpose()
+    }
+
+    /// Every programme, oldest first.
+    pub async fn programmes(&self) -> Result<Vec<Programme>, DbError> {
+        let sql = format!("select {PROGRAMME_COLUMNS} from programme order by created_at, id");
+        let rows: Vec<ProgrammeRow> =
+            on_pool!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await)?;
+        rows.into_iter().map(programme).collect()
+    }
+
+    /// Every rule version of a programme, oldest first.
+    pub async fn rule_versions(&self, id: ProgrammeId) -> Result<Vec<RuleVersion>, DbError> {
+        let rows: Vec<RulesRow> = on_pool!(self, |pool| sqlx::query_as(
+            "select version, effective_from, rules, created_at from programme_rules \
+             where programme = $1 order by version"
+        )
+        .bind(id.0)
+        .fetch_all(pool)
+        .await)?;
+        rows.into_iter().map(rule_version).collect()
+    }
+
+    /// Adds a rule version (the next number). Returns it.
+    pub async fn add_rule_version(
+        &self,
+        id: ProgrammeId,
+        effective_from: i64,
+        rules: &ProgrammeRules,
+        now_ms: i64,
+    ) -> Result<RuleVersion, DbError> {
+        let text = serde_json::to_string(rules).map_err(|e| corrupt("programme_rules", e))?;
+        let version: i32 = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let last: Option<i32> =
+                sqlx::query_scalar("select max(version) from programme_rules where programme = $1")
+                    .bind(id.0)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let next = last.unwrap_or(0).saturating_add(1);
+            sqlx::query(
+                "insert into programme_rules (programme, version, effective_from, rules, \
+                 created_at) values ($1, $2, $3, $4, $5)",
+            )
+            .bind(id.0)
+            .bind(next)
+            .bind(effective_from)
+            .bind(&text)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await.map(|()| next)
+        })?;
+        Ok(RuleVersion {
+            version: u32::try_from(version).map_err(|e| corrupt("programme_rules", e))?,
+            effective_from,
+            rules: rules.clone(),
+            created_at: now_ms,
+        })
+    }
+
+    /// Every household of a programme, in enrolment order.
+    pub async fn households(&self, id: ProgrammeId) -> Result<Vec<EnrolledHousehold>, DbError> {
+        let sql =
+            format!("select {HOUSEHOLD_COLUMNS} from household where programme = $1 order by id");
+        let rows: Vec<HouseholdRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(id.0)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(household).collect()
+    }
+
+    /// A household.
+    pub async fn household(&self, id: HouseholdId) -> Result<Option<EnrolledHousehold>, DbError> {
+        let sql = format!("select {HOUSEHOLD_COLUMNS} from household where id = $1");
+        let row: Option<HouseholdRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(id.0)
+            .fetch_optional(pool)
+            .await)?;
+        row.map(household).transpose()
+    }
+
+    /// Stores new households and updates changed ones, in one transaction.
+    pub async fn save_households(
+        &self,
+        new: &[EnrolledHousehold],
+        changed: &[EnrolledHousehold],
+    ) -> Result<(), DbError> {
+        let dependents = |h: &EnrolledHousehold| to_i32(h.dependents, "household");
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for rows in new.chunks(INSERT_CHUNK) {
+                let mut sql = format!("insert into household ({HOUSEHOLD_COLUMNS}) values ");
+                push_placeholders(&mut sql, rows.len(), 10);
+                let mut query = sqlx::query(&sql);
+                for h in rows {
+                    query = query
+                        .bind(h.id.0)
+                        .bind(h.programme.0)
+                        .bind(&h.reference)
+                        .bind(&h.name)
+                        .bind(dependents(h)?)
+                        .bind(&h.area)
+                        .bind(&h.phone)
+                        .bind(&h.language)
+                        .bind(h.account.0)
+                        .bind(h.enrolled_at);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            for h in changed {
+                sqlx::query(
+                    "update household set name = $2, dependents = $3, area = $4, phone = $5, \
+                     language = $6 where id = $1",
+                )
+                .bind(h.id.0)
+                .bind(&h.name)
+                .bind(dependents(h)?)
+                .bind(&h.area)
+                .bind(&h.phone)
+                .bind(&h.language)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    /// Points a household at a new account (after a lost-card replacement).
+    pub async fn set_household_account(
+        &self,
+        id: HouseholdId,
+        account: AccountId,
+    ) -> Result<(), DbError> {
+        on_pool!(self, |pool| sqlx::query(
+            "update household set account = $2 where id = $1"
+        )
+        .bind(id.0)
+        .bind(account.0)
+        .execute(pool)
+        .await
+        .map(drop))?;
+        Ok(())
+    }
+
+    /// Stores a new card.
+    pub async fn insert_card(&self, c: &StoredCard) -> Result<(), DbError> {
+        let sql =
+            format!("insert into card ({CARD_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8)");
+        on_pool!(self, |pool| sqlx::query(&sql)
+            .bind(&c.number)
+            .bind(c.household.0)
+            .bind(c.account.0)
+            .bind(&c.sealed_key)
+            .bind(to_i32(c.failed_attempts, "card")?)
+            .bind(&c.status)
+            .bind(c.issued_at)
+            .bind(&c.replaced_by)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// A card by number.
+    pub async fn card(&self, number: &str) -> Result<Option<StoredCard>, DbError> {
+        let sql = format!("select {CARD_COLUMNS} from card where number = $1");
+        let row: Option<CardRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(number)
+            .fetch_optional(pool)
+            .await)?;
+        row.map(card).transpose()
+    }
+
+    /// The cards of a household, newest first.
+    pub async fn cards_of(&self, household: HouseholdId) -> Result<Vec<StoredCard>, DbError> {
+        let sql = format!(
+            "select {CARD_COLUMNS} from card where household = $1 order by issued_at desc, number"
+        );
+        let rows: Vec<CardRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(household.0)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(card).collect()
+    }
+
+    /// Households of a programme that hold an active card.
+    pub async fn households_with_active_card(
+        &self,
+        programme: ProgrammeId,
+    ) -> Result<std::collections::HashSet<HouseholdId>, DbError> {
+        let rows: Vec<Uuid> = on_pool!(self, |pool| sqlx::query_scalar(
+            "select distinct c.household from card c join household h on h.id = c.household \
+             where h.programme = $1 and c.status = 'active'"
+        )
+        .bind(programme.0)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows.into_iter().map(HouseholdId).collect())
+    }
+
+    /// Counts a wrong PIN; the card locks at `lock_at` wrong PINs in a row. Returns the count
+    /// and the status after it, decided in one statement so concurrent attempts cannot both
+    /// slip under the limit.
+    pub async fn card_wrong_pin(
+        &self,
+        number: &str,
+        lock_at: u32,
+    ) -> Result<(u32, String), DbError> {
+        let row: (i32, String) = on_pool!(self, |pool| sqlx::query_as(
+            "update card set failed_attempts = failed_attempts + 1, \
+             status = case when failed_attempts + 1 >= $2 and status = 'active' \
+                           then 'locked' else status end \
+             where number = $1 returning failed_attempts, status"
+        )
+        .bind(number)
+        .bind(to_i32(lock_at, "card")?)
+        .fetch_one(pool)
+        .await)?;
+        Ok((u32::try_from(row.0).map_err(|e| corrupt("card", e))?, row.1))
+    }
+
+    /// Sets a card's status and clears its wrong-PIN count (a right PIN, an unlock).
+    pub async fn set_card_state(
+        &self,
+        number: &str,
+        status: &str,
+        replaced_by: Option<&str>,
+    ) -> Result<(), DbError> {
+        on_pool!(self, |pool| sqlx::query(
+            "update card set status = $2, failed_attempts = 0, \
+             replaced_by = coalesce($3, replaced_by) where number = $1"
+        )
+        .bind(number)
+        .bind(status)
+        .bind(replaced_by)
+        .execute(pool)
+        .await
+        .map(drop))?;
+        Ok(())
+    }
+
+    /// Clears the wrong-PIN count after a right PIN (only if there is one to clear).
+    pub async fn card_right_pin(&self, number: &str) -> Result<(), DbError> {
+        on_pool!(self, |pool| sqlx::query(
+            "update card set failed_attempts = 0 where number = $1 and failed_attempts > 0"
+        )
+        .bind(number)
+        .execute(pool)
+        .await
+        .map(drop))?;
+        Ok(())
+    }
+
+    /// Replaces a card's sealed key (a PIN change).
+    pub async fn set_card_key(&self, number: &str, sealed_key: &[u8]) -> Result<(), DbError> {
+        on_pool!(self, |pool| sqlx::query(
+            "update card set sealed_key = $2, failed_attempts = 0 where number = $1"
+        )
+        .bind(number)
+        .bind(sealed_key)
+        .execute(pool)
+        .await
+        .map(drop))?;
+        Ok(())
+    }
+
+    /// The run of a programme for a period, if planned.
+    pub async fn run_for(
+        &self,
+        programme: ProgrammeId,
+        period: &str,
+    ) -> Result<Option<StoredRun>, DbError> {
+        let sql = format!(
+            "select {RUN_COLUMNS} from disbursement_run where programme = $1 and period = $2"
+        );
+        let row: Option<RunRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(programme.0)
+            .bind(period)
+            .fetch_optional(pool)
+            .await)?;
+        row.map(run).transpose()
+    }
+
+    /// Every run of a programme, newest first.
+    pub async fn runs(&self, programme: ProgrammeId) -> Result<Vec<StoredRun>, DbError> {
+        let sql = format!(
+            "select {RUN_COLUMNS} from disbursement_run where programme = $1 \
+             order by created_at desc, id"
+        );
+        let rows: Vec<RunRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(programme.0)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(run).collect()
+    }
+
+    /// Stores a run and its plan in one transaction. Fails with a unique violation if the
+    /// (programme, period) run exists: the caller then resumes that one.
+    pub async fn insert_run(&self, r: &StoredRun, lines: &[RunLine]) -> Result<(), DbError> {
+        let insert = format!(
+            "insert into disbursement_run ({RUN_COLUMNS}) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(&insert)
+                .bind(r.id.0)
+                .bind(r.programme.0)
+                .bind(&r.period)
+                .bind(&r.kind)
+                .bind(&r.area)
+                .bind(to_i32(r.households, "disbursement_run")?)
+                .bind(r.total_minor)
+                .bind(to_i32(r.chunks, "disbursement_run")?)
+                .bind(r.created_at)
+                .bind(r.completed_at)
+                .execute(&mut *tx)
+                .await?;
+            for rows in lines.chunks(INSERT_CHUNK) {
+                let mut sql = String::from(
+                    "insert into disbursement_line (run, chunk, household, account, \
+                     amount_minor) values ",
+                );
+                push_placeholders(&mut sql, rows.len(), 5);
+                let mut query = sqlx::query(&sql);
+                for line in rows {
+                    query = query
+                        .bind(r.id.0)
+                        .bind(to_i32(line.chunk, "disbursement_line")?)
+                        .bind(line.household.0)
+                        .bind(line.account.0)
+                        .bind(line.amount_minor);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    /// A run's plan, by chunk.
+    pub async fn run_lines(&self, id: RunId) -> Result<Vec<RunLine>, DbError> {
+        let rows: Vec<(i32, Uuid, Uuid, i64)> = on_pool!(self, |pool| sqlx::query_as(
+            "select chunk, household, account, amount_minor from disbursement_line \
+             where run = $1 order by chunk, household"
+        )
+        .bind(id.0)
+        .fetch_all(pool)
+        .await)?;
+        rows.into_iter()
+            .map(|(chunk, household, account, amount_minor)| {
+                Ok(RunLine {
+                    chunk: u32::try_from(chunk).map_err(|e| corrupt("disbursement_line", e))?,
+                    household: HouseholdId(household),
+                    account: AccountId(account),
+                    amount_minor,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a run complete.
+    pub async fn complete_run(&self, id: RunId, now_ms: i64) -> Result<(), DbError> {
+        on_pool!(self, |pool| sqlx::query(
+            "update disbursement_run set completed_at = $2 where id = $1 and completed_at is null"
+        )
+        .bind(id.0)
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(drop))?;
+        Ok(())
+    }
+
+    /// Records a merchant's application to programmes (pending), in one transaction.
+    pub async fn apply_merchant(
+        &self,
+        participant: ParticipantId,
+        programmes: &[ProgrammeId],
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for programme in programmes {
+                sqlx::query(
+                    "insert into programme_merchant (programme, participant, status, applied_at) \
+                     values ($1, $2, 'pending', $3)",
+                )
+                .bind(programme.0)
+                .bind(participant.0)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    /// A merchant's standing with a programme.
+    pub async fn programme_merchant(
+        &self,
+        programme: ProgrammeId,
+        participant: ParticipantId,
+    ) -> Result<Option<ProgrammeMerchant>, DbError> {
+        let row: Option<MerchantRow> = on_pool!(self, |pool| sqlx::query_as(
+            "select programme, participant, status, account, applied_at, decided_at \
+             from programme_merchant where programme = $1 and participant = $2"
+        )
+        .bind(programme.0)
+        .bind(participant.0)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(merchant))
+    }
+
+    /// Every merchant standing: of one programme, or (with `None`) of all.
+    pub async fn programme_merchants(
+        &self,
+        programme: Option<ProgrammeId>,
+    ) -> Result<Vec<ProgrammeMerchant>, DbError> {
+        let rows: Vec<MerchantRow> = on_pool!(self, |pool| sqlx::query_as(
+            "select programme, participant, status, account, applied_at, decided_at \
+             from programme_merchant where ($1 = 0 or programme = $2) \
+             order by applied_at, participant"
+        )
+        .bind(i16::from(programme.is_some()))
+        .bind(programme.map_or(Uuid::nil(), |p| p.0))
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows.into_iter().map(merchant).collect())
+    }
+
+    /// Records a programme manager's decision on an application.
+    pub async fn decide_merchant(
+        &self,
+        programme: ProgrammeId,
+        participant: ParticipantId,
+        status: &str,
+        account: Option<AccountId>,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        on_pool!(self, |pool| sqlx::query(
+            "update programme_merchant set status = $3, account = coalesce($4, account), \
+             decided_at = $5 where programme = $1 and participant = $2"
+        )
+        .bind(programme.0)
+        .bind(participant.0)
+        .bind(status)
+        .bind(account.map(|a| a.0))
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(drop))?;
+        Ok(())
+    }
+}
+
+/// Appends `($1, …), ($k+1, …)` for `rows` rows of `columns` values.
+fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
+    use std::fmt::Write as _;
+    let mut n = 0usize;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            n = n.saturating_add(1);
+            let _ = write!(sql, "{}${n}", if column == 0 { "" } else { ", " });
+        }
+        sql.push(')');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_rows_then_columns() {
+        let mut sql = String::new();
+        push_placeholders(&mut sql, 2, 3);
+        assert_eq!(sql, "($1, $2, $3), ($4, $5, $6)");
+    }
+}

@@ -1,0 +1,256 @@
+//! Expiry: units a household has not spent N days after they were disbursed go back to the
+//! programme's budget, oldest first.
+//!
+//! A household's balance is a queue of **lots**, one per disbursement, spent first-in
+//! first-out: every debit (a payment, an earlier expiry) consumes the oldest lots. A card
+//! replacement carries the old card's lots, with their dates, to the new account, so
+//! replacing a card neither shortens nor extends anyone's validity. A sweep is an ordinary
+//! journal entry (kind `expire`) signed by the programme's administrator key.
+
+use std::collections::VecDeque;
+
+use ledger::{AccountId, EntryKind, Leg, ProgrammeId, Tags};
+use serde::Serialize;
+
+use super::disburse::HOUSEHOLDS_PER_ENTRY;
+use super::rules_at;
+use super::service::{ProgrammeError, Programmes};
+use crate::view::{Counterparty, ViewState};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// How deep card replacements are followed when tracing lots (a household on its ninth
+/// card is treated as if the ninth's earlier lots arrived with the replacement).
+const MAX_REPLACEMENT_DEPTH: usize = 8;
+
+/// Units received at one time, and how much of them is left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Lot {
+    /// When they were disbursed (ms).
+    pub received_at: i64,
+    /// Minor units not yet spent.
+    pub remaining_minor: i64,
+}
+
+/// Units that will expire, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct UpcomingExpiry {
+    /// Minor units.
+    pub amount_minor: i64,
+    /// When they expire (ms).
+    pub expires_at: i64,
+}
+
+/// What a sweep did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    /// Households with expired units.
+    pub households: usize,
+    /// Total returned to the budget, minor units.
+    pub total_minor: i64,
+    /// Entries committed.
+    pub entries: usize,
+    /// Entries that failed, with why.
+    pub failed: Vec<String>,
+}
+
+/// The unspent lots of `account`, oldest first, from its committed history.
+pub fn lots(view: &ViewState, account: AccountId) -> Vec<Lot> {
+    lots_until(view, account, i64::MAX, 0).into()
+}
+
+fn lots_until(view: &ViewState, account: AccountId, before: i64, depth: usize) -> VecDeque<Lot> {
+    let mut lots = VecDeque::new();
+    let Some(account_view) = view.account(account) else {
+        return lots;
+    };
+    for item in account_view
+        .history
+        .iter()
+        .take_while(|item| item.position < before)
+    {
+        if item.delta > 0 {
+            let carried = match (&item.kind, &item.counterparty) {
+                (EntryKind::CardReplacement, Counterparty::One(old))
+                    if depth < MAX_REPLACEMENT_DEPTH =>
+                {
+                    Some(lots_until(
+                        view,
+                        *old,
+                        item.position,
+                        depth.saturating_add(1),
+                    ))
+                }
+                _ => None,
+            };
+            match carried {
+                Some(old) if old.iter().map(|l| l.remaining_minor).sum::<i64>() == item.delta => {
+                    lots.extend(old);
+                }
+                // Anything else (a refund, a payment received, a partial move) is fresh.
+                _ => lots.push_back(Lot {
+                    received_at: item.created_at,
+                    remaining_minor: item.delta,
+                }),
+            }
+        } else {
+            consume(&mut lots, item.delta.saturating_neg());
+        }
+    }
+    lots
+}
+
+/// Spends `amount` from the oldest lots.
+fn consume(lots: &mut VecDeque<Lot>, mut amount: i64) {
+    while amount > 0 {
+        let Some(oldest) = lots.front_mut() else {
+            return;
+        };
+        let used = oldest.remaining_minor.min(amount);
+        oldest.remaining_minor = oldest.remaining_minor.saturating_sub(used);
+        amount = amount.saturating_sub(used);
+        if oldest.remaining_minor == 0 {
+            lots.pop_front();
+        }
+    }
+}
+
+/// When each lot expires, after `days`.
+pub fn upcoming(lots: &[Lot], days: u32) -> Vec<UpcomingExpiry> {
+    let validity = i64::from(days).saturating_mul(DAY_MS);
+    lots.iter()
+        .map(|l| UpcomingExpiry {
+            amount_minor: l.remaining_minor,
+            expires_at: l.received_at.saturating_add(validity),
+        })
+        .collect()
+}
+
+/// Minor units of `lots` expired at `now` after `days`.
+pub fn expired_at(lots: &[Lot], days: u32, now: i64) -> i64 {
+    upcoming(lots, days)
+        .iter()
+        .filter(|u| u.expires_at <= now)
+        .map(|u| u.amount_minor)
+        .sum()
+}
+
+impl Programmes {
+    /// A household account's upcoming expiries under the programme's rules in force now;
+    /// empty when its units do not expire.
+    pub async fn upcoming_expiries(
+        &self,
+        programme: ProgrammeId,
+        account: AccountId,
+    ) -> Result<Vec<UpcomingExpiry>, ProgrammeError> {
+        let versions = self.db.rule_versions(programme).await?;
+        let Some(days) = rules_at(&versions, self.now_ms()).and_then(|v| v.rules.expiry_days)
+        else {
+            return Ok(Vec::new());
+        };
+        let view = self.committer.view().read();
+        Ok(upcoming(&lots(&view, account), days))
+    }
+
+    /// Returns every household's expired units to the budget, in signed `expire` entries.
+    pub async fn sweep_expired(
+        &self,
+        programme_id: ProgrammeId,
+    ) -> Result<SweepReport, ProgrammeError> {
+        let _one_at_a_time = self.exclusive.lock().await;
+        let programme = self.get(programme_id).await?;
+        let now = self.now_ms();
+        let versions = self.db.rule_versions(programme_id).await?;
+        let Some(days) = rules_at(&versions, now).and_then(|v| v.rules.expiry_days) else {
+            return Ok(SweepReport::default());
+        };
+        let households = self.db.households(programme_id).await?;
+        let mut expiring: Vec<(AccountId, i64)> = {
+            let view = self.committer.view().read();
+            households
+                .iter()
+                .map(|h| (h.account, expired_at(&lots(&view, h.account), days, now)))
+                .filter(|&(_, amount)| amount > 0)
+                .collect()
+        };
+        expiring.sort_unstable();
+        let mut report = SweepReport {
+            households: expiring.len(),
+            total_minor: expiring.iter().map(|&(_, a)| a).sum(),
+            ..SweepReport::default()
+        };
+        for (number, chunk) in expiring.chunks(HOUSEHOLDS_PER_ENTRY).enumerate() {
+            let total: i64 = chunk.iter().map(|&(_, a)| a).sum();
+            let mut legs: Vec<Leg> = chunk
+                .iter()
+                .map(|&(account, amount)| Leg {
+                    account,
+                    unit: programme.unit,
+                    delta: amount.saturating_neg(),
+                })
+                .collect();
+            legs.push(Leg {
+                account: programme.accounts.budget,
+                unit: programme.unit,
+                delta: total,
+            });
+            let intent_id = super::derived_intent_id(
+                "expiry",
+                &[
+                    programme.id.as_bytes(),
+                    &now.to_be_bytes(),
+                    &(number as u64).to_be_bytes(),
+                ],
+            );
+            let intent = self.sign_entry(
+                programme.id,
+                intent_id,
+                now,
+                EntryKind::Expire,
+                legs,
+                format!("{}: units unspent after {days} days", programme.name),
+                Tags {
+                    programme: Some(programme.id.to_string()),
+                    budget_line: Some("expiry".into()),
+                    category: None,
+                },
+            )?;
+            match self.committer.submit(&intent).await {
+                Ok(_) => report.entries = report.entries.saturating_add(1),
+                Err(e) => report.failed.push(e.to_string()),
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lot(received_at: i64, remaining_minor: i64) -> Lot {
+        Lot {
+            received_at,
+            remaining_minor,
+        }
+    }
+
+    #[test]
+    fn spending_consumes_the_oldest_lots_first() {
+        let mut lots = VecDeque::from([lot(1, 100), lot(2, 100), lot(3, 100)]);
+        consume(&mut lots, 150);
+        assert_eq!(Vec::from(lots.clone()), vec![lot(2, 50), lot(3, 100)]);
+        consume(&mut lots, 1_000);
+        assert!(lots.is_empty());
+    }
+
+    #[test]
+    fn only_lots_past_their_validity_expire() {
+        let lots = [lot(0, 100), lot(10 * DAY_MS, 50)];
+        assert_eq!(expired_at(&lots, 30, 30 * DAY_MS - 1), 0);
+        assert_eq!(expired_at(&lots, 30, 30 * DAY_MS), 100);
+        assert_eq!(expired_at(&lots, 30, 40 * DAY_MS), 150);
+        let soon = upcoming(&lots, 30);
+        assert_eq!(soon[1].expires_at, 40 * DAY_MS);
+    }
+}

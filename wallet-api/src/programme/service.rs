@@ -1,0 +1,598 @@
+//! The programme operations the API and the CLI share: create a programme, change its rules,
+//! enrol households, accept merchants. Each checks its input, writes the programme tables,
+//! then tells the committer (accounts to open, rules to enforce), in an order that a crash
+//! between two steps leaves repairable by running the same operation again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use ledger::{
+    Account, AccountId, AccountKind, Action, CategoryCode, EntryKind, HouseholdId, Intent,
+    IntentId, Leg, Limits, ParticipantId, ProgrammeId, PublicKey, SignedIntent, Tags, UnitCode,
+    UnitKind, VerifiedIntent,
+};
+
+use super::{
+    Programme, ProgrammeAccounts, ProgrammeRules, RuleVersion, RulesError, Schedule,
+    administrator_key,
+};
+use crate::clock::Clock;
+use crate::committer::{CommitError, Committer};
+use crate::db::programmes::{EnrolledHousehold, ProgrammeMerchant};
+use crate::db::{Database, DbError, NewAccount};
+
+/// How long a programme's signed intents stay valid after the moment they describe (a run's
+/// planning, a sweep's cut-off). It is part of the signed bytes, so it is derived from that
+/// moment, not from the clock: re-signing the same work gives the same intent, which the
+/// ledger answers as a duplicate.
+pub const PROGRAMME_INTENT_VALIDITY_S: i64 = 7 * 24 * 3600;
+
+/// Why a programme operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgrammeError {
+    /// No such thing.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Bad input; names the field.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The request contradicts the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The budget cannot pay the run.
+    #[error("the budget has {available_minor} minor units left; the run needs {needed_minor}")]
+    BudgetShort {
+        /// What the run needs.
+        needed_minor: i64,
+        /// What the budget has left.
+        available_minor: i64,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] DbError),
+    /// The ledger refused or could not commit.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
+impl From<RulesError> for ProgrammeError {
+    fn from(error: RulesError) -> Self {
+        match error {
+            RulesError::Field { field, reason } => invalid(field, reason),
+            RulesError::Policy(e) => invalid("rules", e.to_string()),
+        }
+    }
+}
+
+/// A bad-input error naming the field.
+pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ProgrammeError {
+    ProgrammeError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A new programme, as asked for.
+#[derive(Clone, Debug)]
+pub struct NewProgramme {
+    /// Name.
+    pub name: String,
+    /// The voucher unit it pays in (no other programme may use it).
+    pub unit: UnitCode,
+    /// The budget, minor units.
+    pub budget_minor: i64,
+    /// When it pays.
+    pub schedule: Schedule,
+    /// Areas households may live in.
+    pub areas: Vec<String>,
+    /// Languages; the first is the default.
+    pub languages: Vec<String>,
+    /// The first rules, in force from creation.
+    pub rules: ProgrammeRules,
+    /// An existing account of the unit that receives redemption fees; a new system account
+    /// when absent.
+    pub fee_account: Option<AccountId>,
+}
+
+/// A household as read from an enrolment file, before it is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HouseholdInput {
+    /// The municipality's reference.
+    pub reference: String,
+    /// Name.
+    pub name: String,
+    /// Dependents.
+    pub dependents: u32,
+    /// Area (one of the programme's).
+    pub area: String,
+    /// Phone, normalised.
+    pub phone: Option<String>,
+    /// Language.
+    pub language: String,
+}
+
+/// What an enrolment changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnrolmentOutcome {
+    /// Households added.
+    pub created: usize,
+    /// Households whose details changed.
+    pub updated: usize,
+    /// Households already enrolled exactly so.
+    pub unchanged: usize,
+}
+
+/// The programme operations, with what they need.
+#[derive(Clone)]
+pub struct Programmes {
+    pub(super) db: Database,
+    pub(super) committer: Committer,
+    pub(super) clock: Arc<dyn Clock>,
+    secret: Arc<[u8; 32]>,
+    /// One disbursement or sweep at a time per process: two would plan from the same view.
+    pub(super) exclusive: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Programmes {
+    /// Operations over `db` and `committer`, signing with keys derived from `secret`.
+    pub fn new(
+        db: Database,
+        committer: Committer,
+        clock: Arc<dyn Clock>,
+        secret: [u8; 32],
+    ) -> Self {
+        Self {
+            db,
+            committer,
+            clock,
+            secret: Arc::new(secret),
+            exclusive: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// The committer.
+    pub fn committer(&self) -> &Committer {
+        &self.committer
+    }
+
+    pub(super) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub(super) fn administrator(&self, programme: ProgrammeId) -> SigningKey {
+        administrator_key(&self.secret, programme)
+    }
+
+    /// The secret cards are sealed under (besides each card's PIN).
+    pub fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
+    /// A programme, or `NotFound`.
+    pub async fn get(&self, id: ProgrammeId) -> Result<Programme, ProgrammeError> {
+        self.db
+            .programme(id)
+            .await?
+            .ok_or_else(|| ProgrammeError::NotFound(format!("programme {id}")))
+    }
+
+    /// Creates a programme: its accounts, its first rules, and the unit's policy.
+    pub async fn create(
+        &self,
+        new: NewProgramme,
+    ) -> Result<(Programme, RuleVersion), ProgrammeError> {
+        let name = new.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(invalid("name", "must be 1 to 200 characters"));
+        }
+        if new.budget_minor <= 0 {
+            return Err(invalid("budget", "must be positive"));
+        }
+        let areas = clean_list("areas", &new.areas)?;
+        let languages = clean_list("languages", &new.languages)?;
+        new.rules.validate()?;
+        let unit_kind = self
+            .committer
+            .view()
+            .read()
+            .unit(new.unit)
+            .map(ledger::Unit::kind);
+        match unit_kind {
+            None => return Err(invalid("unit", format!("unknown unit {}", new.unit))),
+            Some(UnitKind::Voucher) => {}
+            Some(other) => {
+                return Err(invalid(
+                    "unit",
+                    format!(
+                        "programmes pay in voucher units; {} is {}",
+                        new.unit,
+                        other.as_str()
+                    ),
+                ));
+            }
+        }
+        if let Some(other) = self
+            .db
+            .programmes()
+            .await?
+            .into_iter()
+            .find(|p| p.unit == new.unit)
+        {
+            return Err(ProgrammeError::Conflict(format!(
+                "unit {} already belongs to programme {} ({}); a unit carries one programme's \
+                 spending rules",
+                new.unit, other.id, other.name
+            )));
+        }
+        if let Some(fees) = new.fee_account {
+            let view = self.committer.view().read();
+            match view.account(fees) {
+                Some(a) if a.account.unit == new.unit => {}
+                Some(_) => return Err(invalid("fee_account", "holds another unit")),
+                None => return Err(invalid("fee_account", format!("unknown account {fees}"))),
+            }
+        }
+
+        let id = ProgrammeId::new();
+        let administrator = PublicKey::of(&self.administrator(id));
+        let budget_limits = Limits::new(Some(new.budget_minor.saturating_neg()), None)
+            .map_err(|e| invalid("budget", e.to_string()))?;
+        let budget = Account::new(new.unit, AccountKind::Issuer, Some(administrator))
+            .with_limits(budget_limits);
+        let clearing = Account::new(new.unit, AccountKind::System, None);
+        let mut to_open = vec![budget.clone(), clearing.clone()];
+        let fees = match new.fee_account {
+            Some(fees) => fees,
+            None => {
+                let account = Account::new(new.unit, AccountKind::System, None);
+                let id = account.id;
+                to_open.push(account);
+                id
+            }
+        };
+        let now = self.now_ms();
+        let programme = Programme {
+            id,
+            name,
+            unit: new.unit,
+            accounts: ProgrammeAccounts {
+                budget: budget.id,
+                clearing: clearing.id,
+                fees,
+            },
+            administrator,
+            schedule: new.schedule,
+            areas,
+            languages,
+            created_at: now,
+        };
+        let first = RuleVersion {
+            version: 1,
+            effective_from: now,
+            rules: new.rules,
+            created_at: now,
+        };
+        let policy = programme.policy(std::slice::from_ref(&first))?;
+        self.committer
+            .open_accounts(
+                to_open
+                    .into_iter()
+                    .map(|account| NewAccount {
+                        account,
+                        owner: None,
+                    })
+                    .collect(),
+            )
+            .await?;
+        self.db.insert_programme(&programme, &first).await?;
+        let unit = programme.unit;
+        self.committer
+            .configure(move |book| book.set_policy(unit, policy))
+            .await?;
+        Ok((programme, first))
+    }
+
+    /// Adds a version of the rules, in force from `effective_from` (now if absent; never in
+    /// the past, since entries already made were judged by the rules of their day).
+    pub async fn change_rules(
+        &self,
+        id: ProgrammeId,
+        effective_from: Option<i64>,
+        rules: ProgrammeRules,
+    ) -> Result<RuleVersion, ProgrammeError> {
+        let programme = self.get(id).await?;
+        rules.validate()?;
+        let now = self.now_ms();
+        let effective_from = effective_from.unwrap_or(now);
+        if effective_from < now {
+            return Err(invalid(
+                "effective_from",
+                "a rule change cannot take effect in the past",
+            ));
+        }
+        let mut versions = self.db.rule_versions(id).await?;
+        if versions.iter().any(|v| v.effective_from == effective_from) {
+            return Err(invalid(
+                "effective_from",
+                "another version takes effect at that exact time",
+            ));
+        }
+        let version = self
+            .db
+            .add_rule_version(id, effective_from, &rules, now)
+            .await?;
+        versions.push(version.clone());
+        let policy = programme.policy(&versions)?;
+        let unit = programme.unit;
+        self.committer
+            .configure(move |book| book.set_policy(unit, policy))
+            .await?;
+        Ok(version)
+    }
+
+    /// Enrols households: new references are added with an account each, changed details
+    /// are updated, identical rows change nothing. Households are stored first and their
+    /// accounts opened after, so a crash between the two is repaired by importing again
+    /// (missing accounts are opened then).
+    pub async fn enrol(
+        &self,
+        id: ProgrammeId,
+        rows: Vec<HouseholdInput>,
+    ) -> Result<EnrolmentOutcome, ProgrammeError> {
+        let programme = self.get(id).await?;
+        let existing: HashMap<String, EnrolledHousehold> = self
+            .db
+            .households(id)
+            .await?
+            .into_iter()
+            .map(|h| (h.reference.clone(), h))
+            .collect();
+        let now = self.now_ms();
+        let mut outcome = EnrolmentOutcome::default();
+        let (mut new, mut changed) = (Vec::new(), Vec::new());
+        for row in rows {
+            if !programme.areas.contains(&row.area) {
+                return Err(invalid(
+                    "area",
+                    format!("household {}: unknown area {:?}", row.reference, row.area),
+                ));
+            }
+            if !programme.languages.contains(&row.language) {
+                return Err(invalid(
+                    "language",
+                    format!(
+                        "household {}: unsupported language {:?}",
+                        row.reference, row.language
+                    ),
+                ));
+            }
+            match existing.get(&row.reference) {
+                Some(old) => {
+                    let updated = EnrolledHousehold {
+                        name: row.name,
+                        dependents: row.dependents,
+                        area: row.area,
+                        phone: row.phone,
+                        language: row.language,
+                        ..old.clone()
+                    };
+                    if updated == *old {
+                        outcome.unchanged = outcome.unchanged.saturating_add(1);
+                    } else {
+                        outcome.updated = outcome.updated.saturating_add(1);
+                        changed.push(updated);
+                    }
+                }
+                None => {
+                    outcome.created = outcome.created.saturating_add(1);
+                    new.push(EnrolledHousehold {
+                        id: HouseholdId::new(),
+                        programme: id,
+                        reference: row.reference,
+                        name: row.name,
+                        dependents: row.dependents,
+                        area: row.area,
+                        phone: row.phone,
+                        language: row.language,
+                        account: AccountId::new(),
+                        enrolled_at: now,
+                    });
+                }
+            }
+        }
+        self.db.save_households(&new, &changed).await?;
+        let missing: Vec<NewAccount> = {
+            let view = self.committer.view().read();
+            existing
+                .values()
+                .chain(new.iter())
+                .filter(|h| view.account(h.account).is_none())
+                .map(|h| NewAccount {
+                    account: Account {
+                        id: h.account,
+                        ..Account::new(programme.unit, AccountKind::Holder, None)
+                    },
+                    owner: None,
+                })
+                .collect()
+        };
+        if !missing.is_empty() {
+            self.committer.open_accounts(missing).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Records a merchant's application to programmes.
+    pub async fn apply_merchant(
+        &self,
+        participant: ParticipantId,
+        programmes: &[ProgrammeId],
+    ) -> Result<(), ProgrammeError> {
+        if programmes.is_empty() {
+            return Err(invalid("programmes", "name at least one programme"));
+        }
+        for &programme in programmes {
+            self.get(programme).await?;
+            if self
+                .db
+                .programme_merchant(programme, participant)
+                .await?
+                .is_some()
+            {
+                return Err(ProgrammeError::Conflict(format!(
+                    "participant {participant} has already applied to programme {programme}"
+                )));
+            }
+        }
+        self.db
+            .apply_merchant(participant, programmes, self.now_ms())
+            .await?;
+        Ok(())
+    }
+
+    /// A programme manager's decision. Approval opens the merchant's account in the
+    /// programme's unit (unless it has one) and registers it as a payee with its category;
+    /// rejection after approval deregisters it.
+    pub async fn decide_merchant(
+        &self,
+        programme_id: ProgrammeId,
+        participant: ParticipantId,
+        approve: bool,
+    ) -> Result<ProgrammeMerchant, ProgrammeError> {
+        let programme = self.get(programme_id).await?;
+        let standing = self
+            .db
+            .programme_merchant(programme_id, participant)
+            .await?
+            .ok_or_else(|| {
+                ProgrammeError::NotFound(format!(
+                    "application of participant {participant} to programme {programme_id}"
+                ))
+            })?;
+        let merchant = self
+            .db
+            .participant(participant)
+            .await?
+            .ok_or_else(|| ProgrammeError::NotFound(format!("participant {participant}")))?;
+        let now = self.now_ms();
+        if !approve {
+            self.db
+                .decide_merchant(programme_id, participant, "rejected", None, now)
+                .await?;
+            if let Some(account) = standing.account {
+                self.committer
+                    .configure(move |book| book.set_payee(account, None))
+                    .await?;
+            }
+            return self.standing(programme_id, participant).await;
+        }
+        let category = merchant
+            .category_code
+            .as_deref()
+            .ok_or_else(|| {
+                invalid(
+                    "category_code",
+                    "a merchant needs a category code before it can be approved",
+                )
+            })
+            .and_then(|c| {
+                CategoryCode::parse(c).map_err(|e| invalid("category_code", e.to_string()))
+            })?;
+        let existing = {
+            let view = self.committer.view().read();
+            view.accounts_of(participant)
+                .find(|a| {
+                    a.account.unit == programme.unit && a.account.kind == AccountKind::Merchant
+                })
+                .map(|a| a.account.id)
+        };
+        let account = match existing.or(standing.account) {
+            Some(account) => account,
+            None => {
+                let account = Account::new(programme.unit, AccountKind::Merchant, None);
+                let id = account.id;
+                self.committer
+                    .open_owned_account(account, Some(participant))
+                    .await?;
+                id
+            }
+        };
+        self.db
+            .decide_merchant(programme_id, participant, "approved", Some(account), now)
+            .await?;
+        self.committer
+            .configure(move |book| book.set_payee(account, Some(category)))
+            .await?;
+        self.standing(programme_id, participant).await
+    }
+
+    async fn standing(
+        &self,
+        programme: ProgrammeId,
+        participant: ParticipantId,
+    ) -> Result<ProgrammeMerchant, ProgrammeError> {
+        self.db
+            .programme_merchant(programme, participant)
+            .await?
+            .ok_or_else(|| ProgrammeError::NotFound(format!("participant {participant}")))
+    }
+
+    /// Signs an entry as the programme's administrator and verifies it, ready to submit.
+    pub(super) fn sign_entry(
+        &self,
+        programme: ProgrammeId,
+        intent_id: IntentId,
+        valid_from_ms: i64,
+        kind: EntryKind,
+        legs: Vec<Leg>,
+        memo: String,
+        tags: Tags,
+    ) -> Result<VerifiedIntent, ProgrammeError> {
+        let key = self.administrator(programme);
+        let intent = Intent {
+            intent_id,
+            not_after: valid_from_ms
+                .div_euclid(1000)
+                .saturating_add(PROGRAMME_INTENT_VALIDITY_S),
+            signer: PublicKey::of(&key),
+            action: Action::Entry {
+                kind,
+                legs,
+                memo,
+                tags,
+            },
+        };
+        let signed = SignedIntent::sign(intent, &key).map_err(CommitError::from)?;
+        Ok(signed.verify(self.now_ms()).map_err(CommitError::from)?)
+    }
+}
+
+/// Trims, drops empties, refuses duplicates (case-insensitively) and empty lists.
+fn clean_list(field: &str, items: &[String]) -> Result<Vec<String>, ProgrammeError> {
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        let item = item.trim();
+        if item.is_empty() || item.chars().count() > 100 {
+            return Err(invalid(field, "each entry must be 1 to 100 characters"));
+        }
+        if out.iter().any(|o| o.eq_ignore_ascii_case(item)) {
+            return Err(invalid(field, format!("{item:?} is listed twice")));
+        }
+        out.push(item.to_owned());
+    }
+    if out.is_empty() {
+        return Err(invalid(field, "name at least one"));
+    }
+    Ok(out)
+}

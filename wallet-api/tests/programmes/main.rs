@@ -1,0 +1,475 @@
+//! Programmes end to end at the library level, on SQLite and PostgreSQL: create a programme,
+//! enrol households, pay a run (stopping half-way as a crash would, then resuming), spend at
+//! an allowed merchant and be refused at another category, sweep expired units, redeem with
+//! the fee, and reload from storage with every rule still enforced.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+#[path = "../committer/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::sync::Arc;
+
+use ledger::{
+    AccountId, Action, Amount, CategoryCode, EntryKind, Leg, ParticipantId, PublicKey,
+    SpendingRule, Tags, Unit, UnitCode, UnitKind,
+};
+use support::*;
+use wallet_api::db::service::Participant;
+use wallet_api::programme::disburse::{RunKind, RunOptions};
+use wallet_api::programme::{
+    AmountRule, HouseholdInput, NewProgramme, ProgrammeError, ProgrammeRules, Programmes, Schedule,
+};
+use wallet_api::{CommitError, Committer, CommitterConfig, ManualClock};
+
+const DAY_MS: i64 = 86_400_000;
+
+fn rules() -> ProgrammeRules {
+    ProgrammeRules {
+        amount: AmountRule {
+            base_minor: 300_00,
+            per_dependent_minor: 75_00,
+            cap_minor: Some(450_00),
+        },
+        allowed_categories: Some(vec![CategoryCode::parse("5411").unwrap()]),
+        daily_cap_minor: Some(200_00),
+        monthly_cap_minor: None,
+        expiry_days: Some(30),
+        redemption_fee_basis_points: Some(150),
+    }
+}
+
+fn household(i: usize) -> HouseholdInput {
+    HouseholdInput {
+        reference: format!("SEV-{i:05}"),
+        name: format!("Household {i}"),
+        dependents: (i % 4) as u32,
+        area: if i % 2 == 0 { "Macarena" } else { "Triana" }.into(),
+        phone: None,
+        language: if i % 3 == 0 { "ar" } else { "es" }.into(),
+    }
+}
+
+async fn merchant(db: &wallet_api::Database, name: &str, category: &str) -> ParticipantId {
+    let id = ParticipantId::new();
+    db.insert_participant(&Participant {
+        id,
+        kind: "organisation".into(),
+        name: name.into(),
+        roles: vec!["merchant".into()],
+        category_code: Some(category.into()),
+        address: None,
+        opening_hours: None,
+        listed: true,
+        created_at: NOW_MS,
+    })
+    .await
+    .unwrap();
+    id
+}
+
+fn payment(from: AccountId, to: AccountId, unit: UnitCode, minor: i64) -> Action {
+    Action::Payment {
+        from,
+        to,
+        unit,
+        amount_minor: Amount::from_minor(minor).unwrap(),
+        memo: String::new(),
+        request: None,
+    }
+}
+
+async fn start_at(
+    db: &wallet_api::Database,
+    clock: Arc<ManualClock>,
+) -> (Committer, wallet_api::CommitterTask) {
+    Committer::start(db.clone(), CommitterConfig::default(), clock)
+        .await
+        .unwrap()
+}
+
+fn spending_rule(result: Result<wallet_api::Committed, CommitError>) -> SpendingRule {
+    match result {
+        Err(CommitError::Rejected(ledger::BookError::SpendingRefused { rule, .. })) => rule,
+        other => panic!("expected a spending-rule refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_programme_runs_from_enrolment_to_redemption() {
+    for test_db in TestDb::all().await {
+        let db = test_db.open().await;
+        let clock = Arc::new(ManualClock::new(NOW_MS));
+        let (committer, task) = start_at(&db, clock.clone()).await;
+        let unit = UnitCode::new("SEV-EUR").unwrap();
+        committer
+            .add_unit(
+                Unit::new(unit, "Sevilla voucher", 2, UnitKind::Voucher, Some("EUR")).unwrap(),
+            )
+            .await
+            .unwrap();
+        let programmes = Programmes::new(db.clone(), committer.clone(), clock.clone(), [5; 32]);
+        let (programme, _) = programmes
+            .create(NewProgramme {
+                name: "Ingreso mínimo Sevilla".into(),
+                unit,
+                budget_minor: 200_000_00,
+                schedule: Schedule::Monthly,
+                areas: vec!["Macarena".into(), "Triana".into()],
+                languages: vec!["es".into(), "ar".into()],
+                rules: rules(),
+                fee_account: None,
+            })
+            .await
+            .unwrap();
+        // A second programme on the same unit is refused: the unit carries one rule set.
+        let again = programmes
+            .create(NewProgramme {
+                name: "Other".into(),
+                unit,
+                budget_minor: 1,
+                schedule: Schedule::OneOff,
+                areas: vec!["Triana".into()],
+                languages: vec!["es".into()],
+                rules: rules(),
+                fee_account: None,
+            })
+            .await;
+        assert!(
+            matches!(again, Err(ProgrammeError::Conflict(_))),
+            "{}",
+            test_db.label
+        );
+
+        // Enrol 300 households; importing the same rows again changes nothing.
+        let rows: Vec<_> = (0..300).map(household).collect();
+        let outcome = programmes.enrol(programme.id, rows.clone()).await.unwrap();
+        assert_eq!(outcome.created, 300);
+        let outcome = programmes.enrol(programme.id, rows.clone()).await.unwrap();
+        assert_eq!(
+            (outcome.created, outcome.updated, outcome.unchanged),
+            (0, 0, 300)
+        );
+        let mut changed = rows.clone();
+        changed[8].dependents = 3;
+        let outcome = programmes.enrol(programme.id, changed).await.unwrap();
+        assert_eq!(
+            (outcome.created, outcome.updated, outcome.unchanged),
+            (0, 1, 299)
+        );
+
+        // Dry run: every household paid, listed as having no card yet.
+        let plan = programmes
+            .plan_run(programme.id, "2026-12", &RunKind::Monthly)
+            .await
+            .unwrap();
+        assert_eq!(plan.households, 300);
+        assert_eq!(plan.entries, 3);
+        assert_eq!(plan.exceptions.len(), 300);
+        assert!(plan.exceptions.iter().all(|e| e.paid));
+        let expected_total: i64 = (0..300)
+            .map(|i| if i == 8 { 3 } else { i % 4 })
+            .map(|d| (300_00 + 75_00 * d as i64).min(450_00))
+            .sum();
+        assert_eq!(plan.total_minor, expected_total);
+
+        // Execute, "crashing" after one entry; then resume: nobody is paid twice.
+        let quiet = |_| {};
+        let first = programmes
+            .execute_run(
+                programme.id,
+                "2026-12",
+                &RunKind::Monthly,
+                RunOptions {
+                    stop_after_entries: Some(1),
+                },
+                &quiet,
+            )
+            .await
+            .unwrap();
+        assert!(!first.complete);
+        assert_eq!(first.committed_entries, 1);
+        let resumed = programmes
+            .execute_run(
+                programme.id,
+                "2026-12",
+                &RunKind::Monthly,
+                RunOptions::default(),
+                &quiet,
+            )
+            .await
+            .unwrap();
+        assert!(resumed.complete, "{resumed:?}");
+        assert_eq!(
+            (resumed.committed_entries, resumed.already_committed_entries),
+            (2, 1)
+        );
+        let repeated = programmes
+            .execute_run(
+                programme.id,
+                "2026-12",
+                &RunKind::Monthly,
+                RunOptions::default(),
+                &quiet,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                repeated.committed_entries,
+                repeated.already_committed_entries
+            ),
+            (0, 3)
+        );
+        let households = db.households(programme.id).await.unwrap();
+        let paid: i64 = households
+            .iter()
+            .map(|h| {
+                committer
+                    .view()
+                    .read()
+                    .account(h.account)
+                    .unwrap()
+                    .balance
+                    .0
+            })
+            .sum();
+        assert_eq!(paid, expected_total, "{}", test_db.label);
+
+        // An emergency run for one area pays only there.
+        let emergency = RunKind::Emergency {
+            area: Some("Triana".into()),
+        };
+        let plan = programmes
+            .plan_run(programme.id, "storm-2026-12", &emergency)
+            .await
+            .unwrap();
+        assert_eq!(plan.households, 150);
+
+        // Merchants: a grocer (5411, allowed) and a casino (7995, not).
+        let grocer = merchant(&db, "Ultramarinos Triana", "5411").await;
+        let casino = merchant(&db, "Casino", "7995").await;
+        for m in [grocer, casino] {
+            programmes.apply_merchant(m, &[programme.id]).await.unwrap();
+        }
+        let grocer_account = programmes
+            .decide_merchant(programme.id, grocer, true)
+            .await
+            .unwrap()
+            .account
+            .unwrap();
+        let casino_account = programmes
+            .decide_merchant(programme.id, casino, true)
+            .await
+            .unwrap()
+            .account
+            .unwrap();
+
+        // A household with a wallet key pays the grocer, is refused at the casino and over
+        // the daily cap.
+        let alice = &households[0];
+        let alice_key = key(11);
+        committer
+            .set_authority(alice.account, PublicKey::of(&alice_key))
+            .await
+            .unwrap();
+        committer
+            .submit(&sign(
+                &alice_key,
+                payment(alice.account, grocer_account, unit, 150_00),
+            ))
+            .await
+            .unwrap();
+        let refused = committer
+            .submit(&sign(
+                &alice_key,
+                payment(alice.account, casino_account, unit, 10_00),
+            ))
+            .await;
+        assert_eq!(spending_rule(refused), SpendingRule::MerchantCategory);
+        let refused = committer
+            .submit(&sign(
+                &alice_key,
+                payment(alice.account, grocer_account, unit, 50_01),
+            ))
+            .await;
+        assert_eq!(spending_rule(refused), SpendingRule::DailyCap);
+
+        // Redemption: the grocer gives 100.00 back, 1.50 of it to the fee account.
+        let grocer_key = key(12);
+        committer
+            .set_authority(grocer_account, PublicKey::of(&grocer_key))
+            .await
+            .unwrap();
+        let redeem = |net: i64, fee: i64| {
+            sign(
+                &grocer_key,
+                Action::Entry {
+                    kind: EntryKind::Redeem,
+                    legs: vec![
+                        Leg {
+                            account: grocer_account,
+                            unit,
+                            delta: -(net + fee),
+                        },
+                        Leg {
+                            account: programme.accounts.clearing,
+                            unit,
+                            delta: net,
+                        },
+                        Leg {
+                            account: programme.accounts.fees,
+                            unit,
+                            delta: fee,
+                        },
+                    ],
+                    memo: "weekly redemption".into(),
+                    tags: Tags::default(),
+                },
+            )
+        };
+        assert_eq!(
+            spending_rule(committer.submit(&redeem(99_00, 1_00)).await),
+            SpendingRule::RedemptionFee
+        );
+        committer.submit(&redeem(98_50, 1_50)).await.unwrap();
+
+        // Expiry: 30 days after the run, Alice's unspent units go back to the budget.
+        let alice_left = 300_00 - 150_00;
+        let soon = programmes
+            .upcoming_expiries(programme.id, alice.account)
+            .await
+            .unwrap();
+        assert_eq!(soon.len(), 1);
+        assert_eq!(soon[0].amount_minor, alice_left);
+        let budget_before = committer
+            .view()
+            .read()
+            .account(programme.accounts.budget)
+            .unwrap()
+            .balance
+            .0;
+        clock.advance(29 * DAY_MS);
+        assert_eq!(
+            programmes
+                .sweep_expired(programme.id)
+                .await
+                .unwrap()
+                .households,
+            0
+        );
+        clock.advance(2 * DAY_MS);
+        let sweep = programmes.sweep_expired(programme.id).await.unwrap();
+        assert_eq!(sweep.households, 300, "{sweep:?}");
+        assert!(sweep.failed.is_empty(), "{sweep:?}");
+        assert_eq!(
+            committer
+                .view()
+                .read()
+                .account(alice.account)
+                .unwrap()
+                .balance
+                .0,
+            0
+        );
+        let budget_after = committer
+            .view()
+            .read()
+            .account(programme.accounts.budget)
+            .unwrap()
+            .balance
+            .0;
+        assert_eq!(budget_after - budget_before, expected_total - 150_00);
+        // A second sweep finds nothing left to expire.
+        assert_eq!(
+            programmes
+                .sweep_expired(programme.id)
+                .await
+                .unwrap()
+                .households,
+            0
+        );
+
+        // Reload from storage: rules and registered merchants are enforced after a restart.
+        drop(programmes);
+        stop(committer, task).await;
+        let (committer, task) = start_at(&db, clock.clone()).await;
+        let programmes = Programmes::new(db.clone(), committer.clone(), clock.clone(), [5; 32]);
+        let bob = &households[1];
+        let plan = programmes
+            .execute_run(
+                programme.id,
+                "2027-01",
+                &RunKind::Monthly,
+                RunOptions::default(),
+                &quiet,
+            )
+            .await
+            .unwrap();
+        assert!(plan.complete);
+        let bob_key = key(13);
+        committer
+            .set_authority(bob.account, PublicKey::of(&bob_key))
+            .await
+            .unwrap();
+        let refused = committer
+            .submit(&sign_at(
+                &bob_key,
+                payment(bob.account, casino_account, unit, 10_00),
+                clock.now(),
+            ))
+            .await;
+        assert_eq!(
+            spending_rule(refused),
+            SpendingRule::MerchantCategory,
+            "{}",
+            test_db.label
+        );
+        // A holder cannot dodge the rules by paying another household directly.
+        let refused = committer
+            .submit(&sign_at(
+                &bob_key,
+                payment(bob.account, alice.account, unit, 10_00),
+                clock.now(),
+            ))
+            .await;
+        assert_eq!(
+            spending_rule(refused),
+            SpendingRule::RegisteredMerchantsOnly
+        );
+        committer
+            .submit(&sign_at(
+                &bob_key,
+                payment(bob.account, grocer_account, unit, 10_00),
+                clock.now(),
+            ))
+            .await
+            .unwrap();
+        drop(programmes);
+        stop(committer, task).await;
+    }
+}
+
+trait Now {
+    fn now(&self) -> i64;
+}
+
+impl Now for ManualClock {
+    fn now(&self) -> i64 {
+        wallet_api::Clock::now_ms(self)
+    }
+}
+
+fn sign_at(key: &ed25519_dalek::SigningKey, action: Action, now_ms: i64) -> ledger::VerifiedIntent {
+    let intent = ledger::Intent {
+        intent_id: ledger::IntentId::new(),
+        not_after: now_ms / 1000 + 3600,
+        signer: PublicKey::of(key),
+        action,
+    };
+    ledger::SignedIntent::sign(intent, key)
+        .unwrap()
+        .verify(now_ms)
+        .unwrap()
+}
