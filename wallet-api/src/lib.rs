@@ -6,6 +6,7 @@
 //! on every start and reloaded after any failed write; SQL lives only in [`db`].
 
 pub mod auth;
+pub mod cards;
 pub mod clock;
 pub mod committer;
 pub mod db;
