@@ -10,6 +10,7 @@ pub mod cards;
 pub mod clock;
 pub mod committer;
 pub mod db;
+pub mod enrolment;
 pub mod http;
 pub mod verifier;
 pub mod view;
