@@ -16,7 +16,11 @@
 //!
 //! Line numbers are the 1-based lines a text editor shows: the header is line 1 (unless blank
 //! lines precede it), a row's line is the one it starts on, blank lines count. Rows that are
-//! blank or hold only delimiters are skipped.
+//! blank or hold only delimiters are skipped. A row may leave out trailing optional columns
+//! altogether; a row with more fields than the header (usually an unquoted delimiter inside a
+//! name), or too few to reach every required column, is rejected with
+//! [`RowProblem::WrongFieldCount`] alone, since its other fields would be read against the
+//! wrong columns.
 //!
 //! Rules per field: `household_ref` 1 to 64 of `A-Z a-z 0-9 . _ / -`, unique in the file
 //! ignoring ASCII case (the second and later rows are rejected, naming the first line); `name`
@@ -353,8 +357,15 @@ fn detect_delimiter(text: &[u8]) -> u8 {
     }
 }
 
+/// Line breaks as an editor counts them: `\n`, `\r\n`, and a `\r` alone (old Mac files),
+/// which the CSV reader also takes as a line end.
 fn count_newlines(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|&&byte| byte == b'\n').count()
+    let lone_returns = bytes
+        .windows(2)
+        .filter(|pair| pair[0] == b'\r' && pair[1] != b'\n')
+        .count();
+    let last_is_return = usize::from(bytes.last() == Some(&b'\r'));
+    bytes.iter().filter(|&&byte| byte == b'\n').count() + lone_returns + last_is_return
 }
 
 /// Turns a record's starting byte into the line a text editor shows. The reader's start
@@ -515,6 +526,8 @@ fn check_row(
     let shown_ref =
         || (!written_ref.is_empty()).then(|| shorten(written_ref, MAX_HOUSEHOLD_REF_CHARS));
     let found = record.len();
+    // Even empty extra cells are refused: they are the sign of an unquoted delimiter inside a
+    // value, after which every later field would be checked against the wrong column.
     if found > columns.width || found < columns.required_width {
         return Err(Rejection {
             line,
@@ -1049,6 +1062,20 @@ mod tests {
     }
 
     #[test]
+    fn old_mac_line_ends_count_as_lines() {
+        let text = "household_ref,name,dependents,area\rHH-1,Ana,1,Centro\r\rHH-2,,1,Centro\r";
+        let report = parse(text);
+        assert_eq!(report.accepted[0].line, 2);
+        assert_eq!(report.rejected[0].line, 4);
+        let mut bytes = b"household_ref,name,dependents,area\rHH-1,Jos".to_vec();
+        bytes.extend_from_slice(b"\xe9,1,Centro\r");
+        assert_eq!(
+            parse_enrolment(&bytes, &rules()).unwrap_err(),
+            EnrolmentError::NotUtf8 { line: 2 }
+        );
+    }
+
+    #[test]
     fn every_problem_of_a_row_is_reported() {
         let problems = reasons(&row("HH 1,,-2,Atlantis,12345,fr"));
         assert_eq!(
@@ -1269,6 +1296,13 @@ mod tests {
         // Trailing optional fields may be left out altogether.
         let report = parse(&row("HH-1,Ana,1,Centro"));
         assert_eq!(report.accepted.len(), 1, "{report:?}");
+        assert_eq!(
+            reasons(&row("HH-1,Ana,1,Centro,,,,x")),
+            vec![RowProblem::WrongFieldCount {
+                expected: 6,
+                found: 8
+            }]
+        );
     }
 
     #[test]
