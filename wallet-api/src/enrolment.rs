@@ -346,7 +346,7 @@ fn read_record(
 /// `;` if the first non-blank line holds more semicolons than commas, else `,`.
 fn detect_delimiter(text: &[u8]) -> u8 {
     let first_line = text
-        .split(|&byte| byte == b'\n')
+        .split(|&byte| byte == b'\n' || byte == b'\r')
         .find(|line| !line.iter().all(u8::is_ascii_whitespace))
         .unwrap_or_default();
     let count = |wanted: u8| first_line.iter().filter(|&&byte| byte == wanted).count();
