@@ -6,9 +6,11 @@
 //! on every start and reloaded after any failed write; SQL lives only in [`db`].
 
 pub mod auth;
+pub mod cards;
 pub mod clock;
 pub mod committer;
 pub mod db;
+pub mod enrolment;
 pub mod http;
 pub mod programme;
 pub mod verifier;
