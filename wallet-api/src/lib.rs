@@ -10,6 +10,7 @@ pub mod clock;
 pub mod committer;
 pub mod db;
 pub mod http;
+pub mod redemption;
 pub mod verifier;
 pub mod view;
 
