@@ -309,18 +309,7 @@ pub fn pain001_xml(file: &CreditTransferFile) -> Result<String, SepaError> {
     xml.close("ReqdExctnDt");
     party(&mut xml, "Dbtr", &debtor_name);
     account(&mut xml, "DbtrAcct", &debtor_iban);
-    xml.open("DbtrAgt");
-    xml.open("FinInstnId");
-    match &debtor_bic {
-        Some(bic) => xml.leaf("BICFI", bic),
-        None => {
-            xml.open("Othr");
-            xml.leaf("Id", "NOTPROVIDED");
-            xml.close("Othr");
-        }
-    }
-    xml.close("FinInstnId");
-    xml.close("DbtrAgt");
+    agent(&mut xml, "DbtrAgt", debtor_bic.as_deref());
     xml.leaf("ChrgBr", "SLEV");
     for transfer in &transfers {
         transaction(&mut xml, transfer);
@@ -384,12 +373,9 @@ fn transaction(xml: &mut Xml, transfer: &CleanTransfer) {
         &euro_decimal(transfer.amount_cents),
     );
     xml.close("Amt");
-    if let Some(bic) = &transfer.creditor_bic {
-        xml.open("CdtrAgt");
-        xml.open("FinInstnId");
-        xml.leaf("BICFI", bic);
-        xml.close("FinInstnId");
-        xml.close("CdtrAgt");
+    // Without a BIC the creditor's bank is left out: SEPA routes by IBAN alone.
+    if let Some(bic) = transfer.creditor_bic.as_deref() {
+        agent(xml, "CdtrAgt", Some(bic));
     }
     party(xml, "Cdtr", &transfer.creditor_name);
     account(xml, "CdtrAcct", &transfer.creditor_iban);
@@ -397,6 +383,22 @@ fn transaction(xml: &mut Xml, transfer: &CleanTransfer) {
     xml.leaf("Ustrd", &transfer.remittance);
     xml.close("RmtInf");
     xml.close("CdtTrfTxInf");
+}
+
+/// A bank by BIC, or `Othr/Id NOTPROVIDED` where the BIC is unknown (the EPC's placeholder).
+fn agent(xml: &mut Xml, tag: &str, bic: Option<&str>) {
+    xml.open(tag);
+    xml.open("FinInstnId");
+    match bic {
+        Some(bic) => xml.leaf("BICFI", bic),
+        None => {
+            xml.open("Othr");
+            xml.leaf("Id", "NOTPROVIDED");
+            xml.close("Othr");
+        }
+    }
+    xml.close("FinInstnId");
+    xml.close(tag);
 }
 
 fn party(xml: &mut Xml, tag: &str, name: &str) {
