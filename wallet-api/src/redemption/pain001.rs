@@ -9,9 +9,10 @@
 //! - **Character set.** Text goes out in the EPC basic Latin set only: `a-z A-Z 0-9` and
 //!   `/ - ? : ( ) . , ' +` and space. Names and remittance text are converted: Latin letters
 //!   with diacritics lose them (`á`→`a`, `ñ`→`n`, `ç`→`c`, `Ä`→`A`, as the EPC best practice
-//!   does; combining accents of decomposed text are dropped), ligatures and special letters are spelled out (`ß`→`ss`, `æ`→`ae`, `Þ`→`TH`),
-//!   `&`→`+`, typographic quotes→`'`, dashes→`-`, `[{<`→`(` and `]}>`→`)`, `;`→`,`, `\`→`/`, `€`→`EUR`,
-//!   whitespace and control characters→one space, any other ASCII symbol (`@ # * = _ …`)→`.`.
+//!   does; combining accents of decomposed text are dropped), ligatures and special letters
+//!   are spelled out (`ß`→`ss`, `æ`→`ae`, `Þ`→`TH`), `&`→`+`, typographic quotes→`'`,
+//!   dashes→`-`, `[{<`→`(` and `]}>`→`)`, `;`→`,`, `\`→`/`, `€`→`EUR`, whitespace and
+//!   control characters→one space, any other ASCII symbol (`@ # * = _ …`)→`.`.
 //!   Letters of other scripts (Greek, Cyrillic, Arabic, …) and other symbols have no simple
 //!   spelling and are **refused** with [`SepaError::Unrepresentable`] naming the character:
 //!   a guessed transliteration of a merchant's legal name could fail the payee's bank's name
@@ -37,7 +38,8 @@ use super::{Date, DateError, UtcDateTime};
 
 /// The ISO 20022 namespace of the document.
 pub const NAMESPACE: &str = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09";
-/// The most transfers one file carries; banks cap files, and ours stay well inside those caps.
+/// The most transfers one file carries: a stated bound that also keeps the control sum
+/// (at most 10^16 cents) far from overflowing an `i64`.
 pub const MAX_TRANSFERS: usize = 100_000;
 /// The largest SEPA credit transfer, 999 999 999.99 EUR, in cents.
 pub const MAX_AMOUNT_CENTS: i64 = 99_999_999_999;
