@@ -13,6 +13,7 @@ pub mod db;
 pub mod enrolment;
 pub mod http;
 pub mod programme;
+pub mod redemption;
 pub mod verifier;
 pub mod view;
 
