@@ -34,7 +34,10 @@ pub(crate) struct Glyph {
     /// Vertical shift of this glyph alone, up positive (marks).
     pub y_offset: i32,
     /// The characters this glyph stands for, empty for the second and later glyphs of a
-    /// cluster; becomes the PDF's ToUnicode entry.
+    /// cluster; becomes the PDF's ToUnicode entry. Like the glyphs, it is in visual order: a
+    /// right-to-left ligature such as lam-alef holds its letters reversed, so a reader that
+    /// collects glyphs left to right and then reverses Arabic (Poppler does) gets them back
+    /// in logical order, and one that keeps visual order stays consistent.
     pub text: String,
 }
 
@@ -127,7 +130,12 @@ impl Shaper {
                 String::new()
             } else {
                 cluster_named[slot] = true;
-                run.get(start..end).unwrap_or_default().to_owned()
+                let logical = run.get(start..end).unwrap_or_default();
+                if rtl {
+                    logical.chars().rev().collect()
+                } else {
+                    logical.to_owned()
+                }
             };
             out.push(Glyph {
                 id: u16::try_from(info.glyph_id).unwrap_or(0),
@@ -192,11 +200,11 @@ mod tests {
     }
 
     #[test]
-    fn lam_alef_becomes_one_ligature_that_maps_back_to_both_letters() {
+    fn lam_alef_becomes_one_ligature_that_maps_back_to_both_letters_in_visual_order() {
         let shaper = shaper();
         let line = shaper.shape("لا", Direction::Rtl, "ar");
         assert_eq!(line.glyphs.len(), 1);
-        assert_eq!(line.glyphs[0].text, "لا");
+        assert_eq!(line.glyphs[0].text, "ال");
     }
 
     #[test]

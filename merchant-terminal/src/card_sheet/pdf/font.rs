@@ -268,7 +268,7 @@ fn components(glyph: &[u8]) -> Vec<u16> {
 /// Writes an sfnt file: directory sorted by tag, tables 4-byte aligned, checksums, and the
 /// `head` checksum adjustment.
 fn assemble(mut tables: Vec<([u8; 4], Vec<u8>)>) -> Result<Vec<u8>, SheetError> {
-    tables.sort_by(|a, b| a.0.cmp(&b.0));
+    tables.sort_by_key(|(tag, _)| *tag);
     let count = u16::try_from(tables.len()).map_err(|_| SheetError::Font("too many tables"))?;
     let power = 1u16 << (15 - count.leading_zeros().min(15));
     let search_range = power * 16;

@@ -130,6 +130,10 @@ fn qr(out: &mut String, x: f64, y: f64, module: f64, matrix: &QrMatrix) {
 /// Places the shaped glyphs from the text's left edge. The font size is 1 and the text matrix
 /// scales to the item's size, so `TJ` adjustments are thousandths of an em: they move each
 /// glyph from where the font's own advance would put it to where the shaper put it.
+///
+/// No `ActualText` span is added: Poppler reads it as if drawn left to right and then
+/// reverses Arabic, so copied text came out backwards; the ToUnicode map in visual order (see
+/// `text::Glyph::text`) gives the right text in Poppler and in readers that keep visual order.
 fn text(out: &mut String, item: &TextItem, shaper: &Shaper, used: &mut UsedGlyphs) {
     let size = number(item.size);
     let _ = write!(
@@ -141,6 +145,9 @@ fn text(out: &mut String, item: &TextItem, shaper: &Shaper, used: &mut UsedGlyph
     );
     let per_unit = 1000.0 / shaper.units_per_em();
     let mut rise = 0;
+    // Where the shaper's pen is ahead of the PDF's, in thousandths of an em. Rounding of the
+    // `/W` widths is carried here and written out only once it reaches half a unit.
+    let mut drift = 0.0;
     for glyph in &item.line.glyphs {
         // The first non-empty text a glyph stands for names it; a glyph reused for other
         // text (rare outside ligatures) still draws right, and only copies as the first.
@@ -156,15 +163,18 @@ fn text(out: &mut String, item: &TextItem, shaper: &Shaper, used: &mut UsedGlyph
                 number(f64::from(rise) / shaper.units_per_em())
             );
         }
-        let before = f64::from(glyph.x_offset) * per_unit;
-        let width = f64::from(font::pdf_width(shaper, glyph.id));
-        let after = f64::from(glyph.x_advance) * per_unit - before - width;
-        if before != 0.0 {
-            let _ = write!(out, "{} ", number(-before));
+        let offset = f64::from(glyph.x_offset) * per_unit;
+        drift += offset;
+        if drift.abs() >= 0.5 {
+            let _ = write!(out, "{} ", number(-drift));
+            drift = 0.0;
         }
         let _ = write!(out, "<{:04X}>", glyph.id);
-        if after.abs() >= 0.001 {
-            let _ = write!(out, " {} ", number(-after));
+        let width = f64::from(font::pdf_width(shaper, glyph.id));
+        drift += f64::from(glyph.x_advance) * per_unit - offset - width;
+        if drift.abs() >= 0.5 {
+            let _ = write!(out, " {} ", number(-drift));
+            drift = 0.0;
         }
     }
     out.push_str("] TJ");
@@ -231,7 +241,7 @@ impl Writer {
         let mut table = format!("xref\n0 {count}\n0000000000 65535 f \n");
         for offset in &self.offsets[1..] {
             assert!(*offset > 0, "PDF object numbers must be dense");
-            let _ = write!(table, "{offset:010} 00000 n \n");
+            let _ = writeln!(table, "{offset:010} 00000 n ");
         }
         let _ = write!(
             table,
