@@ -148,18 +148,19 @@ pub(super) fn subset(font: &[u8], keep: &BTreeSet<u16>) -> Result<Vec<u8>, Sheet
     let drawn = with_components(glyf, &ranges, keep);
 
     let mut new_glyf = Vec::new();
-    let mut new_loca = Vec::with_capacity((glyph_count + 1) * 4);
+    let mut offsets = Vec::with_capacity(glyph_count + 1);
     for (id, range) in ranges.iter().enumerate() {
-        new_loca.extend_from_slice(&offset_u32(new_glyf.len())?.to_be_bytes());
+        offsets.push(new_glyf.len());
         if u16::try_from(id).is_ok_and(|id| drawn.contains(&id)) {
             new_glyf.extend_from_slice(&glyf[range.clone()]);
             new_glyf.resize(new_glyf.len().next_multiple_of(4), 0);
         }
     }
-    new_loca.extend_from_slice(&offset_u32(new_glyf.len())?.to_be_bytes());
+    offsets.push(new_glyf.len());
+    let (mut new_loca, loca_format) = encode_loca(&offsets)?;
     let mut new_head = head.to_vec();
     new_head[8..12].fill(0); // checkSumAdjustment, set once the whole file is known
-    new_head[50..52].copy_from_slice(&1u16.to_be_bytes()); // long offsets in loca
+    new_head[50..52].copy_from_slice(&loca_format.to_be_bytes());
 
     let mut tables: Vec<([u8; 4], Vec<u8>)> = Vec::new();
     for tag in KEPT_TABLES {
@@ -175,6 +176,24 @@ pub(super) fn subset(font: &[u8], keep: &BTreeSet<u16>) -> Result<Vec<u8>, Sheet
         tables.push((*tag, data));
     }
     assemble(tables)
+}
+
+/// The `loca` table for glyph offsets, and its `indexToLocFormat`: short (offsets halved into
+/// 16 bits, half the size) when the subset's `glyf` is small enough, as it is for cards.
+fn encode_loca(offsets: &[usize]) -> Result<(Vec<u8>, u16), SheetError> {
+    let last = offsets.last().copied().unwrap_or(0);
+    if last / 2 <= usize::from(u16::MAX) {
+        let short = offsets
+            .iter()
+            .flat_map(|&o| ((o / 2) as u16).to_be_bytes())
+            .collect();
+        return Ok((short, 0));
+    }
+    let mut long = Vec::with_capacity(offsets.len() * 4);
+    for &offset in offsets {
+        long.extend_from_slice(&offset_u32(offset)?.to_be_bytes());
+    }
+    Ok((long, 1))
 }
 
 /// Each glyph's byte range in `glyf`, from `loca`.
@@ -350,6 +369,16 @@ mod tests {
         let omega = shaper.nominal_glyph('Ω').expect("omega");
         assert!(face.outline_glyph(GlyphId(omega), &mut NoPen).is_none());
         assert_eq!(checksum(&program), 0xB1B0_AFBA, "head checksum adjustment");
+    }
+
+    #[test]
+    fn loca_is_short_while_offsets_fit_sixteen_bits_halved() {
+        assert_eq!(
+            encode_loca(&[0, 4, 0x1_FFFE]).expect("short"),
+            (vec![0, 0, 0, 2, 0xFF, 0xFF], 0)
+        );
+        let (long, format) = encode_loca(&[0, 0x2_0000]).expect("long");
+        assert_eq!((long, format), (vec![0, 0, 0, 0, 0, 2, 0, 0], 1));
     }
 
     struct NoPen;
