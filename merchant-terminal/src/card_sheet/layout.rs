@@ -290,3 +290,119 @@ pub(crate) fn number(value: f64) -> String {
         text.to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{CardFace, validate_all};
+    use super::*;
+
+    fn page_of(cards: &[CardFace]) -> Page {
+        let shaper = Shaper::new().expect("font");
+        let valid = validate_all(cards, &shaper).expect("valid cards");
+        page(&valid, &shaper)
+    }
+
+    fn face(language: &str, holder_name: &str) -> CardFace {
+        CardFace {
+            scheme_name: "Moneda Social Sevilla".to_owned(),
+            holder_name: holder_name.to_owned(),
+            card_number: "1234567890123456".to_owned(),
+            qr_payload: "coledger:card:1234567890123456".to_owned(),
+            language: language.to_owned(),
+        }
+    }
+
+    /// Every text and the QR code of a one-card page lie inside that card's padding, and
+    /// text level with the QR code stays clear of it.
+    fn assert_inside_first_card(page: &Page) {
+        let left = (PAGE_WIDTH_MM - 2.0 * CARD_WIDTH_MM - COLUMN_GAP_MM) / 2.0;
+        let right = left + CARD_WIDTH_MM;
+        let (qr_left, qr_right, qr_top, qr_bottom) = page
+            .elements
+            .iter()
+            .find_map(|e| match e {
+                Element::Qr {
+                    x,
+                    y,
+                    module,
+                    matrix,
+                } => {
+                    let side = *module * matrix.width() as f64;
+                    Some((*x, x + side, *y, y + side))
+                }
+                _ => None,
+            })
+            .expect("a QR code");
+        assert!(qr_left > left && qr_right < right);
+        for element in &page.elements {
+            let Element::Text(item) = element else {
+                continue;
+            };
+            let (text_left, text_right) = (item.left(), item.left() + item.width);
+            let name = &item.text;
+            assert!(
+                text_left >= left + PADDING_MM - 1e-9,
+                "{name:?} starts at {text_left}"
+            );
+            assert!(
+                text_right <= right - PADDING_MM + 1e-9,
+                "{name:?} ends at {text_right}"
+            );
+            if item.baseline > qr_top && item.baseline - item.size < qr_bottom {
+                let clear = text_right <= qr_left || text_left >= qr_right;
+                assert!(clear, "{name:?} runs into the QR code");
+            }
+        }
+    }
+
+    #[test]
+    fn long_names_are_shrunk_into_their_column_in_both_directions() {
+        let long = "W".repeat(super::super::MAX_HOLDER_NAME_CHARS);
+        for language in ["en", "ar", "el"] {
+            assert_inside_first_card(&page_of(&[face(language, &long)]));
+        }
+        let arabic = "عبد الرحمن بن محمد بن عبد العزيز القحطاني";
+        assert_inside_first_card(&page_of(&[face("ar", arabic)]));
+    }
+
+    #[test]
+    fn ten_cards_fill_the_page_without_overlap_and_inside_printer_margins() {
+        let cards: Vec<CardFace> = (0..10).map(|_| face("es", "Ana")).collect();
+        let page = page_of(&cards);
+        let outlines: Vec<(f64, f64)> = page
+            .elements
+            .iter()
+            .filter_map(|e| match e {
+                Element::Path {
+                    ops,
+                    paint: Paint::Stroke(..),
+                } => match ops.first() {
+                    Some(PathOp::Move(x, y)) => Some((*x, *y - CARD_RADIUS_MM)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(outlines.len(), 10);
+        for (i, &(x, y)) in outlines.iter().enumerate() {
+            assert!(x >= 5.0 && x + CARD_WIDTH_MM <= PAGE_WIDTH_MM - 5.0);
+            assert!(y >= 5.0 && y + CARD_HEIGHT_MM <= PAGE_HEIGHT_MM - 5.0);
+            for &(other_x, other_y) in &outlines[i + 1..] {
+                let apart_x = (x - other_x).abs() >= CARD_WIDTH_MM;
+                let apart_y = (y - other_y).abs() >= CARD_HEIGHT_MM;
+                assert!(
+                    apart_x || apart_y,
+                    "cards at ({x}, {y}) and ({other_x}, {other_y}) overlap"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_briefly() {
+        assert_eq!(number(1.0), "1");
+        assert_eq!(number(2.83464567), "2.835");
+        assert_eq!(number(-0.0001), "0");
+        assert_eq!(number(-1.5), "-1.5");
+    }
+}

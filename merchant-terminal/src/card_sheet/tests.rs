@@ -450,3 +450,38 @@ fn output_is_deterministic() {
     assert_eq!(render_pdf(&cards), render_pdf(&cards));
     assert_eq!(render_svg_pages(&cards), render_svg_pages(&cards));
 }
+
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    /// Any name in the scripts the cards carry, XML specials included, renders in both formats:
+    /// escaped in the SVG, and with sound cross-references in the PDF.
+    #[test]
+    fn any_printable_name_renders_in_both_formats(
+        name in "[A-Za-zÀ-ÿΑ-ΡΣ-Ωα-ωء-غف-ي &<>\"'.-]{1,48}",
+        language in proptest::sample::select(vec!["en", "es", "el", "ar", "pt", "fr"]),
+    ) {
+        proptest::prop_assume!(!name.trim().is_empty());
+        let cards = [card(language, &name, "1234567890123456")];
+        let svg = render_svg_pages(&cards).expect("svg").remove(0);
+        let escaped = format!(">{}</text>", svg::escape(&name));
+        proptest::prop_assert!(svg.contains(&escaped));
+        let pdf = render_pdf(&cards).expect("pdf");
+        check_xref(&pdf);
+    }
+
+    #[test]
+    fn escaping_leaves_no_markup_and_round_trips(text in "\\PC{0,64}") {
+        let escaped = svg::escape(&text);
+        proptest::prop_assert!(!escaped.contains(['<', '>', '"', '\'']));
+        proptest::prop_assert_eq!(unescape(&escaped), text);
+    }
+}
