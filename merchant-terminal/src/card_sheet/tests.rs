@@ -343,8 +343,8 @@ fn check_xref(pdf: &[u8]) -> usize {
 fn pdf_structure_and_xref_offsets_are_sound() {
     let pdf = render_pdf(&mixed_cards(23)).expect("pdf");
     let objects = check_xref(&pdf);
-    // Catalog, page tree, five font objects, then a page and its content per page.
-    assert_eq!(objects, 1 + 2 + 5 + 2 * 3);
+    // Free entry, catalog, page tree, five font objects, a page and its content per page, info.
+    assert_eq!(objects, 1 + 2 + 5 + 2 * 3 + 1);
     let text = String::from_utf8_lossy(&pdf);
     assert!(text.contains("/Subtype /CIDFontType2"));
     assert!(text.contains("/Encoding /Identity-H"));

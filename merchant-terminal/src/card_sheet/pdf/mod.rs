@@ -67,18 +67,25 @@ pub(crate) fn render(pages: &[Page], shaper: &Shaper) -> Result<Vec<u8>, SheetEr
         );
         pdf.stream(page_object + 1, "", content.as_bytes());
     }
-    Ok(pdf.finish(CATALOG))
+    // No creation date: the same cards give the same bytes.
+    let info = FIRST_PAGE_OBJECT + 2 * pages.len();
+    pdf.object(
+        info,
+        "<< /Title (Beneficiary cards) /Producer (coledger merchant-terminal) >>",
+    );
+    Ok(pdf.finish(CATALOG, info))
 }
 
 /// A page's content stream. The first operator makes user space millimetres with y down, as
 /// the layout is written; text matrices flip y back so glyphs stand upright.
 fn content(page: &Page, shaper: &Shaper, used: &mut UsedGlyphs) -> String {
     let mut out = String::with_capacity(64 * 1024);
-    let s = number(POINTS_PER_MM);
+    // Six decimals: the scale multiplies every coordinate on the page.
+    let s = format!("{POINTS_PER_MM:.6}");
     let _ = writeln!(
         out,
-        "{s} 0 0 -{s} 0 {} cm",
-        number(PAGE_HEIGHT_MM * POINTS_PER_MM)
+        "{s} 0 0 -{s} 0 {:.6} cm",
+        PAGE_HEIGHT_MM * POINTS_PER_MM
     );
     for element in &page.elements {
         match element {
@@ -239,7 +246,7 @@ impl Writer {
 
     /// Appends the cross-reference table and trailer. Every object number below the highest
     /// must have been written: the writer numbers objects densely by construction.
-    fn finish(mut self, root: usize) -> Vec<u8> {
+    fn finish(mut self, root: usize, info: usize) -> Vec<u8> {
         let xref = self.bytes.len();
         let count = self.offsets.len();
         let mut table = format!("xref\n0 {count}\n0000000000 65535 f \n");
@@ -249,7 +256,7 @@ impl Writer {
         }
         let _ = write!(
             table,
-            "trailer\n<< /Size {count} /Root {root} 0 R >>\nstartxref\n{xref}\n%%EOF\n"
+            "trailer\n<< /Size {count} /Root {root} 0 R /Info {info} 0 R >>\nstartxref\n{xref}\n%%EOF\n"
         );
         self.bytes.extend_from_slice(table.as_bytes());
         self.bytes
