@@ -349,7 +349,9 @@ fn pdf_structure_and_xref_offsets_are_sound() {
     assert!(text.contains("/Subtype /CIDFontType2"));
     assert!(text.contains("/Encoding /Identity-H"));
     assert!(text.contains("+DejaVuSans"));
-    assert!(pdf.len() < 600 * 1024, "PDF is {} bytes", pdf.len());
+    // About 43 KB: a 30 KB compressed font subset and under 1 KB per card. Without subsetting
+    // or compression it would be several times larger.
+    assert!(pdf.len() < 80 * 1024, "PDF is {} bytes", pdf.len());
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
