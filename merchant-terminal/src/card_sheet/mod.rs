@@ -5,7 +5,7 @@
 //! language. Ten cards fit on an A4 page, two columns by five rows, each with a thin outline
 //! to cut along.
 //!
-//! Both formats are drawn from one layout ([`layout`]), so a card looks the same in each:
+//! Both formats are drawn from one layout (module `layout`), so a card looks the same in each:
 //! - SVG keeps text as `<text>` with `xml:lang`, and for Arabic `direction="rtl"`; the viewer
 //!   shapes and orders it, preferring DejaVu Sans.
 //! - PDF embeds a subset of DejaVu Sans (shipped in `fonts/`, covering Latin, Greek and Arabic)
@@ -16,6 +16,14 @@
 //! Invariants: every card is validated before anything is drawn, and an unknown language is
 //! an error rather than a silent fallback to English, because a household that cannot read
 //! its card's PIN warning is worse off than a batch that is corrected and printed again.
+//!
+//! Limits, by choice:
+//! - Each text is one line, shrunk to its column when too wide (measured with DejaVu Sans);
+//!   nothing wraps. SVG viewers without DejaVu Sans may draw a wider fallback font.
+//! - Card numbers use digits 0-9 and read left to right on every card, Arabic included.
+//! - Names may use only characters DejaVu Sans draws (Latin, Greek, Cyrillic, Arabic, …);
+//!   others are refused rather than printed as empty boxes.
+//! - The PDF is not tagged: text is extractable through its ToUnicode map, in visual order.
 
 mod labels;
 mod layout;
