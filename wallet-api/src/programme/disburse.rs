@@ -16,7 +16,7 @@ use ledger::entry::MAX_POSTINGS;
 use ledger::{AccountStatus, EntryKind, HouseholdId, Leg, ProgrammeId, RunId, Tags};
 use serde::Serialize;
 
-use super::service::{ProgrammeError, Programmes, invalid};
+use super::service::{ProgrammeEntry, ProgrammeError, Programmes, invalid};
 use super::{Programme, rules_at};
 use crate::db::DbError;
 use crate::db::programmes::{RunLine, StoredRun};
@@ -428,15 +428,17 @@ impl Programmes {
             super::derived_intent_id("disbursement", &[run.id.as_bytes(), &number.to_be_bytes()]);
         self.sign_entry(
             programme.id,
-            intent_id,
-            run.created_at,
-            EntryKind::Issue,
-            legs,
-            format!("{} {}", programme.name, run.period),
-            Tags {
-                programme: Some(programme.id.to_string()),
-                budget_line: Some(run.period.clone()),
-                category: None,
+            ProgrammeEntry {
+                intent_id,
+                valid_from_ms: run.created_at,
+                kind: EntryKind::Issue,
+                legs,
+                memo: format!("{} {}", programme.name, run.period),
+                tags: Tags {
+                    programme: Some(programme.id.to_string()),
+                    budget_line: Some(run.period.clone()),
+                    category: None,
+                },
             },
         )
     }

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::disburse::HOUSEHOLDS_PER_ENTRY;
 use super::rules_at;
-use super::service::{ProgrammeError, Programmes};
+use super::service::{ProgrammeEntry, ProgrammeError, Programmes};
 use crate::view::{Counterparty, ViewState};
 
 const DAY_MS: i64 = 86_400_000;
@@ -204,15 +204,17 @@ impl Programmes {
             );
             let intent = self.sign_entry(
                 programme.id,
-                intent_id,
-                now,
-                EntryKind::Expire,
-                legs,
-                format!("{}: units unspent after {days} days", programme.name),
-                Tags {
-                    programme: Some(programme.id.to_string()),
-                    budget_line: Some("expiry".into()),
-                    category: None,
+                ProgrammeEntry {
+                    intent_id,
+                    valid_from_ms: now,
+                    kind: EntryKind::Expire,
+                    legs,
+                    memo: format!("{}: units unspent after {days} days", programme.name),
+                    tags: Tags {
+                        programme: Some(programme.id.to_string()),
+                        budget_line: Some("expiry".into()),
+                        category: None,
+                    },
                 },
             )?;
             match self.committer.submit(&intent).await {

@@ -552,13 +552,16 @@ impl Programmes {
     pub(super) fn sign_entry(
         &self,
         programme: ProgrammeId,
-        intent_id: IntentId,
-        valid_from_ms: i64,
-        kind: EntryKind,
-        legs: Vec<Leg>,
-        memo: String,
-        tags: Tags,
+        entry: ProgrammeEntry,
     ) -> Result<VerifiedIntent, ProgrammeError> {
+        let ProgrammeEntry {
+            intent_id,
+            valid_from_ms,
+            kind,
+            legs,
+            memo,
+            tags,
+        } = entry;
         let key = self.administrator(programme);
         let intent = Intent {
             intent_id,
@@ -576,6 +579,16 @@ impl Programmes {
         let signed = SignedIntent::sign(intent, &key).map_err(CommitError::from)?;
         Ok(signed.verify(self.now_ms()).map_err(CommitError::from)?)
     }
+}
+
+/// An entry a programme signs: what it is, and the moment its validity counts from.
+pub(super) struct ProgrammeEntry {
+    pub(super) intent_id: IntentId,
+    pub(super) valid_from_ms: i64,
+    pub(super) kind: EntryKind,
+    pub(super) legs: Vec<Leg>,
+    pub(super) memo: String,
+    pub(super) tags: Tags,
 }
 
 /// Trims, drops empties, refuses duplicates (case-insensitively) and empty lists.

@@ -45,9 +45,9 @@ fn household(i: usize) -> HouseholdInput {
         reference: format!("SEV-{i:05}"),
         name: format!("Household {i}"),
         dependents: (i % 4) as u32,
-        area: if i % 2 == 0 { "Macarena" } else { "Triana" }.into(),
+        area: if i.is_multiple_of(2) { "Macarena" } else { "Triana" }.into(),
         phone: None,
-        language: if i % 3 == 0 { "ar" } else { "es" }.into(),
+        language: if i.is_multiple_of(3) { "ar" } else { "es" }.into(),
     }
 }
 
