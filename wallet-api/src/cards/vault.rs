@@ -200,6 +200,22 @@ impl ServerSecret {
         Ok(secret)
     }
 
+    /// A signing key derived from the secret for one purpose (`context`) and subject
+    /// (`input`), by HMAC-SHA256 keyed with the secret: programmes sign with keys derived
+    /// this way, so no private key of theirs is ever stored.
+    pub fn derive_signing_key(&self, context: &[u8], input: &[u8]) -> SigningKey {
+        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.0) {
+            Ok(mac) => mac,
+            // HMAC takes keys of any length.
+            Err(_) => unreachable!("HMAC refused a 32-byte key"),
+        };
+        mac.update(&(context.len() as u64).to_be_bytes());
+        mac.update(context);
+        mac.update(input);
+        let seed = Zeroizing::new(<[u8; KEY_LEN]>::from(mac.finalize().into_bytes()));
+        SigningKey::from_bytes(&seed)
+    }
+
     /// A fresh random secret, for set-up tools and tests.
     pub fn generate<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let mut bytes = [0u8; KEY_LEN];

@@ -10,10 +10,12 @@
 //! signed by its **administrator key**, derived from the server secret and the programme id,
 //! so no private key is stored and the journal still shows which programme authorised what.
 
+pub mod cards;
 pub mod disburse;
 pub mod expiry;
 pub mod service;
 
+pub use cards::CardSettings;
 pub use service::{HouseholdInput, NewProgramme, ProgrammeError, Programmes};
 
 use ed25519_dalek::SigningKey;
@@ -23,17 +25,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
+use crate::cards::ServerSecret;
+
 /// Context of the administrator-key derivation; a new version means new keys.
 const ADMINISTRATOR_KEY_CONTEXT: &[u8] = b"coledger/v1/programme-administrator\n";
 
-/// The programme's signing key: SHA-256 over the server secret and the programme id. The
-/// secret is 32 uniformly random bytes, so the result is as unpredictable as the secret.
-pub fn administrator_key(secret: &[u8; 32], programme: ProgrammeId) -> SigningKey {
-    let mut hash = Sha256::new();
-    hash.update(ADMINISTRATOR_KEY_CONTEXT);
-    hash.update(secret);
-    hash.update(programme.as_bytes());
-    SigningKey::from_bytes(&hash.finalize().into())
+/// The programme's signing key, derived from the server secret and the programme id.
+pub fn administrator_key(secret: &ServerSecret, programme: ProgrammeId) -> SigningKey {
+    secret.derive_signing_key(ADMINISTRATOR_KEY_CONTEXT, programme.as_bytes())
 }
 
 /// A deterministic intent id for something a programme does once: the same (context, parts)

@@ -13,10 +13,12 @@ use ledger::{
     UnitKind, VerifiedIntent,
 };
 
+use super::cards::CardSettings;
 use super::{
     Programme, ProgrammeAccounts, ProgrammeRules, RuleVersion, RulesError, Schedule,
     administrator_key,
 };
+use crate::cards::ServerSecret;
 use crate::clock::Clock;
 use crate::committer::{CommitError, Committer};
 use crate::db::programmes::{EnrolledHousehold, ProgrammeMerchant};
@@ -53,6 +55,18 @@ pub enum ProgrammeError {
         /// What the budget has left.
         available_minor: i64,
     },
+    /// A wrong PIN; the card locks when no attempts are left.
+    #[error("wrong PIN; {attempts_left} attempts left before the card locks")]
+    WrongPin {
+        /// Attempts left.
+        attempts_left: u32,
+    },
+    /// The card is locked after too many wrong PINs; an operator can unlock it.
+    #[error("card {0} is locked after too many wrong PINs; an operator can unlock it")]
+    CardLocked(String),
+    /// The card was replaced (reported lost); the new card pays.
+    #[error("card {0} has been replaced and no longer pays")]
+    CardReplaced(String),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] DbError),
@@ -134,7 +148,10 @@ pub struct Programmes {
     pub(super) db: Database,
     pub(super) committer: Committer,
     pub(super) clock: Arc<dyn Clock>,
-    secret: Arc<[u8; 32]>,
+    secret: Arc<ServerSecret>,
+    pub(super) cards: CardSettings,
+    /// Bounds the argon2 work of PIN checks running at once (each takes ~20 MiB, ~20 ms).
+    pub(super) pin_checks: Arc<tokio::sync::Semaphore>,
     /// One disbursement or sweep at a time per process: two would plan from the same view.
     pub(super) exclusive: Arc<tokio::sync::Mutex<()>>,
 }
@@ -145,13 +162,17 @@ impl Programmes {
         db: Database,
         committer: Committer,
         clock: Arc<dyn Clock>,
-        secret: [u8; 32],
+        secret: ServerSecret,
+        cards: CardSettings,
     ) -> Self {
+        let parallel_pin_checks = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
         Self {
             db,
             committer,
             clock,
             secret: Arc::new(secret),
+            cards,
+            pin_checks: Arc::new(tokio::sync::Semaphore::new(parallel_pin_checks)),
             exclusive: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -174,8 +195,12 @@ impl Programmes {
         administrator_key(&self.secret, programme)
     }
 
+    pub(super) fn secret_handle(&self) -> Arc<ServerSecret> {
+        self.secret.clone()
+    }
+
     /// The secret cards are sealed under (besides each card's PIN).
-    pub fn secret(&self) -> &[u8; 32] {
+    pub fn secret(&self) -> &ServerSecret {
         &self.secret
     }
 

@@ -16,10 +16,13 @@ use ledger::{
     SpendingRule, Tags, Unit, UnitCode, UnitKind,
 };
 use support::*;
+use wallet_api::cards::{CardPrefix, KdfParams, ServerSecret};
 use wallet_api::db::service::Participant;
+use wallet_api::programme::cards::CardPayment;
 use wallet_api::programme::disburse::{RunKind, RunOptions};
 use wallet_api::programme::{
-    AmountRule, HouseholdInput, NewProgramme, ProgrammeError, ProgrammeRules, Programmes, Schedule,
+    AmountRule, CardSettings, HouseholdInput, NewProgramme, ProgrammeError, ProgrammeRules,
+    Programmes, Schedule,
 };
 use wallet_api::{CommitError, Committer, CommitterConfig, ManualClock};
 
@@ -45,7 +48,12 @@ fn household(i: usize) -> HouseholdInput {
         reference: format!("SEV-{i:05}"),
         name: format!("Household {i}"),
         dependents: (i % 4) as u32,
-        area: if i.is_multiple_of(2) { "Macarena" } else { "Triana" }.into(),
+        area: if i.is_multiple_of(2) {
+            "Macarena"
+        } else {
+            "Triana"
+        }
+        .into(),
         phone: None,
         language: if i.is_multiple_of(3) { "ar" } else { "es" }.into(),
     }
@@ -67,6 +75,26 @@ async fn merchant(db: &wallet_api::Database, name: &str, category: &str) -> Part
     .await
     .unwrap();
     id
+}
+
+fn programmes_with(
+    db: &wallet_api::Database,
+    committer: &Committer,
+    clock: &Arc<ManualClock>,
+) -> Programmes {
+    let mut secret = [5u8; 32];
+    secret[0] = 1;
+    Programmes::new(
+        db.clone(),
+        committer.clone(),
+        clock.clone(),
+        ServerSecret::from_bytes(secret).unwrap(),
+        CardSettings {
+            prefix: CardPrefix::parse("990001").unwrap(),
+            kdf: KdfParams::for_tests(),
+            lock_after: 3,
+        },
+    )
 }
 
 fn payment(from: AccountId, to: AccountId, unit: UnitCode, minor: i64) -> Action {
@@ -109,7 +137,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             )
             .await
             .unwrap();
-        let programmes = Programmes::new(db.clone(), committer.clone(), clock.clone(), [5; 32]);
+        let programmes = programmes_with(&db, &committer, &clock);
         let (programme, _) = programmes
             .create(NewProgramme {
                 name: "Ingreso mínimo Sevilla".into(),
@@ -296,6 +324,125 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             .await;
         assert_eq!(spending_rule(refused), SpendingRule::DailyCap);
 
+        // Cards: Carmen pays the grocer with her card and PIN; three wrong PINs lock it.
+        let carmen = &households[2];
+        let issued = programmes
+            .issue_card(carmen.id, Some("2580"))
+            .await
+            .unwrap();
+        assert!(issued.generated_pin.is_none());
+        let number = issued.card.number;
+        assert!(matches!(
+            programmes.issue_card(carmen.id, None).await,
+            Err(ProgrammeError::Conflict(_))
+        ));
+        let pay = |minor: i64| CardPayment {
+            intent_id: ledger::IntentId::new(),
+            to: grocer_account,
+            amount: Amount::from_minor(minor).unwrap(),
+            memo: "bread".into(),
+            request: None,
+        };
+        programmes
+            .pay_by_card(number, "2580", pay(12_50))
+            .await
+            .unwrap();
+        let refused = programmes
+            .pay_by_card(
+                number,
+                "2580",
+                CardPayment {
+                    to: casino_account,
+                    ..pay(1_00)
+                },
+            )
+            .await;
+        assert!(
+            matches!(
+                &refused,
+                Err(ProgrammeError::Commit(CommitError::Rejected(
+                    ledger::BookError::SpendingRefused {
+                        rule: SpendingRule::MerchantCategory,
+                        ..
+                    }
+                )))
+            ),
+            "{refused:?}"
+        );
+        for left in [2, 1] {
+            match programmes.pay_by_card(number, "1111", pay(1_00)).await {
+                Err(ProgrammeError::WrongPin { attempts_left }) => assert_eq!(attempts_left, left),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            programmes.pay_by_card(number, "1111", pay(1_00)).await,
+            Err(ProgrammeError::CardLocked(_))
+        ));
+        // Locked: even the right PIN is refused until an operator unlocks it.
+        assert!(matches!(
+            programmes.pay_by_card(number, "2580", pay(1_00)).await,
+            Err(ProgrammeError::CardLocked(_))
+        ));
+        programmes.unlock_card(number).await.unwrap();
+        programmes.change_pin(number, "2580", "7391").await.unwrap();
+        programmes
+            .pay_by_card(number, "7391", pay(2_50))
+            .await
+            .unwrap();
+        // Lost: the replacement carries the balance in a recorded entry; the old card is dead.
+        let before = committer
+            .view()
+            .read()
+            .account(carmen.account)
+            .unwrap()
+            .balance
+            .0;
+        let replacement = programmes.replace_card(number, None).await.unwrap();
+        let new_pin = replacement.generated_pin.clone().unwrap();
+        let new_account = replacement.card.account;
+        assert_eq!(
+            committer
+                .view()
+                .read()
+                .account(new_account)
+                .unwrap()
+                .balance
+                .0,
+            before
+        );
+        assert_eq!(
+            committer
+                .view()
+                .read()
+                .account(carmen.account)
+                .unwrap()
+                .balance
+                .0,
+            0
+        );
+        assert!(matches!(
+            programmes.pay_by_card(number, "7391", pay(1_00)).await,
+            Err(ProgrammeError::CardReplaced(_))
+        ));
+        programmes
+            .pay_by_card(replacement.card.number, &new_pin, pay(1_00))
+            .await
+            .unwrap();
+        // Repeating the replacement changes nothing.
+        let again = programmes.replace_card(number, None).await.unwrap();
+        assert_eq!(again.card.number, replacement.card.number);
+        assert_eq!(
+            committer
+                .view()
+                .read()
+                .account(new_account)
+                .unwrap()
+                .balance
+                .0,
+            before - 1_00
+        );
+
         // Redemption: the grocer gives 100.00 back, 1.50 of it to the fee account.
         let grocer_key = key(12);
         committer
@@ -362,6 +509,17 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
         clock.advance(2 * DAY_MS);
         let sweep = programmes.sweep_expired(programme.id).await.unwrap();
         assert_eq!(sweep.households, 300, "{sweep:?}");
+        // Carmen's replacement card kept her lots' dates: it expired with everyone's.
+        assert_eq!(
+            committer
+                .view()
+                .read()
+                .account(new_account)
+                .unwrap()
+                .balance
+                .0,
+            0
+        );
         assert!(sweep.failed.is_empty(), "{sweep:?}");
         assert_eq!(
             committer
@@ -380,7 +538,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             .unwrap()
             .balance
             .0;
-        assert_eq!(budget_after - budget_before, expected_total - 150_00);
+        assert_eq!(budget_after - budget_before, expected_total - 150_00 - (12_50 + 2_50 + 1_00));
         // A second sweep finds nothing left to expire.
         assert_eq!(
             programmes
@@ -395,7 +553,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
         drop(programmes);
         stop(committer, task).await;
         let (committer, task) = start_at(&db, clock.clone()).await;
-        let programmes = Programmes::new(db.clone(), committer.clone(), clock.clone(), [5; 32]);
+        let programmes = programmes_with(&db, &committer, &clock);
         let bob = &households[1];
         let plan = programmes
             .execute_run(

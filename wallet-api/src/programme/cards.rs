@@ -1,0 +1,454 @@
+//! Digital cards: issue one per household, pay with it at a terminal by typing the PIN,
+//! lock after wrong PINs, unlock, change the PIN, replace a lost card.
+//!
+//! A card is a custodial ed25519 key, the authority of the household's account, stored only
+//! sealed under the PIN and the server secret ([`crate::cards::vault`]). Paying opens it for
+//! one signature; a wrong PIN is counted in the database in the same statement that locks the
+//! card at the limit, so parallel guesses cannot exceed it. Replacing a lost card opens a new
+//! account for the new card and moves the balance there in a recorded `card_replacement`
+//! entry signed by the programme; the old account is frozen.
+
+use ed25519_dalek::SigningKey;
+use ledger::{
+    Account, AccountId, AccountKind, AccountStatus, Action, Amount, EntryKind, HouseholdId, Intent,
+    IntentId, Leg, PaymentRequestId, PublicKey, SignedIntent, Tags,
+};
+use rand::Rng as _;
+use rand::rngs::OsRng;
+
+use super::service::{ProgrammeEntry, ProgrammeError, Programmes, invalid};
+use crate::cards::vault::{self, KdfParams, Pin, SealedKey};
+use crate::cards::{CardNumber, CardPrefix};
+use crate::committer::Committed;
+use crate::db::NewAccount;
+use crate::db::programmes::StoredCard;
+
+/// How long a card payment's intent stays valid: it is signed and submitted at once.
+const CARD_INTENT_VALIDITY_S: i64 = 300;
+
+/// Card settings of a deployment.
+#[derive(Clone, Copy, Debug)]
+pub struct CardSettings {
+    /// The first six digits of every card number.
+    pub prefix: CardPrefix,
+    /// argon2id cost of sealing a card key under its PIN.
+    pub kdf: KdfParams,
+    /// Wrong PINs in a row that lock a card.
+    pub lock_after: u32,
+}
+
+/// A card as the API shows it (never the key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardSummary {
+    /// The number.
+    pub number: CardNumber,
+    /// The household.
+    pub household: HouseholdId,
+    /// The account it pays from.
+    pub account: AccountId,
+    /// `active`, `locked` or `replaced`.
+    pub status: String,
+    /// Wrong PINs since the last right one.
+    pub failed_attempts: u32,
+    /// When issued (ms).
+    pub issued_at: i64,
+    /// The card that replaced it.
+    pub replaced_by: Option<String>,
+}
+
+/// A newly issued card, with its PIN when the service chose it (shown once, for the PIN
+/// letter; never stored).
+#[derive(Debug)]
+pub struct IssuedCard {
+    /// The card.
+    pub card: CardSummary,
+    /// The PIN the service chose, if the operator did not set one.
+    pub generated_pin: Option<String>,
+}
+
+/// A card payment at a terminal.
+#[derive(Clone, Debug)]
+pub struct CardPayment {
+    /// The idempotency key chosen by the terminal: a retry pays once.
+    pub intent_id: IntentId,
+    /// The merchant's account.
+    pub to: AccountId,
+    /// Amount, minor units.
+    pub amount: Amount,
+    /// Statement text.
+    pub memo: String,
+    /// The payment request it settles, if any.
+    pub request: Option<PaymentRequestId>,
+}
+
+fn summary(card: &StoredCard) -> Result<CardSummary, ProgrammeError> {
+    Ok(CardSummary {
+        number: CardNumber::parse(&card.number)
+            .map_err(|e| ProgrammeError::Conflict(format!("stored card number: {e}")))?,
+        household: card.household,
+        account: card.account,
+        status: card.status.clone(),
+        failed_attempts: card.failed_attempts,
+        issued_at: card.issued_at,
+        replaced_by: card.replaced_by.clone(),
+    })
+}
+
+/// A random PIN that passes the PIN rules (6 digits).
+fn random_pin() -> (Pin, String) {
+    loop {
+        let text = format!("{:06}", OsRng.gen_range(0..1_000_000u32));
+        if let Ok(pin) = Pin::parse(&text) {
+            return (pin, text);
+        }
+    }
+}
+
+impl Programmes {
+    /// Parses a card number typed at a terminal and checks it is one of ours.
+    pub fn card_number(&self, text: &str) -> Result<CardNumber, ProgrammeError> {
+        let number = CardNumber::parse(text).map_err(|e| invalid("card_number", e.to_string()))?;
+        if !number.has_prefix(&self.cards.prefix) {
+            return Err(invalid(
+                "card_number",
+                format!("{number} is not a card of this scheme; check for a typo"),
+            ));
+        }
+        Ok(number)
+    }
+
+    async fn stored_card(&self, number: &CardNumber) -> Result<StoredCard, ProgrammeError> {
+        self.db
+            .card(number.as_str())
+            .await?
+            .ok_or_else(|| ProgrammeError::NotFound(format!("card {number}")))
+    }
+
+    /// A card's state.
+    pub async fn card(&self, number: &CardNumber) -> Result<CardSummary, ProgrammeError> {
+        summary(&self.stored_card(number).await?)
+    }
+
+    /// The cards of a household, newest first.
+    pub async fn cards_of(
+        &self,
+        household: HouseholdId,
+    ) -> Result<Vec<CardSummary>, ProgrammeError> {
+        self.db
+            .cards_of(household)
+            .await?
+            .iter()
+            .map(summary)
+            .collect()
+    }
+
+    /// Issues a household's card, with `pin` or a generated one.
+    pub async fn issue_card(
+        &self,
+        household_id: HouseholdId,
+        pin: Option<&str>,
+    ) -> Result<IssuedCard, ProgrammeError> {
+        let household = self
+            .db
+            .household(household_id)
+            .await?
+            .ok_or_else(|| ProgrammeError::NotFound(format!("household {household_id}")))?;
+        if self
+            .db
+            .cards_of(household_id)
+            .await?
+            .iter()
+            .any(|c| c.status != "replaced")
+        {
+            return Err(ProgrammeError::Conflict(format!(
+                "household {} already has a card; replace it if it is lost",
+                household.reference
+            )));
+        }
+        let (pin, generated_pin) = match pin {
+            Some(text) => (
+                Pin::parse(text).map_err(|e| invalid("pin", e.to_string()))?,
+                None,
+            ),
+            None => {
+                let (pin, text) = random_pin();
+                (pin, Some(text))
+            }
+        };
+        let card = self.new_card(household_id, household.account, pin).await?;
+        // The key first: a crash before the card row leaves an unused key, and issuing again
+        // sets a new one.
+        self.committer
+            .set_authority(household.account, card.1)
+            .await?;
+        self.db.insert_card(&card.0).await?;
+        Ok(IssuedCard {
+            card: summary(&card.0)?,
+            generated_pin,
+        })
+    }
+
+    /// A fresh card for `account`: number, key, sealed key (not yet stored).
+    async fn new_card(
+        &self,
+        household: HouseholdId,
+        account: AccountId,
+        pin: Pin,
+    ) -> Result<(StoredCard, PublicKey), ProgrammeError> {
+        let number = CardNumber::generate(&self.cards.prefix, &mut OsRng);
+        let key = SigningKey::generate(&mut OsRng);
+        let public = PublicKey::of(&key);
+        let sealed = self.seal(key, pin, number, self.cards.kdf).await?;
+        Ok((
+            StoredCard {
+                number: number.as_str().to_owned(),
+                household,
+                account,
+                sealed_key: sealed.to_bytes(),
+                failed_attempts: 0,
+                status: "active".into(),
+                issued_at: self.now_ms(),
+                replaced_by: None,
+            },
+            public,
+        ))
+    }
+
+    async fn seal(
+        &self,
+        key: SigningKey,
+        pin: Pin,
+        number: CardNumber,
+        params: KdfParams,
+    ) -> Result<SealedKey, ProgrammeError> {
+        let secret = self.secret_handle();
+        let _permit = self.pin_checks.acquire().await;
+        tokio::task::spawn_blocking(move || {
+            vault::seal(&key, &pin, &secret, &number, params, &mut OsRng)
+        })
+        .await
+        .map_err(|e| ProgrammeError::Conflict(format!("sealing task failed: {e}")))?
+        .map_err(|e| invalid("kdf", e.to_string()))
+    }
+
+    /// Opens a card's key with a typed PIN, counting a wrong one (and locking at the limit).
+    async fn unlock_key(
+        &self,
+        card: &StoredCard,
+        number: CardNumber,
+        pin_text: &str,
+    ) -> Result<SigningKey, ProgrammeError> {
+        match card.status.as_str() {
+            "locked" => return Err(ProgrammeError::CardLocked(number.to_string())),
+            "replaced" => {
+                return Err(ProgrammeError::CardReplaced(number.to_string()));
+            }
+            _ => {}
+        }
+        let pin = Pin::parse_attempt(pin_text).map_err(|e| invalid("pin", e.to_string()))?;
+        let sealed = SealedKey::from_bytes(&card.sealed_key)
+            .map_err(|e| ProgrammeError::Conflict(format!("card {number}: {e}")))?;
+        let secret = self.secret_handle();
+        let opened = {
+            let _permit = self.pin_checks.acquire().await;
+            tokio::task::spawn_blocking(move || vault::open(&sealed, &pin, &secret, &number))
+                .await
+                .map_err(|e| ProgrammeError::Conflict(format!("PIN check failed: {e}")))?
+        };
+        match opened {
+            Ok(key) => {
+                self.db.card_right_pin(number.as_str()).await?;
+                Ok(key)
+            }
+            Err(vault::VaultError::WrongPin) => {
+                let lock_at = self.cards.lock_after;
+                let (attempts, status) = self.db.card_wrong_pin(number.as_str(), lock_at).await?;
+                tracing::info!(card = %number, attempts, "wrong PIN");
+                if status == "locked" {
+                    Err(ProgrammeError::CardLocked(number.to_string()))
+                } else {
+                    Err(ProgrammeError::WrongPin {
+                        attempts_left: lock_at.saturating_sub(attempts),
+                    })
+                }
+            }
+            Err(e) => Err(ProgrammeError::Conflict(format!("card {number}: {e}"))),
+        }
+    }
+
+    /// Pays from a card: the holder typed the PIN at the merchant's terminal.
+    pub async fn pay_by_card(
+        &self,
+        number: CardNumber,
+        pin: &str,
+        payment: CardPayment,
+    ) -> Result<Committed, ProgrammeError> {
+        let card = self.stored_card(&number).await?;
+        let key = self.unlock_key(&card, number, pin).await?;
+        let unit = {
+            let view = self.committer.view().read();
+            view.account(card.account)
+                .map(|a| a.account.unit)
+                .ok_or_else(|| ProgrammeError::NotFound(format!("account {}", card.account)))?
+        };
+        let now = self.now_ms();
+        let intent = Intent {
+            intent_id: payment.intent_id,
+            not_after: now.div_euclid(1000).saturating_add(CARD_INTENT_VALIDITY_S),
+            signer: PublicKey::of(&key),
+            action: Action::Payment {
+                from: card.account,
+                to: payment.to,
+                unit,
+                amount_minor: payment.amount,
+                memo: payment.memo,
+                request: payment.request,
+            },
+        };
+        let verified = SignedIntent::sign(intent, &key)
+            .and_then(|signed| signed.verify(now))
+            .map_err(crate::committer::CommitError::from)?;
+        Ok(self.committer.submit(&verified).await?)
+    }
+
+    /// An operator unlocks a card locked by wrong PINs.
+    pub async fn unlock_card(&self, number: CardNumber) -> Result<CardSummary, ProgrammeError> {
+        let card = self.stored_card(&number).await?;
+        if card.status == "replaced" {
+            return Err(ProgrammeError::CardReplaced(number.to_string()));
+        }
+        self.db
+            .set_card_state(number.as_str(), "active", None)
+            .await?;
+        self.card(&number).await
+    }
+
+    /// The holder changes the PIN, proving the old one (a wrong old PIN counts).
+    pub async fn change_pin(
+        &self,
+        number: CardNumber,
+        old_pin: &str,
+        new_pin: &str,
+    ) -> Result<(), ProgrammeError> {
+        let new_pin = Pin::parse(new_pin).map_err(|e| invalid("new_pin", e.to_string()))?;
+        let card = self.stored_card(&number).await?;
+        let key = self.unlock_key(&card, number, old_pin).await?;
+        let sealed = self.seal(key, new_pin, number, self.cards.kdf).await?;
+        self.db
+            .set_card_key(number.as_str(), &sealed.to_bytes())
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces a lost card: a new card and account, the balance moved in a recorded entry,
+    /// the old account frozen. Safe to repeat if it failed half-way.
+    pub async fn replace_card(
+        &self,
+        number: CardNumber,
+        new_pin: Option<&str>,
+    ) -> Result<IssuedCard, ProgrammeError> {
+        let old = self.stored_card(&number).await?;
+        let household = self
+            .db
+            .household(old.household)
+            .await?
+            .ok_or_else(|| ProgrammeError::NotFound(format!("household {}", old.household)))?;
+        let programme = self.get(household.programme).await?;
+        let replacement = match old.replaced_by.as_deref() {
+            // Already replaced: finish the move if it did not happen.
+            Some(done) => {
+                let done = CardNumber::parse(done)
+                    .map_err(|e| ProgrammeError::Conflict(format!("stored card number: {e}")))?;
+                IssuedCard {
+                    card: self.card(&done).await?,
+                    generated_pin: None,
+                }
+            }
+            None => {
+                let (pin, generated_pin) = match new_pin {
+                    Some(text) => (
+                        Pin::parse(text).map_err(|e| invalid("pin", e.to_string()))?,
+                        None,
+                    ),
+                    None => {
+                        let (pin, text) = random_pin();
+                        (pin, Some(text))
+                    }
+                };
+                let account = Account::new(programme.unit, AccountKind::Holder, None);
+                let account_id = account.id;
+                let (card, key) = self.new_card(old.household, account_id, pin).await?;
+                self.committer
+                    .open_accounts(vec![NewAccount {
+                        account: Account {
+                            authority: Some(key),
+                            ..account
+                        },
+                        owner: None,
+                    }])
+                    .await?;
+                self.db.insert_card(&card).await?;
+                self.db
+                    .set_card_state(number.as_str(), "replaced", Some(&card.number))
+                    .await?;
+                self.db
+                    .set_household_account(old.household, account_id)
+                    .await?;
+                IssuedCard {
+                    card: summary(&card)?,
+                    generated_pin,
+                }
+            }
+        };
+        let balance = self
+            .committer
+            .view()
+            .read()
+            .account(old.account)
+            .map_or(0, |a| a.balance.0);
+        if balance > 0 {
+            let intent = self.sign_entry(
+                programme.id,
+                ProgrammeEntry {
+                    intent_id: super::derived_intent_id(
+                        "card-replacement",
+                        &[number.as_str().as_bytes(), &balance.to_be_bytes()],
+                    ),
+                    valid_from_ms: self.now_ms(),
+                    kind: EntryKind::CardReplacement,
+                    legs: vec![
+                        Leg {
+                            account: old.account,
+                            unit: programme.unit,
+                            delta: balance.saturating_neg(),
+                        },
+                        Leg {
+                            account: replacement.card.account,
+                            unit: programme.unit,
+                            delta: balance,
+                        },
+                    ],
+                    memo: format!("card {number} replaced by {}", replacement.card.number),
+                    tags: Tags {
+                        programme: Some(programme.id.to_string()),
+                        budget_line: None,
+                        category: None,
+                    },
+                },
+            )?;
+            self.committer.submit(&intent).await?;
+        }
+        let frozen = self
+            .committer
+            .view()
+            .read()
+            .account(old.account)
+            .is_some_and(|a| a.account.status == AccountStatus::Frozen);
+        if !frozen {
+            self.committer
+                .set_status(old.account, AccountStatus::Frozen)
+                .await?;
+        }
+        Ok(replacement)
+    }
+}
