@@ -11,6 +11,7 @@ alter table participant add column bic text;
 
 -- A programme pays in one unit, which carries its spending rules; so one programme per unit.
 -- The administrator key (derived from the server secret) signs runs, sweeps and card moves.
+-- The debtor is the municipality's bank account that pays merchants' redemptions.
 create table programme (
     id blob primary key check (length(id) = 16),
     name text not null,
@@ -22,6 +23,9 @@ create table programme (
     schedule text not null check (schedule in ('monthly', 'one_off')),
     areas text not null,
     languages text not null,
+    debtor_name text,
+    debtor_iban text,
+    debtor_bic text,
     created_at integer not null
 ) strict;
 

@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 use super::service::corrupt;
 use super::{Database, DbError};
-use crate::programme::{Programme, ProgrammeAccounts, ProgrammeRules, RuleVersion, Schedule};
+use crate::programme::{
+    BankAccount, Programme, ProgrammeAccounts, ProgrammeRules, RuleVersion, Schedule,
+};
 
 /// Rows per multi-row INSERT: 1,000 rows of up to 10 columns stay under both databases'
 /// limits on bound parameters (SQLite 32,766; PostgreSQL 65,535).
@@ -127,13 +129,30 @@ type ProgrammeRow = (
     String,
     String,
     i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
 );
 const PROGRAMME_COLUMNS: &str = "id, name, unit, budget_account, clearing_account, fee_account, \
-     administrator, schedule, areas, languages, created_at";
+     administrator, schedule, areas, languages, created_at, debtor_name, debtor_iban, debtor_bic";
 
 fn programme(row: ProgrammeRow) -> Result<Programme, DbError> {
-    let (id, name, unit, budget, clearing, fees, administrator, schedule, areas, languages, at) =
-        row;
+    let (
+        id,
+        name,
+        unit,
+        budget,
+        clearing,
+        fees,
+        administrator,
+        schedule,
+        areas,
+        languages,
+        at,
+        debtor_name,
+        debtor_iban,
+        debtor_bic,
+    ) = row;
     let bad = |reason: String| corrupt("programme", reason);
     Ok(Programme {
         id: ProgrammeId(id),
@@ -152,6 +171,14 @@ fn programme(row: ProgrammeRow) -> Result<Programme, DbError> {
         schedule: Schedule::parse(&schedule).ok_or_else(|| bad(format!("schedule {schedule}")))?,
         areas: serde_json::from_str(&areas).map_err(|e| bad(e.to_string()))?,
         languages: serde_json::from_str(&languages).map_err(|e| bad(e.to_string()))?,
+        debtor: match (debtor_name, debtor_iban) {
+            (Some(name), Some(iban)) => Some(BankAccount {
+                name,
+                iban,
+                bic: debtor_bic,
+            }),
+            _ => None,
+        },
         created_at: at,
     })
 }
@@ -289,7 +316,7 @@ impl Database {
         let rules = serde_json::to_string(&first.rules).map_err(|e| corrupt("programme", e))?;
         let insert = format!(
             "insert into programme ({PROGRAMME_COLUMNS}) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         );
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
@@ -305,6 +332,9 @@ impl Database {
                 .bind(&areas)
                 .bind(&languages)
                 .bind(p.created_at)
+                .bind(p.debtor.as_ref().map(|d| d.name.as_str()))
+                .bind(p.debtor.as_ref().map(|d| d.iban.as_str()))
+                .bind(p.debtor.as_ref().and_then(|d| d.bic.as_deref()))
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
@@ -704,6 +734,37 @@ impl Database {
         .await
         .map(drop))?;
         Ok(())
+    }
+
+    /// Per redeeming account: redemption entries, units redeemed and fees, for `redeem`
+    /// entries of `unit` committed in `[from_ms, to_ms)`.
+    pub async fn redemption_totals(
+        &self,
+        unit: UnitCode,
+        clearing: AccountId,
+        fees: AccountId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(AccountId, i64, i64, i64)>, DbError> {
+        let rows: Vec<(Uuid, i64, i64, i64)> = on_pool!(self, |pool| sqlx::query_as(
+            "select p.debit, count(distinct e.position), \
+             cast(sum(p.amount_minor) as bigint), \
+             cast(sum(case when p.credit = $3 then p.amount_minor else 0 end) as bigint) \
+             from entry e join posting p on p.entry_position = e.position \
+             where e.kind = 'redeem' and p.unit = $1 and (p.credit = $2 or p.credit = $3) \
+             and e.created_at >= $4 and e.created_at < $5 group by p.debit"
+        )
+        .bind(unit.as_str())
+        .bind(clearing.0)
+        .bind(fees.0)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(account, count, gross, fee)| (AccountId(account), count, gross, fee))
+            .collect())
     }
 
     /// Records a merchant's application to programmes (pending), in one transaction.

@@ -36,6 +36,14 @@ pub struct Participant {
     pub opening_hours: Option<String>,
     /// Whether the open registry publishes it.
     pub listed: bool,
+    /// The area (neighbourhood, town) it serves.
+    pub area: Option<String>,
+    /// Whether it is a social enterprise (shown in the registry).
+    pub social_enterprise: bool,
+    /// Bank account for redemption payouts (IBAN, normalised); never public.
+    pub iban: Option<String>,
+    /// The bank's BIC, if known; never public.
+    pub bic: Option<String>,
     /// When it was registered (ms).
     pub created_at: i64,
 }
@@ -50,13 +58,31 @@ type ParticipantRow = (
     Option<String>,
     i16,
     i64,
+    Option<String>,
+    i16,
+    Option<String>,
+    Option<String>,
 );
 
-const PARTICIPANT_COLUMNS: &str =
-    "id, kind, name, roles, category_code, address, opening_hours, listed, created_at";
+const PARTICIPANT_COLUMNS: &str = "id, kind, name, roles, category_code, address, opening_hours, \
+     listed, created_at, area, social_enterprise, iban, bic";
 
 fn participant(row: ParticipantRow) -> Result<Participant, DbError> {
-    let (id, kind, name, roles, category_code, address, opening_hours, listed, created_at) = row;
+    let (
+        id,
+        kind,
+        name,
+        roles,
+        category_code,
+        address,
+        opening_hours,
+        listed,
+        created_at,
+        area,
+        social_enterprise,
+        iban,
+        bic,
+    ) = row;
     let roles: Vec<String> = serde_json::from_str(&roles).map_err(|e| corrupt("participant", e))?;
     Ok(Participant {
         id: ParticipantId(id),
@@ -68,6 +94,10 @@ fn participant(row: ParticipantRow) -> Result<Participant, DbError> {
         opening_hours,
         listed: listed != 0,
         created_at,
+        area,
+        social_enterprise: social_enterprise != 0,
+        iban,
+        bic,
     })
 }
 
@@ -221,7 +251,7 @@ impl Database {
         let roles = serde_json::to_string(&p.roles).map_err(|e| corrupt("participant", e))?;
         let sql = format!(
             "insert into participant ({PARTICIPANT_COLUMNS}) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         );
         on_pool!(self, |pool| sqlx::query(&sql)
             .bind(p.id.0)
@@ -233,6 +263,10 @@ impl Database {
             .bind(&p.opening_hours)
             .bind(i16::from(p.listed))
             .bind(p.created_at)
+            .bind(&p.area)
+            .bind(i16::from(p.social_enterprise))
+            .bind(&p.iban)
+            .bind(&p.bic)
             .execute(pool)
             .await
             .map(drop))?;
@@ -268,6 +302,19 @@ impl Database {
             .fetch_all(pool)
             .await)?;
         rows.into_iter().map(participant).collect()
+    }
+
+    /// Publishes (or withdraws) a participant in the open registry.
+    pub async fn set_listed(&self, id: ParticipantId, listed: bool) -> Result<(), DbError> {
+        on_pool!(self, |pool| sqlx::query(
+            "update participant set listed = $2 where id = $1"
+        )
+        .bind(id.0)
+        .bind(i16::from(listed))
+        .execute(pool)
+        .await
+        .map(drop))?;
+        Ok(())
     }
 
     /// Stores a new operator token.

@@ -122,6 +122,14 @@ struct NewParticipant {
     opening_hours: Option<String>,
     #[serde(default)]
     listed: bool,
+    #[serde(default)]
+    area: Option<String>,
+    #[serde(default)]
+    social_enterprise: bool,
+    #[serde(default)]
+    iban: Option<String>,
+    #[serde(default)]
+    bic: Option<String>,
 }
 
 /// Scheme roles a participant may have.
@@ -155,6 +163,7 @@ fn validate(new: NewParticipant, now_ms: i64) -> Result<Participant, Problem> {
     for (field, text) in [
         ("address", &new.address),
         ("opening_hours", &new.opening_hours),
+        ("area", &new.area),
     ] {
         if let Some(text) = text {
             check_text(field, text)?;
@@ -188,6 +197,19 @@ fn validate(new: NewParticipant, now_ms: i64) -> Result<Participant, Problem> {
             "only organisations can be listed in the public registry",
         ));
     }
+    let iban = new
+        .iban
+        .as_deref()
+        .map(crate::redemption::pain001::normalise_iban)
+        .transpose()
+        .map_err(|e| Problem::invalid_field("iban", format!("iban: {e}")))?;
+    let bic =
+        match new.bic.as_deref() {
+            None => None,
+            Some(text) => Some(crate::redemption::pain001::normalise_bic(text).ok_or_else(
+                || Problem::invalid_field("bic", "bic must be 8 or 11 characters (ISO 9362)"),
+            )?),
+        };
     Ok(Participant {
         id: ParticipantId::new(),
         kind: new.kind,
@@ -198,6 +220,10 @@ fn validate(new: NewParticipant, now_ms: i64) -> Result<Participant, Problem> {
         opening_hours: new.opening_hours,
         listed: new.listed,
         created_at: now_ms,
+        area: new.area,
+        social_enterprise: new.social_enterprise,
+        iban,
+        bic,
     })
 }
 

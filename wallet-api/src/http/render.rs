@@ -103,6 +103,8 @@ pub fn participant(p: &Participant, public: bool) -> Value {
             "category_code": p.category_code,
             "address": p.address,
             "opening_hours": p.opening_hours,
+            "area": p.area,
+            "social_enterprise": p.social_enterprise,
         });
     }
     json!({
@@ -115,6 +117,10 @@ pub fn participant(p: &Participant, public: bool) -> Value {
         "opening_hours": p.opening_hours,
         "listed": p.listed,
         "created_at_ms": p.created_at,
+        "area": p.area,
+        "social_enterprise": p.social_enterprise,
+        "iban": p.iban,
+        "bic": p.bic,
     })
 }
 

@@ -14,6 +14,7 @@ pub mod cards;
 pub mod disburse;
 pub mod expiry;
 pub mod service;
+pub mod settlement;
 
 pub use cards::CardSettings;
 pub use service::{HouseholdInput, NewProgramme, ProgrammeError, Programmes};
@@ -233,8 +234,23 @@ pub struct Programme {
     pub areas: Vec<String>,
     /// Languages households may choose; the first is the default.
     pub languages: Vec<String>,
+    /// The bank account that pays merchants' redemptions, for the SEPA file.
+    pub debtor: Option<BankAccount>,
     /// When created (ms).
     pub created_at: i64,
+}
+
+/// A bank account: who holds it, its IBAN and the bank's BIC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankAccount {
+    /// The holder's name.
+    pub name: String,
+    /// IBAN, normalised.
+    pub iban: String,
+    /// BIC, if known.
+    #[serde(default)]
+    pub bic: Option<String>,
 }
 
 /// A version of the rules with when it takes effect.

@@ -15,7 +15,7 @@ use ledger::{
 
 use super::cards::CardSettings;
 use super::{
-    Programme, ProgrammeAccounts, ProgrammeRules, RuleVersion, RulesError, Schedule,
+    BankAccount, Programme, ProgrammeAccounts, ProgrammeRules, RuleVersion, RulesError, Schedule,
     administrator_key,
 };
 use crate::cards::ServerSecret;
@@ -112,6 +112,8 @@ pub struct NewProgramme {
     /// An existing account of the unit that receives redemption fees; a new system account
     /// when absent.
     pub fee_account: Option<AccountId>,
+    /// The municipality's bank account that pays redemptions (for the SEPA file).
+    pub debtor: Option<BankAccount>,
 }
 
 /// A household as read from an enrolment file, before it is stored.
@@ -227,6 +229,7 @@ impl Programmes {
         let areas = clean_list("areas", &new.areas)?;
         let languages = clean_list("languages", &new.languages)?;
         new.rules.validate()?;
+        let debtor = new.debtor.map(validate_bank_account).transpose()?;
         let unit_kind = self
             .committer
             .view()
@@ -300,6 +303,7 @@ impl Programmes {
             schedule: new.schedule,
             areas,
             languages,
+            debtor,
             created_at: now,
         };
         let first = RuleVersion {
@@ -614,6 +618,24 @@ pub(super) struct ProgrammeEntry {
     pub(super) legs: Vec<Leg>,
     pub(super) memo: String,
     pub(super) tags: Tags,
+}
+
+/// Checks and normalises a bank account (IBAN checksum, BIC shape, a name).
+fn validate_bank_account(account: BankAccount) -> Result<BankAccount, ProgrammeError> {
+    let name = account.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 140 {
+        return Err(invalid("debtor.name", "must be 1 to 140 characters"));
+    }
+    let iban = crate::redemption::pain001::normalise_iban(&account.iban)
+        .map_err(|e| invalid("debtor.iban", e.to_string()))?;
+    let bic = match account.bic.as_deref() {
+        None => None,
+        Some(text) => Some(
+            crate::redemption::pain001::normalise_bic(text)
+                .ok_or_else(|| invalid("debtor.bic", "must be 8 or 11 characters (ISO 9362)"))?,
+        ),
+    };
+    Ok(BankAccount { name, iban, bic })
 }
 
 /// Trims, drops empties, refuses duplicates (case-insensitively) and empty lists.

@@ -20,9 +20,10 @@ use wallet_api::cards::{CardPrefix, KdfParams, ServerSecret};
 use wallet_api::db::service::Participant;
 use wallet_api::programme::cards::CardPayment;
 use wallet_api::programme::disburse::{RunKind, RunOptions};
+use wallet_api::programme::settlement::parse_date;
 use wallet_api::programme::{
-    AmountRule, CardSettings, HouseholdInput, NewProgramme, ProgrammeError, ProgrammeRules,
-    Programmes, Schedule,
+    AmountRule, BankAccount, CardSettings, HouseholdInput, NewProgramme, ProgrammeError,
+    ProgrammeRules, Programmes, Schedule,
 };
 use wallet_api::{CommitError, Committer, CommitterConfig, ManualClock};
 
@@ -60,6 +61,15 @@ fn household(i: usize) -> HouseholdInput {
 }
 
 async fn merchant(db: &wallet_api::Database, name: &str, category: &str) -> ParticipantId {
+    merchant_with_iban(db, name, category, None).await
+}
+
+async fn merchant_with_iban(
+    db: &wallet_api::Database,
+    name: &str,
+    category: &str,
+    iban: Option<&str>,
+) -> ParticipantId {
     let id = ParticipantId::new();
     db.insert_participant(&Participant {
         id,
@@ -71,6 +81,10 @@ async fn merchant(db: &wallet_api::Database, name: &str, category: &str) -> Part
         opening_hours: None,
         listed: true,
         created_at: NOW_MS,
+        area: Some("Triana".into()),
+        social_enterprise: false,
+        iban: iban.map(str::to_owned),
+        bic: None,
     })
     .await
     .unwrap();
@@ -148,6 +162,11 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
                 languages: vec!["es".into(), "ar".into()],
                 rules: rules(),
                 fee_account: None,
+                debtor: Some(BankAccount {
+                    name: "Ayuntamiento de Sevilla".into(),
+                    iban: "ES91 2100 0418 4502 0005 1332".into(),
+                    bic: Some("CAIXESBBXXX".into()),
+                }),
             })
             .await
             .unwrap();
@@ -162,6 +181,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
                 languages: vec!["es".into()],
                 rules: rules(),
                 fee_account: None,
+                debtor: None,
             })
             .await;
         assert!(
@@ -276,7 +296,13 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
         assert_eq!(plan.households, 150);
 
         // Merchants: a grocer (5411, allowed) and a casino (7995, not).
-        let grocer = merchant(&db, "Ultramarinos Triana", "5411").await;
+        let grocer = merchant_with_iban(
+            &db,
+            "Ultramarinos Triana",
+            "5411",
+            Some("PT50000201231234567890154"),
+        )
+        .await;
         let casino = merchant(&db, "Casino", "7995").await;
         for m in [grocer, casino] {
             programmes.apply_merchant(m, &[programme.id]).await.unwrap();
@@ -481,6 +507,36 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             SpendingRule::RedemptionFee
         );
         committer.submit(&redeem(98_50, 1_50)).await.unwrap();
+        let day = |text| parse_date("day", text).unwrap();
+        let report = programmes
+            .settlement_csv(programme.id, day("2026-11-01"), day("2026-11-30"))
+            .await
+            .unwrap();
+        assert!(
+            report
+                .contains("Ultramarinos Triana,2026-11-01/2026-11-30,1,100.00,1.50,98.50,SEV-EUR"),
+            "{report}"
+        );
+        let xml = programmes
+            .credit_transfer_file(
+                programme.id,
+                day("2026-11-01"),
+                day("2026-11-30"),
+                day("2026-12-01"),
+            )
+            .await
+            .unwrap();
+        assert!(
+            xml.contains("<InstdAmt Ccy=\"EUR\">98.50</InstdAmt>"),
+            "{xml}"
+        );
+        assert!(xml.contains("PT50000201231234567890154"), "{xml}");
+        // Outside the period, nothing.
+        let empty = programmes
+            .settlement(programme.id, day("2026-10-01"), day("2026-10-31"))
+            .await
+            .unwrap();
+        assert!(empty.is_empty());
 
         // Expiry: 30 days after the run, Alice's unspent units go back to the budget.
         let alice_left = 300_00 - 150_00;
@@ -538,7 +594,10 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             .unwrap()
             .balance
             .0;
-        assert_eq!(budget_after - budget_before, expected_total - 150_00 - (12_50 + 2_50 + 1_00));
+        assert_eq!(
+            budget_after - budget_before,
+            expected_total - 150_00 - (12_50 + 2_50 + 1_00)
+        );
         // A second sweep finds nothing left to expire.
         assert_eq!(
             programmes

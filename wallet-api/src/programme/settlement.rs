@@ -1,0 +1,251 @@
+//! Merchant redemptions per period: the settlement report (CSV) and the SEPA credit-transfer
+//! file (pain.001.001.09) the municipality's bank pays them with. Figures come from the
+//! journal: `redeem` entries of the programme's unit crediting its clearing and fee accounts.
+
+use ledger::policy::days_from_civil;
+use ledger::{Amount, ParticipantId};
+
+use super::service::{ProgrammeError, Programmes, invalid};
+use crate::redemption::pain001::{CreditTransferFile, Debtor, Transfer, pain001_xml};
+use crate::redemption::settlement::{Period, SettlementFigures, SettlementRow, settlement_csv};
+use crate::redemption::{Date, UtcDateTime};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// One merchant's redemptions in a period, with what a bank transfer needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MerchantSettlement {
+    /// The merchant.
+    pub merchant: ParticipantId,
+    /// Its name.
+    pub name: String,
+    /// Its IBAN, if registered.
+    pub iban: Option<String>,
+    /// Its bank's BIC, if registered.
+    pub bic: Option<String>,
+    /// Redemption entries.
+    pub redemptions: u64,
+    /// Units redeemed, minor units.
+    pub gross_minor: i64,
+    /// Fee kept, minor units.
+    pub fee_minor: i64,
+}
+
+/// Parses `YYYY-MM-DD`, naming `field` in the error.
+pub fn parse_date(field: &str, text: &str) -> Result<Date, ProgrammeError> {
+    let bad = || invalid(field, format!("{text:?} is not a date; write YYYY-MM-DD"));
+    let bytes = text.as_bytes();
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return Err(bad());
+    }
+    let year: i32 = text[..4].parse().map_err(|_| bad())?;
+    let month: u8 = text[5..7].parse().map_err(|_| bad())?;
+    let day: u8 = text[8..].parse().map_err(|_| bad())?;
+    Date::new(year, month, day).map_err(|e| invalid(field, e.to_string()))
+}
+
+fn start_ms(date: Date) -> i64 {
+    days_from_civil(
+        i64::from(date.year()),
+        u32::from(date.month()),
+        u32::from(date.day()),
+    )
+    .saturating_mul(DAY_MS)
+}
+
+impl Programmes {
+    /// Each merchant's redemptions from `start` to `end` (whole UTC days, both included).
+    pub async fn settlement(
+        &self,
+        programme_id: ledger::ProgrammeId,
+        start: Date,
+        end: Date,
+    ) -> Result<Vec<MerchantSettlement>, ProgrammeError> {
+        Period::new(start, end).map_err(|e| invalid("to", e.to_string()))?;
+        let programme = self.get(programme_id).await?;
+        let totals = self
+            .db
+            .redemption_totals(
+                programme.unit,
+                programme.accounts.clearing,
+                programme.accounts.fees,
+                start_ms(start),
+                start_ms(end).saturating_add(DAY_MS),
+            )
+            .await?;
+        let mut lines = Vec::with_capacity(totals.len());
+        for (account, redemptions, gross_minor, fee_minor) in totals {
+            let owner = self
+                .committer
+                .view()
+                .read()
+                .account(account)
+                .and_then(|a| a.owner);
+            let Some(merchant) = owner else {
+                return Err(ProgrammeError::Conflict(format!(
+                    "redeeming account {account} belongs to no participant"
+                )));
+            };
+            let participant = self
+                .db
+                .participant(merchant)
+                .await?
+                .ok_or_else(|| ProgrammeError::NotFound(format!("participant {merchant}")))?;
+            lines.push(MerchantSettlement {
+                merchant,
+                name: participant.name,
+                iban: participant.iban,
+                bic: participant.bic,
+                redemptions: u64::try_from(redemptions).unwrap_or(0),
+                gross_minor,
+                fee_minor,
+            });
+        }
+        lines.sort_by(|a, b| a.name.cmp(&b.name).then(a.merchant.cmp(&b.merchant)));
+        Ok(lines)
+    }
+
+    /// The settlement report as CSV.
+    pub async fn settlement_csv(
+        &self,
+        programme_id: ledger::ProgrammeId,
+        start: Date,
+        end: Date,
+    ) -> Result<String, ProgrammeError> {
+        let programme = self.get(programme_id).await?;
+        let period = Period::new(start, end).map_err(|e| invalid("to", e.to_string()))?;
+        let scale = self.unit_scale(programme.unit)?;
+        let rows = self
+            .settlement(programme_id, start, end)
+            .await?
+            .into_iter()
+            .map(|m| {
+                let figures = SettlementFigures {
+                    redemptions: m.redemptions,
+                    gross: amount(m.gross_minor)?,
+                    fee: amount(m.fee_minor)?,
+                };
+                SettlementRow::new(m.merchant, &m.name, period, programme.unit, scale, figures)
+                    .map_err(|e| ProgrammeError::Conflict(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(settlement_csv(&rows))
+    }
+
+    /// The SEPA credit-transfer file paying each merchant its net redemptions of the period.
+    pub async fn credit_transfer_file(
+        &self,
+        programme_id: ledger::ProgrammeId,
+        start: Date,
+        end: Date,
+        execution: Date,
+    ) -> Result<String, ProgrammeError> {
+        let programme = self.get(programme_id).await?;
+        let debtor = programme.debtor.clone().ok_or_else(|| {
+            ProgrammeError::Conflict(
+                "the programme has no debtor bank account; set one to produce SEPA files".into(),
+            )
+        })?;
+        let unit = {
+            let view = self.committer.view().read();
+            view.unit(programme.unit).cloned()
+        };
+        let pegged_to_euro = unit
+            .as_ref()
+            .is_some_and(|u| u.peg() == Some("EUR") && u.scale() == 2);
+        if !pegged_to_euro {
+            return Err(ProgrammeError::Conflict(format!(
+                "{} is not a euro voucher with cents; SEPA files pay euros",
+                programme.unit
+            )));
+        }
+        let lines = self.settlement(programme_id, start, end).await?;
+        let missing: Vec<&str> = lines
+            .iter()
+            .filter(|m| m.iban.is_none())
+            .map(|m| m.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(ProgrammeError::Conflict(format!(
+                "no IBAN registered for: {}",
+                missing.join(", ")
+            )));
+        }
+        let period = format!("{start}/{end}");
+        let compact = |d: Date| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day());
+        let id_hex = programme.id.0.simple().to_string();
+        let transfers = lines
+            .iter()
+            .filter(|m| m.gross_minor > m.fee_minor)
+            .map(|m| Transfer {
+                end_to_end_id: format!(
+                    "R{}{}",
+                    compact(end),
+                    &m.merchant.0.simple().to_string()[..24]
+                ),
+                creditor_name: m.name.clone(),
+                creditor_iban: m.iban.clone().unwrap_or_default(),
+                creditor_bic: m.bic.clone(),
+                amount_cents: m.gross_minor.saturating_sub(m.fee_minor),
+                remittance: format!("Redemptions {period} {}", programme.unit),
+            })
+            .collect();
+        let file = CreditTransferFile {
+            message_id: format!("CL{}{}{}", &id_hex[..8], compact(start), compact(end)),
+            created_at_unix_s: self.now_ms().div_euclid(1000),
+            execution_date: execution,
+            debtor: Debtor {
+                name: debtor.name,
+                iban: debtor.iban,
+                bic: debtor.bic,
+            },
+            transfers,
+        };
+        pain001_xml(&file).map_err(|e| invalid("settlement", e.to_string()))
+    }
+
+    fn unit_scale(&self, unit: ledger::UnitCode) -> Result<u8, ProgrammeError> {
+        self.committer
+            .view()
+            .read()
+            .unit(unit)
+            .map(ledger::Unit::scale)
+            .ok_or_else(|| ProgrammeError::NotFound(format!("unit {unit}")))
+    }
+
+    /// Today's date (UTC), for default execution dates.
+    pub fn today(&self) -> Result<Date, ProgrammeError> {
+        UtcDateTime::from_unix_s(self.now_ms().div_euclid(1000))
+            .map(|t| t.date)
+            .map_err(|e| ProgrammeError::Conflict(e.to_string()))
+    }
+}
+
+fn amount(minor: i64) -> Result<Amount, ProgrammeError> {
+    Amount::from_minor(minor).map_err(|e| ProgrammeError::Conflict(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_parsed_strictly() {
+        assert!(parse_date("from", "2026-12-01").is_ok());
+        for bad in [
+            "2026-13-01",
+            "2026-02-30",
+            "26-12-01",
+            "2026/12/01",
+            "2026-12-1",
+        ] {
+            assert!(parse_date("from", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_day_starts_at_midnight_utc() {
+        let day = parse_date("d", "1970-01-02").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(start_ms(day), DAY_MS);
+    }
+}
