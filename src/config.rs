@@ -38,6 +38,17 @@ pub enum Command {
     /// Measure performance; prints figures for BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Pay a programme's households for a period (one signed run; re-running pays nobody
+    /// twice and resumes a run cut short). Needs the writer: stop the service, or use the
+    /// API (POST /v1/programmes/{id}/runs) while it runs.
+    Disburse(DisburseArgs),
+    /// Enrol households into a programme from a CSV file (validated row by row).
+    Enrol(EnrolArgs),
+    /// Return expired units to a programme's budget (run daily, e.g. from cron).
+    Expire(ExpireArgs),
+    /// Digital cards.
+    #[command(subcommand)]
+    Cards(CardsCommand),
     /// Test helper: commit payments forever, printing each acknowledged intent id. Used by
     /// the crash tests, which kill it mid-batch.
     #[command(hide = true)]
@@ -86,6 +97,29 @@ pub struct ServeArgs {
     /// OS threads that parse and batch-verify signed intents, off the async threads.
     #[arg(long, env = "COLEDGER_VERIFIER_THREADS", default_value_t = 2)]
     pub verifier_threads: usize,
+    /// Programmes and cards.
+    #[command(flatten)]
+    pub programmes: ProgrammeArgs,
+}
+
+/// The server secret and card settings, shared by the service and the programme commands.
+#[derive(Debug, Args, Clone)]
+pub struct ProgrammeArgs {
+    /// File holding the 64-hex-character server secret. Default for SQLite: beside the
+    /// database (`<file>.secret`, created on first use); PostgreSQL needs it named, or
+    /// programmes and cards are off.
+    #[arg(long, env = "COLEDGER_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// First six digits of every card number this scheme issues.
+    #[arg(long, env = "COLEDGER_CARD_PREFIX", default_value = "990001")]
+    pub card_prefix: String,
+    /// Wrong PINs in a row that lock a card.
+    #[arg(long, env = "COLEDGER_PIN_ATTEMPTS", default_value_t = 3)]
+    pub pin_attempts: u32,
+    /// Seal card keys with a cheap PIN hash (tests and benchmarks only: a stolen database
+    /// plus secret would let PINs be guessed quickly).
+    #[arg(long, env = "COLEDGER_INSECURE_FAST_PIN_HASHING", hide = true)]
+    pub insecure_fast_pin_hashing: bool,
 }
 
 impl ServeArgs {
@@ -233,6 +267,110 @@ pub enum BenchCommand {
     /// Signed payments per second through the HTTP API on loopback, from many keep-alive
     /// connections, on SQLite and (with --postgres-url) PostgreSQL.
     Api(BenchApiArgs),
+    /// Enrolment of a CSV of households and a disbursement run paying all of them, on a
+    /// durable SQLite file.
+    Disburse(BenchDisburseArgs),
+}
+
+/// `coledger bench disburse`.
+#[derive(Debug, Args)]
+pub struct BenchDisburseArgs {
+    /// Households enrolled and paid.
+    #[arg(long, default_value_t = 100_000)]
+    pub households: usize,
+    /// Repetitions (fresh database each); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Directory for the scratch SQLite files (default: a temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// `coledger disburse`.
+#[derive(Debug, Args)]
+pub struct DisburseArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Server secret and card settings.
+    #[command(flatten)]
+    pub programmes: ProgrammeArgs,
+    /// The programme id.
+    #[arg(long)]
+    pub programme: String,
+    /// `YYYY-MM` for a monthly run; a label (letters, digits, - _ .) for an emergency run.
+    #[arg(long)]
+    pub period: String,
+    /// An emergency one-off run rather than the monthly one.
+    #[arg(long)]
+    pub emergency: bool,
+    /// Pay only households of this area (emergency runs).
+    #[arg(long, requires = "emergency")]
+    pub area: Option<String>,
+    /// Show totals, count and exceptions without paying.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Test hook: stop after this many entries, as a crash would.
+    #[arg(long, hide = true)]
+    pub stop_after_entries: Option<usize>,
+}
+
+/// `coledger enrol`.
+#[derive(Debug, Args)]
+pub struct EnrolArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Server secret and card settings.
+    #[command(flatten)]
+    pub programmes: ProgrammeArgs,
+    /// The programme id.
+    #[arg(long)]
+    pub programme: String,
+    /// Enrol nothing if any row is rejected.
+    #[arg(long)]
+    pub all_or_nothing: bool,
+    /// The CSV file (household_ref, name, dependents, area, [phone], [language]).
+    pub file: PathBuf,
+}
+
+/// `coledger expire`.
+#[derive(Debug, Args)]
+pub struct ExpireArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Server secret and card settings.
+    #[command(flatten)]
+    pub programmes: ProgrammeArgs,
+    /// The programme id.
+    #[arg(long)]
+    pub programme: String,
+}
+
+/// `coledger cards …`.
+#[derive(Debug, Subcommand)]
+pub enum CardsCommand {
+    /// A printable sheet of a programme's active cards: A4, ten per page, each in its
+    /// household's language (Arabic right to left).
+    Print(CardsPrintArgs),
+}
+
+/// `coledger cards print`.
+#[derive(Debug, Args)]
+pub struct CardsPrintArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The programme id.
+    #[arg(long)]
+    pub programme: String,
+    /// `pdf` (one file) or `svg` (one file per page: OUT-1.svg, OUT-2.svg, …).
+    #[arg(long, default_value = "pdf")]
+    pub format: String,
+    /// Where to write.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `coledger bench ledger`.

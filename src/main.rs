@@ -3,18 +3,21 @@
 mod backup;
 mod bench;
 mod bench_api;
+mod bench_disburse;
 mod config;
 mod crash_writer;
 mod demo;
 mod http_client;
+mod programme_cli;
 mod scheme;
+mod secret;
 mod serve;
 mod token;
 mod torture;
 
 use anyhow::Result;
 use clap::Parser as _;
-use config::{BenchCommand, Cli, Command, TokenCommand, TortureCommand};
+use config::{BenchCommand, CardsCommand, Cli, Command, TokenCommand, TortureCommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> Result<()> {
@@ -46,6 +49,11 @@ fn main() -> Result<()> {
             Command::Bench(BenchCommand::Ledger(args)) => bench::ledger(args).await,
             Command::Bench(BenchCommand::Api(args)) => bench_api::run(args).await,
             Command::CrashWriter(args) => crash_writer::run(args).await,
+            Command::Disburse(args) => programme_cli::disburse(args).await,
+            Command::Enrol(args) => programme_cli::enrol(args).await,
+            Command::Expire(args) => programme_cli::expire(args).await,
+            Command::Cards(CardsCommand::Print(args)) => programme_cli::print_cards(args).await,
+            Command::Bench(BenchCommand::Disburse(args)) => bench_disburse::run(args).await,
         }
     })
 }

@@ -102,13 +102,26 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     let verifier =
         wallet_api::Verifier::start(args.verifier_threads).context("starting the verifier")?;
-    let state = AppState::new(
-        db.clone(),
-        committer,
-        Arc::new(SystemClock),
-        args.api_config(),
-        verifier,
-    );
+    let clock: Arc<dyn wallet_api::Clock> = Arc::new(SystemClock);
+    let programmes = match crate::secret::load(&args.database.database_url, &args.programmes)? {
+        Some(secret) => Some(wallet_api::programme::Programmes::new(
+            db.clone(),
+            committer.clone(),
+            clock.clone(),
+            secret,
+            crate::secret::card_settings(&args.programmes)?,
+        )),
+        None => {
+            tracing::warn!(
+                "no server secret (--secret-file): programmes and cards are off on this service"
+            );
+            None
+        }
+    };
+    let mut state = AppState::new(db.clone(), committer, clock, args.api_config(), verifier);
+    if let Some(programmes) = programmes {
+        state = state.with_programmes(programmes);
+    }
     tokio::spawn(prune_idempotency_forever(db.clone()));
     let ending = state.clone();
     tokio::spawn(async move {

@@ -216,6 +216,18 @@ impl ServerSecret {
         SigningKey::from_bytes(&seed)
     }
 
+    /// The secret as 64 lower-case hex characters, for writing a new secret file.
+    pub fn to_hex(&self) -> String {
+        use std::fmt::Write as _;
+        self.0.iter().fold(
+            String::with_capacity(SERVER_SECRET_HEX_LEN),
+            |mut text, b| {
+                let _ = write!(text, "{b:02x}");
+                text
+            },
+        )
+    }
+
     /// A fresh random secret, for set-up tools and tests.
     pub fn generate<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let mut bytes = [0u8; KEY_LEN];

@@ -4,6 +4,7 @@
 
 mod accounts;
 pub mod body;
+mod cards;
 mod entries;
 mod events;
 mod intents;
@@ -13,6 +14,7 @@ pub mod openapi;
 mod ops;
 pub mod principal;
 pub mod problem;
+mod programmes;
 mod registry;
 pub mod render;
 mod requests;
@@ -64,6 +66,8 @@ pub struct AppState {
     pub metrics: Arc<HttpMetrics>,
     /// Parses and verifies signed intents in batches, off the async threads.
     pub verifier: Verifier,
+    /// Programmes and cards; absent when the service has no server secret.
+    pub programmes: Option<crate::programme::Programmes>,
     /// Turns true when the service begins shutting down: event streams end then, so
     /// graceful shutdown is not held open by them.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -92,7 +96,14 @@ impl AppState {
             tokens: Arc::new(TokenCache::default()),
             metrics: Arc::new(HttpMetrics::default()),
             stopping: tokio::sync::watch::channel(false).0,
+            programmes: None,
         }
+    }
+
+    /// Turns on programmes and cards.
+    pub fn with_programmes(mut self, programmes: crate::programme::Programmes) -> Self {
+        self.programmes = Some(programmes);
+        self
     }
 
     /// Ends event streams; call when shutdown begins.
@@ -108,6 +119,9 @@ impl AppState {
         }
     }
 }
+
+/// Enrolment files are CSV exports of whole registers: 100,000 households is about 7 MB.
+const ENROLMENT_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Every route: (method, path template, handler). The router is built from this list and
 /// the OpenAPI test checks each entry is documented, so neither can drift from the other.
@@ -150,6 +164,72 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             "/v1/payment-requests/{id}/events",
             get(events::payment_request),
         ),
+        ("GET", "/v1/accounts/{id}/expiries", get(cards::expiries)),
+        ("GET", "/v1/programmes", get(programmes::list)),
+        ("POST", "/v1/programmes", post(programmes::create)),
+        ("GET", "/v1/programmes/{id}", get(programmes::get)),
+        (
+            "POST",
+            "/v1/programmes/{id}/rules",
+            post(programmes::change_rules),
+        ),
+        (
+            "POST",
+            "/v1/programmes/{id}/enrolments",
+            post(programmes::enrol).layer(DefaultBodyLimit::max(ENROLMENT_BODY_LIMIT)),
+        ),
+        (
+            "GET",
+            "/v1/programmes/{id}/households",
+            get(programmes::households),
+        ),
+        (
+            "POST",
+            "/v1/programmes/{id}/households/{household}/cards",
+            post(cards::issue),
+        ),
+        ("POST", "/v1/programmes/{id}/runs", post(programmes::run)),
+        ("GET", "/v1/programmes/{id}/runs", get(programmes::runs)),
+        (
+            "POST",
+            "/v1/programmes/{id}/expiry-sweeps",
+            post(programmes::sweep),
+        ),
+        (
+            "GET",
+            "/v1/programmes/{id}/merchants",
+            get(programmes::merchants),
+        ),
+        (
+            "PUT",
+            "/v1/programmes/{id}/merchants/{participant}",
+            put(programmes::decide_merchant),
+        ),
+        (
+            "GET",
+            "/v1/programmes/{id}/settlement",
+            get(programmes::settlement),
+        ),
+        (
+            "GET",
+            "/v1/programmes/{id}/sepa-credit-transfer",
+            get(programmes::sepa),
+        ),
+        (
+            "GET",
+            "/v1/programmes/{id}/redemption-quote",
+            get(programmes::redemption_quote),
+        ),
+        ("GET", "/v1/cards/{number}", get(cards::get)),
+        ("POST", "/v1/cards/{number}/payments", post(cards::pay)),
+        ("POST", "/v1/cards/{number}/unlock", post(cards::unlock)),
+        ("PUT", "/v1/cards/{number}/pin", put(cards::change_pin)),
+        (
+            "POST",
+            "/v1/cards/{number}/replacement",
+            post(cards::replace),
+        ),
+        ("POST", "/v1/registry/applications", post(cards::apply)),
         ("POST", "/v1/sessions/challenge", post(sessions::challenge)),
         ("POST", "/v1/sessions", post(sessions::login)),
     ]

@@ -109,27 +109,27 @@ pub(super) async fn create_unit(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewParticipant {
-    kind: String,
-    name: String,
+pub(super) struct NewParticipantFields {
+    pub(super) kind: String,
+    pub(super) name: String,
     #[serde(default)]
-    roles: Vec<String>,
+    pub(super) roles: Vec<String>,
     #[serde(default)]
-    category_code: Option<String>,
+    pub(super) category_code: Option<String>,
     #[serde(default)]
-    address: Option<String>,
+    pub(super) address: Option<String>,
     #[serde(default)]
-    opening_hours: Option<String>,
+    pub(super) opening_hours: Option<String>,
     #[serde(default)]
-    listed: bool,
+    pub(super) listed: bool,
     #[serde(default)]
-    area: Option<String>,
+    pub(super) area: Option<String>,
     #[serde(default)]
-    social_enterprise: bool,
+    pub(super) social_enterprise: bool,
     #[serde(default)]
-    iban: Option<String>,
+    pub(super) iban: Option<String>,
     #[serde(default)]
-    bic: Option<String>,
+    pub(super) bic: Option<String>,
 }
 
 /// Scheme roles a participant may have.
@@ -149,7 +149,10 @@ fn check_text(field: &str, text: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-fn validate(new: NewParticipant, now_ms: i64) -> Result<Participant, Problem> {
+pub(super) fn validate_fields(
+    new: NewParticipantFields,
+    now_ms: i64,
+) -> Result<Participant, Problem> {
     if !matches!(new.kind.as_str(), "person" | "organisation") {
         return Err(Problem::invalid_field(
             "kind",
@@ -232,7 +235,7 @@ fn validate(new: NewParticipant, now_ms: i64) -> Result<Participant, Problem> {
     post,
     path = "/v1/participants",
     tag = "participants",
-    request_body = NewParticipant,
+    request_body = NewParticipantFields,
     responses(
         (status = 201, description = "Registered"),
         (status = 403, description = "Role may not register participants"),
@@ -250,8 +253,8 @@ pub(super) async fn create_participant(
             &[Role::Admin, Role::ProgrammeManager, Role::Coordinator],
             "register participants",
         )?;
-        let new: NewParticipant = body::parse(&headers, &body)?;
-        let participant = validate(new, state.clock.now_ms())?;
+        let new: NewParticipantFields = body::parse(&headers, &body)?;
+        let participant = validate_fields(new, state.clock.now_ms())?;
         state.db.insert_participant(&participant).await?;
         Ok::<Written, Problem>((
             StatusCode::CREATED,
@@ -341,9 +344,20 @@ async fn participant_page(
     let next = more
         .then(|| shown.last().map(|p| p.id.to_string()))
         .flatten();
+    let accepted = if listed_only {
+        super::cards::accepted_programmes(state).await?
+    } else {
+        Default::default()
+    };
     let items: Vec<Value> = shown
         .iter()
-        .map(|p| render::participant(p, listed_only))
+        .map(|p| {
+            let mut json = render::participant(p, listed_only);
+            if listed_only {
+                json["programmes"] = json!(accepted.get(&p.id).cloned().unwrap_or_default());
+            }
+            json
+        })
         .collect();
     Ok(Json(json!({"items": items, "next_cursor": next})))
 }

@@ -1,0 +1,326 @@
+//! The programme commands run against the database directly: `disburse`, `enrol` and
+//! `expire` take the writer lease (so the service must be stopped; while it runs, use its
+//! API), `cards print` only reads.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use merchant_terminal::card_sheet::{CardFace, render_pdf, render_svg_pages};
+use wallet_api::db::DbError;
+use wallet_api::enrolment::{EnrolmentRules, parse_enrolment};
+use wallet_api::programme::disburse::{RunKind, RunOptions, RunProgress};
+use wallet_api::programme::{HouseholdInput, Programmes};
+use wallet_api::{Committer, CommitterConfig, CommitterTask, Database, SystemClock};
+
+use crate::config::{CardsPrintArgs, DisburseArgs, EnrolArgs, ExpireArgs, ProgrammeArgs};
+
+/// The most dependents an enrolment row may declare.
+const MAX_DEPENDENTS: u32 = 30;
+
+/// The database, the writer and the programme operations.
+pub struct Session {
+    /// Operations.
+    pub programmes: Programmes,
+    committer: Committer,
+    task: CommitterTask,
+}
+
+impl Session {
+    /// Opens the database and takes the writer lease.
+    pub async fn open(database_url: &str, args: &ProgrammeArgs) -> Result<Self> {
+        let db = Database::connect(database_url)
+            .await
+            .context("opening the database")?;
+        db.migrate().await.context("migrating the schema")?;
+        let clock: Arc<dyn wallet_api::Clock> = Arc::new(SystemClock);
+        let (committer, task) =
+            match Committer::start(db.clone(), CommitterConfig::default(), clock.clone()).await {
+                Ok(started) => started,
+                Err(wallet_api::db::LoadError::Db(DbError::LeaseHeld(_))) => bail!(
+                    "the service is running on this database and holds the writer; stop it, \
+                     or do this through its API"
+                ),
+                Err(e) => return Err(e).context("loading the ledger"),
+            };
+        let secret = crate::secret::require(database_url, args)?;
+        let programmes = Programmes::new(
+            db,
+            committer.clone(),
+            clock,
+            secret,
+            crate::secret::card_settings(args)?,
+        );
+        Ok(Self {
+            programmes,
+            committer,
+            task,
+        })
+    }
+
+    /// Waits until everything is committed and releases the writer.
+    pub async fn close(self) -> Result<()> {
+        let Self {
+            programmes,
+            committer,
+            mut task,
+        } = self;
+        drop(programmes);
+        drop(committer);
+        task.join()
+            .await
+            .map_err(|e| anyhow::anyhow!("the ledger writer failed: {e}"))
+    }
+}
+
+fn programme_id(text: &str) -> Result<ledger::ProgrammeId> {
+    text.parse()
+        .with_context(|| format!("--programme {text:?} is not a programme id"))
+}
+
+/// A one-line progress bar on stderr.
+fn progress_bar(progress: RunProgress) {
+    const WIDTH: usize = 30;
+    let filled = WIDTH * progress.done / progress.total.max(1);
+    eprint!(
+        "\r[{}{}] {}/{} entries",
+        "#".repeat(filled),
+        " ".repeat(WIDTH - filled),
+        progress.done,
+        progress.total
+    );
+    if progress.done == progress.total {
+        eprintln!();
+    }
+    let _ = std::io::stderr().flush();
+}
+
+/// `coledger disburse`.
+pub async fn disburse(args: DisburseArgs) -> Result<()> {
+    let session = Session::open(&args.database.database_url, &args.programmes).await?;
+    let programme = programme_id(&args.programme)?;
+    let kind = if args.emergency {
+        RunKind::Emergency { area: args.area }
+    } else {
+        RunKind::Monthly
+    };
+    let outcome = if args.dry_run {
+        let plan = session
+            .programmes
+            .plan_run(programme, &args.period, &kind)
+            .await?;
+        let scale = scale(&session, programme).await?;
+        println!("dry run of {} {}", plan.kind, plan.period);
+        println!("  households paid: {}", plan.households);
+        println!("  total:           {}", decimal(plan.total_minor, scale));
+        println!("  entries:         {}", plan.entries);
+        println!(
+            "  budget left:     {}",
+            decimal(plan.budget_available_minor, scale)
+        );
+        if plan.budget_short_minor > 0 {
+            println!(
+                "  BUDGET SHORT by  {}: the run would be refused",
+                decimal(plan.budget_short_minor, scale)
+            );
+        }
+        if plan.existing.is_some() {
+            println!("  this period was executed before: running it again pays nobody twice");
+        }
+        println!("  exceptions:      {}", plan.exceptions.len());
+        for e in plan.exceptions.iter().take(50) {
+            let paid = if e.paid { "paid" } else { "NOT paid" };
+            println!("    {} ({paid}): {}", e.reference, e.reason);
+        }
+        if plan.exceptions.len() > 50 {
+            println!("    … and {} more", plan.exceptions.len() - 50);
+        }
+        Ok(())
+    } else {
+        let options = RunOptions {
+            stop_after_entries: args.stop_after_entries,
+        };
+        let report = session
+            .programmes
+            .execute_run(programme, &args.period, &kind, options, &progress_bar)
+            .await?;
+        println!(
+            "run {} {}: {} households, {} entries committed now, {} already committed",
+            report.run,
+            report.period,
+            report.households,
+            report.committed_entries,
+            report.already_committed_entries
+        );
+        for (entry, reason) in &report.failed_entries {
+            println!("  entry {entry} FAILED: {reason}");
+        }
+        if report.complete {
+            println!("complete");
+            Ok(())
+        } else if args.stop_after_entries.is_some() {
+            println!("stopped early as asked; run again to finish");
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "the run is not complete; fix the failures and run it again (paid entries are not repeated)"
+            ))
+        }
+    };
+    session.close().await?;
+    outcome
+}
+
+async fn scale(session: &Session, programme: ledger::ProgrammeId) -> Result<u8> {
+    let unit = session.programmes.get(programme).await?.unit;
+    Ok(session
+        .committer
+        .view()
+        .read()
+        .unit(unit)
+        .map_or(0, ledger::Unit::scale))
+}
+
+fn decimal(minor: i64, scale: u8) -> String {
+    wallet_api::http::render::decimal(minor, scale)
+}
+
+/// Reads and validates an enrolment file, then enrols the accepted rows.
+pub async fn enrol_file(
+    programmes: &Programmes,
+    programme: ledger::ProgrammeId,
+    bytes: &[u8],
+    all_or_nothing: bool,
+) -> Result<(wallet_api::programme::service::EnrolmentOutcome, usize)> {
+    let p = programmes.get(programme).await?;
+    let rules = EnrolmentRules {
+        areas: p.areas.clone(),
+        languages: p.languages.clone(),
+        default_language: p.languages.first().cloned().unwrap_or_default(),
+        max_dependents: MAX_DEPENDENTS,
+    };
+    let report = parse_enrolment(bytes, &rules)?;
+    for rejection in &report.rejected {
+        eprintln!("rejected {rejection}");
+    }
+    if all_or_nothing && !report.rejected.is_empty() {
+        bail!(
+            "{} rows rejected; nothing enrolled (--all-or-nothing)",
+            report.rejected.len()
+        );
+    }
+    let rejected = report.rejected.len();
+    let rows = report
+        .accepted
+        .into_iter()
+        .map(|h| HouseholdInput {
+            reference: h.household_ref,
+            name: h.name,
+            dependents: h.dependents,
+            area: h.area,
+            phone: h.phone,
+            language: h.language,
+        })
+        .collect();
+    Ok((programmes.enrol(programme, rows).await?, rejected))
+}
+
+/// `coledger enrol`.
+pub async fn enrol(args: EnrolArgs) -> Result<()> {
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let session = Session::open(&args.database.database_url, &args.programmes).await?;
+    let outcome = enrol_file(
+        &session.programmes,
+        programme_id(&args.programme)?,
+        &bytes,
+        args.all_or_nothing,
+    )
+    .await;
+    session.close().await?;
+    let (outcome, rejected) = outcome?;
+    println!(
+        "enrolled: {} new, {} updated, {} unchanged, {} rejected",
+        outcome.created, outcome.updated, outcome.unchanged, rejected
+    );
+    Ok(())
+}
+
+/// `coledger expire`.
+pub async fn expire(args: ExpireArgs) -> Result<()> {
+    let session = Session::open(&args.database.database_url, &args.programmes).await?;
+    let programme = programme_id(&args.programme)?;
+    let report = session.programmes.sweep_expired(programme).await;
+    let scale = scale(&session, programme).await;
+    session.close().await?;
+    let (report, scale) = (report?, scale?);
+    println!(
+        "expired: {} households, {} returned to the budget in {} entries",
+        report.households,
+        decimal(report.total_minor, scale),
+        report.entries
+    );
+    if !report.failed.is_empty() {
+        bail!(
+            "{} entries failed: {}",
+            report.failed.len(),
+            report.failed.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// The payload of a card's QR code: what a terminal scans.
+pub fn card_qr_payload(number: &str) -> String {
+    format!("coledger:card:{number}")
+}
+
+/// `coledger cards print`.
+pub async fn print_cards(args: CardsPrintArgs) -> Result<()> {
+    let db = Database::connect(&args.database.database_url)
+        .await
+        .context("opening the database")?;
+    let programme_id = programme_id(&args.programme)?;
+    let programme = db
+        .programme(programme_id)
+        .await?
+        .with_context(|| format!("no programme {programme_id}"))?;
+    let mut faces = Vec::new();
+    for household in db.households(programme_id).await? {
+        for card in db.cards_of(household.id).await? {
+            if card.status == "active" {
+                faces.push(CardFace {
+                    scheme_name: programme.name.clone(),
+                    holder_name: household.name.clone(),
+                    qr_payload: card_qr_payload(&card.number),
+                    card_number: card.number,
+                    language: household.language.clone(),
+                });
+            }
+        }
+    }
+    if faces.is_empty() {
+        bail!("programme {programme_id} has no active cards to print");
+    }
+    match args.format.as_str() {
+        "pdf" => {
+            let pdf = render_pdf(&faces)?;
+            std::fs::write(&args.out, pdf)
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            println!("{} cards written to {}", faces.len(), args.out.display());
+        }
+        "svg" => {
+            let pages = render_svg_pages(&faces)?;
+            let stem = args.out.with_extension("");
+            for (i, page) in pages.iter().enumerate() {
+                let path = std::path::PathBuf::from(format!("{}-{}.svg", stem.display(), i + 1));
+                std::fs::write(&path, page)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("{}", path.display());
+            }
+            println!("{} cards on {} pages", faces.len(), pages.len());
+        }
+        other => bail!("--format {other:?}: choose pdf or svg"),
+    }
+    Ok(())
+}
