@@ -129,9 +129,7 @@ impl PgLane {
             .execute(&mut *tx)
             .await?;
         }
-        for new in &batch.accounts {
-            insert_account(&mut tx, new, batch.now_ms).await?;
-        }
+        insert_accounts(&mut tx, &batch.accounts, batch.now_ms).await?;
         for (id, status) in &batch.statuses {
             sqlx::query("update account set status = $1 where id = $2")
                 .bind(status.as_str())
@@ -159,25 +157,48 @@ impl PgLane {
     }
 }
 
-async fn insert_account(
+/// Every new account of a batch in one statement (an enrolment opens thousands).
+async fn insert_accounts(
     conn: &mut PgConnection,
-    new: &NewAccount,
+    accounts: &[NewAccount],
     now_ms: i64,
 ) -> Result<(), DbError> {
-    let account = &new.account;
+    if accounts.is_empty() {
+        return Ok(());
+    }
+    let all = || accounts.iter().map(|n| &n.account);
     sqlx::query(
         "insert into account (id, unit, kind, status, lower_limit, upper_limit, authority, \
-         created_at, participant) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                              created_at, participant) \
+         select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int8[], \
+                              $6::int8[], $7::bytea[], $8::int8[], $9::uuid[])",
     )
-    .bind(account.id.0)
-    .bind(account.unit.as_str())
-    .bind(account.kind.as_str())
-    .bind(account.status.as_str())
-    .bind(account.limits.lower().map(|b| b.0))
-    .bind(account.limits.upper().map(|b| b.0))
-    .bind(account.authority.map(|k| k.0.to_vec()))
-    .bind(now_ms)
-    .bind(new.owner.map(|p| p.0))
+    .bind(all().map(|a| a.id.0).collect::<Vec<_>>())
+    .bind(all().map(|a| a.unit.as_str()).collect::<Vec<_>>())
+    .bind(all().map(|a| a.kind.as_str()).collect::<Vec<_>>())
+    .bind(all().map(|a| a.status.as_str()).collect::<Vec<_>>())
+    .bind(
+        all()
+            .map(|a| a.limits.lower().map(|b| b.0))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        all()
+            .map(|a| a.limits.upper().map(|b| b.0))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        all()
+            .map(|a| a.authority.map(|k| k.0.to_vec()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(vec![now_ms; accounts.len()])
+    .bind(
+        accounts
+            .iter()
+            .map(|n| n.owner.map(|p| p.0))
+            .collect::<Vec<_>>(),
+    )
     .execute(conn)
     .await?;
     Ok(())

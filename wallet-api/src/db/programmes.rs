@@ -305,6 +305,10 @@ fn to_i32(value: u32, table: &'static str) -> Result<i32, DbError> {
 }
 
 impl Database {
+    fn numbered_placeholders(&self) -> bool {
+        matches!(self, Database::Postgres { .. })
+    }
+
     /// Stores a new programme with its first rule version, in one transaction.
     pub async fn insert_programme(
         &self,
@@ -449,11 +453,12 @@ impl Database {
         changed: &[EnrolledHousehold],
     ) -> Result<(), DbError> {
         let dependents = |h: &EnrolledHousehold| to_i32(h.dependents, "household");
+        let numbered = self.numbered_placeholders();
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             for rows in new.chunks(INSERT_CHUNK) {
                 let mut sql = format!("insert into household ({HOUSEHOLD_COLUMNS}) values ");
-                push_placeholders(&mut sql, rows.len(), 10);
+                push_placeholders(&mut sql, rows.len(), 10, numbered);
                 let mut query = sqlx::query(&sql);
                 for h in rows {
                     query = query
@@ -665,6 +670,7 @@ impl Database {
             "insert into disbursement_run ({RUN_COLUMNS}) \
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         );
+        let numbered = self.numbered_placeholders();
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(&insert)
@@ -685,7 +691,7 @@ impl Database {
                     "insert into disbursement_line (run, chunk, household, account, \
                      amount_minor) values ",
                 );
-                push_placeholders(&mut sql, rows.len(), 5);
+                push_placeholders(&mut sql, rows.len(), 5, numbered);
                 let mut query = sqlx::query(&sql);
                 for line in rows {
                     query = query
@@ -851,15 +857,22 @@ impl Database {
     }
 }
 
-/// Appends `($1, …), ($k+1, …)` for `rows` rows of `columns` values.
-fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
+/// Appends `rows` tuples of `columns` placeholders: `?` for SQLite, `$1, $2, …` for
+/// PostgreSQL. SQLite looks numbered parameters up by name, one linear scan each, which
+/// makes a statement with thousands of `$n` quadratic; anonymous `?` need no lookup.
+fn push_placeholders(sql: &mut String, rows: usize, columns: usize, numbered: bool) {
     use std::fmt::Write as _;
     let mut n = 0usize;
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for column in 0..columns {
             n = n.saturating_add(1);
-            let _ = write!(sql, "{}${n}", if column == 0 { "" } else { ", " });
+            let separator = if column == 0 { "" } else { ", " };
+            if numbered {
+                let _ = write!(sql, "{separator}${n}");
+            } else {
+                let _ = write!(sql, "{separator}?");
+            }
         }
         sql.push(')');
     }
@@ -872,7 +885,10 @@ mod tests {
     #[test]
     fn placeholders_number_rows_then_columns() {
         let mut sql = String::new();
-        push_placeholders(&mut sql, 2, 3);
+        push_placeholders(&mut sql, 2, 3, true);
         assert_eq!(sql, "($1, $2, $3), ($4, $5, $6)");
+        let mut sql = String::new();
+        push_placeholders(&mut sql, 2, 2, false);
+        assert_eq!(sql, "(?, ?), (?, ?)");
     }
 }

@@ -9,7 +9,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, Sqli
 use sqlx::{Connection as _, Sqlite};
 
 use super::rows;
-use super::{BatchWrite, DbError, LoadSource, NewAccount, OwnedAccount, Previous, StoredEntries};
+use super::{BatchWrite, DbError, LoadSource, OwnedAccount, Previous, StoredEntries};
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
@@ -129,9 +129,28 @@ impl SqliteWriter {
             .execute(&mut *tx)
             .await?;
         }
-        for new in &batch.accounts {
-            insert_account(&mut tx, new, batch.now_ms).await?;
-        }
+        // Many accounts at once (an enrolment) go in multi-row statements: one round trip
+        // to SQLite's worker thread per chunk instead of per account.
+        insert_rows(
+            &mut tx,
+            "account (id, unit, kind, status, lower_limit, upper_limit, authority, created_at, \
+             participant)",
+            9,
+            &batch.accounts,
+            |q, new| {
+                let account = &new.account;
+                q.bind(account.id.0)
+                    .bind(account.unit.as_str())
+                    .bind(account.kind.as_str())
+                    .bind(account.status.as_str())
+                    .bind(account.limits.lower().map(|b| b.0))
+                    .bind(account.limits.upper().map(|b| b.0))
+                    .bind(account.authority.map(|k| k.0.to_vec()))
+                    .bind(batch.now_ms)
+                    .bind(new.owner.map(|p| p.0))
+            },
+        )
+        .await?;
         for (id, status) in &batch.statuses {
             sqlx::query("update account set status = ? where id = ?")
                 .bind(status.as_str())
@@ -207,30 +226,6 @@ impl SqliteWriter {
         tx.commit().await?;
         Ok(())
     }
-}
-
-async fn insert_account(
-    conn: &mut SqliteConnection,
-    new: &NewAccount,
-    now_ms: i64,
-) -> Result<(), DbError> {
-    let account = &new.account;
-    sqlx::query(
-        "insert into account (id, unit, kind, status, lower_limit, upper_limit, authority, \
-         created_at, participant) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(account.id.0)
-    .bind(account.unit.as_str())
-    .bind(account.kind.as_str())
-    .bind(account.status.as_str())
-    .bind(account.limits.lower().map(|b| b.0))
-    .bind(account.limits.upper().map(|b| b.0))
-    .bind(account.authority.map(|k| k.0.to_vec()))
-    .bind(now_ms)
-    .bind(new.owner.map(|p| p.0))
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Inserts `rows` into `target` ("table (columns)") with multi-row INSERTs.

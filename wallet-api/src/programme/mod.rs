@@ -354,19 +354,18 @@ mod tests {
 
     #[test]
     fn the_administrator_key_depends_on_secret_and_programme() {
+        let secret = |seed: u8| {
+            let mut bytes = [seed; 32];
+            bytes[0] = 0xA5;
+            ServerSecret::from_bytes(bytes).unwrap()
+        };
         let programme = ProgrammeId::new();
-        let key = administrator_key(&[1; 32], programme);
-        assert_eq!(
-            key.to_bytes(),
-            administrator_key(&[1; 32], programme).to_bytes()
-        );
+        let key = administrator_key(&secret(1), programme).to_bytes();
+        assert_eq!(key, administrator_key(&secret(1), programme).to_bytes());
+        assert_ne!(key, administrator_key(&secret(2), programme).to_bytes());
         assert_ne!(
-            key.to_bytes(),
-            administrator_key(&[2; 32], programme).to_bytes()
-        );
-        assert_ne!(
-            key.to_bytes(),
-            administrator_key(&[1; 32], ProgrammeId::new()).to_bytes()
+            key,
+            administrator_key(&secret(1), ProgrammeId::new()).to_bytes()
         );
     }
 
