@@ -315,9 +315,12 @@ mod tests {
                 .text
                 .contains(&URL_SAFE_NO_PAD.encode(issued.stored.secret_hash))
         );
-        let mut tampered = issued.text.clone();
-        tampered.pop();
-        tampered.push(if issued.text.ends_with('A') { 'B' } else { 'A' });
+        // Change a character inside the secret: the last one also carries padding bits that
+        // strict base64 must leave zero, so changing it could make the text undecodable.
+        let mut tampered = issued.text.clone().into_bytes();
+        let inside = tampered.len() - 5;
+        tampered[inside] = if tampered[inside] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
         let (_, other) = parse_operator_token(&tampered).unwrap();
         assert!(!hashes_equal(&other, &issued.stored.secret_hash));
         for bad in ["", "colt_", "colt_nothex_abc", "Bearer x", "cols_abc"] {
