@@ -1,0 +1,724 @@
+//! A municipal programme end to end through the real service and CLI, on SQLite and
+//! PostgreSQL: enrol from CSV (good and bad rows), merchants apply and are approved, cards
+//! are issued, a run is planned and paid, a card pays at an allowed merchant with its PIN and
+//! is refused at a disallowed category, three wrong PINs lock it, the merchant redeems with
+//! the fee, the settlement report and the SEPA file (validated against the official
+//! pain.001.001.09 XSD) come out; then, with the service stopped, the CLI disburses the next
+//! month stopping half-way as a crash would, resumes without paying anyone twice, and prints
+//! the cards.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use std::process::Command;
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use ledger::{Action, EntryKind, Intent, IntentId, Leg, PublicKey, SignedIntent, Tags};
+use serde_json::{Value, json};
+use support::*;
+use wallet_api::http::key_proof_bytes;
+
+const UNIT: &str = "SEV-EUR";
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Households for the CSV: `n` valid rows, then a few bad ones.
+fn enrolment_csv(n: usize) -> String {
+    let mut csv = String::from("household_ref;name;dependents;area;phone;language\r\n");
+    for i in 0..n {
+        let (area, language) = if i % 3 == 0 {
+            ("Triana", "ar")
+        } else {
+            ("Macarena", "es")
+        };
+        csv.push_str(&format!(
+            "SEV-{i:05};Familia {i};{};{area};+34 600 000 {:03};{language}\r\n",
+            i % 4,
+            i % 1000
+        ));
+    }
+    csv.push_str("SEV-00001;Duplicate;1;Triana;;es\r\n");
+    csv.push_str("SEV-BAD-1;No area;2;;;es\r\n");
+    csv.push_str("SEV-BAD-2;Bad number;two;Triana;;es\r\n");
+    csv.push_str("SEV-BAD-3;Unknown area;0;Atlantis;;es\r\n");
+    csv
+}
+
+async fn send(address: &str, method: &str, path: &str, token: &str, body: Value) -> Reply {
+    http(
+        address,
+        method,
+        path,
+        Some(token),
+        &[],
+        Some(&body.to_string()),
+    )
+    .await
+}
+
+async fn csv_post(address: &str, path: &str, token: &str, csv: &str) -> Reply {
+    http(
+        address,
+        "POST",
+        path,
+        Some(token),
+        &[("Content-Type", "text/csv")],
+        Some(csv),
+    )
+    .await
+}
+
+fn coledger_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_coledger"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn python_xsd_ready() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import lxml, sepaxml"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        skip("SKIPPED: python3 with lxml and sepaxml is missing: the SEPA file is not XSD-checked");
+    }
+    ok
+}
+
+async fn balance(address: &str, token: &str, account: &str) -> String {
+    let reply = http(
+        address,
+        "GET",
+        &format!("/v1/accounts/{account}/balance"),
+        Some(token),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["balance"].as_str().unwrap().to_owned()
+}
+
+async fn apply(address: &str, name: &str, category: &str, iban: &str, programme: &str) -> String {
+    let reply = http(
+        address,
+        "POST",
+        "/v1/registry/applications",
+        None,
+        &[],
+        Some(
+            &json!({
+                "name": name,
+                "category_code": category,
+                "area": "Triana",
+                "social_enterprise": category == "5411",
+                "iban": iban,
+                "programmes": [programme],
+            })
+            .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply.json()["participant"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
+    for (label, url, _dir) in databases().await {
+        let secret_dir = tempfile::tempdir().unwrap();
+        let secret = secret_dir.path().join("secret");
+        std::fs::write(
+            &secret,
+            "3f1c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a\n",
+        )
+        .unwrap();
+        let secret = secret.to_str().unwrap().to_owned();
+        let admin = token_cli(&url, "admin", None).await;
+        let (mut server, address) = serve(&url, &["--secret-file", &secret]).await;
+        let a = address.as_str();
+
+        // The unit and the programme, with its rules and the municipality's bank account.
+        let unit = send(
+            a,
+            "POST",
+            "/v1/units",
+            &admin,
+            json!({
+                "code": UNIT, "name": "Sevilla voucher", "scale": 2, "kind": "voucher", "peg": "EUR"
+            }),
+        )
+        .await;
+        assert_eq!(unit.status, 201, "{label}: {}", unit.body);
+        let created = send(a, "POST", "/v1/programmes", &admin, json!({
+            "name": "Ingreso mínimo Sevilla",
+            "unit": UNIT,
+            "budget": "1000000.00",
+            "schedule": "monthly",
+            "areas": ["Macarena", "Triana"],
+            "languages": ["es", "ar"],
+            "rules": {
+                "amount": {"base": "300.00", "per_dependent": "75.00", "cap": "450.00"},
+                "allowed_categories": ["5411", "5912"],
+                "daily_cap": "200.00",
+                "expiry_days": 60,
+                "redemption_fee_basis_points": 150
+            },
+            "debtor": {"name": "Ayuntamiento de Sevilla", "iban": "ES9121000418450200051332", "bic": "CAIXESBBXXX"}
+        }))
+        .await;
+        assert_eq!(created.status, 201, "{label}: {}", created.body);
+        let programme = created.json()["id"].as_str().unwrap().to_owned();
+        let p = format!("/v1/programmes/{programme}");
+        // A bad rule is refused, naming the field.
+        let bad = send(
+            a,
+            "POST",
+            "/v1/programmes",
+            &admin,
+            json!({
+                "name": "x", "unit": UNIT, "budget": "1.00", "schedule": "weekly",
+                "areas": ["A"], "languages": ["es"], "rules": {"amount": {"base": "1.00"}}
+            }),
+        )
+        .await;
+        assert_eq!(bad.status, 422);
+        assert_eq!(bad.json()["field"], "schedule");
+
+        // Enrolment: all-or-nothing refuses a file with bad rows and writes nothing.
+        let csv = enrolment_csv(300);
+        let strict = csv_post(
+            a,
+            &format!("{p}/enrolments?all_or_nothing=true"),
+            &admin,
+            &csv,
+        )
+        .await;
+        assert_eq!(strict.status, 422, "{}", strict.body);
+        assert_eq!(strict.json()["rejected"].as_array().unwrap().len(), 4);
+        let listed = http(
+            a,
+            "GET",
+            &format!("{p}/households"),
+            Some(&admin),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(listed.json()["items"].as_array().unwrap().len(), 0);
+        // Without it: the good rows go in, each bad row is reported with why.
+        let enrolled = csv_post(a, &format!("{p}/enrolments"), &admin, &csv).await;
+        assert_eq!(enrolled.status, 200, "{}", enrolled.body);
+        let report = enrolled.json();
+        assert_eq!(report["created"], 300);
+        let reasons = report["rejected"].to_string();
+        for expected in ["already appears on line 3", "area is empty", "whole number", "Atlantis"] {
+            assert!(
+                reasons.to_lowercase().contains(&expected.to_lowercase()),
+                "{expected}: {reasons}"
+            );
+        }
+        // The same file again changes nothing.
+        let again = csv_post(a, &format!("{p}/enrolments"), &admin, &csv).await;
+        assert_eq!(
+            (
+                again.json()["created"].clone(),
+                again.json()["unchanged"].clone()
+            ),
+            (json!(0), json!(300))
+        );
+        let not_csv = send(a, "POST", &format!("{p}/enrolments"), &admin, json!({})).await;
+        assert_eq!(not_csv.status, 415);
+
+        // Merchants apply (public) and a programme manager approves them.
+        let grocer = apply(
+            a,
+            "Ultramarinos Triana",
+            "5411",
+            "PT50000201231234567890154",
+            &programme,
+        )
+        .await;
+        let casino = apply(
+            a,
+            "Casino Sur",
+            "7995",
+            "DE89370400440532013000",
+            &programme,
+        )
+        .await;
+        let mut merchant_accounts = Vec::new();
+        for m in [&grocer, &casino] {
+            let decided = send(
+                a,
+                "PUT",
+                &format!("{p}/merchants/{m}"),
+                &admin,
+                json!({"approve": true}),
+            )
+            .await;
+            assert_eq!(decided.status, 200, "{}", decided.body);
+            merchant_accounts.push(decided.json()["account"].as_str().unwrap().to_owned());
+        }
+        let (grocer_account, casino_account) =
+            (merchant_accounts[0].clone(), merchant_accounts[1].clone());
+        let registry = http(a, "GET", "/v1/registry", None, &[], None).await;
+        let shops = registry.json()["items"].to_string();
+        assert!(
+            shops.contains("Ultramarinos Triana") && shops.contains("Ingreso mínimo Sevilla"),
+            "{shops}"
+        );
+        assert!(
+            !shops.contains("PT50000201231234567890154"),
+            "bank details are not public"
+        );
+
+        // Cards for two households: one PIN chosen, one generated.
+        let households = http(
+            a,
+            "GET",
+            &format!("{p}/households?limit=2"),
+            Some(&admin),
+            &[],
+            None,
+        )
+        .await;
+        let households = households.json()["items"].as_array().unwrap().clone();
+        let (carmen, omar) = (&households[0], &households[1]);
+        let card = send(
+            a,
+            "POST",
+            &format!("{p}/households/{}/cards", carmen["id"].as_str().unwrap()),
+            &admin,
+            json!({"pin": "2580"}),
+        )
+        .await;
+        assert_eq!(card.status, 201, "{}", card.body);
+        assert!(card.json()["pin"].is_null());
+        let carmen_card = card.json()["number"].as_str().unwrap().to_owned();
+        let card = send(
+            a,
+            "POST",
+            &format!("{p}/households/{}/cards", omar["id"].as_str().unwrap()),
+            &admin,
+            json!({}),
+        )
+        .await;
+        assert_eq!(card.json()["pin"].as_str().unwrap().len(), 6);
+        let weak = send(
+            a,
+            "POST",
+            &format!(
+                "{p}/households/{}/cards",
+                households[1]["id"].as_str().unwrap()
+            ),
+            &admin,
+            json!({"pin": "1234"}),
+        )
+        .await;
+        assert_eq!(weak.status, 409, "a household has one card: {}", weak.body);
+
+        // The December run: a dry run first, then the run, then the same run again.
+        let plan = send(
+            a,
+            "POST",
+            &format!("{p}/runs"),
+            &admin,
+            json!({"period": "2026-12", "dry_run": true}),
+        )
+        .await;
+        assert_eq!(plan.status, 200, "{}", plan.body);
+        assert_eq!(plan.json()["households"], 300);
+        assert_eq!(
+            plan.json()["exceptions"].as_array().unwrap().len(),
+            298,
+            "households without a card are listed"
+        );
+        let run = send(
+            a,
+            "POST",
+            &format!("{p}/runs"),
+            &admin,
+            json!({"period": "2026-12"}),
+        )
+        .await;
+        assert_eq!(run.status, 200, "{}", run.body);
+        assert_eq!(
+            (
+                run.json()["complete"].clone(),
+                run.json()["committed_entries"].clone()
+            ),
+            (json!(true), json!(3))
+        );
+        let rerun = send(
+            a,
+            "POST",
+            &format!("{p}/runs"),
+            &admin,
+            json!({"period": "2026-12"}),
+        )
+        .await;
+        assert_eq!(rerun.json()["already_committed_entries"], 3);
+        assert_eq!(rerun.json()["committed_entries"], 0);
+        let carmen_account = carmen["account"].as_str().unwrap();
+        assert_eq!(balance(a, &admin, carmen_account).await, "300.00");
+        let expiries = http(
+            a,
+            "GET",
+            &format!("/v1/accounts/{carmen_account}/expiries"),
+            Some(&admin),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(expiries.json()["items"][0]["amount"], "300.00");
+        let sweep = send(a, "POST", &format!("{p}/expiry-sweeps"), &admin, json!({})).await;
+        assert_eq!(sweep.json()["households"], 0, "nothing has expired yet");
+
+        // At the grocer's terminal: Carmen's card and PIN pay; the casino is refused by rule.
+        let grocer_token = token_cli(&url, "merchant", Some(&grocer)).await;
+        let casino_token = token_cli(&url, "merchant", Some(&casino)).await;
+        let pay = |to: &str, pin: &str, amount: &str| {
+            json!({
+                "intent_id": IntentId::new(), "pin": pin, "to": to, "amount": amount, "memo": "compra"
+            })
+        };
+        let card_path = format!("/v1/cards/{carmen_card}/payments");
+        let paid = send(
+            a,
+            "POST",
+            &card_path,
+            &grocer_token,
+            pay(&grocer_account, "2580", "42.50"),
+        )
+        .await;
+        assert_eq!(paid.status, 201, "{}", paid.body);
+        let refused = send(
+            a,
+            "POST",
+            &card_path,
+            &casino_token,
+            pay(&casino_account, "2580", "5.00"),
+        )
+        .await;
+        assert_eq!(refused.status, 422, "{}", refused.body);
+        assert_eq!(refused.problem_type(), "/problems/spending-rule");
+        assert_eq!(refused.json()["rule"], "merchant_category");
+        let over_cap = send(
+            a,
+            "POST",
+            &card_path,
+            &grocer_token,
+            pay(&grocer_account, "2580", "160.00"),
+        )
+        .await;
+        assert_eq!(over_cap.json()["rule"], "daily_cap", "{}", over_cap.body);
+        // A merchant cannot take a card payment into another merchant's account.
+        let elsewhere = send(
+            a,
+            "POST",
+            &card_path,
+            &casino_token,
+            pay(&grocer_account, "2580", "1.00"),
+        )
+        .await;
+        assert!(matches!(elsewhere.status, 403 | 404), "{}", elsewhere.body);
+        // Three wrong PINs lock the card; then even the right PIN is refused until unlocked.
+        for left in [2, 1] {
+            let wrong = send(
+                a,
+                "POST",
+                &card_path,
+                &grocer_token,
+                pay(&grocer_account, "9999", "1.00"),
+            )
+            .await;
+            assert_eq!(
+                wrong.problem_type(),
+                "/problems/wrong-pin",
+                "{}",
+                wrong.body
+            );
+            assert_eq!(wrong.json()["attempts_left"], left);
+        }
+        let locked = send(
+            a,
+            "POST",
+            &card_path,
+            &grocer_token,
+            pay(&grocer_account, "9999", "1.00"),
+        )
+        .await;
+        assert_eq!(locked.status, 423, "{}", locked.body);
+        let still = send(
+            a,
+            "POST",
+            &card_path,
+            &grocer_token,
+            pay(&grocer_account, "2580", "1.00"),
+        )
+        .await;
+        assert_eq!(still.status, 423);
+        let unlocked = send(
+            a,
+            "POST",
+            &format!("/v1/cards/{carmen_card}/unlock"),
+            &admin,
+            json!({}),
+        )
+        .await;
+        assert_eq!(unlocked.json()["status"], "active");
+        let paid = send(
+            a,
+            "POST",
+            &card_path,
+            &grocer_token,
+            pay(&grocer_account, "2580", "7.50"),
+        )
+        .await;
+        assert_eq!(paid.status, 201, "{}", paid.body);
+        assert_eq!(balance(a, &admin, carmen_account).await, "250.00");
+        assert_eq!(balance(a, &admin, &grocer_account).await, "50.00");
+        let typo = send(
+            a,
+            "POST",
+            "/v1/cards/9900011234567890/payments",
+            &grocer_token,
+            pay(&grocer_account, "2580", "1.00"),
+        )
+        .await;
+        assert_eq!(typo.status, 422, "a mistyped card number: {}", typo.body);
+
+        // The grocer redeems 40.00: the quote gives the legs, the merchant signs them.
+        let grocer_key = SigningKey::from_bytes(&[21; 32]);
+        let public = PublicKey::of(&grocer_key);
+        let proof = grocer_key.sign(&key_proof_bytes(grocer_account.parse().unwrap(), &public));
+        let key = send(
+            a,
+            "PUT",
+            &format!("/v1/accounts/{grocer_account}/key"),
+            &grocer_token,
+            json!({
+                "public_key": public.to_base64url(),
+                "proof": ledger::Signature(proof.to_bytes()).to_base64url(),
+            }),
+        )
+        .await;
+        assert!(key.status < 300, "{}", key.body);
+        let quote = http(
+            a,
+            "GET",
+            &format!("{p}/redemption-quote?account={grocer_account}&amount=40.00"),
+            Some(&grocer_token),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(quote.status, 200, "{}", quote.body);
+        assert_eq!(
+            (quote.json()["fee"].clone(), quote.json()["net"].clone()),
+            (json!("0.60"), json!("39.40"))
+        );
+        let legs: Vec<Leg> = serde_json::from_value(quote.json()["legs"].clone()).unwrap();
+        let intent = Intent {
+            intent_id: IntentId::new(),
+            not_after: now_s() + 300,
+            signer: public,
+            action: Action::Entry {
+                kind: EntryKind::Redeem,
+                legs,
+                memo: "weekly".into(),
+                tags: Tags::default(),
+            },
+        };
+        let signed = SignedIntent::sign(intent, &grocer_key).unwrap();
+        let redeemed = http(
+            a,
+            "POST",
+            "/v1/intents",
+            Some(&grocer_token),
+            &[],
+            Some(&signed.to_json()),
+        )
+        .await;
+        assert_eq!(redeemed.status, 201, "{}", redeemed.body);
+
+        // The settlement report and the bank file.
+        let today = {
+            let days = now_s().div_euclid(86_400);
+            let (y, m, d) = ledger::policy::civil_from_days(days);
+            format!("{y:04}-{m:02}-{d:02}")
+        };
+        let period = format!("from={today}&to={today}");
+        let report = http(
+            a,
+            "GET",
+            &format!("{p}/settlement?{period}"),
+            Some(&admin),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(report.status, 200);
+        assert!(
+            report.body.contains("Ultramarinos Triana,")
+                && report.body.contains(",40.00,0.60,39.40,SEV-EUR"),
+            "{}",
+            report.body
+        );
+        let sepa = http(
+            a,
+            "GET",
+            &format!("{p}/sepa-credit-transfer?{period}"),
+            Some(&admin),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(sepa.status, 200, "{}", sepa.body);
+        assert!(
+            sepa.body.contains("<InstdAmt Ccy=\"EUR\">39.40</InstdAmt>"),
+            "{}",
+            sepa.body
+        );
+        if python_xsd_ready() {
+            let file = secret_dir.path().join("pain001.xml");
+            std::fs::write(&file, &sepa.body).unwrap();
+            let checked = Command::new("python3")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/python/validate_pain001.py"
+                ))
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                checked.status.success(),
+                "{label}: the SEPA file fails the XSD: {}",
+                String::from_utf8_lossy(&checked.stdout)
+            );
+        }
+        stop_with_sigterm(&mut server, label).await;
+
+        // The CLI, service stopped: January's run stops after one entry, as a crash would,
+        // then runs again to the end; nobody is paid twice.
+        let common = [
+            "--database-url",
+            url.as_str(),
+            "--secret-file",
+            secret.as_str(),
+            "--programme",
+            programme.as_str(),
+        ];
+        let dry = coledger_cli(
+            &[
+                &["disburse"][..],
+                &common,
+                &["--period", "2027-01", "--dry-run"],
+            ]
+            .concat(),
+        );
+        assert!(
+            dry.status.success(),
+            "{}",
+            String::from_utf8_lossy(&dry.stderr)
+        );
+        assert!(String::from_utf8_lossy(&dry.stdout).contains("households paid: 300"));
+        let cut = coledger_cli(
+            &[
+                &["disburse"][..],
+                &common,
+                &["--period", "2027-01", "--stop-after-entries", "1"],
+            ]
+            .concat(),
+        );
+        assert!(
+            cut.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cut.stderr)
+        );
+        let resumed =
+            coledger_cli(&[&["disburse"][..], &common, &["--period", "2027-01"]].concat());
+        let out = String::from_utf8_lossy(&resumed.stdout).to_string();
+        assert!(
+            resumed.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        assert!(
+            out.contains("2 entries committed now, 1 already committed")
+                && out.contains("complete"),
+            "{out}"
+        );
+        let bad_period =
+            coledger_cli(&[&["disburse"][..], &common, &["--period", "2027-13"]].concat());
+        assert!(!bad_period.status.success());
+        assert!(String::from_utf8_lossy(&bad_period.stderr).contains("YYYY-MM"));
+
+        // Printable cards: a PDF, and SVG pages.
+        let pdf = secret_dir.path().join("cards.pdf");
+        let printed = coledger_cli(&[
+            "cards",
+            "print",
+            "--database-url",
+            &url,
+            "--programme",
+            &programme,
+            "--out",
+            pdf.to_str().unwrap(),
+        ]);
+        assert!(
+            printed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&printed.stderr)
+        );
+        assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF-"));
+        let svg = secret_dir.path().join("cards.svg");
+        let printed = coledger_cli(&[
+            "cards",
+            "print",
+            "--database-url",
+            &url,
+            "--programme",
+            &programme,
+            "--format",
+            "svg",
+            "--out",
+            svg.to_str().unwrap(),
+        ]);
+        assert!(
+            printed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&printed.stderr)
+        );
+        let page = std::fs::read_to_string(secret_dir.path().join("cards-1.svg")).unwrap();
+        assert!(page.contains("Familia") && page.contains("<svg"), "{page}");
+
+        // Back up: Carmen has December's 250.00 plus January's 300.00, exactly once.
+        let (mut server, address) = serve(&url, &["--secret-file", &secret]).await;
+        assert_eq!(
+            balance(&address, &admin, carmen_account).await,
+            "550.00",
+            "{label}"
+        );
+        let runs = http(
+            &address,
+            "GET",
+            &format!("{p}/runs"),
+            Some(&admin),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(runs.json()["items"].as_array().unwrap().len(), 2);
+        stop_with_sigterm(&mut server, label).await;
+    }
+}
