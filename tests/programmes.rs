@@ -220,7 +220,12 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         let report = enrolled.json();
         assert_eq!(report["created"], 300);
         let reasons = report["rejected"].to_string();
-        for expected in ["already appears on line 3", "area is empty", "whole number", "Atlantis"] {
+        for expected in [
+            "already appears on line 3",
+            "area is empty",
+            "whole number",
+            "Atlantis",
+        ] {
             assert!(
                 reasons.to_lowercase().contains(&expected.to_lowercase()),
                 "{expected}: {reasons}"

@@ -89,6 +89,13 @@ impl Modify for CommonResponses {
                     })
                 });
                 let secured = operation.security.is_some();
+                let has_path = operation.parameters.as_ref().is_some_and(|p| {
+                    p.iter()
+                        .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Path))
+                });
+                if has_path {
+                    add("404", "No such resource, or not visible to the caller");
+                }
                 if has_body {
                     add("400", "The body is not valid JSON");
                     add("413", "The body is too large");

@@ -392,6 +392,7 @@ pub(super) async fn change_rules(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EnrolQuery {
     /// Write nothing if any row is rejected.
@@ -511,6 +512,7 @@ pub(super) async fn enrol(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HouseholdPage {
     /// Page size.
@@ -831,6 +833,7 @@ pub(super) async fn merchants(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PeriodQuery {
     /// First day, `YYYY-MM-DD`.
@@ -939,6 +942,7 @@ pub(super) async fn sepa(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct QuoteQuery {
     /// The merchant's account.
