@@ -193,6 +193,44 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         assert_eq!(bad.status, 422);
         assert_eq!(bad.json()["field"], "schedule");
 
+        // A rule change is a new version from a stated time; the past cannot be rewritten.
+        let future_rules = json!({
+            "amount": {"base": "320.00", "per_dependent": "75.00", "cap": "470.00"},
+            "allowed_categories": ["5411", "5912"],
+            "daily_cap": "200.00",
+            "expiry_days": 60,
+            "redemption_fee_basis_points": 100
+        });
+        let past = send(
+            a,
+            "POST",
+            &format!("{p}/rules"),
+            &admin,
+            json!({
+                "effective_from_ms": 1_000, "rules": future_rules.clone()
+            }),
+        )
+        .await;
+        assert_eq!(past.status, 422, "{}", past.body);
+        assert_eq!(past.json()["field"], "effective_from");
+        let next_year_ms = (now_s() + 365 * 86_400) * 1000;
+        let v2 = send(
+            a,
+            "POST",
+            &format!("{p}/rules"),
+            &admin,
+            json!({
+                "effective_from_ms": next_year_ms, "rules": future_rules
+            }),
+        )
+        .await;
+        assert_eq!(v2.status, 201, "{}", v2.body);
+        assert_eq!(v2.json()["version"], 2);
+        let shown = http(a, "GET", &p, Some(&admin), &[], None).await.json();
+        assert_eq!(shown["rules"].as_array().unwrap().len(), 2);
+        assert_eq!(shown["current_rules_version"], 1);
+        assert_eq!(shown["rules"][1]["rules"]["amount"]["base"], "320.00");
+
         // Enrolment: all-or-nothing refuses a file with bad rows and writes nothing.
         let csv = enrolment_csv(300);
         let strict = csv_post(
