@@ -100,6 +100,10 @@ pub struct ServeArgs {
     /// Programmes and cards.
     #[command(flatten)]
     pub programmes: ProgrammeArgs,
+    /// How often the writer returns expired units to each programme's budget, in seconds
+    /// (0: never; then run `coledger expire` or POST …/expiry-sweeps from a scheduler).
+    #[arg(long, env = "COLEDGER_EXPIRY_SWEEP_INTERVAL_S", default_value_t = 3600)]
+    pub expiry_sweep_interval_s: u64,
 }
 
 /// The server secret and card settings, shared by the service and the programme commands.

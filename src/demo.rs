@@ -1,9 +1,11 @@
 //! `coledger demo`: a month in a small town's voucher scheme, through the real committer.
 
 use anyhow::{Context, Result};
-use ledger::{AccountKind, Balance, Book, UnitCode};
+use ledger::{AccountKind, Balance, Book, Unit, UnitCode, UnitKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use wallet_api::programme::disburse::{RunKind, RunOptions};
+use wallet_api::programme::{AmountRule, NewProgramme, ProgrammeRules, Programmes, Schedule};
 use wallet_api::{CommitError, Committer};
 
 use crate::config::DemoArgs;
@@ -200,5 +202,114 @@ async fn print_summary(committer: &Committer) -> Result<()> {
     for line in summary.lines {
         println!("{line}");
     }
+    Ok(())
+}
+
+/// The demo programme's unit.
+const PROGRAMME_UNIT: &str = "DEMO-PGI";
+/// The PIN of every demo card (printed by `serve --demo`; never use a shared PIN for real).
+pub const DEMO_PIN: &str = "2580";
+
+/// Adds a demo minimum-income programme unless one exists: 40 households enrolled from CSV,
+/// two approved shops (a grocer and a pharmacy), a card per household with the PIN
+/// [`DEMO_PIN`], and this month's run paid.
+pub async fn seed_programme_if_none(programmes: &Programmes) -> Result<()> {
+    if !programmes.db().programmes().await?.is_empty() {
+        return Ok(());
+    }
+    let unit = UnitCode::new(PROGRAMME_UNIT)?;
+    let committer = programmes.committer();
+    if committer.view().read().unit(unit).is_none() {
+        committer
+            .add_unit(Unit::new(
+                unit,
+                "Demo minimum-income voucher",
+                2,
+                UnitKind::Voucher,
+                Some("EUR"),
+            )?)
+            .await?;
+    }
+    let areas: Vec<String> = ["Centro", "Norte"].map(str::to_owned).to_vec();
+    let languages: Vec<String> = ["es", "ar", "el"].map(str::to_owned).to_vec();
+    let (programme, _) = programmes
+        .create(NewProgramme {
+            name: "Demo minimum income".into(),
+            unit,
+            budget_minor: 100_000_00,
+            schedule: Schedule::Monthly,
+            areas: areas.clone(),
+            languages: languages.clone(),
+            rules: ProgrammeRules {
+                amount: AmountRule {
+                    base_minor: 300_00,
+                    per_dependent_minor: 75_00,
+                    cap_minor: Some(600_00),
+                },
+                allowed_categories: Some(vec![
+                    ledger::CategoryCode::parse("5411")?,
+                    ledger::CategoryCode::parse("5912")?,
+                ]),
+                daily_cap_minor: Some(150_00),
+                monthly_cap_minor: None,
+                expiry_days: Some(90),
+                redemption_fee_basis_points: Some(150),
+            },
+            fee_account: None,
+            debtor: None,
+        })
+        .await?;
+    let rules = wallet_api::enrolment::EnrolmentRules {
+        areas,
+        languages,
+        default_language: "es".into(),
+        max_dependents: 30,
+    };
+    let csv = wallet_api::enrolment::synthetic_enrolment_csv(40, 7, &rules);
+    crate::programme_cli::enrol_file(programmes, programme.id, &csv, true).await?;
+    for (name, category) in [("Ultramarinos Centro", "5411"), ("Farmacia Norte", "5912")] {
+        let id = ledger::ParticipantId::new();
+        programmes
+            .db()
+            .insert_participant(&wallet_api::db::service::Participant {
+                id,
+                kind: "organisation".into(),
+                name: name.into(),
+                roles: vec!["merchant".into()],
+                category_code: Some(category.into()),
+                address: None,
+                opening_hours: None,
+                listed: true,
+                created_at: programme.created_at,
+                area: Some("Centro".into()),
+                social_enterprise: category == "5411",
+                iban: None,
+                bic: None,
+            })
+            .await?;
+        programmes.apply_merchant(id, &[programme.id]).await?;
+        programmes.decide_merchant(programme.id, id, true).await?;
+    }
+    for household in programmes.db().households(programme.id).await? {
+        programmes.issue_card(household.id, Some(DEMO_PIN)).await?;
+    }
+    let period = {
+        let days = now_s().div_euclid(86_400);
+        let (year, month, _) = ledger::policy::civil_from_days(days);
+        format!("{year:04}-{month:02}")
+    };
+    programmes
+        .execute_run(
+            programme.id,
+            &period,
+            &RunKind::Monthly,
+            RunOptions::default(),
+            &|_| {},
+        )
+        .await?;
+    println!(
+        "demo programme {} loaded: 40 households with cards (PIN {DEMO_PIN}), {period} paid",
+        programme.id
+    );
     Ok(())
 }

@@ -118,6 +118,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             None
         }
     };
+    if args.demo
+        && let Some(programmes) = &programmes
+    {
+        crate::demo::seed_programme_if_none(programmes).await?;
+    }
+    let sweeper = match (&programmes, args.expiry_sweep_interval_s) {
+        (Some(programmes), every_s) if every_s > 0 => Some(tokio::spawn(sweep_expired_forever(
+            programmes.clone(),
+            Duration::from_secs(every_s),
+        ))),
+        _ => None,
+    };
     let mut state = AppState::new(db.clone(), committer, clock, args.api_config(), verifier);
     if let Some(programmes) = programmes {
         state = state.with_programmes(programmes);
@@ -142,7 +154,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         // (a broken invariant): exit, so a supervisor restarts us and the load re-verifies.
         stopped = task.join() => anyhow::bail!("the ledger writer stopped unexpectedly: {stopped:?}"),
     }
-    // Drop the router (and its committer handles): the writer drains and stops.
+    // Stop the sweeper and drop the router (and their committer handles): the writer
+    // drains and stops.
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+        let _ = sweeper.await;
+    }
     if let Ok(mut slot) = active.write() {
         *slot = None;
     }
@@ -175,6 +192,38 @@ async fn dispatch(active: Option<Router>, request: Request<Body>) -> Response {
 }
 
 /// Forgets idempotency records older than the retention window, hourly.
+/// Returns expired units to every programme's budget, now and then. Only the writer runs it
+/// (a standby has no committer), and a sweep expires only lots past their date, so running
+/// it often is harmless.
+async fn sweep_expired_forever(programmes: wallet_api::programme::Programmes, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        let all = match programmes.db().programmes().await {
+            Ok(all) => all,
+            Err(e) => {
+                tracing::warn!(error = %e, "expiry sweep: listing programmes failed");
+                continue;
+            }
+        };
+        for programme in all {
+            match programmes.sweep_expired(programme.id).await {
+                Ok(report) if report.households == 0 => {}
+                Ok(report) => tracing::info!(
+                    programme = %programme.id,
+                    households = report.households,
+                    total_minor = report.total_minor,
+                    failed = report.failed.len(),
+                    "expired units returned to the budget"
+                ),
+                Err(e) => {
+                    tracing::warn!(programme = %programme.id, error = %e, "expiry sweep failed")
+                }
+            }
+        }
+    }
+}
+
 async fn prune_idempotency_forever(db: Database) {
     use wallet_api::Clock as _;
     let mut every = tokio::time::interval(Duration::from_secs(3600));

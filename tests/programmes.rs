@@ -530,6 +530,43 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         assert_eq!(paid.status, 201, "{}", paid.body);
         assert_eq!(balance(a, &admin, carmen_account).await, "250.00");
         assert_eq!(balance(a, &admin, &grocer_account).await, "50.00");
+        // Paying a merchant's payment request by card: it must match the request.
+        let asked = send(
+            a,
+            "POST",
+            "/v1/payment-requests",
+            &grocer_token,
+            json!({
+                "account_id": grocer_account, "amount": "5.00", "memo": "pan"
+            }),
+        )
+        .await;
+        assert_eq!(asked.status, 201, "{}", asked.body);
+        let request = asked.json()["id"].as_str().unwrap().to_owned();
+        let mut wrong_amount = pay(&grocer_account, "2580", "6.00");
+        wrong_amount["request"] = json!(request);
+        let mismatch = send(a, "POST", &card_path, &grocer_token, wrong_amount).await;
+        assert_eq!(
+            mismatch.problem_type(),
+            "/problems/payment-request-mismatch",
+            "{}",
+            mismatch.body
+        );
+        let mut right = pay(&grocer_account, "2580", "5.00");
+        right["request"] = json!(request);
+        let settled = send(a, "POST", &card_path, &grocer_token, right).await;
+        assert_eq!(settled.status, 201, "{}", settled.body);
+        let status = http(
+            a,
+            "GET",
+            &format!("/v1/payment-requests/{request}"),
+            None,
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(status.json()["status"], "paid", "{}", status.body);
+        assert_eq!(balance(a, &admin, carmen_account).await, "245.00");
         let typo = send(
             a,
             "POST",
@@ -745,11 +782,11 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         let page = std::fs::read_to_string(secret_dir.path().join("cards-1.svg")).unwrap();
         assert!(page.contains("Familia") && page.contains("<svg"), "{page}");
 
-        // Back up: Carmen has December's 250.00 plus January's 300.00, exactly once.
+        // Back up: Carmen has December's 245.00 left plus January's 300.00, exactly once.
         let (mut server, address) = serve(&url, &["--secret-file", &secret]).await;
         assert_eq!(
             balance(&address, &admin, carmen_account).await,
-            "550.00",
+            "545.00",
             "{label}"
         );
         let runs = http(

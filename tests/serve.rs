@@ -47,16 +47,25 @@ async fn serve_with_demo_data_is_ready_with_a_months_entries() {
         "127.0.0.1:0",
     ]);
     let mut banner = String::new();
+    let mut printed = Vec::new();
     while !banner.starts_with("coledger listening") {
         banner = next_line(&mut lines).await.expect("serve --demo stopped");
+        printed.push(banner.clone());
     }
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("demo programme") && l.contains("PIN 2580")),
+        "{printed:?}"
+    );
     let address = banner.trim_start_matches("coledger listening on http://");
     let (status, body) = get(address, "/readyz").await;
     assert_eq!(status, 200);
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
-        ready["accounts"], 1_021,
-        "1 issuer, 1,000 households, 20 merchants"
+        ready["accounts"], 1_066,
+        "the demo town (1 issuer, 1,000 households, 20 merchants) and the demo programme \
+         (budget, clearing, fees, 40 households, 2 shops)"
     );
     assert!(ready["entries"].as_u64().unwrap() > 5_000, "{ready}");
 }

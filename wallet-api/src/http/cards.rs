@@ -197,6 +197,16 @@ pub(super) async fn pay(
             }
             amount
         };
+        if let Some(request) = dto.request {
+            let payment = super::intents::RequestedPayment {
+                request,
+                to: dto.to,
+                unit: card_unit(&state, programmes, number).await?,
+                amount,
+                intent_id: dto.intent_id,
+            };
+            super::intents::check_request_matches(&state, &payment, state.clock.now_ms()).await?;
+        }
         let committed = programmes
             .pay_by_card(
                 number,
@@ -230,6 +240,22 @@ pub(super) async fn pay(
         Ok((status, json)) => (status, Json(json)).into_response(),
         Err(problem) => problem.into_response(),
     }
+}
+
+/// The unit a card pays in (its account's).
+async fn card_unit(
+    state: &AppState,
+    programmes: &crate::programme::Programmes,
+    number: crate::cards::CardNumber,
+) -> Result<ledger::UnitCode, Problem> {
+    let card = programmes.card(&number).await?;
+    state
+        .committer
+        .view()
+        .read()
+        .account(card.account)
+        .map(|a| a.account.unit)
+        .ok_or_else(|| Problem::not_found(format!("no account for card {number}")))
 }
 
 /// `POST /v1/cards/{number}/unlock` (admin, programme manager).

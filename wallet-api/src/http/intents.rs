@@ -100,6 +100,39 @@ async fn check_payment_request(
     else {
         return Ok(());
     };
+    let payment = RequestedPayment {
+        request: *id,
+        to: *to,
+        unit: *unit,
+        amount: *amount_minor,
+        intent_id: verified.intent().intent_id,
+    };
+    check_request_matches(state, &payment, now_ms).await
+}
+
+/// A payment that names a payment request, as the checks see it.
+pub(super) struct RequestedPayment {
+    pub(super) request: ledger::PaymentRequestId,
+    pub(super) to: ledger::AccountId,
+    pub(super) unit: ledger::UnitCode,
+    pub(super) amount: ledger::Amount,
+    pub(super) intent_id: ledger::IntentId,
+}
+
+/// The request exists, asks for exactly this (payee, unit, amount), and has not expired
+/// (unless this very intent settled it in time: a retry).
+pub(super) async fn check_request_matches(
+    state: &AppState,
+    payment: &RequestedPayment,
+    now_ms: i64,
+) -> Result<(), Problem> {
+    let RequestedPayment {
+        request: id,
+        to,
+        unit,
+        amount: amount_minor,
+        intent_id,
+    } = payment;
     let unprocessable = |slug, title, detail: String| {
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, slug, title, detail)
             .with("payment_request", id.to_string())
@@ -125,11 +158,7 @@ async fn check_payment_request(
     }
     if now_ms > request.expires_at {
         // A retry of the payment that settled it in time is still answered as a duplicate.
-        let committed = state
-            .db
-            .intent_position(verified.intent().intent_id)
-            .await?
-            .is_some();
+        let committed = state.db.intent_position(*intent_id).await?.is_some();
         if !committed {
             return Err(unprocessable(
                 "payment-request-expired",
