@@ -65,7 +65,7 @@ async fn once(households: usize, dir: &std::path::Path, round: usize) -> Result<
             name: "Bench minimum income".into(),
             unit,
             budget_minor: 1_000_000_000_00,
-            schedule: Schedule::Monthly,
+            schedule: Schedule::Monthly { day: 5 },
             areas: areas.clone(),
             languages: languages.clone(),
             rules: ProgrammeRules {

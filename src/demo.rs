@@ -237,7 +237,7 @@ pub async fn seed_programme_if_none(programmes: &Programmes) -> Result<()> {
             name: "Demo minimum income".into(),
             unit,
             budget_minor: 100_000_00,
-            schedule: Schedule::Monthly,
+            schedule: Schedule::Monthly { day: 5 },
             areas: areas.clone(),
             languages: languages.clone(),
             rules: ProgrammeRules {

@@ -111,6 +111,9 @@ pub async fn disburse(args: DisburseArgs) -> Result<()> {
             .await?;
         let scale = scale(&session, programme).await?;
         println!("dry run of {} {}", plan.kind, plan.period);
+        if let Some(due) = &plan.due_date {
+            println!("  due on:          {due}");
+        }
         println!("  households paid: {}", plan.households);
         println!("  total:           {}", decimal(plan.total_minor, scale));
         println!("  entries:         {}", plan.entries);

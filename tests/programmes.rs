@@ -163,6 +163,7 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             "unit": UNIT,
             "budget": "1000000.00",
             "schedule": "monthly",
+            "pay_day": 5,
             "areas": ["Macarena", "Triana"],
             "languages": ["es", "ar"],
             "rules": {
@@ -192,6 +193,22 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         .await;
         assert_eq!(bad.status, 422);
         assert_eq!(bad.json()["field"], "schedule");
+        let no_day = send(
+            a,
+            "POST",
+            "/v1/programmes",
+            &admin,
+            json!({
+                "name": "x", "unit": UNIT, "budget": "1.00", "schedule": "monthly",
+                "areas": ["A"], "languages": ["es"], "rules": {"amount": {"base": "1.00"}}
+            }),
+        )
+        .await;
+        assert_eq!(
+            no_day.json()["field"],
+            "schedule",
+            "a monthly programme needs its pay day"
+        );
 
         // A rule change is a new version from a stated time; the past cannot be rewritten.
         let future_rules = json!({
@@ -380,6 +397,7 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         .await;
         assert_eq!(plan.status, 200, "{}", plan.body);
         assert_eq!(plan.json()["households"], 300);
+        assert_eq!(plan.json()["due_date"], "2026-12-05");
         assert_eq!(
             plan.json()["exceptions"].as_array().unwrap().len(),
             298,
@@ -510,6 +528,26 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         )
         .await;
         assert_eq!(still.status, 423);
+        // A locked card is listed in the next run's plan (still paid).
+        let next = send(
+            a,
+            "POST",
+            &format!("{p}/runs"),
+            &admin,
+            json!({"period": "2027-02", "dry_run": true}),
+        )
+        .await;
+        let flagged = next.json()["exceptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["reference"] == carmen["reference"])
+            .cloned()
+            .unwrap();
+        assert!(
+            flagged["reason"].as_str().unwrap().contains("locked") && flagged["paid"] == true,
+            "{flagged}"
+        );
         let unlocked = send(
             a,
             "POST",

@@ -21,6 +21,7 @@ create table programme (
     fee_account blob not null check (length(fee_account) = 16),
     administrator blob not null check (length(administrator) = 32),
     schedule text not null check (schedule in ('monthly', 'one_off')),
+    pay_day integer check (pay_day between 1 and 28),
     areas text not null,
     languages text not null,
     debtor_name text,

@@ -132,9 +132,11 @@ type ProgrammeRow = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<i32>,
 );
 const PROGRAMME_COLUMNS: &str = "id, name, unit, budget_account, clearing_account, fee_account, \
-     administrator, schedule, areas, languages, created_at, debtor_name, debtor_iban, debtor_bic";
+     administrator, schedule, areas, languages, created_at, debtor_name, debtor_iban, debtor_bic, \
+     pay_day";
 
 fn programme(row: ProgrammeRow) -> Result<Programme, DbError> {
     let (
@@ -152,6 +154,7 @@ fn programme(row: ProgrammeRow) -> Result<Programme, DbError> {
         debtor_name,
         debtor_iban,
         debtor_bic,
+        pay_day,
     ) = row;
     let bad = |reason: String| corrupt("programme", reason);
     Ok(Programme {
@@ -168,7 +171,8 @@ fn programme(row: ProgrammeRow) -> Result<Programme, DbError> {
                 .try_into()
                 .map_err(|_| bad("administrator key is not 32 bytes".into()))?,
         ),
-        schedule: Schedule::parse(&schedule).ok_or_else(|| bad(format!("schedule {schedule}")))?,
+        schedule: Schedule::parse(&schedule, pay_day.and_then(|d| u8::try_from(d).ok()))
+            .ok_or_else(|| bad(format!("schedule {schedule} on day {pay_day:?}")))?,
         areas: serde_json::from_str(&areas).map_err(|e| bad(e.to_string()))?,
         languages: serde_json::from_str(&languages).map_err(|e| bad(e.to_string()))?,
         debtor: match (debtor_name, debtor_iban) {
@@ -320,7 +324,7 @@ impl Database {
         let rules = serde_json::to_string(&first.rules).map_err(|e| corrupt("programme", e))?;
         let insert = format!(
             "insert into programme ({PROGRAMME_COLUMNS}) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         );
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
@@ -339,6 +343,7 @@ impl Database {
                 .bind(p.debtor.as_ref().map(|d| d.name.as_str()))
                 .bind(p.debtor.as_ref().map(|d| d.iban.as_str()))
                 .bind(p.debtor.as_ref().and_then(|d| d.bic.as_deref()))
+                .bind(p.schedule.day().map(i32::from))
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
@@ -565,6 +570,25 @@ impl Database {
         .fetch_all(pool)
         .await)?;
         Ok(rows.into_iter().map(HouseholdId).collect())
+    }
+
+    /// Each household's current card status (`active` or `locked`; replaced cards are
+    /// left out), for a programme's households that have a card.
+    pub async fn card_states(
+        &self,
+        programme: ProgrammeId,
+    ) -> Result<std::collections::HashMap<HouseholdId, String>, DbError> {
+        let rows: Vec<(Uuid, String)> = on_pool!(self, |pool| sqlx::query_as(
+            "select c.household, c.status from card c join household h on h.id = c.household \
+             where h.programme = $1 and c.status <> 'replaced'"
+        )
+        .bind(programme.0)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(household, status)| (HouseholdId(household), status))
+            .collect())
     }
 
     /// Counts a wrong PIN; the card locks at `lock_at` wrong PINs in a row. Returns the count

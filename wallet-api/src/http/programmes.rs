@@ -211,6 +211,7 @@ fn render_programme(state: &AppState, p: &Programme, versions: &[RuleVersion]) -
         "name": p.name,
         "unit": p.unit,
         "schedule": p.schedule.as_str(),
+        "pay_day": p.schedule.day(),
         "areas": p.areas,
         "languages": p.languages,
         "accounts": {
@@ -234,6 +235,8 @@ struct NewProgrammeDto {
     unit: String,
     budget: String,
     schedule: String,
+    #[serde(default)]
+    pay_day: Option<u8>,
     areas: Vec<String>,
     languages: Vec<String>,
     rules: RulesDto,
@@ -270,8 +273,12 @@ pub(super) async fn create(
         let unit =
             UnitCode::new(&new.unit).map_err(|e| Problem::invalid_field("unit", e.to_string()))?;
         let scale = scale_of(&state, unit)?;
-        let schedule = Schedule::parse(&new.schedule)
-            .ok_or_else(|| Problem::invalid_field("schedule", "schedule is monthly or one_off"))?;
+        let schedule = Schedule::parse(&new.schedule, new.pay_day).ok_or_else(|| {
+            Problem::invalid_field(
+                "schedule",
+                "schedule is monthly with a pay_day from 1 to 28, or one_off without one",
+            )
+        })?;
         let (programme, first) = programmes
             .create(NewProgramme {
                 name: new.name,

@@ -9,8 +9,6 @@
 //! crash half-way, replays the same intents: committed chunks answer as duplicates and only
 //! the rest pay, so nobody is paid twice.
 
-use std::collections::HashSet;
-
 use futures_util::StreamExt as _;
 use ledger::entry::MAX_POSTINGS;
 use ledger::{AccountStatus, EntryKind, HouseholdId, Leg, ProgrammeId, RunId, Tags};
@@ -89,6 +87,8 @@ pub struct RunPlan {
     pub budget_short_minor: i64,
     /// Households skipped or flagged.
     pub exceptions: Vec<RunException>,
+    /// When a monthly run of this period is due (`YYYY-MM-DD`, the programme's pay day).
+    pub due_date: Option<String>,
     /// The stored run for this period, if it was executed (partly or wholly) before.
     #[serde(skip)]
     pub existing: Option<StoredRun>,
@@ -205,8 +205,7 @@ impl Programmes {
             .ok_or_else(|| ProgrammeError::Conflict("no rules are in force yet".into()))?;
         let existing = self.db.run_for(programme.id, period).await?;
         let households = self.db.households(programme.id).await?;
-        let carded: HashSet<HouseholdId> =
-            self.db.households_with_active_card(programme.id).await?;
+        let cards = self.db.card_states(programme.id).await?;
         let mut exceptions = Vec::new();
         let mut lines = Vec::new();
         let budget_available;
@@ -250,14 +249,19 @@ impl Programmes {
                     });
                     continue;
                 };
-                if !carded.contains(&h.id) {
+                let card_note = match cards.get(&h.id).map(String::as_str) {
+                    Some("active") => None,
+                    Some("locked") => Some(
+                        "card locked after wrong PINs: paid, spendable once an operator unlocks it",
+                    ),
+                    _ => Some("no card yet: paid to the account, spendable once a card is issued"),
+                };
+                if let Some(reason) = card_note {
                     exceptions.push(RunException {
                         household: h.id,
                         reference: h.reference.clone(),
                         paid: true,
-                        reason: "no active card: paid to the account, spendable once a card is \
-                                 issued"
-                            .into(),
+                        reason: reason.into(),
                     });
                 }
                 lines.push(RunLine {
@@ -286,6 +290,10 @@ impl Programmes {
             budget_available_minor: budget_available,
             budget_short_minor: total_minor.saturating_sub(budget_available).max(0),
             exceptions,
+            due_date: match kind {
+                RunKind::Monthly => programme.schedule.due_date(period),
+                RunKind::Emergency { .. } => None,
+            },
             existing,
             lines,
         })

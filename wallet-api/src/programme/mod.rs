@@ -54,11 +54,14 @@ pub fn derived_intent_id(context: &str, parts: &[&[u8]]) -> ledger::IntentId {
 }
 
 /// When a programme pays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Schedule {
-    /// Every month (runs are named by period, `2026-12`).
-    Monthly,
+    /// Every month on a day (1 to 28, so every month has it); runs are named by period,
+    /// `2026-12`.
+    Monthly {
+        /// The day of the month.
+        day: u8,
+    },
     /// Once (emergency aid), possibly for one area.
     OneOff,
 }
@@ -67,18 +70,33 @@ impl Schedule {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Schedule::Monthly => "monthly",
+            Schedule::Monthly { .. } => "monthly",
             Schedule::OneOff => "one_off",
         }
     }
 
-    /// Parses the stored name.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "monthly" => Some(Schedule::Monthly),
-            "one_off" => Some(Schedule::OneOff),
+    /// The day of the month, for monthly schedules.
+    pub fn day(self) -> Option<u8> {
+        match self {
+            Schedule::Monthly { day } => Some(day),
+            Schedule::OneOff => None,
+        }
+    }
+
+    /// From the stored name and day; `None` if they do not make a schedule.
+    pub fn parse(text: &str, day: Option<u8>) -> Option<Self> {
+        match (text, day) {
+            ("monthly", Some(day)) if (1..=28).contains(&day) => Some(Schedule::Monthly { day }),
+            ("one_off", None) => Some(Schedule::OneOff),
             _ => None,
         }
+    }
+
+    /// The date a monthly run for `period` (`YYYY-MM`) is due, as `YYYY-MM-DD`.
+    pub fn due_date(self, period: &str) -> Option<String> {
+        let day = self.day()?;
+        let valid = period.len() == 7 && period.as_bytes()[4] == b'-';
+        valid.then(|| format!("{period}-{day:02}"))
     }
 }
 

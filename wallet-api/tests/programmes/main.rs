@@ -157,7 +157,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
                 name: "Ingreso mínimo Sevilla".into(),
                 unit,
                 budget_minor: 200_000_00,
-                schedule: Schedule::Monthly,
+                schedule: Schedule::Monthly { day: 5 },
                 areas: vec!["Macarena".into(), "Triana".into()],
                 languages: vec!["es".into(), "ar".into()],
                 rules: rules(),
