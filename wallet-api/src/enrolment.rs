@@ -1439,4 +1439,58 @@ mod tests {
         assert!(report.accepted.iter().any(|h| h.phone.is_some()));
         assert!(report.accepted.iter().any(|h| h.language == "ar"));
     }
+
+    mod arbitrary_input {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const BOM: char = '\u{FEFF}';
+
+        /// Bytes that look like an enrolment file: the header, then rows built from the
+        /// characters that break CSV readers (quotes, delimiters, line ends, BOMs, non-ASCII).
+        fn csv_like() -> impl Strategy<Value = Vec<u8>> {
+            let cell = proptest::string::string_regex(
+                "[a-zA-Z0-9 ;,\"\r\n+\u{FEFF}\u{0645}\u{03b1}\t-]{0,12}",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            let row = proptest::collection::vec(cell, 0..8).prop_map(|cells| cells.join(";"));
+            proptest::collection::vec(row, 0..20).prop_map(|rows| {
+                let mut text = String::from("household_ref;name;dependents;area;phone;language\n");
+                text.push_str(&rows.join("\n"));
+                text.into_bytes()
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any bytes: an answer (a report or a file-level error), never a panic; every
+            /// row accounted for once; line numbers inside the file.
+            #[test]
+            fn any_bytes_get_an_answer(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+                let _ = parse_enrolment(&bytes, &rules());
+            }
+
+            #[test]
+            fn csv_like_files_report_every_row_once(bytes in csv_like()) {
+                if let Ok(report) = parse_enrolment(&bytes, &rules()) {
+                    let lines = bytes.iter().filter(|&&b| b == b'\n' || b == b'\r').count() + 1;
+                    let mut seen: Vec<usize> = report
+                        .accepted
+                        .iter()
+                        .map(|h| h.line)
+                        .chain(report.rejected.iter().map(|r| r.line))
+                        .collect();
+                    let total = seen.len();
+                    seen.sort_unstable();
+                    seen.dedup();
+                    prop_assert_eq!(seen.len(), total, "a line reported twice");
+                    prop_assert!(seen.iter().all(|&l| l >= 2 && l <= lines), "{:?}", seen);
+                    let csv = rejection_report_csv(&report);
+                    prop_assert!(csv.starts_with(BOM), "no byte-order mark");
+                }
+            }
+        }
+    }
 }
