@@ -148,6 +148,7 @@ impl Programmes {
         household_id: HouseholdId,
         pin: Option<&str>,
     ) -> Result<IssuedCard, ProgrammeError> {
+        let _one_at_a_time = self.exclusive.lock().await;
         let household = self
             .db
             .household(household_id)
@@ -347,6 +348,7 @@ impl Programmes {
         number: CardNumber,
         new_pin: Option<&str>,
     ) -> Result<IssuedCard, ProgrammeError> {
+        let _one_at_a_time = self.exclusive.lock().await;
         let old = self.stored_card(&number).await?;
         let household = self
             .db

@@ -154,7 +154,10 @@ pub struct Programmes {
     pub(super) cards: CardSettings,
     /// Bounds the argon2 work of PIN checks running at once (each takes ~20 MiB, ~20 ms).
     pub(super) pin_checks: Arc<tokio::sync::Semaphore>,
-    /// One disbursement or sweep at a time per process: two would plan from the same view.
+    /// One multi-step programme operation at a time per process (runs, sweeps, enrolment,
+    /// cards, approvals): each reads state, then writes in several steps, and two at once
+    /// could both act on the same reading (pay twice, issue two cards). Only the process
+    /// holding the writer lease has a `Programmes`, so one process is all there is.
     pub(super) exclusive: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -219,6 +222,7 @@ impl Programmes {
         &self,
         new: NewProgramme,
     ) -> Result<(Programme, RuleVersion), ProgrammeError> {
+        let _one_at_a_time = self.exclusive.lock().await;
         let name = new.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 200 {
             return Err(invalid("name", "must be 1 to 200 characters"));
@@ -340,6 +344,7 @@ impl Programmes {
         effective_from: Option<i64>,
         rules: ProgrammeRules,
     ) -> Result<RuleVersion, ProgrammeError> {
+        let _one_at_a_time = self.exclusive.lock().await;
         let programme = self.get(id).await?;
         rules.validate()?;
         let now = self.now_ms();
@@ -379,6 +384,7 @@ impl Programmes {
         id: ProgrammeId,
         rows: Vec<HouseholdInput>,
     ) -> Result<EnrolmentOutcome, ProgrammeError> {
+        let _one_at_a_time = self.exclusive.lock().await;
         let programme = self.get(id).await?;
         let existing: HashMap<String, EnrolledHousehold> = self
             .db
@@ -499,6 +505,7 @@ impl Programmes {
         participant: ParticipantId,
         approve: bool,
     ) -> Result<ProgrammeMerchant, ProgrammeError> {
+        let _one_at_a_time = self.exclusive.lock().await;
         let programme = self.get(programme_id).await?;
         let standing = self
             .db
