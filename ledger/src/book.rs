@@ -537,7 +537,14 @@ impl Book {
     /// A redemption in a programme unit: one registered merchant gives units to the clearing
     /// account and pays exactly the programme's fee to the fee account.
     fn check_redemption(&self, entry: &JournalEntry) -> Result<(), BookError> {
-        let Some(first) = entry.postings().first() else {
+        // The programme unit the entry redeems, whichever posting names it: the signer
+        // chooses the order of postings, so looking only at the first would let a leg in
+        // another unit go first and skip every check below.
+        let Some(first) = entry
+            .postings()
+            .iter()
+            .find(|p| self.policies.contains_key(&p.unit))
+        else {
             return Ok(());
         };
         let Some(policy) = self.policies.get(&first.unit) else {
@@ -590,7 +597,7 @@ impl Book {
             return Err(refused(
                 SpendingRule::RedemptionFee,
                 format!(
-                    "the fee on {} is {} ({} basis points, rounded half up), not {}",
+                    "the fee on {} is {} ({} basis points, rounded up to the minor unit), not {}",
                     Balance(gross).format(scale),
                     Balance(expected).format(scale),
                     rule.fee_basis_points,
@@ -1356,6 +1363,55 @@ mod tests {
                 SpendingRule::HolderPaysByPaymentOnly
             );
             p.f.book.check_invariants().unwrap();
+        }
+
+        #[test]
+        fn a_redemption_cannot_hide_its_programme_leg_behind_another_unit() {
+            let mut with_redemption = rules(0);
+            with_redemption.redemption = Some(RedemptionRule {
+                clearing_account: AccountId::new(),
+                fee_account: AccountId::new(),
+                fee_basis_points: 0,
+            });
+            let mut p = programme(vec![with_redemption]);
+            let (unit, alice, shop) = (p.f.unit, p.f.alice, p.f.shop);
+            let shop_key = PublicKey([2; 32]);
+            p.f.book
+                .apply(&entry_at(
+                    EntryKind::Payment,
+                    ALICE,
+                    &[(unit, alice, shop, 2_000)],
+                    DAY,
+                ))
+                .unwrap();
+            // A second, rule-free unit where the shop also holds an account.
+            let points = UnitCode::new("BZ-PTS").unwrap();
+            p.f.book
+                .add_unit(Unit::new(points, "Points", 0, UnitKind::Points, None).unwrap())
+                .unwrap();
+            let shop_points = Account::new(points, AccountKind::Merchant, Some(shop_key));
+            let anyone = Account::new(points, AccountKind::Holder, None);
+            let (sp, an) = (shop_points.id, anyone.id);
+            let issuer = Account::new(points, AccountKind::Issuer, Some(OPERATOR));
+            let ip = issuer.id;
+            for a in [shop_points, anyone, issuer] {
+                p.f.book.open_account(a).unwrap();
+            }
+            p.f.book
+                .apply(&entry_at(
+                    EntryKind::Issue,
+                    OPERATOR,
+                    &[(points, ip, sp, 5)],
+                    DAY,
+                ))
+                .unwrap();
+            let sneaky = entry_at(
+                EntryKind::Redeem,
+                shop_key,
+                &[(points, sp, an, 1), (unit, shop, p.clearing, 2_000)],
+                DAY,
+            );
+            assert_eq!(rule_of(p.f.book.apply(&sneaky)), SpendingRule::Redemption);
         }
 
         #[test]

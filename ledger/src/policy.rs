@@ -72,12 +72,13 @@ pub struct RedemptionRule {
 }
 
 impl RedemptionRule {
-    /// The fee on `gross` minor units, rounded half up to a whole minor unit (the rounding
-    /// named in the scheme rules: 0.5 cent and above rounds up).
-    #[allow(clippy::arithmetic_side_effects)] // i64 × u32 + 5000 cannot overflow an i128
+    /// The fee on `gross` minor units, rounded up to a whole minor unit (the rounding named
+    /// in the scheme rules). Rounding up, not to nearest, so splitting a redemption into
+    /// tiny ones never avoids the fee: any positive amount pays at least one minor unit.
+    #[allow(clippy::arithmetic_side_effects)] // i64 × u32 + 9999 cannot overflow an i128
     pub fn fee_for(&self, gross: Amount) -> Amount {
         let scaled = i128::from(gross.minor()) * i128::from(self.fee_basis_points);
-        let fee = (scaled + 5_000) / 10_000;
+        let fee = (scaled + 9_999) / 10_000;
         // A fee of at most 100 % of an i64 fits in an i64; above that it is capped at gross.
         Amount::from_minor(i64::try_from(fee).unwrap_or(i64::MAX).min(gross.minor()))
             .unwrap_or(gross)
@@ -339,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fee_rounds_half_up_to_a_minor_unit() {
+    fn the_fee_rounds_up_to_a_minor_unit() {
         let rule = |bps| RedemptionRule {
             clearing_account: AccountId::new(),
             fee_account: AccountId::new(),
@@ -347,9 +348,11 @@ mod tests {
         };
         let amount = |m| Amount::from_minor(m).unwrap();
         assert_eq!(rule(150).fee_for(amount(10_000)).minor(), 150);
-        // 1.5 % of 1.00 is 1.5 cents: rounds up to 2; of 0.33 is 0.495: rounds down to 0.
+        // 1.5 % of 1.00 is 1.5 cents: 2; of 0.33 is 0.495 cents: 1, so splitting a
+        // redemption into tiny ones costs more fee, not less.
         assert_eq!(rule(150).fee_for(amount(100)).minor(), 2);
-        assert_eq!(rule(150).fee_for(amount(33)).minor(), 0);
+        assert_eq!(rule(150).fee_for(amount(33)).minor(), 1);
+        assert_eq!(rule(150).fee_for(amount(1)).minor(), 1);
         let max = crate::amount::MAX_MINOR;
         assert_eq!(rule(10_000).fee_for(amount(max)).minor(), max);
         assert_eq!(rule(0).fee_for(amount(5)).minor(), 0);

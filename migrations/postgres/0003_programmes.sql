@@ -38,7 +38,8 @@ create table programme_rules (
     effective_from bigint not null,
     rules text not null,
     created_at bigint not null,
-    primary key (programme, version)
+    primary key (programme, version),
+    unique (programme, effective_from)
 );
 create trigger programme_rules_immutable before update or delete on programme_rules
     for each row execute function coledger_refuse_change();
@@ -47,7 +48,8 @@ create trigger programme_rules_immutable before update or delete on programme_ru
 create table household (
     id uuid primary key,
     programme uuid not null references programme (id),
-    reference text not null,
+    -- Upper case: references are compared ignoring case, so SEV-1 and sev-1 are one household.
+    reference text not null check (reference = upper(reference)),
     name text not null,
     dependents integer not null check (dependents >= 0),
     area text not null,

@@ -38,7 +38,8 @@ create table programme_rules (
     effective_from integer not null,
     rules text not null,
     created_at integer not null,
-    primary key (programme, version)
+    primary key (programme, version),
+    unique (programme, effective_from)
 ) strict;
 create trigger programme_rules_no_update before update on programme_rules
 begin select raise(abort, 'rule versions are immutable; add a new version'); end;
@@ -49,7 +50,8 @@ begin select raise(abort, 'rule versions are immutable; add a new version'); end
 create table household (
     id blob primary key check (length(id) = 16),
     programme blob not null references programme (id),
-    reference text not null,
+    -- Upper case: references are compared ignoring case, so SEV-1 and sev-1 are one household.
+    reference text not null check (reference = upper(reference)),
     name text not null,
     dependents integer not null check (dependents >= 0),
     area text not null,

@@ -90,6 +90,10 @@ pub enum CommitError {
     /// The payment request named by the intent was already paid by another intent.
     #[error("payment request {0} has already been paid")]
     RequestAlreadyPaid(PaymentRequestId),
+    /// A balance the submitter computed the entry from has moved since (see
+    /// [`Committer::submit_expecting`]); nothing was applied.
+    #[error("balances moved since the entry was computed: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    BalancesMoved(Vec<AccountId>),
     /// Storage failed; the request may be retried with the same intent id.
     #[error("storage unavailable, retry with the same intent id: {0}")]
     Unavailable(String),
@@ -130,6 +134,8 @@ struct Submission {
     intent_body: String,
     tags_json: String,
     payment_request: Option<PaymentRequestId>,
+    /// Balances the entry was computed from; it applies only if they still hold.
+    expected_balances: Vec<(AccountId, i64)>,
     reply: oneshot::Sender<Result<Committed, CommitError>>,
 }
 
@@ -229,6 +235,18 @@ impl Committer {
     /// Commits the entry a verified intent asks for. Returns once it is durable, or with the
     /// original result if the intent was committed before.
     pub async fn submit(&self, intent: &VerifiedIntent) -> Result<Committed, CommitError> {
+        self.submit_expecting(intent, Vec::new()).await
+    }
+
+    /// Submits an entry computed from the balances in `expected` (account, minor units): it
+    /// applies only if each still holds when the writer reaches it, so an entry worked out
+    /// from a moment's state (an expiry sweep from a household's unspent lots) never applies
+    /// to a later one. A duplicate is answered as such whatever the balances.
+    pub async fn submit_expecting(
+        &self,
+        intent: &VerifiedIntent,
+        expected: Vec<(AccountId, i64)>,
+    ) -> Result<Committed, CommitError> {
         let entry = intent.to_entry(EntryId::new(), self.clock.now_ms())?;
         // Serialise here, on the caller's task, so the single writer only hashes.
         let canonical = canonical_entry_bytes(&entry);
@@ -246,6 +264,7 @@ impl Committer {
             intent_body,
             tags_json,
             payment_request,
+            expected_balances: expected,
             reply,
         };
         self.send(Command::Submit(Box::new(submission))).await?;
@@ -703,9 +722,22 @@ impl WriterTask {
                     intent_body,
                     tags_json,
                     payment_request,
+                    expected_balances,
                     reply,
                 } = *submission;
                 let intent_id = entry.authorisation().intent_id;
+                let moved: Vec<AccountId> = expected_balances
+                    .iter()
+                    .filter(|&&(account, balance)| {
+                        book.balance(account).map(|b| b.minor()) != Some(balance)
+                    })
+                    .map(|&(account, _)| account)
+                    .collect();
+                if !moved.is_empty() && book.entry_for_intent(intent_id).is_none() {
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    let refused = Err(CommitError::BalancesMoved(moved));
+                    return Staged::Reply(Reply::Entry(reply, refused));
+                }
                 // A second payment for a request is refused, but a retry of the one that
                 // paid it is a duplicate (answered by apply below).
                 if let Some(request) = payment_request

@@ -499,6 +499,56 @@ impl Database {
         Ok(())
     }
 
+    /// A lost card's replacement, in one transaction: the new card stored, the old one marked
+    /// replaced by it (only if it was not already), the household pointed at the new card's
+    /// account. Fails, changing nothing, if the old card was replaced meanwhile.
+    pub async fn record_replacement(
+        &self,
+        old: &str,
+        new: &StoredCard,
+        household: HouseholdId,
+    ) -> Result<(), DbError> {
+        let insert =
+            format!("insert into card ({CARD_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8)");
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let claimed = sqlx::query(
+                "update card set status = 'replaced', failed_attempts = 0, replaced_by = $2 \
+                 where number = $1 and status <> 'replaced'",
+            )
+            .bind(old)
+            .bind(&new.number)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed != 1 {
+                tx.rollback().await?;
+                return Err(DbError::CorruptRow {
+                    table: "card",
+                    reason: format!("card {old} was replaced meanwhile"),
+                });
+            }
+            sqlx::query(&insert)
+                .bind(&new.number)
+                .bind(new.household.0)
+                .bind(new.account.0)
+                .bind(&new.sealed_key)
+                .bind(to_i32(new.failed_attempts, "card")?)
+                .bind(&new.status)
+                .bind(new.issued_at)
+                .bind(&new.replaced_by)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("update household set account = $2 where id = $1")
+                .bind(household.0)
+                .bind(new.account.0)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
     /// Points a household at a new account (after a lost-card replacement).
     pub async fn set_household_account(
         &self,
@@ -591,25 +641,38 @@ impl Database {
             .collect())
     }
 
-    /// Counts a wrong PIN; the card locks at `lock_at` wrong PINs in a row. Returns the count
-    /// and the status after it, decided in one statement so concurrent attempts cannot both
-    /// slip under the limit.
-    pub async fn card_wrong_pin(
+    /// Reserves one PIN attempt before the PIN is checked: counts it as wrong until proved
+    /// right, and only while fewer than `limit` are counted and the card is active. `None`
+    /// when refused, so parallel guesses can never try more than `limit` PINs.
+    pub async fn reserve_pin_attempt(
         &self,
         number: &str,
-        lock_at: u32,
-    ) -> Result<(u32, String), DbError> {
-        let row: (i32, String) = on_pool!(self, |pool| sqlx::query_as(
-            "update card set failed_attempts = failed_attempts + 1, \
-             status = case when failed_attempts + 1 >= $2 and status = 'active' \
-                           then 'locked' else status end \
-             where number = $1 returning failed_attempts, status"
+        limit: u32,
+    ) -> Result<Option<u32>, DbError> {
+        let count: Option<i32> = on_pool!(self, |pool| sqlx::query_scalar(
+            "update card set failed_attempts = failed_attempts + 1 \
+             where number = $1 and status = 'active' and failed_attempts < $2 \
+             returning failed_attempts"
         )
         .bind(number)
-        .bind(to_i32(lock_at, "card")?)
-        .fetch_one(pool)
+        .bind(to_i32(limit, "card")?)
+        .fetch_optional(pool)
         .await)?;
-        Ok((u32::try_from(row.0).map_err(|e| corrupt("card", e))?, row.1))
+        count
+            .map(|c| u32::try_from(c).map_err(|e| corrupt("card", e)))
+            .transpose()
+    }
+
+    /// Locks an active card (its wrong PINs reached the limit).
+    pub async fn lock_card(&self, number: &str) -> Result<(), DbError> {
+        on_pool!(self, |pool| sqlx::query(
+            "update card set status = 'locked' where number = $1 and status = 'active'"
+        )
+        .bind(number)
+        .execute(pool)
+        .await
+        .map(drop))?;
+        Ok(())
     }
 
     /// Sets a card's status and clears its wrong-PIN count (a right PIN, an unlock).
@@ -632,10 +695,11 @@ impl Database {
         Ok(())
     }
 
-    /// Clears the wrong-PIN count after a right PIN (only if there is one to clear).
+    /// Clears the wrong-PIN count after a right PIN (an active card only: a card locked
+    /// meanwhile by other guesses stays locked).
     pub async fn card_right_pin(&self, number: &str) -> Result<(), DbError> {
         on_pool!(self, |pool| sqlx::query(
-            "update card set failed_attempts = 0 where number = $1 and failed_attempts > 0"
+            "update card set failed_attempts = 0 where number = $1 and status = 'active'"
         )
         .bind(number)
         .execute(pool)

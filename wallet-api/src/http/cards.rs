@@ -173,6 +173,10 @@ pub(super) async fn pay(
         let programmes = service(&state)?;
         let dto: CardPaymentDto = body::parse(&headers, &body)?;
         let number = programmes.card_number(&number)?;
+        // Guessing is bounded per card too, whoever the callers are.
+        state
+            .limiter
+            .check(&format!("card:{}", number.as_str()), state.clock.now_ms())?;
         let amount = {
             let view = state.committer.view().read();
             let to = super::accounts::readable(&view, &principal, &dto.to.to_string())?;
@@ -303,7 +307,8 @@ struct PinChangeDto {
     new_pin: String,
 }
 
-/// `PUT /v1/cards/{number}/pin`: the holder changes the PIN at a terminal or an office.
+/// `PUT /v1/cards/{number}/pin` (admin, programme manager): the holder changes the PIN at
+/// the programme's office, typing the old one.
 #[utoipa::path(
     put,
     path = "/v1/cards/{number}/pin",
@@ -323,10 +328,9 @@ pub(super) async fn change_pin(
     state
         .limiter
         .check(&principal.key(), state.clock.now_ms())?;
-    principal.require(
-        &[Role::Admin, Role::ProgrammeManager, Role::Merchant],
-        "change PINs",
-    )?;
+    // Not merchants: a terminal sees the PIN typed, so a merchant able to change it could
+    // lock the household out of its own card. PINs change at the programme's office.
+    principal.require(MANAGERS, "change PINs")?;
     let programmes = service(&state)?;
     let dto: PinChangeDto = body::parse(&headers, &body)?;
     let number = programmes.card_number(&number)?;

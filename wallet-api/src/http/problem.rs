@@ -273,6 +273,15 @@ impl From<CommitError> for Problem {
                 format!("payment request {request} has already been paid"),
             )
             .with("payment_request", request.to_string()),
+            CommitError::BalancesMoved(accounts) => Self::new(
+                StatusCode::CONFLICT,
+                "balances-moved",
+                "Balances moved meanwhile",
+                format!(
+                    "the entry was computed from balances that have moved since ({} accounts); compute it again",
+                    accounts.len()
+                ),
+            ),
             CommitError::Unavailable(reason) => {
                 tracing::warn!(%reason, "write refused: storage unavailable");
                 Self::new(

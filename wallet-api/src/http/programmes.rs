@@ -69,6 +69,7 @@ impl From<ProgrammeError> for Problem {
             ProgrammeError::CardReplaced(_) => {
                 Problem::new(StatusCode::GONE, "card-replaced", "Card replaced", detail)
             }
+            ProgrammeError::Internal(cause) => Problem::internal(&cause),
             ProgrammeError::Storage(e) => e.into(),
             ProgrammeError::Commit(e) => e.into(),
         }

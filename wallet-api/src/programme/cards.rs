@@ -57,13 +57,21 @@ pub struct CardSummary {
 }
 
 /// A newly issued card, with its PIN when the service chose it (shown once, for the PIN
-/// letter; never stored).
-#[derive(Debug)]
+/// letter; never stored). Its `Debug` leaves the PIN out.
 pub struct IssuedCard {
     /// The card.
     pub card: CardSummary,
     /// The PIN the service chose, if the operator did not set one.
     pub generated_pin: Option<String>,
+}
+
+impl std::fmt::Debug for IssuedCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCard")
+            .field("card", &self.card)
+            .field("generated_pin", &self.generated_pin.as_ref().map(|_| ".."))
+            .finish()
+    }
 }
 
 /// A card payment at a terminal.
@@ -84,7 +92,7 @@ pub struct CardPayment {
 fn summary(card: &StoredCard) -> Result<CardSummary, ProgrammeError> {
     Ok(CardSummary {
         number: CardNumber::parse(&card.number)
-            .map_err(|e| ProgrammeError::Conflict(format!("stored card number: {e}")))?,
+            .map_err(|e| ProgrammeError::Internal(format!("stored card number: {e}")))?,
         household: card.household,
         account: card.account,
         status: card.status.clone(),
@@ -92,6 +100,15 @@ fn summary(card: &StoredCard) -> Result<CardSummary, ProgrammeError> {
         issued_at: card.issued_at,
         replaced_by: card.replaced_by.clone(),
     })
+}
+
+/// Locked and replaced cards do not pay.
+fn refuse_unusable(card: &StoredCard, number: CardNumber) -> Result<(), ProgrammeError> {
+    match card.status.as_str() {
+        "locked" => Err(ProgrammeError::CardLocked(number.to_string())),
+        "replaced" => Err(ProgrammeError::CardReplaced(number.to_string())),
+        _ => Ok(()),
+    }
 }
 
 /// A random PIN that passes the PIN rules (6 digits).
@@ -228,33 +245,37 @@ impl Programmes {
             vault::seal(&key, &pin, &secret, &number, params, &mut OsRng)
         })
         .await
-        .map_err(|e| ProgrammeError::Conflict(format!("sealing task failed: {e}")))?
-        .map_err(|e| invalid("kdf", e.to_string()))
+        .map_err(|e| ProgrammeError::Internal(format!("sealing task failed: {e}")))?
+        .map_err(|e| ProgrammeError::Internal(format!("sealing a card key: {e}")))
     }
 
-    /// Opens a card's key with a typed PIN, counting a wrong one (and locking at the limit).
+    /// Opens a card's key with a typed PIN. The attempt is counted before the PIN is
+    /// checked and uncounted only if it was right, so parallel guesses cannot exceed the
+    /// limit; the attempt that reaches it locks the card.
     async fn unlock_key(
         &self,
         card: &StoredCard,
         number: CardNumber,
         pin_text: &str,
     ) -> Result<SigningKey, ProgrammeError> {
-        match card.status.as_str() {
-            "locked" => return Err(ProgrammeError::CardLocked(number.to_string())),
-            "replaced" => {
-                return Err(ProgrammeError::CardReplaced(number.to_string()));
-            }
-            _ => {}
-        }
+        refuse_unusable(card, number)?;
         let pin = Pin::parse_attempt(pin_text).map_err(|e| invalid("pin", e.to_string()))?;
         let sealed = SealedKey::from_bytes(&card.sealed_key)
-            .map_err(|e| ProgrammeError::Conflict(format!("card {number}: {e}")))?;
+            .map_err(|e| ProgrammeError::Internal(format!("card {number}: {e}")))?;
+        let limit = self.cards.lock_after;
+        let Some(count) = self.db.reserve_pin_attempt(number.as_str(), limit).await? else {
+            // Locked or replaced meanwhile, or the limit is used up by attempts in flight.
+            let now = self.stored_card(&number).await?;
+            refuse_unusable(&now, number)?;
+            self.db.lock_card(number.as_str()).await?;
+            return Err(ProgrammeError::CardLocked(number.to_string()));
+        };
         let secret = self.secret_handle();
         let opened = {
             let _permit = self.pin_checks.acquire().await;
             tokio::task::spawn_blocking(move || vault::open(&sealed, &pin, &secret, &number))
                 .await
-                .map_err(|e| ProgrammeError::Conflict(format!("PIN check failed: {e}")))?
+                .map_err(|e| ProgrammeError::Internal(format!("PIN check failed: {e}")))?
         };
         match opened {
             Ok(key) => {
@@ -262,18 +283,17 @@ impl Programmes {
                 Ok(key)
             }
             Err(vault::VaultError::WrongPin) => {
-                let lock_at = self.cards.lock_after;
-                let (attempts, status) = self.db.card_wrong_pin(number.as_str(), lock_at).await?;
-                tracing::info!(card = %number, attempts, "wrong PIN");
-                if status == "locked" {
+                tracing::info!(card = %number, attempts = count, "wrong PIN");
+                if count >= limit {
+                    self.db.lock_card(number.as_str()).await?;
                     Err(ProgrammeError::CardLocked(number.to_string()))
                 } else {
                     Err(ProgrammeError::WrongPin {
-                        attempts_left: lock_at.saturating_sub(attempts),
+                        attempts_left: limit.saturating_sub(count),
                     })
                 }
             }
-            Err(e) => Err(ProgrammeError::Conflict(format!("card {number}: {e}"))),
+            Err(e) => Err(ProgrammeError::Internal(format!("card {number}: {e}"))),
         }
     }
 
@@ -285,6 +305,18 @@ impl Programmes {
         payment: CardPayment,
     ) -> Result<Committed, ProgrammeError> {
         let card = self.stored_card(&number).await?;
+        // A retry of a payment that went through (its answer was lost) gets that answer,
+        // without a second PIN check: its bytes differ (a later `not_after`), so the ledger
+        // would call it a conflict, and a terminal might then charge again.
+        if let Some(position) = self.db.intent_position(payment.intent_id).await? {
+            let committed = self.db.entries_at(&[position]).await?;
+            if let Some(entry) = committed.first() {
+                return Ok(Committed {
+                    entry_id: entry.id,
+                    duplicate: true,
+                });
+            }
+        }
         let key = self.unlock_key(&card, number, pin).await?;
         let unit = {
             let view = self.committer.view().read();
@@ -361,8 +393,13 @@ impl Programmes {
             Some(done) => {
                 let done = CardNumber::parse(done)
                     .map_err(|e| ProgrammeError::Conflict(format!("stored card number: {e}")))?;
+                let card = self.card(&done).await?;
+                // The household follows its new card even if a crash came between the steps.
+                self.db
+                    .set_household_account(old.household, card.account)
+                    .await?;
                 IssuedCard {
-                    card: self.card(&done).await?,
+                    card,
                     generated_pin: None,
                 }
             }
@@ -389,12 +426,10 @@ impl Programmes {
                         owner: None,
                     }])
                     .await?;
-                self.db.insert_card(&card).await?;
+                // One transaction: the new card, the old one marked replaced by it, the
+                // household pointed at the new account; a crash leaves all or none.
                 self.db
-                    .set_card_state(number.as_str(), "replaced", Some(&card.number))
-                    .await?;
-                self.db
-                    .set_household_account(old.household, account_id)
+                    .record_replacement(number.as_str(), &card, old.household)
                     .await?;
                 IssuedCard {
                     card: summary(&card)?,

@@ -155,6 +155,12 @@ pub fn validate_period(kind: &RunKind, period: &str) -> Result<(), ProgrammeErro
             }
         }
         RunKind::Emergency { .. } => {
+            if validate_period(&RunKind::Monthly, period).is_ok() {
+                return Err(invalid(
+                    "period",
+                    "an emergency run needs its own label, not a month (YYYY-MM is for monthly runs)",
+                ));
+            }
             let ok = !period.is_empty()
                 && period.len() <= 64
                 && period
@@ -310,8 +316,11 @@ impl Programmes {
     ) -> Result<RunReport, ProgrammeError> {
         let _one_at_a_time = self.exclusive.lock().await;
         let programme = self.get(programme).await?;
-        let (run, lines) = match self.db.run_for(programme.id, period).await? {
+        let existing = self.db.run_for(programme.id, period).await?;
+        let resuming = existing.is_some();
+        let (run, lines) = match existing {
             Some(run) => {
+                check_same_run(&run, kind)?;
                 let lines = self.db.run_lines(run.id).await?;
                 (run, lines)
             }
@@ -360,7 +369,8 @@ impl Programmes {
                 }
             }
         };
-        self.pay(&programme, &run, &lines, options, progress).await
+        self.pay(&programme, &run, &lines, resuming, options, progress)
+            .await
     }
 
     async fn pay(
@@ -368,32 +378,50 @@ impl Programmes {
         programme: &Programme,
         run: &StoredRun,
         lines: &[RunLine],
+        resuming: bool,
         options: RunOptions,
         progress: &(dyn Fn(RunProgress) + Send + Sync),
     ) -> Result<RunReport, ProgrammeError> {
         let chunks: Vec<&[RunLine]> = lines.chunk_by(|a, b| a.chunk == b.chunk).collect();
+        let total = chunks.len();
+        let submit = options.stop_after_entries.unwrap_or(total).min(total);
         let mut intents = Vec::with_capacity(chunks.len());
-        for chunk in &chunks {
+        let mut already = 0usize;
+        for chunk in chunks.iter().take(submit) {
             let number = chunk.first().map_or(0, |l| l.chunk);
+            // A resumed run skips what committed before without signing it again, so a run
+            // finishes even after its intents would have expired.
+            if resuming
+                && self
+                    .db
+                    .intent_position(chunk_intent_id(run, number))
+                    .await?
+                    .is_some()
+            {
+                already = already.saturating_add(1);
+                continue;
+            }
             intents.push((number, self.chunk_intent(programme, run, number, chunk)?));
         }
-        let total = intents.len();
-        let submit = options.stop_after_entries.unwrap_or(total).min(total);
         let mut report = RunReport {
             run: run.id,
             period: run.period.clone(),
             households: run.households,
             total_minor: run.total_minor,
             committed_entries: 0,
-            already_committed_entries: 0,
+            already_committed_entries: already,
             failed_entries: Vec::new(),
             complete: false,
         };
         let committer = &self.committer;
-        let mut settled = futures_util::stream::iter(intents.into_iter().take(submit))
+        progress(RunProgress {
+            done: already,
+            total,
+        });
+        let mut settled = futures_util::stream::iter(intents)
             .map(|(number, intent)| async move { (number, committer.submit(&intent).await) })
             .buffer_unordered(IN_FLIGHT);
-        let mut done = 0usize;
+        let mut done = already;
         while let Some((number, result)) = settled.next().await {
             match result {
                 Ok(c) if c.duplicate => report.already_committed_entries += 1,
@@ -452,6 +480,29 @@ impl Programmes {
     }
 }
 
+/// A stored run is resumed only by the same kind of run for the same area: an emergency run
+/// named like another run must not "resume" (and so silently skip) it.
+fn check_same_run(run: &StoredRun, kind: &RunKind) -> Result<(), ProgrammeError> {
+    if run.kind == kind.as_str() && run.area.as_deref() == kind.area() {
+        Ok(())
+    } else {
+        Err(ProgrammeError::Conflict(format!(
+            "{} names an earlier {} run{}; choose another period label",
+            run.period,
+            run.kind,
+            run.area
+                .as_deref()
+                .map(|a| format!(" for area {a}"))
+                .unwrap_or_default()
+        )))
+    }
+}
+
+/// The intent id of a run's chunk: derived from the run and the chunk's number.
+fn chunk_intent_id(run: &StoredRun, number: u32) -> ledger::IntentId {
+    super::derived_intent_id("disbursement", &[run.id.as_bytes(), &number.to_be_bytes()])
+}
+
 fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
 }
@@ -469,6 +520,7 @@ mod tests {
         }
         let emergency = RunKind::Emergency { area: None };
         assert!(validate_period(&emergency, "flood-2026.11_north").is_ok());
+        assert!(validate_period(&emergency, "2026-12").is_err());
         assert!(validate_period(&emergency, "flood 2026").is_err());
         assert!(validate_period(&emergency, &"x".repeat(65)).is_err());
     }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::disburse::HOUSEHOLDS_PER_ENTRY;
 use super::rules_at;
 use super::service::{ProgrammeEntry, ProgrammeError, Programmes};
+use crate::committer::CommitError;
 use crate::view::{Counterparty, ViewState};
 
 const DAY_MS: i64 = 86_400_000;
@@ -50,6 +51,8 @@ pub struct SweepReport {
     pub total_minor: i64,
     /// Entries committed.
     pub entries: usize,
+    /// Households left for the next sweep because their balance moved while this one ran.
+    pub deferred: usize,
     /// Entries that failed, with why.
     pub failed: Vec<String>,
 }
@@ -136,6 +139,55 @@ pub fn expired_at(lots: &[Lot], days: u32, now: i64) -> i64 {
 }
 
 impl Programmes {
+    fn expiry_intent(
+        &self,
+        programme: &super::Programme,
+        chunk: &[(AccountId, i64, i64)],
+        days: u32,
+        now: i64,
+        number: usize,
+        attempt: u64,
+    ) -> Result<ledger::VerifiedIntent, ProgrammeError> {
+        let total: i64 = chunk.iter().map(|&(_, a, _)| a).sum();
+        let mut legs: Vec<Leg> = chunk
+            .iter()
+            .map(|&(account, amount, _)| Leg {
+                account,
+                unit: programme.unit,
+                delta: amount.saturating_neg(),
+            })
+            .collect();
+        legs.push(Leg {
+            account: programme.accounts.budget,
+            unit: programme.unit,
+            delta: total,
+        });
+        let intent_id = super::derived_intent_id(
+            "expiry",
+            &[
+                programme.id.as_bytes(),
+                &now.to_be_bytes(),
+                &(number as u64).to_be_bytes(),
+                &attempt.to_be_bytes(),
+            ],
+        );
+        self.sign_entry(
+            programme.id,
+            ProgrammeEntry {
+                intent_id,
+                valid_from_ms: now,
+                kind: EntryKind::Expire,
+                legs,
+                memo: format!("{}: units unspent after {days} days", programme.name),
+                tags: Tags {
+                    programme: Some(programme.id.to_string()),
+                    budget_line: Some("expiry".into()),
+                    category: None,
+                },
+            },
+        )
+    }
+
     /// A household account's upcoming expiries under the programme's rules in force now;
     /// empty when its units do not expire.
     pub async fn upcoming_expiries(
@@ -165,61 +217,53 @@ impl Programmes {
             return Ok(SweepReport::default());
         };
         let households = self.db.households(programme_id).await?;
-        let mut expiring: Vec<(AccountId, i64)> = {
+        // (account, amount expiring, its balance when computed), from one view snapshot.
+        let mut expiring: Vec<(AccountId, i64, i64)> = {
             let view = self.committer.view().read();
             households
                 .iter()
-                .map(|h| (h.account, expired_at(&lots(&view, h.account), days, now)))
-                .filter(|&(_, amount)| amount > 0)
+                .filter_map(|h| {
+                    let account = view.account(h.account)?;
+                    // A frozen or closed account cannot be debited; it would sink its chunk.
+                    if account.account.status != ledger::AccountStatus::Active {
+                        return None;
+                    }
+                    let amount = expired_at(&lots(&view, h.account), days, now);
+                    (amount > 0).then_some((h.account, amount, account.balance.0))
+                })
                 .collect()
         };
         expiring.sort_unstable();
-        let mut report = SweepReport {
-            households: expiring.len(),
-            total_minor: expiring.iter().map(|&(_, a)| a).sum(),
-            ..SweepReport::default()
-        };
+        let mut report = SweepReport::default();
         for (number, chunk) in expiring.chunks(HOUSEHOLDS_PER_ENTRY).enumerate() {
-            let total: i64 = chunk.iter().map(|&(_, a)| a).sum();
-            let mut legs: Vec<Leg> = chunk
-                .iter()
-                .map(|&(account, amount)| Leg {
-                    account,
-                    unit: programme.unit,
-                    delta: amount.saturating_neg(),
-                })
-                .collect();
-            legs.push(Leg {
-                account: programme.accounts.budget,
-                unit: programme.unit,
-                delta: total,
-            });
-            let intent_id = super::derived_intent_id(
-                "expiry",
-                &[
-                    programme.id.as_bytes(),
-                    &now.to_be_bytes(),
-                    &(number as u64).to_be_bytes(),
-                ],
-            );
-            let intent = self.sign_entry(
-                programme.id,
-                ProgrammeEntry {
-                    intent_id,
-                    valid_from_ms: now,
-                    kind: EntryKind::Expire,
-                    legs,
-                    memo: format!("{}: units unspent after {days} days", programme.name),
-                    tags: Tags {
-                        programme: Some(programme.id.to_string()),
-                        budget_line: Some("expiry".into()),
-                        category: None,
-                    },
-                },
-            )?;
-            match self.committer.submit(&intent).await {
-                Ok(_) => report.entries = report.entries.saturating_add(1),
-                Err(e) => report.failed.push(e.to_string()),
+            let mut chunk = chunk.to_vec();
+            // Each leg applies only if the household's balance is still the one its lots were
+            // read at: a payment meanwhile may have spent the expired lot, and the sweep must
+            // not take an unexpired one instead. Moved households wait for the next sweep.
+            for attempt in 0u64..3 {
+                if chunk.is_empty() {
+                    break;
+                }
+                let intent = self.expiry_intent(&programme, &chunk, days, now, number, attempt)?;
+                let expected = chunk.iter().map(|&(a, _, balance)| (a, balance)).collect();
+                match self.committer.submit_expecting(&intent, expected).await {
+                    Ok(_) => {
+                        report.entries = report.entries.saturating_add(1);
+                        report.households = report.households.saturating_add(chunk.len());
+                        report.total_minor = report
+                            .total_minor
+                            .saturating_add(chunk.iter().map(|&(_, a, _)| a).sum());
+                        break;
+                    }
+                    Err(CommitError::BalancesMoved(moved)) => {
+                        report.deferred = report.deferred.saturating_add(moved.len());
+                        chunk.retain(|(a, _, _)| !moved.contains(a));
+                    }
+                    Err(e) => {
+                        report.failed.push(e.to_string());
+                        break;
+                    }
+                }
             }
         }
         Ok(report)

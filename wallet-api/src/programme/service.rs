@@ -27,8 +27,10 @@ use crate::db::{Database, DbError, NewAccount};
 /// How long a programme's signed intents stay valid after the moment they describe (a run's
 /// planning, a sweep's cut-off). It is part of the signed bytes, so it is derived from that
 /// moment, not from the clock: re-signing the same work gives the same intent, which the
-/// ledger answers as a duplicate.
-pub const PROGRAMME_INTENT_VALIDITY_S: i64 = 7 * 24 * 3600;
+/// ledger answers as a duplicate. A year, so a run interrupted by a long outage can still be
+/// finished; replaying one of these intents is harmless, since its id is derived from the
+/// work it does and it applies once.
+pub const PROGRAMME_INTENT_VALIDITY_S: i64 = 366 * 24 * 3600;
 
 /// Why a programme operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,9 @@ pub enum ProgrammeError {
     /// The card was replaced (reported lost); the new card pays.
     #[error("card {0} has been replaced and no longer pays")]
     CardReplaced(String),
+    /// Something failed on our side (a task, corrupt stored data); logged, not shown.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] DbError),
@@ -391,12 +396,15 @@ impl Programmes {
             .households(id)
             .await?
             .into_iter()
-            .map(|h| (h.reference.clone(), h))
+            .map(|h| (h.reference.to_ascii_uppercase(), h))
             .collect();
         let now = self.now_ms();
         let mut outcome = EnrolmentOutcome::default();
         let (mut new, mut changed) = (Vec::new(), Vec::new());
-        for row in rows {
+        for mut row in rows {
+            // References compare ignoring case (a register exported twice may differ only
+            // in case); they are stored in upper case.
+            row.reference = row.reference.to_ascii_uppercase();
             if !programme.areas.contains(&row.area) {
                 return Err(invalid(
                     "area",

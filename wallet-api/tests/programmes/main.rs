@@ -111,6 +111,11 @@ fn programmes_with(
     )
 }
 
+/// Any key: the stale submission is refused before its signer matters.
+fn grocer_key_for_stale() -> ed25519_dalek::SigningKey {
+    key(99)
+}
+
 fn payment(from: AccountId, to: AccountId, unit: UnitCode, minor: i64) -> Action {
     Action::Payment {
         from,
@@ -206,6 +211,12 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             (outcome.created, outcome.updated, outcome.unchanged),
             (0, 1, 299)
         );
+        // A reference differing only in case is the same household, not a second one.
+        let mut shouted = vec![household(8)];
+        shouted[0].reference = shouted[0].reference.to_lowercase();
+        shouted[0].dependents = 3;
+        let outcome = programmes.enrol(programme.id, shouted).await.unwrap();
+        assert_eq!((outcome.created, outcome.unchanged), (0, 1));
 
         // Dry run: every household paid, listed as having no card yet.
         let plan = programmes
@@ -469,6 +480,70 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             before - 1_00
         );
 
+        // Parallel PIN guesses cannot try more PINs than the limit: the card locks.
+        let dora = &households[3];
+        let dora_card = programmes
+            .issue_card(dora.id, Some("1357"))
+            .await
+            .unwrap()
+            .card
+            .number;
+        let guesses = (0..10).map(|_| programmes.pay_by_card(dora_card, "8642", pay(1_00)));
+        let outcomes = futures_util::future::join_all(guesses).await;
+        let wrong = outcomes
+            .iter()
+            .filter(|o| matches!(o, Err(ProgrammeError::WrongPin { .. })))
+            .count();
+        assert!(
+            outcomes.iter().all(|o| matches!(
+                o,
+                Err(ProgrammeError::WrongPin { .. } | ProgrammeError::CardLocked(_))
+            )),
+            "{outcomes:?}"
+        );
+        assert!(wrong <= 2, "{wrong} wrong PINs answered before the lock");
+        let state = programmes.card(&dora_card).await.unwrap();
+        assert_eq!(state.status, "locked");
+        assert!(state.failed_attempts <= 3, "{state:?}");
+        assert!(matches!(
+            programmes.pay_by_card(dora_card, "1357", pay(1_00)).await,
+            Err(ProgrammeError::CardLocked(_))
+        ));
+        // A retried payment (its answer lost) gets the original answer, even with the card
+        // locked now and without a PIN check.
+        let once = CardPayment {
+            intent_id: ledger::IntentId::new(),
+            ..pay(3_00)
+        };
+        programmes.unlock_card(dora_card).await.unwrap();
+        let first = programmes
+            .pay_by_card(dora_card, "1357", once.clone())
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            let _ = programmes.pay_by_card(dora_card, "0000", pay(1_00)).await;
+        }
+        let again = programmes
+            .pay_by_card(dora_card, "1357", once)
+            .await
+            .unwrap();
+        assert_eq!((again.entry_id, again.duplicate), (first.entry_id, true));
+
+        // An entry computed from balances that moved since does not apply.
+        let stale = committer
+            .submit_expecting(
+                &sign(
+                    &grocer_key_for_stale(),
+                    payment(grocer_account, casino_account, unit, 1),
+                ),
+                vec![(alice.account, -1)],
+            )
+            .await;
+        assert!(
+            matches!(stale, Err(CommitError::BalancesMoved(ref m)) if m == &vec![alice.account]),
+            "{stale:?}"
+        );
+
         // Redemption: the grocer gives 100.00 back, 1.50 of it to the fee account.
         let grocer_key = key(12);
         committer
@@ -596,8 +671,31 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             .0;
         assert_eq!(
             budget_after - budget_before,
-            expected_total - 150_00 - (12_50 + 2_50 + 1_00)
+            expected_total - 150_00 - (12_50 + 2_50 + 1_00) - 3_00
         );
+        // Re-running December a month later (past a week's validity) still answers cleanly.
+        let late = programmes
+            .execute_run(
+                programme.id,
+                "2026-12",
+                &RunKind::Monthly,
+                RunOptions::default(),
+                &quiet,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (late.committed_entries, late.already_committed_entries),
+            (0, 3)
+        );
+        assert!(late.complete);
+        // An emergency run cannot reuse a monthly run's name.
+        assert!(matches!(
+            programmes
+                .plan_run(programme.id, "2026-12", &RunKind::Emergency { area: None })
+                .await,
+            Err(ProgrammeError::Invalid { .. })
+        ));
         // A second sweep finds nothing left to expire.
         assert_eq!(
             programmes
