@@ -94,9 +94,10 @@ mod tests {
 
     #[test]
     fn payload_beyond_version_forty_is_refused() {
-        let large = QrMatrix::encode(&"x".repeat(2_000)).expect("fits version 40-M");
+        // Version 40-M holds 2331 bytes, 177 modules a side.
+        let large = QrMatrix::encode(&"x".repeat(2_331)).expect("fits version 40-M");
         assert_eq!(large.width(), 177);
-        assert!(QrMatrix::encode(&"x".repeat(3_000)).is_none());
+        assert!(QrMatrix::encode(&"x".repeat(2_332)).is_none());
     }
 
     #[test]

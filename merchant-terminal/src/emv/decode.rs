@@ -358,7 +358,7 @@ fn required<'a>(index: &Index<'a>, id: u8, name: &'static str) -> Result<&'a str
 }
 
 /// The value of a data object, checked to be printable ASCII.
-fn ans<'a>(path: impl Fn() -> String, value: &'a str) -> Result<&'a str, DecodeError> {
+fn ans(path: impl Fn() -> String, value: &str) -> Result<&str, DecodeError> {
     match value.chars().find(|&c| !is_ans(c)) {
         Some(found) => Err(DecodeError::NotAns {
             path: path(),
