@@ -2,8 +2,8 @@
 //! The SVG and PDF writers draw these elements and decide nothing themselves.
 
 use super::ValidCard;
-use super::qr::{QUIET_ZONE_MODULES, QrMatrix};
 use super::text::{Direction, ShapedLine, Shaper};
+use crate::qr_matrix::{QUIET_ZONE_MODULES, QrMatrix};
 
 /// A4 portrait.
 pub(crate) const PAGE_WIDTH_MM: f64 = 210.0;

@@ -28,13 +28,12 @@
 mod labels;
 mod layout;
 mod pdf;
-mod qr;
 mod svg;
 mod text;
 
 pub use labels::Language;
 
-use qr::QrMatrix;
+use crate::qr_matrix::QrMatrix;
 use text::Shaper;
 
 /// Cards on one A4 page: two columns by five rows.
@@ -50,6 +49,8 @@ pub const MAX_SCHEME_NAME_CHARS: usize = 48;
 pub const MAX_HOLDER_NAME_CHARS: usize = 48;
 /// Digits in a card number.
 pub const CARD_NUMBER_DIGITS: usize = 16;
+/// Width in modules of QR version 10, the largest a card prints (see `MAX_QR_PAYLOAD_BYTES`).
+const MAX_QR_WIDTH_MODULES: usize = 57;
 
 /// What is printed on one beneficiary card.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,11 +228,13 @@ fn validate<'a>(
     }
     // Within the byte limit every payload fits version 10-M, so this cannot fail; it is still
     // reported as the same error rather than trusted.
-    let qr = QrMatrix::encode(&face.qr_payload).ok_or(SheetError::QrPayloadTooLong {
-        index,
-        bytes,
-        max: MAX_QR_PAYLOAD_BYTES,
-    })?;
+    let qr = QrMatrix::encode(&face.qr_payload)
+        .filter(|matrix| matrix.width() <= MAX_QR_WIDTH_MODULES)
+        .ok_or(SheetError::QrPayloadTooLong {
+            index,
+            bytes,
+            max: MAX_QR_PAYLOAD_BYTES,
+        })?;
     Ok(ValidCard { face, language, qr })
 }
 

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use super::layout::{
     Anchor, Element, PAGE_HEIGHT_MM, PAGE_WIDTH_MM, Page, Paint, PathOp, Rgb, TextItem, number,
 };
-use super::qr::QrMatrix;
 use super::text::Direction;
+use crate::qr_matrix::QrMatrix;
 
 /// The embedded PDF font first, then fonts likely to cover Greek and Arabic elsewhere.
 const FONT_FAMILY: &str = "'DejaVu Sans', 'Noto Sans', 'Noto Sans Arabic', Arial, sans-serif";

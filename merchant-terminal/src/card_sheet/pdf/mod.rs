@@ -12,8 +12,8 @@ use super::SheetError;
 use super::layout::{
     Element, PAGE_HEIGHT_MM, PAGE_WIDTH_MM, Page, Paint, PathOp, Rgb, TextItem, number,
 };
-use super::qr::QrMatrix;
 use super::text::Shaper;
+use crate::qr_matrix::QrMatrix;
 
 const POINTS_PER_MM: f64 = 72.0 / 25.4;
 /// zlib's default level: nearly all of the gain of level 9 at a fraction of its time.

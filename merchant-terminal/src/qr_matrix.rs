@@ -1,12 +1,11 @@
-//! A card's QR code as a module matrix, drawn by the SVG and PDF writers as runs of dark
-//! modules (the `qrcode` crate only encodes; it renders nothing here).
+//! A QR code as a matrix of modules: the one place this crate asks `qrcode` to encode. The
+//! card sheet's SVG and PDF writers and the `qr_render` module draw from it (the `qrcode`
+//! crate only encodes; it renders nothing here).
 
 use qrcode::{Color, EcLevel, QrCode};
 
-/// Width in modules of QR version 10, the largest a card prints (see `MAX_QR_PAYLOAD_BYTES`).
-pub(crate) const MAX_QR_WIDTH_MODULES: usize = 57;
 /// Light modules the standard asks for around the code, on each side.
-pub(crate) const QUIET_ZONE_MODULES: usize = 4;
+pub const QUIET_ZONE_MODULES: usize = 4;
 
 /// The modules of one QR code, row by row, `true` for dark.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,14 +23,12 @@ pub(crate) struct DarkRun {
 }
 
 impl QrMatrix {
-    /// Encodes `payload` at error correction level M in the smallest version that holds it;
-    /// `None` when it needs a version wider than [`MAX_QR_WIDTH_MODULES`].
+    /// Encodes `payload` (its UTF-8 bytes, in byte mode where needed) at error correction
+    /// level M in the smallest version that holds it; `None` when even version 40 cannot.
+    /// Callers that print small codes check [`QrMatrix::width`] against their own limit.
     pub fn encode(payload: &str) -> Option<Self> {
         let code = QrCode::with_error_correction_level(payload.as_bytes(), EcLevel::M).ok()?;
         let width = code.width();
-        if width > MAX_QR_WIDTH_MODULES {
-            return None;
-        }
         let dark = code
             .to_colors()
             .into_iter()
@@ -43,6 +40,12 @@ impl QrMatrix {
     /// Modules per side, without the quiet zone.
     pub fn width(&self) -> usize {
         self.width
+    }
+
+    /// Whether the module at `row`, `column` (from the top left, quiet zone excluded) is
+    /// dark; modules outside the code, in the quiet zone or beyond, are light.
+    pub fn is_dark(&self, row: usize, column: usize) -> bool {
+        row < self.width && column < self.width && self.dark[row * self.width + column]
     }
 
     /// The dark modules as maximal horizontal runs, row by row, left to right; drawing one
@@ -90,8 +93,19 @@ mod tests {
     }
 
     #[test]
-    fn payload_needing_a_version_above_ten_is_refused() {
-        assert!(QrMatrix::encode(&"x".repeat(200)).is_some());
-        assert!(QrMatrix::encode(&"x".repeat(300)).is_none());
+    fn payload_beyond_version_forty_is_refused() {
+        // Version 40-M holds 2331 bytes, 177 modules a side.
+        let large = QrMatrix::encode(&"x".repeat(2_331)).expect("fits version 40-M");
+        assert_eq!(large.width(), 177);
+        assert!(QrMatrix::encode(&"x".repeat(2_332)).is_none());
+    }
+
+    #[test]
+    fn modules_outside_the_code_are_light() {
+        let matrix = QrMatrix::encode("coledger").expect("encodes");
+        // The top-left finder pattern's corner is dark; one step outside is not.
+        assert!(matrix.is_dark(0, 0));
+        assert!(!matrix.is_dark(0, matrix.width()));
+        assert!(!matrix.is_dark(matrix.width(), 0));
     }
 }
