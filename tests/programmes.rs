@@ -248,6 +248,19 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         assert_eq!(shown["current_rules_version"], 1);
         assert_eq!(shown["rules"][1]["rules"]["amount"]["base"], "320.00");
 
+        // Nobody opens accounts in the programme's unit but the programme: another issuer
+        // account would issue past the budget.
+        let issuer = send(
+            a,
+            "POST",
+            "/v1/accounts",
+            &admin,
+            json!({"unit": UNIT, "kind": "issuer"}),
+        )
+        .await;
+        assert_eq!(issuer.status, 409, "{}", issuer.body);
+        assert_eq!(issuer.problem_type(), "/problems/programme-unit");
+
         // Enrolment: all-or-nothing refuses a file with bad rows and writes nothing.
         let csv = enrolment_csv(300);
         let strict = csv_post(
@@ -385,6 +398,26 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         )
         .await;
         assert_eq!(weak.status, 409, "a household has one card: {}", weak.body);
+
+        // A household's account answers to its card, not to a key an operator registers.
+        let stranger = SigningKey::from_bytes(&[33; 32]);
+        let stranger_public = PublicKey::of(&stranger);
+        let proof = stranger.sign(&key_proof_bytes(
+            carmen["account"].as_str().unwrap().parse().unwrap(),
+            &stranger_public,
+        ));
+        let takeover = send(
+            a,
+            "PUT",
+            &format!("/v1/accounts/{}/key", carmen["account"].as_str().unwrap()),
+            &admin,
+            json!({
+                "public_key": stranger_public.to_base64url(),
+                "proof": ledger::Signature(proof.to_bytes()).to_base64url(),
+            }),
+        )
+        .await;
+        assert_eq!(takeover.status, 409, "{}", takeover.body);
 
         // The December run: a dry run first, then the run, then the same run again.
         let plan = send(

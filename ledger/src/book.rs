@@ -610,7 +610,19 @@ impl Book {
 
     /// Counts holders' payments toward their caps; called once an entry is applied.
     fn record_spending(&mut self, entry: &JournalEntry) {
-        if self.policies.is_empty() || entry.kind() != EntryKind::Payment {
+        if self.policies.is_empty() {
+            return;
+        }
+        if entry.kind() == EntryKind::CardReplacement {
+            // The household keeps its day's and month's spending on its new card.
+            for posting in entry.postings() {
+                if let Some(window) = self.spent.get(&posting.debit).copied() {
+                    self.spent.insert(posting.credit, window);
+                }
+            }
+            return;
+        }
+        if entry.kind() != EntryKind::Payment {
             return;
         }
         for posting in entry.postings() {
@@ -1254,6 +1266,35 @@ mod tests {
                 rule_of(replayed.f.book.apply(&pay(1_001, feb + 3 * DAY))),
                 SpendingRule::MonthlyCap
             );
+        }
+
+        #[test]
+        fn a_replacement_card_keeps_the_days_spending() {
+            let mut p = programme(vec![rules(0)]);
+            let (unit, alice, shop, bob) = (p.f.unit, p.f.alice, p.f.shop, p.bob);
+            p.f.book
+                .apply(&entry_at(
+                    EntryKind::Payment,
+                    ALICE,
+                    &[(unit, alice, shop, 2_500)],
+                    DAY,
+                ))
+                .unwrap();
+            let moved = entry_at(
+                EntryKind::CardReplacement,
+                PROGRAMME,
+                &[(unit, alice, bob, 2_500)],
+                DAY,
+            );
+            p.f.book.apply(&moved).unwrap();
+            let bob_key = PublicKey([5; 32]);
+            let over = entry_at(
+                EntryKind::Payment,
+                bob_key,
+                &[(unit, bob, shop, 501)],
+                DAY + 1,
+            );
+            assert_eq!(rule_of(p.f.book.apply(&over)), SpendingRule::DailyCap);
         }
 
         #[test]

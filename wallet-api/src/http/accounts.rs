@@ -137,6 +137,19 @@ pub(super) async fn create(
                 "only admins and programme managers (or coordinators, in mutual-credit units) open accounts",
             ));
         }
+        if let Some(programme) = programme_of(&state, unit).await? {
+            // The programme opens its unit's accounts itself (budget, households, approved
+            // merchants); another issuer account there would issue past the budget.
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "programme-unit",
+                "Accounts of a programme's unit are the programme's",
+                format!(
+                    "{unit} belongs to programme {}: households are enrolled, merchants approved",
+                    programme.id
+                ),
+            ));
+        }
         if let Some(owner) = new.participant_id
             && state.db.participant(owner).await?.is_none()
         {
@@ -383,7 +396,7 @@ pub(super) async fn register_key(
 ) -> Response {
     let route = format!("PUT /v1/accounts/{id}/key");
     let write = async {
-        let account_id = {
+        let (account_id, unit, kind) = {
             let view = state.committer.view().read();
             let account = readable(&view, &principal, &id)?;
             if !principal.can_manage(account, &view) {
@@ -391,8 +404,26 @@ pub(super) async fn register_key(
                     "this token may not register keys for this account",
                 ));
             }
-            account.account.id
+            (
+                account.account.id,
+                account.account.unit,
+                account.account.kind,
+            )
         };
+        // In a programme's unit only merchants hold their own keys: the budget, clearing and
+        // fee accounts answer to the programme, and a household's account to its card.
+        if kind != AccountKind::Merchant && programme_of(&state, unit).await?.is_some() {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "programme-unit",
+                "This account's key is the programme's or its card's",
+                format!(
+                    "account {account_id} is a {} account of programme unit {unit}; its \
+                     authority is set by the programme (issue or replace a card)",
+                    kind.as_str()
+                ),
+            ));
+        }
         let registration: KeyRegistration = body::parse(&headers, &body)?;
         let key = parse_key("public_key", &registration.public_key)?;
         let proof = Signature::from_base64url(&registration.proof)
@@ -462,4 +493,17 @@ pub(super) async fn set_status(
         Ok::<Written, Problem>((StatusCode::OK, as_committed(&state, account_id)?))
     };
     body::idempotent(&state, &headers, &principal, &route, &body, write).await
+}
+
+/// The programme whose unit `unit` is, if any.
+async fn programme_of(
+    state: &AppState,
+    unit: UnitCode,
+) -> Result<Option<crate::programme::Programme>, Problem> {
+    Ok(state
+        .db
+        .programmes()
+        .await?
+        .into_iter()
+        .find(|p| p.unit == unit))
 }

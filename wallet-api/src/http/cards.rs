@@ -172,6 +172,7 @@ pub(super) async fn pay(
             .check(&principal.key(), state.clock.now_ms())?;
         let programmes = service(&state)?;
         let dto: CardPaymentDto = body::parse(&headers, &body)?;
+        super::intents::refuse_derived_id(dto.intent_id)?;
         let number = programmes.card_number(&number)?;
         // Guessing is bounded per card too, whoever the callers are.
         state

@@ -53,6 +53,7 @@ async fn submit_inner(
     // Parsing and ed25519 verification are CPU work: the verifier threads do it, in batches.
     let verified = state.verifier.verify(body, now_ms).await?;
     let intent = verified.intent();
+    refuse_derived_id(intent.intent_id)?;
     // Limited per signing key, once the signature proved the key is the caller's.
     state
         .limiter
@@ -166,6 +167,19 @@ pub(super) async fn check_request_matches(
                 format!("payment request {id} expired at {} ms", request.expires_at),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Version-8 UUIDs are the ids the service derives for its own idempotent work (a run's
+/// entries, a card replacement); a client taking one first could block that work for good.
+pub(super) fn refuse_derived_id(id: ledger::IntentId) -> Result<(), Problem> {
+    if id.0.get_version_num() == 8 {
+        return Err(Problem::invalid_field(
+            "intent_id",
+            "intent_id: version-8 UUIDs are reserved for ids the service derives; use a \
+             random (v4) or time-ordered (v7) UUID",
+        ));
     }
     Ok(())
 }

@@ -118,24 +118,32 @@ fn consume(lots: &mut VecDeque<Lot>, mut amount: i64) {
     }
 }
 
-/// When each lot expires, after `days`.
-pub fn upcoming(lots: &[Lot], days: u32) -> Vec<UpcomingExpiry> {
-    let validity = i64::from(days).saturating_mul(DAY_MS);
+/// When each lot expires: `days_for(received_at)` is the validity in force when the lot was
+/// received (a later rule change does not shorten or lengthen it); `None` never expires.
+pub fn upcoming(lots: &[Lot], days_for: impl Fn(i64) -> Option<u32>) -> Vec<UpcomingExpiry> {
     lots.iter()
-        .map(|l| UpcomingExpiry {
-            amount_minor: l.remaining_minor,
-            expires_at: l.received_at.saturating_add(validity),
+        .filter_map(|l| {
+            let validity = i64::from(days_for(l.received_at)?).saturating_mul(DAY_MS);
+            Some(UpcomingExpiry {
+                amount_minor: l.remaining_minor,
+                expires_at: l.received_at.saturating_add(validity),
+            })
         })
         .collect()
 }
 
-/// Minor units of `lots` expired at `now` after `days`.
-pub fn expired_at(lots: &[Lot], days: u32, now: i64) -> i64 {
-    upcoming(lots, days)
+/// Minor units of `lots` expired at `now`.
+pub fn expired_at(lots: &[Lot], days_for: impl Fn(i64) -> Option<u32>, now: i64) -> i64 {
+    upcoming(lots, days_for)
         .iter()
         .filter(|u| u.expires_at <= now)
         .map(|u| u.amount_minor)
         .sum()
+}
+
+/// The expiry in days of the rule version in force at `at`.
+fn days_at(versions: &[super::RuleVersion], at: i64) -> Option<u32> {
+    rules_at(versions, at).and_then(|v| v.rules.expiry_days)
 }
 
 impl Programmes {
@@ -143,7 +151,6 @@ impl Programmes {
         &self,
         programme: &super::Programme,
         chunk: &[(AccountId, i64, i64)],
-        days: u32,
         now: i64,
         number: usize,
         attempt: u64,
@@ -178,7 +185,7 @@ impl Programmes {
                 valid_from_ms: now,
                 kind: EntryKind::Expire,
                 legs,
-                memo: format!("{}: units unspent after {days} days", programme.name),
+                memo: format!("{}: units unspent past their validity", programme.name),
                 tags: Tags {
                     programme: Some(programme.id.to_string()),
                     budget_line: Some("expiry".into()),
@@ -196,12 +203,8 @@ impl Programmes {
         account: AccountId,
     ) -> Result<Vec<UpcomingExpiry>, ProgrammeError> {
         let versions = self.db.rule_versions(programme).await?;
-        let Some(days) = rules_at(&versions, self.now_ms()).and_then(|v| v.rules.expiry_days)
-        else {
-            return Ok(Vec::new());
-        };
         let view = self.committer.view().read();
-        Ok(upcoming(&lots(&view, account), days))
+        Ok(upcoming(&lots(&view, account), |at| days_at(&versions, at)))
     }
 
     /// Returns every household's expired units to the budget, in signed `expire` entries.
@@ -213,9 +216,9 @@ impl Programmes {
         let programme = self.get(programme_id).await?;
         let now = self.now_ms();
         let versions = self.db.rule_versions(programme_id).await?;
-        let Some(days) = rules_at(&versions, now).and_then(|v| v.rules.expiry_days) else {
+        if versions.iter().all(|v| v.rules.expiry_days.is_none()) {
             return Ok(SweepReport::default());
-        };
+        }
         let households = self.db.households(programme_id).await?;
         // (account, amount expiring, its balance when computed), from one view snapshot.
         let mut expiring: Vec<(AccountId, i64, i64)> = {
@@ -228,7 +231,8 @@ impl Programmes {
                     if account.account.status != ledger::AccountStatus::Active {
                         return None;
                     }
-                    let amount = expired_at(&lots(&view, h.account), days, now);
+                    let amount =
+                        expired_at(&lots(&view, h.account), |at| days_at(&versions, at), now);
                     (amount > 0).then_some((h.account, amount, account.balance.0))
                 })
                 .collect()
@@ -244,7 +248,7 @@ impl Programmes {
                 if chunk.is_empty() {
                     break;
                 }
-                let intent = self.expiry_intent(&programme, &chunk, days, now, number, attempt)?;
+                let intent = self.expiry_intent(&programme, &chunk, now, number, attempt)?;
                 let expected = chunk.iter().map(|&(a, _, balance)| (a, balance)).collect();
                 match self.committer.submit_expecting(&intent, expected).await {
                     Ok(_) => {
@@ -293,10 +297,15 @@ mod tests {
     #[test]
     fn only_lots_past_their_validity_expire() {
         let lots = [lot(0, 100), lot(10 * DAY_MS, 50)];
-        assert_eq!(expired_at(&lots, 30, 30 * DAY_MS - 1), 0);
-        assert_eq!(expired_at(&lots, 30, 30 * DAY_MS), 100);
-        assert_eq!(expired_at(&lots, 30, 40 * DAY_MS), 150);
-        let soon = upcoming(&lots, 30);
+        let thirty = |_| Some(30);
+        assert_eq!(expired_at(&lots, thirty, 30 * DAY_MS - 1), 0);
+        assert_eq!(expired_at(&lots, thirty, 30 * DAY_MS), 100);
+        assert_eq!(expired_at(&lots, thirty, 40 * DAY_MS), 150);
+        let soon = upcoming(&lots, thirty);
         assert_eq!(soon[1].expires_at, 40 * DAY_MS);
+        // Each lot keeps the validity in force when it arrived: a later, shorter rule does
+        // not expire it early, and lots from a time without expiry never expire.
+        let changed = |at: i64| if at < 5 * DAY_MS { None } else { Some(10) };
+        assert_eq!(expired_at(&lots, changed, 365 * DAY_MS), 50);
     }
 }
