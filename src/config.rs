@@ -49,6 +49,10 @@ pub enum Command {
     /// Digital cards.
     #[command(subcommand)]
     Cards(CardsCommand),
+    /// A merchant's terminal in the shell: charge an amount with a signed EMV QR code and
+    /// wait until it is paid; list today's sales.
+    #[command(subcommand)]
+    Terminal(TerminalCommand),
     /// Test helper: commit payments forever, printing each acknowledged intent id. Used by
     /// the crash tests, which kill it mid-batch.
     #[command(hide = true)]
@@ -350,6 +354,72 @@ pub struct ExpireArgs {
     /// The programme id.
     #[arg(long)]
     pub programme: String,
+}
+
+/// `coledger terminal …`.
+#[derive(Debug, Subcommand)]
+pub enum TerminalCommand {
+    /// Creates the terminal's signing key (if the file is missing) and registers it for the
+    /// merchant's account, with a proof of possession.
+    Init(TerminalArgs),
+    /// Asks for AMOUNT: prints the signed EMV QR code and its pay link, then waits until the
+    /// request is paid (exit 0) or expires (exit 1).
+    Charge(TerminalChargeArgs),
+    /// Lists today's (UTC) payments received, with the total.
+    Sales(TerminalArgs),
+}
+
+/// Where the terminal's service, token, account and key are.
+#[derive(Debug, Args, Clone)]
+pub struct TerminalArgs {
+    /// The service, `http://host:port`.
+    #[arg(long, env = "COLEDGER_API", default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    /// The merchant's operator token.
+    #[arg(long, env = "COLEDGER_TOKEN")]
+    pub token: String,
+    /// The merchant's account to be paid into.
+    #[arg(long, env = "COLEDGER_TERMINAL_ACCOUNT")]
+    pub account: String,
+    /// The terminal's signing key: 64 hex characters (created by `terminal init`).
+    #[arg(
+        long,
+        env = "COLEDGER_TERMINAL_KEY_FILE",
+        default_value = "terminal.key"
+    )]
+    pub key_file: PathBuf,
+}
+
+/// `coledger terminal charge`.
+#[derive(Debug, Args)]
+pub struct TerminalChargeArgs {
+    /// The amount, in the unit's decimals (e.g. 12.50).
+    pub amount: String,
+    /// The terminal.
+    #[command(flatten)]
+    pub terminal: TerminalArgs,
+    /// What it is for (on the statement).
+    #[arg(long, default_value = "")]
+    pub memo: String,
+    /// Seconds the request stays payable.
+    #[arg(long, default_value_t = 900)]
+    pub expires_in_s: i64,
+    /// The shop's name in the QR code (printable ASCII, 25 characters); default: its
+    /// registered name when that is ASCII.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The shop's city in the QR code (printable ASCII, 15 characters); default: its area.
+    #[arg(long)]
+    pub city: Option<String>,
+    /// ISO 3166 country of the shop.
+    #[arg(long, env = "COLEDGER_TERMINAL_COUNTRY", default_value = "ES")]
+    pub country: String,
+    /// Language of the shop's name when it is not in Latin letters (ISO 639-1).
+    #[arg(long, default_value = "es")]
+    pub language: String,
+    /// This terminal's label in the QR code.
+    #[arg(long, default_value = "cli")]
+    pub label: String,
 }
 
 /// `coledger cards …`.

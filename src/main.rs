@@ -12,12 +12,15 @@ mod programme_cli;
 mod scheme;
 mod secret;
 mod serve;
+mod terminal;
 mod token;
 mod torture;
 
 use anyhow::Result;
 use clap::Parser as _;
-use config::{BenchCommand, CardsCommand, Cli, Command, TokenCommand, TortureCommand};
+use config::{
+    BenchCommand, CardsCommand, Cli, Command, TerminalCommand, TokenCommand, TortureCommand,
+};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> Result<()> {
@@ -54,6 +57,9 @@ fn main() -> Result<()> {
             Command::Expire(args) => programme_cli::expire(args).await,
             Command::Cards(CardsCommand::Print(args)) => programme_cli::print_cards(args).await,
             Command::Bench(BenchCommand::Disburse(args)) => bench_disburse::run(args).await,
+            Command::Terminal(TerminalCommand::Init(args)) => terminal::init(args).await,
+            Command::Terminal(TerminalCommand::Charge(args)) => terminal::charge(args).await,
+            Command::Terminal(TerminalCommand::Sales(args)) => terminal::sales(args).await,
         }
     })
 }
