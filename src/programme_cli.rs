@@ -8,15 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use merchant_terminal::card_sheet::{CardFace, render_pdf, render_svg_pages};
 use wallet_api::db::DbError;
-use wallet_api::enrolment::{EnrolmentRules, parse_enrolment};
+use wallet_api::enrolment::parse_enrolment;
 use wallet_api::programme::disburse::{RunKind, RunOptions, RunProgress};
 use wallet_api::programme::{HouseholdInput, Programmes};
 use wallet_api::{Committer, CommitterConfig, CommitterTask, Database, SystemClock};
 
 use crate::config::{CardsPrintArgs, DisburseArgs, EnrolArgs, ExpireArgs, ProgrammeArgs};
-
-/// The most dependents an enrolment row may declare.
-const MAX_DEPENDENTS: u32 = 30;
 
 /// The database, the writer and the programme operations.
 pub struct Session {
@@ -196,13 +193,7 @@ pub async fn enrol_file(
     all_or_nothing: bool,
 ) -> Result<(wallet_api::programme::service::EnrolmentOutcome, usize)> {
     let p = programmes.get(programme).await?;
-    let rules = EnrolmentRules {
-        areas: p.areas.clone(),
-        languages: p.languages.clone(),
-        default_language: p.languages.first().cloned().unwrap_or_default(),
-        max_dependents: MAX_DEPENDENTS,
-    };
-    let report = parse_enrolment(bytes, &rules)?;
+    let report = parse_enrolment(bytes, &p.enrolment_rules())?;
     for rejection in &report.rejected {
         eprintln!("rejected {rejection}");
     }
@@ -216,14 +207,7 @@ pub async fn enrol_file(
     let rows = report
         .accepted
         .into_iter()
-        .map(|h| HouseholdInput {
-            reference: h.household_ref,
-            name: h.name,
-            dependents: h.dependents,
-            area: h.area,
-            phone: h.phone,
-            language: h.language,
-        })
+        .map(HouseholdInput::from)
         .collect();
     Ok((programmes.enrol(programme, rows).await?, rejected))
 }

@@ -27,8 +27,8 @@ fn beside_sqlite(database_url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(format!("{path}.secret")))
 }
 
-fn create(path: &Path) -> Result<ServerSecret> {
-    let secret = ServerSecret::generate(&mut rand::rngs::OsRng);
+/// Creates `path` (never overwriting) readable by its owner only, holding `line`, synced.
+pub fn create_private_file(path: &Path, line: &str) -> Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -38,10 +38,15 @@ fn create(path: &Path) -> Result<ServerSecret> {
     }
     let mut file = options
         .open(path)
-        .with_context(|| format!("creating the server secret {}", path.display()))?;
-    writeln!(file, "{}", secret.to_hex())
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "{line}")
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing the server secret {}", path.display()))?;
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn create(path: &Path) -> Result<ServerSecret> {
+    let secret = ServerSecret::generate(&mut rand::rngs::OsRng);
+    create_private_file(path, &secret.to_hex())?;
     tracing::warn!(
         path = %path.display(),
         "created a new server secret; back it up apart from the database: without it, cards cannot be opened"

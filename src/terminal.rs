@@ -74,18 +74,7 @@ fn read_key(path: &Path) -> Result<SigningKey> {
 fn write_new_key(path: &Path) -> Result<SigningKey> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let hex: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    use std::io::Write as _;
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating the terminal key {}", path.display()))?;
-    writeln!(file, "{hex}")?;
+    crate::secret::create_private_file(path, &hex)?;
     Ok(key)
 }
 

@@ -16,7 +16,7 @@ use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
 use crate::auth::Role;
-use crate::enrolment::{EnrolmentRules, parse_enrolment};
+use crate::enrolment::parse_enrolment;
 use crate::programme::disburse::{RunKind, RunOptions};
 use crate::programme::settlement::parse_date;
 use crate::programme::{
@@ -28,8 +28,6 @@ use crate::programme::{
 pub(super) const MANAGERS: &[Role] = &[Role::Admin, Role::ProgrammeManager];
 /// Roles that may read programmes.
 const READERS: &[Role] = &[Role::Admin, Role::ProgrammeManager, Role::Auditor];
-/// The most dependents a household row may declare.
-const MAX_DEPENDENTS: u32 = 30;
 
 impl From<ProgrammeError> for Problem {
     fn from(error: ProgrammeError) -> Self {
@@ -447,13 +445,7 @@ pub(super) async fn enrol(
             ));
         }
         let programme = programmes.get(programme_id(&id)?).await?;
-        let rules = EnrolmentRules {
-            areas: programme.areas.clone(),
-            languages: programme.languages.clone(),
-            default_language: programme.languages.first().cloned().unwrap_or_default(),
-            max_dependents: MAX_DEPENDENTS,
-        };
-        let report = parse_enrolment(&body, &rules).map_err(|e| {
+        let report = parse_enrolment(&body, &programme.enrolment_rules()).map_err(|e| {
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "enrolment-file",
@@ -488,14 +480,7 @@ pub(super) async fn enrol(
         let rows = report
             .accepted
             .into_iter()
-            .map(|h| HouseholdInput {
-                reference: h.household_ref,
-                name: h.name,
-                dependents: h.dependents,
-                area: h.area,
-                phone: h.phone,
-                language: h.language,
-            })
+            .map(HouseholdInput::from)
             .collect();
         let outcome = programmes.enrol(programme.id, rows).await?;
         Ok::<Written, Problem>((

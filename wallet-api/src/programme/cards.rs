@@ -111,6 +111,21 @@ fn refuse_unusable(card: &StoredCard, number: CardNumber) -> Result<(), Programm
     }
 }
 
+/// The PIN an operator set, checked against the PIN rules, or a generated one (returned
+/// as text too, once, for the PIN letter).
+fn choose_pin(chosen: Option<&str>) -> Result<(Pin, Option<String>), ProgrammeError> {
+    match chosen {
+        Some(text) => Ok((
+            Pin::parse(text).map_err(|e| invalid("pin", e.to_string()))?,
+            None,
+        )),
+        None => {
+            let (pin, text) = random_pin();
+            Ok((pin, Some(text)))
+        }
+    }
+}
+
 /// A random PIN that passes the PIN rules (6 digits).
 fn random_pin() -> (Pin, String) {
     loop {
@@ -183,16 +198,7 @@ impl Programmes {
                 household.reference
             )));
         }
-        let (pin, generated_pin) = match pin {
-            Some(text) => (
-                Pin::parse(text).map_err(|e| invalid("pin", e.to_string()))?,
-                None,
-            ),
-            None => {
-                let (pin, text) = random_pin();
-                (pin, Some(text))
-            }
-        };
+        let (pin, generated_pin) = choose_pin(pin)?;
         let card = self.new_card(household_id, household.account, pin).await?;
         // The key first: a crash before the card row leaves an unused key, and issuing again
         // sets a new one.
@@ -404,16 +410,7 @@ impl Programmes {
                 }
             }
             None => {
-                let (pin, generated_pin) = match new_pin {
-                    Some(text) => (
-                        Pin::parse(text).map_err(|e| invalid("pin", e.to_string()))?,
-                        None,
-                    ),
-                    None => {
-                        let (pin, text) = random_pin();
-                        (pin, Some(text))
-                    }
-                };
+                let (pin, generated_pin) = choose_pin(new_pin)?;
                 let account = Account::new(programme.unit, AccountKind::Holder, None);
                 let account_id = account.id;
                 let (card, key) = self.new_card(old.household, account_id, pin).await?;

@@ -284,7 +284,21 @@ pub struct RuleVersion {
     pub created_at: i64,
 }
 
+/// The most dependents an enrolment row may declare.
+pub const MAX_DEPENDENTS: u32 = 30;
+
 impl Programme {
+    /// How its enrolment files are checked: its areas and languages (the first is the
+    /// default), at most [`MAX_DEPENDENTS`] dependents.
+    pub fn enrolment_rules(&self) -> crate::enrolment::EnrolmentRules {
+        crate::enrolment::EnrolmentRules {
+            areas: self.areas.clone(),
+            languages: self.languages.clone(),
+            default_language: self.languages.first().cloned().unwrap_or_default(),
+            max_dependents: MAX_DEPENDENTS,
+        }
+    }
+
     /// The Book's policy for the programme's unit, from every version of its rules.
     pub fn policy(&self, versions: &[RuleVersion]) -> Result<UnitPolicy, RulesError> {
         let spending = versions

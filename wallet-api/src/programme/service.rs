@@ -138,6 +138,19 @@ pub struct HouseholdInput {
     pub language: String,
 }
 
+impl From<crate::enrolment::Household> for HouseholdInput {
+    fn from(h: crate::enrolment::Household) -> Self {
+        Self {
+            reference: h.household_ref,
+            name: h.name,
+            dependents: h.dependents,
+            area: h.area,
+            phone: h.phone,
+            language: h.language,
+        }
+    }
+}
+
 /// What an enrolment changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EnrolmentOutcome {
