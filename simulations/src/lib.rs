@@ -4,7 +4,7 @@
 //!
 //! Invariants: money is integer minor units (`i64`) wherever it moves; floats appear only for
 //! rates and reported measures. Models conserve money to the minor unit (deposits = balances
-//! + withdrawals, asserted) and are deterministic for a seed. The crate reads event files,
+//! plus withdrawals, asserted) and are deterministic for a seed. The crate reads event files,
 //! never the database.
 
 pub mod events;
