@@ -7,5 +7,9 @@
 //! plus withdrawals, asserted) and are deterministic for a seed. The crate reads event files,
 //! never the database.
 
+pub mod agents;
+pub mod book;
 pub mod events;
 pub mod measure;
+pub mod montecarlo;
+pub mod scenario;
