@@ -12,4 +12,11 @@ pub mod book;
 pub mod events;
 pub mod measure;
 pub mod montecarlo;
+pub mod report;
+pub mod run;
 pub mod scenario;
+
+pub use run::{
+    RunSummary, SimError, SweepPoint, measure_file, measure_file_with, parse_range, run_scenario,
+    simulate, sweep,
+};

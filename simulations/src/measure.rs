@@ -244,6 +244,7 @@ pub struct Measures {
 
 #[derive(Default)]
 struct UnitState {
+    events: u64,
     holdings: Vec<Holding>,
     stock: i64,
     deposits: i64,
@@ -395,6 +396,7 @@ impl Measurer {
             }
             _ => true,
         };
+        state.events += 1;
         state.apply(event, dictionary, now, tracked_programme);
         self.events += 1;
         Ok(())
@@ -409,6 +411,9 @@ impl Measurer {
         let mut units = Vec::new();
         let (mut deposits, mut rounds) = (0i64, [0i64; ROUNDS]);
         for (id, state) in self.units.iter_mut().enumerate() {
+            if state.events == 0 {
+                continue;
+            }
             state.finish_periods(periods, period_s);
             deposits += state.tracked_deposits;
             for (total, s) in rounds.iter_mut().zip(state.spend) {
