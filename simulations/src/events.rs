@@ -6,6 +6,11 @@
 //! never exist as strings. Money is an integer count of the unit's minor units.
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
+
+/// Files come from our own export or simulators; a fast, non-DoS-resistant hash is fine.
+type Map<K, V> = HashMap<K, V, RandomState>;
 use std::io::{BufRead, Write};
 
 /// First line of a CSV event file.
@@ -220,9 +225,9 @@ impl Event {
 #[derive(Debug)]
 pub struct Dictionary {
     participants: Vec<Participant>,
-    participant_ids: HashMap<Box<str>, u32>,
+    participant_ids: Map<Box<str>, u32>,
     labels: Vec<Box<str>>,
-    label_ids: HashMap<Box<str>, u32>,
+    label_ids: Map<Box<str>, u32>,
     units: Vec<Box<str>>,
 }
 
@@ -235,11 +240,11 @@ impl Default for Dictionary {
 impl Dictionary {
     /// An empty dictionary; label id 0 is the empty label.
     pub fn new() -> Self {
-        let mut label_ids = HashMap::new();
+        let mut label_ids = Map::default();
         label_ids.insert(Box::<str>::from(""), 0);
         Self {
             participants: Vec::new(),
-            participant_ids: HashMap::new(),
+            participant_ids: Map::default(),
             labels: vec![Box::from("")],
             label_ids,
             units: Vec::new(),
@@ -248,6 +253,9 @@ impl Dictionary {
 
     /// The id of a label, interning it if new.
     pub fn label(&mut self, text: &str) -> Result<u32, FieldError> {
+        if text.is_empty() {
+            return Ok(0);
+        }
         if let Some(&id) = self.label_ids.get(text) {
             return Ok(id);
         }

@@ -98,8 +98,9 @@ pub enum MeasureError {
 #[derive(Clone, Copy, Default)]
 struct Holding {
     slots: [i64; SLOTS],
-    /// Sum of amount * arrival time (seconds since origin) over the balance.
-    arrival_sum: i128,
+    /// Money-weighted mean arrival time of the balance, seconds since the origin. A float:
+    /// it only feeds the reported holding time, never a balance.
+    arrival_mean_s: f64,
 }
 
 /// Flows of one period (per unit), in minor units.
@@ -259,7 +260,7 @@ struct UnitState {
     local_outflow: i64,
     local_outflow_local: i64,
     outflow_total: i64,
-    hold_sum: i128,
+    hold_sum: f64,
     spend: [i64; ROUNDS],
     periods: Vec<Period>,
     last_s: i64,
@@ -292,14 +293,15 @@ fn cohort(list: &mut Vec<CohortFlows>, label: u32) -> &mut CohortFlows {
 }
 
 /// Takes `amount` out of `holding` in proportion to its generations (largest remainder),
-/// returning the parts and how much of `amount` exceeded the balance (returned as untracked).
-fn take(holding: &mut Holding, amount: i64, now: i64) -> ([i64; SLOTS], i64, i128) {
+/// returning the parts, how much of `amount` exceeded the balance (returned as untracked), and
+/// the money-seconds the taken money was held.
+fn take(holding: &mut Holding, amount: i64, now: i64) -> ([i64; SLOTS], i64, f64) {
     let balance: i64 = holding.slots.iter().sum();
     if balance <= amount {
         let mut parts = holding.slots;
         let excess = amount - balance;
         parts[UNTRACKED] += excess;
-        let held = i128::from(balance) * i128::from(now) - holding.arrival_sum;
+        let held = balance as f64 * (now as f64 - holding.arrival_mean_s);
         *holding = Holding::default();
         return (parts, excess, held);
     }
@@ -311,11 +313,22 @@ fn take(holding: &mut Holding, amount: i64, now: i64) -> ([i64; SLOTS], i64, i12
     } else {
         let mut remainders = [0i128; SLOTS];
         let mut given = 0;
-        for (i, &slot) in holding.slots.iter().enumerate() {
-            let product = i128::from(slot) * i128::from(amount);
-            parts[i] = (product / i128::from(balance)) as i64;
-            remainders[i] = product % i128::from(balance);
-            given += parts[i];
+        if balance <= i64::from(u32::MAX) {
+            // Products stay below 2^64: the cheap path for every realistic balance.
+            let (amount, balance) = (amount as u64, balance as u64);
+            for (i, &slot) in holding.slots.iter().enumerate() {
+                let product = slot as u64 * amount;
+                parts[i] = (product / balance) as i64;
+                remainders[i] = i128::from(product % balance);
+                given += parts[i];
+            }
+        } else {
+            for (i, &slot) in holding.slots.iter().enumerate() {
+                let product = i128::from(slot) * i128::from(amount);
+                parts[i] = (product / i128::from(balance)) as i64;
+                remainders[i] = product % i128::from(balance);
+                given += parts[i];
+            }
         }
         // The remainders sum to (amount - given) * balance, each below balance, so at least
         // that many are positive; each gets one more minor unit, largest first.
@@ -333,9 +346,18 @@ fn take(holding: &mut Holding, amount: i64, now: i64) -> ([i64; SLOTS], i64, i12
     for (slot, part) in holding.slots.iter_mut().zip(parts) {
         *slot -= part;
     }
-    let removed = holding.arrival_sum * i128::from(amount) / i128::from(balance);
-    holding.arrival_sum -= removed;
-    (parts, 0, i128::from(amount) * i128::from(now) - removed)
+    (
+        parts,
+        0,
+        amount as f64 * (now as f64 - holding.arrival_mean_s),
+    )
+}
+
+/// Moves the mean arrival time for `amount` arriving at `now` (before it joins the slots).
+fn receive(holding: &mut Holding, amount: i64, now: i64) {
+    let balance: i64 = holding.slots.iter().sum();
+    let weight = amount as f64 / (balance as f64 + amount as f64);
+    holding.arrival_mean_s += (now as f64 - holding.arrival_mean_s) * weight;
 }
 
 /// Measures a stream event by event; call [`Measurer::push`] in time order, then
@@ -497,8 +519,8 @@ impl UnitState {
             EventKind::Deposit => {
                 let tracked = tracked_programme && target_local;
                 let holding = self.holding(event.target);
+                receive(holding, amount, now);
                 holding.slots[if tracked { 0 } else { UNTRACKED }] += amount;
-                holding.arrival_sum += i128::from(amount) * i128::from(now);
                 self.stock += amount;
                 self.deposits += amount;
                 if tracked {
@@ -541,7 +563,7 @@ impl UnitState {
         self.hold_sum += held;
         self.outflow_total += amount;
         let target = self.holding(event.target);
-        target.arrival_sum += i128::from(amount) * i128::from(now);
+        receive(target, amount, now);
         if target_local {
             for (g, &part) in parts[..ROUNDS].iter().enumerate() {
                 target.slots[(g + 1).min(ROUNDS - 1)] += part;
@@ -609,8 +631,7 @@ impl UnitState {
         let integral: i128 = self.periods.iter().map(|p| p.stock_integral).sum();
         let stock_average = integral as f64 / window_s as f64;
         let velocity = (stock_average > 0.0).then(|| self.transfers as f64 / stock_average);
-        let holding_s =
-            (self.outflow_total > 0).then(|| self.hold_sum as f64 / self.outflow_total as f64);
+        let holding_s = (self.outflow_total > 0).then(|| self.hold_sum / self.outflow_total as f64);
         let p = (self.local_outflow > 0)
             .then(|| self.local_outflow_local as f64 / self.local_outflow as f64);
         let still_held: i64 = self
@@ -794,7 +815,7 @@ mod tests {
     fn rounding_of_proportional_parts_is_exact() {
         let mut holding = Holding {
             slots: [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0],
-            arrival_sum: 0,
+            arrival_mean_s: 0.0,
         };
         let (parts, excess, _) = take(&mut holding, 2, 0);
         assert_eq!((parts.iter().sum::<i64>(), excess), (2, 0));
