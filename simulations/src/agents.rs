@@ -11,7 +11,8 @@
 //! 3. **Expiry**: households' local units older than `expiry_days` expire. Units are kept as
 //!    dated lots and spent oldest first, as the ledger's expiry rule does.
 //! 4. **Shopping**: every `trip_interval_days` (staggered), a household spends
-//!    `spend_share_per_trip` of each balance (at least 1.00 or all it has), plus all units due
+//!    `spend_share_per_trip` (`saver_spend_share_per_trip` for the `saver_share` of households
+//!    drawn as savers at the start) of each balance (at least 1.00 or all it has), plus all units due
 //!    to expire within `expiry_rush_days`. Local units go to a random accepting merchant;
 //!    national money to a random local merchant with probability `local_share_national`, else
 //!    to a random outside firm.
@@ -121,6 +122,8 @@ struct Economy<'a> {
     /// kept when expiry is on.
     lots: Vec<VecDeque<(u32, i64)>>,
     demurrage_daily: f64,
+    /// Per household, the share of a balance spent on a trip.
+    spend_shares: Vec<f64>,
 }
 
 /// Runs the economy on `dictionary` (from [`dictionary`]) for the scenario's days.
@@ -141,12 +144,23 @@ pub fn run(
         })
         .collect();
     let expiry = scenario.policy.expiry_days > 0;
+    let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed);
+    let h = &scenario.households;
+    let spend_shares = (0..layout.households)
+        .map(|_| {
+            if rng.gen_bool(h.saver_share) {
+                h.saver_spend_share_per_trip
+            } else {
+                h.spend_share_per_trip
+            }
+        })
+        .collect();
     let mut economy = Economy {
         scenario,
         dictionary,
         layout,
         book: Book::new(dictionary),
-        rng: ChaCha8Rng::seed_from_u64(scenario.seed),
+        rng,
         accepting,
         lots: if expiry {
             vec![VecDeque::new(); layout.households as usize]
@@ -154,6 +168,7 @@ pub fn run(
             Vec::new()
         },
         demurrage_daily: 1.0 - (1.0 - scenario.policy.demurrage_per_month).powf(1.0 / 30.0),
+        spend_shares,
     };
     economy.book.set_programme(1);
     for day in 0..scenario.days {
@@ -296,7 +311,7 @@ impl Economy<'_> {
 
     fn shop(&mut self, i: u32, day: u32, sink: &mut Sink<'_>) -> Result<(), BookError> {
         let household = self.layout.household(i);
-        let share = self.scenario.households.spend_share_per_trip;
+        let share = self.spend_shares[i as usize];
         let spend = |balance: i64| share_of(balance, share).max(balance.min(MIN_PAYMENT_MINOR));
         let balance = self.book.balance(household, LOCAL);
         let mut amount = spend(balance);
@@ -502,6 +517,7 @@ mod tests {
     fn expiry_returns_unspent_units() {
         let mut s = small();
         s.households.spend_share_per_trip = 0.01;
+        s.households.saver_share = 0.0;
         s.households.expiry_rush_days = 0;
         s.policy.expiry_days = 10;
         let m = measured(&s);

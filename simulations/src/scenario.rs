@@ -67,6 +67,11 @@ pub struct Households {
     pub trip_interval_days: u32,
     /// Share of each balance spent on a trip, 0..=1. Default 0.25.
     pub spend_share_per_trip: f64,
+    /// Share of households that are slow spenders (savers), drawn per household from the
+    /// seed, 0..=1. Default 0.2.
+    pub saver_share: f64,
+    /// Share of each balance a saver spends on a trip, 0..=1. Default 0.02.
+    pub saver_spend_share_per_trip: f64,
     /// Share of national-money spending done at local merchants (the rest at outside firms),
     /// 0..=1. Local units can only be spent at accepting local merchants. Default 0.35.
     pub local_share_national: f64,
@@ -169,6 +174,8 @@ impl Default for Households {
             benefit_interval_days: 30,
             trip_interval_days: 3,
             spend_share_per_trip: 0.25,
+            saver_share: 0.2,
+            saver_spend_share_per_trip: 0.02,
             local_share_national: 0.35,
             expiry_rush_days: 7,
         }
@@ -270,6 +277,11 @@ impl Scenario {
         );
         share(h.beneficiary_share, "households.beneficiary_share")?;
         share(h.spend_share_per_trip, "households.spend_share_per_trip")?;
+        share(h.saver_share, "households.saver_share")?;
+        share(
+            h.saver_spend_share_per_trip,
+            "households.saver_spend_share_per_trip",
+        )?;
         share(h.local_share_national, "households.local_share_national")?;
         share(
             m.social_enterprise_share,
