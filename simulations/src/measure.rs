@@ -311,22 +311,35 @@ fn take(holding: &mut Holding, amount: i64, now: i64) -> ([i64; SLOTS], i64, f64
         let only = holding.slots.iter().position(|&s| s != 0).unwrap_or(0);
         parts[only] = amount;
     } else {
-        let mut remainders = [0i128; SLOTS];
+        let mut remainders = [0i64; SLOTS];
         let mut given = 0;
-        if balance <= i64::from(u32::MAX) {
-            // Products stay below 2^64: the cheap path for every realistic balance.
+        if balance <= 1 << 31 {
+            // Products stay below 2^62. Divisions dominate the measuring time, so each quotient
+            // is estimated with one float reciprocal and corrected to the exact integer.
             let (amount, balance) = (amount as u64, balance as u64);
+            let inverse = 1.0 / balance as f64;
             for (i, &slot) in holding.slots.iter().enumerate() {
+                if slot == 0 {
+                    continue;
+                }
                 let product = slot as u64 * amount;
-                parts[i] = (product / balance) as i64;
-                remainders[i] = i128::from(product % balance);
+                let mut quotient = (product as f64 * inverse) as u64;
+                while quotient * balance > product {
+                    quotient -= 1;
+                }
+                while product - quotient * balance >= balance {
+                    quotient += 1;
+                }
+                parts[i] = quotient as i64;
+                remainders[i] = (product - quotient * balance) as i64;
                 given += parts[i];
             }
         } else {
             for (i, &slot) in holding.slots.iter().enumerate() {
                 let product = i128::from(slot) * i128::from(amount);
                 parts[i] = (product / i128::from(balance)) as i64;
-                remainders[i] = product % i128::from(balance);
+                // Below `balance`, so it fits.
+                remainders[i] = (product % i128::from(balance)) as i64;
                 given += parts[i];
             }
         }
@@ -823,6 +836,37 @@ mod tests {
         assert_eq!(holding.slots[..3], [0, 0, 1]);
         let (parts, excess, _) = take(&mut holding, 5, 0);
         assert_eq!((parts[2], parts[UNTRACKED], excess), (1, 4, 4));
+    }
+
+    #[test]
+    fn proportional_parts_are_exact_on_both_arithmetic_paths() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for round in 0..2000 {
+            let scale: i64 = if round % 2 == 0 { 1_000 } else { 1 << 40 };
+            let mut holding = Holding::default();
+            for slot in &mut holding.slots {
+                *slot = if rng.gen_bool(0.7) {
+                    rng.gen_range(0..scale)
+                } else {
+                    0
+                };
+            }
+            let before = holding.slots;
+            let balance: i64 = before.iter().sum();
+            if balance < 2 {
+                continue;
+            }
+            let amount = rng.gen_range(1..balance);
+            let (parts, excess, _) = take(&mut holding, amount, 0);
+            assert_eq!((parts.iter().sum::<i64>(), excess), (amount, 0));
+            for i in 0..SLOTS {
+                assert!(parts[i] >= 0 && parts[i] <= before[i]);
+                // Within one minor unit of the exact proportional share.
+                let exact = before[i] as f64 * amount as f64 / balance as f64;
+                assert!((parts[i] as f64 - exact).abs() < 1.0 + 1e-6 * exact);
+            }
+        }
     }
 
     #[test]
