@@ -16,7 +16,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if dir.extension().is_some_and(|e| e == "csv") && dir.is_file() {
         let started = Instant::now();
         let measured = simulations::measure_file(&dir, &std::env::temp_dir().join("perf-measure"))?;
-        println!("measure_file: {} events in {:.2} s", measured.events, started.elapsed().as_secs_f64());
+        println!(
+            "measure_file: {} events in {:.2} s",
+            measured.events,
+            started.elapsed().as_secs_f64()
+        );
         return Ok(());
     }
     let mut number = |default: u32| args.next().map_or(Ok(default), |a| a.parse::<u32>());

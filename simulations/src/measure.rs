@@ -622,6 +622,35 @@ impl UnitState {
         }
     }
 
+    fn leakage(&self, still_held: i64) -> Leakage {
+        let d = self.tracked_deposits;
+        let share = |x: i64| if d > 0 { x as f64 / d as f64 } else { 0.0 };
+        Leakage {
+            redemption: share(self.tracked_leak[0] + self.tracked_leak[1]),
+            fee: share(self.tracked_leak[1]),
+            expiry: share(self.tracked_leak[2]),
+            demurrage: share(self.tracked_leak[3]),
+            outflow: share(self.tracked_leak[4]),
+            outside: share(self.tracked_outside),
+            still_held: share(still_held),
+        }
+    }
+
+    fn period_rows(&self, origin_s: i64, period_s: i64) -> Vec<Period> {
+        self.periods
+            .iter()
+            .map(|p| {
+                let average = p.stock_integral as f64 / period_s as f64;
+                Period {
+                    start_s: p.start_s + origin_s,
+                    stock_average_minor: average,
+                    velocity: (average > 0.0).then(|| p.transfers_minor as f64 / average),
+                    ..p.clone()
+                }
+            })
+            .collect()
+    }
+
     fn report(
         &self,
         unit: &str,
@@ -630,7 +659,6 @@ impl UnitState {
         period_s: i64,
     ) -> UnitMeasures {
         let d = self.tracked_deposits;
-        let share = |x: i64| if d > 0 { x as f64 / d as f64 } else { 0.0 };
         let ratio = |extra: i64| (d > 0).then(|| (d + extra) as f64 / d as f64);
         let mut lm = Vec::with_capacity(ROUNDS);
         let mut running = 0;
@@ -659,31 +687,6 @@ impl UnitState {
             .iter()
             .map(|h| h.slots.iter().sum::<i64>())
             .sum();
-        let labelled = |list: &[CohortFlows]| {
-            list.iter()
-                .enumerate()
-                .filter(|(_, c)| {
-                    **c != CohortFlows {
-                        received_by_round_minor: vec![0; ROUNDS],
-                        ..CohortFlows::default()
-                    }
-                })
-                .map(|(id, c)| (dictionary.label_text(id as u32).to_owned(), c.clone()))
-                .collect()
-        };
-        let periods = self
-            .periods
-            .iter()
-            .map(|p| {
-                let average = p.stock_integral as f64 / period_s as f64;
-                Period {
-                    start_s: p.start_s + origin_s,
-                    stock_average_minor: average,
-                    velocity: (average > 0.0).then(|| p.transfers_minor as f64 / average),
-                    ..p.clone()
-                }
-            })
-            .collect();
         UnitMeasures {
             unit: unit.to_owned(),
             deposits_minor: self.deposits,
@@ -714,21 +717,26 @@ impl UnitState {
             recirculation_share: p,
             lm3_closed_form: p.map(|p| 1.0 + p + p * p),
             lm_all_closed_form: p.filter(|&p| p < 1.0).map(|p| 1.0 / (1.0 - p)),
-            leakage: Leakage {
-                redemption: share(self.tracked_leak[0] + self.tracked_leak[1]),
-                fee: share(self.tracked_leak[1]),
-                expiry: share(self.tracked_leak[2]),
-                demurrage: share(self.tracked_leak[3]),
-                outflow: share(self.tracked_leak[4]),
-                outside: share(self.tracked_outside),
-                still_held: share(still_held),
-            },
-            periods,
-            by_programme: labelled(&self.by_programme),
-            by_category: labelled(&self.by_category),
-            by_area: labelled(&self.by_area),
+            leakage: self.leakage(still_held),
+            periods: self.period_rows(origin_s, period_s),
+            by_programme: labelled(&self.by_programme, dictionary),
+            by_category: labelled(&self.by_category, dictionary),
+            by_area: labelled(&self.by_area, dictionary),
         }
     }
+}
+
+/// The cohorts that saw any flow, by label text.
+fn labelled(list: &[CohortFlows], dictionary: &Dictionary) -> BTreeMap<String, CohortFlows> {
+    let empty = CohortFlows {
+        received_by_round_minor: vec![0; ROUNDS],
+        ..CohortFlows::default()
+    };
+    list.iter()
+        .enumerate()
+        .filter(|(_, c)| **c != empty)
+        .map(|(id, c)| (dictionary.label_text(id as u32).to_owned(), c.clone()))
+        .collect()
 }
 
 /// LM-n for a constant local re-spend share `p`: `1 + p + … + p^(n-1)` (LM3 = 1 + p + p²).

@@ -259,6 +259,7 @@ impl Scenario {
 
     /// Checks every range; a scenario that passes cannot make a model panic.
     pub fn validate(&self) -> Result<(), ScenarioError> {
+        self.validate_counts()?;
         let share = |value: f64, field: &'static str| {
             if (0.0..=1.0).contains(&value) {
                 Ok(())
@@ -310,6 +311,31 @@ impl Scenario {
                 expected: "between 0 and 100",
             });
         }
+        if !(1..=crate::events::MAX_AMOUNT_MINOR / 1000).contains(&h.benefit_minor)
+            || !(1..=crate::events::MAX_AMOUNT_MINOR / 1000).contains(&mc.deposit_minor)
+        {
+            return Err(ScenarioError::Range {
+                field: "benefit_minor / deposit_minor",
+                expected: "positive and below 2^53 / 1000",
+            });
+        }
+        if self.start_s.rem_euclid(crate::measure::DAY_S) != 0 {
+            return Err(ScenarioError::Range {
+                field: "start_s",
+                expected: "a UTC midnight",
+            });
+        }
+        if p.local_unit == p.national_unit {
+            return Err(ScenarioError::Range {
+                field: "policy.local_unit",
+                expected: "different from national_unit",
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_counts(&self) -> Result<(), ScenarioError> {
+        let (h, m, mc) = (&self.households, &self.merchants, &self.monte_carlo);
         let count = |value: u32, max: u32, field: &'static str, expected: &'static str| {
             if (1..=max).contains(&value) {
                 Ok(())
@@ -364,26 +390,6 @@ impl Scenario {
             "1..=1000",
         )?;
         count(mc.rounds, 1000, "monte_carlo.rounds", "1..=1000")?;
-        if !(1..=crate::events::MAX_AMOUNT_MINOR / 1000).contains(&h.benefit_minor)
-            || !(1..=crate::events::MAX_AMOUNT_MINOR / 1000).contains(&mc.deposit_minor)
-        {
-            return Err(ScenarioError::Range {
-                field: "benefit_minor / deposit_minor",
-                expected: "positive and below 2^53 / 1000",
-            });
-        }
-        if self.start_s.rem_euclid(crate::measure::DAY_S) != 0 {
-            return Err(ScenarioError::Range {
-                field: "start_s",
-                expected: "a UTC midnight",
-            });
-        }
-        if p.local_unit == p.national_unit {
-            return Err(ScenarioError::Range {
-                field: "policy.local_unit",
-                expected: "different from national_unit",
-            });
-        }
         Ok(())
     }
 
