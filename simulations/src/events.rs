@@ -5,6 +5,7 @@
 //! while reading, so an [`Event`] is a small `Copy` struct of integers and ten million of them
 //! never exist as strings. Money is an integer count of the unit's minor units.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
@@ -478,26 +479,34 @@ pub enum Format {
     JsonLines,
 }
 
-/// The fields of one row as text, shared by the CSV and JSON decoders.
+/// The fields of one row as text, shared by the CSV and JSON decoders (JSON strings with
+/// escapes are owned, all others borrowed).
 #[derive(serde::Deserialize)]
 struct RawRow<'a> {
     time: i64,
-    kind: &'a str,
-    reason: &'a str,
-    source: &'a str,
-    source_kind: &'a str,
-    #[serde(default)]
-    source_category: &'a str,
-    target: &'a str,
-    target_kind: &'a str,
-    #[serde(default)]
-    target_category: &'a str,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    reason: Cow<'a, str>,
+    #[serde(borrow)]
+    source: Cow<'a, str>,
+    #[serde(borrow)]
+    source_kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    source_category: Cow<'a, str>,
+    #[serde(borrow)]
+    target: Cow<'a, str>,
+    #[serde(borrow)]
+    target_kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    target_category: Cow<'a, str>,
     amount_minor: i64,
-    unit: &'a str,
-    #[serde(default)]
-    programme: &'a str,
-    #[serde(default)]
-    area: &'a str,
+    #[serde(borrow)]
+    unit: Cow<'a, str>,
+    #[serde(default, borrow)]
+    programme: Cow<'a, str>,
+    #[serde(default, borrow)]
+    area: Cow<'a, str>,
 }
 
 #[derive(serde::Deserialize)]
@@ -648,18 +657,18 @@ fn split_csv(text: &str) -> Result<RawRow<'_>, FieldError> {
     };
     Ok(RawRow {
         time: integer("time", fields[0])?,
-        kind: fields[1],
-        reason: fields[2],
-        source: fields[3],
-        source_kind: fields[4],
-        source_category: fields[5],
-        target: fields[6],
-        target_kind: fields[7],
-        target_category: fields[8],
+        kind: Cow::Borrowed(fields[1]),
+        reason: Cow::Borrowed(fields[2]),
+        source: Cow::Borrowed(fields[3]),
+        source_kind: Cow::Borrowed(fields[4]),
+        source_category: Cow::Borrowed(fields[5]),
+        target: Cow::Borrowed(fields[6]),
+        target_kind: Cow::Borrowed(fields[7]),
+        target_category: Cow::Borrowed(fields[8]),
         amount_minor: integer("amount_minor", fields[9])?,
-        unit: fields[10],
-        programme: fields[11],
-        area: fields[12],
+        unit: Cow::Borrowed(fields[10]),
+        programme: Cow::Borrowed(fields[11]),
+        area: Cow::Borrowed(fields[12]),
     })
 }
 
@@ -671,24 +680,24 @@ fn unknown(field: &'static str, value: &str) -> FieldError {
 }
 
 fn intern(dictionary: &mut Dictionary, raw: &RawRow<'_>) -> Result<Event, FieldError> {
-    let kind = EventKind::parse(raw.kind).ok_or_else(|| unknown("kind", raw.kind))?;
-    let reason = Reason::parse(raw.reason).ok_or_else(|| unknown("reason", raw.reason))?;
+    let kind = EventKind::parse(&raw.kind).ok_or_else(|| unknown("kind", &raw.kind))?;
+    let reason = Reason::parse(&raw.reason).ok_or_else(|| unknown("reason", &raw.reason))?;
     if reason.kind() != kind {
         return Err(FieldError::ReasonMismatch {
             kind: kind.as_str(),
             reason: reason.as_str(),
         });
     }
-    let source_kind = ParticipantKind::parse(raw.source_kind)
-        .ok_or_else(|| unknown("source_kind", raw.source_kind))?;
-    let target_kind = ParticipantKind::parse(raw.target_kind)
-        .ok_or_else(|| unknown("target_kind", raw.target_kind))?;
+    let source_kind = ParticipantKind::parse(&raw.source_kind)
+        .ok_or_else(|| unknown("source_kind", &raw.source_kind))?;
+    let target_kind = ParticipantKind::parse(&raw.target_kind)
+        .ok_or_else(|| unknown("target_kind", &raw.target_kind))?;
     check_roles(kind, source_kind, target_kind)?;
     if raw.amount_minor <= 0 || raw.amount_minor > MAX_AMOUNT_MINOR {
         return Err(FieldError::BadAmount(raw.amount_minor));
     }
-    let source = dictionary.participant(raw.source, source_kind, raw.source_category)?;
-    let target = dictionary.participant(raw.target, target_kind, raw.target_category)?;
+    let source = dictionary.participant(&raw.source, source_kind, &raw.source_category)?;
+    let target = dictionary.participant(&raw.target, target_kind, &raw.target_category)?;
     if source == target {
         return Err(FieldError::Role(
             "source and target are the same participant",
@@ -700,9 +709,9 @@ fn intern(dictionary: &mut Dictionary, raw: &RawRow<'_>) -> Result<Event, FieldE
         source,
         target,
         amount_minor: raw.amount_minor,
-        unit: dictionary.unit(raw.unit)?,
-        programme: dictionary.label(raw.programme)?,
-        area: dictionary.label(raw.area)?,
+        unit: dictionary.unit(&raw.unit)?,
+        programme: dictionary.label(&raw.programme)?,
+        area: dictionary.label(&raw.area)?,
     })
 }
 
@@ -973,6 +982,13 @@ time,kind,reason,source,source_kind,source_category,target,target_kind,target_ca
             reader.next_event(),
             Err(ReadError::LineTooLong { line: 3 })
         ));
+    }
+
+    #[test]
+    fn json_strings_with_escapes_are_read() {
+        let text = "{\"schema\":\"coledger-events\",\"version\":1}\n{\"time\":1,\"kind\":\"deposit\",\"reason\":\"issuance\",\"source\":\"c\",\"source_kind\":\"issuer\",\"target\":\"\\u0068\",\"target_kind\":\"household\",\"amount_minor\":5,\"unit\":\"U\"}\n";
+        let (events, dictionary) = read_all(text).unwrap();
+        assert_eq!(&*dictionary.participant_info(events[0].target).name, "h");
     }
 
     #[test]
