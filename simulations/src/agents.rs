@@ -84,6 +84,9 @@ pub fn dictionary(scenario: &Scenario) -> Result<Dictionary, FieldError> {
     d.unit(&scenario.policy.local_unit)?;
     d.unit(&scenario.policy.national_unit)?;
     d.label("minimum_income")?;
+    for area in &scenario.areas {
+        d.label(area)?;
+    }
     d.participant("issuer", ParticipantKind::Issuer, "")?;
     for name in ["redemption", "fees", "expired", "demurrage", "outflow"] {
         d.participant(name, ParticipantKind::System, "")?;
@@ -171,6 +174,7 @@ pub fn run(
         spend_shares,
     };
     economy.book.set_programme(1);
+    economy.place_in_areas();
     for day in 0..scenario.days {
         economy
             .book
@@ -210,6 +214,26 @@ impl Economy<'_> {
             self.post(sink, Reason::Outflow, (firm, OUTFLOW), NATIONAL, amount)?;
         }
         Ok(())
+    }
+
+    fn place_in_areas(&mut self) {
+        let labels: Vec<u32> = self
+            .scenario
+            .areas
+            .iter()
+            .filter_map(|a| self.dictionary.label_id(a))
+            .collect();
+        if labels.is_empty() {
+            return;
+        }
+        for i in 0..self.layout.households {
+            let area = labels[i as usize % labels.len()];
+            self.book.set_area(self.layout.household(i), area);
+        }
+        for i in 0..self.layout.merchants {
+            let area = labels[i as usize % labels.len()];
+            self.book.set_area(self.layout.merchant(i), area);
+        }
     }
 
     fn post(
@@ -511,6 +535,18 @@ mod tests {
         let (a, b) = (measured(&free), measured(&fee));
         assert!(b.units[0].lm_all.unwrap() > a.units[0].lm_all.unwrap());
         assert!(b.units[0].leakage.fee > 0.0);
+    }
+
+    #[test]
+    fn events_carry_the_area_of_their_local_end() {
+        let mut s = small();
+        s.areas = vec!["north".into(), "south".into()];
+        let m = measured(&s);
+        let areas = &m.units[0].by_area;
+        assert_eq!(areas.keys().collect::<Vec<_>>(), ["north", "south"]);
+        let deposits: i64 = areas.values().map(|a| a.deposits_minor).sum();
+        assert_eq!(deposits, m.units[0].deposits_minor);
+        assert!(areas["north"].received_minor > 0 && areas["south"].received_minor > 0);
     }
 
     #[test]

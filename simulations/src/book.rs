@@ -57,6 +57,8 @@ pub struct Book {
     totals: Vec<UnitTotals>,
     time_s: i64,
     programme: u32,
+    /// Area label id per participant (0 = none).
+    areas: Vec<u32>,
 }
 
 impl Book {
@@ -69,6 +71,7 @@ impl Book {
             totals: vec![UnitTotals::default(); units],
             time_s: 0,
             programme: 0,
+            areas: vec![0; dictionary.participants().len()],
         }
     }
 
@@ -86,6 +89,12 @@ impl Book {
     /// Sets the programme label stamped on deposits.
     pub fn set_programme(&mut self, label: u32) {
         self.programme = label;
+    }
+
+    /// Places a participant in an area (a label id). An event is stamped with the area of its
+    /// local end: the payee when it is local, else the payer.
+    pub fn set_area(&mut self, participant: u32, label: u32) {
+        self.areas[participant as usize] = label;
     }
 
     /// The balance of a participant in a unit.
@@ -151,7 +160,11 @@ impl Book {
             amount_minor: amount,
             unit,
             programme,
-            area: 0,
+            area: if target_kind.is_local() {
+                self.areas[target as usize]
+            } else {
+                self.areas[source as usize]
+            },
         });
         Ok(())
     }

@@ -267,6 +267,11 @@ impl Dictionary {
         Ok(id)
     }
 
+    /// The id of a known label, without interning.
+    pub fn label_id(&self, text: &str) -> Option<u32> {
+        self.label_ids.get(text).copied()
+    }
+
     /// The id of a unit code, interning it if new.
     pub fn unit(&mut self, code: &str) -> Result<u16, FieldError> {
         if let Some(position) = self.units.iter().position(|u| &**u == code) {

@@ -41,6 +41,9 @@ pub struct Scenario {
     pub period_days: u32,
     /// Also write the event stream as `events.csv`. Default true.
     pub write_events: bool,
+    /// Area labels; households and merchants are placed in them round-robin, and every event
+    /// carries the area of its local end. Default none.
+    pub areas: Vec<String>,
     /// Households (agents).
     pub households: Households,
     /// Local merchants and outside firms (agents).
@@ -157,6 +160,7 @@ impl Default for Scenario {
             start_s: 1_767_225_600,
             period_days: 30,
             write_events: true,
+            areas: Vec::new(),
             households: Households::default(),
             merchants: Merchants::default(),
             policy: Policy::default(),
