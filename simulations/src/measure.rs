@@ -31,7 +31,8 @@
 //!
 //! - *Money stock*: tracked over time as deposits minus withdrawals (money held by holders).
 //! - *Velocity* (conventional): transfer volume / time-weighted average money stock, over each
-//!   period and over the whole window of whole periods; also per year.
+//!   period and over the window (from the first event's day to the end of the last event's day;
+//!   the last period is cut there); also per year.
 //! - *Mean holding time* (per transfer): each holder keeps the money-weighted mean time at
 //!   which its balance arrived (proportional, like generations); every outflow (transfer or
 //!   withdraw) of `x` at time `t` contributes `x * (t - mean arrival time)`. Its velocity is
@@ -108,6 +109,9 @@ struct Holding {
 pub struct Period {
     /// Start of the period, Unix seconds.
     pub start_s: i64,
+    /// Length in seconds: the period length, except the last period, which ends with the day
+    /// of the last event.
+    pub length_s: i64,
     /// Deposits in the period.
     pub deposits_minor: i64,
     /// Transfer volume.
@@ -443,19 +447,21 @@ impl Measurer {
         let origin_s = self.origin_s.unwrap_or(0);
         let last = self.previous_s.saturating_sub(origin_s).max(0);
         let periods = usize::try_from(last / period_s + 1).unwrap_or(1);
+        // Event times may be coarsened to the day, so the last event's whole day is observed.
+        let end_s = (last.div_euclid(DAY_S) + 1) * DAY_S;
         let mut units = Vec::new();
         let (mut deposits, mut rounds) = (0i64, [0i64; ROUNDS]);
         for (id, state) in self.units.iter_mut().enumerate() {
             if state.events == 0 {
                 continue;
             }
-            state.finish_periods(periods, period_s);
+            state.finish_periods(periods, period_s, end_s);
             deposits += state.tracked_deposits;
             for (total, s) in rounds.iter_mut().zip(state.spend) {
                 *total += s;
             }
             let code = u16::try_from(id).map_or("", |id| dictionary.unit_code(id));
-            units.push(state.report(code, dictionary, origin_s, period_s));
+            units.push(state.report(code, dictionary, origin_s));
         }
         let ratio =
             |extra: i64| (deposits > 0).then(|| (deposits + extra) as f64 / deposits as f64);
@@ -505,17 +511,20 @@ impl UnitState {
             let start_s = self.periods.len() as i64 * period_s;
             self.periods.push(Period {
                 start_s,
+                length_s: period_s,
                 ..Period::default()
             });
         }
     }
 
-    /// Closes the measurement: `count` periods, the last integrated to its end.
-    fn finish_periods(&mut self, count: usize, period_s: i64) {
+    /// Closes the measurement: `count` periods, the last integrated to `end_s` (the end of the
+    /// last event's day) or its own end, whichever is first.
+    fn finish_periods(&mut self, count: usize, period_s: i64, end_s: i64) {
         self.close_until(count, period_s);
         if let Some(current) = self.periods.last_mut() {
-            let end = current.start_s + period_s;
+            let end = (current.start_s + period_s).min(end_s).max(self.last_s);
             current.stock_integral += i128::from(self.stock) * i128::from(end - self.last_s);
+            current.length_s = end - current.start_s;
             self.last_s = end;
         }
     }
@@ -636,11 +645,11 @@ impl UnitState {
         }
     }
 
-    fn period_rows(&self, origin_s: i64, period_s: i64) -> Vec<Period> {
+    fn period_rows(&self, origin_s: i64) -> Vec<Period> {
         self.periods
             .iter()
             .map(|p| {
-                let average = p.stock_integral as f64 / period_s as f64;
+                let average = p.stock_integral as f64 / p.length_s.max(1) as f64;
                 Period {
                     start_s: p.start_s + origin_s,
                     stock_average_minor: average,
@@ -651,13 +660,7 @@ impl UnitState {
             .collect()
     }
 
-    fn report(
-        &self,
-        unit: &str,
-        dictionary: &Dictionary,
-        origin_s: i64,
-        period_s: i64,
-    ) -> UnitMeasures {
+    fn report(&self, unit: &str, dictionary: &Dictionary, origin_s: i64) -> UnitMeasures {
         let d = self.tracked_deposits;
         let ratio = |extra: i64| (d > 0).then(|| (d + extra) as f64 / d as f64);
         let mut lm = Vec::with_capacity(ROUNDS);
@@ -668,7 +671,7 @@ impl UnitState {
             }
             lm.push(ratio(running).unwrap_or(0.0));
         }
-        let window_s = self.periods.len() as i64 * period_s;
+        let window_s: i64 = self.periods.iter().map(|p| p.length_s).sum::<i64>().max(1);
         let integral: i128 = self.periods.iter().map(|p| p.stock_integral).sum();
         let stock_average = integral as f64 / window_s as f64;
         let velocity = (stock_average > 0.0).then(|| self.transfers as f64 / stock_average);
@@ -718,7 +721,7 @@ impl UnitState {
             lm3_closed_form: p.map(|p| 1.0 + p + p * p),
             lm_all_closed_form: p.filter(|&p| p < 1.0).map(|p| 1.0 / (1.0 - p)),
             leakage: self.leakage(still_held),
-            periods: self.period_rows(origin_s, period_s),
+            periods: self.period_rows(origin_s),
             by_programme: labelled(&self.by_programme, dictionary),
             by_category: labelled(&self.by_category, dictionary),
             by_area: labelled(&self.by_area, dictionary),
@@ -889,9 +892,11 @@ mod tests {
         let u = &m.units[0];
         assert!(close(u.stock_average_minor, 30000.0));
         assert!(close(u.velocity.unwrap(), 2.0));
-        assert!(close(u.velocity_per_year.unwrap(), 2.0 * 365.0 / 30.0));
+        // The window ends with the last event's day: 21 days.
+        assert!(close(u.window_days, 21.0));
+        assert!(close(u.velocity_per_year.unwrap(), 2.0 * 365.0 / 21.0));
         assert!(close(u.mean_holding_time_days.unwrap(), 10.0));
-        assert!(close(u.holding_time_velocity.unwrap(), 3.0));
+        assert!(close(u.holding_time_velocity.unwrap(), 2.1));
         assert_eq!(u.periods.len(), 1);
         assert!(close(u.periods[0].velocity.unwrap(), 2.0));
     }

@@ -9,7 +9,7 @@ use crate::measure::{DAY_S, Measures};
 pub const CHART_WIDTH: f64 = 720.0;
 /// Chart height in SVG user units.
 pub const CHART_HEIGHT: f64 = 400.0;
-const MARGIN: f64 = 56.0;
+const MARGIN: f64 = 64.0;
 const COLOURS: [&str; 6] = [
     "#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#6a4c93", "#00798c",
 ];
@@ -54,7 +54,7 @@ pub fn flows_csv(measures: &Measures) -> String {
                 "{},{},{},{},{},{},{later}",
                 unit.unit,
                 if category.is_empty() {
-                    "(none)"
+                    "(no category)"
                 } else {
                     category
                 },
@@ -109,7 +109,7 @@ fn axes(out: &mut String, y_max: f64, x_label: &str, y_label: &str) {
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
             left - 4.0,
             y + 4.0,
-            short(value)
+            compact(value)
         );
     }
     let _ = writeln!(
@@ -128,10 +128,15 @@ fn axes(out: &mut String, y_max: f64, x_label: &str, y_label: &str) {
     );
 }
 
-/// A number with at most three significant decimals, for tick labels.
-fn short(value: f64) -> String {
-    let text = format!("{value:.3}");
-    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+/// A number with a k / M / G suffix and at most two decimals, so tick labels fit the margin.
+fn compact(value: f64) -> String {
+    let trim = |text: String| text.trim_end_matches('0').trim_end_matches('.').to_owned();
+    for (scale, suffix) in [(1e9, "G"), (1e6, "M"), (1e3, "k")] {
+        if value.abs() >= scale {
+            return trim(format!("{:.2}", value / scale)) + suffix;
+        }
+    }
+    trim(format!("{value:.2}"))
 }
 
 /// A line chart of one or more series; the y axis starts at zero.
@@ -151,13 +156,14 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     let mut out = svg_open(title);
     axes(&mut out, y_max, x_label, y_label);
     let (plot_w, plot_h) = (CHART_WIDTH - 1.5 * MARGIN, CHART_HEIGHT - 2.0 * MARGIN);
-    for (tick, x) in [(0, x_min), (1, x_max)] {
-        let px = MARGIN + plot_w * f64::from(tick);
+    for tick in 0..=4 {
+        let x = x_min + x_span * f64::from(tick) / 4.0;
+        let px = MARGIN + plot_w * f64::from(tick) / 4.0;
         let _ = writeln!(
             out,
             "<text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
             CHART_HEIGHT - MARGIN + 16.0,
-            short(x)
+            compact(x)
         );
     }
     for (i, s) in series.iter().enumerate() {
@@ -213,7 +219,7 @@ pub fn bar_chart(title: &str, y_label: &str, bars: &[(String, f64)]) -> String {
             out,
             "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
             CHART_HEIGHT - MARGIN - height - 4.0,
-            short(*value)
+            compact(*value)
         );
     }
     out.push_str("</svg>\n");
@@ -296,7 +302,7 @@ pub fn flows_chart(measures: &Measures) -> String {
         for (category, flows) in &unit.by_category {
             *totals
                 .entry(if category.is_empty() {
-                    "(none)"
+                    "(no category)"
                 } else {
                     category
                 })
@@ -327,7 +333,7 @@ mod tests {
         );
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(svg.contains("a &lt; b &amp; c"));
-        assert!(svg.contains("M56.0 "));
+        assert!(svg.contains("M64.0 "));
         let bars = bar_chart("t", "y", &[("a".into(), 2.0), ("b".into(), 0.0)]);
         assert_eq!(bars.matches("<rect").count(), 3);
         let empty = line_chart("t", "x", "y", &[]);
@@ -336,8 +342,11 @@ mod tests {
 
     #[test]
     fn tick_labels_are_short() {
-        assert_eq!(short(1.5), "1.5");
-        assert_eq!(short(2.0), "2");
-        assert_eq!(short(0.123456), "0.123");
+        assert_eq!(compact(1.5), "1.5");
+        assert_eq!(compact(2.0), "2");
+        assert_eq!(compact(0.123456), "0.12");
+        assert_eq!(compact(4_216_030.54), "4.22M");
+        assert_eq!(compact(1500.0), "1.5k");
+        assert_eq!(compact(0.25), "0.25");
     }
 }
