@@ -12,8 +12,8 @@
 //!    dated lots and spent oldest first, as the ledger's expiry rule does.
 //! 4. **Shopping**: every `trip_interval_days` (staggered), a household spends
 //!    `spend_share_per_trip` (`saver_spend_share_per_trip` for the `saver_share` of households
-//!    drawn as savers at the start) of each balance (at least 1.00 or all it has), plus all units due
-//!    to expire within `expiry_rush_days`. Local units go to a random accepting merchant;
+//!    drawn as savers at the start) of each balance (at least 1.00 or all it has), plus all
+//!    units due to expire within `expiry_rush_days`. Local units go to a random accepting merchant;
 //!    national money to a random local merchant with probability `local_share_national`, else
 //!    to a random outside firm.
 //! 5. **Merchants** pay out `outflow_share_per_day` of each balance: `local_supplier_share`

@@ -17,6 +17,6 @@ pub mod run;
 pub mod scenario;
 
 pub use run::{
-    RunSummary, SimError, SweepPoint, measure_file, measure_file_with, parse_range, run_scenario,
-    simulate, sweep,
+    RunSummary, SimError, SweepPoint, measure_file, measure_file_by_programme, measure_file_with,
+    parse_range, run_scenario, simulate, sweep,
 };

@@ -1,6 +1,7 @@
 //! Entry points for the `coledger simulate` subcommands: run a scenario, sweep a parameter in
 //! parallel, measure an event file. Each writes its outputs into a directory.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -180,6 +181,55 @@ pub fn measure_file_with(
     out_dir: &Path,
     config: &MeasureConfig,
 ) -> Result<Measures, SimError> {
+    let measures = measure_stream(path, config)?;
+    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    write(out_dir, "summary.json", &json(&measures))?;
+    write_measure_outputs(out_dir, &measures)?;
+    Ok(measures)
+}
+
+/// Most programmes [`measure_file_by_programme`] follows (one pass over the file each).
+pub const MAX_PROGRAMMES: usize = 32;
+
+/// Measures an event file once per programme named on its deposits, following only that
+/// programme's money each time (LM-n, leakage and recirculation per programme cohort); writes
+/// `programmes.json`. Costs one pass over the file per programme, plus one to find them.
+pub fn measure_file_by_programme(
+    path: &Path,
+    out_dir: &Path,
+    period_s: i64,
+) -> Result<BTreeMap<String, Measures>, SimError> {
+    let all = measure_stream(
+        path,
+        &MeasureConfig {
+            period_s,
+            programme: None,
+        },
+    )?;
+    let mut names: Vec<String> = all
+        .units
+        .iter()
+        .flat_map(|u| u.by_programme.iter())
+        .filter(|(name, flows)| !name.is_empty() && flows.deposits_minor > 0)
+        .map(|(name, _)| name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names.truncate(MAX_PROGRAMMES);
+    let mut out = BTreeMap::new();
+    for name in names {
+        let config = MeasureConfig {
+            period_s,
+            programme: Some(name.clone()),
+        };
+        out.insert(name, measure_stream(path, &config)?);
+    }
+    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    write(out_dir, "programmes.json", &json(&out))?;
+    Ok(out)
+}
+
+fn measure_stream(path: &Path, config: &MeasureConfig) -> Result<Measures, SimError> {
     let file = File::open(path).map_err(io(path))?;
     let read = |source| SimError::Read {
         path: path.to_owned(),
@@ -190,11 +240,7 @@ pub fn measure_file_with(
     while let Some(event) = reader.next_event().map_err(read)? {
         measurer.push(&event, reader.dictionary())?;
     }
-    let measures = measurer.finish(reader.dictionary());
-    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
-    write(out_dir, "summary.json", &json(&measures))?;
-    write_measure_outputs(out_dir, &measures)?;
-    Ok(measures)
+    Ok(measurer.finish(reader.dictionary()))
 }
 
 /// Parses `start..end:step` (inclusive end) into the values to run.
@@ -480,6 +526,30 @@ mod tests {
             ),
             Err(SimError::Scenario(_))
         ));
+    }
+
+    #[test]
+    fn each_programme_is_followed_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.csv");
+        let rows = [
+            "0,deposit,issuance,city,issuer,,h1,household,,1000,U,a,",
+            "0,deposit,issuance,city,issuer,,h2,household,,1000,U,b,",
+            "1,transfer,payment,h1,household,,m1,merchant,,1000,U,,",
+            "2,transfer,supply,m1,merchant,,m2,merchant,,500,U,,",
+            "3,transfer,payment,h2,household,,o1,outside,,1000,U,,",
+        ];
+        let header = format!(
+            "{}\n{}\n",
+            crate::events::CSV_MAGIC,
+            crate::events::CSV_HEADER
+        );
+        std::fs::write(&path, header + &rows.join("\n") + "\n").unwrap();
+        let by = measure_file_by_programme(&path, dir.path(), DAY_S).unwrap();
+        assert_eq!(by.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(by["a"].combined_lm3, Some(2.5));
+        assert_eq!(by["b"].combined_lm3, Some(1.0));
+        assert!(dir.path().join("programmes.json").is_file());
     }
 
     #[test]
