@@ -1003,4 +1003,69 @@ time,kind,reason,source,source_kind,source_category,target,target_kind,target_ca
         let error = reader.next_event().unwrap_err();
         assert!(error.to_string().starts_with("line 2: bad JSON"), "{error}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Arbitrary bytes after either header never panic the reader: every line is an event
+        /// or an error with its line number.
+        #[test]
+        fn arbitrary_input_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000), json in proptest::prelude::any::<bool>()) {
+            let header = if json {
+                "{\"schema\":\"coledger-events\",\"version\":1}\n".to_owned()
+            } else {
+                format!("{CSV_MAGIC}\n{CSV_HEADER}\n")
+            };
+            let mut input = header.into_bytes();
+            input.extend_from_slice(&body);
+            let mut reader = EventReader::new(input.as_slice()).unwrap();
+            let mut events = 0;
+            loop {
+                match reader.next_event() {
+                    Ok(Some(_)) => events += 1,
+                    Ok(None) => break,
+                    Err(error) => {
+                        proptest::prop_assert!(error.to_string().starts_with("line "));
+                        break;
+                    }
+                }
+                proptest::prop_assert!(events <= body.len());
+            }
+        }
+
+        /// Rows built from valid parts survive a CSV and a JSON-lines round trip unchanged.
+        #[test]
+        fn valid_rows_round_trip(rows in proptest::collection::vec((0i64..1_000_000, 1i64..1_000_000_000, 0usize..4, 0usize..4), 1..40)) {
+            let mut dictionary = Dictionary::new();
+            let issuer = dictionary.participant("city", ParticipantKind::Issuer, "").unwrap();
+            let unit = dictionary.unit("U").unwrap();
+            let people: Vec<u32> = (0..4)
+                .map(|i| dictionary.participant(&format!("p{i}"), ParticipantKind::Household, "x").unwrap())
+                .collect();
+            let mut time_s = 0;
+            let events: Vec<Event> = rows
+                .iter()
+                .map(|&(step, amount, from, to)| {
+                    time_s += step;
+                    let transfer = from != to;
+                    Event {
+                        time_s,
+                        reason: if transfer { Reason::Payment } else { Reason::Issuance },
+                        source: if transfer { people[from] } else { issuer },
+                        target: people[to],
+                        amount_minor: amount,
+                        unit,
+                        programme: 0,
+                        area: 0,
+                    }
+                })
+                .collect();
+            for format in [Format::Csv, Format::JsonLines] {
+                let text = write_all(&events, &dictionary, format);
+                let (again, read_dictionary) = read_all(&text).unwrap();
+                proptest::prop_assert_eq!(write_all(&again, &read_dictionary, format), text);
+                proptest::prop_assert_eq!(again.len(), events.len());
+            }
+        }
+    }
 }
