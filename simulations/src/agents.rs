@@ -17,6 +17,7 @@
 //!    national money to a random local merchant with probability `local_share_national`, else
 //!    to a random outside firm.
 //! 5. **Merchants** pay out `outflow_share_per_day` of each balance: `local_supplier_share`
+//!    (`social_local_supplier_share` and `social_wage_share` for social enterprises)
 //!    (plus `fee_response * redemption_fee` in local units) to a random other local merchant
 //!    (accepting, for local units), `wage_share` as wages to a random household, the rest
 //!    leaves: local units are redeemed (with the fee as a separate withdrawal), national money
@@ -378,11 +379,17 @@ impl Economy<'_> {
             if out == 0 {
                 continue;
             }
-            let supplier_share = if unit == LOCAL {
-                (m.local_supplier_share + m.fee_response * policy.redemption_fee)
-                    .min(1.0 - m.wage_share)
+            let social = self.dictionary.participant_info(merchant).kind
+                == ParticipantKind::SocialEnterprise;
+            let (base_supplier_share, wage_share) = if social {
+                (m.social_local_supplier_share, m.social_wage_share)
             } else {
-                m.local_supplier_share
+                (m.local_supplier_share, m.wage_share)
+            };
+            let supplier_share = if unit == LOCAL {
+                (base_supplier_share + m.fee_response * policy.redemption_fee).min(1.0 - wage_share)
+            } else {
+                base_supplier_share
             };
             let mut supplier_amount = share_of(out, supplier_share);
             let supplier = if unit == LOCAL {
@@ -394,7 +401,7 @@ impl Economy<'_> {
             if supplier == merchant {
                 supplier_amount = 0;
             }
-            let mut wage = share_of(out, m.wage_share);
+            let mut wage = share_of(out, wage_share);
             if unit == LOCAL && !policy.wages_in_local_units {
                 wage = 0;
             }
@@ -547,6 +554,16 @@ mod tests {
         let deposits: i64 = areas.values().map(|a| a.deposits_minor).sum();
         assert_eq!(deposits, m.units[0].deposits_minor);
         assert!(areas["north"].received_minor > 0 && areas["south"].received_minor > 0);
+    }
+
+    #[test]
+    fn social_enterprises_keep_more_money_local() {
+        let mut shops = small();
+        shops.merchants.social_enterprise_share = 0.0;
+        let mut social = small();
+        social.merchants.social_enterprise_share = 1.0;
+        let (a, b) = (measured(&shops), measured(&social));
+        assert!(b.units[0].lm_all.unwrap() > a.units[0].lm_all.unwrap() + 0.2);
     }
 
     #[test]

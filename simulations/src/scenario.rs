@@ -103,6 +103,10 @@ pub struct Merchants {
     pub local_supplier_share: f64,
     /// Share of the outflow paid as wages to households, 0..=1. Default 0.3.
     pub wage_share: f64,
+    /// Social enterprises' share of the outflow paid to local suppliers, 0..=1. Default 0.4.
+    pub social_local_supplier_share: f64,
+    /// Social enterprises' share of the outflow paid as wages, 0..=1. Default 0.45.
+    pub social_wage_share: f64,
     /// Extra local supplier share per unit of redemption fee (merchants avoid a fee by
     /// spending units locally): 2.0 turns a 5% fee into +10 points. Default 2.0.
     pub fee_response: f64,
@@ -197,6 +201,8 @@ impl Default for Merchants {
             outflow_share_per_day: 0.2,
             local_supplier_share: 0.25,
             wage_share: 0.3,
+            social_local_supplier_share: 0.4,
+            social_wage_share: 0.45,
             fee_response: 2.0,
         }
     }
@@ -300,6 +306,15 @@ impl Scenario {
             m.local_supplier_share + m.wage_share,
             "merchants.local_supplier_share + wage_share",
         )?;
+        share(
+            m.social_local_supplier_share + m.social_wage_share,
+            "merchants.social_local_supplier_share + social_wage_share",
+        )?;
+        share(
+            m.social_local_supplier_share,
+            "merchants.social_local_supplier_share",
+        )?;
+        share(m.social_wage_share, "merchants.social_wage_share")?;
         share(p.local_unit_share, "policy.local_unit_share")?;
         share(p.redemption_fee, "policy.redemption_fee")?;
         share(mc.local_share, "monte_carlo.local_share")?;
