@@ -49,6 +49,10 @@ pub enum Command {
     /// Digital cards.
     #[command(subcommand)]
     Cards(CardsCommand),
+    /// The research kit: run a scenario, sweep a policy parameter, or measure an event file
+    /// (LM3, velocity, holding time, leakage). See simulations/README.md.
+    #[command(subcommand)]
+    Simulate(SimulateCommand),
     /// A merchant's terminal in the shell: charge an amount with a signed EMV QR code and
     /// wait until it is paid; list today's sales.
     #[command(subcommand)]
@@ -278,6 +282,31 @@ pub enum BenchCommand {
     /// Enrolment of a CSV of households and a disbursement run paying all of them, on a
     /// durable SQLite file.
     Disburse(BenchDisburseArgs),
+    /// The research kit: measuring an event stream, an agent-based year, a parameter sweep.
+    Simulate(BenchSimulateArgs),
+}
+
+/// `coledger bench simulate`.
+#[derive(Debug, Args)]
+pub struct BenchSimulateArgs {
+    /// Events in the stream that is measured.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Households in the agent-based run.
+    #[arg(long, default_value_t = 100_000)]
+    pub households: u32,
+    /// Merchants in the agent-based run.
+    #[arg(long, default_value_t = 2_000)]
+    pub merchants: u32,
+    /// Days in the agent-based run.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Points of the sweep of that run (the target is for 100; fewer extrapolate).
+    #[arg(long, default_value_t = 4)]
+    pub sweep_points: usize,
+    /// Directory for scratch files (default: a temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// `coledger bench disburse`.
@@ -354,6 +383,56 @@ pub struct ExpireArgs {
     /// The programme id.
     #[arg(long)]
     pub programme: String,
+}
+
+/// `coledger simulate …`.
+#[derive(Debug, Subcommand)]
+pub enum SimulateCommand {
+    /// Runs a scenario file; writes summary.json, CSV time series and SVG charts to --out.
+    Run(SimulateRunArgs),
+    /// Runs a scenario for every value of one parameter, on every core.
+    Sweep(SimulateSweepArgs),
+    /// Measures an event file (the research export or a simulator's events).
+    Measure(SimulateMeasureArgs),
+}
+
+/// `coledger simulate run`.
+#[derive(Debug, Args)]
+pub struct SimulateRunArgs {
+    /// The scenario (TOML; see simulations/scenarios/).
+    pub scenario: PathBuf,
+    /// Directory for the outputs (created).
+    #[arg(long, default_value = "simulation-out")]
+    pub out: PathBuf,
+}
+
+/// `coledger simulate sweep`.
+#[derive(Debug, Args)]
+pub struct SimulateSweepArgs {
+    /// The scenario (TOML).
+    pub scenario: PathBuf,
+    /// `name=from..to:step`, e.g. `redemption_fee=0..0.1:0.01` (a dotted key for others).
+    #[arg(long)]
+    pub param: String,
+    /// Directory for the outputs (created).
+    #[arg(long, default_value = "sweep-out")]
+    pub out: PathBuf,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// `coledger simulate measure`.
+#[derive(Debug, Args)]
+pub struct SimulateMeasureArgs {
+    /// The event file (`# coledger-events v1` CSV or JSON lines).
+    pub events: PathBuf,
+    /// Directory for the outputs (created).
+    #[arg(long, default_value = "measure-out")]
+    pub out: PathBuf,
+    /// Also measure each programme on its own (one more pass per programme).
+    #[arg(long)]
+    pub by_programme: bool,
 }
 
 /// `coledger terminal …`.

@@ -12,6 +12,7 @@ mod programme_cli;
 mod scheme;
 mod secret;
 mod serve;
+mod simulate;
 mod terminal;
 mod token;
 mod torture;
@@ -19,7 +20,8 @@ mod torture;
 use anyhow::Result;
 use clap::Parser as _;
 use config::{
-    BenchCommand, CardsCommand, Cli, Command, TerminalCommand, TokenCommand, TortureCommand,
+    BenchCommand, CardsCommand, Cli, Command, SimulateCommand, TerminalCommand, TokenCommand,
+    TortureCommand,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -57,6 +59,10 @@ fn main() -> Result<()> {
             Command::Expire(args) => programme_cli::expire(args).await,
             Command::Cards(CardsCommand::Print(args)) => programme_cli::print_cards(args).await,
             Command::Bench(BenchCommand::Disburse(args)) => bench_disburse::run(args).await,
+            Command::Simulate(SimulateCommand::Run(args)) => simulate::run(args),
+            Command::Simulate(SimulateCommand::Sweep(args)) => simulate::sweep(args),
+            Command::Simulate(SimulateCommand::Measure(args)) => simulate::measure(args),
+            Command::Bench(BenchCommand::Simulate(args)) => simulate::bench(args),
             Command::Terminal(TerminalCommand::Init(args)) => terminal::init(args).await,
             Command::Terminal(TerminalCommand::Charge(args)) => terminal::charge(args).await,
             Command::Terminal(TerminalCommand::Sales(args)) => terminal::sales(args).await,

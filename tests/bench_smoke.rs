@@ -101,3 +101,40 @@ fn bench_api_runs_at_toy_size_with_nothing_refused() {
     );
     assert_eq!(refused, "0", "{stdout}");
 }
+
+#[test]
+fn bench_disburse_and_bench_simulate_run_at_toy_size() {
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_coledger"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let disburse = run(&["bench", "disburse", "--households", "300", "--repeat", "1"]);
+    assert!(disburse.contains("enrolment (CSV parse"), "{disburse}");
+    assert!(disburse.contains("disbursement run"), "{disburse}");
+    let simulate = run(&[
+        "bench",
+        "simulate",
+        "--events",
+        "5000",
+        "--households",
+        "200",
+        "--merchants",
+        "10",
+        "--days",
+        "30",
+        "--sweep-points",
+        "2",
+    ]);
+    for line in ["agent-based run:", "measuring a stream:", "sweep:"] {
+        assert!(simulate.contains(line), "{line}: {simulate}");
+    }
+}

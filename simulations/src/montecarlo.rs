@@ -69,8 +69,16 @@ pub fn run(
         for (holder, amount) in spenders.drain(..) {
             for payment in split(amount, mc.payments_per_round) {
                 let local = round < mc.rounds && rng.gen_bool(mc.local_share);
-                if local {
-                    let merchant = first_merchant + rng.gen_range(0..mc.merchants);
+                // A merchant re-spending never pays itself (the event format has no such
+                // transfer): it pays the next merchant, or redeems if it is the only one.
+                let merchant = local
+                    .then(|| first_merchant + rng.gen_range(0..mc.merchants))
+                    .and_then(|m| match (m == holder, mc.merchants) {
+                        (false, _) => Some(m),
+                        (true, 1) => None,
+                        (true, n) => Some(first_merchant + (m - first_merchant + 1) % n),
+                    });
+                if let Some(merchant) = merchant {
                     book.post(
                         dictionary,
                         sink,
@@ -115,6 +123,26 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::measure::{MeasureConfig, Measurer, lm_n_closed_form};
+
+    #[test]
+    fn its_event_stream_reads_back_and_measures() {
+        let mut scenario = Scenario::default();
+        scenario.model = crate::scenario::Model::MonteCarlo;
+        let d = dictionary(&scenario).unwrap();
+        let mut written = Vec::new();
+        {
+            let mut writer =
+                crate::events::EventWriter::new(&mut written, crate::events::Format::Csv).unwrap();
+            run(&scenario, &d, &mut |e| writer.write(e, &d).unwrap()).unwrap();
+        }
+        let dir = std::env::temp_dir().join(format!("mc-read-back-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.csv");
+        std::fs::write(&path, &written).unwrap();
+        let measured = crate::measure_file(&path, &dir.join("out")).unwrap();
+        assert!(measured.events > 100);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn split_is_exact() {
