@@ -49,6 +49,9 @@ pub enum Command {
     /// Digital cards.
     #[command(subcommand)]
     Cards(CardsCommand),
+    /// Data out.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// The research kit: run a scenario, sweep a policy parameter, or measure an event file
     /// (LM3, velocity, holding time, leakage). See simulations/README.md.
     #[command(subcommand)]
@@ -383,6 +386,32 @@ pub struct ExpireArgs {
     /// The programme id.
     #[arg(long)]
     pub programme: String,
+}
+
+/// `coledger export …`.
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// The journal as pseudonymised research events (`coledger-events` v1 CSV; see
+    /// simulations/EVENTS.md): keyed pseudonyms, coarsened times, households that withheld
+    /// consent left out. Measure it with `coledger simulate measure`.
+    Research(ExportResearchArgs),
+}
+
+/// `coledger export research`.
+#[derive(Debug, Args)]
+pub struct ExportResearchArgs {
+    /// The database (read only; the service may keep running).
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The server secret (pseudonyms are keyed with it).
+    #[command(flatten)]
+    pub programmes: ProgrammeArgs,
+    /// Times are rounded down to a multiple of this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub grain_s: i64,
+    /// The file to write.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `coledger simulate …`.

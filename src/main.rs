@@ -20,8 +20,8 @@ mod torture;
 use anyhow::Result;
 use clap::Parser as _;
 use config::{
-    BenchCommand, CardsCommand, Cli, Command, SimulateCommand, TerminalCommand, TokenCommand,
-    TortureCommand,
+    BenchCommand, CardsCommand, Cli, Command, ExportCommand, SimulateCommand, TerminalCommand,
+    TokenCommand, TortureCommand,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -59,6 +59,9 @@ fn main() -> Result<()> {
             Command::Expire(args) => programme_cli::expire(args).await,
             Command::Cards(CardsCommand::Print(args)) => programme_cli::print_cards(args).await,
             Command::Bench(BenchCommand::Disburse(args)) => bench_disburse::run(args).await,
+            Command::Export(ExportCommand::Research(args)) => {
+                programme_cli::export_research(args).await
+            }
             Command::Simulate(SimulateCommand::Run(args)) => simulate::run(args),
             Command::Simulate(SimulateCommand::Sweep(args)) => simulate::sweep(args),
             Command::Simulate(SimulateCommand::Measure(args)) => simulate::measure(args),

@@ -13,7 +13,9 @@ use wallet_api::programme::disburse::{RunKind, RunOptions, RunProgress};
 use wallet_api::programme::{HouseholdInput, Programmes};
 use wallet_api::{Committer, CommitterConfig, CommitterTask, Database, SystemClock};
 
-use crate::config::{CardsPrintArgs, DisburseArgs, EnrolArgs, ExpireArgs, ProgrammeArgs};
+use crate::config::{
+    CardsPrintArgs, DisburseArgs, EnrolArgs, ExpireArgs, ExportResearchArgs, ProgrammeArgs,
+};
 
 /// The database, the writer and the programme operations.
 pub struct Session {
@@ -309,5 +311,34 @@ pub async fn print_cards(args: CardsPrintArgs) -> Result<()> {
         }
         other => bail!("--format {other:?}: choose pdf or svg"),
     }
+    Ok(())
+}
+
+/// `coledger export research`.
+pub async fn export_research(args: ExportResearchArgs) -> Result<()> {
+    let db = Database::connect(&args.database.database_url)
+        .await
+        .context("opening the database")?;
+    let secret = crate::secret::require(&args.database.database_url, &args.programmes)?;
+    let file = std::fs::File::create(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let report = wallet_api::research::export(
+        &db,
+        &secret,
+        wallet_api::research::ExportOptions {
+            grain_s: args.grain_s,
+        },
+        &mut out,
+    )
+    .await?;
+    out.flush()?;
+    println!(
+        "{} events written to {} ({} postings left out for withheld consent, {} without research meaning)",
+        report.events,
+        args.out.display(),
+        report.withheld,
+        report.skipped
+    );
     Ok(())
 }

@@ -419,6 +419,21 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         .await;
         assert_eq!(takeover.status, 409, "{}", takeover.body);
 
+        // One household withholds consent to research use.
+        let withheld = &households[1];
+        let consent = send(
+            a,
+            "PUT",
+            &format!(
+                "{p}/households/{}/research-consent",
+                withheld["id"].as_str().unwrap()
+            ),
+            &admin,
+            json!({"consent": false}),
+        )
+        .await;
+        assert_eq!(consent.status, 200, "{}", consent.body);
+
         // The December run: a dry run first, then the run, then the same run again.
         let plan = send(
             a,
@@ -813,6 +828,56 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             coledger_cli(&[&["disburse"][..], &common, &["--period", "2027-13"]].concat());
         assert!(!bad_period.status.success());
         assert!(String::from_utf8_lossy(&bad_period.stderr).contains("YYYY-MM"));
+
+        // The research export: pseudonymised events the research kit measures. Two runs of
+        // 300 households, less the one that withheld consent.
+        let events = secret_dir.path().join("events.csv");
+        let exported = coledger_cli(&[
+            "export",
+            "research",
+            "--database-url",
+            &url,
+            "--secret-file",
+            &secret,
+            "--out",
+            events.to_str().unwrap(),
+        ]);
+        assert!(
+            exported.status.success(),
+            "{}",
+            String::from_utf8_lossy(&exported.stderr)
+        );
+        let text = std::fs::read_to_string(&events).unwrap();
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.contains(",deposit,issuance,"))
+                .count(),
+            598,
+            "{label}"
+        );
+        assert!(text.lines().any(|l| l.contains(",transfer,payment,")));
+        assert!(
+            text.lines().any(|l| l.contains(",withdraw,redemption,"))
+                && text.lines().any(|l| l.contains(",withdraw,fee,"))
+        );
+        assert!(
+            !text.contains(carmen_account) && !text.contains(&grocer_account),
+            "pseudonyms only"
+        );
+        let measured = coledger_cli(&[
+            "simulate",
+            "measure",
+            events.to_str().unwrap(),
+            "--out",
+            secret_dir.path().join("measured").to_str().unwrap(),
+        ]);
+        let out = String::from_utf8_lossy(&measured.stdout);
+        assert!(
+            measured.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&measured.stderr)
+        );
+        assert!(out.contains("all units: LM3 "), "{out}");
 
         // Printable cards: a PDF, and SVG pages.
         let pdf = secret_dir.path().join("cards.pdf");

@@ -56,6 +56,8 @@ create table household (
     phone text,
     language text not null,
     account uuid not null,
+    -- 1: the household withheld consent to research use; the research export leaves it out.
+    research_opt_out smallint not null default 0 check (research_opt_out in (0, 1)),
     enrolled_at bigint not null,
     unique (programme, reference)
 );

@@ -58,6 +58,8 @@ create table household (
     phone text,
     language text not null,
     account blob not null check (length(account) = 16),
+    -- 1: the household withheld consent to research use; the research export leaves it out.
+    research_opt_out integer not null default 0 check (research_opt_out in (0, 1)),
     enrolled_at integer not null,
     unique (programme, reference)
 ) strict;

@@ -14,6 +14,7 @@ pub mod enrolment;
 pub mod http;
 pub mod programme;
 pub mod redemption;
+pub mod research;
 pub mod verifier;
 pub mod view;
 

@@ -200,6 +200,12 @@ impl ServerSecret {
         Ok(secret)
     }
 
+    /// A 32-byte key derived from the secret for one purpose (`context`), by HMAC-SHA256
+    /// keyed with the secret (the research export's pseudonym key, for one).
+    pub fn derive_key(&self, context: &[u8]) -> [u8; KEY_LEN] {
+        self.derive_signing_key(context, b"").to_bytes()
+    }
+
     /// A signing key derived from the secret for one purpose (`context`) and subject
     /// (`input`), by HMAC-SHA256 keyed with the secret: programmes sign with keys derived
     /// this way, so no private key of theirs is ever stored.

@@ -861,6 +861,101 @@ impl Database {
             .collect())
     }
 
+    /// Records whether a household withheld consent to research use.
+    pub async fn set_research_opt_out(
+        &self,
+        household: HouseholdId,
+        opt_out: bool,
+    ) -> Result<bool, DbError> {
+        let changed: u64 = on_pool!(self, |pool| sqlx::query(
+            "update household set research_opt_out = $2 where id = $1"
+        )
+        .bind(household.0)
+        .bind(i16::from(opt_out))
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))?;
+        Ok(changed == 1)
+    }
+
+    /// For the research export: every account with its kind, its owner's category and
+    /// whether the owner is a social enterprise.
+    pub async fn research_accounts(
+        &self,
+    ) -> Result<Vec<(AccountId, String, Option<String>, bool)>, DbError> {
+        let rows: Vec<(Uuid, String, Option<String>, Option<i16>)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "select a.id, a.kind, p.category_code, p.social_enterprise \
+                 from account a left join participant p on p.id = a.participant",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, category, social)| (AccountId(id), kind, category, social == Some(1)))
+            .collect())
+    }
+
+    /// For the research export: each household account (current and former cards') with
+    /// its household, area and whether it withheld consent.
+    pub async fn research_households(
+        &self,
+    ) -> Result<Vec<(AccountId, HouseholdId, String, bool)>, DbError> {
+        let rows: Vec<(Uuid, Uuid, String, i16)> =
+            on_pool!(self, |pool| {
+                sqlx::query_as(
+            "select h.account, h.id, h.area, cast(h.research_opt_out as smallint) from household h \
+             union select c.account, h.id, h.area, cast(h.research_opt_out as smallint) \
+             from card c join household h on h.id = c.household"
+        )
+        .fetch_all(pool)
+        .await
+            })?;
+        Ok(rows
+            .into_iter()
+            .map(|(account, household, area, out)| {
+                (AccountId(account), HouseholdId(household), area, out == 1)
+            })
+            .collect())
+    }
+
+    /// The highest committed position (0 when empty).
+    pub async fn max_position(&self) -> Result<i64, DbError> {
+        let max: Option<i64> = on_pool!(self, |pool| sqlx::query_scalar(
+            "select max(position) from entry"
+        )
+        .fetch_one(pool)
+        .await)?;
+        Ok(max.unwrap_or(0))
+    }
+
+    /// For the research export: the postings of entries `after < position <= up_to`, in
+    /// order, with their entry's kind and time.
+    pub async fn research_postings(
+        &self,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<(String, i64, UnitCode, AccountId, AccountId, i64)>, DbError> {
+        let rows: Vec<(String, i64, String, Uuid, Uuid, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "select e.kind, e.created_at, p.unit, p.debit, p.credit, p.amount_minor \
+                 from entry e join posting p on p.entry_position = e.position \
+                 where e.position > $1 and e.position <= $2 order by e.position, p.idx",
+            )
+            .bind(after)
+            .bind(up_to)
+            .fetch_all(pool)
+            .await
+        })?;
+        rows.into_iter()
+            .map(|(kind, at, unit, debit, credit, amount)| {
+                let unit = UnitCode::new(&unit).map_err(|e| corrupt("posting", e))?;
+                Ok((kind, at, unit, AccountId(debit), AccountId(credit), amount))
+            })
+            .collect()
+    }
+
     /// Records a merchant's application to programmes (pending), in one transaction.
     pub async fn apply_merchant(
         &self,

@@ -188,6 +188,11 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             "/v1/programmes/{id}/households/{household}/cards",
             post(cards::issue),
         ),
+        (
+            "PUT",
+            "/v1/programmes/{id}/households/{household}/research-consent",
+            put(programmes::research_consent),
+        ),
         ("POST", "/v1/programmes/{id}/runs", post(programmes::run)),
         ("GET", "/v1/programmes/{id}/runs", get(programmes::runs)),
         (

@@ -171,6 +171,7 @@ impl Modify for BearerAuth {
         super::programmes::change_rules,
         super::programmes::enrol,
         super::programmes::households,
+        super::programmes::research_consent,
         super::programmes::run,
         super::programmes::runs,
         super::programmes::sweep,

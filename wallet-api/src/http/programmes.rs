@@ -575,6 +575,54 @@ pub(super) async fn households(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+struct ConsentDto {
+    /// Whether the household's (pseudonymised) payments may be used for research.
+    consent: bool,
+}
+
+/// `PUT /v1/programmes/{id}/households/{household}/research-consent`: a household gives or
+/// withholds consent to research use; the research export leaves out those who withhold it.
+#[utoipa::path(
+    put,
+    path = "/v1/programmes/{id}/households/{household}/research-consent",
+    tag = "programmes",
+    params(
+        ("id" = String, Path, description = "Programme id"),
+        ("household" = String, Path, description = "Household id"),
+    ),
+    request_body = ConsentDto,
+    responses((status = 200, description = "Recorded")),
+    security(("bearer" = []))
+)]
+pub(super) async fn research_consent(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, household)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
+    principal.require(MANAGERS, "record research consent")?;
+    let programmes = service(&state)?;
+    let dto: ConsentDto = body::parse(&headers, &body)?;
+    let programme = programme_id(&id)?;
+    let missing =
+        || Problem::not_found(format!("no household {household} in programme {programme}"));
+    let household: ledger::HouseholdId = household.parse().map_err(|_| missing())?;
+    match programmes.db().household(household).await? {
+        Some(h) if h.programme == programme => {}
+        _ => return Err(missing()),
+    }
+    programmes
+        .db()
+        .set_research_opt_out(household, !dto.consent)
+        .await?;
+    Ok(Json(
+        json!({"household": household, "research_consent": dto.consent}),
+    ))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct RunDto {
     period: String,
     #[serde(default)]
