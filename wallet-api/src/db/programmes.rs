@@ -902,16 +902,15 @@ impl Database {
     pub async fn research_households(
         &self,
     ) -> Result<Vec<(AccountId, HouseholdId, String, bool)>, DbError> {
-        let rows: Vec<(Uuid, Uuid, String, i16)> =
-            on_pool!(self, |pool| {
-                sqlx::query_as(
+        let rows: Vec<(Uuid, Uuid, String, i16)> = on_pool!(self, |pool| {
+            sqlx::query_as(
             "select h.account, h.id, h.area, cast(h.research_opt_out as smallint) from household h \
              union select c.account, h.id, h.area, cast(h.research_opt_out as smallint) \
              from card c join household h on h.id = c.household"
         )
         .fetch_all(pool)
         .await
-            })?;
+        })?;
         Ok(rows
             .into_iter()
             .map(|(account, household, area, out)| {
