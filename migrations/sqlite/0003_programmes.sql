@@ -112,3 +112,13 @@ create table programme_merchant (
     decided_at integer,
     primary key (programme, participant)
 ) strict;
+
+-- The periods SEPA credit-transfer files were produced for: a file for an overlapping period
+-- would pay merchants twice, so it is refused (the same period again is the same file).
+create table settlement_file (
+    programme blob not null references programme (id),
+    from_day text not null,
+    to_day text not null,
+    created_at integer not null,
+    primary key (programme, from_day, to_day)
+) strict;

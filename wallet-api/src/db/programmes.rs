@@ -955,6 +955,41 @@ impl Database {
             .collect()
     }
 
+    /// The periods (first day, last day; `YYYY-MM-DD`) SEPA files were produced for.
+    pub async fn settled_periods(
+        &self,
+        programme: ProgrammeId,
+    ) -> Result<Vec<(String, String)>, DbError> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "select from_day, to_day from settlement_file where programme = $1 order by from_day"
+        )
+        .bind(programme.0)
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// Records that a SEPA file was produced for a period (again is a no-op).
+    pub async fn record_settled_period(
+        &self,
+        programme: ProgrammeId,
+        from_day: &str,
+        to_day: &str,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        on_pool!(self, |pool| sqlx::query(
+            "insert into settlement_file (programme, from_day, to_day, created_at) \
+             values ($1, $2, $3, $4) on conflict do nothing"
+        )
+        .bind(programme.0)
+        .bind(from_day)
+        .bind(to_day)
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(drop))?;
+        Ok(())
+    }
+
     /// Records a merchant's application to programmes (pending), in one transaction.
     pub async fn apply_merchant(
         &self,

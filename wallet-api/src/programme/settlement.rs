@@ -159,6 +159,19 @@ impl Programmes {
                 programme.unit
             )));
         }
+        // A merchant is paid once per redemption: a file for a period overlapping one already
+        // paid is refused; the same period again gives the same transfers.
+        let (from_day, to_day) = (start.to_string(), end.to_string());
+        for (from, to) in self.db.settled_periods(programme_id).await? {
+            let same = from == from_day && to == to_day;
+            let overlaps = from_day <= to && from <= to_day;
+            if overlaps && !same {
+                return Err(ProgrammeError::Conflict(format!(
+                    "{from_day}/{to_day} overlaps {from}/{to}, for which a SEPA file was already \
+                     produced: merchants would be paid twice for the days in both"
+                )));
+            }
+        }
         let lines = self.settlement(programme_id, start, end).await?;
         let missing: Vec<&str> = lines
             .iter()
@@ -201,7 +214,11 @@ impl Programmes {
             },
             transfers,
         };
-        pain001_xml(&file).map_err(|e| invalid("settlement", e.to_string()))
+        let xml = pain001_xml(&file).map_err(|e| invalid("settlement", e.to_string()))?;
+        self.db
+            .record_settled_period(programme_id, &from_day, &to_day, self.now_ms())
+            .await?;
+        Ok(xml)
     }
 
     fn unit_scale(&self, unit: ledger::UnitCode) -> Result<u8, ProgrammeError> {

@@ -606,6 +606,29 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             "{xml}"
         );
         assert!(xml.contains("PT50000201231234567890154"), "{xml}");
+        // The same period again is the same file; an overlapping one would pay twice.
+        let again = programmes
+            .credit_transfer_file(
+                programme.id,
+                day("2026-11-01"),
+                day("2026-11-30"),
+                day("2026-12-01"),
+            )
+            .await
+            .unwrap();
+        assert!(again.contains("<InstdAmt Ccy=\"EUR\">98.50</InstdAmt>"));
+        let overlap = programmes
+            .credit_transfer_file(
+                programme.id,
+                day("2026-11-15"),
+                day("2026-12-15"),
+                day("2026-12-16"),
+            )
+            .await;
+        assert!(
+            matches!(overlap, Err(ProgrammeError::Conflict(_))),
+            "{overlap:?}"
+        );
         // Outside the period, nothing.
         let empty = programmes
             .settlement(programme.id, day("2026-10-01"), day("2026-10-31"))
