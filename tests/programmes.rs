@@ -364,8 +364,39 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             None,
         )
         .await;
+        let cursor = households.json()["next_cursor"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let households = households.json()["items"].as_array().unwrap().clone();
         let (carmen, omar) = (&households[0], &households[1]);
+        assert_eq!(cursor, omar["reference"].as_str().unwrap());
+        // The next page follows on, by reference; the last page has no cursor.
+        let next = http(
+            a,
+            "GET",
+            &format!("{p}/households?limit=2&cursor={cursor}"),
+            Some(&admin),
+            &[],
+            None,
+        )
+        .await;
+        let next = next.json();
+        assert!(
+            next["items"][0]["reference"].as_str().unwrap() > cursor.as_str(),
+            "{next}"
+        );
+        let last = http(
+            a,
+            "GET",
+            &format!("{p}/households?limit=2&cursor=SEV-00298"),
+            Some(&admin),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(last.json()["items"].as_array().unwrap().len(), 1);
+        assert!(last.json()["next_cursor"].is_null());
         let card = send(
             a,
             "POST",

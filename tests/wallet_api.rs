@@ -244,6 +244,12 @@ async fn the_wallet_api_end_to_end() {
     for (label, url, _dir) in databases().await {
         let admin = token_cli(&url, "admin", None).await;
         let (mut child, address) = serve(&url, &[]).await;
+        if label == "postgres" {
+            // No --secret-file on PostgreSQL: programmes and cards are off, and say so.
+            let off = http(&address, "GET", "/v1/programmes", Some(&admin), &[], None).await;
+            assert_eq!(off.status, 503, "{}", off.body);
+            assert_eq!(off.problem_type(), "/problems/programmes-unavailable");
+        }
         let town = town(&address, &admin).await;
         payments(&town).await;
         idempotent_writes(&town).await;

@@ -607,19 +607,65 @@ impl Database {
         rows.into_iter().map(card).collect()
     }
 
-    /// Households of a programme that hold an active card.
-    pub async fn households_with_active_card(
+    /// A page of a programme's households by reference, after `after`, at most `limit`,
+    /// each with whether it holds an active card.
+    pub async fn households_page(
         &self,
         programme: ProgrammeId,
-    ) -> Result<std::collections::HashSet<HouseholdId>, DbError> {
-        let rows: Vec<Uuid> = on_pool!(self, |pool| sqlx::query_scalar(
-            "select distinct c.household from card c join household h on h.id = c.household \
-             where h.programme = $1 and c.status = 'active'"
-        )
-        .bind(programme.0)
-        .fetch_all(pool)
-        .await)?;
-        Ok(rows.into_iter().map(HouseholdId).collect())
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(EnrolledHousehold, bool)>, DbError> {
+        let columns = HOUSEHOLD_COLUMNS
+            .split(", ")
+            .map(|c| format!("h.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "select {columns}, exists (select 1 from card c where c.household = h.id \
+             and c.status = 'active') as carded from household h \
+             where h.programme = $1 and h.reference > $2 order by h.reference limit $3"
+        );
+        type Row = (
+            Uuid,
+            Uuid,
+            String,
+            String,
+            i32,
+            String,
+            Option<String>,
+            String,
+            Uuid,
+            i64,
+            bool,
+        );
+        let rows: Vec<Row> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(programme.0)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter()
+            .map(
+                |(
+                    id,
+                    p,
+                    reference,
+                    name,
+                    dependents,
+                    area,
+                    phone,
+                    language,
+                    account,
+                    at,
+                    carded,
+                )| {
+                    let row = (
+                        id, p, reference, name, dependents, area, phone, language, account, at,
+                    );
+                    Ok((household(row)?, carded))
+                },
+            )
+            .collect()
     }
 
     /// Each household's current card status (`active` or `locked`; replaced cards are

@@ -164,7 +164,8 @@ where
     respond(outcome)
 }
 
-fn respond(outcome: Result<Written, Problem>) -> Response {
+/// The response for a finished write.
+pub fn respond(outcome: Result<Written, Problem>) -> Response {
     match outcome {
         Ok((status, json)) => (status, axum::Json(json)).into_response(),
         Err(problem) => problem.into_response(),

@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse as _, Json, Response};
+use axum::response::{Json, Response};
 use ledger::{AccountId, Amount, HouseholdId, IntentId, ParticipantId, PaymentRequestId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -92,10 +92,7 @@ pub(super) async fn issue(
     };
     // Not through the idempotency store, which keeps a hash of the request and the response:
     // both hold a PIN. Issuing twice is refused anyway (a household has one card).
-    match write.await {
-        Ok((status, json)) => (status, Json(json)).into_response(),
-        Err(problem) => problem.into_response(),
-    }
+    body::respond(write.await)
 }
 
 /// `GET /v1/cards/{number}` (admin, programme manager, auditor).
@@ -241,10 +238,7 @@ pub(super) async fn pay(
     };
     // Not through the idempotency store: the body holds the PIN, and the intent id already
     // makes a retry pay once.
-    match write.await {
-        Ok((status, json)) => (status, Json(json)).into_response(),
-        Err(problem) => problem.into_response(),
-    }
+    body::respond(write.await)
 }
 
 /// The unit a card pays in (its account's).

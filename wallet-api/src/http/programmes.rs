@@ -536,22 +536,22 @@ pub(super) async fn households(
     let page: HouseholdPage = body::query(raw.as_deref())?;
     let limit = state.config.page_limit(page.limit)? as usize;
     let programme = programmes.get(programme_id(&id)?).await?;
-    let mut all = programmes.db().households(programme.id).await?;
-    all.sort_by(|a, b| a.reference.cmp(&b.reference));
-    let start = page
-        .cursor
-        .as_deref()
-        .map_or(0, |c| all.partition_point(|h| h.reference.as_str() <= c));
-    let shown = &all[start.min(all.len())..all.len().min(start.saturating_add(limit))];
-    let carded = programmes
+    // One more than a page tells whether another page follows.
+    let mut shown = programmes
         .db()
-        .households_with_active_card(programme.id)
+        .households_page(
+            programme.id,
+            page.cursor.as_deref(),
+            i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1),
+        )
         .await?;
+    let more = shown.len() > limit;
+    shown.truncate(limit);
     let view = state.committer.view().read();
     let scale = view.unit(programme.unit).map_or(0, ledger::Unit::scale);
     let items: Vec<Value> = shown
         .iter()
-        .map(|h| {
+        .map(|(h, carded)| {
             json!({
                 "id": h.id,
                 "reference": h.reference,
@@ -562,13 +562,13 @@ pub(super) async fn households(
                 "language": h.language,
                 "account": h.account,
                 "balance": view.account(h.account).map(|a| render::decimal(a.balance.0, scale)),
-                "has_active_card": carded.contains(&h.id),
+                "has_active_card": carded,
                 "enrolled_at_ms": h.enrolled_at,
             })
         })
         .collect();
-    let next = (start.saturating_add(limit) < all.len())
-        .then(|| shown.last().map(|h| h.reference.clone()))
+    let next = more
+        .then(|| shown.last().map(|(h, _)| h.reference.clone()))
         .flatten();
     Ok(Json(json!({"items": items, "next_cursor": next})))
 }

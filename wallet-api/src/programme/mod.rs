@@ -24,7 +24,6 @@ use ledger::policy::{CategoryCode, PolicyError, RedemptionRule, SpendingRules, U
 use ledger::{AccountId, Amount, ProgrammeId, PublicKey, UnitCode};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use uuid::Uuid;
 
 use crate::cards::ServerSecret;
 
@@ -315,11 +314,6 @@ pub fn rules_at(versions: &[RuleVersion], at: i64) -> Option<&RuleVersion> {
         .iter()
         .filter(|v| v.effective_from <= at)
         .max_by_key(|v| v.effective_from)
-}
-
-/// A new v7 id for rows the programme creates.
-pub fn new_id() -> Uuid {
-    ledger::ids::new_v7()
 }
 
 #[cfg(test)]

@@ -222,11 +222,6 @@ impl Programmes {
         self.secret.clone()
     }
 
-    /// The secret cards are sealed under (besides each card's PIN).
-    pub fn secret(&self) -> &ServerSecret {
-        &self.secret
-    }
-
     /// A programme, or `NotFound`.
     pub async fn get(&self, id: ProgrammeId) -> Result<Programme, ProgrammeError> {
         self.db

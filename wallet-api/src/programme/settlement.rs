@@ -126,7 +126,7 @@ impl Programmes {
                     fee: amount(m.fee_minor)?,
                 };
                 SettlementRow::new(m.merchant, &m.name, period, programme.unit, scale, figures)
-                    .map_err(|e| ProgrammeError::Conflict(e.to_string()))
+                    .map_err(|e| ProgrammeError::Internal(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(settlement_csv(&rows))
@@ -234,12 +234,12 @@ impl Programmes {
     pub fn today(&self) -> Result<Date, ProgrammeError> {
         UtcDateTime::from_unix_s(self.now_ms().div_euclid(1000))
             .map(|t| t.date)
-            .map_err(|e| ProgrammeError::Conflict(e.to_string()))
+            .map_err(|e| ProgrammeError::Internal(e.to_string()))
     }
 }
 
 fn amount(minor: i64) -> Result<Amount, ProgrammeError> {
-    Amount::from_minor(minor).map_err(|e| ProgrammeError::Conflict(e.to_string()))
+    Amount::from_minor(minor).map_err(|e| ProgrammeError::Internal(e.to_string()))
 }
 
 #[cfg(test)]
