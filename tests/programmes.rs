@@ -859,6 +859,55 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             coledger_cli(&[&["disburse"][..], &common, &["--period", "2027-13"]].concat());
         assert!(!bad_period.status.success());
         assert!(String::from_utf8_lossy(&bad_period.stderr).contains("YYYY-MM"));
+        // Enrolment and expiry from the CLI: the same register changes nothing, and nothing
+        // has expired yet.
+        let register = secret_dir.path().join("register.csv");
+        std::fs::write(&register, enrolment_csv(300)).unwrap();
+        let enrol_args = [
+            "enrol",
+            "--database-url",
+            url.as_str(),
+            "--secret-file",
+            secret.as_str(),
+            "--programme",
+            programme.as_str(),
+        ];
+        let enrolled = coledger_cli(&[&enrol_args[..], &[register.to_str().unwrap()]].concat());
+        let out = String::from_utf8_lossy(&enrolled.stdout).to_string();
+        assert!(
+            enrolled.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&enrolled.stderr)
+        );
+        assert!(
+            out.contains("0 new, 0 updated, 300 unchanged, 4 rejected"),
+            "{out}"
+        );
+        let strict = coledger_cli(
+            &[
+                &enrol_args[..],
+                &["--all-or-nothing", register.to_str().unwrap()],
+            ]
+            .concat(),
+        );
+        assert!(!strict.status.success());
+        assert!(String::from_utf8_lossy(&strict.stderr).contains("nothing enrolled"));
+        let expired = coledger_cli(&[
+            "expire",
+            "--database-url",
+            &url,
+            "--secret-file",
+            &secret,
+            "--programme",
+            &programme,
+        ]);
+        let out = String::from_utf8_lossy(&expired.stdout).to_string();
+        assert!(
+            expired.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&expired.stderr)
+        );
+        assert!(out.contains("expired: 0 households"), "{out}");
 
         // The research export: pseudonymised events the research kit measures. Two runs of
         // 300 households, less the one that withheld consent.
