@@ -405,7 +405,7 @@ async fn naive_run(
                     amount_minor,
                     ..
                 } => Some((from.0, to.0, amount_minor.minor())),
-                ledger::Action::Entry { .. } => None,
+                ledger::Action::Entry { .. } | ledger::Action::Refund { .. } => None,
             })
             .collect(),
     );

@@ -13,7 +13,7 @@ use crate::entry::{EntryKind, JournalEntry};
 use crate::ids::{AccountId, EntryId, IntentId};
 use crate::journal::Digest;
 use crate::keys::PublicKey;
-use crate::policy::{CategoryCode, SpendWindow, SpendingRule, UnitPolicy};
+use crate::policy::{CategoryCode, SpendWindow, SpendingRule, UnitPolicy, day_of};
 use crate::unit::{Unit, UnitCode, UnitKind};
 
 /// Why the Book refused an entry or a registration. Every variant is a distinct cause a
@@ -96,6 +96,31 @@ pub enum BookError {
     /// A balance would leave the 64-bit range.
     #[error("balance of account {0} would overflow")]
     Overflow(AccountId),
+    /// A refund names an entry that is not a committed payment (of one posting, as every
+    /// `payment` intent makes).
+    #[error("there is no payment {0} to refund")]
+    UnknownPayment(EntryId),
+    /// A refund that does not mirror its payment; `field` names the first difference.
+    #[error("refund of payment {payment} does not match it: `{field}` must be {expected}")]
+    RefundMismatch {
+        /// The payment.
+        payment: EntryId,
+        /// The refund's field that differs: `from`, `unit` or `to`.
+        field: &'static str,
+        /// What it must be, in words (never the original's value: the signer may not be
+        /// the payee).
+        expected: &'static str,
+    },
+    /// Refunds of one payment would add up to more than the payment.
+    #[error("payment {payment} has {refundable} minor units left to refund; {requested} requested")]
+    RefundExceedsPayment {
+        /// The payment.
+        payment: EntryId,
+        /// What may still be refunded (the payment less its earlier refunds).
+        refundable: i64,
+        /// What this refund asks for.
+        requested: i64,
+    },
 }
 
 /// A broken invariant found by [`Book::check_invariants`]: the data is corrupt.
@@ -136,6 +161,22 @@ struct AppliedIntent {
     digest: Digest,
 }
 
+/// What the Book keeps of a committed payment so that it can be refunded: 24 bytes (plus the
+/// 16-byte entry id as key), because every payment ever made has one. Accounts are slots, not
+/// 16-byte ids, and the unit is the payer account's.
+#[derive(Clone, Copy, Debug)]
+struct Refundable {
+    /// Minor units not yet refunded; only ever decreases, never below zero.
+    remaining: i64,
+    /// Slot of the account that paid, where refunds go.
+    payer: u32,
+    /// Slot of the account that was paid, the only one that refunds.
+    payee: u32,
+    /// UTC day of the payment (days since 1970 fit in 32 bits for any `created_at`), to give
+    /// a refund back to the spending caps of the day and month that counted the payment.
+    day: u32,
+}
+
 /// Balances and rules, in memory.
 #[derive(Default)]
 pub struct Book {
@@ -149,6 +190,8 @@ pub struct Book {
     payees: HashMap<AccountId, CategoryCode>,
     /// What each holder of a programme unit has paid this day and month, for the caps.
     spent: HashMap<AccountId, SpendWindow>,
+    /// Every committed single-posting payment, by entry id, with what is left to refund.
+    payments: HashMap<EntryId, Refundable>,
     /// Reused per apply: (slot, net change) of each account an entry touches.
     scratch: Vec<(u32, i128)>,
 }
@@ -257,11 +300,13 @@ impl Book {
         let mut deltas = std::mem::take(&mut self.scratch);
         deltas.clear();
         let result = self
-            .collect_deltas(entry, &mut deltas)
+            .check_refund(entry, Some(auth.signer))
+            .and_then(|()| self.collect_deltas(entry, &mut deltas))
             .and_then(|()| self.check_policies(entry))
             .and_then(|()| self.check_limits(&deltas));
         if result.is_ok() {
             self.record_spending(entry);
+            self.record_refundable(entry);
             for &(slot, delta) in &deltas {
                 let balance = &mut self.slots[slot as usize].balance;
                 // check_limits proved the sum fits in i64.
@@ -283,8 +328,9 @@ impl Book {
     /// Applies an entry loaded from storage, where it was committed under the rules of its
     /// day. Statuses, signers and limits may have changed since (a card frozen later, a key
     /// rotated), so only what can never change is checked here: accounts exist, units match,
-    /// the intent is new, balances fit in 64 bits. The caller then proves the invariants over
-    /// the whole Book with [`Book::check_invariants`].
+    /// the intent is new, a refund mirrors its payment and stays within it, balances fit in
+    /// 64 bits. The caller then proves the invariants over the whole Book with
+    /// [`Book::check_invariants`].
     pub fn replay(&mut self, entry: &JournalEntry) -> Result<(), BookError> {
         let auth = entry.authorisation();
         if let Some(applied) = self.intents.get(&auth.intent_id) {
@@ -305,6 +351,7 @@ impl Book {
                 }
             }
         }
+        self.check_refund(entry, None)?;
         for posting in entry.postings() {
             let amount = posting.amount.minor();
             for (id, change) in [
@@ -320,6 +367,7 @@ impl Book {
             }
         }
         self.record_spending(entry);
+        self.record_refundable(entry);
         self.intents.insert(
             auth.intent_id,
             AppliedIntent {
@@ -328,6 +376,126 @@ impl Book {
             },
         );
         Ok(())
+    }
+
+    /// What may still be refunded of a committed payment; `None` if `payment` is not one.
+    pub fn refundable(&self, payment: EntryId) -> Option<crate::Amount> {
+        self.payments
+            .get(&payment)
+            .and_then(|p| crate::Amount::from_minor(p.remaining).ok())
+    }
+
+    /// A refund (an entry linked by `tags.reverses`) must give back part or all of a committed
+    /// payment: from the account that was paid, to the account that paid, in its unit, and
+    /// never more than is left of it. `JournalEntry::new` already proved the entry is a
+    /// reversal of one posting. With `signer` (a live apply), the signer must control `from`
+    /// before anything about the payment is looked at, so nobody else learns of it; a replay
+    /// passes `None`, since keys may have been rotated since.
+    fn check_refund(
+        &self,
+        entry: &JournalEntry,
+        signer: Option<PublicKey>,
+    ) -> Result<(), BookError> {
+        let Some(payment) = entry.tags().reverses else {
+            return Ok(());
+        };
+        let [posting] = entry.postings() else {
+            return Err(BookError::RuleViolation(
+                "a refund moves one amount from the payee back to the payer",
+            ));
+        };
+        let from = self.slot(posting.debit)?;
+        let to = self.slot(posting.credit)?;
+        if let Some(signer) = signer
+            && self.slots[from].account.authority != Some(signer)
+        {
+            return Err(BookError::NotAuthorised(posting.debit));
+        }
+        let original = self
+            .payments
+            .get(&payment)
+            .ok_or(BookError::UnknownPayment(payment))?;
+        let mismatch = |field, expected| BookError::RefundMismatch {
+            payment,
+            field,
+            expected,
+        };
+        if from != original.payee as usize {
+            return Err(mismatch("from", "the account the payment was made to"));
+        }
+        if posting.unit != self.slots[from].account.unit {
+            return Err(mismatch("unit", "the unit the payment was made in"));
+        }
+        if to != original.payer as usize {
+            return Err(mismatch("to", "the account that made the payment"));
+        }
+        let requested = posting.amount.minor();
+        if requested > original.remaining {
+            return Err(BookError::RefundExceedsPayment {
+                payment,
+                refundable: original.remaining,
+                requested,
+            });
+        }
+        Ok(())
+    }
+
+    /// Remembers a committed payment so that it can be refunded, or counts a committed refund
+    /// against its payment (and gives it back to the payer's spending caps). Called once an
+    /// entry is applied or replayed; [`Book::check_refund`] proved a refund fits.
+    fn record_refundable(&mut self, entry: &JournalEntry) {
+        let [posting] = entry.postings() else {
+            return;
+        };
+        match (entry.kind(), entry.tags().reverses) {
+            (EntryKind::Payment, None) => {
+                let (Some(&payer), Some(&payee)) = (
+                    self.index.get(&posting.debit),
+                    self.index.get(&posting.credit),
+                ) else {
+                    return;
+                };
+                let day = u32::try_from(day_of(entry.created_at())).unwrap_or(0);
+                let refundable = Refundable {
+                    remaining: posting.amount.minor(),
+                    payer,
+                    payee,
+                    day,
+                };
+                self.payments.insert(entry.id(), refundable);
+            }
+            (EntryKind::Reversal, Some(payment)) => {
+                let Some(original) = self.payments.get_mut(&payment) else {
+                    return;
+                };
+                let amount = posting.amount.minor();
+                original.remaining = original.remaining.saturating_sub(amount).max(0);
+                let original = *original;
+                self.give_back_spending(original, posting.unit, entry.created_at(), amount);
+            }
+            _ => {}
+        }
+    }
+
+    /// A refund of a holder's programme payment no longer counts toward the caps of the day
+    /// and month it was paid in, if it happens within them.
+    fn give_back_spending(
+        &mut self,
+        original: Refundable,
+        unit: UnitCode,
+        at: crate::TimestampMs,
+        amount: i64,
+    ) {
+        if !self.policies.contains_key(&unit) {
+            return;
+        }
+        let payer = &self.slots[original.payer as usize].account;
+        if payer.kind != AccountKind::Holder {
+            return;
+        }
+        if let Some(window) = self.spent.get_mut(&payer.id) {
+            window.give_back(i64::from(original.day), at, amount);
+        }
     }
 
     fn slot(&self, id: AccountId) -> Result<usize, BookError> {
@@ -1073,6 +1241,232 @@ mod tests {
         assert_eq!(f.book.balance(f.alice), Some(Balance(4_900)));
     }
 
+    const SHOP: PublicKey = PublicKey([2; 32]);
+
+    /// A refund entry as the `refund` action makes it.
+    fn refund_at(
+        payment: EntryId,
+        signer: PublicKey,
+        posting: (UnitCode, AccountId, AccountId, i64),
+        at: crate::TimestampMs,
+    ) -> JournalEntry {
+        let plain = entry_at(EntryKind::Reversal, signer, &[posting], at);
+        JournalEntry::new(
+            EntryId::new(),
+            EntryKind::Reversal,
+            plain.postings().to_vec(),
+            String::new(),
+            Tags {
+                reverses: Some(payment),
+                ..Tags::default()
+            },
+            *plain.authorisation(),
+            at,
+        )
+        .unwrap()
+    }
+
+    fn refund(
+        payment: EntryId,
+        signer: PublicKey,
+        posting: (UnitCode, AccountId, AccountId, i64),
+    ) -> JournalEntry {
+        refund_at(payment, signer, posting, 0)
+    }
+
+    /// Alice (5000) pays the shop `minor`; returns the payment.
+    fn paid(f: &mut Fixture, minor: i64) -> JournalEntry {
+        let pay = entry(
+            EntryKind::Payment,
+            ALICE,
+            &[(f.unit, f.alice, f.shop, minor)],
+        );
+        f.book.apply(&pay).unwrap();
+        pay
+    }
+
+    #[test]
+    fn a_payment_is_refunded_in_parts_that_never_exceed_it() {
+        let mut f = funded();
+        let pay = paid(&mut f, 1_000);
+        let (unit, alice, shop) = (f.unit, f.alice, f.shop);
+        assert_eq!(f.book.refundable(pay.id()).map(Amount::minor), Some(1_000));
+        f.book
+            .apply(&refund(pay.id(), SHOP, (unit, shop, alice, 300)))
+            .unwrap();
+        f.book
+            .apply(&refund(pay.id(), SHOP, (unit, shop, alice, 600)))
+            .unwrap();
+        assert_eq!(f.book.refundable(pay.id()).map(Amount::minor), Some(100));
+        assert_eq!(
+            f.book
+                .apply(&refund(pay.id(), SHOP, (unit, shop, alice, 101))),
+            Err(BookError::RefundExceedsPayment {
+                payment: pay.id(),
+                refundable: 100,
+                requested: 101
+            })
+        );
+        f.book
+            .apply(&refund(pay.id(), SHOP, (unit, shop, alice, 100)))
+            .unwrap();
+        assert_eq!(
+            f.book
+                .apply(&refund(pay.id(), SHOP, (unit, shop, alice, 1))),
+            Err(BookError::RefundExceedsPayment {
+                payment: pay.id(),
+                refundable: 0,
+                requested: 1
+            })
+        );
+        assert_eq!(f.book.balance(alice), Some(Balance(5_000)));
+        assert_eq!(f.book.balance(shop), Some(Balance(0)));
+        f.book.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_refund_must_mirror_a_committed_payment() {
+        let mut f = funded();
+        let pay = paid(&mut f, 1_000);
+        let (unit, alice, shop, issuer) = (f.unit, f.alice, f.shop, f.issuer);
+        let other_shop = Account::new(unit, AccountKind::Merchant, Some(SHOP));
+        let other = other_shop.id;
+        f.book.open_account(other_shop).unwrap();
+        // Nothing to refund: an unknown id, an issuance, a refund itself.
+        let ghost = EntryId::new();
+        assert_eq!(
+            f.book.apply(&refund(ghost, SHOP, (unit, shop, alice, 1))),
+            Err(BookError::UnknownPayment(ghost))
+        );
+        let issue = entry(EntryKind::Issue, OPERATOR, &[(unit, issuer, alice, 10)]);
+        f.book.apply(&issue).unwrap();
+        assert_eq!(
+            f.book
+                .apply(&refund(issue.id(), SHOP, (unit, shop, alice, 1))),
+            Err(BookError::UnknownPayment(issue.id()))
+        );
+        let first = refund(pay.id(), SHOP, (unit, shop, alice, 1));
+        f.book.apply(&first).unwrap();
+        assert_eq!(
+            f.book
+                .apply(&refund(first.id(), ALICE, (unit, alice, shop, 1))),
+            Err(BookError::UnknownPayment(first.id()))
+        );
+        // Another till under the same key cannot refund this till's sale.
+        assert!(matches!(
+            f.book
+                .apply(&refund(pay.id(), SHOP, (unit, other, alice, 1))),
+            Err(BookError::RefundMismatch { field: "from", .. })
+        ));
+        // Nor can the shop send the refund to someone other than the payer.
+        let bob = Account::new(unit, AccountKind::Holder, None);
+        let bob_id = bob.id;
+        f.book.open_account(bob).unwrap();
+        assert!(matches!(
+            f.book
+                .apply(&refund(pay.id(), SHOP, (unit, shop, bob_id, 1))),
+            Err(BookError::RefundMismatch { field: "to", .. })
+        ));
+        // Nor in another unit, even where it holds an account of it.
+        let points = UnitCode::new("BZ-PTS").unwrap();
+        f.book
+            .add_unit(Unit::new(points, "Points", 0, UnitKind::Points, None).unwrap())
+            .unwrap();
+        assert!(matches!(
+            f.book
+                .apply(&refund(pay.id(), SHOP, (points, shop, alice, 1))),
+            Err(BookError::RefundMismatch { field: "unit", .. })
+        ));
+        // Only the payee's key refunds; anyone else learns nothing about the payment.
+        assert_eq!(
+            f.book
+                .apply(&refund(pay.id(), ALICE, (unit, shop, alice, 1))),
+            Err(BookError::NotAuthorised(shop))
+        );
+        assert_eq!(
+            f.book.apply(&refund(ghost, ALICE, (unit, shop, alice, 1))),
+            Err(BookError::NotAuthorised(shop))
+        );
+        assert_eq!(f.book.refundable(pay.id()).map(Amount::minor), Some(999));
+        f.book.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_refund_needs_the_funds_and_open_accounts_like_any_debit() {
+        let mut f = funded();
+        let pay = paid(&mut f, 1_000);
+        let (unit, alice, shop) = (f.unit, f.alice, f.shop);
+        f.book.set_status(alice, AccountStatus::Frozen).unwrap();
+        assert_eq!(
+            f.book
+                .apply(&refund(pay.id(), SHOP, (unit, shop, alice, 10))),
+            Err(BookError::AccountFrozen(alice))
+        );
+        f.book.set_status(alice, AccountStatus::Active).unwrap();
+        // The shop spent the takings meanwhile.
+        let spent = entry(EntryKind::Payment, SHOP, &[(unit, shop, alice, 950)]);
+        f.book.apply(&spent).unwrap();
+        assert_eq!(
+            f.book
+                .apply(&refund(pay.id(), SHOP, (unit, shop, alice, 60))),
+            Err(BookError::InsufficientFunds {
+                account: shop,
+                available: 50,
+                requested: 60
+            })
+        );
+        assert_eq!(f.book.refundable(pay.id()).map(Amount::minor), Some(1_000));
+    }
+
+    #[test]
+    fn replay_rebuilds_what_is_left_to_refund_and_refuses_a_stored_over_refund() {
+        let mut f = funded();
+        let pay = paid(&mut f, 1_000);
+        let (unit, alice, shop) = (f.unit, f.alice, f.shop);
+        let parts = [
+            refund(pay.id(), SHOP, (unit, shop, alice, 400)),
+            refund(pay.id(), SHOP, (unit, shop, alice, 500)),
+        ];
+        for part in &parts {
+            f.book.apply(part).unwrap();
+        }
+        // A fresh Book with the same accounts, as the service builds on start.
+        let empty = |from: &Book| {
+            let mut fresh = Book::new();
+            fresh.add_unit(from.unit(unit).unwrap().clone()).unwrap();
+            for (account, _) in from.accounts() {
+                fresh.open_account(account.clone()).unwrap();
+            }
+            fresh
+        };
+        let mut replayed = empty(&f.book);
+        let issue = entry(
+            EntryKind::Issue,
+            OPERATOR,
+            &[(unit, f.issuer, alice, 5_000)],
+        );
+        for e in [&issue, &pay, &parts[0], &parts[1]] {
+            replayed.replay(e).unwrap();
+        }
+        assert_eq!(replayed.refundable(pay.id()).map(Amount::minor), Some(100));
+        assert_eq!(replayed.balance(shop), Some(Balance(100)));
+        // After a restart, the next refunds are judged as they would have been before it.
+        let over = refund(pay.id(), SHOP, (unit, shop, alice, 101));
+        assert_eq!(replayed.apply(&over), f.book.apply(&over));
+        let rest = refund(pay.id(), SHOP, (unit, shop, alice, 100));
+        assert_eq!(replayed.apply(&rest), Ok(()));
+        // A stored refund beyond its payment (a tampered database) refuses the load.
+        assert!(matches!(
+            replayed.replay(&over),
+            Err(BookError::RefundExceedsPayment { .. })
+        ));
+        // So does a stored refund of a payment that is not (yet) in the journal.
+        assert_eq!(
+            empty(&f.book).replay(&parts[0]),
+            Err(BookError::UnknownPayment(pay.id()))
+        );
+    }
+
     #[test]
     fn registration_errors_are_distinct() {
         let mut f = fixture();
@@ -1295,6 +1689,59 @@ mod tests {
                 DAY + 1,
             );
             assert_eq!(rule_of(p.f.book.apply(&over)), SpendingRule::DailyCap);
+        }
+
+        #[test]
+        fn a_merchants_refund_passes_the_rules_and_frees_the_cap_it_took() {
+            // Caps: 30.00 a day, 40.00 a month. Day 1 and day 2 are in January 1970.
+            let stream = |unit, alice, shop| {
+                let pay = |minor, at| {
+                    entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, minor)], at)
+                };
+                let first = pay(3_000, DAY);
+                let back = |minor, at| refund_at(first.id(), SHOP, (unit, shop, alice, minor), at);
+                let rest = vec![
+                    back(1_000, DAY + 1),
+                    pay(1_000, DAY + 2),
+                    // The next day: only the month gets it back.
+                    back(1_000, 2 * DAY),
+                    pay(2_000, 2 * DAY + 1),
+                ];
+                [vec![first], rest].concat()
+            };
+            let mut p = programme(vec![rules(0)]);
+            let (unit, alice, shop) = (p.f.unit, p.f.alice, p.f.shop);
+            let entries = stream(unit, alice, shop);
+            p.f.book.apply(&entries[0]).unwrap();
+            let one = |at| entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 1)], at);
+            assert_eq!(rule_of(p.f.book.apply(&one(DAY))), SpendingRule::DailyCap);
+            // A registered merchant refunding a household is not a holder paying.
+            p.f.book.apply(&entries[1]).unwrap();
+            p.f.book.apply(&entries[2]).unwrap();
+            assert_eq!(
+                rule_of(p.f.book.apply(&one(DAY + 3))),
+                SpendingRule::DailyCap
+            );
+            p.f.book.apply(&entries[3]).unwrap();
+            // Without the month's give-back this would be 50.00 in January.
+            p.f.book.apply(&entries[4]).unwrap();
+            assert_eq!(
+                rule_of(p.f.book.apply(&one(2 * DAY + 2))),
+                SpendingRule::MonthlyCap
+            );
+            assert_eq!(p.f.book.balance(alice), Some(Balance(1_000)));
+
+            // Replaying the stream rebuilds the same windows.
+            let mut replayed = programme(vec![rules(0)]);
+            let (alice, shop) = (replayed.f.alice, replayed.f.shop);
+            for e in stream(unit, alice, shop) {
+                replayed.f.book.replay(&e).unwrap();
+            }
+            let one = |at| entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 1)], at);
+            assert_eq!(
+                rule_of(replayed.f.book.apply(&one(2 * DAY + 2))),
+                SpendingRule::MonthlyCap
+            );
         }
 
         #[test]

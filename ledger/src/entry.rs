@@ -69,6 +69,10 @@ pub enum EntryError {
         /// Which tag.
         name: &'static str,
     },
+    /// A link to an original entry (`tags.reverses`) on an entry that is not a single-posting
+    /// reversal: a refund gives back one amount, from the payee to the payer, and nothing else.
+    #[error("only a reversal entry with exactly one posting may name the entry it reverses")]
+    MisplacedReversal,
 }
 
 /// What an entry does, for reports and for the rules that apply to it.
@@ -138,7 +142,9 @@ impl EntryKind {
     }
 }
 
-/// Labels for reporting: which programme and budget line paid, which merchant category sold.
+/// Labels for reporting: which programme and budget line paid, which merchant category sold;
+/// and, on a refund, the payment it gives back. Tags are part of the hashed entry, so that link
+/// is as tamper-evident as the amounts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tags {
@@ -151,6 +157,10 @@ pub struct Tags {
     /// The merchant category.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// On a refund (a [`EntryKind::Reversal`] with one posting): the payment entry it gives
+    /// back, wholly or in part. The Book checks the link; absent everywhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<EntryId>,
 }
 
 impl Tags {
@@ -255,7 +265,8 @@ impl TryFrom<EntryFields> for JournalEntry {
 
 impl JournalEntry {
     /// Validates and builds an entry. Errors: empty, too many postings, a zero amount, a
-    /// self-transfer, an over-long memo or tag.
+    /// self-transfer, an over-long memo or tag, a link to a reversed entry on anything but a
+    /// single-posting reversal.
     pub fn new(
         id: EntryId,
         kind: EntryKind,
@@ -289,6 +300,9 @@ impl JournalEntry {
             return Err(EntryError::BadTimestamp(created_at));
         }
         tags.validate()?;
+        if tags.reverses.is_some() && (kind != EntryKind::Reversal || postings.len() != 1) {
+            return Err(EntryError::MisplacedReversal);
+        }
         Ok(Self {
             id,
             kind,
@@ -495,6 +509,54 @@ pub(crate) mod tests {
             0,
         );
         assert_eq!(result, Err(EntryError::BadTag { name: "category" }));
+    }
+
+    #[test]
+    fn only_a_single_posting_reversal_names_what_it_reverses() {
+        let (a, b) = (AccountId::new(), AccountId::new());
+        let linked = Tags {
+            reverses: Some(EntryId::new()),
+            ..Tags::default()
+        };
+        let make = |kind, postings: Vec<Posting>, tags: &Tags| {
+            JournalEntry::new(
+                EntryId::new(),
+                kind,
+                postings,
+                String::new(),
+                tags.clone(),
+                test_authorisation(),
+                0,
+            )
+        };
+        assert!(make(EntryKind::Reversal, vec![posting(a, b, 1)], &linked).is_ok());
+        assert_eq!(
+            make(EntryKind::Payment, vec![posting(a, b, 1)], &linked),
+            Err(EntryError::MisplacedReversal)
+        );
+        assert_eq!(
+            make(
+                EntryKind::Reversal,
+                vec![posting(a, b, 1), posting(a, b, 2)],
+                &linked
+            ),
+            Err(EntryError::MisplacedReversal)
+        );
+        // An unlinked reversal (an operator's correction) stays possible.
+        assert!(
+            make(
+                EntryKind::Reversal,
+                vec![posting(a, b, 1)],
+                &Tags::default()
+            )
+            .is_ok()
+        );
+        // Stored tags are checked again on read.
+        let stored = make(EntryKind::Reversal, vec![posting(a, b, 1)], &linked).unwrap();
+        let mut json = serde_json::to_value(&stored).unwrap();
+        assert_eq!(json["tags"]["reverses"], serde_json::json!(linked.reverses));
+        json["kind"] = serde_json::json!("payment");
+        assert!(serde_json::from_value::<JournalEntry>(json).is_err());
     }
 
     #[test]

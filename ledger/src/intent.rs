@@ -65,6 +65,10 @@ pub enum IntentError {
     /// The intent describes an invalid entry.
     #[error(transparent)]
     Entry(#[from] EntryError),
+    /// A general `entry` action naming `tags.reverses`: refunds are signed as `refund`
+    /// actions, so every link in the journal has one shape an auditor can read.
+    #[error("tags.reverses is set only by a refund action, not by a general entry")]
+    ReversesInEntry,
 }
 
 /// What the signer asks for.
@@ -90,6 +94,26 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request: Option<PaymentRequestId>,
     },
+    /// Give back `amount_minor` of an earlier payment, wholly or in part: what a shop's
+    /// terminal signs with the merchant key. It becomes a `reversal` entry with one posting
+    /// (`from` to `to`) whose `tags.reverses` names the payment. The Book checks that the
+    /// payment exists, was paid by `to` to `from` in `unit`, and that its refunds never add
+    /// up to more than it.
+    Refund {
+        /// The payment entry being refunded.
+        payment: EntryId,
+        /// The merchant account that was paid; the signer must control it.
+        from: AccountId,
+        /// The account that paid.
+        to: AccountId,
+        /// The unit, stated so a signer can never be tricked into refunding in another one.
+        unit: UnitCode,
+        /// The amount given back, in minor units.
+        amount_minor: Amount,
+        /// Free text for the statement.
+        #[serde(default)]
+        memo: String,
+    },
     /// A general entry from balanced legs: issuance, fees, conversions. What operators sign.
     Entry {
         /// What the entry is.
@@ -99,7 +123,8 @@ pub enum Action {
         /// Free text.
         #[serde(default)]
         memo: String,
-        /// Reporting labels.
+        /// Reporting labels. `reverses` is refused here: only a [`Action::Refund`] links an
+        /// entry to the payment it gives back.
         #[serde(default)]
         tags: Tags,
     },
@@ -322,17 +347,43 @@ impl VerifiedIntent {
                 memo.clone(),
                 Tags::default(),
             ),
+            Action::Refund {
+                payment,
+                from,
+                to,
+                unit,
+                amount_minor,
+                memo,
+            } => (
+                EntryKind::Reversal,
+                vec![Posting {
+                    unit: *unit,
+                    debit: *from,
+                    credit: *to,
+                    amount: *amount_minor,
+                }],
+                memo.clone(),
+                Tags {
+                    reverses: Some(*payment),
+                    ..Tags::default()
+                },
+            ),
             Action::Entry {
                 kind,
                 legs,
                 memo,
                 tags,
-            } => (
-                *kind,
-                JournalEntry::postings_from_legs(legs)?,
-                memo.clone(),
-                tags.clone(),
-            ),
+            } => {
+                if tags.reverses.is_some() {
+                    return Err(IntentError::ReversesInEntry);
+                }
+                (
+                    *kind,
+                    JournalEntry::postings_from_legs(legs)?,
+                    memo.clone(),
+                    tags.clone(),
+                )
+            }
         };
         Ok(JournalEntry::new(
             id,
@@ -460,6 +511,119 @@ mod tests {
             SignedIntent::from_json(negative.as_bytes()),
             Err(IntentError::Malformed(_))
         ));
+    }
+
+    fn refund(key: &SigningKey, payment: EntryId) -> Intent {
+        Intent {
+            intent_id: IntentId::new(),
+            not_after: 2_000_000_000,
+            signer: PublicKey::of(key),
+            action: Action::Refund {
+                payment,
+                from: AccountId::new(),
+                to: AccountId::new(),
+                unit: UnitCode::new("PGI-EUR").unwrap(),
+                amount_minor: Amount::from_minor(450).unwrap(),
+                memo: "devolución".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_refund_intent_becomes_a_reversal_linked_to_its_payment() {
+        let k = key(4);
+        let payment = EntryId::new();
+        let signed = SignedIntent::sign(refund(&k, payment), &k).unwrap();
+        assert!(
+            signed.canonical().contains("\"type\":\"refund\""),
+            "{}",
+            signed.canonical()
+        );
+        let parsed = SignedIntent::from_json(signed.to_json().as_bytes()).unwrap();
+        let entry = parsed
+            .verify(0)
+            .unwrap()
+            .to_entry(EntryId::new(), 5)
+            .unwrap();
+        let Action::Refund { from, to, .. } = signed.intent().action else {
+            unreachable!()
+        };
+        assert_eq!(entry.kind(), EntryKind::Reversal);
+        assert_eq!(entry.tags().reverses, Some(payment));
+        assert_eq!(entry.memo(), "devolución");
+        assert_eq!(entry.postings().len(), 1);
+        assert_eq!(
+            (entry.postings()[0].debit, entry.postings()[0].credit),
+            (from, to)
+        );
+        assert_eq!(entry.postings()[0].amount.minor(), 450);
+    }
+
+    #[test]
+    fn a_refund_without_memo_signs_the_object_without_it() {
+        let k = key(4);
+        let mut value = serde_json::to_value(refund(&k, EntryId::new())).unwrap();
+        value["action"].as_object_mut().unwrap().remove("memo");
+        let canonical = to_canonical_bytes(&value).unwrap();
+        assert!(
+            !String::from_utf8(canonical.clone())
+                .unwrap()
+                .contains("memo")
+        );
+        let signature = Signature(k.sign(&signed_message(&canonical)).to_bytes());
+        let wire = serde_json::json!({"intent": value, "signature": signature});
+        let parsed = SignedIntent::from_json(wire.to_string().as_bytes()).unwrap();
+        let entry = parsed
+            .verify(0)
+            .unwrap()
+            .to_entry(EntryId::new(), 5)
+            .unwrap();
+        assert_eq!(entry.memo(), "");
+        // A refund names its payment; there is no refund of nothing.
+        let mut missing = value.clone();
+        missing["action"].as_object_mut().unwrap().remove("payment");
+        let wire = serde_json::json!({"intent": missing, "signature": signature});
+        assert!(matches!(
+            SignedIntent::from_json(wire.to_string().as_bytes()),
+            Err(IntentError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_general_entry_cannot_link_itself_to_a_payment() {
+        let k = key(5);
+        let unit = UnitCode::new("PGI-EUR").unwrap();
+        let (a, b) = (AccountId::new(), AccountId::new());
+        let intent = Intent {
+            intent_id: IntentId::new(),
+            not_after: 2_000_000_000,
+            signer: PublicKey::of(&k),
+            action: Action::Entry {
+                kind: EntryKind::Reversal,
+                legs: vec![
+                    Leg {
+                        account: a,
+                        unit,
+                        delta: -100,
+                    },
+                    Leg {
+                        account: b,
+                        unit,
+                        delta: 100,
+                    },
+                ],
+                memo: String::new(),
+                tags: Tags {
+                    reverses: Some(EntryId::new()),
+                    ..Tags::default()
+                },
+            },
+        };
+        let verified = SignedIntent::sign(intent, &k).unwrap().verify(0).unwrap();
+        assert_eq!(
+            verified.to_entry(EntryId::new(), 5),
+            Err(IntentError::ReversesInEntry)
+        );
     }
 
     #[test]

@@ -183,6 +183,14 @@ pub fn canonical_entry_bytes(entry: &JournalEntry) -> Vec<u8> {
             write_string(&mut out, value);
         }
     }
+    // "reverses" sorts after every other tag name.
+    if let Some(original) = tags.reverses {
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"reverses\":");
+        write_uuid(&mut out, &original.0);
+    }
     out.extend_from_slice(b"}}");
     out
 }
@@ -375,11 +383,49 @@ mod tests {
                 credit: AccountId::new(),
                 amount: Amount::from_minor(minor).unwrap(),
             }).collect();
-            let tags = Tags { programme, budget_line: None, category };
+            // A link is only allowed on a single-posting reversal; give one to every such entry.
+            let reverses = (kind == EntryKind::Reversal && amounts.len() == 1).then(EntryId::new);
+            let tags = Tags { programme, budget_line: None, category, reverses };
             let entry = JournalEntry::new(EntryId::new(), kind, postings, memo, tags, test_authorisation(), created_at).unwrap();
             let generic = crate::canonical::to_canonical_bytes(&serde_json::to_value(&entry).unwrap()).unwrap();
             proptest::prop_assert_eq!(String::from_utf8(canonical_entry_bytes(&entry)).unwrap(), String::from_utf8(generic).unwrap());
         }
+    }
+
+    #[test]
+    fn a_refunds_link_is_in_its_canonical_bytes() {
+        let original = EntryId::new();
+        let posting = Posting {
+            unit: UnitCode::new("PGI-EUR").unwrap(),
+            debit: AccountId::new(),
+            credit: AccountId::new(),
+            amount: Amount::from_minor(450).unwrap(),
+        };
+        let tags = Tags {
+            category: Some("5411".into()),
+            reverses: Some(original),
+            ..Tags::default()
+        };
+        let entry = JournalEntry::new(
+            EntryId::new(),
+            EntryKind::Reversal,
+            vec![posting],
+            String::new(),
+            tags,
+            test_authorisation(),
+            5,
+        )
+        .unwrap();
+        let bytes = String::from_utf8(canonical_entry_bytes(&entry)).unwrap();
+        assert!(
+            bytes.ends_with(&format!(
+                "\"tags\":{{\"category\":\"5411\",\"reverses\":\"{original}\"}}}}"
+            )),
+            "{bytes}"
+        );
+        let generic =
+            crate::canonical::to_canonical_bytes(&serde_json::to_value(&entry).unwrap()).unwrap();
+        assert_eq!(bytes.as_bytes(), generic.as_slice());
     }
 
     #[test]

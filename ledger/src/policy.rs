@@ -268,14 +268,39 @@ impl SpendWindow {
         self.day_total = self.day_total.saturating_add(amount);
         self.month_total = self.month_total.saturating_add(amount);
     }
+
+    /// Gives back a refund of `amount` made at `at` for a payment made on UTC day
+    /// `paid_day` (see [`day_of`]): the day's total shrinks if payment and refund share the
+    /// current day, the month's if they share the current month, so a refunded purchase
+    /// does not eat the cap. A refund in a later window gives nothing back: the payment
+    /// counted in a window that has closed. Totals never go below zero.
+    pub fn give_back(&mut self, paid_day: i64, at: TimestampMs, amount: i64) {
+        let (day, month) = day_and_month(at);
+        if day == paid_day && day == self.day {
+            self.day_total = self.day_total.saturating_sub(amount).max(0);
+        }
+        if month == month_of_day(paid_day) && month == self.month {
+            self.month_total = self.month_total.saturating_sub(amount).max(0);
+        }
+    }
+}
+
+/// The UTC day number (from 1970-01-01) of a timestamp.
+pub fn day_of(at: TimestampMs) -> i64 {
+    at.div_euclid(DAY_MS)
 }
 
 /// The UTC day number and month number (year * 12 + month - 1) of a timestamp.
-#[allow(clippy::arithmetic_side_effects)] // a year from an i64 of milliseconds is tiny
 fn day_and_month(at: TimestampMs) -> (i64, i64) {
-    let day = at.div_euclid(DAY_MS);
+    let day = day_of(at);
+    (day, month_of_day(day))
+}
+
+/// The month number (year * 12 + month - 1) of a UTC day number.
+#[allow(clippy::arithmetic_side_effects)] // a year from an i64 of milliseconds is tiny
+fn month_of_day(day: i64) -> i64 {
     let (year, month, _) = civil_from_days(day);
-    (day, year * 12 + i64::from(month) - 1)
+    year * 12 + i64::from(month) - 1
 }
 
 /// The proleptic Gregorian (year, month, day) of a day number counted from 1970-01-01.
@@ -395,5 +420,28 @@ mod tests {
         w.record(day(start + 1), 100);
         w.record(day(start + 2), 100);
         assert_eq!(w.after(day(start + 2), 1), (101, 201));
+    }
+
+    #[test]
+    fn a_refund_gives_back_only_to_the_windows_its_payment_counted_in() {
+        let day = |d: i64| d * DAY_MS;
+        let start = days_from_civil(2027, 1, 30);
+        let mut w = SpendWindow::default();
+        w.record(day(start), 500);
+        // Same day: both totals shrink, never below zero.
+        w.give_back(start, day(start) + 5, 200);
+        assert_eq!(w.after(day(start), 0), (300, 300));
+        w.give_back(start, day(start) + 6, 1_000);
+        assert_eq!(w.after(day(start), 0), (0, 0));
+        // Next day, same month: only the month's total.
+        w.record(day(start), 400);
+        w.record(day(start + 1), 100);
+        w.give_back(start, day(start + 1), 300);
+        assert_eq!(w.after(day(start + 1), 0), (100, 200));
+        // A refund in February of a January payment gives nothing back.
+        w.record(day(start + 2), 50);
+        w.give_back(start + 1, day(start + 2), 100);
+        assert_eq!(w.after(day(start + 2), 0), (50, 50));
+        assert_eq!(day_of(day(start) + 1), start);
     }
 }

@@ -9,11 +9,12 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signer as _, SigningKey};
 use ledger::canonical::to_canonical_bytes;
 use ledger::intent::SIGNING_CONTEXT;
 use ledger::{
-    Action, Amount, EntryKind, Intent, IntentError, Leg, PublicKey, SignedIntent, Tags, UnitCode,
+    Action, Amount, EntryKind, Intent, IntentError, Leg, PublicKey, Signature, SignedIntent, Tags,
+    UnitCode,
 };
 use serde_json::{Value, json};
 
@@ -43,6 +44,7 @@ fn unhex(text: &str) -> Vec<u8> {
 fn cases() -> Vec<(&'static str, [u8; 32], Intent)> {
     let household = [0x11; 32];
     let operator = [0x22; 32];
+    let merchant = [0x33; 32];
     let key = |seed: [u8; 32]| PublicKey::of(&SigningKey::from_bytes(&seed));
     let eur = UnitCode::new("PGI-EUR").unwrap();
     vec![
@@ -123,11 +125,50 @@ fn cases() -> Vec<(&'static str, [u8; 32], Intent)> {
                         programme: Some("pgi-2026".into()),
                         budget_line: Some("4800".into()),
                         category: None,
+                        reverses: None,
                     },
                 },
             },
         ),
+        (
+            "refund of part of a sale, signed by the merchant",
+            merchant,
+            Intent {
+                intent_id: id("0192f3a0-1111-7000-8000-000000000006"),
+                not_after: 1_800_000_000,
+                signer: key(merchant),
+                action: Action::Refund {
+                    payment: id("0192f3a0-eeee-7000-8000-000000000007"),
+                    from: id("0192f3a0-bbbb-7000-8000-000000000002"),
+                    to: id("0192f3a0-aaaa-7000-8000-000000000001"),
+                    unit: eur,
+                    amount_minor: Amount::from_minor(450).unwrap(),
+                    memo: "leche devuelta".into(),
+                },
+            },
+        ),
     ]
+}
+
+/// The refund vector with its optional `memo` left out, as a client that has none sends it:
+/// what is signed is the object without the member, not one with `"memo":""`.
+fn refund_without_memo(refund: &Value) -> Value {
+    let seed: [u8; 32] = unhex(refund["secret_seed_hex"].as_str().unwrap())
+        .try_into()
+        .unwrap();
+    let mut intent = refund["intent"].clone();
+    intent["action"].as_object_mut().unwrap().remove("memo");
+    intent["intent_id"] = json!("0192f3a0-1111-7000-8000-000000000008");
+    let canonical = String::from_utf8(to_canonical_bytes(&intent).unwrap()).unwrap();
+    let signed_bytes = [SIGNING_CONTEXT, canonical.as_bytes()].concat();
+    let signature = SigningKey::from_bytes(&seed).sign(&signed_bytes);
+    let mut vector = refund.clone();
+    vector["name"] = json!("refund with no memo (the member is absent, not empty)");
+    vector["intent"] = intent;
+    vector["canonical"] = json!(canonical);
+    vector["signed_bytes_hex"] = json!(hex(&signed_bytes));
+    vector["signature"] = json!(Signature(signature.to_bytes()));
+    vector
 }
 
 fn generate() -> Value {
@@ -148,6 +189,12 @@ fn generate() -> Value {
             "expect": "ok",
         }));
     }
+    let refund = vectors
+        .iter()
+        .find(|v| v["intent"]["action"]["type"] == "refund")
+        .cloned()
+        .unwrap();
+    vectors.push(refund_without_memo(&refund));
     // Negative cases derived from the first: a changed amount, and an expired check time.
     let mut tampered = vectors[0].clone();
     tampered["name"] = json!("amount changed after signing");

@@ -254,7 +254,7 @@ impl Committer {
         let tags_json = crate::db::tags_json(entry.tags());
         let payment_request = match &intent.intent().action {
             Action::Payment { request, .. } => *request,
-            Action::Entry { .. } => None,
+            Action::Entry { .. } | Action::Refund { .. } => None,
         };
         let (reply, answer) = oneshot::channel();
         let submission = Submission {

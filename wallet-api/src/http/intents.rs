@@ -1,7 +1,9 @@
 //! `POST /v1/intents`: submit a signed intent. The signature is the authorisation, so no
 //! token is needed; the `intent_id` is the idempotency key (a retry returns the original
 //! result with `"duplicate": true`, status 200 instead of 201). A payment that names a
-//! payment request must match it (payee, unit, amount) and arrive before it expires.
+//! payment request must match it (payee, unit, amount) and arrive before it expires. A
+//! refund is checked against its payment by the Book, in the writer, so two refunds of one
+//! sale racing each other can never add up to more than it.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -27,7 +29,7 @@ use super::problem::Problem;
         (status = 403, description = "Bad signature, or the signer may not debit the account"),
         (status = 409, description = "Intent id reused for different content, or request already paid"),
         (status = 415, description = "Not JSON"),
-        (status = 422, description = "Refused by the rules: funds, limits, status, expiry, request mismatch"),
+        (status = 422, description = "Refused by the rules: funds, limits, status, expiry, request mismatch; for a refund, unknown payment, refund mismatch or more than is left of the payment"),
         (status = 429, description = "Rate limited"),
         (status = 503, description = "Storage unavailable: retry with the same intent"),
     )

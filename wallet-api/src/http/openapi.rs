@@ -29,7 +29,9 @@ pub struct ProblemDoc {
 #[derive(ToSchema)]
 #[allow(dead_code)] // describes requests; never built
 pub struct SignedIntentDoc {
-    /// `{intent_id, not_after, signer, action}`; `action.type` is `payment` or `entry`.
+    /// `{intent_id, not_after, signer, action}`; `action.type` is `payment`, `refund` or
+    /// `entry`. A refund is `{type: "refund", payment, from, to, unit, amount_minor, memo?}`,
+    /// signed by the key of `from` (the account that was paid).
     intent: serde_json::Value,
     /// base64url (no padding) of the 64-byte signature.
     signature: String,

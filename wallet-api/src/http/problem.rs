@@ -176,6 +176,7 @@ impl From<IntentError> for Problem {
                 detail,
             ),
             IntentError::Entry(entry) => entry.into(),
+            IntentError::ReversesInEntry => Self::invalid_field("action.tags.reverses", detail),
         }
     }
 }
@@ -251,6 +252,28 @@ impl From<BookError> for Problem {
                     .with("rule", rule.as_str())
             }
             BookError::Overflow(_) => unprocessable("balance-overflow", "Balance out of range"),
+            // 422 like `unknown-account` and `unknown-payment-request`: the request's target
+            // (`/v1/intents`) exists; what it names does not.
+            BookError::UnknownPayment(payment) => {
+                unprocessable("unknown-payment", "Unknown payment")
+                    .with("payment", payment.to_string())
+            }
+            BookError::RefundMismatch { payment, field, .. } => {
+                unprocessable("refund-mismatch", "Refund does not match the payment")
+                    .with("payment", payment.to_string())
+                    .with("field", format!("action.{field}"))
+            }
+            BookError::RefundExceedsPayment {
+                payment,
+                refundable,
+                requested,
+            } => unprocessable(
+                "refund-exceeds-payment",
+                "Refund exceeds what is left of the payment",
+            )
+            .with("payment", payment.to_string())
+            .with("refundable_minor", refundable)
+            .with("requested_minor", requested),
             // Handled as success by the committer; reaching here is a bug, so say so plainly.
             BookError::Duplicate { .. }
             | BookError::DuplicateUnit(_)

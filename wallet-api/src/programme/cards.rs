@@ -467,6 +467,7 @@ impl Programmes {
                         programme: Some(programme.id.to_string()),
                         budget_line: None,
                         category: None,
+                        reverses: None,
                     },
                 },
             )?;

@@ -474,6 +474,7 @@ impl Programmes {
                     programme: Some(programme.id.to_string()),
                     budget_line: Some(run.period.clone()),
                     category: None,
+                    reverses: None,
                 },
             },
         )

@@ -190,6 +190,7 @@ impl Programmes {
                     programme: Some(programme.id.to_string()),
                     budget_line: Some("expiry".into()),
                     category: None,
+                    reverses: None,
                 },
             },
         )

@@ -255,6 +255,234 @@ async fn ledger_refusals_are_problems_with_stable_types() {
     );
 }
 
+impl Api {
+    /// The shop's terminal (key 3) refunds `minor` of `payment` to Alice.
+    fn refund(&self, payment: &Value, minor: i64) -> String {
+        self.refund_to(payment, self.scheme.alice, minor)
+    }
+
+    fn refund_to(&self, payment: &Value, to: ledger::AccountId, minor: i64) -> String {
+        sign(&key(3), self.refund_action(payment, to, minor))
+            .signed()
+            .to_json()
+    }
+
+    fn refund_action(&self, payment: &Value, to: ledger::AccountId, minor: i64) -> Action {
+        Action::Refund {
+            payment: payment.as_str().unwrap().parse().unwrap(),
+            from: self.scheme.shop,
+            to,
+            unit: self.scheme.unit,
+            amount_minor: ledger::Amount::from_minor(minor).unwrap(),
+            memo: "devolución".into(),
+        }
+    }
+
+    /// Alice pays the shop `minor`; the committed entry's id.
+    async fn paid(&self, minor: i64) -> Value {
+        let (status, _, body) = self.post_intent(&self.payment(minor)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["entry_id"].clone()
+    }
+
+    /// Stops the writer and starts another on the same database, as a restart does: the
+    /// Book is rebuilt by replaying the journal.
+    async fn restart(self) -> Api {
+        let Api {
+            app,
+            db,
+            scheme,
+            _db,
+            _committer: (committer, task),
+        } = self;
+        drop(app);
+        stop(committer, task).await;
+        let (committer, task) = start(&db).await;
+        let state = AppState::new(
+            db.clone(),
+            committer.clone(),
+            Arc::new(ManualClock::new(NOW_MS)),
+            ApiConfig::default(),
+            wallet_api::Verifier::start(1).unwrap(),
+        );
+        Api {
+            app: router(state),
+            db,
+            scheme,
+            _db,
+            _committer: (committer, task),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_merchant_refunds_a_whole_sale_and_the_entry_names_the_payment() {
+    let api = api().await;
+    let payment = api.paid(12_50).await;
+    let wire = api.refund(&payment, 12_50);
+    let (status, _, refunded) = api.post_intent(&wire).await;
+    assert_eq!(status, StatusCode::CREATED, "{refunded}");
+    // A retry is the same refund, not a second one.
+    let (status, _, again) = api.post_intent(&wire).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["entry_id"], refunded["entry_id"]);
+    assert_eq!(balance(&api._committer.0, api.scheme.alice).await, 100_00);
+    assert_eq!(balance(&api._committer.0, api.scheme.shop).await, 0);
+
+    let auditor = api.token(Role::Auditor).await;
+    let path = format!("/v1/entries/{}", refunded["entry_id"].as_str().unwrap());
+    let (status, _, entry) = api
+        .call("GET", &path, &auditor, "application/json", "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{entry}");
+    assert_eq!(entry["kind"], "reversal");
+    assert_eq!(entry["tags"]["reverses"], payment);
+    assert_eq!(entry["memo"], "devolución");
+    assert_eq!(entry["postings"][0]["debit"], json!(api.scheme.shop));
+    assert_eq!(entry["postings"][0]["credit"], json!(api.scheme.alice));
+    assert_eq!(entry["postings"][0]["amount_minor"], 12_50);
+    assert_eq!(entry["intent"]["signed"]["action"]["type"], "refund");
+    assert_eq!(entry["intent"]["signed"]["action"]["payment"], payment);
+    // Nothing is left to refund.
+    assert_problem(
+        &api.post_intent(&api.refund(&payment, 1)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/refund-exceeds-payment",
+    );
+}
+
+#[tokio::test]
+async fn partial_refunds_add_up_and_one_too_many_is_refused_with_what_is_left() {
+    let api = api().await;
+    let payment = api.paid(10_00).await;
+    assert_eq!(
+        api.post_intent(&api.refund(&payment, 4_00)).await.0,
+        StatusCode::CREATED
+    );
+    let over = api.post_intent(&api.refund(&payment, 7_00)).await;
+    assert_problem(
+        &over,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/refund-exceeds-payment",
+    );
+    assert_eq!(over.2["refundable_minor"], 6_00);
+    assert_eq!(over.2["requested_minor"], 7_00);
+    assert_eq!(over.2["payment"], payment);
+    assert!(
+        over.2["detail"]
+            .as_str()
+            .unwrap()
+            .contains("600 minor units left"),
+        "{}",
+        over.2
+    );
+    assert_eq!(
+        api.post_intent(&api.refund(&payment, 6_00)).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(balance(&api._committer.0, api.scheme.alice).await, 100_00);
+    assert_eq!(balance(&api._committer.0, api.scheme.shop).await, 0);
+}
+
+#[tokio::test]
+async fn refunds_of_nothing_to_the_wrong_account_or_by_the_wrong_key_are_refused() {
+    let api = api().await;
+    let payment = api.paid(5_00).await;
+    let ghost = json!(ledger::EntryId::new());
+    let response = api.post_intent(&api.refund(&ghost, 1_00)).await;
+    assert_problem(
+        &response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/unknown-payment",
+    );
+    assert_eq!(response.2["payment"], ghost);
+
+    let response = api
+        .post_intent(&api.refund_to(&payment, api.scheme.bob, 1_00))
+        .await;
+    assert_problem(
+        &response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/refund-mismatch",
+    );
+    assert_eq!(response.2["field"], "action.to");
+
+    // Alice cannot refund herself from the shop's account.
+    let theft = sign(
+        &api.scheme.alice_key,
+        api.refund_action(&payment, api.scheme.alice, 1_00),
+    )
+    .signed()
+    .to_json();
+    assert_problem(
+        &api.post_intent(&theft).await,
+        StatusCode::FORBIDDEN,
+        "/problems/not-authorised",
+    );
+
+    // A general entry cannot carry the link: only a refund action makes one.
+    let legs = vec![
+        Leg {
+            account: api.scheme.shop,
+            unit: api.scheme.unit,
+            delta: -1_00,
+        },
+        Leg {
+            account: api.scheme.alice,
+            unit: api.scheme.unit,
+            delta: 1_00,
+        },
+    ];
+    let action = Action::Entry {
+        kind: EntryKind::Reversal,
+        legs,
+        memo: String::new(),
+        tags: Tags {
+            reverses: Some(payment.as_str().unwrap().parse().unwrap()),
+            ..Tags::default()
+        },
+    };
+    let faked = sign(&key(3), action).signed().to_json();
+    let response = api.post_intent(&faked).await;
+    assert_problem(
+        &response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/validation-failed",
+    );
+    assert_eq!(response.2["field"], "action.tags.reverses");
+
+    assert_eq!(balance(&api._committer.0, api.scheme.shop).await, 5_00);
+}
+
+#[tokio::test]
+async fn what_is_left_to_refund_survives_a_restart() {
+    let api = api().await;
+    let payment = api.paid(10_00).await;
+    assert_eq!(
+        api.post_intent(&api.refund(&payment, 7_50)).await.0,
+        StatusCode::CREATED
+    );
+    let api = api.restart().await;
+    let over = api.post_intent(&api.refund(&payment, 2_51)).await;
+    assert_problem(
+        &over,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/refund-exceeds-payment",
+    );
+    assert_eq!(over.2["refundable_minor"], 2_50);
+    assert_eq!(
+        api.post_intent(&api.refund(&payment, 2_50)).await.0,
+        StatusCode::CREATED
+    );
+    let api = api.restart().await;
+    assert_problem(
+        &api.post_intent(&api.refund(&payment, 1)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/refund-exceeds-payment",
+    );
+    assert_eq!(balance(&api._committer.0, api.scheme.alice).await, 100_00);
+}
+
 #[tokio::test]
 async fn tampered_and_expired_intents_are_refused() {
     let api = api().await;

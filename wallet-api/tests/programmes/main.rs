@@ -776,15 +776,62 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             spending_rule(refused),
             SpendingRule::RegisteredMerchantsOnly
         );
-        committer
+        let sale = committer
             .submit(&sign_at(
                 &bob_key,
                 payment(bob.account, grocer_account, unit, 10_00),
                 clock.now(),
             ))
             .await
-            .unwrap();
+            .unwrap()
+            .entry_id;
+
+        // The grocer refunds a household: no spending rule refuses it (the merchant pays, not
+        // the household), and a refund on the day of the sale frees that day's cap again.
+        let pay_bob = |minor| {
+            sign_at(
+                &bob_key,
+                payment(bob.account, grocer_account, unit, minor),
+                clock.now(),
+            )
+        };
+        committer.submit(&pay_bob(190_00)).await.unwrap();
+        assert_eq!(
+            spending_rule(committer.submit(&pay_bob(1)).await),
+            SpendingRule::DailyCap
+        );
+        let refund = |minor| {
+            sign_at(
+                &grocer_key,
+                Action::Refund {
+                    payment: sale,
+                    from: grocer_account,
+                    to: bob.account,
+                    unit,
+                    amount_minor: Amount::from_minor(minor).unwrap(),
+                    memo: "returned".into(),
+                },
+                clock.now(),
+            )
+        };
+        committer.submit(&refund(10_00)).await.unwrap();
+        committer.submit(&pay_bob(10_00)).await.unwrap();
+        // After a restart the refund is still counted: against the sale and in the cap.
         drop(programmes);
+        stop(committer, task).await;
+        let (committer, task) = start_at(&db, clock.clone()).await;
+        assert_eq!(
+            spending_rule(committer.submit(&pay_bob(1)).await),
+            SpendingRule::DailyCap,
+            "{}",
+            test_db.label
+        );
+        assert!(matches!(
+            committer.submit(&refund(1)).await,
+            Err(CommitError::Rejected(
+                ledger::BookError::RefundExceedsPayment { refundable: 0, .. }
+            ))
+        ));
         stop(committer, task).await;
     }
 }
