@@ -22,6 +22,11 @@ const SQLITE: &[Embedded] = &[
         "programmes",
         include_str!("../sqlite/0003_programmes.sql"),
     ),
+    (
+        4,
+        "activation codes",
+        include_str!("../sqlite/0004_activation_codes.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -31,6 +36,11 @@ const POSTGRES: &[Embedded] = &[
         3,
         "programmes",
         include_str!("../postgres/0003_programmes.sql"),
+    ),
+    (
+        4,
+        "activation codes",
+        include_str!("../postgres/0004_activation_codes.sql"),
     ),
 ];
 

@@ -3,8 +3,10 @@
 //!
 //! Invariants: only the committer writes ledger rows, and it replies only after the database
 //! commit (a reply means durable); the Book in memory is always what storage says, verified
-//! on every start and reloaded after any failed write; SQL lives only in [`db`].
+//! on every start and reloaded after any failed write; SQL lives only in [`db`]. Activation
+//! codes ([`activation`]) are stored only as hashes and used at most once.
 
+pub mod activation;
 pub mod auth;
 pub mod cards;
 pub mod clock;

@@ -15,6 +15,7 @@ macro_rules! on_pool {
     };
 }
 
+pub mod activation;
 mod load;
 pub mod naive;
 mod postgres;

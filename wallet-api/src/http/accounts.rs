@@ -6,7 +6,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Json, Response};
+use axum::response::{IntoResponse as _, Json, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ledger::{
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::{self, Written};
-use super::principal::Principal;
+use super::principal::{self, Principal};
 use super::problem::Problem;
 use super::{AppState, render};
 use crate::auth::Role;
@@ -45,7 +45,7 @@ pub(super) fn readable<'v>(
 
 /// An account as the view holds it right after a write to it committed (the committer
 /// answers only after the view has the change).
-fn as_committed(state: &AppState, id: AccountId) -> Result<Value, Problem> {
+pub(super) fn as_committed(state: &AppState, id: AccountId) -> Result<Value, Problem> {
     let view = state.committer.view().read();
     let account = view
         .account(id)
@@ -360,9 +360,15 @@ pub(super) async fn history(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct KeyRegistration {
-    public_key: String,
-    proof: String,
+pub(super) struct KeyRegistration {
+    /// The new ed25519 public key, unpadded base64url.
+    pub(super) public_key: String,
+    /// The new key's signature over `"coledger/v1/key\n" + account id + "\n" + public_key`.
+    pub(super) proof: String,
+    /// Without a bearer token: the one-time code an operator issued for this account
+    /// (`XXXX-XXXX-XXXX`; any case, dashes and spaces optional). With a token, leave it out.
+    #[serde(default)]
+    pub(super) activation_code: Option<String>,
 }
 
 /// The bytes a new key signs to prove possession.
@@ -370,9 +376,35 @@ pub fn key_proof_bytes(account: AccountId, key: &PublicKey) -> Vec<u8> {
     format!("{KEY_PROOF_CONTEXT}{account}\n{}", key.to_base64url()).into_bytes()
 }
 
+/// The key of a registration, once its proof verifies: the new key must sign a proof, so
+/// nobody registers a key they do not hold (a typo would otherwise lock the account).
+pub(super) fn proven_key(
+    account: AccountId,
+    registration: &KeyRegistration,
+) -> Result<PublicKey, Problem> {
+    let key = parse_key("public_key", &registration.public_key)?;
+    let proof = Signature::from_base64url(&registration.proof)
+        .map_err(|e| Problem::invalid_field("proof", format!("proof: {e}")))?;
+    let verifying = ed25519_dalek::VerifyingKey::from_bytes(&key.0)
+        .map_err(|_| Problem::invalid_field("public_key", "not a valid ed25519 key"))?;
+    verifying
+        .verify_strict(
+            &key_proof_bytes(account, &key),
+            &ed25519_dalek::Signature::from_bytes(&proof.0),
+        )
+        .map_err(|_| {
+            Problem::invalid_field(
+                "proof",
+                "the proof does not verify: sign \"coledger/v1/key\\n<account id>\\n<public key>\" with the new key",
+            )
+        })?;
+    Ok(key)
+}
+
 /// `PUT /v1/accounts/{id}/key`: registers (or replaces) the key that authorises payments
-/// from the account. The new key must sign a proof, so nobody registers a key they do not
-/// hold (a typo would otherwise lock the account).
+/// from the account, proven by a signature of the new key. Authorised by an operator token
+/// that manages the account or, without a token, by a one-time activation code from
+/// `POST /v1/accounts/{id}/activation-codes`.
 #[utoipa::path(
     put,
     path = "/v1/accounts/{id}/key",
@@ -381,19 +413,32 @@ pub fn key_proof_bytes(account: AccountId, key: &PublicKey) -> Vec<u8> {
     request_body = KeyRegistration,
     responses(
         (status = 200, description = "Registered; the account as it is now"),
+        (status = 401, description = "No token and no activation code, or the code is wrong, \
+            expired, used or superseded (`/problems/bad-activation-code`, one answer for all)"),
         (status = 403, description = "This token may not manage the account"),
         (status = 404, description = "No such account, or not visible"),
-        (status = 422, description = "The key or its proof is invalid"),
+        (status = 409, description = "The account's key is the programme's or its card's \
+            (`/problems/programme-unit`)"),
+        (status = 422, description = "The key or its proof is invalid, or a token and an \
+            activation code were both given"),
+        (status = 429, description = "Too many attempts for this account (without a token) or \
+            writes from this token"),
     ),
-    security(("bearer" = []))
+    security((), ("bearer" = []))
 )]
 pub(super) async fn register_key(
     State(state): State<AppState>,
-    principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let principal = match principal::optional(&state, &headers).await {
+        Ok(Some(principal)) => principal,
+        Ok(None) => {
+            return super::activation::register_with_code(&state, &id, &headers, &body).await;
+        }
+        Err(problem) => return problem.into_response(),
+    };
     let route = format!("PUT /v1/accounts/{id}/key");
     let write = async {
         let (account_id, unit, kind) = {
@@ -425,22 +470,15 @@ pub(super) async fn register_key(
             ));
         }
         let registration: KeyRegistration = body::parse(&headers, &body)?;
-        let key = parse_key("public_key", &registration.public_key)?;
-        let proof = Signature::from_base64url(&registration.proof)
-            .map_err(|e| Problem::invalid_field("proof", format!("proof: {e}")))?;
-        let verifying = ed25519_dalek::VerifyingKey::from_bytes(&key.0)
-            .map_err(|_| Problem::invalid_field("public_key", "not a valid ed25519 key"))?;
-        verifying
-            .verify_strict(
-                &key_proof_bytes(account_id, &key),
-                &ed25519_dalek::Signature::from_bytes(&proof.0),
-            )
-            .map_err(|_| {
-                Problem::invalid_field(
-                    "proof",
-                    "the proof does not verify: sign \"coledger/v1/key\\n<account id>\\n<public key>\" with the new key",
-                )
-            })?;
+        if registration.activation_code.is_some() {
+            // Two authorisations for one change is a client's mistake; say so rather than
+            // pick one (and leave the code unused or use it up unasked).
+            return Err(Problem::invalid_field(
+                "activation_code",
+                "send an activation code without a bearer token; with a token, leave it out",
+            ));
+        }
+        let key = proven_key(account_id, &registration)?;
         state.committer.set_authority(account_id, key).await?;
         Ok::<Written, Problem>((StatusCode::OK, as_committed(&state, account_id)?))
     };

@@ -69,6 +69,17 @@ pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T,
 /// A finished write: status and JSON body.
 pub type Written = (StatusCode, Value);
 
+/// What the idempotency store keeps of a finished write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The response, replayed to a retry.
+    Response,
+    /// Only that the key was used: the response shows a secret once (an activation code),
+    /// and the store must not hold it. A retry runs the write again, so such a write must be
+    /// safe to repeat (issuing a code supersedes the one issued before).
+    Nothing,
+}
+
 /// Runs a write, rate limited per caller and honouring `Idempotency-Key`: the first request with a key runs and its
 /// response is kept; a retry (same caller, key and request) gets that response again with
 /// `Idempotency-Replayed: true`; the same key with a different request is a 409. Server
@@ -84,9 +95,36 @@ pub async fn idempotent<F>(
 where
     F: Future<Output = Result<Written, Problem>>,
 {
+    let owner = principal.key();
+    idempotent_with(
+        state,
+        headers,
+        &owner,
+        Keep::Response,
+        method_and_path,
+        body,
+        write,
+    )
+    .await
+}
+
+/// [`idempotent`] for a caller named by `owner` (its rate-limit bucket and the namespace of
+/// its keys), keeping what `keep` says.
+pub async fn idempotent_with<F>(
+    state: &AppState,
+    headers: &HeaderMap,
+    owner: &str,
+    keep: Keep,
+    method_and_path: &str,
+    body: &[u8],
+    write: F,
+) -> Response
+where
+    F: Future<Output = Result<Written, Problem>>,
+{
     // Every write is rate limited per caller; a replayed answer costs a token too, which
     // is fine: retries are rare and cheap ones still count against a runaway client.
-    if let Err(limited) = state.limiter.check(&principal.key(), state.clock.now_ms()) {
+    if let Err(limited) = state.limiter.check(owner, state.clock.now_ms()) {
         return limited.into_response();
     }
     let key = match idempotency_key(headers) {
@@ -99,11 +137,10 @@ where
     hasher.update([0]);
     hasher.update(body);
     let fingerprint: [u8; 32] = hasher.finalize().into();
-    let owner = principal.key();
     let now_ms = state.clock.now_ms();
     let remembered = match state
         .db
-        .begin_idempotent(&owner, &key, &fingerprint, now_ms)
+        .begin_idempotent(owner, &key, &fingerprint, now_ms)
         .await
     {
         Ok(r) => r,
@@ -129,6 +166,8 @@ where
             )
             .into_response();
         }
+        // Nothing was kept to replay: run the write again (see `Keep::Nothing`).
+        Remembered::Done { .. } if keep == Keep::Nothing => return respond(write.await),
         Remembered::Done { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let content_type = if status.is_success() {
@@ -148,12 +187,16 @@ where
         Ok((status, json)) => (*status, json.clone()),
         Err(problem) => (problem.status(), problem.body()),
     };
+    let kept_body = match keep {
+        Keep::Response => json.to_string(),
+        Keep::Nothing => String::new(),
+    };
     let kept = if status.is_server_error() {
-        state.db.release_idempotent(&owner, &key).await
+        state.db.release_idempotent(owner, &key).await
     } else {
         state
             .db
-            .finish_idempotent(&owner, &key, status.as_u16(), &json.to_string())
+            .finish_idempotent(owner, &key, status.as_u16(), &kept_body)
             .await
     };
     if let Err(e) = kept {

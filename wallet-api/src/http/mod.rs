@@ -3,6 +3,7 @@
 //! ids in every log line, metrics per route, a time limit per request.
 
 mod accounts;
+mod activation;
 pub mod body;
 mod cards;
 mod entries;
@@ -153,6 +154,11 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("GET", "/v1/accounts/{id}/entries", get(accounts::history)),
         ("GET", "/v1/accounts/{id}/events", get(events::account)),
         ("PUT", "/v1/accounts/{id}/key", put(accounts::register_key)),
+        (
+            "POST",
+            "/v1/accounts/{id}/activation-codes",
+            post(activation::issue_code),
+        ),
         ("PUT", "/v1/accounts/{id}/status", put(accounts::set_status)),
         ("GET", "/v1/entries/{id}", get(entries::get_entry)),
         ("POST", "/v1/intents", post(intents::submit)),

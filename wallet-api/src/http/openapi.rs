@@ -187,6 +187,7 @@ impl Modify for BearerAuth {
         super::accounts::balance,
         super::accounts::history,
         super::accounts::register_key,
+        super::activation::issue_code,
         super::accounts::set_status,
         super::events::account,
         super::entries::get_entry,

@@ -7,6 +7,8 @@
 #[allow(dead_code)]
 mod support;
 
+mod activation;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -665,6 +667,7 @@ async fn every_write_route_refuses_bad_json_clearly() {
         ("POST", "/v1/participants".to_owned()),
         ("POST", "/v1/accounts".to_owned()),
         ("PUT", format!("/v1/accounts/{account}/key")),
+        ("POST", format!("/v1/accounts/{account}/activation-codes")),
         ("PUT", format!("/v1/accounts/{account}/status")),
         ("POST", "/v1/payment-requests".to_owned()),
         ("POST", "/v1/sessions/challenge".to_owned()),
