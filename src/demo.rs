@@ -13,9 +13,9 @@ use crate::scheme::{Scheme, now_s};
 
 /// The demo's seed unless told otherwise.
 pub const DEFAULT_SEED: u64 = 2026;
-const UNIT: &str = "DEMO-EUR";
-const HOUSEHOLDS: usize = 1_000;
-const MERCHANTS: usize = 20;
+pub(crate) const UNIT: &str = "DEMO-EUR";
+pub(crate) const HOUSEHOLDS: usize = 1_000;
+pub(crate) const MERCHANTS: usize = 20;
 const DAYS: u32 = 30;
 /// The monthly benefit per household, in cents.
 const BENEFIT_MINOR: i64 = 150_00;
@@ -267,8 +267,11 @@ pub async fn seed_programme_if_none(programmes: &Programmes) -> Result<()> {
     };
     let csv = wallet_api::enrolment::synthetic_enrolment_csv(40, 7, &rules);
     crate::programme_cli::enrol_file(programmes, programme.id, &csv, true).await?;
-    for (name, category) in [("Ultramarinos Centro", "5411"), ("Farmacia Norte", "5912")] {
-        let id = ledger::ParticipantId::new();
+    let shops = [
+        (crate::demo_access::DEMO_SHOP, "Ultramarinos Centro", "5411"),
+        (ledger::ParticipantId::new(), "Farmacia Norte", "5912"),
+    ];
+    for (id, name, category) in shops {
         programmes
             .db()
             .insert_participant(&wallet_api::db::service::Participant {

@@ -130,6 +130,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         ))),
         _ => None,
     };
+    if args.demo {
+        crate::demo_access::print(
+            &db,
+            &committer,
+            programmes.as_ref(),
+            &format!("http://{address}"),
+        )
+        .await?;
+    }
     let mut state = AppState::new(db.clone(), committer, clock, args.api_config(), verifier);
     if let Some(programmes) = programmes {
         state = state.with_programmes(programmes);
@@ -142,7 +151,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         ending.begin_shutdown();
     });
     if let Ok(mut slot) = active.write() {
-        *slot = Some(router(state));
+        *slot = Some(router(state).merge(crate::pages::router()));
     }
     // Printed once the ledger is loaded and the API answers: tests start the service on
     // port 0 and wait for this line.

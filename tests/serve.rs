@@ -63,9 +63,10 @@ async fn serve_with_demo_data_is_ready_with_a_months_entries() {
     assert_eq!(status, 200);
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
-        ready["accounts"], 1_066,
-        "the demo town (1 issuer, 1,000 households, 20 merchants) and the demo programme \
-         (budget, clearing, fees, 40 households, 2 shops)"
+        ready["accounts"], 1_068,
+        "the demo town (1 issuer, 1,000 households, 20 merchants), the demo programme \
+         (budget, clearing, fees, 40 households, 2 shops) and the pages' demo (the grocer's \
+         euro account, a phone wallet)"
     );
     assert!(ready["entries"].as_u64().unwrap() > 5_000, "{ready}");
 }

@@ -6,9 +6,11 @@
 //!   verify) and https pay links;
 //! - [`qr_render`]: any payload as a QR code in SVG (pages), PNG (print) or Unicode half
 //!   blocks (terminals);
-//! - [`card_sheet`]: printable A4 sheets of beneficiary cards (SVG and PDF).
+//! - [`card_sheet`]: printable A4 sheets of beneficiary cards (SVG and PDF);
+//! - [`web`]: the `/terminal` and `/wallet` pages (HTML, CSS and JavaScript compiled in),
+//!   which `coledger serve` publishes.
 //!
-//! The terminal page and CLI are not implemented yet (see the merchant terminal issue). The
+//! The shell terminal (`coledger terminal`) lives in the binary, which does the HTTP. The
 //! crate depends on `ledger` only, never on `wallet-api`, and does no I/O.
 //!
 //! Invariants: a payload [`emv::encode`] writes always decodes back to the same request, and
@@ -19,3 +21,4 @@ pub mod card_sheet;
 pub mod emv;
 mod qr_matrix;
 pub mod qr_render;
+pub mod web;

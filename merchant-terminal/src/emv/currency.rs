@@ -50,6 +50,11 @@ pub fn currency_alpha(numeric: u16) -> Option<&'static str> {
         .map(|&(alpha, _)| alpha)
 }
 
+/// Every (alphabetic, numeric) pair this terminal knows, for pages that write `53` themselves.
+pub fn currencies() -> impl Iterator<Item = (&'static str, u16)> {
+    CURRENCIES.iter().copied()
+}
+
 /// The numeric code for a unit's peg (`ledger::Unit::peg`): [`NO_CURRENCY`] when it has none.
 pub fn currency_for_peg(peg: Option<&str>) -> Result<u16, UnknownCurrency> {
     peg.map_or(Ok(NO_CURRENCY), currency_numeric)

@@ -71,7 +71,7 @@ use ledger::{AccountId, Amount, AmountError, CategoryCode, PaymentRequestId, Uni
 
 pub use crc::crc16_ccitt_false;
 pub use currency::{
-    NO_CURRENCY, UnknownCurrency, currency_alpha, currency_for_peg, currency_numeric,
+    NO_CURRENCY, UnknownCurrency, currencies, currency_alpha, currency_for_peg, currency_numeric,
 };
 pub use decode::{DecodeError, Decoded, decode, decode_verified, verify};
 pub use encode::{EncodeError, encode};

@@ -10,6 +10,7 @@ mod entries;
 mod events;
 mod intents;
 pub mod limits;
+mod me;
 pub mod metrics;
 pub mod openapi;
 mod ops;
@@ -243,6 +244,7 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("POST", "/v1/registry/applications", post(cards::apply)),
         ("POST", "/v1/sessions/challenge", post(sessions::challenge)),
         ("POST", "/v1/sessions", post(sessions::login)),
+        ("GET", "/v1/me", get(me::me)),
     ]
 }
 

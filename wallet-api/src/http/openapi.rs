@@ -198,6 +198,7 @@ impl Modify for BearerAuth {
         super::events::payment_request,
         super::sessions::challenge,
         super::sessions::login,
+        super::me::me,
     ),
     components(schemas(ProblemDoc, SignedIntentDoc)),
     modifiers(&BearerAuth, &CommonResponses),

@@ -139,7 +139,7 @@ pub(super) async fn find(state: &AppState, id: &str) -> Result<PaymentRequest, P
     tag = "payment-requests",
     params(("id" = String, Path, description = "Payment request id (the QR reference)")),
     responses(
-        (status = 200, description = "The request and its status: open, paid or expired"),
+        (status = 200, description = "The request and its status (open, paid or expired), with the payee's name and the public key that signs its QR codes"),
         (status = 404, description = "No such request"),
     )
 )]
@@ -148,10 +148,23 @@ pub(super) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let request = find(&state, &id).await?;
+    let (owner, public_key) = {
+        let view = state.committer.view().read();
+        view.account(request.account).map_or((None, None), |a| {
+            (a.owner, a.account.authority.map(|k| k.to_base64url()))
+        })
+    };
+    // Who is asking to be paid: the name a wallet shows, and the key that signed the QR code.
+    let name = match owner {
+        Some(owner) => state.db.participant(owner).await?.map(|p| p.name),
+        None => None,
+    };
     let view = state.committer.view().read();
-    Ok(Json(render::payment_request(
-        &request,
-        &view,
-        state.clock.now_ms(),
-    )))
+    let mut json = render::payment_request(&request, &view, state.clock.now_ms());
+    json["payee"] = serde_json::json!({
+        "participant_id": owner,
+        "name": name,
+        "public_key": public_key,
+    });
+    Ok(Json(json))
 }

@@ -1,0 +1,392 @@
+// The shop's terminal: sign in with the merchant's token, type an amount, show a signed EMV
+// QR code and see it paid the moment the payment commits (server-sent events), take a card
+// and PIN instead, list today's sales and refund one.
+
+import {
+  api, cameraScanAvailable, ed25519Available, formatMinor, generateKey, keyProof, languagePicker,
+  loadKey, parseMinor, problemText, publicKeyText, saveKey, say, scanQr, show, sign, signedIntent, t,
+} from "./common.js";
+import { finish, signedBytes, signedPart } from "./emv.js";
+
+const TOKEN_KEY = "coledger.terminal.token";
+const ACCOUNT_KEY = "coledger.terminal.account";
+const SETTINGS_KEY = "coledger.terminal.settings";
+/** How long a QR code stays payable: long enough to pay, short enough that an abandoned one
+ * cannot be paid much later without the shop seeing it. */
+const REQUEST_SECONDS = 180;
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  token: null,
+  participant: null,
+  accounts: [],
+  account: null,
+  unit: null,
+  key: null,
+  digits: "",
+  request: null,
+  events: null,
+  countdown: null,
+  cardIntent: null,
+  scanning: null,
+  currencies: {},
+};
+
+const settings = () => ({ label: "web", country: "ES", city: "", ...JSON.parse(localStorage.getItem(SETTINGS_KEY) || "{}") });
+
+function saveSettings() {
+  localStorage.setItem(SETTINGS_KEY, JSON.stringify({ label: $("label").value.trim(), country: $("country").value.trim().toUpperCase(), city: $("city").value.trim() }));
+}
+
+async function start() {
+  languagePicker($("language"));
+  const current = settings();
+  $("label").value = current.label;
+  $("country").value = current.country;
+  $("city").value = current.city;
+  for (const id of ["label", "country", "city"]) $(id).addEventListener("change", saveSettings);
+  $("scan-card").hidden = !cameraScanAvailable();
+  state.currencies = await api("GET", "/assets/currencies.json");
+  const token = localStorage.getItem(TOKEN_KEY);
+  if (token) await signIn(token);
+  else show("login");
+}
+
+async function signIn(token) {
+  try {
+    const me = await api("GET", "/v1/me", { token });
+    if (me.kind !== "operator" || !me.participant_id || !me.accounts.length) {
+      throw new Error("this token belongs to no shop with an account");
+    }
+    state.token = token;
+    state.accounts = me.accounts;
+    state.participant = await api("GET", `/v1/participants/${me.participant_id}`, { token });
+    localStorage.setItem(TOKEN_KEY, token);
+    const select = $("account");
+    select.replaceChildren(...state.accounts.map((a) => new Option(`${a.unit} · ${a.id.slice(0, 8)}`, a.id)));
+    const remembered = localStorage.getItem(ACCOUNT_KEY);
+    select.value = state.accounts.some((a) => a.id === remembered) ? remembered : state.accounts[0].id;
+    $("shop-name").textContent = state.participant.name;
+    $("tabs").hidden = false;
+    $("account-bar").hidden = false;
+    say("");
+    await selectAccount(select.value);
+  } catch (error) {
+    localStorage.removeItem(TOKEN_KEY);
+    show("login");
+    say(problemText(error));
+  }
+}
+
+async function selectAccount(id) {
+  state.account = state.accounts.find((a) => a.id === id);
+  localStorage.setItem(ACCOUNT_KEY, id);
+  state.unit = await api("GET", `/v1/units/${state.account.unit}`, { token: state.token });
+  state.key = await loadKey(`terminal:${id}`);
+  state.digits = "";
+  render();
+  if (!state.key || state.key.publicKey !== state.account.public_key) show("setup");
+  else show("sale");
+}
+
+/** Makes this browser's key the account's signing key (replacing any other terminal's). */
+async function useDevice() {
+  if (!(await ed25519Available())) return say(t("error.no_crypto"));
+  try {
+    const pair = state.key?.pair || (await generateKey());
+    const account = await api("PUT", `/v1/accounts/${state.account.id}/key`, {
+      token: state.token,
+      body: await keyProof(pair, state.account.id),
+      idempotent: true,
+    });
+    state.key = { pair, publicKey: await publicKeyText(pair) };
+    await saveKey(`terminal:${state.account.id}`, state.key);
+    state.account.public_key = account.public_key;
+    say("");
+    show("sale");
+  } catch (error) {
+    say(problemText(error));
+  }
+}
+
+const minor = () => Number(state.digits || "0");
+
+function render() {
+  $("display").textContent = `${formatMinor(minor(), state.unit.scale)} ${state.unit.code}`;
+}
+
+function press(key) {
+  if (key === "C") state.digits = "";
+  else if (key === "B") state.digits = state.digits.slice(0, -1);
+  else if (state.digits.length < 12) state.digits = (state.digits + key).replace(/^0+/, "");
+  render();
+}
+
+/** Latin letters only, as EMV's `59` and `60` allow: accents dropped, other scripts left out. */
+function ascii(text, max) {
+  return text.normalize("NFD").replace(/[\u0300-\u036f]/g, "").replace(/[^\x20-\x7e]/g, "").trim().slice(0, max);
+}
+
+function scriptLanguage(text) {
+  if (/[\u0600-\u06ff]/.test(text)) return "ar";
+  if (/[\u0370-\u03ff]/.test(text)) return "el";
+  return "es";
+}
+
+async function charge() {
+  if (minor() === 0) return say(t("error.amount"));
+  const amount = formatMinor(minor(), state.unit.scale);
+  try {
+    const request = await api("POST", "/v1/payment-requests", {
+      token: state.token,
+      body: { account_id: state.account.id, amount, expires_in_s: REQUEST_SECONDS },
+      idempotent: true,
+    });
+    const shop = state.participant;
+    const own = shop.name;
+    const latin = ascii(own, 25);
+    const current = settings();
+    const part = signedPart({
+      amount,
+      account: state.account.id,
+      unit: state.unit.code,
+      category: shop.category_code || "0000",
+      currency: state.unit.peg ? state.currencies[state.unit.peg] ?? 999 : 999,
+      country: /^[A-Z]{2}$/.test(current.country) ? current.country : "ES",
+      name: latin || "Shop",
+      city: ascii(current.city || shop.area || "", 15) || "-",
+      reference: request.id,
+      terminal: ascii(current.label, 25) || "web",
+      alternate: latin === own ? null : { language: scriptLanguage(own), name: [...own].slice(0, 25).join("") },
+    });
+    const payload = finish(part, await sign(state.key.pair, signedBytes(part)));
+    state.request = { ...request, payload };
+    state.cardIntent = crypto.randomUUID();
+    $("request-amount").textContent = `${amount} ${state.unit.code}`;
+    $("qr").src = `/qr.svg?data=${encodeURIComponent(payload)}`;
+    $("payload").value = payload;
+    $("pay-link").href = `${location.origin}/pay/${request.id}#${encodeURIComponent(payload)}`;
+    $("card-number").value = "";
+    $("pin").value = "";
+    say("");
+    show("request");
+    watch(request);
+  } catch (error) {
+    say(problemText(error));
+  }
+}
+
+function stopWatching() {
+  state.events?.close();
+  state.events = null;
+  clearInterval(state.countdown);
+  state.scanning?.stop();
+}
+
+/** Follows the request: a countdown to its expiry and the service's word that it is paid. */
+function watch(request) {
+  stopWatching();
+  const deadline = Date.now() + (request.expires_at_ms - request.created_at_ms);
+  const tick = () => {
+    const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+    $("countdown").textContent = t("terminal.expires_in", { s: left });
+  };
+  tick();
+  state.countdown = setInterval(tick, 1000);
+  const events = new EventSource(`/v1/payment-requests/${request.id}/events`);
+  events.addEventListener("settled", () => paid());
+  events.addEventListener("expired", () => {
+    stopWatching();
+    $("countdown").textContent = t("terminal.expired");
+  });
+  state.events = events;
+}
+
+function paid() {
+  if (!state.request) return;
+  stopWatching();
+  say("");
+  $("paid-amount").textContent = $("request-amount").textContent;
+  state.request = null;
+  state.digits = "";
+  render();
+  show("paid");
+}
+
+async function payByCard(event) {
+  event.preventDefault();
+  const number = $("card-number").value.replace(/^coledger:card:/, "").replace(/\s+/g, "");
+  try {
+    await api("POST", `/v1/cards/${encodeURIComponent(number)}/payments`, {
+      token: state.token,
+      body: {
+        intent_id: state.cardIntent,
+        pin: $("pin").value,
+        to: state.account.id,
+        amount: formatMinor(state.request.amount_minor, state.unit.scale),
+        request: state.request.id,
+      },
+    });
+    paid();
+  } catch (error) {
+    $("pin").value = "";
+    say(problemText(error));
+  }
+}
+
+async function scanCard() {
+  state.scanning = scanQr($("camera"));
+  try {
+    const text = await state.scanning.done;
+    if (text) $("card-number").value = text.replace(/^coledger:card:/, "");
+  } catch (error) {
+    say(t("error.generic", { detail: error.message }));
+  }
+}
+
+function midnight() {
+  const today = new Date();
+  today.setHours(0, 0, 0, 0);
+  return today.getTime();
+}
+
+/** Today's payments in and refunds out, with their totals. */
+async function loadSales() {
+  show("sales");
+  const list = $("sales-list");
+  list.replaceChildren();
+  const items = [];
+  let cursor = null;
+  try {
+    do {
+      const query = new URLSearchParams({ since_ms: midnight(), limit: 200 });
+      if (cursor) query.set("cursor", cursor);
+      const page = await api("GET", `/v1/accounts/${state.account.id}/entries?${query}`, { token: state.token });
+      items.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor);
+  } catch (error) {
+    return say(problemText(error));
+  }
+  const scale = state.unit.scale;
+  const money = (m) => `${formatMinor(m, scale)} ${state.unit.code}`;
+  const sales = items.filter((i) => i.kind === "payment" && i.amount_minor > 0);
+  const refunds = items.filter((i) => i.kind === "reversal" && i.amount_minor < 0);
+  const sum = (lines) => lines.reduce((n, i) => n + i.amount_minor, 0);
+  $("totals").textContent = [
+    t("terminal.sales_total", { n: sales.length, total: money(sum(sales)) }),
+    t("terminal.refunds_total", { total: money(-sum(refunds)) }),
+    t("terminal.net", { total: money(sum(sales) + sum(refunds)) }),
+  ].join(" · ");
+  if (!sales.length && !refunds.length) {
+    const empty = document.createElement("li");
+    empty.textContent = t("terminal.no_sales");
+    list.append(empty);
+  }
+  for (const item of [...sales, ...refunds].sort((a, b) => b.position - a.position)) {
+    list.append(saleLine(item, money));
+  }
+}
+
+function saleLine(item, money) {
+  const line = document.createElement("li");
+  line.dataset.entry = item.entry_id;
+  const time = new Date(item.created_at_ms).toLocaleTimeString(document.documentElement.lang, { hour: "2-digit", minute: "2-digit" });
+  const what = document.createElement("span");
+  const label = item.kind === "reversal" ? t("terminal.refund_line") : item.memo || t("terminal.sale");
+  what.textContent = `${time} · ${label}`;
+  const amount = document.createElement("bdi");
+  amount.className = "money";
+  amount.textContent = money(item.amount_minor);
+  line.append(what, amount);
+  if (item.kind === "payment") {
+    const button = document.createElement("button");
+    button.textContent = t("terminal.refund");
+    button.className = "refund";
+    button.addEventListener("click", () => refundForm(line, item));
+    line.append(button);
+  }
+  return line;
+}
+
+function refundForm(line, item) {
+  if (line.querySelector("form")) return;
+  const form = document.createElement("form");
+  const input = document.createElement("input");
+  input.inputMode = "decimal";
+  input.value = formatMinor(item.amount_minor, state.unit.scale);
+  input.setAttribute("aria-label", t("terminal.refund_amount"));
+  const confirm = document.createElement("button");
+  confirm.className = "primary";
+  confirm.textContent = t("terminal.refund_confirm");
+  form.append(input, confirm);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const amount = parseMinor(input.value, state.unit.scale);
+    if (!amount) return say(t("error.amount"));
+    await refund(item, amount);
+  });
+  line.append(form);
+  input.focus();
+}
+
+async function refund(item, amount) {
+  try {
+    const intent = await signedIntent(state.key.pair, {
+      type: "refund",
+      payment: item.entry_id,
+      from: state.account.id,
+      to: item.counterparties[0],
+      unit: state.unit.code,
+      amount_minor: amount,
+    });
+    await api("POST", "/v1/intents", { body: intent });
+    await loadSales();
+    say(t("terminal.refunded", { amount: `${formatMinor(amount, state.unit.scale)} ${state.unit.code}` }), "ok");
+  } catch (error) {
+    say(problemText(error));
+  }
+}
+
+function wire() {
+  $("login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    signIn($("token").value.trim());
+  });
+  $("use-device").addEventListener("click", useDevice);
+  $("account").addEventListener("change", (event) => selectAccount(event.target.value));
+  $("keypad").addEventListener("click", (event) => {
+    const key = event.target.closest("button")?.dataset.key;
+    if (key) press(key);
+  });
+  document.addEventListener("keydown", (event) => {
+    if ($("sale").hidden || event.target.closest("input, select, textarea")) return;
+    if (/^\d$/.test(event.key)) press(event.key);
+    else if (event.key === "Backspace") press("B");
+    else if (event.key === "Enter") charge();
+  });
+  $("charge").addEventListener("click", charge);
+  $("card-form").addEventListener("submit", payByCard);
+  $("scan-card").addEventListener("click", scanCard);
+  $("cancel").addEventListener("click", () => {
+    stopWatching();
+    state.request = null;
+    show("sale");
+  });
+  $("new-sale").addEventListener("click", () => show("sale"));
+  $("tab-sale").addEventListener("click", () => state.token && selectAccount(state.account.id));
+  $("tab-sales").addEventListener("click", () => state.token && loadSales());
+  $("sign-out").addEventListener("click", () => {
+    stopWatching();
+    localStorage.removeItem(TOKEN_KEY);
+    state.token = null;
+    $("tabs").hidden = true;
+    $("account-bar").hidden = true;
+    $("token").value = "";
+    show("login");
+  });
+  document.addEventListener("languagechange", () => state.unit && render());
+}
+
+wire();
+start().catch((error) => say(problemText(error)));
