@@ -222,6 +222,25 @@ def run(args):
         wallet.click("refresh")
         wallet.wait("the refunded balance", lambda: balance(wallet) == "70.00 DEMO-EUR")
 
+        # The same kind of sale through the https pay link (sent by message, say): the link
+        # carries the signed code after '#', so the wallet checks the signature as for a scan.
+        terminal.click("tab-sale")
+        terminal.visible("sale")
+        key_in(terminal, "300")
+        terminal.click("charge")
+        terminal.visible("request")
+        link = terminal.el("pay-link").get_attribute("href")
+        check("/pay/" in link and "#000201" in link, "pay link: " + link)
+        wallet.open(link)
+        wallet.visible("confirm")
+        check(wallet.el("confirm-amount").text == "3.00 DEMO-EUR", "pay link amount: " + wallet.el("confirm-amount").text)
+        check(wallet.el("verdict").get_attribute("data-kind") == "ok", "pay link verdict: " + wallet.el("verdict").text)
+        wallet.click("confirm-pay")
+        terminal.visible("paid")
+        wallet.visible("receipt")
+        wallet.driver.find_element(By.CSS_SELECTOR, "#receipt button.back").click()
+        wallet.wait("the balance after the pay link", lambda: balance(wallet) == "67.00 DEMO-EUR")
+
         # A card sale in the programme's unit: a wrong PIN first, then the right one.
         terminal.click("tab-sale")
         choose_account(terminal, "DEMO-PGI")
