@@ -10,7 +10,7 @@
 //! counted, printed, and fails the command, so a broken run cannot pass for a fast one.
 
 mod cpu;
-mod load;
+pub(crate) mod load;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -287,6 +287,23 @@ pub enum BenchCommand {
     Disburse(BenchDisburseArgs),
     /// The research kit: measuring an event stream, an agent-based year, a parameter sweep.
     Simulate(BenchSimulateArgs),
+    /// How soon a shop's terminal sees a sale paid: from the wallet's payment to the
+    /// `settled` event on the payment request's stream, idle and under background load.
+    Settle(BenchSettleArgs),
+}
+
+/// `coledger bench settle`.
+#[derive(Debug, Args)]
+pub struct BenchSettleArgs {
+    /// Sales measured per run, one after another.
+    #[arg(long, default_value_t = 200)]
+    pub sales: usize,
+    /// Connections paying each other in the background during the loaded run.
+    #[arg(long, default_value_t = 64)]
+    pub background_connections: usize,
+    /// A PostgreSQL server to measure too (a fresh scratch database on it).
+    #[arg(long, env = "COLEDGER_BENCH_POSTGRES_URL")]
+    pub postgres_url: Option<String>,
 }
 
 /// `coledger bench simulate`.

@@ -4,6 +4,7 @@ mod backup;
 mod bench;
 mod bench_api;
 mod bench_disburse;
+mod bench_settle;
 mod config;
 mod crash_writer;
 mod demo;
@@ -68,6 +69,7 @@ fn main() -> Result<()> {
             Command::Simulate(SimulateCommand::Sweep(args)) => simulate::sweep(args),
             Command::Simulate(SimulateCommand::Measure(args)) => simulate::measure(args),
             Command::Bench(BenchCommand::Simulate(args)) => simulate::bench(args),
+            Command::Bench(BenchCommand::Settle(args)) => bench_settle::run(args).await,
             Command::Terminal(TerminalCommand::Init(args)) => terminal::init(args).await,
             Command::Terminal(TerminalCommand::Charge(args)) => terminal::charge(args).await,
             Command::Terminal(TerminalCommand::Sales(args)) => terminal::sales(args).await,

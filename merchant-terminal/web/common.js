@@ -89,12 +89,23 @@ export class ApiError extends Error {
   }
 }
 
-/** Calls the API. Resolves with the JSON answer; rejects with an ApiError. */
-export async function api(method, path, { body, token, idempotent } = {}) {
+/** How far the service's clock is ahead of this device's, from the last `Date` header. A
+ * phone's clock may be minutes off; intents expire by the service's. */
+let clockOffsetMs = 0;
+
+/** Now, by the service's clock as last seen (milliseconds). */
+export const serviceNow = () => Date.now() + clockOffsetMs;
+
+/**
+ * Calls the API. Resolves with the JSON answer; rejects with an ApiError. `idempotencyKey`:
+ * make one per user action and pass the same one again when retrying that action, so the
+ * service does it once.
+ */
+export async function api(method, path, { body, token, idempotencyKey } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
-  if (idempotent) headers["Idempotency-Key"] = crypto.randomUUID();
+  if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
   let response;
   try {
     response = await fetch(path, {
@@ -105,6 +116,8 @@ export async function api(method, path, { body, token, idempotent } = {}) {
   } catch (error) {
     throw new ApiError(0, { type: "/problems/offline", detail: t("error.offline") });
   }
+  const served = Date.parse(response.headers.get("Date") || "");
+  if (Number.isFinite(served)) clockOffsetMs = served - Date.now();
   const text = await response.text();
   let json = null;
   try {
@@ -116,27 +129,34 @@ export async function api(method, path, { body, token, idempotent } = {}) {
   return json;
 }
 
-/** The user-facing text for an API error: a translation for the common problem types. */
+/** The user-facing text for an API error: a translation for the problem types a person
+ * can act on; the service's own (English) detail only for the others. */
 export function problemText(error) {
   if (!(error instanceof ApiError)) return t("error.generic", { detail: String(error?.message || error) });
+  if (error.type === "/problems/wrong-pin") {
+    return t("error.wrong_pin", { n: error.problem.attempts_left ?? "?" });
+  }
   const known = {
     "/problems/insufficient-funds": "error.funds",
     "/problems/card-locked": "error.card_locked",
     "/problems/spending-rule": "error.spending_rule",
     "/problems/payment-request-expired": "error.request_expired",
+    "/problems/payment-request-cancelled": "error.request_cancelled",
     "/problems/request-already-paid": "error.already_paid",
     "/problems/unauthenticated": "error.token",
     "/problems/rate-limited": "error.rate_limited",
     "/problems/bad-activation-code": "error.activation",
+    "/problems/intent-expired": "error.intent_expired",
+    "/problems/refund-mismatch": "error.refund_mismatch",
     "/problems/offline": "error.offline",
   };
-  if (error.type === "/problems/wrong-pin") {
-    return t("error.wrong_pin", { n: error.problem.attempts_left ?? "?" });
-  }
   const key = known[error.type];
-  const detail = error.problem.detail || "";
-  return key ? `${t(key)} (${detail})` : t("error.generic", { detail });
+  return key ? t(key) : t("error.generic", { detail: error.problem.detail || error.problem.title || error.status });
 }
+
+/** Whether an error leaves the outcome unknown (no answer), so the same request must be
+ * sent again rather than a new one. */
+export const outcomeUnknown = (error) => error instanceof ApiError && (error.status === 0 || error.status >= 500);
 
 // ---- encodings ------------------------------------------------------------------------
 
@@ -249,7 +269,7 @@ export async function keyProof(pair, account) {
 export async function signedIntent(pair, action, validForSeconds = 300) {
   const intent = {
     intent_id: crypto.randomUUID(),
-    not_after: Math.floor(Date.now() / 1000) + validForSeconds,
+    not_after: Math.floor(serviceNow() / 1000) + validForSeconds,
     signer: await publicKeyText(pair),
     action,
   };

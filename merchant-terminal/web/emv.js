@@ -87,9 +87,9 @@ export class PayloadError extends Error {
   }
 }
 
+/** The data objects of `text` in order: [{id, value, start}], lengths in characters. */
 function objects(text, where) {
-  const found = new Map();
-  const order = [];
+  const found = [];
   const letters = [...text];
   let at = 0;
   while (at < letters.length) {
@@ -98,23 +98,54 @@ function objects(text, where) {
     const id = head.slice(0, 2);
     const length = Number(head.slice(2));
     if (length < 1 || at + 4 + length > letters.length) throw new PayloadError("payload.malformed", `${where}: object ${id} has a bad length`);
-    if (found.has(id)) throw new PayloadError("payload.malformed", `${where}: object ${id} twice`);
-    found.set(id, { value: letters.slice(at + 4, at + 4 + length).join(""), start: at });
-    order.push(id);
+    found.push({ id, value: letters.slice(at + 4, at + 4 + length).join(""), start: at });
     at += 4 + length;
   }
-  return { found, order };
-}
-
-function templateOf(value, id) {
-  const { found } = objects(value, `template ${id}`);
-  const member = (sub) => found.get(sub)?.value;
-  return { found, member };
+  return found;
 }
 
 /**
- * Reads a payload: checks framing and the CRC and returns its fields with the signed part and
- * the signature (checked against the merchant's key by the caller, who must look it up).
+ * Checks that `list` holds exactly the ids `allowed` admits, in that order, each at most
+ * once, and returns them by id. `allowed`: [id, required] pairs in the order they are written.
+ */
+function exactly(list, allowed, where) {
+  const byId = new Map();
+  let next = 0;
+  for (const { id, value, start } of list) {
+    while (next < allowed.length && allowed[next][0] !== id) {
+      if (allowed[next][1]) throw new PayloadError("payload.malformed", `${where}: ${allowed[next][0]} missing or out of order`);
+      next++;
+    }
+    if (next === allowed.length) throw new PayloadError("payload.malformed", `${where}: ${id} is not allowed here (unknown, repeated or out of order)`);
+    byId.set(id, { value, start });
+    next++;
+  }
+  for (const [id, required] of allowed.slice(next)) {
+    if (required) throw new PayloadError("payload.malformed", `${where}: ${id} missing`);
+  }
+  return byId;
+}
+
+const PRINTABLE = /^[\x20-\x7e]+$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function field(map, id, pattern, where) {
+  const entry = map.get(id);
+  if (!entry) return null;
+  if (!pattern.test(entry.value)) throw new PayloadError("payload.malformed", `${where}${id}: ${JSON.stringify(entry.value)} is not allowed`);
+  return entry.value;
+}
+
+function readTemplate(map, id, allowed, where) {
+  const entry = map.get(id);
+  return entry ? exactly(objects(entry.value, `template ${id}`), allowed, `${where}${id}/`) : null;
+}
+
+/**
+ * Reads a payload as strictly as the service's own decoder (docs/wire-format.md): data
+ * objects only in the order written, none unknown or repeated, values in their character
+ * sets, the CRC right. Returns its fields with the signed part and the signature, which the
+ * caller checks against the merchant's key.
  */
 export function decode(text) {
   text = text.trim();
@@ -122,46 +153,51 @@ export function decode(text) {
   const crcAt = text.lastIndexOf("6304");
   if (crcAt < 0 || text.length - crcAt !== 8) throw new PayloadError("payload.malformed", "no CRC (6304) at the end");
   if (crc16(utf8(text.slice(0, crcAt + 4))) !== text.slice(crcAt + 4)) throw new PayloadError("payload.crc", "the CRC does not match");
-  const { found, order } = objects(text, "payload");
-  if (order[order.length - 1] !== "63") throw new PayloadError("payload.malformed", "63 is not last");
-  const value = (id) => found.get(id)?.value;
-  const merchant = found.has("26") ? templateOf(value("26"), "26") : null;
-  if (!merchant || merchant.member("00") !== GUID) throw new PayloadError("payload.not_ours", "no coledger merchant account (26)");
-  const signatureHalves = ["80", "81"].map((id) => {
-    if (!found.has(id)) throw new PayloadError("payload.unsigned", `no signature template ${id}`);
-    const half = templateOf(value(id), id);
-    if (half.member("00") !== GUID) throw new PayloadError("payload.unsigned", `template ${id} is not ours`);
-    return half.member("01") || "";
+  const top = exactly(
+    objects(text, "payload"),
+    [["00", true], ["01", true], ["26", true], ["52", true], ["53", true], ["54", false], ["58", true], ["59", true], ["60", true], ["62", false], ["64", false], ["80", true], ["81", true], ["63", true]],
+    "",
+  );
+  const initiation = field(top, "01", /^1[12]$/, "");
+  const amount = field(top, "54", /^(0|[1-9]\d*)(\.\d+)?$/, "");
+  if ((initiation === "12") !== (amount !== null)) {
+    throw new PayloadError(initiation === "11" ? "payload.static" : "payload.malformed", "a dynamic code needs an amount; a static one has none");
+  }
+  if (amount !== null && (amount.length > 13 || !/[1-9]/.test(amount))) throw new PayloadError("payload.malformed", "54: bad amount");
+  const merchant = readTemplate(top, "26", [["00", true], ["01", true], ["02", true]], "");
+  if (merchant.get("00").value !== GUID) throw new PayloadError("payload.not_ours", "26/00 is not org.coledger");
+  const additional = readTemplate(top, "62", [["05", false], ["07", false]], "");
+  if (additional && additional.size === 0) throw new PayloadError("payload.malformed", "62 is empty");
+  const alternate = readTemplate(top, "64", [["00", true], ["01", true], ["02", false]], "");
+  const halves = ["80", "81"].map((id) => {
+    const half = readTemplate(top, id, [["00", true], ["01", true]], "");
+    if (half.get("00").value !== GUID) throw new PayloadError("payload.unsigned", `${id}/00 is not org.coledger`);
+    return field(half, "01", /^[A-Za-z0-9_-]{43}$/, `${id}/`);
   });
-  if (order.indexOf("81") !== order.indexOf("80") + 1 || order.indexOf("63") !== order.indexOf("81") + 1) {
-    throw new PayloadError("payload.malformed", "the signature must come just before the CRC");
-  }
-  let signature;
-  try {
-    signature = fromBase64url(signatureHalves.join(""));
-  } catch {
-    signature = new Uint8Array();
-  }
+  const signature = fromBase64url(halves.join(""));
   if (signature.length !== 64) throw new PayloadError("payload.unsigned", "the signature is not 64 bytes");
-  const letters = [...text];
-  const part = letters.slice(0, found.get("80").start).join("");
-  const additional = found.has("62") ? templateOf(value("62"), "62") : null;
-  const alternate = found.has("64") ? templateOf(value("64"), "64") : null;
-  const reference = additional?.member("05");
+  const noControls = /^[^\u0000-\u001f\u007f-\u009f]+$/;
+  const reference = additional && field(additional, "05", /^[A-Za-z0-9_-]{22}$/, "62/");
   return {
-    dynamic: value("01") === "12",
-    account: merchant.member("01"),
-    unit: merchant.member("02"),
-    category: value("52"),
-    currency: value("53"),
-    amount: value("54") ?? null,
-    country: value("58"),
-    name: value("59"),
-    city: value("60"),
+    dynamic: initiation === "12",
+    account: field(merchant, "01", UUID, "26/"),
+    unit: field(merchant, "02", PRINTABLE, "26/"),
+    category: field(top, "52", /^\d{4}$/, ""),
+    currency: field(top, "53", /^\d{3}$/, ""),
+    amount,
+    country: field(top, "58", /^[A-Z]{2}$/, ""),
+    name: field(top, "59", PRINTABLE, ""),
+    city: field(top, "60", PRINTABLE, ""),
     reference: reference ? referenceUuid(reference) : null,
-    terminal: additional?.member("07") ?? null,
-    alternate: alternate ? { language: alternate.member("00"), name: alternate.member("01"), city: alternate.member("02") ?? null } : null,
-    signedPart: part,
+    terminal: additional ? field(additional, "07", PRINTABLE, "62/") : null,
+    alternate: alternate
+      ? {
+          language: field(alternate, "00", /^[a-z]{2}$/, "64/"),
+          name: field(alternate, "01", noControls, "64/"),
+          city: field(alternate, "02", noControls, "64/"),
+        }
+      : null,
+    signedPart: [...text].slice(0, top.get("80").start).join(""),
     signature,
   };
 }

@@ -3,8 +3,9 @@
 // and PIN instead, list today's sales and refund one.
 
 import {
-  api, cameraScanAvailable, ed25519Available, formatMinor, generateKey, keyProof, languagePicker,
-  loadKey, parseMinor, problemText, publicKeyText, saveKey, say, scanQr, show, sign, signedIntent, t,
+  ApiError, api, cameraScanAvailable, ed25519Available, formatMinor, generateKey, keyProof,
+  languagePicker, loadKey, outcomeUnknown, parseMinor, problemText, publicKeyText, saveKey, say,
+  scanQr, show, sign, signedIntent, t,
 } from "./common.js";
 import { finish, signedBytes, signedPart } from "./emv.js";
 
@@ -14,6 +15,8 @@ const SETTINGS_KEY = "coledger.terminal.settings";
 /** How long a QR code stays payable: long enough to pay, short enough that an abandoned one
  * cannot be paid much later without the shop seeing it. */
 const REQUEST_SECONDS = 180;
+/** Pages of today's sales read at most (200 lines each): a bound, not a real limit. */
+const MAX_SALES_PAGES = 50;
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -29,6 +32,7 @@ const state = {
   countdown: null,
   cardIntent: null,
   scanning: null,
+  busy: false,
   currencies: {},
 };
 
@@ -72,7 +76,8 @@ async function signIn(token) {
     say("");
     await selectAccount(select.value);
   } catch (error) {
-    localStorage.removeItem(TOKEN_KEY);
+    // Only a refused token is forgotten: being offline at opening time must not lose it.
+    if (!(error instanceof ApiError) || error.status === 401) localStorage.removeItem(TOKEN_KEY);
     show("login");
     say(problemText(error));
   }
@@ -91,13 +96,14 @@ async function selectAccount(id) {
 
 /** Makes this browser's key the account's signing key (replacing any other terminal's). */
 async function useDevice() {
+  if (state.busy) return;
   if (!(await ed25519Available())) return say(t("error.no_crypto"));
+  state.busy = true;
   try {
     const pair = state.key?.pair || (await generateKey());
     const account = await api("PUT", `/v1/accounts/${state.account.id}/key`, {
       token: state.token,
       body: await keyProof(pair, state.account.id),
-      idempotent: true,
     });
     state.key = { pair, publicKey: await publicKeyText(pair) };
     await saveKey(`terminal:${state.account.id}`, state.key);
@@ -106,6 +112,8 @@ async function useDevice() {
     show("sale");
   } catch (error) {
     say(problemText(error));
+  } finally {
+    state.busy = false;
   }
 }
 
@@ -135,13 +143,18 @@ function scriptLanguage(text) {
 
 async function charge() {
   if (minor() === 0) return say(t("error.amount"));
+  if (state.busy || state.request) return;
+  state.busy = true;
   const amount = formatMinor(minor(), state.unit.scale);
+  // One key for this charge: a retry after a lost answer gets the same request back.
+  state.chargeKey ??= crypto.randomUUID();
   try {
     const request = await api("POST", "/v1/payment-requests", {
       token: state.token,
       body: { account_id: state.account.id, amount, expires_in_s: REQUEST_SECONDS },
-      idempotent: true,
+      idempotencyKey: state.chargeKey,
     });
+    state.chargeKey = null;
     const shop = state.participant;
     const own = shop.name;
     const latin = ascii(own, 25);
@@ -172,7 +185,10 @@ async function charge() {
     show("request");
     watch(request);
   } catch (error) {
+    if (!outcomeUnknown(error)) state.chargeKey = null;
     say(problemText(error));
+  } finally {
+    state.busy = false;
   }
 }
 
@@ -190,22 +206,61 @@ function watch(request) {
   const tick = () => {
     const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
     $("countdown").textContent = t("terminal.expires_in", { s: left });
+    // At zero, or every few seconds while the event stream is down, ask the service.
+    if (left === 0 || (state.events?.readyState === EventSource.CONNECTING && left % 3 === 0)) settle(request.id);
   };
   tick();
   state.countdown = setInterval(tick, 1000);
   const events = new EventSource(`/v1/payment-requests/${request.id}/events`);
   events.addEventListener("settled", () => paid());
-  events.addEventListener("expired", () => {
-    stopWatching();
-    $("countdown").textContent = t("terminal.expired");
-  });
+  // "expired" or "cancelled" is the stream's last word, but a payment may have committed at
+  // the last moment: the request's own status decides what the shop is told.
+  events.addEventListener("expired", () => settle(request.id));
+  events.addEventListener("cancelled", () => settle(request.id));
   state.events = events;
+}
+
+/** Shows what the service says of the request now: paid, or no longer payable. */
+async function settle(id) {
+  let request;
+  try {
+    request = await api("GET", `/v1/payment-requests/${id}`);
+  } catch {
+    return; // Offline: the countdown asks again.
+  }
+  if (state.request?.id !== id) return;
+  if (request.status === "paid") return paid();
+  if (request.status === "open") return;
+  stopWatching();
+  $("qr").removeAttribute("src");
+  $("countdown").textContent = t("terminal.expired");
+}
+
+/** Cancels the request at the service before letting go of it: a customer who scanned it
+ * must not be able to pay it unseen. If the payment won the race, the sale is paid. */
+async function cancel() {
+  const request = state.request;
+  if (!request || state.busy) return;
+  state.busy = true;
+  try {
+    await api("POST", `/v1/payment-requests/${request.id}/cancel`, { token: state.token });
+    stopWatching();
+    state.request = null;
+    say("");
+    show("sale");
+  } catch (error) {
+    if (error.type === "/problems/request-already-paid") paid();
+    else say(problemText(error));
+  } finally {
+    state.busy = false;
+  }
 }
 
 function paid() {
   if (!state.request) return;
   stopWatching();
   say("");
+  $("pin").value = "";
   $("paid-amount").textContent = $("request-amount").textContent;
   state.request = null;
   state.digits = "";
@@ -216,12 +271,17 @@ function paid() {
 async function payByCard(event) {
   event.preventDefault();
   const number = $("card-number").value.replace(/^coledger:card:/, "").replace(/\s+/g, "");
+  const pin = $("pin").value;
+  $("pin").value = "";
+  if (state.busy) return;
+  state.busy = true;
   try {
+    // The same intent id for every try at this request: a retry after a lost answer pays once.
     await api("POST", `/v1/cards/${encodeURIComponent(number)}/payments`, {
       token: state.token,
       body: {
         intent_id: state.cardIntent,
-        pin: $("pin").value,
+        pin,
         to: state.account.id,
         amount: formatMinor(state.request.amount_minor, state.unit.scale),
         request: state.request.id,
@@ -229,18 +289,22 @@ async function payByCard(event) {
     });
     paid();
   } catch (error) {
-    $("pin").value = "";
     say(problemText(error));
+  } finally {
+    state.busy = false;
   }
 }
 
 async function scanCard() {
+  if (state.scanning) return;
   state.scanning = scanQr($("camera"));
   try {
     const text = await state.scanning.done;
     if (text) $("card-number").value = text.replace(/^coledger:card:/, "");
   } catch (error) {
     say(t("error.generic", { detail: error.message }));
+  } finally {
+    state.scanning = null;
   }
 }
 
@@ -257,6 +321,7 @@ async function loadSales() {
   list.replaceChildren();
   const items = [];
   let cursor = null;
+  let pages = 0;
   try {
     do {
       const query = new URLSearchParams({ since_ms: midnight(), limit: 200 });
@@ -264,7 +329,7 @@ async function loadSales() {
       const page = await api("GET", `/v1/accounts/${state.account.id}/entries?${query}`, { token: state.token });
       items.push(...page.items);
       cursor = page.next_cursor;
-    } while (cursor);
+    } while (cursor && ++pages < MAX_SALES_PAGES);
   } catch (error) {
     return say(problemText(error));
   }
@@ -320,31 +385,46 @@ function refundForm(line, item) {
   confirm.className = "primary";
   confirm.textContent = t("terminal.refund_confirm");
   form.append(input, confirm);
+  // One signed refund per amount typed: resending after a lost answer repeats the same
+  // intent (the service answers it once), never a second refund.
+  let signed = null;
+  input.addEventListener("input", () => (signed = null));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (confirm.disabled) return;
     const amount = parseMinor(input.value, state.unit.scale);
-    if (!amount) return say(t("error.amount"));
-    await refund(item, amount);
+    if (!amount) return say(t("error.refund_amount"));
+    confirm.disabled = true;
+    try {
+      signed ??= await signedIntent(state.key.pair, {
+        type: "refund",
+        payment: item.entry_id,
+        from: state.account.id,
+        to: item.counterparties[0],
+        unit: state.unit.code,
+        amount_minor: amount,
+      });
+      await refund(signed, amount);
+    } finally {
+      confirm.disabled = false;
+    }
   });
   line.append(form);
   input.focus();
 }
 
-async function refund(item, amount) {
+async function refund(intent, amount) {
+  const money = (m) => `${formatMinor(m, state.unit.scale)} ${state.unit.code}`;
   try {
-    const intent = await signedIntent(state.key.pair, {
-      type: "refund",
-      payment: item.entry_id,
-      from: state.account.id,
-      to: item.counterparties[0],
-      unit: state.unit.code,
-      amount_minor: amount,
-    });
     await api("POST", "/v1/intents", { body: intent });
     await loadSales();
-    say(t("terminal.refunded", { amount: `${formatMinor(amount, state.unit.scale)} ${state.unit.code}` }), "ok");
+    say(t("terminal.refunded", { amount: money(amount) }), "ok");
   } catch (error) {
-    say(problemText(error));
+    if (error.type === "/problems/refund-exceeds-payment") {
+      say(t("error.refund_exceeds", { left: money(error.problem.refundable_minor ?? 0) }));
+    } else {
+      say(problemText(error));
+    }
   }
 }
 
@@ -360,7 +440,7 @@ function wire() {
     if (key) press(key);
   });
   document.addEventListener("keydown", (event) => {
-    if ($("sale").hidden || event.target.closest("input, select, textarea")) return;
+    if ($("sale").hidden || event.target.closest("input, select, textarea, button, summary")) return;
     if (/^\d$/.test(event.key)) press(event.key);
     else if (event.key === "Backspace") press("B");
     else if (event.key === "Enter") charge();
@@ -368,11 +448,7 @@ function wire() {
   $("charge").addEventListener("click", charge);
   $("card-form").addEventListener("submit", payByCard);
   $("scan-card").addEventListener("click", scanCard);
-  $("cancel").addEventListener("click", () => {
-    stopWatching();
-    state.request = null;
-    show("sale");
-  });
+  $("cancel").addEventListener("click", cancel);
   $("new-sale").addEventListener("click", () => show("sale"));
   $("tab-sale").addEventListener("click", () => state.token && selectAccount(state.account.id));
   $("tab-sales").addEventListener("click", () => state.token && loadSales());

@@ -5,15 +5,16 @@
 
 import {
   ApiError, api, cameraScanAvailable, ed25519Available, forgetKey, formatMinor, generateKey,
-  keyProof, languagePicker, loadKey, problemText, publicKeyText, saveKey, say, scanQr,
-  show, sign, signedIntent, t, utf8, verify, base64url,
+  keyProof, languagePicker, loadKey, outcomeUnknown, problemText, publicKeyText, saveKey, say,
+  scanQr, show, sign, signedIntent, t, utf8, verify, base64url,
 } from "./common.js";
 import { PayloadError, decode, signedBytes } from "./emv.js";
 
 const WALLET = "wallet";
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const $ = (id) => document.getElementById(id);
 
-const state = { wallet: null, session: null, account: null, unit: null, pending: null, scanning: null };
+const state = { wallet: null, session: null, account: null, unit: null, pending: null, scanning: null, link: null, busy: false };
 
 async function start() {
   languagePicker($("language"));
@@ -24,31 +25,69 @@ async function start() {
     $("account-id").value = activation[1];
     $("code").value = activation[2];
   }
+  const link = /^\/pay\/([0-9a-f-]{36})$/.exec(location.pathname);
+  // Kept across activation, so a pay link opened first is still paid after it.
+  if (link) state.link = { id: link[1], payload: activation ? "" : fragment };
   state.wallet = await loadKey(WALLET);
-  if (!state.wallet) {
+  if (!state.wallet || state.wallet.pending) {
+    if (state.wallet?.pending) {
+      $("account-id").value = state.wallet.account;
+      $("code").value = state.wallet.code;
+    }
     if (!(await ed25519Available())) say(t("error.no_crypto"));
     return show("activate");
   }
   await home();
-  const link = /^\/pay\/([0-9a-f-]{36})$/.exec(location.pathname);
-  if (link) await openLink(link[1], activation ? "" : fragment);
+  await openPendingLink();
 }
 
+async function openPendingLink() {
+  const link = state.link;
+  state.link = null;
+  if (link) await openLink(link.id, link.payload);
+}
+
+/**
+ * Registers a new key with the office's one-time code. The key and the exact request are
+ * saved before sending, so if the answer is lost the retry repeats the same request under
+ * the same Idempotency-Key (the service replays its answer) instead of spending the code on
+ * a second key.
+ */
 async function activate(event) {
   event.preventDefault();
+  if (state.busy) return;
   const account = $("account-id").value.trim().toLowerCase();
+  const code = $("code").value.trim();
+  if (!UUID.test(account)) return say(t("error.bad_account"));
+  state.busy = true;
   try {
-    const pair = await generateKey();
-    await api("PUT", `/v1/accounts/${account}/key`, {
-      body: { ...(await keyProof(pair, account)), activation_code: $("code").value.trim() },
-    });
-    state.wallet = { account, pair, publicKey: await publicKeyText(pair) };
+    let pending = state.wallet?.pending && state.wallet.account === account && state.wallet.code === code ? state.wallet : null;
+    if (!pending) {
+      const pair = await generateKey();
+      pending = { account, code, pair, publicKey: await publicKeyText(pair), pending: true, idempotencyKey: crypto.randomUUID() };
+      pending.body = { ...(await keyProof(pair, account)), activation_code: code };
+      await saveKey(WALLET, pending);
+    }
+    state.wallet = pending;
+    await api("PUT", `/v1/accounts/${account}/key`, { body: pending.body, idempotencyKey: pending.idempotencyKey });
+    state.wallet = { account, pair: pending.pair, publicKey: pending.publicKey };
     await saveKey(WALLET, state.wallet);
+    // Ask the browser not to clear this site's storage when the phone runs short of space:
+    // the key cannot be recovered.
+    await navigator.storage?.persist?.();
     history.replaceState(null, "", location.pathname);
     say("");
     await home();
+    await openPendingLink();
   } catch (error) {
+    if (!outcomeUnknown(error)) {
+      // Refused: this key will never be registered with this code; start afresh next time.
+      await forgetKey(WALLET);
+      state.wallet = null;
+    }
     say(problemText(error));
+  } finally {
+    state.busy = false;
   }
 }
 
@@ -100,8 +139,20 @@ async function home() {
 
 const money = (minor) => `${formatMinor(minor, state.unit?.scale ?? 0)} ${state.unit?.code ?? ""}`;
 
-/** Reads a shop's code, then shows what paying it means. */
-async function check(text) {
+function stopScanning() {
+  state.scanning?.stop();
+  state.scanning = null;
+}
+
+/**
+ * Reads a shop's code, then shows what paying it means. The service's copy of the request
+ * decides what is paid (payee, amount); the code must agree with it, and its signature must
+ * be the shop's: a code whose signature fails was altered or forged, and cannot be paid.
+ * `expected`: the request id a pay link names, which the code must be for.
+ */
+async function check(text, expected = null) {
+  stopScanning();
+  if (!state.unit) return;
   let payload;
   try {
     payload = decode(text);
@@ -109,13 +160,13 @@ async function check(text) {
     return say(error instanceof PayloadError ? t(error.key) : t("payload.malformed"));
   }
   if (payload.unit !== state.unit.code) return say(t("wallet.other_unit", { unit: payload.unit, mine: state.unit.code }));
-  if (!payload.reference) return say(t("payload.malformed"));
+  if (!payload.reference || (expected && payload.reference !== expected)) return say(t("wallet.mismatch"));
   try {
     const request = await api("GET", `/v1/payment-requests/${payload.reference}`);
     const agrees = request.account_id === payload.account && request.unit === payload.unit && request.amount === payload.amount;
     if (!agrees) return say(t("wallet.mismatch"));
     const signed = request.payee.public_key && (await verify(request.payee.public_key, payload.signature, signedBytes(payload.signedPart)));
-    confirm(request, payload, signed ? "ok" : "bad");
+    confirm(request, signed ? "ok" : "bad");
   } catch (error) {
     say(problemText(error));
   }
@@ -124,22 +175,22 @@ async function check(text) {
 /** A pay link: with the QR payload after `#` it is checked like a scan; without, the
  * service's copy alone is shown, marked as such. */
 async function openLink(id, payload) {
-  if (payload) return check(payload);
+  if (payload) return check(payload, id);
   try {
     const request = await api("GET", `/v1/payment-requests/${id}`);
     if (request.unit !== state.unit.code) return say(t("wallet.other_unit", { unit: request.unit, mine: state.unit.code }));
-    confirm(request, null, "link");
+    confirm(request, "link");
   } catch (error) {
     say(problemText(error));
   }
 }
 
-function confirm(request, payload, verdict) {
-  if (request.status !== "open") return say(t("wallet.not_open", { status: request.status }));
-  state.pending = request;
-  $("merchant").textContent = request.payee.name || payload?.name || request.account_id;
-  $("merchant-local").textContent = payload?.alternate && payload.alternate.name !== request.payee.name ? payload.alternate.name : "";
-  $("merchant-local").lang = payload?.alternate?.language || "";
+/** Shows the request as the service has it: the payee's registered name (never a name the
+ * code itself carries, which the shop wrote) and the amount. */
+function confirm(request, verdict) {
+  if (request.status !== "open") return say(t("wallet.not_open", { status: t(`wallet.status.${request.status}`) }));
+  state.pending = { request, signed: null };
+  $("merchant").textContent = request.payee.name || request.account_id;
   $("confirm-amount").textContent = `${request.amount} ${request.unit}`;
   const line = $("verdict");
   line.textContent = t({ ok: "wallet.signature_ok", bad: "wallet.signature_bad", link: "wallet.from_link" }[verdict]);
@@ -150,12 +201,15 @@ function confirm(request, payload, verdict) {
   show("confirm");
 }
 
+/** Pays the shown request. The intent is signed once; a retry after a lost answer sends the
+ * same one, which the service answers as a duplicate of the payment it made, never twice. */
 async function pay() {
-  const request = state.pending;
-  if (!request) return;
+  const pending = state.pending;
+  if (!pending || $("confirm-pay").disabled) return;
+  const request = pending.request;
   $("confirm-pay").disabled = true;
   try {
-    const intent = await signedIntent(state.wallet.pair, {
+    pending.signed ??= await signedIntent(state.wallet.pair, {
       type: "payment",
       from: state.wallet.account,
       to: request.account_id,
@@ -163,7 +217,7 @@ async function pay() {
       amount_minor: request.amount_minor,
       request: request.id,
     });
-    const committed = await api("POST", "/v1/intents", { body: intent });
+    const committed = await api("POST", "/v1/intents", { body: pending.signed });
     state.pending = null;
     $("receipt-text").textContent = t("wallet.paid_to", { amount: `${request.amount} ${request.unit}`, name: $("merchant").textContent });
     $("receipt-when").textContent = new Date().toLocaleString(document.documentElement.lang);
@@ -177,12 +231,18 @@ async function pay() {
 }
 
 async function scanCamera() {
-  state.scanning = scanQr($("camera"));
+  if (state.scanning) return;
+  const scanning = scanQr($("camera"));
+  state.scanning = scanning;
   try {
-    const text = await state.scanning.done;
-    if (text) await check(text);
+    const text = await scanning.done;
+    // Only a scan still wanted on the scan screen counts; a late one never replaces what
+    // the confirm screen shows.
+    if (text && state.scanning === scanning && !$("scan").hidden) await check(text);
   } catch (error) {
     say(t("error.generic", { detail: error.message }));
+  } finally {
+    if (state.scanning === scanning) state.scanning = null;
   }
 }
 
@@ -202,13 +262,14 @@ function wire() {
   $("refresh").addEventListener("click", home);
   for (const back of document.querySelectorAll("button.back")) {
     back.addEventListener("click", () => {
-      state.scanning?.stop();
+      stopScanning();
       state.pending = null;
       say("");
       home();
     });
   }
   $("forget").addEventListener("click", async () => {
+    if (!window.confirm(t("wallet.forget_confirm"))) return;
     await forgetKey(WALLET);
     state.wallet = null;
     state.session = null;
