@@ -69,7 +69,11 @@ pub async fn run(args: BenchSettleArgs) -> Result<()> {
 
 async fn measure(target: &Target, args: &BenchSettleArgs, background: usize) -> Result<()> {
     // Holders 0..sales each pay one sale; the rest pay each other in the background.
-    let background_payments = if background > 0 { 200_000 } else { 0 };
+    let background_payments = if background > 0 {
+        args.background_payments
+    } else {
+        0
+    };
     let scheme = Arc::new(Scheme::generate(
         "SETTLE",
         args.sales + 1_000,

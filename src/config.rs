@@ -301,6 +301,10 @@ pub struct BenchSettleArgs {
     /// Connections paying each other in the background during the loaded run.
     #[arg(long, default_value_t = 64)]
     pub background_connections: usize,
+    /// Pre-signed background payments (the loaded run stops its background when they are
+    /// used up).
+    #[arg(long, default_value_t = 200_000)]
+    pub background_payments: usize,
     /// A PostgreSQL server to measure too (a fresh scratch database on it).
     #[arg(long, env = "COLEDGER_BENCH_POSTGRES_URL")]
     pub postgres_url: Option<String>,

@@ -103,7 +103,7 @@ fn bench_api_runs_at_toy_size_with_nothing_refused() {
 }
 
 #[test]
-fn bench_disburse_and_bench_simulate_run_at_toy_size() {
+fn bench_disburse_simulate_and_settle_run_at_toy_size() {
     let run = |args: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_coledger"))
             .args(args)
@@ -137,4 +137,18 @@ fn bench_disburse_and_bench_simulate_run_at_toy_size() {
     for line in ["agent-based run:", "measuring a stream:", "sweep:"] {
         assert!(simulate.contains(line), "{line}: {simulate}");
     }
+    let settle = run(&[
+        "bench",
+        "settle",
+        "--sales",
+        "5",
+        "--background-connections",
+        "4",
+        "--background-payments",
+        "2000",
+    ]);
+    // One row idle and one under background load, each with figures.
+    let rows: Vec<&str> = settle.lines().filter(|l| l.starts_with("sqlite")).collect();
+    assert_eq!(rows.len(), 2, "{settle}");
+    assert!(rows[1].split_whitespace().nth(1) == Some("4"), "{settle}");
 }
