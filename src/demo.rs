@@ -34,6 +34,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     drop(committer);
     task.join().await.map_err(anyhow::Error::msg)?;
     db.close().await;
+    println!(
+        "\nTo sell and pay in a browser: `coledger serve --demo` prints a shop terminal link with \
+         its token, a phone wallet's activation link and a card with its PIN (README, \
+         \"Trying the pages\")."
+    );
     Ok(())
 }
 
