@@ -195,11 +195,34 @@ function watch(request) {
   state.countdown = setInterval(tick, 1000);
   const events = new EventSource(`/v1/payment-requests/${request.id}/events`);
   events.addEventListener("settled", () => paid());
+  // Cancelled (here or on another device): the request can no longer be paid.
+  events.addEventListener("cancelled", () => stopWatching());
   events.addEventListener("expired", () => {
     stopWatching();
     $("countdown").textContent = t("terminal.expired");
   });
   state.events = events;
+}
+
+/**
+ * Cancels the request on the service, so a customer who already scanned it can no longer pay
+ * it. If a payment got there first, the sale stands and is shown as paid.
+ */
+async function cancelRequest() {
+  const request = state.request;
+  if (request) {
+    try {
+      await api("POST", `/v1/payment-requests/${request.id}/cancel`, { token: state.token });
+    } catch (error) {
+      if (error.type === "/problems/request-already-paid") return paid();
+      // Not cancelled (offline, say): stay on the request so the merchant can try again.
+      return say(problemText(error));
+    }
+  }
+  stopWatching();
+  state.request = null;
+  say("");
+  show("sale");
 }
 
 function paid() {
@@ -368,11 +391,7 @@ function wire() {
   $("charge").addEventListener("click", charge);
   $("card-form").addEventListener("submit", payByCard);
   $("scan-card").addEventListener("click", scanCard);
-  $("cancel").addEventListener("click", () => {
-    stopWatching();
-    state.request = null;
-    show("sale");
-  });
+  $("cancel").addEventListener("click", cancelRequest);
   $("new-sale").addEventListener("click", () => show("sale"));
   $("tab-sale").addEventListener("click", () => state.token && selectAccount(state.account.id));
   $("tab-sales").addEventListener("click", () => state.token && loadSales());
