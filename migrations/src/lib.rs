@@ -27,6 +27,11 @@ const SQLITE: &[Embedded] = &[
         "activation codes",
         include_str!("../sqlite/0004_activation_codes.sql"),
     ),
+    (
+        5,
+        "payment request cancel",
+        include_str!("../sqlite/0005_payment_request_cancel.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -41,6 +46,11 @@ const POSTGRES: &[Embedded] = &[
         4,
         "activation codes",
         include_str!("../postgres/0004_activation_codes.sql"),
+    ),
+    (
+        5,
+        "payment request cancel",
+        include_str!("../postgres/0005_payment_request_cancel.sql"),
     ),
 ];
 

@@ -165,7 +165,8 @@ pub enum ActivationError {
     /// Storage failed.
     #[error(transparent)]
     Db(#[from] DbError),
-    /// Registering the key failed (the code was given back).
+    /// Registering the key failed: the code was given back if the refusal was certain
+    /// ([`CommitError::is_definite_refusal`]), and stays used if the outcome is unknown.
     #[error(transparent)]
     Commit(#[from] CommitError),
 }
@@ -234,8 +235,11 @@ pub async fn issue(
 
 /// Consumes `code` for `account` and registers `key` as the account's authority. The key's
 /// proof of possession is the caller's to check first (so a bad proof does not use up the
-/// code). If the key cannot be registered (storage away), the code is given back, unless a
-/// newer one was issued meanwhile.
+/// code). If the writer refused the key for certain, the code is given back, unless a newer
+/// one was issued meanwhile. If the outcome is unknown (storage failed mid-write, the writer
+/// stopped), the key may have been registered after all, so the code stays used: given back,
+/// it could replace the key a second time. The holder then needs a new code, or checks that
+/// the key took (by logging in with it).
 pub async fn activate(
     db: &Database,
     committer: &Committer,
@@ -256,6 +260,11 @@ pub async fn activate(
         return Err(ActivationError::BadCode);
     };
     if let Err(failed) = committer.set_authority(account, key).await {
+        if !failed.is_definite_refusal() {
+            tracing::warn!(%account, error = %failed,
+                "activation: the key may or may not have been registered; the code stays used");
+            return Err(failed.into());
+        }
         match db.release_activation_code(id, now_ms).await {
             Ok(released) => tracing::warn!(%account, released, error = %failed,
                 "activation: the key was not registered"),

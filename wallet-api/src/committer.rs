@@ -18,12 +18,20 @@
 //! before the connection broke), so the writer trusts storage, not memory: it waits for the
 //! batches in flight, reconnects, retakes the lease and reloads the Book, verifying it, before
 //! it accepts anything else. Reads through [`Committer::inspect`] see only committed state.
+//!
+//! Payment requests: because the writer sees every payment in order, it is where a request
+//! is settled for good. It refuses a second payment of a request, a payment staged after the
+//! request's deadline by the writer's clock (the HTTP check may have passed just before it),
+//! and a payment of a request closed by [`Committer::close_request`] (a cancellation), which
+//! is ordered with the payments: either the payment came first and the request is paid, or
+//! the cancellation did and the payment is refused.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use foldhash::HashSet;
+use foldhash::{HashMap, HashSet};
 use ledger::journal::canonical_entry_bytes;
 use ledger::{
     Account, AccountId, AccountStatus, Action, Book, BookError, EntryId, IntentError, JournalEntry,
@@ -90,6 +98,17 @@ pub enum CommitError {
     /// The payment request named by the intent was already paid by another intent.
     #[error("payment request {0} has already been paid")]
     RequestAlreadyPaid(PaymentRequestId),
+    /// The writer reached the payment after the deadline of the request it names.
+    #[error("payment request {request} expired at {expires_at} ms")]
+    RequestExpired {
+        /// The request.
+        request: PaymentRequestId,
+        /// Its deadline (ms).
+        expires_at: i64,
+    },
+    /// The payment request named by the intent was cancelled by its merchant.
+    #[error("payment request {0} was cancelled")]
+    RequestCancelled(PaymentRequestId),
     /// A balance the submitter computed the entry from has moved since (see
     /// [`Committer::submit_expecting`]); nothing was applied.
     #[error("balances moved since the entry was computed: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
@@ -100,6 +119,33 @@ pub enum CommitError {
     /// The committer has stopped.
     #[error("the committer has stopped")]
     Stopped,
+}
+
+impl CommitError {
+    /// True when the request certainly did not take effect: it was refused before anything
+    /// was staged. False for [`CommitError::Unavailable`] and [`CommitError::Stopped`], whose
+    /// write may have committed even though no answer came (the COMMIT may have landed
+    /// before the connection broke, or the writer stopped after staging it).
+    pub fn is_definite_refusal(&self) -> bool {
+        match self {
+            Self::Invalid(_)
+            | Self::Rejected(_)
+            | Self::RequestAlreadyPaid(_)
+            | Self::RequestExpired { .. }
+            | Self::RequestCancelled(_)
+            | Self::BalancesMoved(_) => true,
+            Self::Unavailable(_) | Self::Stopped => false,
+        }
+    }
+}
+
+/// What closing a payment request found (see [`Committer::close_request`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestClosure {
+    /// Closed: no payment for it will be staged from now on.
+    Closed,
+    /// A payment was staged first and has committed: this entry paid it.
+    AlreadyPaid(EntryId),
 }
 
 /// Counters for metrics and benchmarks.
@@ -134,6 +180,9 @@ struct Submission {
     intent_body: String,
     tags_json: String,
     payment_request: Option<PaymentRequestId>,
+    /// The deadline (ms) of `payment_request` as the submitter's check read it; the writer
+    /// refuses the payment if its clock is past it when it reaches the entry.
+    request_expires_at: Option<i64>,
     /// Balances the entry was computed from; it applies only if they still hold.
     expected_balances: Vec<(AccountId, i64)>,
     reply: oneshot::Sender<Result<Committed, CommitError>>,
@@ -154,6 +203,12 @@ enum Command {
         AccountId,
         AccountStatus,
         oneshot::Sender<Result<(), CommitError>>,
+    ),
+    /// Closes a payment request whose deadline (ms) is the second field.
+    CloseRequest(
+        PaymentRequestId,
+        i64,
+        oneshot::Sender<Result<RequestClosure, CommitError>>,
     ),
     Inspect(Inspection),
 }
@@ -203,6 +258,7 @@ impl Committer {
         let state = std::mem::take(&mut loaded.view);
         let paid_requests = state.paid_requests().collect();
         let view = Arc::new(LedgerView::new(state));
+        let closed_requests = ClosedRequests::default();
         let task = WriterTask {
             inbox,
             db,
@@ -213,6 +269,7 @@ impl Committer {
             )),
             loaded,
             paid_requests,
+            closed_requests,
             view: view.clone(),
             healthy: true,
             config,
@@ -235,7 +292,21 @@ impl Committer {
     /// Commits the entry a verified intent asks for. Returns once it is durable, or with the
     /// original result if the intent was committed before.
     pub async fn submit(&self, intent: &VerifiedIntent) -> Result<Committed, CommitError> {
-        self.submit_expecting(intent, Vec::new()).await
+        self.submit_inner(intent, Vec::new(), None).await
+    }
+
+    /// Submits a payment of a payment request whose deadline, as the caller's check read it,
+    /// is `request_expires_at` (ms). The writer refuses it with
+    /// [`CommitError::RequestExpired`] if its clock is past the deadline when it reaches the
+    /// entry (a payment checked just in time may be staged just too late), unless it is a
+    /// retry of the intent that paid the request.
+    pub async fn submit_with_deadline(
+        &self,
+        intent: &VerifiedIntent,
+        request_expires_at: Option<i64>,
+    ) -> Result<Committed, CommitError> {
+        self.submit_inner(intent, Vec::new(), request_expires_at)
+            .await
     }
 
     /// Submits an entry computed from the balances in `expected` (account, minor units): it
@@ -246,6 +317,15 @@ impl Committer {
         &self,
         intent: &VerifiedIntent,
         expected: Vec<(AccountId, i64)>,
+    ) -> Result<Committed, CommitError> {
+        self.submit_inner(intent, expected, None).await
+    }
+
+    async fn submit_inner(
+        &self,
+        intent: &VerifiedIntent,
+        expected: Vec<(AccountId, i64)>,
+        request_expires_at: Option<i64>,
     ) -> Result<Committed, CommitError> {
         let entry = intent.to_entry(EntryId::new(), self.clock.now_ms())?;
         // Serialise here, on the caller's task, so the single writer only hashes.
@@ -264,6 +344,7 @@ impl Committer {
             intent_body,
             tags_json,
             payment_request,
+            request_expires_at,
             expected_balances: expected,
             reply,
         };
@@ -333,6 +414,28 @@ impl Committer {
         answer.await.map_err(|_| CommitError::Stopped)?
     }
 
+    /// Closes a payment request (its merchant cancelled it; the caller has stored the
+    /// cancellation first). Ordered with the payments: if one was staged before, the answer
+    /// is [`RequestClosure::AlreadyPaid`] with its entry, once that has committed; otherwise
+    /// every later payment of the request is refused with [`CommitError::RequestCancelled`]
+    /// (the writer remembers the request until `expires_at`, its deadline in ms, after which
+    /// the deadline refuses them), and event subscribers are told, once the batch settled.
+    /// Closing twice is harmless.
+    pub async fn close_request(
+        &self,
+        id: PaymentRequestId,
+        expires_at: i64,
+    ) -> Result<RequestClosure, CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::CloseRequest(id, expires_at, reply))
+            .await?;
+        let closure = answer.await.map_err(|_| CommitError::Stopped)??;
+        if closure == RequestClosure::Closed {
+            self.view.announce_cancelled(id);
+        }
+        Ok(closure)
+    }
+
     /// Runs `look` on the committed Book between batches. For summaries and tests; request
     /// paths read the committed view instead, so reads never queue behind writes.
     pub async fn inspect<R: Send + 'static>(
@@ -386,6 +489,10 @@ enum Reply {
     Admin(
         oneshot::Sender<Result<(), CommitError>>,
         Result<(), CommitError>,
+    ),
+    Close(
+        oneshot::Sender<Result<RequestClosure, CommitError>>,
+        RequestClosure,
     ),
 }
 
@@ -579,6 +686,13 @@ fn settle(replies: Vec<Reply>, outcome: Result<(), String>) {
             (Reply::Admin(to, refused), Err(_)) => {
                 let _ = to.send(refused);
             }
+            (Reply::Close(to, closure), Ok(())) => {
+                let _ = to.send(Ok(closure));
+            }
+            // The payment that "already paid" it may be what failed: nothing is certain.
+            (Reply::Close(to, _), Err(reason)) => {
+                let _ = to.send(Err(CommitError::Unavailable(reason.clone())));
+            }
         }
     }
 }
@@ -590,8 +704,11 @@ struct WriterTask {
     pipeline: Option<Pipeline>,
     /// The Book and journal heads as staged: committed state plus the batches in flight.
     loaded: Loaded,
-    /// Payment requests paid, as staged.
-    paid_requests: HashSet<PaymentRequestId>,
+    /// Payment requests paid, as staged, with the entry that paid each.
+    paid_requests: HashMap<PaymentRequestId, EntryId>,
+    /// Payment requests closed (cancelled) while still payable. Not reloaded on recovery:
+    /// the cancellations were stored before they were sent here, so storage cannot disagree.
+    closed_requests: ClosedRequests,
     /// The committed state, published by the lanes; replaced on recovery.
     view: Arc<LedgerView>,
     healthy: bool,
@@ -659,6 +776,7 @@ impl WriterTask {
             now_ms: self.clock.now_ms(),
             ..BatchWrite::default()
         };
+        self.closed_requests.forget_past(write.now_ms);
         let mut replies = Vec::with_capacity(batch.len());
         let mut inspections = Vec::new();
         for command in batch.drain(..) {
@@ -722,6 +840,7 @@ impl WriterTask {
                     intent_body,
                     tags_json,
                     payment_request,
+                    request_expires_at,
                     expected_balances,
                     reply,
                 } = *submission;
@@ -738,16 +857,18 @@ impl WriterTask {
                     let refused = Err(CommitError::BalancesMoved(moved));
                     return Staged::Reply(Reply::Entry(reply, refused));
                 }
-                // A second payment for a request is refused, but a retry of the one that
-                // paid it is a duplicate (answered by apply below).
+                // A second payment for a request, a late one or one for a cancelled request
+                // is refused, but a retry of the one that paid it is a duplicate (answered by
+                // apply below).
                 if let Some(request) = payment_request
-                    && self.paid_requests.contains(&request)
                     && book.entry_for_intent(intent_id).is_none()
+                    && let Some(refusal) =
+                        self.request_refusal(request, request_expires_at, write.now_ms)
                 {
                     self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    let refused = Err(CommitError::RequestAlreadyPaid(request));
-                    return Staged::Reply(Reply::Entry(reply, refused));
+                    return Staged::Reply(Reply::Entry(reply, Err(refusal)));
                 }
+                let book = &mut self.loaded.book;
                 let result = match book.apply(&entry) {
                     Ok(()) => {
                         self.loaded.last_position = self.loaded.last_position.saturating_add(1);
@@ -757,7 +878,7 @@ impl WriterTask {
                             duplicate: false,
                         };
                         if let Some(request) = payment_request {
-                            self.paid_requests.insert(request);
+                            self.paid_requests.insert(request, entry.id());
                         }
                         write.entries.push(CommittedEntry {
                             position: self.loaded.last_position,
@@ -810,7 +931,40 @@ impl WriterTask {
                     .map(|()| write.statuses.push((id, status)));
                 Staged::Reply(Reply::Admin(reply, result.map_err(CommitError::from)))
             }
+            Command::CloseRequest(id, expires_at, reply) => {
+                let closure = match self.paid_requests.get(&id) {
+                    Some(&entry_id) => RequestClosure::AlreadyPaid(entry_id),
+                    None => {
+                        self.closed_requests.close(id, expires_at, write.now_ms);
+                        RequestClosure::Closed
+                    }
+                };
+                Staged::Reply(Reply::Close(reply, closure))
+            }
             Command::Inspect(look) => Staged::Inspect(look),
+        }
+    }
+
+    /// Why a payment of `request` may not be staged now, if it may not: paid already,
+    /// cancelled, or past the deadline its submitter read (by the writer's clock).
+    fn request_refusal(
+        &self,
+        request: PaymentRequestId,
+        expires_at: Option<i64>,
+        now_ms: i64,
+    ) -> Option<CommitError> {
+        if self.paid_requests.contains_key(&request) {
+            return Some(CommitError::RequestAlreadyPaid(request));
+        }
+        if self.closed_requests.contains(request) {
+            return Some(CommitError::RequestCancelled(request));
+        }
+        match expires_at {
+            Some(expires_at) if now_ms > expires_at => Some(CommitError::RequestExpired {
+                request,
+                expires_at,
+            }),
+            _ => None,
         }
     }
 
@@ -880,7 +1034,118 @@ fn refuse(command: Command, reason: &str) {
         | Command::SetAuthority(_, _, reply) => {
             let _ = reply.send(Err(unavailable()));
         }
+        Command::CloseRequest(_, _, reply) => {
+            let _ = reply.send(Err(unavailable()));
+        }
         // Dropping the inspection drops its reply sender; the caller sees Stopped.
         Command::Inspect(_) => {}
+    }
+}
+
+/// Payment requests closed while still payable, each kept until its deadline: past it the
+/// deadline check refuses every payment anyway, so the set holds only the cancellations of
+/// requests that could still be paid (a request is payable for at most 30 days).
+#[derive(Debug, Default)]
+struct ClosedRequests {
+    deadlines: HashMap<PaymentRequestId, i64>,
+    by_deadline: BTreeSet<(i64, PaymentRequestId)>,
+}
+
+impl ClosedRequests {
+    /// Closes `id` until `expires_at` (a later deadline than one already kept wins). A
+    /// request already past its deadline at `now_ms` is not kept.
+    fn close(&mut self, id: PaymentRequestId, expires_at: i64, now_ms: i64) {
+        if expires_at < now_ms {
+            return;
+        }
+        if let Some(&kept) = self.deadlines.get(&id) {
+            if kept >= expires_at {
+                return;
+            }
+            self.by_deadline.remove(&(kept, id));
+        }
+        self.deadlines.insert(id, expires_at);
+        self.by_deadline.insert((expires_at, id));
+        assert_eq!(self.deadlines.len(), self.by_deadline.len());
+    }
+
+    fn contains(&self, id: PaymentRequestId) -> bool {
+        self.deadlines.contains_key(&id)
+    }
+
+    /// Forgets the requests whose deadline is past at `now_ms`.
+    fn forget_past(&mut self, now_ms: i64) {
+        while let Some(&(expires_at, id)) = self.by_deadline.first()
+            && expires_at < now_ms
+        {
+            self.by_deadline.pop_first();
+            self.deadlines.remove(&id);
+        }
+        assert_eq!(self.deadlines.len(), self.by_deadline.len());
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.deadlines.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_requests_are_forgotten_once_past_their_deadline() {
+        let mut closed = ClosedRequests::default();
+        let (early, late) = (PaymentRequestId::new(), PaymentRequestId::new());
+        closed.close(early, 1_000, 0);
+        closed.close(late, 5_000, 0);
+        assert!(closed.contains(early) && closed.contains(late));
+        // At its deadline a request may still be paid, so it is still kept.
+        closed.forget_past(1_000);
+        assert!(closed.contains(early));
+        closed.forget_past(1_001);
+        assert!(!closed.contains(early) && closed.contains(late));
+        closed.forget_past(5_001);
+        assert_eq!(closed.len(), 0);
+    }
+
+    #[test]
+    fn closing_again_keeps_the_later_deadline_and_the_past_is_not_kept() {
+        let mut closed = ClosedRequests::default();
+        let id = PaymentRequestId::new();
+        closed.close(id, 5_000, 0);
+        closed.close(id, 2_000, 0);
+        closed.forget_past(3_000);
+        assert!(
+            closed.contains(id),
+            "the earlier deadline did not replace the later"
+        );
+        closed.close(id, 9_000, 3_000);
+        closed.forget_past(6_000);
+        assert!(closed.contains(id));
+        assert_eq!(closed.len(), 1);
+        let stale = PaymentRequestId::new();
+        closed.close(stale, 1_000, 3_000);
+        assert!(!closed.contains(stale));
+    }
+
+    #[test]
+    fn only_unavailable_and_stopped_leave_the_outcome_open() {
+        let request = PaymentRequestId::new();
+        assert!(
+            CommitError::Rejected(BookError::UnknownAccount(AccountId::new()))
+                .is_definite_refusal()
+        );
+        assert!(CommitError::RequestCancelled(request).is_definite_refusal());
+        assert!(
+            CommitError::RequestExpired {
+                request,
+                expires_at: 0
+            }
+            .is_definite_refusal()
+        );
+        assert!(!CommitError::Unavailable("gone".into()).is_definite_refusal());
+        assert!(!CommitError::Stopped.is_definite_refusal());
     }
 }

@@ -21,6 +21,8 @@ pub mod verifier;
 pub mod view;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use committer::{CommitError, Committed, Committer, CommitterConfig, CommitterTask};
+pub use committer::{
+    CommitError, Committed, Committer, CommitterConfig, CommitterTask, RequestClosure,
+};
 pub use db::Database;
 pub use verifier::Verifier;

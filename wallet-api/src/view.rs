@@ -31,6 +31,10 @@ use crate::db::BatchWrite;
 /// lagged (and should re-read).
 const EVENT_BACKLOG_BATCHES: usize = 1024;
 
+/// Cancelled payment requests kept for slow event subscribers before they are told they
+/// lagged (and should re-read the request).
+const CANCELLATION_BACKLOG: usize = 1024;
+
 /// Who was on the other side of an account's movement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Counterparty {
@@ -218,9 +222,12 @@ impl ViewState {
         }
     }
 
-    /// Payment requests already paid, for the writer's double-payment check.
-    pub fn paid_requests(&self) -> impl Iterator<Item = PaymentRequestId> + '_ {
-        self.paid_requests.keys().copied()
+    /// Payment requests already paid, with the entry that paid each, for the writer's
+    /// double-payment check.
+    pub fn paid_requests(&self) -> impl Iterator<Item = (PaymentRequestId, EntryId)> + '_ {
+        self.paid_requests
+            .iter()
+            .map(|(&request, &entry)| (request, entry))
     }
 
     /// Applies a committed batch.
@@ -318,6 +325,7 @@ fn net_by_account(postings: &[Posting]) -> Vec<(AccountId, i64, Vec<AccountId>)>
 pub struct LedgerView {
     state: RwLock<ViewState>,
     events: broadcast::Sender<Arc<[Settled]>>,
+    cancellations: broadcast::Sender<PaymentRequestId>,
 }
 
 impl std::fmt::Debug for LedgerView {
@@ -330,9 +338,11 @@ impl LedgerView {
     /// A view starting from loaded state.
     pub fn new(state: ViewState) -> Self {
         let (events, _) = broadcast::channel(EVENT_BACKLOG_BATCHES);
+        let (cancellations, _) = broadcast::channel(CANCELLATION_BACKLOG);
         Self {
             state: RwLock::new(state),
             events,
+            cancellations,
         }
     }
 
@@ -381,5 +391,17 @@ impl LedgerView {
     /// Committed entries from now on, a batch at a time.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<[Settled]>> {
         self.events.subscribe()
+    }
+
+    /// Announces a payment request the writer closed (its cancellation is stored, and no
+    /// payment of it can commit any more).
+    pub fn announce_cancelled(&self, request: PaymentRequestId) {
+        // Nobody listening is fine.
+        let _ = self.cancellations.send(request);
+    }
+
+    /// Payment requests cancelled from now on.
+    pub fn subscribe_cancellations(&self) -> broadcast::Receiver<PaymentRequestId> {
+        self.cancellations.subscribe()
     }
 }

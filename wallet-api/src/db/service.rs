@@ -161,14 +161,25 @@ pub struct PaymentRequest {
     pub memo: String,
     /// When made (ms).
     pub created_at: i64,
-    /// Last moment it may be paid (ms).
+    /// Last moment it may be paid (ms); a cancellation brings it forward to its own time.
     pub expires_at: i64,
+    /// When the merchant cancelled it (ms), if it did. A paid request stays paid even if
+    /// this is set: the cancellation came too late.
+    pub cancelled_at: Option<i64>,
 }
 
-type RequestRow = (Uuid, Uuid, String, i64, String, i64, i64);
+type RequestRow = (Uuid, Uuid, String, i64, String, i64, i64, Option<i64>);
 
 fn payment_request(row: RequestRow) -> Result<PaymentRequest, DbError> {
-    let (id, account, unit, amount, memo, created_at, expires_at) = row;
+    let (id, account, unit, amount, memo, created_at, expires_at, cancelled_at) = row;
+    if cancelled_at.is_some_and(|at| at < expires_at) {
+        return Err(corrupt(
+            "payment_request",
+            format!(
+                "request {id} was cancelled before its deadline, which was not brought forward"
+            ),
+        ));
+    }
     Ok(PaymentRequest {
         id: PaymentRequestId(id),
         account: AccountId(account),
@@ -177,6 +188,7 @@ fn payment_request(row: RequestRow) -> Result<PaymentRequest, DbError> {
         memo,
         created_at,
         expires_at,
+        cancelled_at,
     })
 }
 
@@ -397,13 +409,34 @@ impl Database {
         id: PaymentRequestId,
     ) -> Result<Option<PaymentRequest>, DbError> {
         let row: Option<RequestRow> = on_pool!(self, |pool| sqlx::query_as(
-            "select id, account, unit, amount_minor, memo, created_at, expires_at \
-             from payment_request where id = $1"
+            "select id, account, unit, amount_minor, memo, created_at, expires_at, \
+             cancelled_at from payment_request where id = $1"
         )
         .bind(id.0)
         .fetch_optional(pool)
         .await)?;
         row.map(payment_request).transpose()
+    }
+
+    /// Records that the merchant cancelled a request at `now_ms`: the first cancellation's
+    /// time is kept, and the deadline is brought forward to it (never pushed back), so every
+    /// later check refuses a payment. False if there is no such request.
+    pub async fn cancel_payment_request(
+        &self,
+        id: PaymentRequestId,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let done = on_pool!(self, |pool| sqlx::query(
+            "update payment_request set cancelled_at = coalesce(cancelled_at, $2), \
+             expires_at = case when expires_at > coalesce(cancelled_at, $2) \
+             then coalesce(cancelled_at, $2) else expires_at end where id = $1"
+        )
+        .bind(id.0)
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done == 1)
     }
 
     /// Committed entries at the given positions, in the order asked.

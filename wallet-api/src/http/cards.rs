@@ -150,7 +150,8 @@ struct CardPaymentDto {
     request_body = CardPaymentDto,
     responses(
         (status = 201, description = "Paid"),
-        (status = 422, description = "Wrong PIN (attempts left), refused by a spending rule, funds"),
+        (status = 409, description = "The payment request was already paid"),
+        (status = 422, description = "Wrong PIN (attempts left), refused by a spending rule, funds; the payment request unknown, mismatched, expired or cancelled"),
         (status = 423, description = "Card locked"),
         (status = 410, description = "Card replaced"),
     ),
@@ -199,6 +200,7 @@ pub(super) async fn pay(
             }
             amount
         };
+        let mut request_expires_at = None;
         if let Some(request) = dto.request {
             let payment = super::intents::RequestedPayment {
                 request,
@@ -207,7 +209,10 @@ pub(super) async fn pay(
                 amount,
                 intent_id: dto.intent_id,
             };
-            super::intents::check_request_matches(&state, &payment, state.clock.now_ms()).await?;
+            let checked =
+                super::intents::check_request_matches(&state, &payment, state.clock.now_ms())
+                    .await?;
+            request_expires_at = Some(checked.expires_at);
         }
         let committed = programmes
             .pay_by_card(
@@ -219,6 +224,7 @@ pub(super) async fn pay(
                     amount,
                     memo: dto.memo,
                     request: dto.request,
+                    request_expires_at,
                 },
             )
             .await?;

@@ -2,8 +2,12 @@
 //!
 //! `GET /v1/accounts/{id}/events`: a `balance` event first, then one `entry` event per
 //! committed entry touching the account. `GET /v1/payment-requests/{id}/events`: one
-//! `settled` or `expired` event, then the stream ends. Events are sent only after commit. A
-//! subscriber too slow to keep up gets a `lagged` event and should re-read the statement.
+//! `settled`, `cancelled` or `expired` event, then the stream ends: `settled` when a payment
+//! of it commits, `cancelled` when the writer has closed it after its merchant cancelled it,
+//! `expired` only after its deadline plus [`EXPIRY_GRACE_MS`], once the committed state shows
+//! neither (a payment the writer staged just before the deadline may still be committing).
+//! Events are sent only after commit. A subscriber too slow to keep up gets a `lagged` event
+//! and should re-read the statement.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,9 +15,9 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
 use futures_util::stream;
-use ledger::{AccountId, PaymentRequestId};
+use futures_util::{Stream, StreamExt as _};
+use ledger::{AccountId, EntryId, PaymentRequestId};
 use serde_json::json;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
@@ -21,7 +25,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
-use crate::view::{LedgerView, Settled};
+use crate::db::service::PaymentRequest;
+use crate::view::Settled;
 
 /// Comment lines sent on idle streams so proxies keep them open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -135,6 +140,14 @@ fn entry_event(settled: &Settled, account: AccountId, scale: u8) -> Option<serde
     }))
 }
 
+/// How long after a payment request's deadline its stream waits before it says `expired`
+/// (and after its cancellation was stored before it says `cancelled`, if it missed the
+/// writer's word): the writer may have staged a payment just before the deadline (or the
+/// cancellation) that is still committing. A payment still in flight after that (storage
+/// stalled for longer) would be reported `expired` and then commit; the request itself
+/// (`GET /v1/payment-requests/{id}`) stays authoritative.
+pub const EXPIRY_GRACE_MS: i64 = 3_000;
+
 /// `GET /v1/payment-requests/{id}/events`: public, like the request itself.
 #[utoipa::path(
     get,
@@ -142,7 +155,7 @@ fn entry_event(settled: &Settled, account: AccountId, scale: u8) -> Option<serde
     tag = "events",
     params(("id" = String, Path, description = "Payment request id")),
     responses(
-        (status = 200, description = "Server-sent events: one settled or expired event", content_type = "text/event-stream"),
+        (status = 200, description = "Server-sent events: one settled, cancelled or expired event, then the stream ends. settled and cancelled come as soon as they are committed; expired only after the deadline plus a short grace, once no payment committed", content_type = "text/event-stream"),
         (status = 404, description = "No such request"),
     )
 )]
@@ -150,80 +163,138 @@ pub(super) async fn payment_request(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    let request = super::requests::find(&state, &id).await?;
-    let receiver = state.committer.view().subscribe();
-    let already = state.committer.view().read().paid_by(request.id);
-    let now_ms = state.clock.now_ms();
-    let until_expiry = Duration::from_millis(
-        u64::try_from(request.expires_at.saturating_sub(now_ms)).unwrap_or(0),
-    );
-    let deadline = tokio::time::Instant::now() + until_expiry;
-    let first = match already {
-        Some(entry_id) => Some(event(
-            "settled",
-            json!({"payment_request": request.id, "entry_id": entry_id}),
-        )),
-        None if now_ms > request.expires_at => Some(event(
-            "expired",
-            json!({"payment_request": request.id, "expires_at_ms": request.expires_at}),
-        )),
-        None => None,
+    // Subscribe before reading the request, so nothing that settles or cancels it in between
+    // is missed.
+    let watch = RequestWatch {
+        settlements: state.committer.view().subscribe(),
+        cancellations: state.committer.view().subscribe_cancellations(),
+        request: super::requests::find(&state, &id).await?,
+        state: state.clone(),
     };
-    let view = state.committer.view().clone();
-    let start = (receiver, first, false, request.id);
-    let stopping = state.clone();
-    let events = stream::unfold(start, move |(mut receiver, first, done, id)| {
-        let view = view.clone();
-        let stopping = stopping.stopping();
-        async move {
-            if done {
-                return None;
-            }
-            if let Some(first) = first {
-                return Some((first, (receiver, None, true, id)));
-            }
-            let settled = tokio::select! {
-                settled = wait_for_settlement(&mut receiver, &view, id, deadline) => settled,
-                () = stopping => return None,
-            };
-            let next = match settled {
-                Some(entry_id) => event(
-                    "settled",
-                    json!({"payment_request": id, "entry_id": entry_id}),
-                ),
-                None => event("expired", json!({"payment_request": id})),
-            };
-            Some((next, (receiver, None, true, id)))
+    let stopping = state.stopping();
+    let events = stream::once(async move {
+        tokio::select! {
+            outcome = watch.outcome() => Some(outcome),
+            () = stopping => None,
         }
-    });
+    })
+    .filter_map(std::future::ready);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
-/// The entry that pays `id`, or None once the deadline passes (or the service stops).
-async fn wait_for_settlement(
-    receiver: &mut Receiver<Arc<[Settled]>>,
-    view: &LedgerView,
-    id: PaymentRequestId,
-    deadline: tokio::time::Instant,
-) -> Option<ledger::EntryId> {
-    loop {
-        let batch = tokio::select! {
-            received = receiver.recv() => received,
-            () = tokio::time::sleep_until(deadline) => return None,
+/// One payment request's stream, waiting for how it ends.
+struct RequestWatch {
+    settlements: Receiver<Arc<[Settled]>>,
+    cancellations: Receiver<PaymentRequestId>,
+    request: PaymentRequest,
+    state: AppState,
+}
+
+/// How a payment request ended, as its stream tells it.
+enum Outcome {
+    Settled(EntryId),
+    Cancelled,
+    Expired,
+}
+
+impl RequestWatch {
+    /// The one event the stream sends: `settled` as soon as a payment commits, `cancelled`
+    /// as soon as the writer closed the request, and otherwise, once the deadline (or a
+    /// stored cancellation the stream was not told of) and the grace have passed, whatever
+    /// the committed view and storage say then.
+    async fn outcome(mut self) -> Result<Event, Infallible> {
+        let id = self.request.id;
+        let paid = self.state.committer.view().read().paid_by(id);
+        let outcome = match paid {
+            Some(entry_id) => Outcome::Settled(entry_id),
+            None => {
+                // A stored cancellation is final once the writer has closed the request (a
+                // payment it staged first would win): announced, or known a grace later.
+                let decided_at = self.request.cancelled_at.unwrap_or(self.request.expires_at);
+                match self.wait(decided_at.saturating_add(EXPIRY_GRACE_MS)).await {
+                    Some(outcome) => outcome,
+                    None => self.recheck().await,
+                }
+            }
         };
-        match batch {
-            Ok(batch) => {
-                if let Some(found) = batch.iter().find(|s| s.payment_request == Some(id)) {
-                    return Some(found.entry_id);
-                }
-            }
-            // Missed batches may have held it: the view knows.
-            Err(RecvError::Lagged(_)) => {
-                if let Some(entry_id) = view.read().paid_by(id) {
-                    return Some(entry_id);
-                }
-            }
-            Err(RecvError::Closed) => return None,
+        match outcome {
+            Outcome::Settled(entry_id) => event(
+                "settled",
+                json!({"payment_request": id, "entry_id": entry_id}),
+            ),
+            Outcome::Cancelled => event("cancelled", json!({"payment_request": id})),
+            Outcome::Expired => event(
+                "expired",
+                json!({"payment_request": id, "expires_at_ms": self.request.expires_at}),
+            ),
         }
+    }
+
+    /// Waits for a payment or the writer's cancellation until `until_ms` (by the service's
+    /// clock); None if neither came.
+    async fn wait(&mut self, until_ms: i64) -> Option<Outcome> {
+        let id = self.request.id;
+        let mut until = self.instant(until_ms);
+        let (mut settlements_open, mut cancellations_open) = (true, true);
+        loop {
+            tokio::select! {
+                received = self.settlements.recv(), if settlements_open => match received {
+                    Ok(batch) => {
+                        if let Some(found) = batch.iter().find(|s| s.payment_request == Some(id)) {
+                            return Some(Outcome::Settled(found.entry_id));
+                        }
+                    }
+                    // Missed batches may have held it: the view knows.
+                    Err(RecvError::Lagged(_)) => {
+                        let paid = self.state.committer.view().read().paid_by(id);
+                        if let Some(entry_id) = paid {
+                            return Some(Outcome::Settled(entry_id));
+                        }
+                    }
+                    Err(RecvError::Closed) => settlements_open = false,
+                },
+                received = self.cancellations.recv(), if cancellations_open => match received {
+                    Ok(closed) if closed == id => return Some(Outcome::Cancelled),
+                    Ok(_) => {}
+                    // A missed cancellation is in storage: decide a grace after it.
+                    Err(RecvError::Lagged(_)) => {
+                        if let Ok(Some(stored)) = self.state.db.payment_request(id).await
+                            && let Some(at) = stored.cancelled_at
+                        {
+                            until = until.min(self.instant(at.saturating_add(EXPIRY_GRACE_MS)));
+                        }
+                    }
+                    Err(RecvError::Closed) => cancellations_open = false,
+                },
+                () = tokio::time::sleep_until(until) => return None,
+            }
+        }
+    }
+
+    /// After the grace: anything the writer staged in time has committed by now (or failed),
+    /// and a cancellation is stored.
+    async fn recheck(&self) -> Outcome {
+        let paid = self.state.committer.view().read().paid_by(self.request.id);
+        if let Some(entry_id) = paid {
+            return Outcome::Settled(entry_id);
+        }
+        let stored = self.state.db.payment_request(self.request.id).await;
+        let latest = stored.ok().flatten();
+        if latest
+            .as_ref()
+            .unwrap_or(&self.request)
+            .cancelled_at
+            .is_some()
+        {
+            Outcome::Cancelled
+        } else {
+            Outcome::Expired
+        }
+    }
+
+    /// The moment `at_ms` (by the service's clock) on the runtime's timer.
+    fn instant(&self, at_ms: i64) -> tokio::time::Instant {
+        let wait_ms = at_ms.saturating_sub(self.state.clock.now_ms());
+        tokio::time::Instant::now() + Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0))
     }
 }

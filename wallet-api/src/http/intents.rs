@@ -1,7 +1,8 @@
 //! `POST /v1/intents`: submit a signed intent. The signature is the authorisation, so no
 //! token is needed; the `intent_id` is the idempotency key (a retry returns the original
 //! result with `"duplicate": true`, status 200 instead of 201). A payment that names a
-//! payment request must match it (payee, unit, amount) and arrive before it expires. A
+//! payment request must match it (payee, unit, amount), arrive before it expires and before
+//! it is cancelled, and be staged by the writer before its deadline too. A
 //! refund is checked against its payment by the Book, in the writer, so two refunds of one
 //! sale racing each other can never add up to more than it.
 
@@ -16,6 +17,7 @@ use super::AppState;
 use super::body::require_json;
 use super::openapi::SignedIntentDoc;
 use super::problem::Problem;
+use crate::db::service::PaymentRequest;
 
 #[utoipa::path(
     post,
@@ -29,7 +31,7 @@ use super::problem::Problem;
         (status = 403, description = "Bad signature, or the signer may not debit the account"),
         (status = 409, description = "Intent id reused for different content, or request already paid"),
         (status = 415, description = "Not JSON"),
-        (status = 422, description = "Refused by the rules: funds, limits, status, expiry, request mismatch; for a refund, unknown payment, refund mismatch or more than is left of the payment"),
+        (status = 422, description = "Refused by the rules: funds, limits, status, expiry; for a payment request, unknown, mismatch, expired (also when the writer reaches it after the deadline) or cancelled; for a refund, unknown payment, refund mismatch or more than is left of the payment"),
         (status = 429, description = "Rate limited"),
         (status = 503, description = "Storage unavailable: retry with the same intent"),
     )
@@ -60,9 +62,12 @@ async fn submit_inner(
     state
         .limiter
         .check(&format!("signer:{}", intent.signer.to_base64url()), now_ms)?;
-    check_payment_request(state, &verified, now_ms).await?;
+    let request = check_payment_request(state, &verified, now_ms).await?;
     let intent_id = intent.intent_id;
-    let committed = state.committer.submit(&verified).await?;
+    let committed = state
+        .committer
+        .submit_with_deadline(&verified, request.map(|r| r.expires_at))
+        .await?;
     let status = if committed.duplicate {
         StatusCode::OK
     } else {
@@ -85,14 +90,16 @@ struct Submitted {
     intent_id: IntentId,
 }
 
-/// A payment naming a request must pay exactly what was asked, to whom, in time. Requests
-/// never change once made, so checking here (before the writer) cannot race; paying a
-/// request twice is refused by the writer, which sees every payment in order.
+/// A payment naming a request must pay exactly what was asked, to whom, in time; returns
+/// the request. What a request asks never changes once made, so checking that here (before
+/// the writer) cannot race. Its deadline and cancellation can: the writer, which sees every
+/// payment in order, refuses a payment staged after the deadline read here or after a
+/// cancellation, and a second payment of a request.
 async fn check_payment_request(
     state: &AppState,
     verified: &VerifiedIntent,
     now_ms: i64,
-) -> Result<(), Problem> {
+) -> Result<Option<PaymentRequest>, Problem> {
     let Action::Payment {
         to,
         unit,
@@ -101,7 +108,7 @@ async fn check_payment_request(
         ..
     } = &verified.intent().action
     else {
-        return Ok(());
+        return Ok(None);
     };
     let payment = RequestedPayment {
         request: *id,
@@ -110,7 +117,9 @@ async fn check_payment_request(
         amount: *amount_minor,
         intent_id: verified.intent().intent_id,
     };
-    check_request_matches(state, &payment, now_ms).await
+    check_request_matches(state, &payment, now_ms)
+        .await
+        .map(Some)
 }
 
 /// A payment that names a payment request, as the checks see it.
@@ -122,13 +131,14 @@ pub(super) struct RequestedPayment {
     pub(super) intent_id: ledger::IntentId,
 }
 
-/// The request exists, asks for exactly this (payee, unit, amount), and has not expired
-/// (unless this very intent settled it in time: a retry).
+/// The request exists, asks for exactly this (payee, unit, amount), and has been neither
+/// cancelled nor expired (unless this very intent settled it: a retry). Returns the request,
+/// whose deadline the caller hands to the writer with the payment.
 pub(super) async fn check_request_matches(
     state: &AppState,
     payment: &RequestedPayment,
     now_ms: i64,
-) -> Result<(), Problem> {
+) -> Result<PaymentRequest, Problem> {
     let RequestedPayment {
         request: id,
         to,
@@ -159,18 +169,22 @@ pub(super) async fn check_request_matches(
             ),
         ));
     }
-    if now_ms > request.expires_at {
+    let cancelled = request.cancelled_at.is_some();
+    if cancelled || now_ms > request.expires_at {
         // A retry of the payment that settled it in time is still answered as a duplicate.
         let committed = state.db.intent_position(*intent_id).await?.is_some();
-        if !committed {
-            return Err(unprocessable(
-                "payment-request-expired",
-                "Payment request expired",
-                format!("payment request {id} expired at {} ms", request.expires_at),
-            ));
+        // A request paid before its cancellation reached the writer stays paid: another
+        // payment of it is told so (by the writer, 409), not that it was cancelled.
+        let paid = cancelled && state.committer.view().read().paid_by(*id).is_some();
+        if !committed && !paid {
+            return Err(if cancelled {
+                Problem::request_cancelled(*id)
+            } else {
+                Problem::request_expired(*id, request.expires_at)
+            });
         }
     }
-    Ok(())
+    Ok(request)
 }
 
 /// Version-8 UUIDs are the ids the service derives for its own idempotent work (a run's

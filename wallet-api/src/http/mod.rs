@@ -39,6 +39,7 @@ use crate::committer::Committer;
 use crate::db::Database;
 use crate::verifier::Verifier;
 pub use accounts::{KEY_PROOF_CONTEXT, key_proof_bytes};
+pub use events::EXPIRY_GRACE_MS;
 use limits::{ApiConfig, RateLimiter};
 use metrics::HttpMetrics;
 use problem::Problem;
@@ -166,6 +167,11 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("GET", "/v1/intents/{id}", get(entries::get_intent)),
         ("POST", "/v1/payment-requests", post(requests::create)),
         ("GET", "/v1/payment-requests/{id}", get(requests::get)),
+        (
+            "POST",
+            "/v1/payment-requests/{id}/cancel",
+            post(requests::cancel),
+        ),
         (
             "GET",
             "/v1/payment-requests/{id}/events",

@@ -195,6 +195,7 @@ impl Modify for BearerAuth {
         super::entries::get_intent,
         super::requests::create,
         super::requests::get,
+        super::requests::cancel,
         super::events::payment_request,
         super::sessions::challenge,
         super::sessions::login,

@@ -110,6 +110,28 @@ impl Problem {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
     }
 
+    /// 422: a payment names a payment request whose deadline has passed.
+    pub fn request_expired(request: ledger::PaymentRequestId, expires_at: i64) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "payment-request-expired",
+            "Payment request expired",
+            format!("payment request {request} expired at {expires_at} ms"),
+        )
+        .with("payment_request", request.to_string())
+    }
+
+    /// 422: a payment names a payment request its merchant cancelled.
+    pub fn request_cancelled(request: ledger::PaymentRequestId) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "payment-request-cancelled",
+            "Payment request cancelled",
+            format!("payment request {request} was cancelled by the merchant; ask for a new one"),
+        )
+        .with("payment_request", request.to_string())
+    }
+
     /// 500: something went wrong on our side. The cause is logged, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -296,6 +318,11 @@ impl From<CommitError> for Problem {
                 format!("payment request {request} has already been paid"),
             )
             .with("payment_request", request.to_string()),
+            CommitError::RequestExpired {
+                request,
+                expires_at,
+            } => Self::request_expired(request, expires_at),
+            CommitError::RequestCancelled(request) => Self::request_cancelled(request),
             CommitError::BalancesMoved(accounts) => Self::new(
                 StatusCode::CONFLICT,
                 "balances-moved",

@@ -124,11 +124,13 @@ pub fn participant(p: &Participant, public: bool) -> Value {
     })
 }
 
-/// A payment request and where it stands.
+/// A payment request and where it stands: `paid` (which wins over a cancellation that came
+/// too late), `cancelled`, `expired` or `open`.
 pub fn payment_request(r: &PaymentRequest, view: &ViewState, now_ms: i64) -> Value {
     let paid_by = view.paid_by(r.id);
     let status = match paid_by {
         Some(_) => "paid",
+        None if r.cancelled_at.is_some() => "cancelled",
         None if now_ms > r.expires_at => "expired",
         None => "open",
     };
@@ -141,6 +143,7 @@ pub fn payment_request(r: &PaymentRequest, view: &ViewState, now_ms: i64) -> Val
         "memo": r.memo,
         "created_at_ms": r.created_at,
         "expires_at_ms": r.expires_at,
+        "cancelled_at_ms": r.cancelled_at,
         "status": status,
         "entry_id": paid_by,
     })

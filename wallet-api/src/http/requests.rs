@@ -1,11 +1,13 @@
 //! Payment requests: a merchant asks for an amount; a wallet fetches the request (by the
 //! reference in the QR code or pay link) and pays it with a signed payment intent naming it.
+//! The merchant may cancel a request it no longer wants paid; the writer orders the
+//! cancellation with the payments, so exactly one of them wins.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Json, Response};
-use ledger::{AccountId, Amount, PaymentRequestId};
+use ledger::{AccountId, AccountKind, Amount, PaymentRequestId};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -14,12 +16,16 @@ use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
 use crate::auth::Role;
+use crate::committer::{CommitError, RequestClosure};
 use crate::db::service::PaymentRequest;
+use crate::view::{AccountView, ViewState};
 
 /// How long a request stays payable when the merchant does not say.
 pub const DEFAULT_EXPIRY_S: i64 = 15 * 60;
 /// The longest a request may stay payable (a printed invoice, say).
 pub const MAX_EXPIRY_S: i64 = 30 * 24 * 3600;
+/// The same, in milliseconds.
+const MAX_EXPIRY_MS: i64 = MAX_EXPIRY_S * 1000;
 /// Longest memo.
 const MAX_MEMO_CHARS: usize = 140;
 
@@ -61,16 +67,7 @@ pub(super) async fn create(
             let view = state.committer.view().read();
             let account =
                 super::accounts::readable(&view, &principal, &new.account_id.to_string())?;
-            let allowed = match principal.role() {
-                Some(Role::Admin) => true,
-                Some(Role::Merchant | Role::Collector) => principal.can_manage(account, &view),
-                _ => false,
-            };
-            if !allowed {
-                return Err(Problem::forbidden(
-                    "only the merchant owning the account (or an admin) may request payment to it",
-                ));
-            }
+            may_request(&principal, account, &view)?;
             let scale = view.unit(account.account.unit).map_or(0, |u| u.scale());
             (account.account.unit, scale)
         };
@@ -105,6 +102,7 @@ pub(super) async fn create(
             memo: new.memo,
             created_at: now_ms,
             expires_at: now_ms.saturating_add(expires_in_s.saturating_mul(1000)),
+            cancelled_at: None,
         };
         state.db.insert_payment_request(&request).await?;
         let view = state.committer.view().read();
@@ -124,6 +122,96 @@ pub(super) async fn create(
     .await
 }
 
+/// Whether `principal` may ask for payment to `account`, or cancel such a request: the
+/// merchant (or collector) owning it, or an admin.
+fn may_request(
+    principal: &Principal,
+    account: &AccountView,
+    view: &ViewState,
+) -> Result<(), Problem> {
+    let allowed = match principal.role() {
+        Some(Role::Admin) => true,
+        Some(Role::Merchant | Role::Collector) => principal.can_manage(account, view),
+        _ => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Problem::forbidden(
+            "only the merchant owning the account (or an admin) may request payment to it",
+        ))
+    }
+}
+
+/// `POST /v1/payment-requests/{id}/cancel` (the merchant owning the account, or an admin):
+/// the request can no longer be paid. The cancellation is stored first (bringing the
+/// deadline forward, so every later check refuses), then handed to the writer, which orders
+/// it with the payments: if a payment got there first the answer is 409 with its entry.
+#[utoipa::path(
+    post,
+    path = "/v1/payment-requests/{id}/cancel",
+    tag = "payment-requests",
+    params(("id" = String, Path, description = "Payment request id")),
+    responses(
+        (status = 200, description = "Cancelled (cancelling again answers the same): the request, status `cancelled`; no payment of it can commit any more"),
+        (status = 403, description = "Only the merchant owning the account, or an admin"),
+        (status = 404, description = "No such request, or its account not visible"),
+        (status = 409, description = "Already paid (`/problems/request-already-paid`, with `entry_id`): the payment came first and stands"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let route = format!("POST /v1/payment-requests/{id}/cancel");
+    let write = async {
+        let request = find(&state, &id).await?;
+        {
+            let view = state.committer.view().read();
+            let account =
+                super::accounts::readable(&view, &principal, &request.account.to_string())
+                    .map_err(|_| Problem::not_found(format!("no payment request {id}")))?;
+            may_request(&principal, account, &view)?;
+            if let Some(entry_id) = view.paid_by(request.id) {
+                return Err(already_paid(request.id, entry_id));
+            }
+        }
+        // How long the writer must keep the request closed: until its deadline, after which
+        // the deadline refuses payments anyway. If an earlier cancellation brought that
+        // forward, the original is gone, and a payment checked before it may carry it: the
+        // longest any request lives bounds it.
+        let closed_until = match request.cancelled_at {
+            None => request.expires_at,
+            Some(_) => request.created_at.saturating_add(MAX_EXPIRY_MS),
+        };
+        let now_ms = state.clock.now_ms();
+        state.db.cancel_payment_request(request.id, now_ms).await?;
+        if let RequestClosure::AlreadyPaid(entry_id) = state
+            .committer
+            .close_request(request.id, closed_until)
+            .await?
+        {
+            return Err(already_paid(request.id, entry_id));
+        }
+        let cancelled = find(&state, &id).await?;
+        let view = state.committer.view().read();
+        Ok::<Written, Problem>((
+            StatusCode::OK,
+            render::payment_request(&cancelled, &view, now_ms),
+        ))
+    };
+    body::idempotent(&state, &headers, &principal, &route, &body, write).await
+}
+
+/// 409: the request was paid (by `entry_id`) before the cancellation reached the writer.
+fn already_paid(request: PaymentRequestId, entry_id: ledger::EntryId) -> Problem {
+    Problem::from(CommitError::RequestAlreadyPaid(request)).with("entry_id", entry_id.to_string())
+}
+
 /// Finds a request by the id in a URL.
 pub(super) async fn find(state: &AppState, id: &str) -> Result<PaymentRequest, Problem> {
     let missing = || Problem::not_found(format!("no payment request {id}"));
@@ -139,7 +227,7 @@ pub(super) async fn find(state: &AppState, id: &str) -> Result<PaymentRequest, P
     tag = "payment-requests",
     params(("id" = String, Path, description = "Payment request id (the QR reference)")),
     responses(
-        (status = 200, description = "The request and its status (open, paid or expired), with the payee's name and the public key that signs its QR codes"),
+        (status = 200, description = "The request and its status (open, paid, cancelled or expired), with `payee`: the public key that signs its QR codes and, for a merchant's account only, the merchant's name"),
         (status = 404, description = "No such request"),
     )
 )]
@@ -148,21 +236,23 @@ pub(super) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let request = find(&state, &id).await?;
-    let (owner, public_key) = {
+    let (merchant, public_key) = {
         let view = state.committer.view().read();
         view.account(request.account).map_or((None, None), |a| {
-            (a.owner, a.account.authority.map(|k| k.to_base64url()))
+            let merchant = a.owner.filter(|_| a.account.kind == AccountKind::Merchant);
+            (merchant, a.account.authority.map(|k| k.to_base64url()))
         })
     };
     // Who is asking to be paid: the name a wallet shows, and the key that signed the QR code.
-    let name = match owner {
+    // Anyone with the reference reads this, so only a merchant's name is shown, never a
+    // household's (a person asking a neighbour for money), and no participant id at all.
+    let name = match merchant {
         Some(owner) => state.db.participant(owner).await?.map(|p| p.name),
         None => None,
     };
     let view = state.committer.view().read();
     let mut json = render::payment_request(&request, &view, state.clock.now_ms());
     json["payee"] = serde_json::json!({
-        "participant_id": owner,
         "name": name,
         "public_key": public_key,
     });

@@ -87,6 +87,9 @@ pub struct CardPayment {
     pub memo: String,
     /// The payment request it settles, if any.
     pub request: Option<PaymentRequestId>,
+    /// That request's deadline (ms) as the caller's check read it: the writer refuses the
+    /// payment if it reaches it later.
+    pub request_expires_at: Option<i64>,
 }
 
 fn summary(card: &StoredCard) -> Result<CardSummary, ProgrammeError> {
@@ -347,7 +350,10 @@ impl Programmes {
         let verified = SignedIntent::sign(intent, &key)
             .and_then(|signed| signed.verify(now))
             .map_err(crate::committer::CommitError::from)?;
-        Ok(self.committer.submit(&verified).await?)
+        Ok(self
+            .committer
+            .submit_with_deadline(&verified, payment.request_expires_at)
+            .await?)
     }
 
     /// An operator unlocks a card locked by wrong PINs.

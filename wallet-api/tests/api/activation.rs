@@ -80,9 +80,9 @@ async fn envs(config: ApiConfig) -> Vec<Env> {
     all
 }
 
-type Reply = (StatusCode, String, Value);
+pub(super) type Reply = (StatusCode, String, Value);
 
-async fn send(app: &axum::Router, request: Request<Body>) -> Reply {
+pub(super) async fn send(app: &axum::Router, request: Request<Body>) -> Reply {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let content_type = response
@@ -100,7 +100,12 @@ async fn send(app: &axum::Router, request: Request<Body>) -> Reply {
     )
 }
 
-fn request(method: &str, path: &str, token: Option<&str>, body: &Value) -> Request<Body> {
+pub(super) fn request(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> Request<Body> {
     let mut builder = Request::builder()
         .method(method)
         .uri(path)
@@ -679,4 +684,73 @@ async fn a_token_keeps_the_old_rules_and_retries_are_safe() {
 
 fn token_id(token: &str) -> uuid::Uuid {
     wallet_api::auth::parse_operator_token(token).unwrap().0
+}
+
+/// Makes every write of an account's key fail in storage (a trigger), or stops that.
+async fn fail_key_writes(db: &Database, fail: bool) {
+    use sqlx::Executor as _;
+    match db {
+        Database::Sqlite { pool, .. } => {
+            let sql = if fail {
+                "create trigger fail_key_writes before update of authority on account \
+                 begin select raise(abort, 'key writes fail in this test'); end"
+            } else {
+                "drop trigger fail_key_writes"
+            };
+            pool.execute(sql).await.unwrap();
+        }
+        Database::Postgres { pool, .. } => {
+            let sql = if fail {
+                "create function fail_key_writes() returns trigger language plpgsql as \
+                 $$ begin raise exception 'key writes fail in this test'; end $$; \
+                 create trigger fail_key_writes before update of authority on account \
+                 for each row execute function fail_key_writes()"
+            } else {
+                "drop trigger fail_key_writes on account; drop function fail_key_writes()"
+            };
+            pool.execute(sql).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_code_stays_used_when_the_key_may_have_been_registered() {
+    for env in envs(ApiConfig::default()).await {
+        let label = env.label;
+        let admin = env.token(Role::Admin, None).await;
+        let alice = env.scheme.alice;
+        let code = env.code_for(&admin, alice).await;
+        let phone = fresh_key();
+
+        // The write fails: the writer cannot tell whether the COMMIT landed, so the outcome
+        // is unknown (503), and the code must not be handed back: if the key did take, the
+        // same code could replace it again.
+        fail_key_writes(&env.db, true).await;
+        let failed = env.activate(alice, &phone, &code).await;
+        assert_problem(
+            &failed,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "/problems/storage-unavailable",
+        );
+        fail_key_writes(&env.db, false).await;
+        let stored = env.db.activation_codes(alice).await.unwrap();
+        assert_eq!(
+            stored[0].used_at,
+            Some(NOW_MS),
+            "{label}: the code stays used"
+        );
+        let again = env.activate(alice, &phone, &code).await;
+        assert_problem(&again, StatusCode::UNAUTHORIZED, BAD_CODE);
+
+        // Here the key did not take (storage refused it); a new code registers it.
+        assert_eq!(
+            env.authority(alice).await,
+            Some(PublicKey::of(&env.scheme.alice_key)),
+            "{label}"
+        );
+        let fresh = env.code_for(&admin, alice).await;
+        let activated = env.activate(alice, &phone, &fresh).await;
+        assert_eq!(activated.0, StatusCode::OK, "{label}: {}", activated.2);
+        assert_eq!(env.authority(alice).await, Some(PublicKey::of(&phone)));
+    }
 }

@@ -8,6 +8,7 @@
 mod support;
 
 mod activation;
+mod requests;
 
 use std::sync::Arc;
 

@@ -504,3 +504,155 @@ async fn a_writer_that_lost_its_lease_cannot_commit_on_any_connection() {
         "nothing from the stale writer was committed"
     );
 }
+
+/// Alice's payment of 1.00 to the shop, settling `request`.
+fn paying(scheme: &Scheme, request: ledger::PaymentRequestId) -> ledger::VerifiedIntent {
+    let mut action = scheme.payment(scheme.alice, scheme.shop, 1_00);
+    if let ledger::Action::Payment { request: named, .. } = &mut action {
+        *named = Some(request);
+    }
+    sign(&scheme.alice_key, action)
+}
+
+#[tokio::test]
+async fn the_writer_orders_cancellations_and_deadlines_with_payments() {
+    use ledger::PaymentRequestId;
+    use wallet_api::{ManualClock, RequestClosure};
+    for test_db in TestDb::all().await {
+        let label = test_db.label;
+        let db = test_db.open().await;
+        let clock = std::sync::Arc::new(ManualClock::new(NOW_MS));
+        let (committer, task) =
+            Committer::start(db.clone(), CommitterConfig::default(), clock.clone())
+                .await
+                .unwrap();
+        let scheme = Scheme::new();
+        scheme.register(&committer).await;
+        committer
+            .submit(&scheme.issue(scheme.alice, 100_00))
+            .await
+            .unwrap();
+        let deadline = NOW_MS + 60_000;
+
+        // Closed first: a payment staged afterwards is refused, however it was checked.
+        let closed = PaymentRequestId::new();
+        let closure = committer.close_request(closed, deadline).await.unwrap();
+        assert_eq!(closure, RequestClosure::Closed, "{label}");
+        let refused = committer
+            .submit_with_deadline(&paying(&scheme, closed), Some(deadline))
+            .await;
+        assert!(
+            matches!(refused, Err(CommitError::RequestCancelled(r)) if r == closed),
+            "{label}: {refused:?}"
+        );
+        let again = committer.close_request(closed, deadline).await.unwrap();
+        assert_eq!(
+            again,
+            RequestClosure::Closed,
+            "{label}: closing twice is fine"
+        );
+
+        // Paid first: closing finds the entry that paid it.
+        let paid = PaymentRequestId::new();
+        let payment = paying(&scheme, paid);
+        let committed = committer
+            .submit_with_deadline(&payment, Some(deadline))
+            .await
+            .unwrap();
+        let closure = committer.close_request(paid, deadline).await.unwrap();
+        assert_eq!(
+            closure,
+            RequestClosure::AlreadyPaid(committed.entry_id),
+            "{label}"
+        );
+
+        // Past the deadline by the writer's clock: refused, except the retry of the payment
+        // that paid the request in time.
+        clock.advance(60_001);
+        let late = PaymentRequestId::new();
+        let refused = committer
+            .submit_with_deadline(&paying(&scheme, late), Some(deadline))
+            .await;
+        assert!(
+            matches!(refused, Err(CommitError::RequestExpired { request, expires_at })
+                if request == late && expires_at == deadline),
+            "{label}: {refused:?}"
+        );
+        let retry = committer
+            .submit_with_deadline(&payment, Some(deadline))
+            .await
+            .unwrap();
+        assert!(retry.duplicate && retry.entry_id == committed.entry_id);
+        // The closed request is forgotten past its deadline; the deadline refuses instead.
+        let refused = committer
+            .submit_with_deadline(&paying(&scheme, closed), Some(deadline))
+            .await;
+        assert!(
+            matches!(refused, Err(CommitError::RequestExpired { .. })),
+            "{label}: {refused:?}"
+        );
+        assert_eq!(balance(&committer, scheme.shop).await, 1_00, "{label}");
+        stop(committer, task).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_racing_payments_either_wins_or_names_the_one_payment() {
+    use ledger::PaymentRequestId;
+    use wallet_api::RequestClosure;
+    for test_db in TestDb::all().await {
+        let label = test_db.label;
+        let db = test_db.open().await;
+        let (committer, task) = start(&db).await;
+        let scheme = Scheme::new();
+        scheme.register(&committer).await;
+        committer
+            .submit(&scheme.issue(scheme.alice, 100_00))
+            .await
+            .unwrap();
+        let (mut closed, mut lost) = (0, 0);
+        for round in 0..20 {
+            let request = PaymentRequestId::new();
+            let payers: Vec<_> = (0..3)
+                .map(|_| {
+                    let committer = committer.clone();
+                    let intent = paying(&scheme, request);
+                    tokio::spawn(async move {
+                        committer
+                            .submit_with_deadline(&intent, Some(NOW_MS + 60_000))
+                            .await
+                    })
+                })
+                .collect();
+            let closure = committer
+                .close_request(request, NOW_MS + 60_000)
+                .await
+                .unwrap();
+            let mut paid = Vec::new();
+            for payer in payers {
+                match payer.await.unwrap() {
+                    Ok(committed) => paid.push(committed.entry_id),
+                    Err(CommitError::RequestCancelled(_) | CommitError::RequestAlreadyPaid(_)) => {}
+                    Err(e) => panic!("{label} round {round}: {e}"),
+                }
+            }
+            match closure {
+                RequestClosure::Closed => {
+                    closed += 1;
+                    assert!(paid.is_empty(), "{label} round {round}: {paid:?}");
+                }
+                RequestClosure::AlreadyPaid(entry) => {
+                    lost += 1;
+                    assert_eq!(paid, vec![entry], "{label} round {round}");
+                }
+            }
+        }
+        eprintln!("{label}: the cancel won {closed} times and lost {lost} times");
+        assert_eq!(
+            balance(&committer, scheme.shop).await,
+            lost * 1_00,
+            "{label}"
+        );
+        stop(committer, task).await;
+    }
+}

@@ -379,6 +379,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             amount: Amount::from_minor(minor).unwrap(),
             memo: "bread".into(),
             request: None,
+            request_expires_at: None,
         };
         programmes
             .pay_by_card(number, "2580", pay(12_50))
