@@ -269,6 +269,22 @@ def run(args):
         wallet.driver.find_element(By.CSS_SELECTOR, "#receipt button.back").click()
         wallet.wait("the balance after the pay link", lambda: balance(wallet) == "67.00 DEMO-EUR")
 
+        # The shop cancels a charge; the customer who scanned it can no longer pay it.
+        terminal.click("tab-sale")
+        terminal.visible("sale")
+        key_in(terminal, "100")
+        terminal.click("charge")
+        terminal.visible("request")
+        cancelled = terminal.el("payload").get_attribute("value")
+        terminal.click("cancel")
+        terminal.visible("sale")
+        wallet.click("pay")
+        wallet.type("paste", cancelled)
+        wallet.driver.find_element(By.CSS_SELECTOR, "#paste-form button").click()
+        wallet.wait("the cancelled message", lambda: "cancelled" in wallet.message())
+        wallet.driver.find_element(By.CSS_SELECTOR, "#scan button.back").click()
+        wallet.wait("the balance untouched by the cancelled charge", lambda: balance(wallet) == "67.00 DEMO-EUR")
+
         # A card sale in the programme's unit: a wrong PIN first, then the right one.
         terminal.click("tab-sale")
         choose_account(terminal, "DEMO-PGI")
