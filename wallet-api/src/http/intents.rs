@@ -31,7 +31,7 @@ use super::problem::Problem;
         (status = 415, description = "Not JSON"),
         (status = 422, description = "Refused by the rules: funds, limits, status, expiry, request mismatch; for a refund, unknown payment, refund mismatch or more than is left of the payment"),
         (status = 429, description = "Rate limited"),
-        (status = 503, description = "Storage unavailable: retry with the same intent"),
+        (status = 503, description = "Storage unavailable or full (`/problems/storage-unavailable`, `/problems/storage-full`): nothing was written; retry with the same intent"),
     )
 )]
 pub(super) async fn submit(

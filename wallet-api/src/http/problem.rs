@@ -110,6 +110,18 @@ impl Problem {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
     }
 
+    /// 503: the database's disk is full. Nothing was written; the same request may be sent
+    /// again (same intent id or Idempotency-Key) once an operator has freed space.
+    pub fn storage_full() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-full",
+            "Storage full",
+            "the ledger's disk is full, so nothing was written; retry with the same intent id \
+             once space has been freed",
+        )
+    }
+
     /// 500: something went wrong on our side. The cause is logged, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -314,6 +326,10 @@ impl From<CommitError> for Problem {
                     "the ledger could not be written; retry with the same intent id",
                 )
             }
+            CommitError::StorageFull(reason) => {
+                tracing::warn!(%reason, "write refused: storage full");
+                Self::storage_full()
+            }
             CommitError::Stopped => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stopping",
@@ -326,6 +342,10 @@ impl From<CommitError> for Problem {
 
 impl From<crate::db::DbError> for Problem {
     fn from(error: crate::db::DbError) -> Self {
+        if error.is_storage_full() {
+            tracing::warn!(error = %error, "storage full");
+            return Self::storage_full();
+        }
         if error.is_unavailable() {
             tracing::warn!(error = %error, "storage unavailable");
             return Self::new(
