@@ -25,10 +25,14 @@
 //! and a payment of a request closed by [`Committer::close_request`] (a cancellation), which
 //! is ordered with the payments: either the payment came first and the request is paid, or
 //! the cancellation did and the payment is refused.
+//!
+//! A full disk takes the same path: the batch's submitters get [`CommitError::StorageFull`]
+//! (nothing was written), the next batch reloads and tries again, and the latest outcome is
+//! kept as a [`WriteState`] for `/readyz` and `/metrics`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use foldhash::{HashMap, HashSet};
@@ -42,7 +46,8 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::db::{
-    BatchWrite, CommittedEntry, Database, Lane, LoadError, Loaded, NewAccount, Previous,
+    BatchOutcome, BatchWrite, CommittedEntry, Database, DbError, Lane, LoadError, Loaded,
+    NewAccount, Previous,
 };
 use crate::view::{LedgerView, ViewState};
 
@@ -116,6 +121,10 @@ pub enum CommitError {
     /// Storage failed; the request may be retried with the same intent id.
     #[error("storage unavailable, retry with the same intent id: {0}")]
     Unavailable(String),
+    /// Storage is out of disk space; nothing was written. The request may be retried with
+    /// the same intent id once space has been freed.
+    #[error("storage full, retry with the same intent id once space is freed: {0}")]
+    StorageFull(String),
     /// The committer has stopped.
     #[error("the committer has stopped")]
     Stopped,
@@ -134,7 +143,31 @@ impl CommitError {
             | Self::RequestExpired { .. }
             | Self::RequestCancelled(_)
             | Self::BalancesMoved(_) => true,
-            Self::Unavailable(_) | Self::Stopped => false,
+            Self::Unavailable(_) | Self::StorageFull(_) | Self::Stopped => false,
+        }
+    }
+
+    /// How a failed write is told to its submitters: retry later, and why.
+    fn storage(error: &DbError) -> Self {
+        if error.is_storage_full() {
+            CommitError::StorageFull(error.to_string())
+        } else {
+            CommitError::Unavailable(error.to_string())
+        }
+    }
+
+    /// How a failed recovery (reconnect and reload) is told to the batch that waited for it.
+    fn recovery(error: &LoadError) -> Self {
+        match error {
+            LoadError::Db(e) => Self::storage(e),
+            other => CommitError::Unavailable(other.to_string()),
+        }
+    }
+
+    fn write_state(&self) -> WriteState {
+        match self {
+            CommitError::StorageFull(_) => WriteState::StorageFull,
+            _ => WriteState::StorageUnavailable,
         }
     }
 }
@@ -146,6 +179,45 @@ pub enum RequestClosure {
     Closed,
     /// A payment was staged first and has committed: this entry paid it.
     AlreadyPaid(EntryId),
+}
+
+/// How the latest write to storage went: what `/readyz` and `/metrics` report, so an operator
+/// learns that writes are failing (and why) while reads are still served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteState {
+    /// The latest write committed (or none has been tried since start-up).
+    Ok,
+    /// The latest write failed for want of disk space.
+    StorageFull,
+    /// The latest write failed otherwise (database unreachable, connection lost, …).
+    StorageUnavailable,
+}
+
+impl WriteState {
+    /// The stable name: `ok`, `storage-full` or `storage-unavailable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteState::Ok => "ok",
+            WriteState::StorageFull => "storage-full",
+            WriteState::StorageUnavailable => "storage-unavailable",
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => WriteState::StorageFull,
+            2 => WriteState::StorageUnavailable,
+            _ => WriteState::Ok,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            WriteState::Ok => 0,
+            WriteState::StorageFull => 1,
+            WriteState::StorageUnavailable => 2,
+        }
+    }
 }
 
 /// Counters for metrics and benchmarks.
@@ -162,6 +234,22 @@ pub struct CommitterStats {
     /// Committed batches by size: counts of batches with at most
     /// [`BATCH_SIZE_BUCKETS`]`[i]` entries (not cumulative; the last counts the rest).
     pub batch_sizes: [AtomicU64; BATCH_SIZE_BUCKETS.len() + 1],
+    /// The latest write's outcome, a [`WriteState`].
+    write_state: AtomicU8,
+}
+
+impl CommitterStats {
+    /// How the latest write to storage went.
+    pub fn write_state(&self) -> WriteState {
+        WriteState::from_u8(self.write_state.load(Ordering::Relaxed))
+    }
+
+    fn set_write_state(&self, state: WriteState) {
+        let before = self.write_state.swap(state.to_u8(), Ordering::Relaxed);
+        if before != state.to_u8() && state == WriteState::Ok {
+            tracing::info!("ledger writes succeed again");
+        }
+    }
 }
 
 /// Upper bounds of the batch-size histogram.
@@ -507,7 +595,7 @@ struct LaneJob {
     write: BatchWrite,
     replies: Vec<Reply>,
     previous: Previous,
-    done: oneshot::Sender<bool>,
+    done: oneshot::Sender<BatchOutcome>,
     /// Released when the batch has settled, making room in the pipeline.
     _slots: OwnedSemaphorePermit,
 }
@@ -521,7 +609,7 @@ struct Pipeline {
     depth: u32,
     next_lane: usize,
     /// Outcome of the batch dispatched last, for the next one to wait on.
-    previous: Option<oneshot::Receiver<bool>>,
+    previous: Option<oneshot::Receiver<BatchOutcome>>,
     /// Failures reported by lanes, with their reason.
     failures: mpsc::UnboundedReceiver<String>,
 }
@@ -593,8 +681,11 @@ impl Pipeline {
         self.next_lane = (lane + 1) % self.lanes.len();
         if let Err(mpsc::error::SendError(job)) = self.lanes[lane].send(job).await {
             // The lane died; fail the batch like a failed write so the writer recovers.
-            let _ = job.done.send(false);
-            settle(job.replies, Err("writer lane stopped".to_owned()));
+            let _ = job.done.send(BatchOutcome::Failed {
+                storage_full: false,
+            });
+            let stopped = CommitError::Unavailable("writer lane stopped".to_owned());
+            settle(job.replies, Err(stopped));
         }
     }
 
@@ -633,16 +724,23 @@ async fn run_lane(
 ) {
     while let Some(job) = jobs.recv().await {
         let result = lane.write_after(&job.write, job.previous).await;
+        let empty = job.write.is_empty();
         if result.is_ok() {
             // Before the next batch may commit, so the view follows storage's order.
             view.publish(&job.write);
         }
-        let _ = job.done.send(result.is_ok());
+        let _ = job.done.send(match &result {
+            Ok(()) => BatchOutcome::Committed,
+            Err(e) => BatchOutcome::Failed {
+                storage_full: e.is_storage_full(),
+            },
+        });
         match &result {
             Ok(()) => {
                 let entries = u64::try_from(job.write.entries.len()).unwrap_or(u64::MAX);
-                if !job.write.is_empty() {
+                if !empty {
                     stats.batches.fetch_add(1, Ordering::Relaxed);
+                    stats.set_write_state(WriteState::Ok);
                 }
                 stats.entries.fetch_add(entries, Ordering::Relaxed);
                 stats.max_batch.fetch_max(entries, Ordering::Relaxed);
@@ -655,24 +753,35 @@ async fn run_lane(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, entries = job.write.entries.len(), "batch write failed");
+                tracing::error!(
+                    error = %e,
+                    storage_full = e.is_storage_full(),
+                    entries = job.write.entries.len(),
+                    "batch write failed"
+                );
                 let _ = failed.send(e.to_string());
             }
         }
-        settle(job.replies, result.map_err(|e| e.to_string()));
+        let result = result.map_err(|e| CommitError::storage(&e));
+        if let Err(e) = &result
+            && !empty
+        {
+            stats.set_write_state(e.write_state());
+        }
+        settle(job.replies, result);
     }
 }
 
 /// Answers a batch's submitters: as staged if it committed; if not, every success becomes
-/// "unavailable" (retry with the same intent id), while refusals stand.
-fn settle(replies: Vec<Reply>, outcome: Result<(), String>) {
+/// the storage error (retry with the same intent id), while refusals stand.
+fn settle(replies: Vec<Reply>, outcome: Result<(), CommitError>) {
     for reply in replies {
         match (reply, &outcome) {
             (Reply::Entry(to, result), Ok(())) => {
                 let _ = to.send(result);
             }
-            (Reply::Entry(to, Ok(_)), Err(reason)) => {
-                let _ = to.send(Err(CommitError::Unavailable(reason.clone())));
+            (Reply::Entry(to, Ok(_)), Err(failure)) => {
+                let _ = to.send(Err(failure.clone()));
             }
             (Reply::Entry(to, refused), Err(_)) => {
                 let _ = to.send(refused);
@@ -680,8 +789,8 @@ fn settle(replies: Vec<Reply>, outcome: Result<(), String>) {
             (Reply::Admin(to, result), Ok(())) => {
                 let _ = to.send(result);
             }
-            (Reply::Admin(to, Ok(())), Err(reason)) => {
-                let _ = to.send(Err(CommitError::Unavailable(reason.clone())));
+            (Reply::Admin(to, Ok(())), Err(failure)) => {
+                let _ = to.send(Err(failure.clone()));
             }
             (Reply::Admin(to, refused), Err(_)) => {
                 let _ = to.send(refused);
@@ -690,8 +799,8 @@ fn settle(replies: Vec<Reply>, outcome: Result<(), String>) {
                 let _ = to.send(Ok(closure));
             }
             // The payment that "already paid" it may be what failed: nothing is certain.
-            (Reply::Close(to, _), Err(reason)) => {
-                let _ = to.send(Err(CommitError::Unavailable(reason.clone())));
+            (Reply::Close(to, _), Err(failure)) => {
+                let _ = to.send(Err(failure.clone()));
             }
         }
     }
@@ -765,9 +874,10 @@ impl WriterTask {
             // The slot belongs to the pipeline that recovery replaces (and drains first).
             slot = None;
             if let Err(e) = self.recover().await {
-                let reason = format!("ledger storage is unavailable: {e}");
+                let failure = CommitError::recovery(&e);
+                self.stats.set_write_state(failure.write_state());
                 for command in batch.drain(..) {
-                    refuse(command, &reason);
+                    refuse(command, &failure);
                 }
                 return;
             }
@@ -1020,11 +1130,11 @@ fn open_all(book: &mut Book, accounts: &[NewAccount]) -> Result<(), BookError> {
     Ok(())
 }
 
-fn refuse(command: Command, reason: &str) {
-    let unavailable = || CommitError::Unavailable(reason.to_owned());
+fn refuse(command: Command, failure: &CommitError) {
+    let failed = || failure.clone();
     match command {
         Command::Submit(s) => {
-            let _ = s.reply.send(Err(unavailable()));
+            let _ = s.reply.send(Err(failed()));
         }
         Command::AddUnit(_, reply)
         | Command::OpenAccount(_, reply)
@@ -1032,10 +1142,10 @@ fn refuse(command: Command, reason: &str) {
         | Command::Configure(_, reply)
         | Command::SetStatus(_, _, reply)
         | Command::SetAuthority(_, _, reply) => {
-            let _ = reply.send(Err(unavailable()));
+            let _ = reply.send(Err(failed()));
         }
         Command::CloseRequest(_, _, reply) => {
-            let _ = reply.send(Err(unavailable()));
+            let _ = reply.send(Err(failed()));
         }
         // Dropping the inspection drops its reply sender; the caller sees Stopped.
         Command::Inspect(_) => {}

@@ -61,6 +61,9 @@ impl DbError {
     /// Whether the database could not be reached (down, restarting, network, pool exhausted)
     /// rather than refusing or returning something wrong: worth retrying shortly.
     pub fn is_unavailable(&self) -> bool {
+        if self.is_storage_full() {
+            return true;
+        }
         match self {
             DbError::Sql(e) => {
                 matches!(
@@ -74,14 +77,37 @@ impl DbError {
                 ) || e
                     .as_database_error()
                     .and_then(|d| d.code())
-                    // PostgreSQL: admin shutdown, crash shutdown, cannot connect now; SQLite: full, busy.
-                    .is_some_and(|code| matches!(&*code, "57P01" | "57P02" | "57P03" | "13" | "5"))
+                    // PostgreSQL: admin shutdown, crash shutdown, cannot connect now; SQLite: busy.
+                    .is_some_and(|code| matches!(&*code, "57P01" | "57P02" | "57P03" | "5"))
             }
             DbError::Io { .. } => true,
             _ => false,
         }
     }
+
+    /// Whether the database refused for want of disk space (SQLite's `SQLITE_FULL`,
+    /// PostgreSQL's `disk_full`, or the OS's ENOSPC): worth retrying once space is freed,
+    /// and worth telling the operator exactly that.
+    pub fn is_storage_full(&self) -> bool {
+        let io_full = |e: &std::io::Error| e.kind() == std::io::ErrorKind::StorageFull;
+        match self {
+            DbError::Sql(sqlx::Error::Io(e)) | DbError::Io { source: e, .. } => io_full(e),
+            DbError::Sql(e) => e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|code| matches!(&*code, SQLITE_FULL | POSTGRES_DISK_FULL)),
+            // Rolled back behind a batch that hit the full disk: the same cause.
+            DbError::PreviousBatchFailed { storage_full } => *storage_full,
+            _ => false,
+        }
+    }
 }
+
+/// SQLite's result code for "database or disk is full" (it has no extended variants).
+const SQLITE_FULL: &str = "13";
+
+/// PostgreSQL's SQLSTATE for "disk full" (class 53, insufficient resources).
+const POSTGRES_DISK_FULL: &str = "53100";
 
 /// How long a request waits for a pooled connection before it is told storage is
 /// unavailable (rather than hanging while the database is down).
@@ -109,7 +135,10 @@ pub enum DbError {
     /// The batch before this one did not commit, so this one was rolled back to keep the
     /// journal free of gaps.
     #[error("an earlier batch failed, so this one was rolled back")]
-    PreviousBatchFailed,
+    PreviousBatchFailed {
+        /// Whether the earlier batch failed for want of disk space.
+        storage_full: bool,
+    },
     /// A file-system problem, such as a data directory that cannot be created.
     #[error("{what}: {source}")]
     Io {
@@ -425,13 +454,25 @@ impl Lane {
     }
 }
 
+/// How a batch ended, as the batch after it learns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Committed.
+    Committed,
+    /// Not committed.
+    Failed {
+        /// For want of disk space (so the batch after it is refused for the same reason).
+        storage_full: bool,
+    },
+}
+
 /// The outcome of the batch before, which a lane waits for before committing its own.
 #[derive(Debug, Default)]
-pub struct Previous(Option<tokio::sync::oneshot::Receiver<bool>>);
+pub struct Previous(Option<tokio::sync::oneshot::Receiver<BatchOutcome>>);
 
 impl Previous {
     /// Waits for the batch before: `Some(receiver)` of its outcome, or `None` if there is none.
-    pub fn new(receiver: Option<tokio::sync::oneshot::Receiver<bool>>) -> Self {
+    pub fn new(receiver: Option<tokio::sync::oneshot::Receiver<BatchOutcome>>) -> Self {
         Self(receiver)
     }
 
@@ -439,9 +480,14 @@ impl Previous {
         match self.0 {
             None => Ok(()),
             Some(receiver) => match receiver.await {
-                Ok(true) => Ok(()),
-                // Failed, or its lane went away without saying: either way, not committed.
-                Ok(false) | Err(_) => Err(DbError::PreviousBatchFailed),
+                Ok(BatchOutcome::Committed) => Ok(()),
+                Ok(BatchOutcome::Failed { storage_full }) => {
+                    Err(DbError::PreviousBatchFailed { storage_full })
+                }
+                // Its lane went away without saying: not committed either.
+                Err(_) => Err(DbError::PreviousBatchFailed {
+                    storage_full: false,
+                }),
             },
         }
     }
@@ -487,5 +533,21 @@ mod tests {
             redact("sqlite://data/coledger.db"),
             "sqlite://data/coledger.db"
         );
+    }
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_an_unreachable_database() {
+        let full = DbError::Sql(sqlx::Error::Io(std::io::Error::from_raw_os_error(28)));
+        assert!(full.is_storage_full() && full.is_unavailable());
+        let refused = DbError::Sql(sqlx::Error::Io(
+            std::io::ErrorKind::ConnectionRefused.into(),
+        ));
+        assert!(!refused.is_storage_full() && refused.is_unavailable());
+        let io = DbError::Io {
+            what: "creating data directory".into(),
+            source: std::io::ErrorKind::StorageFull.into(),
+        };
+        assert!(io.is_storage_full());
+        assert!(!DbError::LeaseLost.is_storage_full());
     }
 }

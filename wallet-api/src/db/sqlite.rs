@@ -28,18 +28,29 @@ const WRITER_CACHE_KIB: i64 = 64 * 1024;
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Copies committed WAL pages into the database file, forever, without blocking the writer
-/// (PASSIVE mode); stopped when the writer is dropped. A failure is logged and retried: the
-/// WAL only grows meanwhile, nothing is lost.
+/// (PASSIVE mode); stopped when the writer is dropped. A failure is retried: the WAL only
+/// grows meanwhile, nothing is lost. It is logged when it starts and when it ends, not twice
+/// a second for as long as it lasts (a full disk can last hours).
 async fn checkpoint_forever(pool: SqlitePool) {
     let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         ticks.tick().await;
-        if let Err(e) = sqlx::query("pragma wal_checkpoint(passive)")
+        match sqlx::query("pragma wal_checkpoint(passive)")
             .execute(&pool)
             .await
         {
-            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("WAL checkpoints succeed again");
+            }
+            Ok(_) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "WAL checkpoint failed; retrying quietly until it works");
+            }
+            Err(_) => {}
         }
     }
 }

@@ -33,7 +33,7 @@ use crate::db::service::PaymentRequest;
         (status = 415, description = "Not JSON"),
         (status = 422, description = "Refused by the rules: funds, limits, status, expiry; for a payment request, unknown, mismatch, expired (also when the writer reaches it after the deadline) or cancelled; for a refund, unknown payment, refund mismatch or more than is left of the payment"),
         (status = 429, description = "Rate limited"),
-        (status = 503, description = "Storage unavailable: retry with the same intent"),
+        (status = 503, description = "Storage unavailable or full (`/problems/storage-unavailable`, `/problems/storage-full`): nothing was written; retry with the same intent"),
     )
 )]
 pub(super) async fn submit(

@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::committer::BATCH_SIZE_BUCKETS;
+use crate::committer::{BATCH_SIZE_BUCKETS, WriteState};
 
 /// Latency bucket bounds, in seconds.
 const LATENCY_BUCKETS_S: [f64; 12] = [
@@ -168,6 +168,24 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
          # TYPE coledger_committer_queue_depth gauge\ncoledger_committer_queue_depth {}",
         state.committer.queue_depth()
     );
+    // One series per state, 1 for the current one: alert on storage-full before users call.
+    let current = stats.write_state();
+    out.push_str(
+        "# HELP coledger_write_state How the latest ledger write went (1 for the current state).\n\
+         # TYPE coledger_write_state gauge\n",
+    );
+    for state in [
+        WriteState::Ok,
+        WriteState::StorageFull,
+        WriteState::StorageUnavailable,
+    ] {
+        let _ = writeln!(
+            out,
+            "coledger_write_state{{state=\"{}\"}} {}",
+            state.as_str(),
+            u8::from(state == current)
+        );
+    }
     out.push_str("# HELP coledger_committer_batch_size Entries per committed batch.\n");
     out.push_str("# TYPE coledger_committer_batch_size histogram\n");
     let mut cumulative = 0u64;

@@ -114,7 +114,10 @@ impl Modify for CommonResponses {
                 if writes {
                     add("429", "Too many writes from this caller");
                 }
-                add("503", "Storage unavailable, timed out, or a standby: retry");
+                add(
+                    "503",
+                    "Storage unavailable or full, timed out, or a standby: retry",
+                );
             }
         }
     }

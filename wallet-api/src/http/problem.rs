@@ -130,6 +130,19 @@ impl Problem {
             format!("payment request {request} was cancelled by the merchant; ask for a new one"),
         )
         .with("payment_request", request.to_string())
+
+    }
+
+    /// 503: the database's disk is full. Nothing was written; the same request may be sent
+    /// again (same intent id or Idempotency-Key) once an operator has freed space.
+    pub fn storage_full() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-full",
+            "Storage full",
+            "the ledger's disk is full, so nothing was written; retry with the same intent id \
+             once space has been freed",
+        )
     }
 
     /// 500: something went wrong on our side. The cause is logged, never sent.
@@ -341,6 +354,10 @@ impl From<CommitError> for Problem {
                     "the ledger could not be written; retry with the same intent id",
                 )
             }
+            CommitError::StorageFull(reason) => {
+                tracing::warn!(%reason, "write refused: storage full");
+                Self::storage_full()
+            }
             CommitError::Stopped => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stopping",
@@ -353,6 +370,10 @@ impl From<CommitError> for Problem {
 
 impl From<crate::db::DbError> for Problem {
     fn from(error: crate::db::DbError) -> Self {
+        if error.is_storage_full() {
+            tracing::warn!(error = %error, "storage full");
+            return Self::storage_full();
+        }
         if error.is_unavailable() {
             tracing::warn!(error = %error, "storage unavailable");
             return Self::new(

@@ -869,6 +869,11 @@ async fn metrics_count_requests_by_route_and_show_the_committer() {
     assert!(text.contains("coledger_entries_committed_total"), "{text}");
     assert!(text.contains("coledger_committer_queue_depth 0"), "{text}");
     assert!(
+        text.contains("coledger_write_state{state=\"ok\"} 1")
+            && text.contains("coledger_write_state{state=\"storage-full\"} 0"),
+        "{text}"
+    );
+    assert!(
         text.contains("coledger_committer_batch_size_bucket{le=\"1\"}"),
         "{text}"
     );
