@@ -130,7 +130,6 @@ impl Problem {
             format!("payment request {request} was cancelled by the merchant; ask for a new one"),
         )
         .with("payment_request", request.to_string())
-
     }
 
     /// 503: the database's disk is full. Nothing was written; the same request may be sent
