@@ -52,6 +52,11 @@ pub enum Command {
     /// Data out.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// The auditor's check of a journal export (`coledger export journal`): recomputes every
+    /// unit's hash chain from zero, verifies every signature strictly and that each entry is
+    /// what its signed intent asks for, and prints per-unit totals. Exits non-zero naming the
+    /// first bad line. Needs nothing but the file.
+    Verify(VerifyArgs),
     /// The research kit: run a scenario, sweep a policy parameter, or measure an event file
     /// (LM3, velocity, holding time, leakage). See simulations/README.md.
     #[command(subcommand)]
@@ -416,6 +421,32 @@ pub enum ExportCommand {
     /// simulations/EVENTS.md): keyed pseudonyms, coarsened times, households that withheld
     /// consent left out. Measure it with `coledger simulate measure`.
     Research(ExportResearchArgs),
+    /// The journal for auditors (`coledger-journal` v1 JSON lines; see docs/wire-format.md):
+    /// every entry exactly as hashed, with its signed intent and stored chain links, from one
+    /// consistent read-only snapshot (the service may keep running). Check it with
+    /// `coledger verify`.
+    Journal(ExportJournalArgs),
+}
+
+/// `coledger export journal`.
+#[derive(Debug, Args)]
+pub struct ExportJournalArgs {
+    /// The database (opened read only; the service may keep running).
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The file to write (replaced if it exists).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `coledger verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The journal export (`coledger export journal --out FILE`).
+    pub file: PathBuf,
+    /// Threads checking signatures (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// `coledger export research`.

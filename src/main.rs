@@ -1,5 +1,6 @@
 //! The `coledger` binary: one executable with subcommands for the service and its tools.
 
+mod audit;
 mod backup;
 mod bench;
 mod bench_api;
@@ -65,6 +66,8 @@ fn main() -> Result<()> {
             Command::Export(ExportCommand::Research(args)) => {
                 programme_cli::export_research(args).await
             }
+            Command::Export(ExportCommand::Journal(args)) => audit::export_journal(args).await,
+            Command::Verify(args) => audit::verify(args),
             Command::Simulate(SimulateCommand::Run(args)) => simulate::run(args),
             Command::Simulate(SimulateCommand::Sweep(args)) => simulate::sweep(args),
             Command::Simulate(SimulateCommand::Measure(args)) => simulate::measure(args),

@@ -196,6 +196,40 @@ impl SignedIntent {
         })
     }
 
+    /// Reads an intent as the journal keeps it: its canonical JSON (exactly the text that was
+    /// signed, after the context line) and its signature. The text must already be in RFC 8785
+    /// form, so what is read is byte for byte what was signed; unknown fields are refused.
+    pub fn from_canonical(canonical: &str, signature: Signature) -> Result<Self, IntentError> {
+        if canonical.len() > MAX_INTENT_BYTES {
+            return Err(IntentError::TooLarge {
+                size: canonical.len(),
+            });
+        }
+        let value: Value =
+            serde_json::from_str(canonical).map_err(|e| IntentError::Malformed(e.to_string()))?;
+        if canonical_string(&value)? != canonical {
+            return Err(IntentError::Malformed(
+                "the intent is not in RFC 8785 canonical form".into(),
+            ));
+        }
+        let intent: Intent =
+            serde_json::from_value(value).map_err(|e| IntentError::Malformed(e.to_string()))?;
+        Ok(Self {
+            intent,
+            signature,
+            canonical: canonical.to_owned(),
+        })
+    }
+
+    /// Checks the signature strictly against the named signer, whatever the time: for
+    /// re-verifying intents that were committed long ago (an audit), where expiry was judged
+    /// when they arrived.
+    pub fn verify_signature(self) -> Result<VerifiedIntent, IntentError> {
+        let key = self.verifying_key()?;
+        let message = self.signed_bytes();
+        self.verify_strict_with(&key, message)
+    }
+
     /// The wire form: the intent as canonical JSON plus the signature.
     pub fn to_json(&self) -> String {
         let mut out = Vec::with_capacity(self.canonical.len().saturating_add(120));
@@ -432,6 +466,36 @@ mod tests {
         let entry = verified.to_entry(EntryId::new(), 5).unwrap();
         assert_eq!(entry.kind(), EntryKind::Payment);
         assert_eq!(entry.postings()[0].amount.minor(), 1250);
+    }
+
+    #[test]
+    fn a_stored_intent_reads_back_from_its_canonical_text_and_verifies_at_any_time() {
+        let k = key(1);
+        let signed = SignedIntent::sign(payment(&k, 100), &k).unwrap();
+        let stored = SignedIntent::from_canonical(signed.canonical(), *signed.signature()).unwrap();
+        assert_eq!(stored, signed);
+        // Long expired, yet its signature still verifies: an audit judges signatures, not time.
+        assert!(stored.clone().verify(2_000_000_000_000).is_err());
+        assert_eq!(
+            stored.verify_signature().unwrap().digest(),
+            Digest::of(&signed.signed_bytes())
+        );
+        let spaced = signed.canonical().replacen(':', ": ", 1);
+        assert!(matches!(
+            SignedIntent::from_canonical(&spaced, *signed.signature()),
+            Err(IntentError::Malformed(_))
+        ));
+        let changed = signed.canonical().replace("1250", "1251");
+        let changed = SignedIntent::from_canonical(&changed, *signed.signature()).unwrap();
+        assert!(matches!(
+            changed.verify_signature(),
+            Err(IntentError::BadSignature { .. })
+        ));
+        let big = " ".repeat(MAX_INTENT_BYTES + 1);
+        assert!(matches!(
+            SignedIntent::from_canonical(&big, *signed.signature()),
+            Err(IntentError::TooLarge { .. })
+        ));
     }
 
     #[test]

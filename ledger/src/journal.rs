@@ -3,6 +3,9 @@
 //! An entry spanning several units (a conversion) is linked into each unit's chain, in unit
 //! code order, with the same canonical bytes.
 
+pub mod audit;
+pub mod export;
+
 use std::collections::HashMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

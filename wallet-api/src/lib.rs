@@ -12,7 +12,6 @@ pub mod cards;
 pub mod clock;
 pub mod committer;
 pub mod db;
-pub mod enrolment;
 pub mod http;
 pub mod programme;
 pub mod redemption;
@@ -25,4 +24,7 @@ pub use committer::{
     CommitError, Committed, Committer, CommitterConfig, CommitterTask, RequestClosure,
 };
 pub use db::Database;
+/// Beneficiary enrolment files (the pure CSV parser, a crate of its own so that the fuzzer
+/// can build it without the service).
+pub use enrolment;
 pub use verifier::Verifier;

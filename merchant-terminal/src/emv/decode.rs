@@ -209,6 +209,13 @@ pub enum DecodeError {
     /// The signature does not match: another merchant's key, or an altered payload.
     #[error("the merchant's signature does not match this payment request")]
     BadSignature,
+    /// Every field is valid, but the payload is not written as [`super::encode`] writes it:
+    /// data objects or sub-IDs in another order, or the merchant account under a template ID
+    /// other than 26. One payment request has exactly one payload, and one signed message.
+    #[error(
+        "the payload is not in the form coledger writes it (data objects in another order, or the merchant account template under another ID than 26)"
+    )]
+    NotCanonical,
 }
 
 /// A payload that parsed and passed its CRC; its signature is not yet checked.
@@ -296,6 +303,11 @@ pub fn decode(text: &str) -> Result<Decoded, DecodeError> {
     let payload = read_payload(&objects, &top)?;
     let (signature, signed_part) = read_signature(text, &objects, &top)?;
     fields::check(&payload)?;
+    // The decoder reads objects by ID, so it checks their order (and our template's ID) by
+    // writing the payload again: anything else is refused, as the encoder would not write it.
+    if super::encode::unsigned_part(&payload).ok().as_deref() != Some(signed_part) {
+        return Err(DecodeError::NotCanonical);
+    }
     Ok(Decoded {
         payload,
         signature,

@@ -38,6 +38,30 @@ pub fn encode(
     payload: &PaymentRequestPayload,
     signing_key: &SigningKey,
 ) -> Result<String, EncodeError> {
+    let mut out = unsigned_part(payload)?;
+    let (first, second) = signature::sign(signing_key, &out);
+    for (id, half) in [
+        (ids::SIGNATURE_FIRST, first),
+        (ids::SIGNATURE_SECOND, second),
+    ] {
+        let mut template = String::new();
+        push(&mut template, ids::GUID, COLEDGER_GUID)?;
+        push(&mut template, ids::SIGNATURE_HALF, &half)?;
+        push(&mut out, id, &template)?;
+    }
+    out.push_str(ids::CRC_HEADER);
+    let crc = crc16_ccitt_false(out.as_bytes());
+    out.push_str(&format!("{crc:04X}"));
+    let chars = out.chars().count();
+    if chars > MAX_PAYLOAD_CHARS {
+        return Err(EncodeError::TooLong { chars });
+    }
+    Ok(out)
+}
+
+/// Every data object before the signature, exactly as [`encode`] writes them: the text the
+/// merchant signs. [`super::decode`] refuses a payload whose signed part is not this text.
+pub(super) fn unsigned_part(payload: &PaymentRequestPayload) -> Result<String, EncodeError> {
     fields::check(payload)?;
     let mut out = String::with_capacity(MAX_PAYLOAD_CHARS);
     push(&mut out, ids::FORMAT_INDICATOR, ids::FORMAT_VERSION)?;
@@ -76,23 +100,6 @@ pub fn encode(
             push(&mut template, ids::ALTERNATE_CITY, city)?;
         }
         push(&mut out, ids::LANGUAGE_TEMPLATE, &template)?;
-    }
-    let (first, second) = signature::sign(signing_key, &out);
-    for (id, half) in [
-        (ids::SIGNATURE_FIRST, first),
-        (ids::SIGNATURE_SECOND, second),
-    ] {
-        let mut template = String::new();
-        push(&mut template, ids::GUID, COLEDGER_GUID)?;
-        push(&mut template, ids::SIGNATURE_HALF, &half)?;
-        push(&mut out, id, &template)?;
-    }
-    out.push_str(ids::CRC_HEADER);
-    let crc = crc16_ccitt_false(out.as_bytes());
-    out.push_str(&format!("{crc:04X}"));
-    let chars = out.chars().count();
-    if chars > MAX_PAYLOAD_CHARS {
-        return Err(EncodeError::TooLong { chars });
     }
     Ok(out)
 }

@@ -14,7 +14,7 @@ pub(crate) const INITIATION: u8 = 1;
 pub(crate) const STATIC: &str = "11";
 /// Point of initiation: a code for one payment.
 pub(crate) const DYNAMIC: &str = "12";
-/// The template we write our merchant account into (any of 26-51 is read).
+/// The template our merchant account is written into, and the only one it is read from.
 pub(crate) const MERCHANT_ACCOUNT: u8 = 26;
 /// IDs EMV gives to merchant account templates carrying a GUID.
 pub(crate) const MERCHANT_ACCOUNT_TEMPLATES: std::ops::RangeInclusive<u8> = 26..=51;

@@ -49,7 +49,10 @@
 //! [`decode`] refuses, each with its own [`DecodeError`], anything this module would not
 //! write: data objects and sub-IDs it does not define (tip indicators, postal codes, other
 //! payment networks' templates), templates under another GUID, duplicates, non-canonical
-//! amounts and ids. A wallet must not pay a code it only half understands. It checks the CRC
+//! amounts and ids; and, when every field is valid, any other order of data objects or
+//! sub-IDs, or our merchant account under another template ID than 26
+//! ([`DecodeError::NotCanonical`]: it writes the payload again and compares), so one request
+//! has one payload. A wallet must not pay a code it only half understands. It checks the CRC
 //! but not the signature, which needs the merchant's key: look the key up by
 //! [`PaymentRequestPayload::merchant_account`], then call [`Decoded::verify`] (or use
 //! [`decode_verified`]). The server's copy of a request, fetched by its reference, stays

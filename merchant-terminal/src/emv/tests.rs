@@ -825,3 +825,28 @@ proptest! {
         prop_assert!(outcome.is_err(), "accepted {changed:?}");
     }
 }
+
+/// Found by the `emv_decode` fuzz target (fuzz/fuzz_targets/emv_decode.rs), which tries each
+/// input with its CRC made right: the fixture with its merchant account template moved from 26
+/// to 36. Every field was valid, so it decoded, although `encode` never writes it and the
+/// terminal page's decoder refuses it.
+const FUZZ_MOVED_TEMPLATE: &str = "00020101021236680012org.coledger0136018f3a2b-7c4d-7e5f-8a6b-9c0d1e2f3a4b0208SA630TND520454115303788540512.505802TN5918Epicerie Ben Salah6004Sfax62380522AY86K3xNfl-KawAAAAAAQg0708caisse-164320002ar0113بقالة بن صالح0205صفاقس80630012org.coledger0143yLUmKsAVCbBBVViZmbqpVJgRnNLuimBvtmMAgfX2QtS81630012org.coledger0143zcCw8e9opCHeaDSZzn1LSLUmKsAbXkh9QLHvlgFNjCA6304D395";
+
+#[test]
+fn payloads_not_written_as_encode_writes_them_are_refused() {
+    let body = &FUZZ_MOVED_TEMPLATE[..FUZZ_MOVED_TEMPLATE.len() - 4];
+    let found = format!("{body}{:04X}", crc16_ccitt_false(body.as_bytes()));
+    assert_eq!(decode(&found), Err(DecodeError::NotCanonical));
+    let moved = altered(|list| list.iter_mut().find(|(id, _)| *id == 26).unwrap().0 = 27);
+    assert_eq!(decode(&moved), Err(DecodeError::NotCanonical));
+    let position = |list: &[(u8, String)], id: u8| list.iter().position(|(i, _)| *i == id).unwrap();
+    let swapped = altered(|list| {
+        let (name, city) = (position(list, 59), position(list, 60));
+        list.swap(name, city);
+    });
+    assert_eq!(decode(&swapped), Err(DecodeError::NotCanonical));
+    let sub_ids = altered(|list| set(list, 62, "0708caisse-10522AY86K3xNfl-KawAAAAAAQg"));
+    assert_eq!(decode(&sub_ids), Err(DecodeError::NotCanonical));
+    // The fixture as written still decodes.
+    assert!(decode(&altered(|_| ())).is_ok());
+}

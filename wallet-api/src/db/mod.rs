@@ -16,6 +16,7 @@ macro_rules! on_pool {
 }
 
 pub mod activation;
+pub mod export;
 mod load;
 pub mod naive;
 mod postgres;

@@ -1,0 +1,247 @@
+//! `coledger export journal` and `coledger verify`: the journal for auditors, and the
+//! auditor's check of it, which needs nothing but the file (DESIGN §5).
+
+use std::io::{BufRead, BufReader, Read as _, Write as _};
+use std::path::Path;
+
+use anyhow::{Context as _, Result, bail};
+use ledger::journal::audit::{Audit, AuditError, AuditReport, CheckedLine, UnitReport, check_line};
+use ledger::journal::export::MAX_LINE_BYTES;
+use wallet_api::Clock as _;
+
+use crate::config::{ExportJournalArgs, VerifyArgs};
+
+/// Lines read and checked together; the checking of one chunk is spread over the threads.
+const CHUNK_LINES: usize = 4096;
+
+/// `coledger export journal`.
+pub async fn export_journal(args: ExportJournalArgs) -> Result<()> {
+    let url = &args.database.database_url;
+    let file = std::fs::File::create(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let exported_at = wallet_api::SystemClock.now_ms();
+    let result = wallet_api::db::export::export_journal(url, exported_at, &mut out).await;
+    let written = match result {
+        Ok(written) => written,
+        Err(e) => {
+            drop(out);
+            // A partial file must not be mistaken for an export.
+            let _ = std::fs::remove_file(&args.out);
+            return Err(e).with_context(|| {
+                format!("exporting the journal of {}", wallet_api::db::redact(url))
+            });
+        }
+    };
+    out.flush()
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "{} entries ({} chain links, {} units) written to {} (coledger-journal v1); check it with `coledger verify {}`",
+        written.entries,
+        written.links,
+        written.units,
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `coledger verify`.
+pub fn verify(args: VerifyArgs) -> Result<()> {
+    let threads = args
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1)
+        .max(1);
+    let path = &args.file;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let report = match audit_file(BufReader::with_capacity(1 << 20, file), threads)
+        .with_context(|| format!("reading {}", path.display()))?
+    {
+        Ok(report) => report,
+        Err(error) => {
+            println!("verdict: FAILED at line {}", error.line);
+            bail!("{} line {}: {}", path.display(), error.line, error.problem);
+        }
+    };
+    print_report(path, &report);
+    Ok(())
+}
+
+/// Streams the file through the audit: the outer error is reading, the inner the verdict.
+fn audit_file(
+    mut reader: impl BufRead,
+    threads: usize,
+) -> std::io::Result<Result<AuditReport, AuditError>> {
+    let mut audit = Audit::new();
+    let mut next_line = 1u64;
+    let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(CHUNK_LINES);
+    loop {
+        chunk.clear();
+        while chunk.len() < CHUNK_LINES {
+            match read_line(&mut reader)? {
+                Some(line) => chunk.push(line),
+                None => break,
+            }
+        }
+        if chunk.is_empty() {
+            return Ok(audit.finish());
+        }
+        for checked in check_chunk(&chunk, next_line, threads) {
+            if let Err(error) = checked.and_then(|c| audit.push(c)) {
+                return Ok(Err(error));
+            }
+        }
+        next_line = next_line.saturating_add(chunk.len() as u64);
+    }
+}
+
+/// The next line without its newline; one longer than the limit is cut just past it (the
+/// audit then refuses it), so a hostile file cannot make us buffer it whole.
+fn read_line(reader: &mut impl BufRead) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    let limit = (MAX_LINE_BYTES as u64).saturating_add(2);
+    let read = reader.by_ref().take(limit).read_until(b'\n', &mut line)?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    Ok(Some(line))
+}
+
+/// Checks the lines of a chunk (numbered from `first`) on `threads` threads, in order.
+fn check_chunk(
+    chunk: &[Vec<u8>],
+    first: u64,
+    threads: usize,
+) -> Vec<Result<CheckedLine, AuditError>> {
+    let per_thread = chunk.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunk
+            .chunks(per_thread)
+            .enumerate()
+            .map(|(i, part)| {
+                let start = first.saturating_add((i * per_thread) as u64);
+                scope.spawn(move || {
+                    part.iter()
+                        .zip(start..)
+                        .map(|(bytes, line)| check_line(line, bytes))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+fn print_report(path: &Path, report: &AuditReport) {
+    let (date, time) = utc(report.exported_at);
+    println!(
+        "{}: coledger-journal v1, exported {date} {time} UTC",
+        path.display()
+    );
+    println!("entries: {}", report.entries);
+    println!("units: {}", report.units.len());
+    for unit in &report.units {
+        print_unit(unit);
+    }
+    println!("signatures: {} verified (strict ed25519)", report.entries);
+    println!("chain intact: yes");
+    println!("verdict: OK");
+}
+
+fn print_unit(unit: &UnitReport) {
+    let scale = unit.unit.scale;
+    println!(
+        "{} ({}, {} decimals): {} chain links, {} accounts, head {}",
+        unit.unit.code,
+        unit.unit.kind.as_str(),
+        scale,
+        unit.head.seq,
+        unit.accounts,
+        if unit.head.seq == 0 {
+            "(empty)".to_owned()
+        } else {
+            unit.head.hash.to_hex()
+        }
+    );
+    for total in &unit.totals {
+        println!(
+            "  {:<16} {:>9} entries {:>22}",
+            total.kind.as_str(),
+            total.entries,
+            amount(total.amount_minor, scale)
+        );
+    }
+    println!(
+        "  balances sum to {}; positive balances total {}",
+        amount(unit.balance_sum, scale),
+        amount(unit.positive_balances, scale)
+    );
+}
+
+/// Minor units as decimal text with `scale` decimals (i128: totals can exceed any i64).
+fn amount(minor: i128, scale: u8) -> String {
+    let digits = minor.unsigned_abs().to_string();
+    let scale = usize::from(scale);
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = padded.split_at(padded.len() - scale);
+    let sign = if minor < 0 { "-" } else { "" };
+    if scale == 0 {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{fraction}")
+    }
+}
+
+/// `YYYY-MM-DD` and `HH:MM:SS` of a time in ms since the epoch.
+fn utc(ms: i64) -> (String, String) {
+    let seconds = ms.div_euclid(1000);
+    let (year, month, day) = ledger::policy::civil_from_days(seconds.div_euclid(86_400));
+    let second = seconds.rem_euclid(86_400);
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!(
+            "{:02}:{:02}:{:02}",
+            second / 3600,
+            second % 3600 / 60,
+            second % 60
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_print_with_their_decimals() {
+        assert_eq!(amount(125_050, 2), "1250.50");
+        assert_eq!(amount(5, 2), "0.05");
+        assert_eq!(amount(-5, 2), "-0.05");
+        assert_eq!(amount(7, 0), "7");
+        assert_eq!(amount(0, 3), "0.000");
+    }
+
+    #[test]
+    fn export_times_print_in_utc() {
+        assert_eq!(
+            utc(1_795_305_600_000),
+            ("2026-11-22".to_owned(), "00:00:00".to_owned())
+        );
+    }
+
+    #[test]
+    fn over_long_lines_are_cut_not_buffered_whole() {
+        let mut text = vec![b'x'; MAX_LINE_BYTES * 3];
+        text.push(b'\n');
+        let mut reader = std::io::Cursor::new(text);
+        let line = read_line(&mut reader).unwrap().unwrap();
+        assert_eq!(line.len(), MAX_LINE_BYTES + 2);
+    }
+}

@@ -1,0 +1,183 @@
+//! The auditor's path end to end: `coledger demo` writes a month of history, `coledger export
+//! journal` writes it out while the service runs, `coledger verify` accepts the file, and
+//! refuses it, naming the line, once one amount in it is changed or its tail is cut off. A
+//! checker we did not write (`tests/python/check_journal.py`, from docs/wire-format.md alone)
+//! agrees on both files. Exports taken while payments commit are consistent snapshots.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use support::*;
+
+async fn run(args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_coledger"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `tests/python/check_journal.py FILE`: (exit status ok, what it printed); None (a loud
+/// skip) without python3, PyNaCl and rfc8785.
+async fn python_check(file: &str) -> Option<(bool, String)> {
+    let ready = tokio::process::Command::new("python3")
+        .args(["-c", "import nacl, rfc8785"])
+        .output()
+        .await
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        skip("SKIPPED: python3 with PyNaCl and rfc8785 is missing (scripts/test installs them)");
+        return None;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/check_journal.py");
+    let output = tokio::process::Command::new("python3")
+        .args([script, file])
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    Some((output.status.success(), printed))
+}
+
+/// Adds one to the first posting amount inside the entry on `line` (1-based).
+fn change_an_amount(text: &str, line: usize) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let target = &mut lines[line - 1];
+    let marker = "\\\"amount\\\":";
+    let start = target.find(marker).expect("an amount") + marker.len();
+    let digits = target[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .count();
+    let amount: u64 = target[start..start + digits].parse().unwrap();
+    target.replace_range(start..start + digits, &(amount + 1).to_string());
+    lines.join("\n") + "\n"
+}
+
+#[tokio::test]
+async fn an_exported_journal_verifies_and_a_changed_amount_is_caught_on_its_line() {
+    for (label, url, _dir) in databases().await {
+        let (ok, out, err) = run(&["demo", "--database-url", &url]).await;
+        assert!(ok, "{label}: {out}{err}");
+        // Exported alongside the running service: a read-only snapshot needs no lease.
+        let (mut server, _address) = serve(&url, &[]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("journal.jsonl");
+        let file = file.to_str().unwrap();
+        let (ok, exported, err) =
+            run(&["export", "journal", "--database-url", &url, "--out", file]).await;
+        assert!(ok, "{label}: {exported}{err}");
+        stop_with_sigterm(&mut server, label).await;
+        let entries = exported_entries(&exported);
+        assert!(entries > 1_000, "{label}: {exported}");
+
+        let (ok, verdict, err) = run(&["verify", file]).await;
+        assert!(ok, "{label}: {verdict}{err}");
+        assert!(verdict.contains("chain intact: yes"), "{verdict}");
+        assert!(
+            verdict.contains(&format!("entries: {entries}\n")),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains("DEMO-EUR (voucher, 2 decimals)"),
+            "{verdict}"
+        );
+        assert!(verdict.contains("balances sum to 0.00"), "{verdict}");
+        assert!(verdict.contains("issue "), "{verdict}");
+        if let Some((ok, printed)) = python_check(file).await {
+            assert!(
+                ok,
+                "{label}: the Python checker refused the export: {printed}"
+            );
+            assert!(printed.contains(&format!("{entries} entries")), "{printed}");
+        }
+
+        let text = std::fs::read_to_string(file).unwrap();
+        let tampered = dir.path().join("tampered.jsonl");
+        std::fs::write(&tampered, change_an_amount(&text, 50)).unwrap();
+        let (ok, verdict, err) = run(&["verify", tampered.to_str().unwrap()]).await;
+        assert!(!ok, "{label}: a changed amount verified: {verdict}");
+        assert!(verdict.contains("verdict: FAILED"), "{verdict}");
+        assert!(
+            err.contains("tampered.jsonl line 50: chain break in unit DEMO-EUR"),
+            "{label}: {err}"
+        );
+        if let Some((ok, printed)) = python_check(tampered.to_str().unwrap()).await {
+            assert!(!ok, "{label}: the Python checker accepted a changed amount");
+            assert!(printed.starts_with("line 50: chain break"), "{printed}");
+        }
+
+        let cut: String = text.lines().take(100).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&tampered, cut).unwrap();
+        let (ok, _, err) = run(&["verify", tampered.to_str().unwrap()]).await;
+        assert!(!ok, "{label}: a truncated file verified");
+        assert!(
+            err.contains(&format!(
+                "line 101: the header promises {entries} entries but the file holds 99"
+            )),
+            "{label}: {err}"
+        );
+    }
+}
+
+/// The entry count `coledger export journal` reports.
+fn exported_entries(report: &str) -> u64 {
+    report
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no entry count in {report:?}"))
+}
+
+#[tokio::test]
+async fn exports_taken_while_payments_commit_are_consistent_snapshots() {
+    for (label, url, _dir) in databases().await {
+        let mut bank = tokio::process::Command::new(env!("CARGO_BIN_EXE_coledger"))
+            .args(["torture", "bank", "--database-url", &url])
+            .args(["--duration", "6", "--clients", "8"])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("journal.jsonl");
+        let file = file.to_str().unwrap();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let (mut verified, mut seen) = (Vec::new(), false);
+        while verified.len() < 4 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let (ok, exported, err) =
+                run(&["export", "journal", "--database-url", &url, "--out", file]).await;
+            // Until the workload has made its schema and first entries there is nothing to read.
+            if !ok && !seen {
+                continue;
+            }
+            assert!(ok, "{label}: {exported}{err}");
+            let entries = exported_entries(&exported);
+            if entries == 0 {
+                continue;
+            }
+            seen = true;
+            let (ok, verdict, err) = run(&["verify", file]).await;
+            assert!(ok, "{label}: an export taken during writes: {verdict}{err}");
+            verified.push(entries);
+        }
+        assert_eq!(verified.len(), 4, "{label}: {verified:?}");
+        let status = tokio::time::timeout(PATIENCE, bank.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "{label}: the bank workload failed");
+        eprintln!("{label}: exports during writes held {verified:?} entries");
+    }
+}
