@@ -115,6 +115,63 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
     Ok(())
 }
 
+/// The real router serving on a loopback port in this process, with no write-rate limits:
+/// the benchmarks measure the service, not the limiter's refusals.
+pub(crate) struct InProcess {
+    /// Where it listens.
+    pub(crate) address: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl InProcess {
+    pub(crate) async fn serve(
+        db: &wallet_api::Database,
+        committer: &Committer,
+        verifier: Verifier,
+    ) -> Result<Self> {
+        let limits = wallet_api::http::limits::ApiConfig {
+            writes_per_second: 1e9,
+            write_burst: 1e9,
+            ..Default::default()
+        };
+        let app = router(AppState::new(
+            db.clone(),
+            committer.clone(),
+            Arc::new(SystemClock),
+            limits,
+            verifier,
+        ));
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let address = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .into_future(),
+        );
+        Ok(Self {
+            address,
+            stop,
+            server,
+        })
+    }
+
+    /// Stops once open connections close.
+    pub(crate) async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.server.await?.context("serving HTTP")
+    }
+
+    /// Stops now, whatever is still connected (event streams, say).
+    pub(crate) fn abort(self) {
+        let _ = self.stop.send(());
+        self.server.abort();
+    }
+}
+
 /// One measurement: a fresh database and service, one number of connections.
 struct Run<'a> {
     target: &'a Target,
@@ -138,29 +195,8 @@ impl Run<'_> {
         self.scheme.register(&committer).await?;
         bench::drive(&committer, self.funding.clone(), 64, None).await?;
         let verifier = Verifier::start(self.verifier_threads).context("starting the verifier")?;
-        // No write-rate limits: the benchmark measures the service, not the limiter's refusals.
-        let limits = wallet_api::http::limits::ApiConfig {
-            writes_per_second: 1e9,
-            write_burst: 1e9,
-            ..Default::default()
-        };
-        let app = router(AppState::new(
-            db.clone(),
-            committer.clone(),
-            Arc::new(SystemClock),
-            limits,
-            verifier.clone(),
-        ));
-        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-        let address = listener.local_addr()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .into_future(),
-        );
+        let service = InProcess::serve(&db, &committer, verifier.clone()).await?;
+        let address = service.address;
 
         let entries_before = committer.stats().entries.load(Ordering::Relaxed);
         let load = load::drive(address, self.requests.clone(), self.shape).await?;
@@ -170,8 +206,7 @@ impl Run<'_> {
             / stats.batches.load(Ordering::Relaxed).max(1) as f64;
 
         // The client has closed its connections, so the server stops at once.
-        let _ = stop.send(());
-        server.await?.context("serving HTTP")?;
+        service.stop().await?;
         drop(committer);
         task.join().await.map_err(anyhow::Error::msg)?;
         self.target.discard(db, &url).await?;

@@ -9,19 +9,17 @@
 //! another, with optional background payments from other connections, so the figure is the
 //! latency a shop sees on a busy service.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ledger::{Action, Amount, PaymentRequestId};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
-use wallet_api::http::{AppState, router};
+use tokio::net::TcpStream;
 use wallet_api::{Committer, CommitterConfig, SystemClock, Verifier};
 
 use crate::bench::{self, Target};
-use crate::bench_api::load;
+use crate::bench_api::{InProcess, load};
 use crate::config::BenchSettleArgs;
 use crate::http_client::request;
 use crate::scheme::{Scheme, now_ms, now_s, sign};
@@ -110,28 +108,8 @@ async fn measure(target: &Target, args: &BenchSettleArgs, background: usize) -> 
     bench::drive(&committer, funding, 64, None).await?;
     let token = admin_token(&db).await?;
     let verifier = Verifier::start(2).context("starting the verifier")?;
-    let limits = wallet_api::http::limits::ApiConfig {
-        writes_per_second: 1e9,
-        write_burst: 1e9,
-        ..Default::default()
-    };
-    let app = router(AppState::new(
-        db.clone(),
-        committer.clone(),
-        Arc::new(SystemClock),
-        limits,
-        verifier,
-    ));
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-    let address = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .into_future(),
-    );
+    let service = InProcess::serve(&db, &committer, verifier).await?;
+    let address = service.address;
 
     let load = (background > 0).then(|| {
         tokio::spawn(load::drive(
@@ -226,8 +204,7 @@ async fn measure(target: &Target, args: &BenchSettleArgs, background: usize) -> 
         handle.abort();
         let _ = handle.await;
     }
-    let _ = stop.send(());
-    server.abort();
+    service.abort();
     drop(committer);
     task.join().await.map_err(anyhow::Error::msg)?;
     target.discard(db, &url).await?;
