@@ -9,7 +9,7 @@
 //! per payment includes the client's share. Every response must be a 201: anything else is
 //! counted, printed, and fails the command, so a broken run cannot pass for a fast one.
 
-mod cpu;
+pub(crate) mod cpu;
 pub(crate) mod load;
 
 use std::net::{Ipv4Addr, SocketAddr};

@@ -45,6 +45,7 @@ fn a_scenario_runs_measures_and_sweeps() {
         "summary.json",
         "timeseries.csv",
         "flows.csv",
+        "cohorts.csv",
         "events.csv",
         "stock.svg",
         "velocity.svg",

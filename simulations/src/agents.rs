@@ -28,13 +28,12 @@
 //! followed (documented in the README as an assumption). Conservation per unit is checked by
 //! [`Book::finish`] at the end of every run.
 
-use std::collections::VecDeque;
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::book::{Book, BookError, Sink, UnitTotals};
 use crate::events::{Dictionary, FieldError, ParticipantKind, Reason};
+use crate::lots::Lots;
 use crate::measure::DAY_S;
 use crate::scenario::Scenario;
 
@@ -122,9 +121,8 @@ struct Economy<'a> {
     rng: ChaCha8Rng,
     /// Participant ids of merchants accepting local units (never empty).
     accepting: Vec<u32>,
-    /// Per household, dated lots of local units (expiry day, amount), oldest first; only
-    /// kept when expiry is on.
-    lots: Vec<VecDeque<(u32, i64)>>,
+    /// Per household, dated lots of local units, oldest first; only kept when expiry is on.
+    lots: Vec<Lots>,
     demurrage_daily: f64,
     /// Per household, the share of a balance spent on a trip.
     spend_shares: Vec<f64>,
@@ -167,7 +165,7 @@ pub fn run(
         rng,
         accepting,
         lots: if expiry {
-            vec![VecDeque::new(); layout.households as usize]
+            vec![Lots::default(); layout.households as usize]
         } else {
             Vec::new()
         },
@@ -186,7 +184,9 @@ pub fn run(
 }
 
 fn share_of(amount: i64, share: f64) -> i64 {
-    ((amount as f64 * share).floor() as i64).clamp(0, amount)
+    // Rounded down: truncation is the floor for every value the clamp keeps (x >= 0), and
+    // unlike `floor` it needs no call into libm on the baseline x86-64 target.
+    ((amount as f64 * share) as i64).clamp(0, amount)
 }
 
 impl Economy<'_> {
@@ -245,34 +245,24 @@ impl Economy<'_> {
         unit: u16,
         amount: i64,
     ) -> Result<(), BookError> {
-        self.book
-            .post(self.dictionary, sink, reason, ends, unit, amount)
+        self.book.post(sink, reason, ends, unit, amount)
     }
 
     /// A household gains local units (a benefit or wages), dated for expiry.
     fn add_lot(&mut self, household: u32, day: u32, amount: i64) {
         if !self.lots.is_empty() && amount > 0 {
             let expires = day.saturating_add(self.scenario.policy.expiry_days);
-            self.lots[(household - FIRST_HOUSEHOLD) as usize].push_back((expires, amount));
+            self.lots[(household - FIRST_HOUSEHOLD) as usize].push(expires, amount);
         }
     }
 
     /// A household's local units leave, oldest lots first.
-    fn consume_lots(&mut self, household: u32, mut amount: i64) {
+    fn consume_lots(&mut self, household: u32, amount: i64) {
         if self.lots.is_empty() || !(FIRST_HOUSEHOLD..self.layout.merchant(0)).contains(&household)
         {
             return;
         }
-        let lots = &mut self.lots[(household - FIRST_HOUSEHOLD) as usize];
-        while amount > 0 {
-            let Some(front) = lots.front_mut() else { break };
-            let used = front.1.min(amount);
-            front.1 -= used;
-            amount -= used;
-            if front.1 == 0 {
-                lots.pop_front();
-            }
-        }
+        self.lots[(household - FIRST_HOUSEHOLD) as usize].consume(amount);
     }
 
     fn pay_benefits(&mut self, day: u32, sink: &mut Sink<'_>) -> Result<(), BookError> {
@@ -314,15 +304,7 @@ impl Economy<'_> {
 
     fn expire(&mut self, day: u32, sink: &mut Sink<'_>) -> Result<(), BookError> {
         for i in 0..self.layout.households {
-            let lots = &mut self.lots[i as usize];
-            let mut expired = 0;
-            while let Some(&(expires, amount)) = lots.front() {
-                if expires > day {
-                    break;
-                }
-                expired += amount;
-                lots.pop_front();
-            }
+            let expired = self.lots[i as usize].expire_by(day);
             self.post(
                 sink,
                 Reason::Expiry,
@@ -342,11 +324,7 @@ impl Economy<'_> {
         let mut amount = spend(balance);
         if !self.lots.is_empty() {
             let rush = day.saturating_add(self.scenario.households.expiry_rush_days);
-            let due: i64 = self.lots[i as usize]
-                .iter()
-                .take_while(|lot| lot.0 <= rush)
-                .map(|lot| lot.1)
-                .sum();
+            let due = self.lots[i as usize].due_by(rush);
             amount = amount.max(due).min(balance);
         }
         if amount > 0 {

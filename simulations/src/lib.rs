@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod book;
 pub mod events;
+pub mod lots;
 pub mod measure;
 pub mod montecarlo;
 pub mod report;
@@ -18,5 +19,5 @@ pub mod scenario;
 
 pub use run::{
     RunSummary, SimError, SweepPoint, measure_file, measure_file_by_programme, measure_file_with,
-    parse_range, run_scenario, simulate, sweep,
+    parse_range, run_scenario, simulate, simulate_with, sweep,
 };

@@ -43,16 +43,27 @@
 //!   are reported as cross-checks of LM3 and LM-all.
 //! - *Leakage*: tracked money leaving by reason (redemption with its fee, expiry, demurrage,
 //!   outflow) or paid to outside firms, as shares of `D`.
+//! - *LM-n per cohort*: by area of issuance and by category of first spend, following the same
+//!   generations (see the `cohorts` module for the definitions and how payments are split).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::events::{Dictionary, Event, EventKind, Reason};
+use crate::events::{Dictionary, Event, EventKind, Participant, Reason};
+
+mod cohorts;
+mod holdings;
+
+use cohorts::{Assign, Tracker};
+pub use cohorts::{CohortMultiplier, MAX_COHORTS, OTHER_COHORT};
+use holdings::{Holdings, add_non_negative, add_rounds, receive, take};
 
 /// Generations tracked per holder (so LM-1 … LM-`ROUNDS` are reported).
 pub const ROUNDS: usize = 10;
+/// The slot of untracked money in a holding.
 const UNTRACKED: usize = ROUNDS;
+/// Slots in a holding: the tracked generations and untracked money.
 const SLOTS: usize = ROUNDS + 1;
 /// Most periods one measurement may span.
 pub const MAX_PERIODS: usize = 100_000;
@@ -66,6 +77,11 @@ pub struct MeasureConfig {
     pub period_s: i64,
     /// Follow only deposits of this programme (other deposits become untracked money).
     pub programme: Option<String>,
+    /// Also follow LM-n per area and per category (default true). It keeps each cohort's share
+    /// of every holder's money by generation (`holders * generations * cohorts * 8` bytes per
+    /// unit) and mixes the payee's on every local payment, which about doubles the measuring
+    /// time of the agent model; a sweep, which reports none of it, turns it off.
+    pub cohort_multipliers: bool,
 }
 
 impl Default for MeasureConfig {
@@ -73,6 +89,7 @@ impl Default for MeasureConfig {
         Self {
             period_s: 30 * DAY_S,
             programme: None,
+            cohort_multipliers: true,
         }
     }
 }
@@ -94,14 +111,6 @@ pub enum MeasureError {
         /// The previous one's.
         previous_s: i64,
     },
-}
-
-#[derive(Clone, Copy, Default)]
-struct Holding {
-    slots: [i64; SLOTS],
-    /// Money-weighted mean arrival time of the balance, seconds since the origin. A float:
-    /// it only feeds the reported holding time, never a balance.
-    arrival_mean_s: f64,
 }
 
 /// Flows of one period (per unit), in minor units.
@@ -226,6 +235,11 @@ pub struct UnitMeasures {
     pub by_category: BTreeMap<String, CohortFlows>,
     /// Flows by area.
     pub by_area: BTreeMap<String, CohortFlows>,
+    /// LM-n of the money deposited in each area (empty when not measured).
+    pub lm_by_area: BTreeMap<String, CohortMultiplier>,
+    /// LM-n of the money first spent at each category of local holder, counting that
+    /// spending as round 1 (empty when not measured).
+    pub lm_by_category: BTreeMap<String, CohortMultiplier>,
 }
 
 /// Measures of a whole stream.
@@ -245,12 +259,16 @@ pub struct Measures {
     pub combined_lm3: Option<f64>,
     /// All units together: LM-all.
     pub combined_lm_all: Option<f64>,
+    /// All units together, as if one money: LM-n by area of issuance.
+    pub combined_lm_by_area: BTreeMap<String, CohortMultiplier>,
+    /// All units together: LM-n by category of first spend.
+    pub combined_lm_by_category: BTreeMap<String, CohortMultiplier>,
 }
 
 #[derive(Default)]
 struct UnitState {
     events: u64,
-    holdings: Vec<Holding>,
+    holdings: Holdings,
     stock: i64,
     deposits: i64,
     tracked_deposits: i64,
@@ -265,12 +283,19 @@ struct UnitState {
     local_outflow_local: i64,
     outflow_total: i64,
     hold_sum: f64,
-    spend: [i64; ROUNDS],
     periods: Vec<Period>,
     last_s: i64,
-    by_programme: Vec<CohortFlows>,
-    by_category: Vec<CohortFlows>,
-    by_area: Vec<CohortFlows>,
+    by_programme: Vec<CohortState>,
+    by_category: Vec<CohortState>,
+    by_area: Vec<CohortState>,
+    /// LM-n by area of issuance and by category of first spend, when configured.
+    multipliers: Option<Box<Multipliers>>,
+}
+
+/// The two cohort dimensions of LM-n.
+struct Multipliers {
+    by_area: Tracker,
+    by_category: Tracker,
 }
 
 fn leak_index(reason: Reason) -> usize {
@@ -285,96 +310,40 @@ fn leak_index(reason: Reason) -> usize {
 
 const LEAK_NAMES: [&str; 5] = ["redemption", "fee", "expiry", "demurrage", "outflow"];
 
-fn cohort(list: &mut Vec<CohortFlows>, label: u32) -> &mut CohortFlows {
+/// [`CohortFlows`] while measuring: rounds in a fixed array, added to on every transfer.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct CohortState {
+    deposits: i64,
+    received: i64,
+    received_by_round: [i64; ROUNDS],
+    withdrawn: i64,
+}
+
+fn cohort(list: &mut Vec<CohortState>, label: u32) -> &mut CohortState {
     let index = label as usize;
     if list.len() <= index {
-        list.resize_with(index + 1, || CohortFlows {
-            received_by_round_minor: vec![0; ROUNDS],
-            ..CohortFlows::default()
-        });
+        list.resize(index + 1, CohortState::default());
     }
     &mut list[index]
 }
 
-/// Takes `amount` out of `holding` in proportion to its generations (largest remainder),
-/// returning the parts, how much of `amount` exceeded the balance (returned as untracked), and
-/// the money-seconds the taken money was held.
-fn take(holding: &mut Holding, amount: i64, now: i64) -> ([i64; SLOTS], i64, f64) {
-    let balance: i64 = holding.slots.iter().sum();
-    if balance <= amount {
-        let mut parts = holding.slots;
-        let excess = amount - balance;
-        parts[UNTRACKED] += excess;
-        let held = balance as f64 * (now as f64 - holding.arrival_mean_s);
-        *holding = Holding::default();
-        return (parts, excess, held);
-    }
-    let mut parts = [0i64; SLOTS];
-    let nonzero = holding.slots.iter().filter(|&&s| s != 0).count();
-    if nonzero == 1 {
-        let only = holding.slots.iter().position(|&s| s != 0).unwrap_or(0);
-        parts[only] = amount;
-    } else {
-        let mut remainders = [0i64; SLOTS];
-        let mut given = 0;
-        if balance <= 1 << 31 {
-            // Products stay below 2^62. Divisions dominate the measuring time, so each quotient
-            // is estimated with one float reciprocal and corrected to the exact integer.
-            let (amount, balance) = (amount as u64, balance as u64);
-            let inverse = 1.0 / balance as f64;
-            for (i, &slot) in holding.slots.iter().enumerate() {
-                if slot == 0 {
-                    continue;
-                }
-                let product = slot as u64 * amount;
-                let mut quotient = (product as f64 * inverse) as u64;
-                while quotient * balance > product {
-                    quotient -= 1;
-                }
-                while product - quotient * balance >= balance {
-                    quotient += 1;
-                }
-                parts[i] = quotient as i64;
-                remainders[i] = (product - quotient * balance) as i64;
-                given += parts[i];
-            }
-        } else {
-            for (i, &slot) in holding.slots.iter().enumerate() {
-                let product = i128::from(slot) * i128::from(amount);
-                parts[i] = (product / i128::from(balance)) as i64;
-                // Below `balance`, so it fits.
-                remainders[i] = (product % i128::from(balance)) as i64;
-                given += parts[i];
-            }
-        }
-        // The remainders sum to (amount - given) * balance, each below balance, so at least
-        // that many are positive; each gets one more minor unit, largest first.
-        for _ in given..amount {
-            let mut best = 0;
-            for i in 1..SLOTS {
-                if remainders[i] > remainders[best] {
-                    best = i;
-                }
-            }
-            parts[best] += 1;
-            remainders[best] = -1;
-        }
-    }
-    for (slot, part) in holding.slots.iter_mut().zip(parts) {
-        *slot -= part;
-    }
-    (
-        parts,
-        0,
-        amount as f64 * (now as f64 - holding.arrival_mean_s),
-    )
+/// What measuring needs of a participant, copied from the dictionary as its ids appear: 8
+/// bytes where the dictionary's records take 24, so the two looked up per event stay in cache.
+#[derive(Clone, Copy, Debug)]
+struct Role {
+    /// A household, merchant or social enterprise.
+    local: bool,
+    /// Label id of its category.
+    category: u32,
 }
 
-/// Moves the mean arrival time for `amount` arriving at `now` (before it joins the slots).
-fn receive(holding: &mut Holding, amount: i64, now: i64) {
-    let balance: i64 = holding.slots.iter().sum();
-    let weight = amount as f64 / (balance as f64 + amount as f64);
-    holding.arrival_mean_s += (now as f64 - holding.arrival_mean_s) * weight;
+impl Role {
+    fn of(participant: &Participant) -> Self {
+        Self {
+            local: participant.kind.is_local(),
+            category: participant.category,
+        }
+    }
 }
 
 /// Measures a stream event by event; call [`Measurer::push`] in time order, then
@@ -386,6 +355,8 @@ pub struct Measurer {
     previous_s: i64,
     events: u64,
     units: Vec<UnitState>,
+    /// By participant id (a participant's kind and category never change).
+    roles: Vec<Role>,
 }
 
 impl Measurer {
@@ -402,6 +373,7 @@ impl Measurer {
             previous_s: i64::MIN,
             events: 0,
             units: Vec::new(),
+            roles: Vec::new(),
         })
     }
 
@@ -420,7 +392,16 @@ impl Measurer {
         let now = event.time_s - origin;
         let unit = usize::from(event.unit);
         if self.units.len() <= unit {
-            self.units.resize_with(unit + 1, UnitState::default);
+            let multipliers = self.config.cohort_multipliers;
+            self.units.resize_with(unit + 1, || UnitState {
+                multipliers: multipliers.then(|| {
+                    Box::new(Multipliers {
+                        by_area: Tracker::new(Assign::AtDeposit),
+                        by_category: Tracker::new(Assign::AtFirstSpend),
+                    })
+                }),
+                ..UnitState::default()
+            });
         }
         let period_s = self.config.period_s;
         let state = &mut self.units[unit];
@@ -435,8 +416,16 @@ impl Measurer {
             }
             _ => true,
         };
+        if self.roles.len() <= event.source.max(event.target) as usize {
+            let known = &dictionary.participants()[self.roles.len()..];
+            self.roles.extend(known.iter().map(Role::of));
+        }
+        let roles = (
+            self.roles[event.source as usize],
+            self.roles[event.target as usize],
+        );
         state.events += 1;
-        state.apply(event, dictionary, now, tracked_programme);
+        state.apply(event, roles, now, tracked_programme);
         self.events += 1;
         Ok(())
     }
@@ -457,7 +446,7 @@ impl Measurer {
             }
             state.finish_periods(periods, period_s, end_s);
             deposits += state.tracked_deposits;
-            for (total, s) in rounds.iter_mut().zip(state.spend) {
+            for (total, s) in rounds.iter_mut().zip(state.spend()) {
                 *total += s;
             }
             let code = u16::try_from(id).map_or("", |id| dictionary.unit_code(id));
@@ -465,6 +454,15 @@ impl Measurer {
         }
         let ratio =
             |extra: i64| (deposits > 0).then(|| (deposits + extra) as f64 / deposits as f64);
+        let combined = |pick: fn(&Multipliers) -> &Tracker| {
+            combine(
+                self.units
+                    .iter()
+                    .filter_map(|state| state.multipliers.as_deref())
+                    .map(pick),
+                dictionary,
+            )
+        };
         Measures {
             events: self.events,
             period_s,
@@ -473,27 +471,60 @@ impl Measurer {
             units,
             combined_lm3: ratio(rounds[0] + rounds[1]),
             combined_lm_all: ratio(rounds.iter().sum()),
+            combined_lm_by_area: combined(|m| &m.by_area),
+            combined_lm_by_category: combined(|m| &m.by_category),
         }
     }
 }
 
-impl UnitState {
-    fn holding(&mut self, id: u32) -> &mut Holding {
-        let index = id as usize;
-        if self.holdings.len() <= index {
-            self.holdings.resize(index + 1, Holding::default());
+/// LM-n per cohort name over the units' trackers of one dimension, as if one money.
+fn combine<'a>(
+    trackers: impl Iterator<Item = &'a Tracker>,
+    dictionary: &Dictionary,
+) -> BTreeMap<String, CohortMultiplier> {
+    let mut assign = None;
+    let mut totals: BTreeMap<String, (f64, [f64; ROUNDS])> = BTreeMap::new();
+    for tracker in trackers {
+        assign = Some(tracker.assign());
+        for (name, (base, spend)) in tracker.totals_by_name(dictionary) {
+            let total = totals.entry(name).or_insert((0.0, [0.0; ROUNDS]));
+            total.0 += base;
+            for (sum, s) in total.1.iter_mut().zip(spend) {
+                *sum += s;
+            }
         }
-        &mut self.holdings[index]
     }
+    let Some(assign) = assign else {
+        return BTreeMap::new();
+    };
+    totals
+        .into_iter()
+        .filter(|(_, (base, spend))| *base != 0.0 || spend.iter().any(|&s| s != 0.0))
+        .map(|(name, (base, spend))| (name, CohortMultiplier::new(assign, base, &spend)))
+        .collect()
+}
 
+impl UnitState {
     /// Integrates the stock up to `now`, closing every period that ends before it.
     fn advance(&mut self, now: i64, period_s: i64) -> Result<(), MeasureError> {
-        let index = usize::try_from(now / period_s).map_err(|_| MeasureError::TooManyPeriods)?;
-        if index >= MAX_PERIODS {
-            return Err(MeasureError::TooManyPeriods);
+        // Most events fall in the current period: no division then. `now` never goes back, so
+        // it is at or after the current period's start.
+        let current = self
+            .periods
+            .last()
+            .is_some_and(|p| now - p.start_s < period_s);
+        if !current {
+            let index =
+                usize::try_from(now / period_s).map_err(|_| MeasureError::TooManyPeriods)?;
+            if index >= MAX_PERIODS {
+                return Err(MeasureError::TooManyPeriods);
+            }
+            self.close_until(index + 1, period_s);
         }
-        self.close_until(index + 1, period_s);
-        if let Some(current) = self.periods.last_mut() {
+        // Events often share a time stamp (exports coarsen time, models step by day).
+        if now != self.last_s
+            && let Some(current) = self.periods.last_mut()
+        {
             current.stock_integral += i128::from(self.stock) * i128::from(now - self.last_s);
         }
         self.last_s = now;
@@ -529,39 +560,41 @@ impl UnitState {
         }
     }
 
-    fn apply(&mut self, event: &Event, dictionary: &Dictionary, now: i64, tracked_programme: bool) {
+    fn apply(&mut self, event: &Event, roles: (Role, Role), now: i64, tracked_programme: bool) {
         let amount = event.amount_minor;
-        let source_kind = dictionary.participant_info(event.source).kind;
-        let target_info = dictionary.participant_info(event.target);
-        let target_local = target_info.kind.is_local();
-        let target_category = target_info.category;
-        let source_category = dictionary.participant_info(event.source).category;
+        let (source, target) = roles;
         let period_index = self.periods.len() - 1;
         match event.kind() {
             EventKind::Deposit => {
-                let tracked = tracked_programme && target_local;
-                let holding = self.holding(event.target);
-                receive(holding, amount, now);
+                let tracked = tracked_programme && target.local;
+                let mut holding = self.holdings.get(event.target);
+                if tracked && let Some(m) = &mut self.multipliers {
+                    let area = m.by_area.cohort(event.area);
+                    m.by_area
+                        .deposit(event.target, area, amount, holding.slots[0]);
+                }
+                receive(&mut holding, amount, now);
                 holding.slots[if tracked { 0 } else { UNTRACKED }] += amount;
+                self.holdings.set(event.target, &holding);
                 self.stock += amount;
                 self.deposits += amount;
                 if tracked {
                     self.tracked_deposits += amount;
                 }
                 self.periods[period_index].deposits_minor += amount;
-                cohort(&mut self.by_programme, event.programme).deposits_minor += amount;
-                cohort(&mut self.by_area, event.area).deposits_minor += amount;
+                cohort(&mut self.by_programme, event.programme).deposits += amount;
+                cohort(&mut self.by_area, event.area).deposits += amount;
             }
-            EventKind::Transfer => {
-                let local_source = source_kind.is_local();
-                self.transfer(event, now, (local_source, target_local), target_category);
-            }
+            EventKind::Transfer => self.transfer(event, now, roles),
             EventKind::Withdraw => {
-                let (parts, excess, held) = take(self.holding(event.source), amount, now);
+                let mut holding = self.holdings.get(event.source);
+                // The cohorts' shares of what is left stay as they were.
+                let (parts, excess, held) = take(&mut holding, amount, now);
+                self.holdings.set(event.source, &holding);
                 self.unbacked += excess;
                 self.hold_sum += held;
                 self.outflow_total += amount;
-                if source_kind.is_local() {
+                if source.local {
                     self.local_outflow += amount;
                 }
                 let index = leak_index(event.reason);
@@ -569,32 +602,49 @@ impl UnitState {
                 self.tracked_leak[index] += amount - parts[UNTRACKED];
                 self.stock -= amount;
                 self.periods[period_index].withdrawals_minor += amount;
-                cohort(&mut self.by_category, source_category).withdrawn_minor += amount;
-                cohort(&mut self.by_programme, event.programme).withdrawn_minor += amount;
+                cohort(&mut self.by_category, source.category).withdrawn += amount;
+                cohort(&mut self.by_programme, event.programme).withdrawn += amount;
             }
         }
         self.periods[period_index].stock_end_minor = self.stock;
     }
 
     /// A transfer: generations move one round on when the payee is local.
-    fn transfer(&mut self, event: &Event, now: i64, local: (bool, bool), target_category: u32) {
-        let (source_local, target_local) = local;
+    fn transfer(&mut self, event: &Event, now: i64, roles: (Role, Role)) {
+        let (source_local, target_local) = (roles.0.local, roles.1.local);
         let amount = event.amount_minor;
-        let (parts, excess, held) = take(self.holding(event.source), amount, now);
+        let mut source = self.holdings.get(event.source);
+        let (parts, excess, held) = take(&mut source, amount, now);
+        self.holdings.set(event.source, &source);
         self.unbacked += excess;
         self.hold_sum += held;
         self.outflow_total += amount;
-        let target = self.holding(event.target);
-        receive(target, amount, now);
+        let mut target = self.holdings.get(event.target);
+        if target_local && let Some(m) = &mut self.multipliers {
+            // A category becomes a cohort when money is first spent there (a payee that only
+            // ever receives money already spent, as households do, costs no room).
+            let category = match parts[0] {
+                0 => 0,
+                _ => m.by_category.cohort(roles.1.category),
+            };
+            let payee = |cohort| Some((event.target, cohort, &target.slots));
+            m.by_area.transfer(event.source, payee(0), &parts);
+            m.by_category
+                .transfer(event.source, payee(category), &parts);
+        }
+        receive(&mut target, amount, now);
         if target_local {
-            for (g, &part) in parts[..ROUNDS].iter().enumerate() {
-                target.slots[(g + 1).min(ROUNDS - 1)] += part;
-            }
-            target.slots[UNTRACKED] += parts[UNTRACKED];
+            // Generation g becomes g + 1; the last generation keeps what reaches it.
+            let mut moved = [0i64; SLOTS];
+            moved[1..ROUNDS].copy_from_slice(&parts[..ROUNDS - 1]);
+            moved[ROUNDS - 1] += parts[ROUNDS - 1];
+            moved[UNTRACKED] = parts[UNTRACKED];
+            add_non_negative(&mut target.slots, &moved);
         } else {
             target.slots[UNTRACKED] += amount;
             self.tracked_outside += amount - parts[UNTRACKED];
         }
+        self.holdings.set(event.target, &target);
         if source_local {
             self.local_outflow += amount;
             if target_local {
@@ -613,22 +663,27 @@ impl UnitState {
             self.local_transfers += amount;
         }
         for (list, label) in [
-            (&mut self.by_category, target_category),
+            (&mut self.by_category, roles.1.category),
             (&mut self.by_area, event.area),
         ] {
             let flows = cohort(list, label);
-            flows.received_minor += amount;
+            flows.received += amount;
             if target_local {
-                for (total, part) in flows.received_by_round_minor.iter_mut().zip(parts) {
-                    *total += part;
-                }
+                add_rounds(&mut flows.received_by_round, &parts);
             }
         }
-        if target_local {
-            for (total, part) in self.spend.iter_mut().zip(parts) {
+    }
+
+    /// `S_g`: every local transfer lands in exactly one category, so the categories' rounds
+    /// sum to the unit's (kept once, not twice, per transfer).
+    fn spend(&self) -> [i64; ROUNDS] {
+        let mut spend = [0i64; ROUNDS];
+        for flows in &self.by_category {
+            for (total, part) in spend.iter_mut().zip(flows.received_by_round) {
                 *total += part;
             }
         }
+        spend
     }
 
     fn leakage(&self, still_held: i64) -> Leakage {
@@ -662,12 +717,13 @@ impl UnitState {
 
     fn report(&self, unit: &str, dictionary: &Dictionary, origin_s: i64) -> UnitMeasures {
         let d = self.tracked_deposits;
+        let spend = self.spend();
         let ratio = |extra: i64| (d > 0).then(|| (d + extra) as f64 / d as f64);
         let mut lm = Vec::with_capacity(ROUNDS);
         let mut running = 0;
         for n in 1..=ROUNDS {
             if n >= 2 {
-                running += self.spend[n - 2];
+                running += spend[n - 2];
             }
             lm.push(ratio(running).unwrap_or(0.0));
         }
@@ -713,9 +769,9 @@ impl UnitState {
             holding_time_velocity: holding_s.filter(|&s| s > 0.0).map(|s| window_s as f64 / s),
             littles_law_holding_time_days: (self.outflow_total > 0)
                 .then(|| integral as f64 / self.outflow_total as f64 / DAY_S as f64),
-            local_spending_by_round_minor: self.spend.to_vec(),
-            lm3: ratio(self.spend[0] + self.spend[1]),
-            lm_all: ratio(self.spend.iter().sum()),
+            local_spending_by_round_minor: spend.to_vec(),
+            lm3: ratio(spend[0] + spend[1]),
+            lm_all: ratio(spend.iter().sum()),
             lm,
             recirculation_share: p,
             lm3_closed_form: p.map(|p| 1.0 + p + p * p),
@@ -725,20 +781,34 @@ impl UnitState {
             by_programme: labelled(&self.by_programme, dictionary),
             by_category: labelled(&self.by_category, dictionary),
             by_area: labelled(&self.by_area, dictionary),
+            lm_by_area: self
+                .multipliers
+                .as_ref()
+                .map(|m| m.by_area.report(dictionary))
+                .unwrap_or_default(),
+            lm_by_category: self
+                .multipliers
+                .as_ref()
+                .map(|m| m.by_category.report(dictionary))
+                .unwrap_or_default(),
         }
     }
 }
 
 /// The cohorts that saw any flow, by label text.
-fn labelled(list: &[CohortFlows], dictionary: &Dictionary) -> BTreeMap<String, CohortFlows> {
-    let empty = CohortFlows {
-        received_by_round_minor: vec![0; ROUNDS],
-        ..CohortFlows::default()
-    };
+fn labelled(list: &[CohortState], dictionary: &Dictionary) -> BTreeMap<String, CohortFlows> {
     list.iter()
         .enumerate()
-        .filter(|(_, c)| **c != empty)
-        .map(|(id, c)| (dictionary.label_text(id as u32).to_owned(), c.clone()))
+        .filter(|(_, c)| **c != CohortState::default())
+        .map(|(id, c)| {
+            let flows = CohortFlows {
+                deposits_minor: c.deposits,
+                received_minor: c.received,
+                received_by_round_minor: c.received_by_round.to_vec(),
+                withdrawn_minor: c.withdrawn,
+            };
+            (dictionary.label_text(id as u32).to_owned(), flows)
+        })
         .collect()
 }
 
@@ -836,51 +906,6 @@ mod tests {
     }
 
     #[test]
-    fn rounding_of_proportional_parts_is_exact() {
-        let mut holding = Holding {
-            slots: [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0],
-            arrival_mean_s: 0.0,
-        };
-        let (parts, excess, _) = take(&mut holding, 2, 0);
-        assert_eq!((parts.iter().sum::<i64>(), excess), (2, 0));
-        assert_eq!(parts[..3], [1, 1, 0]);
-        assert_eq!(holding.slots[..3], [0, 0, 1]);
-        let (parts, excess, _) = take(&mut holding, 5, 0);
-        assert_eq!((parts[2], parts[UNTRACKED], excess), (1, 4, 4));
-    }
-
-    #[test]
-    fn proportional_parts_are_exact_on_both_arithmetic_paths() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        for round in 0..2000 {
-            let scale: i64 = if round % 2 == 0 { 1_000 } else { 1 << 40 };
-            let mut holding = Holding::default();
-            for slot in &mut holding.slots {
-                *slot = if rng.gen_bool(0.7) {
-                    rng.gen_range(0..scale)
-                } else {
-                    0
-                };
-            }
-            let before = holding.slots;
-            let balance: i64 = before.iter().sum();
-            if balance < 2 {
-                continue;
-            }
-            let amount = rng.gen_range(1..balance);
-            let (parts, excess, _) = take(&mut holding, amount, 0);
-            assert_eq!((parts.iter().sum::<i64>(), excess), (amount, 0));
-            for i in 0..SLOTS {
-                assert!(parts[i] >= 0 && parts[i] <= before[i]);
-                // Within one minor unit of the exact proportional share.
-                let exact = before[i] as f64 * amount as f64 / balance as f64;
-                assert!((parts[i] as f64 - exact).abs() < 1.0 + 1e-6 * exact);
-            }
-        }
-    }
-
-    #[test]
     fn velocity_and_holding_time_on_a_steady_stock() {
         // 300.00 deposited at day 0, paid on at day 10, day 20 and back; 30-day period.
         let m = measure(
@@ -905,7 +930,7 @@ mod tests {
     fn periods_split_the_stock_integral() {
         let day = MeasureConfig {
             period_s: DAY_S,
-            programme: None,
+            ..MeasureConfig::default()
         };
         let m = measure(
             "43200,deposit,issuance,city,issuer,,h1,household,,1000,U,,
@@ -949,6 +974,175 @@ mod tests {
         assert_eq!(u.lm3, None);
     }
 
+    /// Hand-worked LM-n by area of issuance: 100.00 deposited in the north (h1) and in the
+    /// south (h2); h1 pays 60.00 and h2 20.00 at m1, whose 80.00 of round-1 money is then
+    /// three quarters northern; m1 pays 40.00 on to m2 (30.00 northern), which pays 10.00 of
+    /// wages (7.50 northern). North: S = 6000, 3000, 750, so LM3 = 1.9, LM4 = 1.975; south:
+    /// S = 2000, 1000, 250, LM3 = 1.3; all: LM3 = 1.6, the deposit-weighted mean.
+    #[test]
+    fn hand_worked_lm_by_area_follows_the_money_of_each_area() {
+        let m = measure(
+            "0,deposit,issuance,city,issuer,,h1,household,,10000,U,,north
+             0,deposit,issuance,city,issuer,,h2,household,,10000,U,,south
+             1,transfer,payment,h1,household,,m1,merchant,food,6000,U,,north
+             2,transfer,payment,h2,household,,m1,merchant,food,2000,U,,north
+             3,transfer,supply,m1,merchant,food,m2,merchant,retail,4000,U,,north
+             4,transfer,wage,m2,merchant,retail,h3,household,,1000,U,,north",
+            MeasureConfig::default(),
+        );
+        let u = &m.units[0];
+        assert!(close(u.lm3.unwrap(), 1.6));
+        let (north, south) = (&u.lm_by_area["north"], &u.lm_by_area["south"]);
+        assert_eq!(north.base_minor, 10000.0);
+        assert_eq!(
+            north.local_spending_by_round_minor[..4],
+            [6000.0, 3000.0, 750.0, 0.0]
+        );
+        assert!(close(north.lm3.unwrap(), 1.9) && close(north.lm[3], 1.975));
+        assert!(close(north.lm_all.unwrap(), 1.975) && close(north.lm[0], 1.0));
+        assert_eq!(
+            south.local_spending_by_round_minor[..3],
+            [2000.0, 1000.0, 250.0]
+        );
+        assert!(close(south.lm3.unwrap(), 1.3));
+        assert_eq!(u.lm_by_area.len(), 2);
+        assert_eq!(m.combined_lm_by_area, u.lm_by_area);
+    }
+
+    /// Hand-worked LM-n by category of first spend (each category's LM3 counts the spending
+    /// that first reached it as round 1, as NEF's LM3 does for one organisation): 100.00 to
+    /// h1, who spends 60.00 at m1 (food) and 20.00 at m2 (retail); m1 pays 30.00 to m2, which
+    /// then holds 20.00 of round-1 (retail) and 30.00 of round-2 (food) money and pays half of
+    /// it as wages to h2, who spends all 25.00 at m1. Food: S = 6000, 3000, 1500, 1500, so
+    /// LM2 = 1.5, LM3 = 1.75, LM-all = 2; retail: S = 2000, 1000, 1000, LM3 = LM-all = 2.
+    /// Then `D * LM4 = D + 6000 * LM3(food) + 2000 * LM3(retail)`.
+    #[test]
+    fn hand_worked_lm_by_category_starts_where_money_is_first_spent() {
+        let m = measure(
+            "0,deposit,issuance,city,issuer,,h1,household,,10000,U,,
+             1,transfer,payment,h1,household,,m1,merchant,food,6000,U,,
+             2,transfer,payment,h1,household,,m2,merchant,retail,2000,U,,
+             3,transfer,supply,m1,merchant,food,m2,merchant,retail,3000,U,,
+             4,transfer,wage,m2,merchant,retail,h2,household,,2500,U,,
+             5,transfer,payment,h2,household,,m1,merchant,food,2500,U,,",
+            MeasureConfig::default(),
+        );
+        let u = &m.units[0];
+        assert_eq!(
+            u.local_spending_by_round_minor[..5],
+            [8000, 4000, 2500, 1500, 0]
+        );
+        let (food, retail) = (&u.lm_by_category["food"], &u.lm_by_category["retail"]);
+        assert_eq!(food.base_minor, 6000.0);
+        assert_eq!(
+            food.local_spending_by_round_minor[..5],
+            [6000.0, 3000.0, 1500.0, 1500.0, 0.0]
+        );
+        assert!(close(food.lm[1], 1.5) && close(food.lm3.unwrap(), 1.75));
+        assert!(close(food.lm_all.unwrap(), 2.0));
+        assert_eq!(
+            retail.local_spending_by_round_minor[..3],
+            [2000.0, 1000.0, 1000.0]
+        );
+        assert!(close(retail.lm3.unwrap(), 2.0) && close(retail.lm_all.unwrap(), 2.0));
+        assert!(close(u.lm[3], 2.45));
+        assert!(close(
+            10000.0 * u.lm[3],
+            10000.0 + 6000.0 * 1.75 + 2000.0 * 2.0
+        ));
+        // No area on the deposit: one cohort, the unit itself.
+        assert_eq!(u.lm_by_area[""].lm3, u.lm3);
+    }
+
+    #[test]
+    fn labels_beyond_the_most_cohorts_share_one() {
+        let rows: String = (0..20)
+            .map(|i| format!("0,deposit,issuance,city,issuer,,h{i},household,,100,U,,a{i}\n"))
+            .collect();
+        let m = measure(&rows, MeasureConfig::default());
+        let areas = &m.units[0].lm_by_area;
+        assert_eq!(areas.len(), MAX_COHORTS);
+        // a15 was the last cohort when a16 arrived: it shares with a16 … a19.
+        assert_eq!(areas[OTHER_COHORT].base_minor, 500.0);
+        assert_eq!(areas["a14"].base_minor, 100.0);
+    }
+
+    /// An agent run with areas and categories: every identity that ties the cohorts to the
+    /// unit holds, and following cohorts changes no other measure.
+    #[test]
+    fn cohort_multipliers_add_up_to_the_unit_ones() {
+        let mut scenario = crate::scenario::Scenario::default();
+        scenario.households.count = 300;
+        scenario.merchants.count = 40;
+        scenario.days = 150;
+        scenario.areas = vec!["north".into(), "south".into(), "east".into()];
+        scenario.policy.local_unit_share = 0.5;
+        scenario.policy.expiry_days = 40;
+        let dictionary = crate::agents::dictionary(&scenario).unwrap();
+        let run = |cohorts: bool| {
+            let config = MeasureConfig {
+                cohort_multipliers: cohorts,
+                ..MeasureConfig::default()
+            };
+            let mut measurer = Measurer::new(config).unwrap();
+            crate::agents::run(&scenario, &dictionary, &mut |e| {
+                measurer.push(e, &dictionary).unwrap()
+            })
+            .unwrap();
+            for state in &measurer.units {
+                let m = state.multipliers.as_deref();
+                assert!(m.is_none_or(|m| m.by_area.shares_sum_to_one()));
+                assert!(m.is_none_or(|m| m.by_category.shares_sum_to_one()));
+            }
+            measurer.finish(&dictionary)
+        };
+        let (with, mut without) = (run(true), run(false));
+        let near = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+        for u in &with.units {
+            let d = u.tracked_deposits_minor as f64;
+            assert_eq!(u.lm_by_area.len(), 3);
+            assert_eq!(u.lm_by_category.len(), 3);
+            let bases: f64 = u.lm_by_area.values().map(|c| c.base_minor).sum();
+            assert_eq!(bases, d);
+            for g in 0..ROUNDS {
+                let spent = u.local_spending_by_round_minor[g] as f64;
+                for cohorts in [&u.lm_by_area, &u.lm_by_category] {
+                    let sum: f64 = cohorts
+                        .values()
+                        .map(|c| c.local_spending_by_round_minor[g])
+                        .sum();
+                    assert!(near(sum, spent), "round {g}: {sum} vs {spent}");
+                }
+            }
+            for n in 0..ROUNDS {
+                // Areas: the deposit-weighted mean of LM-n is the unit's LM-n.
+                let weighted: f64 = u.lm_by_area.values().map(|c| c.base_minor * c.lm[n]).sum();
+                assert!(near(weighted, d * u.lm[n]));
+                // Categories: D * LM-(n+1) = D + sum of S_0 * LM-n.
+                if n + 1 < ROUNDS {
+                    let weighted: f64 = u
+                        .lm_by_category
+                        .values()
+                        .map(|c| c.base_minor * c.lm[n])
+                        .sum();
+                    assert!(near(d + weighted, d * u.lm[n + 1]));
+                }
+            }
+        }
+        assert!(without.units.iter().all(|u| u.lm_by_area.is_empty()));
+        for (u, w) in without.units.iter_mut().zip(&with.units) {
+            u.lm_by_area.clone_from(&w.lm_by_area);
+            u.lm_by_category.clone_from(&w.lm_by_category);
+        }
+        without
+            .combined_lm_by_area
+            .clone_from(&with.combined_lm_by_area);
+        without
+            .combined_lm_by_category
+            .clone_from(&with.combined_lm_by_category);
+        assert_eq!(without, with);
+    }
+
     #[test]
     fn closed_forms_match_hand_values() {
         assert!(close(lm_n_closed_form(0.5, 3), 1.75));
@@ -962,7 +1156,7 @@ mod tests {
         assert_eq!(
             Measurer::new(MeasureConfig {
                 period_s: 0,
-                programme: None
+                ..MeasureConfig::default()
             })
             .err(),
             Some(MeasureError::BadPeriod(0))
@@ -997,7 +1191,7 @@ mod tests {
         let far = event(10 + MAX_PERIODS as i64 * DAY_S);
         let mut daily = Measurer::new(MeasureConfig {
             period_s: DAY_S,
-            programme: None,
+            ..MeasureConfig::default()
         })
         .unwrap();
         daily.push(&event(0), &dictionary).unwrap();

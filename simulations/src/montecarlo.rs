@@ -53,7 +53,6 @@ pub fn run(
     for i in 0..mc.deposits {
         let household = first_household + i % mc.households;
         book.post(
-            dictionary,
             sink,
             Reason::Issuance,
             (issuer, household),
@@ -79,27 +78,13 @@ pub fn run(
                         (true, n) => Some(first_merchant + (m - first_merchant + 1) % n),
                     });
                 if let Some(merchant) = merchant {
-                    book.post(
-                        dictionary,
-                        sink,
-                        Reason::Payment,
-                        (holder, merchant),
-                        0,
-                        payment,
-                    )?;
+                    book.post(sink, Reason::Payment, (holder, merchant), 0, payment)?;
                     if received[merchant as usize] == 0 {
                         next.push(merchant);
                     }
                     received[merchant as usize] += payment;
                 } else {
-                    book.post(
-                        dictionary,
-                        sink,
-                        Reason::Redemption,
-                        (holder, clearing),
-                        0,
-                        payment,
-                    )?;
+                    book.post(sink, Reason::Redemption, (holder, clearing), 0, payment)?;
                 }
             }
         }

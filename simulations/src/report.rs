@@ -68,6 +68,40 @@ pub fn flows_csv(measures: &Measures) -> String {
     out
 }
 
+/// LM-n by cohort as CSV: one row per unit (and `all`, the units together) and cohort, with
+/// the cohort's base and LM-1 … LM-10 and LM-all (see `simulations/README.md` for the two
+/// kinds of cohort).
+pub fn cohorts_csv(measures: &Measures) -> String {
+    let lm_columns: String = (1..=crate::measure::ROUNDS)
+        .map(|n| format!(",lm{n}"))
+        .collect();
+    let mut out = format!("unit,dimension,cohort,base_minor{lm_columns},lm_all\n");
+    let units = measures
+        .units
+        .iter()
+        .map(|u| (u.unit.as_str(), &u.lm_by_area, &u.lm_by_category));
+    let all = std::iter::once((
+        "all",
+        &measures.combined_lm_by_area,
+        &measures.combined_lm_by_category,
+    ));
+    for (unit, areas, categories) in units.chain(all) {
+        for (dimension, cohorts) in [("area", areas), ("category", categories)] {
+            for (name, cohort) in cohorts {
+                let lm: String = cohort.lm.iter().map(|v| format!(",{v}")).collect();
+                let _ = writeln!(
+                    out,
+                    "{unit},{dimension},{},{}{lm},{}",
+                    if name.is_empty() { "(none)" } else { name },
+                    cohort.base_minor,
+                    cohort.lm_all.map_or(String::new(), |v| v.to_string())
+                );
+            }
+        }
+    }
+    out
+}
+
 /// A named series of (x, y) points for [`line_chart`].
 pub struct Series {
     /// Legend text.

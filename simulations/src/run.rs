@@ -77,10 +77,20 @@ pub struct RunSummary {
     pub measures: Measures,
 }
 
-/// Runs the scenario's model, measuring its events and, if given, writing them.
+/// Runs the scenario's model, measuring its events (every measure) and, if given, writing
+/// them.
 pub fn simulate(
     scenario: &Scenario,
     events: Option<&mut dyn Write>,
+) -> Result<(Vec<UnitTotals>, Measures), SimError> {
+    simulate_with(scenario, events, true)
+}
+
+/// [`simulate`], with LM-n per area and category (`cohort_multipliers`) or without.
+pub fn simulate_with(
+    scenario: &Scenario,
+    events: Option<&mut dyn Write>,
+    cohort_multipliers: bool,
 ) -> Result<(Vec<UnitTotals>, Measures), SimError> {
     let dictionary: Dictionary = match scenario.model {
         Model::Agents => crate::agents::dictionary(scenario)?,
@@ -89,6 +99,7 @@ pub fn simulate(
     let config = MeasureConfig {
         period_s: i64::from(scenario.period_days) * DAY_S,
         programme: None,
+        cohort_multipliers,
     };
     let mut measurer = Measurer::new(config)?;
     let mut writer = events
@@ -140,6 +151,7 @@ fn json<T: Serialize>(value: &T) -> String {
 fn write_measure_outputs(dir: &Path, measures: &Measures) -> Result<(), SimError> {
     write(dir, "timeseries.csv", &report::timeseries_csv(measures))?;
     write(dir, "flows.csv", &report::flows_csv(measures))?;
+    write(dir, "cohorts.csv", &report::cohorts_csv(measures))?;
     write(dir, "stock.svg", &report::stock_chart(measures))?;
     write(dir, "velocity.svg", &report::velocity_chart(measures))?;
     write(dir, "multiplier.svg", &report::multiplier_chart(measures))?;
@@ -147,7 +159,7 @@ fn write_measure_outputs(dir: &Path, measures: &Measures) -> Result<(), SimError
 }
 
 /// `simulate run`: runs a scenario file; writes `summary.json`, `timeseries.csv`, `flows.csv`,
-/// the charts, and `events.csv` when the scenario asks for it.
+/// `cohorts.csv`, the charts, and `events.csv` when the scenario asks for it.
 pub fn run_scenario(path: &Path, out_dir: &Path) -> Result<RunSummary, SimError> {
     let scenario = read_scenario(path)?;
     std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
@@ -199,11 +211,13 @@ pub fn measure_file_by_programme(
     out_dir: &Path,
     period_s: i64,
 ) -> Result<BTreeMap<String, Measures>, SimError> {
+    // This pass only finds the programmes.
     let all = measure_stream(
         path,
         &MeasureConfig {
             period_s,
             programme: None,
+            cohort_multipliers: false,
         },
     )?;
     let mut names: Vec<String> = all
@@ -221,6 +235,7 @@ pub fn measure_file_by_programme(
         let config = MeasureConfig {
             period_s,
             programme: Some(name.clone()),
+            ..MeasureConfig::default()
         };
         out.insert(name, measure_stream(path, &config)?);
     }
@@ -322,7 +337,9 @@ pub fn sweep(
                     if i >= scenarios.len() {
                         break;
                     }
-                    let point = simulate(&scenarios[i], None).map(|(_, m)| point(values[i], &m));
+                    // A point reports no per-cohort LM-n, so it is not measured.
+                    let point = simulate_with(&scenarios[i], None, false)
+                        .map(|(_, m)| point(values[i], &m));
                     if let Ok(mut slots) = results.lock() {
                         slots[i] = Some(point);
                     }
@@ -442,6 +459,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "cohorts.csv",
                 "events.csv",
                 "flows.csv",
                 "flows.svg",
@@ -455,6 +473,55 @@ mod tests {
         assert_eq!(fa, fb);
     }
 
+    /// Figures of this scenario from the measuring code before it was made faster (commit
+    /// 37c628a): the rewrites of the proportional split, the holdings' storage and the
+    /// model's lots must not move a single minor unit.
+    #[test]
+    fn a_fixed_scenario_measures_as_before() {
+        let scenario = Scenario::from_toml(
+            "days = 150\nareas = [\"north\", \"south\"]\n[households]\ncount = 300\n\
+             [merchants]\ncount = 30\n[policy]\nlocal_unit_share = 0.5\n\
+             redemption_fee = 0.03\nexpiry_days = 45\ndemurrage_per_month = 0.01\n",
+        )
+        .unwrap();
+        let (_, m) = simulate(&scenario, None).unwrap();
+        assert_eq!(m.events, 103853);
+        assert_eq!(
+            (m.combined_lm3, m.combined_lm_all),
+            (Some(2.01516656), Some(2.765311373333333))
+        );
+        let expected = [
+            (
+                [
+                    35796817, 22061631, 16707701, 11089030, 7755654, 5208548, 3549628, 2384110,
+                    1600783, 3018775,
+                ],
+                (6459804, 109172677),
+                (7.867607373578106, 12.99578515092487, 0.8168456533333334),
+                [17761800, 11200697, 8374120],
+            ),
+            (
+                [
+                    11687535, 6591509, 2721188, 1262809, 543604, 238416, 102853, 44471, 19186,
+                    14105,
+                ],
+                (5619930, 55105746),
+                (6.3991426070956035, 8.885200271223926, 0.0),
+                [5924170, 3278860, 1370433],
+            ),
+        ];
+        for (u, (rounds, (stock, transfers), (holding, velocity, redemption), north)) in
+            m.units.iter().zip(expected)
+        {
+            assert_eq!(u.local_spending_by_round_minor, rounds);
+            assert_eq!((u.stock_end_minor, u.transfers_minor), (stock, transfers));
+            assert_eq!(u.mean_holding_time_days, Some(holding));
+            assert_eq!(u.velocity, Some(velocity));
+            assert_eq!(u.leakage.redemption, redemption);
+            assert_eq!(u.by_area["north"].received_by_round_minor[..3], north);
+        }
+    }
+
     #[test]
     fn measuring_the_written_events_gives_the_run_measures() {
         let dir = tempfile::tempdir().unwrap();
@@ -462,7 +529,7 @@ mod tests {
         let run = run_scenario(&path, &dir.path().join("run")).unwrap();
         let config = MeasureConfig {
             period_s: 30 * DAY_S,
-            programme: None,
+            ..MeasureConfig::default()
         };
         let measured = measure_file_with(
             &dir.path().join("run/events.csv"),
