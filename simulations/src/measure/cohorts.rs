@@ -16,8 +16,8 @@
 //! spending of each cohort, so the cohorts' spending of a round sums to the unit's `S_g`.
 //!
 //! The shares are a measure, not money: they are `f64`, and per-cohort spending is real-valued
-//! minor units (sums agree with the integer unit totals to floating-point rounding, about
-//! 1e-15 relative). Integer shares, split by largest remainder on every payment, cost about
+//! minor units (sums agree with the integer unit totals to floating-point rounding: 2 parts
+//! in 10^14 in the benchmark year). Integer shares, split by largest remainder on every payment, cost about
 //! 2,000 instructions a payment for three categories; these cost a few hundred. The arithmetic
 //! runs in a fixed order, so results are deterministic.
 //!
