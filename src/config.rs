@@ -74,7 +74,8 @@ pub enum Command {
 /// Where the ledger lives.
 #[derive(Debug, Args, Clone)]
 pub struct DatabaseArgs {
-    /// `sqlite://path/file.db` (created if missing) or `postgres://user:pass@host/db`.
+    /// `sqlite://path/file.db` (created if missing, except by `export journal`, which only reads)
+    /// or `postgres://user:pass@host/db`.
     #[arg(long, env = "COLEDGER_DATABASE_URL", default_value = wallet_api::db::DEFAULT_DATABASE_URL)]
     pub database_url: String,
 }
