@@ -81,6 +81,11 @@ async fn pages_assets_and_qr_images_are_served_with_safe_headers() {
             .unwrap()
             .contains("1 to 1024")
     );
+    // Within the character limit but beyond what a QR code holds: 1,000 four-byte characters.
+    let huge = format!("/qr.svg?data={}", "%F0%9F%8D%9E".repeat(1000));
+    let reply = http(&address, "GET", &huge, None, &[], None).await;
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert_eq!(reply.problem_type(), "/problems/qr-too-long");
 
     stop_with_sigterm(&mut child, "serve").await;
 }
