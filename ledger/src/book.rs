@@ -16,6 +16,8 @@ use crate::keys::PublicKey;
 use crate::policy::{CategoryCode, SpendWindow, SpendingRule, UnitPolicy, day_of};
 use crate::unit::{Unit, UnitCode, UnitKind};
 
+mod recent;
+
 /// Why the Book refused an entry or a registration. Every variant is a distinct cause a
 /// client can act on; the service maps each to its own problem type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,6 +123,10 @@ pub enum BookError {
         /// What this refund asks for.
         requested: i64,
     },
+    /// The intent id is not among the recent ones, but matches the fingerprint of one
+    /// applied long ago: storage must say whether it was (see [`Book::apply_checked_new`]).
+    #[error("intent {0} may have been applied long ago; look it up in storage")]
+    MaybeApplied(IntentId),
 }
 
 /// A broken invariant found by [`Book::check_invariants`]: the data is corrupt.
@@ -161,13 +167,13 @@ struct AppliedIntent {
     digest: Digest,
 }
 
-/// What the Book keeps of a committed payment so that it can be refunded: 24 bytes (plus the
-/// 16-byte entry id as key), because every payment ever made has one. Accounts are slots, not
-/// 16-byte ids, and the unit is the payer account's.
+/// What the Book keeps of a recent payment so that it can be refunded: 24 bytes (plus the
+/// 16-byte entry id as key). Accounts are slots, not 16-byte ids, and the unit is the payer
+/// account's. Older payments are restored from storage when a refund names one.
 #[derive(Clone, Copy, Debug)]
 struct Refundable {
-    /// Minor units not yet refunded; only ever decreases, never below zero.
-    remaining: i64,
+    /// The payment's amount, in minor units.
+    amount: i64,
     /// Slot of the account that paid, where refunds go.
     payer: u32,
     /// Slot of the account that was paid, the only one that refunds.
@@ -183,15 +189,23 @@ pub struct Book {
     units: HashMap<UnitCode, Unit>,
     slots: Vec<Slot>,
     index: HashMap<AccountId, u32>,
+    /// Recent intents (see [`recent`]); older ones are fingerprints in `recent`.
     intents: HashMap<IntentId, AppliedIntent>,
+    /// The order recent entries came in, and fingerprints of forgotten intents.
+    recent: recent::Recent,
+    /// Entries applied or replayed since the Book was made.
+    applied: u64,
     /// Programme rules per unit; most units have none.
     policies: HashMap<UnitCode, UnitPolicy>,
     /// Registered merchants' accounts with their category: whom programme holders may pay.
     payees: HashMap<AccountId, CategoryCode>,
     /// What each holder of a programme unit has paid this day and month, for the caps.
     spent: HashMap<AccountId, SpendWindow>,
-    /// Every committed single-posting payment, by entry id, with what is left to refund.
+    /// Recent single-posting payments, by entry id, for refunds.
     payments: HashMap<EntryId, Refundable>,
+    /// What has been refunded of each payment that had a refund (few do), kept for good:
+    /// the payment itself may have been forgotten and restored since.
+    refunded: HashMap<EntryId, i64>,
     /// Reused per apply: (slot, net change) of each account an entry touches.
     scratch: Vec<(u32, i128)>,
 }
@@ -284,8 +298,21 @@ impl Book {
         self.payees.get(&id).copied()
     }
 
-    /// Applies every posting of `entry`, or none and says why.
+    /// Applies every posting of `entry`, or none and says why. An intent id that matches
+    /// the fingerprint of one forgotten long ago is refused with [`BookError::MaybeApplied`]:
+    /// look it up in storage, then use [`Book::apply_checked_new`] if it is not there.
     pub fn apply(&mut self, entry: &JournalEntry) -> Result<(), BookError> {
+        self.apply_inner(entry, true)
+    }
+
+    /// [`Book::apply`] for an intent that storage has just been shown not to hold, so a
+    /// fingerprint match is a false positive. Recent intents are still checked here (a copy
+    /// may have been applied since storage was asked).
+    pub fn apply_checked_new(&mut self, entry: &JournalEntry) -> Result<(), BookError> {
+        self.apply_inner(entry, false)
+    }
+
+    fn apply_inner(&mut self, entry: &JournalEntry, fingerprints: bool) -> Result<(), BookError> {
         let auth = entry.authorisation();
         if let Some(applied) = self.intents.get(&auth.intent_id) {
             return Err(if applied.digest == auth.digest {
@@ -297,6 +324,9 @@ impl Book {
                 BookError::IntentConflict(auth.intent_id)
             });
         }
+        if fingerprints && self.recent.may_have_forgotten(auth.intent_id) {
+            return Err(BookError::MaybeApplied(auth.intent_id));
+        }
         let mut deltas = std::mem::take(&mut self.scratch);
         deltas.clear();
         let result = self
@@ -306,20 +336,14 @@ impl Book {
             .and_then(|()| self.check_limits(&deltas));
         if result.is_ok() {
             self.record_spending(entry);
-            self.record_refundable(entry);
+            let payment = self.record_refundable(entry);
             for &(slot, delta) in &deltas {
                 let balance = &mut self.slots[slot as usize].balance;
                 // check_limits proved the sum fits in i64.
                 balance.0 =
                     i64::try_from(i128::from(balance.0).saturating_add(delta)).unwrap_or(balance.0);
             }
-            self.intents.insert(
-                auth.intent_id,
-                AppliedIntent {
-                    entry_id: entry.id(),
-                    digest: auth.digest,
-                },
-            );
+            self.remember(entry, payment);
         }
         self.scratch = deltas;
         result
@@ -367,7 +391,14 @@ impl Book {
             }
         }
         self.record_spending(entry);
-        self.record_refundable(entry);
+        let payment = self.record_refundable(entry);
+        self.remember(entry, payment);
+        Ok(())
+    }
+
+    /// Notes an applied entry's intent (and payment, when `payment`) as recent.
+    fn remember(&mut self, entry: &JournalEntry, payment: bool) {
+        let auth = entry.authorisation();
         self.intents.insert(
             auth.intent_id,
             AppliedIntent {
@@ -375,14 +406,86 @@ impl Book {
                 digest: auth.digest,
             },
         );
-        Ok(())
+        self.recent.remember(
+            entry.created_at(),
+            Some(auth.intent_id),
+            payment.then(|| entry.id()),
+        );
+        self.applied = self.applied.saturating_add(1);
+    }
+
+    /// Forgets what came before `before` (entry time, ms): those intent ids become
+    /// fingerprints and those payments must be restored from storage to be refunded (see
+    /// [`recent`]). Returns how many entries were let go.
+    pub fn forget_before(&mut self, before: crate::TimestampMs) -> usize {
+        let (intents, payments) = (&mut self.intents, &mut self.payments);
+        let mut count = 0usize;
+        self.recent.forget_before(before, |old| {
+            if let Some(intent) = old.intent {
+                intents.remove(&intent);
+            }
+            if let Some(payment) = old.payment {
+                payments.remove(&payment);
+            }
+            count = count.saturating_add(1);
+        });
+        count
+    }
+
+    /// Gives memory back after forgetting much at once (a load).
+    pub fn shrink_to_fit(&mut self) {
+        self.intents.shrink_to_fit();
+        self.payments.shrink_to_fit();
+        self.recent.shrink();
+    }
+
+    /// Whether the payment's facts are in memory, so a refund of it can be checked.
+    pub fn knows_payment(&self, payment: EntryId) -> bool {
+        self.payments.contains_key(&payment)
+    }
+
+    /// Brings a payment the Book forgot back into memory, from its committed entry as
+    /// storage holds it (id, kind, time, postings), so that a refund of it can be checked.
+    /// Does nothing if the Book knows it, or if it is not a refundable payment (the refund
+    /// is then refused as of an unknown payment).
+    pub fn restore_payment(
+        &mut self,
+        id: EntryId,
+        kind: EntryKind,
+        created_at: crate::TimestampMs,
+        postings: &[crate::entry::Posting],
+    ) {
+        if self.payments.contains_key(&id) {
+            return;
+        }
+        if let (EntryKind::Payment, [posting]) = (kind, postings)
+            && self.record_payment(id, created_at, posting)
+        {
+            self.recent.remember(created_at, None, Some(id));
+        }
+    }
+
+    /// Whether `intent_id` is not among the recent intents but may be one forgotten earlier:
+    /// [`Book::apply`] would refuse it with [`BookError::MaybeApplied`].
+    pub fn may_have_forgotten(&self, intent_id: IntentId) -> bool {
+        !self.intents.contains_key(&intent_id) && self.recent.may_have_forgotten(intent_id)
+    }
+
+    /// How many intents are remembered whole, and how many by fingerprint only.
+    pub fn remembered_intents(&self) -> (usize, usize) {
+        (self.intents.len(), self.recent.fingerprint_count())
+    }
+
+    /// How many entries (intents or restored payments) are in the recent window.
+    pub fn recent_len(&self) -> usize {
+        self.recent.len()
     }
 
     /// What may still be refunded of a committed payment; `None` if `payment` is not one.
     pub fn refundable(&self, payment: EntryId) -> Option<crate::Amount> {
         self.payments
             .get(&payment)
-            .and_then(|p| crate::Amount::from_minor(p.remaining).ok())
+            .and_then(|p| crate::Amount::from_minor(self.remaining(payment, p)).ok())
     }
 
     /// A refund (an entry linked by `tags.reverses`) must give back part or all of a committed
@@ -430,50 +533,70 @@ impl Book {
             return Err(mismatch("to", "the account that made the payment"));
         }
         let requested = posting.amount.minor();
-        if requested > original.remaining {
+        let remaining = self.remaining(payment, original);
+        if requested > remaining {
             return Err(BookError::RefundExceedsPayment {
                 payment,
-                refundable: original.remaining,
+                refundable: remaining,
                 requested,
             });
         }
         Ok(())
     }
 
-    /// Remembers a committed payment so that it can be refunded, or counts a committed refund
-    /// against its payment (and gives it back to the payer's spending caps). Called once an
-    /// entry is applied or replayed; [`Book::check_refund`] proved a refund fits.
-    fn record_refundable(&mut self, entry: &JournalEntry) {
+    /// Remembers a payment's facts for refunds; false if an account is unknown.
+    fn record_payment(
+        &mut self,
+        id: EntryId,
+        created_at: crate::TimestampMs,
+        posting: &crate::entry::Posting,
+    ) -> bool {
+        let (Some(&payer), Some(&payee)) = (
+            self.index.get(&posting.debit),
+            self.index.get(&posting.credit),
+        ) else {
+            return false;
+        };
+        let day = u32::try_from(day_of(created_at)).unwrap_or(0);
+        let refundable = Refundable {
+            amount: posting.amount.minor(),
+            payer,
+            payee,
+            day,
+        };
+        self.payments.insert(id, refundable);
+        true
+    }
+
+    /// What is left to refund of a payment.
+    fn remaining(&self, payment: EntryId, facts: &Refundable) -> i64 {
+        let refunded = self.refunded.get(&payment).copied().unwrap_or(0);
+        facts.amount.saturating_sub(refunded).max(0)
+    }
+
+    /// Remembers a committed payment so that it can be refunded (returns true), or counts a
+    /// committed refund against its payment (and gives it back to the payer's spending caps).
+    /// Called once an entry is applied or replayed; [`Book::check_refund`] proved a refund
+    /// fits.
+    fn record_refundable(&mut self, entry: &JournalEntry) -> bool {
         let [posting] = entry.postings() else {
-            return;
+            return false;
         };
         match (entry.kind(), entry.tags().reverses) {
             (EntryKind::Payment, None) => {
-                let (Some(&payer), Some(&payee)) = (
-                    self.index.get(&posting.debit),
-                    self.index.get(&posting.credit),
-                ) else {
-                    return;
-                };
-                let day = u32::try_from(day_of(entry.created_at())).unwrap_or(0);
-                let refundable = Refundable {
-                    remaining: posting.amount.minor(),
-                    payer,
-                    payee,
-                    day,
-                };
-                self.payments.insert(entry.id(), refundable);
+                self.record_payment(entry.id(), entry.created_at(), posting)
             }
             (EntryKind::Reversal, Some(payment)) => {
-                let Some(original) = self.payments.get_mut(&payment) else {
-                    return;
+                let Some(&original) = self.payments.get(&payment) else {
+                    return false;
                 };
                 let amount = posting.amount.minor();
-                original.remaining = original.remaining.saturating_sub(amount).max(0);
-                let original = *original;
+                let refunded = self.refunded.entry(payment).or_default();
+                *refunded = refunded.saturating_add(amount);
                 self.give_back_spending(original, posting.unit, entry.created_at(), amount);
+                false
             }
-            _ => {}
+            _ => false,
         }
     }
 
@@ -893,9 +1016,9 @@ impl Book {
     pub fn account_count(&self) -> usize {
         self.slots.len()
     }
-    /// How many intents have been applied.
+    /// How many entries have been applied (or replayed) since the Book was made.
     pub fn applied_count(&self) -> usize {
-        self.intents.len()
+        usize::try_from(self.applied).unwrap_or(usize::MAX)
     }
 }
 
@@ -1922,5 +2045,110 @@ mod tests {
             );
             assert_eq!(rule_of(p.f.book.apply(&redeem)), SpendingRule::Redemption);
         }
+    }
+
+    /// `entry` again under the same intent (id, signer, digest), another entry id and time:
+    /// what a retry of the same intent long after looks like to the Book.
+    fn same_intent(entry: &JournalEntry, at: crate::TimestampMs) -> JournalEntry {
+        JournalEntry::new(
+            EntryId::new(),
+            entry.kind(),
+            entry.postings().to_vec(),
+            String::new(),
+            entry.tags().clone(),
+            *entry.authorisation(),
+            at,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn forgotten_intents_are_sent_to_storage_never_applied_twice() {
+        let mut f = funded();
+        let (unit, alice, shop) = (f.unit, f.alice, f.shop);
+        let old = entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 10)], 1_000);
+        f.book.apply(&old).unwrap();
+        let new = entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 20)], 5_000);
+        f.book.apply(&new).unwrap();
+        let applied = f.book.applied_count();
+        assert!(f.book.forget_before(2_000) >= 1);
+        let (whole, prints) = f.book.remembered_intents();
+        assert!(prints >= 1, "the old intent left a fingerprint");
+        assert!(whole >= 1, "the new intent is still remembered whole");
+        assert_eq!(
+            f.book.applied_count(),
+            applied,
+            "forgetting is not un-applying"
+        );
+        // The recent one is still answered from memory.
+        assert!(matches!(
+            f.book.apply(&same_intent(&new, 6_000)),
+            Err(BookError::Duplicate { .. })
+        ));
+        // The forgotten one may have been applied: storage must say.
+        assert_eq!(
+            f.book.apply(&same_intent(&old, 6_000)),
+            Err(BookError::MaybeApplied(old.authorisation().intent_id))
+        );
+        assert_eq!(f.book.balance(shop), Some(Balance(30)));
+        // A fresh intent is applied as usual.
+        let fresh = entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 5)], 6_000);
+        f.book.apply(&fresh).unwrap();
+        // Once storage has said an intent is new, it applies, and from then on it is recent.
+        let checked = same_intent(&old, 7_000);
+        f.book.apply_checked_new(&checked).unwrap();
+        assert!(matches!(
+            f.book.apply_checked_new(&same_intent(&old, 8_000)),
+            Err(BookError::Duplicate { .. })
+        ));
+        assert_eq!(f.book.balance(shop), Some(Balance(45)));
+        f.book.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_forgotten_payment_is_refunded_once_restored_and_keeps_its_refunds() {
+        let mut f = funded();
+        let (unit, alice, shop) = (f.unit, f.alice, f.shop);
+        let pay = entry_at(
+            EntryKind::Payment,
+            ALICE,
+            &[(unit, alice, shop, 1_000)],
+            1_000,
+        );
+        f.book.apply(&pay).unwrap();
+        f.book
+            .apply(&refund_at(pay.id(), SHOP, (unit, shop, alice, 400), 1_500))
+            .unwrap();
+        f.book.forget_before(2_000);
+        assert!(!f.book.knows_payment(pay.id()));
+        assert_eq!(f.book.refundable(pay.id()), None);
+        let late = refund_at(pay.id(), SHOP, (unit, shop, alice, 600), 3_000);
+        assert_eq!(
+            f.book.apply(&late),
+            Err(BookError::UnknownPayment(pay.id()))
+        );
+        f.book
+            .restore_payment(pay.id(), pay.kind(), pay.created_at(), pay.postings());
+        assert!(f.book.knows_payment(pay.id()));
+        // The refund made before it was forgotten still counts.
+        assert_eq!(f.book.refundable(pay.id()).map(Amount::minor), Some(600));
+        let too_much = refund_at(pay.id(), SHOP, (unit, shop, alice, 601), 3_000);
+        assert_eq!(
+            f.book.apply(&too_much),
+            Err(BookError::RefundExceedsPayment {
+                payment: pay.id(),
+                refundable: 600,
+                requested: 601
+            })
+        );
+        f.book.apply(&late).unwrap();
+        assert_eq!(f.book.refundable(pay.id()).map(Amount::minor), Some(0));
+        // A restored payment is forgotten again with time; restoring a refund (not a
+        // payment) restores nothing.
+        f.book.forget_before(10_000);
+        f.book
+            .restore_payment(late.id(), late.kind(), late.created_at(), late.postings());
+        assert!(!f.book.knows_payment(late.id()));
+        f.book.check_invariants().unwrap();
     }
 }

@@ -1,6 +1,8 @@
 //! Property tests: random streams of valid and invalid entries never break the Book's
 //! invariants, a refused entry changes nothing, and replaying what was applied into a fresh
-//! Book reproduces the same balances and the same journal hashes.
+//! Book reproduces the same balances and the same journal hashes. A Book that forgets old
+//! intents and payments (as the service's does), asking storage about them, answers exactly
+//! like one that remembers everything.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -11,6 +13,7 @@ use ledger::{
     Signature, Tags, Unit, UnitCode, UnitKind,
 };
 use proptest::prelude::*;
+use std::collections::HashMap;
 
 const HOLDERS: usize = 8;
 const OPERATOR: PublicKey = PublicKey([200; 32]);
@@ -54,6 +57,8 @@ enum Op {
     Unfreeze {
         who: usize,
     },
+    /// The forgetful Book forgets everything applied so far.
+    Forget,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -69,6 +74,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..10usize).prop_map(|back| Op::Replay { back }),
         1 => who.clone().prop_map(|who| Op::Freeze { who }),
         1 => who.prop_map(|who| Op::Unfreeze { who }),
+        1 => Just(Op::Forget),
     ]
 }
 
@@ -159,6 +165,64 @@ fn entry(
     .ok()
 }
 
+/// What storage holds: every applied entry, by intent id and by entry id.
+#[derive(Default)]
+struct Storage {
+    by_intent: HashMap<IntentId, JournalEntry>,
+    by_id: HashMap<EntryId, JournalEntry>,
+}
+
+impl Storage {
+    fn insert(&mut self, entry: &JournalEntry) {
+        self.by_intent
+            .insert(entry.authorisation().intent_id, entry.clone());
+        self.by_id.insert(entry.id(), entry.clone());
+    }
+}
+
+/// Applies `entry` the way the service does with a Book that forgets: a refund first brings
+/// its payment back from storage, and an intent the Book may have forgotten is looked up in
+/// storage before it is applied.
+fn apply_forgetful(
+    book: &mut Book,
+    storage: &Storage,
+    entry: &JournalEntry,
+) -> Result<(), BookError> {
+    if let Some(original) = entry.tags().reverses.and_then(|id| storage.by_id.get(&id)) {
+        book.restore_payment(
+            original.id(),
+            original.kind(),
+            original.created_at(),
+            original.postings(),
+        );
+    }
+    match book.apply(entry) {
+        Err(BookError::MaybeApplied(id)) => match storage.by_intent.get(&id) {
+            Some(stored) if stored.authorisation().digest == entry.authorisation().digest => {
+                Err(BookError::Duplicate {
+                    intent_id: id,
+                    entry_id: stored.id(),
+                })
+            }
+            Some(_) => Err(BookError::IntentConflict(id)),
+            None => book.apply_checked_new(entry),
+        },
+        other => other,
+    }
+}
+
+/// A second Book like `world`'s, before anything was applied.
+fn twin(world: &World) -> Book {
+    let mut book = Book::new();
+    for unit in world.book.units() {
+        book.add_unit(unit.clone()).unwrap();
+    }
+    for account in &world.accounts {
+        book.open_account(account.clone()).unwrap();
+    }
+    book
+}
+
 fn balances(world: &World) -> Vec<Balance> {
     world.book.accounts().map(|(_, b)| b).collect()
 }
@@ -169,6 +233,8 @@ proptest! {
     #[test]
     fn random_streams_keep_invariants_and_replay_identically(ops in prop::collection::vec(op(), 1..200)) {
         let mut w = world();
+        let mut forgetful = twin(&w);
+        let mut storage = Storage::default();
         let mut journal = Journal::new();
         let mut events: Vec<Event> = Vec::new();
         let mut applied: Vec<JournalEntry> = Vec::new();
@@ -187,14 +253,22 @@ proptest! {
                 Op::Freeze { who } | Op::Unfreeze { who } => {
                     let status = if matches!(op, Op::Freeze { .. }) { AccountStatus::Frozen } else { AccountStatus::Active };
                     w.book.set_status(w.holders[who], status).unwrap();
+                    forgetful.set_status(w.holders[who], status).unwrap();
                     events.push(Event::Status(w.holders[who], status));
+                    None
+                }
+                Op::Forget => {
+                    forgetful.forget_before(i64::MAX);
                     None
                 }
             };
             let Some(candidate) = candidate else { continue };
             let before = balances(&w);
-            match w.book.apply(&candidate) {
+            let result = w.book.apply(&candidate);
+            prop_assert_eq!(&apply_forgetful(&mut forgetful, &storage, &candidate), &result);
+            match result {
                 Ok(()) => {
+                    storage.insert(&candidate);
                     let links = journal.append(&candidate);
                     applied.push(candidate.clone());
                     events.push(Event::Applied(Box::new(candidate), links));
@@ -224,6 +298,9 @@ proptest! {
         }
         let fresh_balances: Vec<Balance> = fresh.accounts().map(|(_, b)| b).collect();
         prop_assert_eq!(&fresh_balances, &balances(&w));
+        let forgetful_balances: Vec<Balance> = forgetful.accounts().map(|(_, b)| b).collect();
+        prop_assert_eq!(&forgetful_balances, &fresh_balances);
+        prop_assert_eq!(forgetful.applied_count(), w.book.applied_count());
 
         // Loading from storage replays without today's statuses and re-proves the invariants.
         let mut loaded = Book::new();
@@ -264,6 +341,8 @@ enum RefundOp {
         minor: i64,
         twist: u8,
     },
+    /// The forgetful Book forgets everything applied so far.
+    Forget,
 }
 
 fn refund_op() -> impl Strategy<Value = RefundOp> {
@@ -272,6 +351,7 @@ fn refund_op() -> impl Strategy<Value = RefundOp> {
         2 => (who.clone(), 1..20_000i64).prop_map(|(to, minor)| RefundOp::Issue { to, minor }),
         4 => (who.clone(), who, 1..5_000i64).prop_map(|(from, to, minor)| RefundOp::Pay { from, to, minor }),
         6 => (any::<usize>(), 1..3_000i64, 0..6u8).prop_map(|(which, minor, twist)| RefundOp::Refund { which, minor, twist }),
+        1 => Just(RefundOp::Forget),
     ]
 }
 
@@ -319,10 +399,16 @@ proptest! {
     ) {
         let mut w = world();
         let eur = w.eur;
+        let mut forgetful = twin(&w);
+        let mut storage = Storage::default();
         let mut sales: Vec<Sale> = Vec::new();
         let mut applied: Vec<JournalEntry> = Vec::new();
         for op in ops {
             let (candidate, sale) = match op {
+                RefundOp::Forget => {
+                    forgetful.forget_before(i64::MAX);
+                    continue;
+                }
                 RefundOp::Issue { to, minor } => {
                     (entry(EntryKind::Issue, OPERATOR, vec![(eur, w.issuer, w.holders[to], minor)]), None)
                 }
@@ -359,6 +445,10 @@ proptest! {
             let Some(candidate) = candidate else { continue };
             let before = balances(&w);
             let result = w.book.apply(&candidate);
+            prop_assert_eq!(&apply_forgetful(&mut forgetful, &storage, &candidate), &result);
+            if result.is_ok() {
+                storage.insert(&candidate);
+            }
             match (&result, sale) {
                 (Ok(()), None) if candidate.kind() == EntryKind::Payment => {
                     let p = candidate.postings()[0];
@@ -390,7 +480,11 @@ proptest! {
             for sale in &sales {
                 prop_assert!(sale.refunded <= sale.amount);
                 prop_assert_eq!(w.book.refundable(sale.id).map(Amount::minor), Some(sale.amount - sale.refunded));
+                if forgetful.knows_payment(sale.id) {
+                    prop_assert_eq!(forgetful.refundable(sale.id), w.book.refundable(sale.id));
+                }
             }
+            prop_assert_eq!(forgetful.accounts().map(|(_, b)| b).collect::<Vec<_>>(), balances(&w));
             prop_assert_eq!(w.book.check_invariants(), Ok(()));
         }
 
