@@ -38,13 +38,14 @@ use std::time::Duration;
 use foldhash::{HashMap, HashSet};
 use ledger::journal::canonical_entry_bytes;
 use ledger::{
-    Account, AccountId, AccountStatus, Action, Book, BookError, EntryId, IntentError, JournalEntry,
-    ParticipantId, PaymentRequestId, PublicKey, Unit, UnitCode, VerifiedIntent,
+    Account, AccountId, AccountStatus, Action, Book, BookError, EntryId, EntryKind, IntentError,
+    JournalEntry, ParticipantId, PaymentRequestId, PublicKey, Unit, UnitCode, VerifiedIntent,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
+use crate::db::service::EntryRecord;
 use crate::db::{
     BatchOutcome, BatchWrite, CommittedEntry, Database, DbError, Lane, LoadError, Loaded,
     NewAccount, Previous,
@@ -69,6 +70,10 @@ pub struct CommitterConfig {
     /// Re-prove every invariant over all balances after this many batches (and after every
     /// batch in debug builds). `apply` keeps them by construction; this catches a bug in it.
     pub invariant_check_every: u64,
+    /// How long the Book keeps an applied intent (for fast retries) and a payment (for
+    /// refunds) in memory. Older ones are looked up in storage when needed, so memory stays
+    /// flat however long the service runs. Retries and refunds are rare after a minute.
+    pub remember_for: Duration,
 }
 
 impl Default for CommitterConfig {
@@ -78,6 +83,7 @@ impl Default for CommitterConfig {
             linger: Duration::ZERO,
             queue_capacity: 65_536,
             invariant_check_every: 1024,
+            remember_for: Duration::from_secs(60),
         }
     }
 }
@@ -273,6 +279,12 @@ struct Submission {
     request_expires_at: Option<i64>,
     /// Balances the entry was computed from; it applies only if they still hold.
     expected_balances: Vec<(AccountId, i64)>,
+    /// For a refund: the payment it gives back, as storage holds it, in case the Book has
+    /// forgotten it.
+    refunded_payment: Option<Box<EntryRecord>>,
+    /// Storage was asked and does not hold this intent: a fingerprint match is a false
+    /// positive (see [`BookError::MaybeApplied`]).
+    absent_from_storage: bool,
     reply: oneshot::Sender<Result<Committed, CommitError>>,
 }
 
@@ -306,6 +318,8 @@ enum Command {
 #[derive(Clone)]
 pub struct Committer {
     queue: mpsc::Sender<Command>,
+    /// Read access to storage, for what the Book has forgotten.
+    db: Database,
     clock: Arc<dyn Clock>,
     stats: Arc<CommitterStats>,
     view: Arc<LedgerView>,
@@ -336,11 +350,13 @@ impl Committer {
     ) -> Result<(Committer, CommitterTask), LoadError> {
         let mut writer = db.writer().await?;
         let mut loaded = writer.load().await?;
+        forget_old(&mut loaded.book, clock.now_ms(), config.remember_for, true);
         tracing::info!(
             accounts = loaded.book.account_count(),
             entries = loaded.last_position,
             "ledger loaded and verified"
         );
+        let task_db = db.clone();
         let (queue, inbox) = mpsc::channel(config.queue_capacity);
         let stats = Arc::new(CommitterStats::default());
         let state = std::mem::take(&mut loaded.view);
@@ -369,6 +385,7 @@ impl Committer {
         Ok((
             Committer {
                 queue,
+                db: task_db,
                 clock,
                 stats,
                 view,
@@ -415,6 +432,57 @@ impl Committer {
         expected: Vec<(AccountId, i64)>,
         request_expires_at: Option<i64>,
     ) -> Result<Committed, CommitError> {
+        // A refund carries its payment as storage holds it, in case the Book has forgotten
+        // the payment (refunds are rare; the lookup is one indexed read).
+        let refunded_payment = match &intent.intent().action {
+            Action::Refund { payment, .. } => self
+                .db
+                .entry_by_id(*payment)
+                .await
+                .map_err(|e| CommitError::storage(&e))?
+                .map(Box::new),
+            Action::Payment { .. } | Action::Entry { .. } => None,
+        };
+        let first = self
+            .submit_once(
+                intent,
+                expected.clone(),
+                request_expires_at,
+                refunded_payment.clone(),
+                false,
+            )
+            .await;
+        let Err(CommitError::Rejected(BookError::MaybeApplied(intent_id))) = first else {
+            return first;
+        };
+        // The Book no longer remembers this id whole but may have applied it long ago:
+        // storage decides between an old duplicate, a reuse of the id, and a new intent.
+        let stored = self
+            .db
+            .intent_outcome(intent_id)
+            .await
+            .map_err(|e| CommitError::storage(&e))?;
+        match stored {
+            Some((entry_id, digest)) if digest == intent.digest() => Ok(Committed {
+                entry_id,
+                duplicate: true,
+            }),
+            Some(_) => Err(CommitError::Rejected(BookError::IntentConflict(intent_id))),
+            None => {
+                self.submit_once(intent, expected, request_expires_at, refunded_payment, true)
+                    .await
+            }
+        }
+    }
+
+    async fn submit_once(
+        &self,
+        intent: &VerifiedIntent,
+        expected: Vec<(AccountId, i64)>,
+        request_expires_at: Option<i64>,
+        refunded_payment: Option<Box<EntryRecord>>,
+        absent_from_storage: bool,
+    ) -> Result<Committed, CommitError> {
         let entry = intent.to_entry(EntryId::new(), self.clock.now_ms())?;
         // Serialise here, on the caller's task, so the single writer only hashes.
         let canonical = canonical_entry_bytes(&entry);
@@ -434,6 +502,8 @@ impl Committer {
             payment_request,
             request_expires_at,
             expected_balances: expected,
+            refunded_payment,
+            absent_from_storage,
             reply,
         };
         self.send(Command::Submit(Box::new(submission))).await?;
@@ -887,6 +957,12 @@ impl WriterTask {
             ..BatchWrite::default()
         };
         self.closed_requests.forget_past(write.now_ms);
+        forget_old(
+            &mut self.loaded.book,
+            write.now_ms,
+            self.config.remember_for,
+            false,
+        );
         let mut replies = Vec::with_capacity(batch.len());
         let mut inspections = Vec::new();
         for command in batch.drain(..) {
@@ -952,9 +1028,21 @@ impl WriterTask {
                     payment_request,
                     request_expires_at,
                     expected_balances,
+                    refunded_payment,
+                    absent_from_storage,
                     reply,
                 } = *submission;
                 let intent_id = entry.authorisation().intent_id;
+                // An id the Book may have forgotten goes back to be looked up in storage
+                // before anything else is judged: a retry of an old intent must be answered
+                // as the duplicate it is, whatever the balances or the request say now.
+                if !absent_from_storage && book.may_have_forgotten(intent_id) {
+                    let ask = Err(CommitError::Rejected(BookError::MaybeApplied(intent_id)));
+                    return Staged::Reply(Reply::Entry(reply, ask));
+                }
+                if let Some(payment) = refunded_payment {
+                    restore(book, &payment);
+                }
                 let moved: Vec<AccountId> = expected_balances
                     .iter()
                     .filter(|&&(account, balance)| {
@@ -979,7 +1067,12 @@ impl WriterTask {
                     return Staged::Reply(Reply::Entry(reply, Err(refusal)));
                 }
                 let book = &mut self.loaded.book;
-                let result = match book.apply(&entry) {
+                let applied = if absent_from_storage {
+                    book.apply_checked_new(&entry)
+                } else {
+                    book.apply(&entry)
+                };
+                let result = match applied {
                     Ok(()) => {
                         self.loaded.last_position = self.loaded.last_position.saturating_add(1);
                         let links = self.loaded.journal.append_canonical(&units, &canonical);
@@ -1098,6 +1191,13 @@ impl WriterTask {
         }
         let mut writer = self.db.writer().await?;
         self.loaded = writer.load().await?;
+        let now_ms = self.clock.now_ms();
+        forget_old(
+            &mut self.loaded.book,
+            now_ms,
+            self.config.remember_for,
+            true,
+        );
         let state: ViewState = std::mem::take(&mut self.loaded.view);
         self.paid_requests = state.paid_requests().collect();
         self.view.replace(state);
@@ -1109,6 +1209,30 @@ impl WriterTask {
         self.healthy = true;
         tracing::info!("writer reconnected and ledger reloaded");
         Ok(())
+    }
+}
+
+/// Brings a payment back into a Book that may have forgotten it, so a refund can be checked.
+fn restore(book: &mut Book, payment: &EntryRecord) {
+    if let Some(kind) = EntryKind::parse(&payment.kind) {
+        book.restore_payment(payment.id, kind, payment.created_at, &payment.postings);
+    }
+}
+
+/// Lets the Book forget intents and payments older than `window` before `now_ms` (see
+/// [`CommitterConfig::remember_for`]); after a load, also gives the memory back.
+fn forget_old(book: &mut Book, now_ms: i64, window: Duration, after_load: bool) {
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let forgotten = book.forget_before(now_ms.saturating_sub(window_ms));
+    if after_load {
+        book.shrink_to_fit();
+        let (whole, fingerprints) = book.remembered_intents();
+        tracing::info!(
+            forgotten,
+            recent_intents = whole,
+            fingerprints,
+            "older intents and payments left to storage"
+        );
     }
 }
 

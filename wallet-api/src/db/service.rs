@@ -487,6 +487,36 @@ impl Database {
         .await)?)
     }
 
+    /// The entry an intent produced and the digest of what was signed, to tell a retry of
+    /// the intent from a reuse of its id.
+    pub async fn intent_outcome(
+        &self,
+        id: IntentId,
+    ) -> Result<Option<(EntryId, ledger::Digest)>, DbError> {
+        let row: Option<(Uuid, Vec<u8>)> = on_pool!(self, |pool| sqlx::query_as(
+            "select id, digest from entry where intent_id = $1"
+        )
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await)?;
+        row.map(|(entry, digest)| {
+            let digest: [u8; 32] = digest
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt("entry", "digest is not 32 bytes"))?;
+            Ok((EntryId(entry), ledger::Digest(digest)))
+        })
+        .transpose()
+    }
+
+    /// A committed entry with its postings, by id.
+    pub async fn entry_by_id(&self, id: EntryId) -> Result<Option<EntryRecord>, DbError> {
+        let Some(position) = self.entry_position(id).await? else {
+            return Ok(None);
+        };
+        Ok(self.entries_at(&[position]).await?.pop())
+    }
+
     /// Every committed intent with the entry it produced, in commit order (for checkers).
     pub async fn committed_intents(&self) -> Result<Vec<(IntentId, EntryId)>, DbError> {
         let rows: Vec<(Uuid, Uuid)> = on_pool!(self, |pool| sqlx::query_as(

@@ -308,6 +308,14 @@ impl From<BookError> for Problem {
             .with("payment", payment.to_string())
             .with("refundable_minor", refundable)
             .with("requested_minor", requested),
+            // The committer asks storage and answers; reaching here means it could not.
+            BookError::MaybeApplied(intent) => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "storage-unavailable",
+                "Storage unavailable",
+                detail,
+            )
+            .with("intent_id", intent.to_string()),
             // Handled as success by the committer; reaching here is a bug, so say so plainly.
             BookError::Duplicate { .. }
             | BookError::DuplicateUnit(_)
