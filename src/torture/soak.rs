@@ -1,10 +1,12 @@
 //! `coledger torture soak`: a steady load (half the measured capacity unless told) held for
 //! a long time, watching the service's resident memory and latency window by window.
 //!
-//! The ledger keeps its indexes in memory (balances, every committed intent id for replay
-//! protection, each account's statement), so memory grows with the journal by design; the
-//! report therefore gives the growth per committed entry next to the total, so a leak (growth
-//! the journal does not explain) stands out.
+//! Memory must stay flat: the service keeps balances and the last minute's intents and
+//! payments in memory and leaves the rest of the journal to storage (see `ledger::book`'s
+//! `recent` module), so resident memory may grow with the number of accounts but not with
+//! the number of payments. The soak fails if memory grows more than [`MAX_GROWTH_PCT`] after
+//! warm-up, and reports the growth per payment so that a slow leak is visible even when
+//! it stays under that.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,9 +26,8 @@ const WINDOW: Duration = Duration::from_secs(10);
 /// Windows needed before memory growth is judged (caches must have filled first).
 const MIN_WINDOWS_FOR_MEMORY: usize = 10;
 
-/// Memory growth per committed entry above which the soak fails: well above what the
-/// in-memory indexes take (about 200 bytes per payment), far below any real leak.
-pub const MAX_BYTES_PER_ENTRY: f64 = 600.0;
+/// Resident-memory growth after warm-up above which the soak fails (issue 7: under 10 %).
+pub const MAX_GROWTH_PCT: f64 = 10.0;
 
 /// One window's figures.
 struct Window {
@@ -176,9 +177,10 @@ fn report(windows: &[Window]) -> Result<()> {
             "memory not judged: runs shorter than {MIN_WINDOWS_FOR_MEMORY} windows mostly show \
              caches filling (SQLite's page cache alone takes up to 64 MiB)"
         );
-    } else if per_entry > MAX_BYTES_PER_ENTRY {
+    } else if growth_pct > MAX_GROWTH_PCT {
         bail!(
-            "FAIL: memory grew {per_entry:.0} bytes per payment (limit {MAX_BYTES_PER_ENTRY}): a leak"
+            "FAIL: memory grew {growth_pct:.1} % after warm-up (limit {MAX_GROWTH_PCT} %), \
+             {per_entry:.0} bytes per payment"
         );
     }
     if worst_p99 > 4.0 * median_p99.max(5.0) {
