@@ -75,7 +75,8 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct DatabaseArgs {
     /// `sqlite://path/file.db` (created if missing, except by `export journal`, which only reads)
-    /// or `postgres://user:pass@host/db`.
+    /// or `postgres://user:pass@host/db`; with a standby, `postgres://user:pass@h1:5432,h2:5432/db`
+    /// (the first server that accepts writes is used, looked for again on every reconnect).
     #[arg(long, env = "COLEDGER_DATABASE_URL", default_value = wallet_api::db::DEFAULT_DATABASE_URL)]
     pub database_url: String,
 }
