@@ -212,6 +212,8 @@ mod tests {
             amount,
             outcome,
             tries: 1,
+            sent_at: std::time::Instant::now(),
+            answered_at: std::time::Instant::now(),
         }
     }
 

@@ -68,6 +68,10 @@ pub struct Attempt {
     pub outcome: Outcome,
     /// Requests it took.
     pub tries: u32,
+    /// When its first request was sent.
+    pub sent_at: Instant,
+    /// When its outcome arrived (or the client gave up).
+    pub answered_at: Instant,
 }
 
 fn now_s() -> i64 {
@@ -221,6 +225,7 @@ pub async fn client(
                 request: None,
             },
         )?;
+        let sent_at = Instant::now();
         let (outcome, tries) = deliver(&intent.to_json(), &address, give_up).await;
         attempts.push(Attempt {
             intent_id: intent.intent().intent_id,
@@ -229,6 +234,8 @@ pub async fn client(
             amount,
             outcome,
             tries,
+            sent_at,
+            answered_at: Instant::now(),
         });
     }
     Ok(attempts)
