@@ -212,8 +212,6 @@ mod tests {
             amount,
             outcome,
             tries: 1,
-            sent_at: std::time::Instant::now(),
-            answered_at: std::time::Instant::now(),
         }
     }
 

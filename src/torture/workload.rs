@@ -68,10 +68,6 @@ pub struct Attempt {
     pub outcome: Outcome,
     /// Requests it took.
     pub tries: u32,
-    /// When its first request was sent.
-    pub sent_at: Instant,
-    /// When its outcome arrived (or the client gave up).
-    pub answered_at: Instant,
 }
 
 fn now_s() -> i64 {
@@ -225,7 +221,6 @@ pub async fn client(
                 request: None,
             },
         )?;
-        let sent_at = Instant::now();
         let (outcome, tries) = deliver(&intent.to_json(), &address, give_up).await;
         attempts.push(Attempt {
             intent_id: intent.intent().intent_id,
@@ -234,8 +229,6 @@ pub async fn client(
             amount,
             outcome,
             tries,
-            sent_at,
-            answered_at: Instant::now(),
         });
     }
     Ok(attempts)
