@@ -193,7 +193,7 @@ pub(super) async fn connect_primary(
         match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
             Ok(Ok((conn, false))) => {
                 if index > 0 {
-                    tracing::warn!(server = %name, skipped = %refusals.join("; "),
+                    tracing::info!(server = %name, skipped = %refusals.join("; "),
                         "connected to a later server of the list: the earlier ones do not accept writes");
                 }
                 return Ok((conn, index));
