@@ -111,7 +111,13 @@ pub async fn backup(args: BackupArgs) -> Result<()> {
         let pg_dump = pg_tool("pg_dump")?;
         run_tool(
             &pg_dump,
-            &["--format=custom", "--no-owner", "--file", target, url],
+            &[
+                "--format=custom",
+                "--no-owner",
+                "--file",
+                target,
+                &wallet_api::db::libpq_url(url),
+            ],
         )
         .await?;
         println!(
@@ -153,7 +159,13 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
         let pg_restore = pg_tool("pg_restore")?;
         run_tool(
             &pg_restore,
-            &["--no-owner", "--exit-on-error", "--dbname", url, from],
+            &[
+                "--no-owner",
+                "--exit-on-error",
+                "--dbname",
+                &wallet_api::db::libpq_url(url),
+                from,
+            ],
         )
         .await?;
     }

@@ -75,7 +75,8 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct DatabaseArgs {
     /// `sqlite://path/file.db` (created if missing, except by `export journal`, which only reads)
-    /// or `postgres://user:pass@host/db`.
+    /// or `postgres://user:pass@host/db`; with a standby, `postgres://user:pass@h1:5432,h2:5432/db`
+    /// (the first server that accepts writes is used, looked for again on every reconnect).
     #[arg(long, env = "COLEDGER_DATABASE_URL", default_value = wallet_api::db::DEFAULT_DATABASE_URL)]
     pub database_url: String,
 }
@@ -191,6 +192,11 @@ pub enum TortureCommand {
     /// Two service processes on one database: the writer is SIGKILLed again and again and
     /// the standby takes the lease over.
     Failover(TortureArgs),
+    /// PostgreSQL itself fails over: a primary with a synchronous streaming standby (started
+    /// from the machine's PostgreSQL binaries on loopback ports) under one service given both
+    /// hosts; the primary is SIGKILLed mid-load and the standby promoted, --kills times (the
+    /// dead primary rebuilt as the new standby between). Takes no --database-url.
+    Promote(TortureArgs),
     /// A steady load (half the measured capacity unless --rate) for --duration seconds,
     /// printing memory and latency per window.
     Soak(TortureArgs),
@@ -211,7 +217,8 @@ pub struct TortureArgs {
     /// How long clients send new payments, in seconds.
     #[arg(long = "duration", default_value_t = 60)]
     pub duration_s: u64,
-    /// SIGKILLs spread over the run (crash only).
+    /// SIGKILLs spread over the run (crash, failover; promote: primaries killed and standbys
+    /// promoted).
     #[arg(long, default_value_t = 20)]
     pub kills: usize,
     /// Seed of the payments and the kill schedule.

@@ -54,6 +54,7 @@ fn main() -> Result<()> {
             Command::Torture(TortureCommand::Bank(args)) => torture::bank(args).await,
             Command::Torture(TortureCommand::Crash(args)) => torture::crash(args).await,
             Command::Torture(TortureCommand::Failover(args)) => torture::failover(args).await,
+            Command::Torture(TortureCommand::Promote(args)) => torture::promote(args).await,
             Command::Torture(TortureCommand::Soak(args)) => torture::soak(args).await,
             Command::Bench(BenchCommand::Ledger(args)) => bench::ledger(args).await,
             Command::Bench(BenchCommand::Api(args)) => bench_api::run(args).await,

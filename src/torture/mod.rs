@@ -2,9 +2,12 @@
 //! against a real `coledger serve`, optionally SIGKILLed at random moments and restarted
 //! (sometimes again while it is still loading), then a checker that proves no acknowledged
 //! payment was lost or duplicated and no money created. Prints what it did and the verdict;
-//! exits non-zero if anything did not hold.
+//! exits non-zero if anything did not hold. `coledger torture promote` does the same to
+//! PostgreSQL itself: a primary with a synchronous standby, the primary killed and the
+//! standby promoted under load.
 
 mod check;
+mod pgpair;
 mod server;
 mod soak;
 mod workload;
@@ -37,6 +40,218 @@ pub async fn crash(args: TortureArgs) -> Result<()> {
 /// killed again and again and the standby takes over.
 pub async fn failover(args: TortureArgs) -> Result<()> {
     run(args, Faults::Failover).await
+}
+
+/// `coledger torture promote`: PostgreSQL itself fails over. A primary with a synchronous
+/// standby (started here), one service given both; the primary is SIGKILLed mid-load and the
+/// standby promoted, `--kills` times (the dead primary rebuilt as the new standby between).
+pub async fn promote(args: TortureArgs) -> Result<()> {
+    if args.database_url.is_some() {
+        bail!(
+            "torture promote starts its own PostgreSQL primary and standby, so it takes no \
+             --database-url (unset COLEDGER_TORTURE_DATABASE_URL)"
+        );
+    }
+    if args.accounts < 2 || args.clients == 0 || args.kills == 0 {
+        bail!("--accounts must be at least 2, --clients at least 1 and --kills at least 1");
+    }
+    let mut pair = pgpair::Pair::start()
+        .await
+        .context("starting a PostgreSQL primary and standby")?;
+    pair.create_database(PROMOTE_DATABASE).await?;
+    let url = pair.url_all(PROMOTE_DATABASE);
+    let token = set_up_database(&url).await?;
+    let (primary_port, standby_port) = pair.ports();
+    println!(
+        "torture promote: {} accounts, {} clients, {} s, {} promotions; PostgreSQL primary on \
+         127.0.0.1:{primary_port}, synchronous standby on 127.0.0.1:{standby_port}; the service \
+         is given {url}",
+        args.accounts, args.clients, args.duration_s, args.kills
+    );
+    let server = Server::start(&url).await?;
+    let bank = Arc::new(workload::set_up(&server.address, &token, args.accounts, args.seed).await?);
+    let (_publish, address) = watch::channel(vec![server.address.clone()]);
+    let started = Instant::now();
+    let stop = started + Duration::from_secs(args.duration_s);
+    let clients: Vec<_> = (0..args.clients)
+        .map(|i| {
+            tokio::spawn(workload::client(
+                bank.clone(),
+                address.clone(),
+                args.seed.wrapping_add(1 + i as u64),
+                stop,
+                stop + SETTLE,
+            ))
+        })
+        .collect();
+
+    // Evenly spaced, so there is load before the first kill and after the last.
+    let spacing = Duration::from_secs(args.duration_s) / (args.kills as u32 + 1);
+    let mut promotions: Vec<Promotion> = Vec::new();
+    let mut probes = Vec::new();
+    for round in 1..=args.kills {
+        tokio::time::sleep_until((started + spacing * round as u32).into()).await;
+        if Instant::now() + spacing / 2 >= stop {
+            println!(
+                "promotion {round} not done: under {:.1} s of load was left",
+                (spacing / 2).as_secs_f64()
+            );
+            break;
+        }
+        let mut rebuilt = None;
+        if round > 1 {
+            // The standby the previous round left is the dead primary rebuilt: synchronous
+            // again only once it has caught up, so only then may the primary die.
+            let rebuilding = Instant::now();
+            pair.rebuild_standby()
+                .await
+                .context("rebuilding the old primary as a standby")?;
+            rebuilt = Some(rebuilding.elapsed());
+        }
+        // A round that rebuilding pushed late would leave no load to measure the failover by
+        // (the service reloads the whole ledger first, which takes seconds once it is big).
+        if Instant::now() + spacing / 2 >= stop {
+            println!(
+                "promotion {round} not done: under {:.1} s of load was left",
+                (spacing / 2).as_secs_f64()
+            );
+            break;
+        }
+        let killed = Instant::now();
+        pair.kill_primary().await?;
+        // A payment sent the moment the primary is dead and retried until answered: its
+        // acknowledgement can only come from the promoted server, and its time is the
+        // failover as a client sees it (however long the rest of the load lasts).
+        let probe = tokio::spawn(probe(
+            bank.clone(),
+            address.clone(),
+            round,
+            Instant::now() + Duration::from_secs(120),
+        ));
+        pair.promote().await?;
+        let promoted = killed.elapsed();
+        let (attempts, answered) = probe.await.context("the probe panicked")??;
+        let resumed = answered.map(|at| at.duration_since(killed));
+        if resumed.is_none() {
+            bail!(
+                "FAIL: a payment sent after the kill was not acknowledged by the promoted \
+                 server: {:?}",
+                attempts.last().map(|a| &a.outcome)
+            );
+        }
+        probes.extend(attempts);
+        promotions.push(Promotion {
+            killed,
+            promoted,
+            resumed,
+            rebuilt,
+        });
+    }
+    let mut attempts = probes;
+    for client in clients {
+        attempts.extend(client.await.context("a client panicked")??);
+    }
+    let elapsed = started.elapsed();
+    server
+        .stop()
+        .await
+        .context("stopping the service cleanly")?;
+
+    // The checker reads the promoted server alone: whatever was acknowledged must be there.
+    let (mut verdict, balances) =
+        check::check(&pair.url_primary(PROMOTE_DATABASE), &bank, &attempts).await?;
+    let restarted = Server::start(&url).await?;
+    verdict.api_mismatches =
+        check::api_balances_match(&restarted.address, &token, &balances).await?;
+    restarted.stop().await?;
+
+    let mut faults = Vec::new();
+    for (n, promotion) in promotions.iter().enumerate() {
+        faults.push(format!(
+            "promotion {}: primary SIGKILLed at {:.1} s, standby promoted {:.3} s later, \
+             first write acknowledged {} after the kill",
+            n + 1,
+            promotion.killed.duration_since(started).as_secs_f64(),
+            promotion.promoted.as_secs_f64(),
+            promotion
+                .resumed
+                .map_or("never".to_owned(), |d| format!("{:.3} s", d.as_secs_f64()))
+        ));
+        if let Some(rebuilt) = promotion.rebuilt {
+            faults.push(format!(
+                "  (before it, the old primary was rebuilt as a synchronous standby in {:.1} s)",
+                rebuilt.as_secs_f64()
+            ));
+        }
+    }
+    faults.push(format!(
+        "faults: {} SIGKILLs of the PostgreSQL primary, {} promotions of its standby",
+        promotions.len(),
+        promotions.len()
+    ));
+    report(&verdict, elapsed, &faults)
+}
+
+/// The database `torture promote` creates on its PostgreSQL pair.
+const PROMOTE_DATABASE: &str = "torture";
+
+/// One failover of PostgreSQL.
+struct Promotion {
+    /// When the primary was killed.
+    killed: Instant,
+    /// From the kill until `pg_ctl promote` returned.
+    promoted: Duration,
+    /// From the kill until a payment sent just after it was acknowledged.
+    resumed: Option<Duration>,
+    /// How long rebuilding the standby took before this round (none before the first).
+    rebuilt: Option<Duration>,
+}
+
+/// A payment sent now and retried until answered (or `give_up`), as a client would: the
+/// moment it is acknowledged (`None` if never), with every attempt made. Should the payer
+/// lack even the smallest amount, the next account pays instead.
+async fn probe(
+    bank: Arc<workload::Bank>,
+    address: watch::Receiver<Vec<String>>,
+    round: usize,
+    give_up: Instant,
+) -> Result<(Vec<workload::Attempt>, Option<Instant>)> {
+    let n = bank.accounts.len();
+    let amount = 1;
+    let mut attempts = Vec::new();
+    for k in 0..n {
+        let (from, to) = ((round + k) % n, (round + k + 1) % n);
+        let intent = workload::sign(
+            &bank.accounts[from].1,
+            ledger::Action::Payment {
+                from: bank.accounts[from].0,
+                to: bank.accounts[to].0,
+                unit: ledger::UnitCode::new(workload::UNIT)?,
+                amount_minor: ledger::Amount::from_minor(amount)?,
+                memo: String::new(),
+                request: None,
+            },
+        )?;
+        let (outcome, tries) = workload::deliver(&intent.to_json(), &address, give_up).await;
+        let answered = Instant::now();
+        let acknowledged = matches!(outcome, workload::Outcome::Acknowledged(_));
+        let refused = matches!(outcome, workload::Outcome::Refused(_));
+        attempts.push(workload::Attempt {
+            intent_id: intent.intent().intent_id,
+            from,
+            to,
+            amount,
+            outcome,
+            tries,
+        });
+        if acknowledged {
+            return Ok((attempts, Some(answered)));
+        }
+        if !refused {
+            break; // unknown or an anomaly: the checker and the caller will say
+        }
+    }
+    Ok((attempts, None))
 }
 
 /// `coledger torture soak`: a steady load for a long time, watching memory and latency.
@@ -103,13 +318,19 @@ async fn prepare(args: &TortureArgs) -> Result<(tempfile::TempDir, String, Strin
         Some(url) => url.clone(),
         None => format!("sqlite://{}", scratch.path().join("torture.db").display()),
     };
-    let db = wallet_api::Database::connect(&url)
+    let token = set_up_database(&url).await?;
+    Ok((scratch, url, token))
+}
+
+/// Migrates the database and issues an admin token for setting it up.
+async fn set_up_database(url: &str) -> Result<String> {
+    let db = wallet_api::Database::connect(url)
         .await
-        .with_context(|| format!("connecting to {}", wallet_api::db::redact(&url)))?;
+        .with_context(|| format!("connecting to {}", wallet_api::db::redact(url)))?;
     db.migrate().await?;
     let token = crate::token::issue(&db, wallet_api::auth::Role::Admin, None, "torture").await?;
     db.close().await;
-    Ok((scratch, url, token))
+    Ok(token)
 }
 
 /// The index of the server whose `/readyz` answers 200.
@@ -244,6 +465,20 @@ async fn run(args: TortureArgs, faults: Faults) -> Result<()> {
         check::api_balances_match(&restarted.address, &token, &balances).await?;
     restarted.stop().await?;
 
+    let faults = match faults {
+        Faults::None => vec![],
+        Faults::Crash => vec![format!(
+            "faults: {kills} SIGKILLs while serving, {start_kills} more during start-up recovery"
+        )],
+        Faults::Failover => vec![format!(
+            "faults: {kills} SIGKILLs of the writer, {takeovers} takeovers by the standby"
+        )],
+    };
+    report(&verdict, elapsed, &faults)
+}
+
+/// Prints what the run did, the faults and the checker's verdict; fails unless it passed.
+fn report(verdict: &check::Verdict, elapsed: Duration, faults: &[String]) -> Result<()> {
     println!(
         "ran {:.1} s: {} payments attempted in {} requests; {} acknowledged, {} refused by the rules, \
          {} unknown at the end ({} of them applied)",
@@ -255,14 +490,8 @@ async fn run(args: TortureArgs, faults: Faults) -> Result<()> {
         verdict.unknown,
         verdict.unknown_applied
     );
-    match faults {
-        Faults::None => {}
-        Faults::Crash => println!(
-            "faults: {kills} SIGKILLs while serving, {start_kills} more during start-up recovery"
-        ),
-        Faults::Failover => {
-            println!("faults: {kills} SIGKILLs of the writer, {takeovers} takeovers by the standby")
-        }
+    for line in faults {
+        println!("{line}");
     }
     println!(
         "journal: {} entries; hash chain and invariants verified on load",

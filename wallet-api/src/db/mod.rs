@@ -17,6 +17,8 @@ macro_rules! on_pool {
 
 pub mod activation;
 pub mod export;
+mod hosts;
+pub use hosts::libpq_url;
 mod load;
 pub mod naive;
 mod postgres;
@@ -82,6 +84,8 @@ impl DbError {
                     .is_some_and(|code| matches!(&*code, "57P01" | "57P02" | "57P03" | "5"))
             }
             DbError::Io { .. } => true,
+            // Mid-failover: the standby is being promoted, or the primary restarting.
+            DbError::NoPrimary(_) => true,
             _ => false,
         }
     }
@@ -130,6 +134,10 @@ pub enum DbError {
         "another coledger process holds the writer lease for {0}; stop it first (only one writer per database)"
     )]
     LeaseHeld(String),
+    /// None of the PostgreSQL servers named accepts writes: each is unreachable or a standby
+    /// in recovery (say, while a standby is being promoted).
+    #[error("no PostgreSQL server that accepts writes: {0}")]
+    NoPrimary(String),
     /// Another writer took the lease over (its epoch is newer); this one must stop writing.
     #[error("the writer lease was taken over by another process; this writer stops writing")]
     LeaseLost,
@@ -274,12 +282,13 @@ pub enum Database {
         /// The lock file that is the writer lease.
         lease_path: Arc<Path>,
     },
-    /// A PostgreSQL server.
+    /// A PostgreSQL server, or several of which one (the primary) accepts writes.
     Postgres {
-        /// Read pool.
+        /// Read pool. It follows the primary: its connect options are pointed at whichever
+        /// server the writer last found accepting writes.
         pool: PgPool,
-        /// How to open the writer's own connection.
-        options: Arc<PgConnectOptions>,
+        /// The servers, in the order given, to find the primary among.
+        servers: Arc<[PgConnectOptions]>,
     },
 }
 
@@ -339,18 +348,37 @@ impl Database {
                 lease_path: Path::new(&lease_path).into(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options = PgConnectOptions::from_str(url)
-                .map_err(|e| bad(e.to_string()))?
-                .options([("synchronous_commit", "on")]);
+            let servers: Arc<[PgConnectOptions]> = hosts::parse(url)
+                .map_err(bad)?
+                .into_iter()
+                .map(|options| options.options([("synchronous_commit", "on")]))
+                .collect();
+            let (conn, primary) = hosts::connect_primary(&servers, None).await?;
+            // Only a check: the pool opens its own connections.
+            let _ = sqlx::Connection::close(conn).await;
             let pool = PgPoolOptions::new()
                 .max_connections(READ_POOL_SIZE)
                 .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
-                .connect_with(options.clone())
+                // Never read from a standby: it may lag the primary (synchronous commit waits
+                // for the standby to flush, not to apply), so a read could miss a write that
+                // was already answered. The pool retries until it finds the primary again.
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        let in_recovery: bool = sqlx::query_scalar("select pg_is_in_recovery()")
+                            .fetch_one(conn)
+                            .await?;
+                        if in_recovery {
+                            return Err(sqlx::Error::Protocol(
+                                "the server is a standby in recovery; reads go to the primary"
+                                    .into(),
+                            ));
+                        }
+                        Ok(())
+                    })
+                })
+                .connect_with(servers[primary].clone())
                 .await?;
-            Ok(Database::Postgres {
-                pool,
-                options: Arc::new(options),
-            })
+            Ok(Database::Postgres { pool, servers })
         } else {
             Err(bad(
                 "expected sqlite://path/to/file.db or postgres://user@host/db".into(),
@@ -371,7 +399,31 @@ impl Database {
     pub async fn ping(&self) -> Result<(), DbError> {
         match self {
             Database::Sqlite { pool, .. } => sqlite::ping(pool).await,
-            Database::Postgres { pool, .. } => postgres::ping(pool).await,
+            Database::Postgres { pool, servers } => match postgres::ping(pool).await {
+                // The primary may have moved (a standby promoted): look for it, so that reads
+                // and readiness follow even before the writer needs to.
+                Err(e) if servers.len() > 1 && e.is_unavailable() => {
+                    let (conn, primary) = hosts::connect_primary(servers, None).await?;
+                    let _ = sqlx::Connection::close(conn).await;
+                    Self::follow(pool, servers, primary);
+                    postgres::ping(pool).await
+                }
+                outcome => outcome,
+            },
+        }
+    }
+
+    /// Points the read pool at `servers[primary]` if it is not already pointed there (its
+    /// open connections stay; broken ones fail their check and are replaced).
+    fn follow(pool: &PgPool, servers: &[PgConnectOptions], primary: usize) {
+        let current = pool.connect_options();
+        let target = &servers[primary];
+        if current.get_host() != target.get_host()
+            || current.get_port() != target.get_port()
+            || current.get_socket() != target.get_socket()
+        {
+            tracing::warn!(server = %hosts::describe(target), "reads follow the primary to another server");
+            pool.set_connect_options(target.clone());
         }
     }
 
@@ -386,9 +438,16 @@ impl Database {
             } => Ok(Writer::Sqlite(
                 sqlite::SqliteWriter::open(options, lease_path, pool).await?,
             )),
-            Database::Postgres { options, .. } => Ok(Writer::Postgres(
-                postgres::PgWriter::open(options, WRITER_LEASE_KEY).await?,
-            )),
+            Database::Postgres { pool, servers } => {
+                // Looked for on every (re)open: after a promotion the writer's next attempt
+                // finds the new primary, and the reads go with it.
+                let (conn, primary) =
+                    hosts::connect_primary(servers, Some(WRITER_APPLICATION_NAME)).await?;
+                let writer =
+                    postgres::PgWriter::open(conn, &servers[primary], WRITER_LEASE_KEY).await?;
+                Self::follow(pool, servers, primary);
+                Ok(Writer::Postgres(writer))
+            }
         }
     }
 

@@ -41,10 +41,14 @@ pub struct PgLane {
 }
 
 impl PgWriter {
-    pub(super) async fn open(options: &PgConnectOptions, lease_key: i64) -> Result<Self, DbError> {
+    /// Takes the lease on `conn`, a connection to the primary made with `options`.
+    pub(super) async fn open(
+        mut conn: PgConnection,
+        options: &PgConnectOptions,
+        lease_key: i64,
+    ) -> Result<Self, DbError> {
         // Named, so an operator (or a test) can find the writer in pg_stat_activity.
         let options = options.clone().application_name(WRITER_APPLICATION_NAME);
-        let mut conn = PgConnection::connect_with(&options).await?;
         let acquired: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
             .bind(lease_key)
             .fetch_one(&mut conn)
