@@ -51,10 +51,11 @@
 //!   `LM-n(P) = (D_P + S_0^P + … + S_{n-2}^P) / D_P`. The periods' flows add up to the unit's
 //!   (`sum of D_P = D`, `sum of S_g^P = S_g`). It is the LM-n of the money issued in `P` when
 //!   that money does its rounds within `P`, or when issuance and behaviour are steady; not in
-//!   between (see `simulations/README.md`). It costs [`ROUNDS`]` + 1` integers per period and
-//!   an addition of the generations a local payment already splits, nothing per holder: LM-n
-//!   of the money *issued* in each period would need every holder's money split by period of
-//!   issuance, as areas split it.
+//!   between (see `simulations/README.md`). It costs nothing per event and nothing per
+//!   holder: the unit's tracked deposits and `S_g` are noted when a period closes, and a
+//!   period's flows are the difference of two notes ([`ROUNDS`]` + 1` integers per period).
+//!   LM-n of the money *issued* in each period would need every holder's money split by
+//!   period of issuance, as areas split it.
 
 use std::collections::BTreeMap;
 
@@ -184,7 +185,7 @@ impl PeriodMultiplier {
     }
 }
 
-/// Tracked deposits and local spending by round, of one period while measuring.
+/// Tracked deposits and local spending by round: a unit's totals so far, or one period's.
 #[derive(Clone, Copy, Debug, Default)]
 struct RoundFlows {
     deposits: i64,
@@ -192,9 +193,17 @@ struct RoundFlows {
 }
 
 impl RoundFlows {
-    fn add(&mut self, other: &Self) {
-        self.deposits += other.deposits;
-        add_non_negative(&mut self.spend, &other.spend);
+    /// What was added between `earlier` and `self`, totals of the same unit (which never
+    /// decrease, so no part is negative).
+    fn since(&self, earlier: &Self) -> Self {
+        let mut spend = self.spend;
+        for (part, before) in spend.iter_mut().zip(earlier.spend) {
+            *part -= before;
+        }
+        Self {
+            deposits: self.deposits - earlier.deposits,
+            spend,
+        }
     }
 }
 
@@ -360,8 +369,9 @@ struct UnitState {
     outflow_total: i64,
     hold_sum: f64,
     periods: Vec<Period>,
-    /// Per period (one per entry of `periods`): tracked deposits and local spending by round.
-    period_rounds: Vec<RoundFlows>,
+    /// The unit's tracked deposits and local spending by round at the end of each closed
+    /// period: a period's flows are the difference from the one before (see `close_until`).
+    period_ends: Vec<RoundFlows>,
     last_s: i64,
     by_programme: Vec<CohortState>,
     by_category: Vec<CohortState>,
@@ -529,11 +539,19 @@ impl Measurer {
             for (total, s) in rounds.iter_mut().zip(state.spend()) {
                 *total += s;
             }
-            for (total, flows) in by_period.iter_mut().zip(&state.period_rounds) {
-                total.add(flows);
-            }
             let code = u16::try_from(id).map_or("", |id| dictionary.unit_code(id));
-            units.push(state.report(code, dictionary, origin_s));
+            let unit = state.report(code, dictionary, origin_s);
+            for (total, period) in by_period.iter_mut().zip(&unit.lm_by_period) {
+                total.deposits += period.deposits_minor;
+                for (sum, s) in total
+                    .spend
+                    .iter_mut()
+                    .zip(&period.local_spending_by_round_minor)
+                {
+                    *sum += s;
+                }
+            }
+            units.push(unit);
         }
         let ratio =
             |extra: i64| (deposits > 0).then(|| (deposits + extra) as f64 / deposits as f64);
@@ -619,13 +637,15 @@ impl UnitState {
         Ok(())
     }
 
-    /// Makes `count` periods exist, integrating the stock to the end of each one closed.
+    /// Makes `count` periods exist, integrating the stock to the end of each one closed and
+    /// noting the totals LM-n per period is the difference of.
     fn close_until(&mut self, count: usize, period_s: i64) {
         while self.periods.len() < count {
             if let Some(current) = self.periods.last_mut() {
                 let end = current.start_s + period_s;
                 current.stock_integral += i128::from(self.stock) * i128::from(end - self.last_s);
                 self.last_s = end;
+                self.close_rounds();
             }
             let start_s = self.periods.len() as i64 * period_s;
             self.periods.push(Period {
@@ -633,8 +653,19 @@ impl UnitState {
                 length_s: period_s,
                 ..Period::default()
             });
-            self.period_rounds.push(RoundFlows::default());
         }
+    }
+
+    /// Notes the totals at the end of the current period. Every event before this point was
+    /// in it or earlier, so a period's flows are the change since the last note: nothing is
+    /// added per payment (the totals are kept anyway), and this costs one pass over the
+    /// categories' rounds per period closed.
+    fn close_rounds(&mut self) {
+        let totals = RoundFlows {
+            deposits: self.tracked_deposits,
+            spend: self.spend(),
+        };
+        self.period_ends.push(totals);
     }
 
     /// Closes the measurement: `count` periods, the last integrated to `end_s` (the end of the
@@ -646,7 +677,22 @@ impl UnitState {
             current.stock_integral += i128::from(self.stock) * i128::from(end - self.last_s);
             current.length_s = end - current.start_s;
             self.last_s = end;
+            self.close_rounds();
         }
+    }
+
+    /// LM-n of each period (after `finish_periods`, which notes the last period's totals).
+    fn lm_by_period(&self, origin_s: i64) -> Vec<PeriodMultiplier> {
+        let mut before = RoundFlows::default();
+        self.periods
+            .iter()
+            .zip(&self.period_ends)
+            .map(|(period, end)| {
+                let flows = end.since(&before);
+                before = *end;
+                PeriodMultiplier::new(period.start_s + origin_s, &flows)
+            })
+            .collect()
     }
 
     fn apply(&mut self, event: &Event, roles: (Role, Role), now: i64, tracked_programme: bool) {
@@ -669,7 +715,6 @@ impl UnitState {
                 self.deposits += amount;
                 if tracked {
                     self.tracked_deposits += amount;
-                    self.period_rounds[period_index].deposits += amount;
                 }
                 self.periods[period_index].deposits_minor += amount;
                 cohort(&mut self.by_programme, event.programme).deposits += amount;
@@ -751,8 +796,6 @@ impl UnitState {
         if target_local {
             period.local_transfers_minor += amount;
             self.local_transfers += amount;
-            // LM-n per period: this payment's rounds count in the period it is made in.
-            add_rounds(&mut self.period_rounds[last].spend, &parts);
         }
         for (list, label) in [
             (&mut self.by_category, roles.1.category),
@@ -875,12 +918,7 @@ impl UnitState {
                 .as_ref()
                 .map(|m| m.by_category.report(dictionary))
                 .unwrap_or_default(),
-            lm_by_period: self
-                .periods
-                .iter()
-                .zip(&self.period_rounds)
-                .map(|(p, flows)| PeriodMultiplier::new(p.start_s + origin_s, flows))
-                .collect(),
+            lm_by_period: self.lm_by_period(origin_s),
         }
     }
 }
