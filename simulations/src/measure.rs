@@ -370,7 +370,7 @@ struct UnitState {
     hold_sum: f64,
     periods: Vec<Period>,
     /// The unit's tracked deposits and local spending by round at the end of each closed
-    /// period: a period's flows are the difference from the one before (see `close_until`).
+    /// period: a period's flows are the difference from the one before (see `close_rounds`).
     period_ends: Vec<RoundFlows>,
     last_s: i64,
     by_programme: Vec<CohortState>,
