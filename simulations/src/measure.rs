@@ -45,6 +45,17 @@
 //!   outflow) or paid to outside firms, as shares of `D`.
 //! - *LM-n per cohort*: by area of issuance and by category of first spend, following the same
 //!   generations (see the `cohorts` module for the definitions and how payments are split).
+//! - *LM-n per period* (a flow measure, as a field LM3 survey of one period is): with `D_P`
+//!   the tracked deposits made in period `P` and `S_g^P` the local spending of tracked
+//!   generation-`g` money by transfers made in `P` (whenever that money was issued),
+//!   `LM-n(P) = (D_P + S_0^P + … + S_{n-2}^P) / D_P`. The periods' flows add up to the unit's
+//!   (`sum of D_P = D`, `sum of S_g^P = S_g`). It is the LM-n of the money issued in `P` when
+//!   that money does its rounds within `P`, or when issuance and behaviour are steady; not in
+//!   between (see `simulations/README.md`). It costs nothing per event and nothing per
+//!   holder: the unit's tracked deposits and `S_g` are noted when a period closes, and a
+//!   period's flows are the difference of two notes ([`ROUNDS`]` + 1` integers per period).
+//!   LM-n of the money *issued* in each period would need every holder's money split by
+//!   period of issuance, as areas split it.
 
 use std::collections::BTreeMap;
 
@@ -139,6 +150,76 @@ pub struct Period {
     pub velocity: Option<f64>,
     #[serde(skip)]
     stock_integral: i128,
+}
+
+/// LM-n of one period by the flow definition (see the module docs): the period's tracked
+/// deposits and the local spending, by round, of tracked money in the period.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PeriodMultiplier {
+    /// Start of the period, Unix seconds (as in [`Period`]).
+    pub start_s: i64,
+    /// Tracked deposits made in the period (`D_P`).
+    pub deposits_minor: i64,
+    /// `S_g^P`: local spending of tracked generation-`g` money by transfers made in the
+    /// period, whenever the money was issued (index 0 = round 2).
+    pub local_spending_by_round_minor: Vec<i64>,
+    /// LM-1 … LM-`ROUNDS` of the period (index 0 = LM-1 = 1; all 0 without deposits).
+    pub lm: Vec<f64>,
+    /// LM3: `(D_P + S_0^P + S_1^P) / D_P`; `None` without deposits in the period.
+    pub lm3: Option<f64>,
+    /// All rounds: `(D_P + sum of S_g^P) / D_P`.
+    pub lm_all: Option<f64>,
+}
+
+impl PeriodMultiplier {
+    fn new(start_s: i64, flows: &RoundFlows) -> Self {
+        let (lm, lm3, lm_all) = multipliers(flows.deposits, &flows.spend);
+        Self {
+            start_s,
+            deposits_minor: flows.deposits,
+            local_spending_by_round_minor: flows.spend.to_vec(),
+            lm,
+            lm3,
+            lm_all,
+        }
+    }
+}
+
+/// Tracked deposits and local spending by round: a unit's totals so far, or one period's.
+#[derive(Clone, Copy, Debug, Default)]
+struct RoundFlows {
+    deposits: i64,
+    spend: [i64; ROUNDS],
+}
+
+impl RoundFlows {
+    /// What was added between `earlier` and `self`, totals of the same unit (which never
+    /// decrease, so no part is negative).
+    fn since(&self, earlier: &Self) -> Self {
+        let mut spend = self.spend;
+        for (part, before) in spend.iter_mut().zip(earlier.spend) {
+            *part -= before;
+        }
+        Self {
+            deposits: self.deposits - earlier.deposits,
+            spend,
+        }
+    }
+}
+
+/// LM-1 … LM-`ROUNDS`, LM3 and LM-all from deposits `d` and spending by generation:
+/// `LM-n = (d + S_0 + … + S_{n-2}) / d`, summed in integers so every caller rounds alike.
+fn multipliers(d: i64, spend: &[i64; ROUNDS]) -> (Vec<f64>, Option<f64>, Option<f64>) {
+    let ratio = |extra: i64| (d > 0).then(|| (d + extra) as f64 / d as f64);
+    let mut lm = Vec::with_capacity(ROUNDS);
+    let mut running = 0;
+    for n in 1..=ROUNDS {
+        if n >= 2 {
+            running += spend[n - 2];
+        }
+        lm.push(ratio(running).unwrap_or(0.0));
+    }
+    (lm, ratio(spend[0] + spend[1]), ratio(spend.iter().sum()))
 }
 
 /// Flows attributed to one cohort label (a programme, a category or an area).
@@ -240,6 +321,8 @@ pub struct UnitMeasures {
     /// LM-n of the money first spent at each category of local holder, counting that
     /// spending as round 1 (empty when not measured).
     pub lm_by_category: BTreeMap<String, CohortMultiplier>,
+    /// LM-n per period, flow definition (one per entry of `periods`; always measured).
+    pub lm_by_period: Vec<PeriodMultiplier>,
 }
 
 /// Measures of a whole stream.
@@ -263,6 +346,8 @@ pub struct Measures {
     pub combined_lm_by_area: BTreeMap<String, CohortMultiplier>,
     /// All units together: LM-n by category of first spend.
     pub combined_lm_by_category: BTreeMap<String, CohortMultiplier>,
+    /// All units together: LM-n per period, flow definition.
+    pub combined_lm_by_period: Vec<PeriodMultiplier>,
 }
 
 #[derive(Default)]
@@ -284,6 +369,9 @@ struct UnitState {
     outflow_total: i64,
     hold_sum: f64,
     periods: Vec<Period>,
+    /// The unit's tracked deposits and local spending by round at the end of each closed
+    /// period: a period's flows are the difference from the one before (see `close_rounds`).
+    period_ends: Vec<RoundFlows>,
     last_s: i64,
     by_programme: Vec<CohortState>,
     by_category: Vec<CohortState>,
@@ -440,6 +528,8 @@ impl Measurer {
         let end_s = (last.div_euclid(DAY_S) + 1) * DAY_S;
         let mut units = Vec::new();
         let (mut deposits, mut rounds) = (0i64, [0i64; ROUNDS]);
+        // Every unit's periods start at the origin, so period k is the same time in each.
+        let mut by_period = vec![RoundFlows::default(); periods];
         for (id, state) in self.units.iter_mut().enumerate() {
             if state.events == 0 {
                 continue;
@@ -450,7 +540,18 @@ impl Measurer {
                 *total += s;
             }
             let code = u16::try_from(id).map_or("", |id| dictionary.unit_code(id));
-            units.push(state.report(code, dictionary, origin_s));
+            let unit = state.report(code, dictionary, origin_s);
+            for (total, period) in by_period.iter_mut().zip(&unit.lm_by_period) {
+                total.deposits += period.deposits_minor;
+                for (sum, s) in total
+                    .spend
+                    .iter_mut()
+                    .zip(&period.local_spending_by_round_minor)
+                {
+                    *sum += s;
+                }
+            }
+            units.push(unit);
         }
         let ratio =
             |extra: i64| (deposits > 0).then(|| (deposits + extra) as f64 / deposits as f64);
@@ -473,6 +574,11 @@ impl Measurer {
             combined_lm_all: ratio(rounds.iter().sum()),
             combined_lm_by_area: combined(|m| &m.by_area),
             combined_lm_by_category: combined(|m| &m.by_category),
+            combined_lm_by_period: by_period
+                .iter()
+                .enumerate()
+                .map(|(k, flows)| PeriodMultiplier::new(origin_s + k as i64 * period_s, flows))
+                .collect(),
         }
     }
 }
@@ -531,13 +637,15 @@ impl UnitState {
         Ok(())
     }
 
-    /// Makes `count` periods exist, integrating the stock to the end of each one closed.
+    /// Makes `count` periods exist, integrating the stock to the end of each one closed and
+    /// noting the totals LM-n per period is the difference of.
     fn close_until(&mut self, count: usize, period_s: i64) {
         while self.periods.len() < count {
             if let Some(current) = self.periods.last_mut() {
                 let end = current.start_s + period_s;
                 current.stock_integral += i128::from(self.stock) * i128::from(end - self.last_s);
                 self.last_s = end;
+                self.close_rounds();
             }
             let start_s = self.periods.len() as i64 * period_s;
             self.periods.push(Period {
@@ -546,6 +654,18 @@ impl UnitState {
                 ..Period::default()
             });
         }
+    }
+
+    /// Notes the totals at the end of the current period. Every event before this point was
+    /// in it or earlier, so a period's flows are the change since the last note: nothing is
+    /// added per payment (the totals are kept anyway), and this costs one pass over the
+    /// categories' rounds per period closed.
+    fn close_rounds(&mut self) {
+        let totals = RoundFlows {
+            deposits: self.tracked_deposits,
+            spend: self.spend(),
+        };
+        self.period_ends.push(totals);
     }
 
     /// Closes the measurement: `count` periods, the last integrated to `end_s` (the end of the
@@ -557,7 +677,22 @@ impl UnitState {
             current.stock_integral += i128::from(self.stock) * i128::from(end - self.last_s);
             current.length_s = end - current.start_s;
             self.last_s = end;
+            self.close_rounds();
         }
+    }
+
+    /// LM-n of each period (after `finish_periods`, which notes the last period's totals).
+    fn lm_by_period(&self, origin_s: i64) -> Vec<PeriodMultiplier> {
+        let mut before = RoundFlows::default();
+        self.periods
+            .iter()
+            .zip(&self.period_ends)
+            .map(|(period, end)| {
+                let flows = end.since(&before);
+                before = *end;
+                PeriodMultiplier::new(period.start_s + origin_s, &flows)
+            })
+            .collect()
     }
 
     fn apply(&mut self, event: &Event, roles: (Role, Role), now: i64, tracked_programme: bool) {
@@ -718,15 +853,7 @@ impl UnitState {
     fn report(&self, unit: &str, dictionary: &Dictionary, origin_s: i64) -> UnitMeasures {
         let d = self.tracked_deposits;
         let spend = self.spend();
-        let ratio = |extra: i64| (d > 0).then(|| (d + extra) as f64 / d as f64);
-        let mut lm = Vec::with_capacity(ROUNDS);
-        let mut running = 0;
-        for n in 1..=ROUNDS {
-            if n >= 2 {
-                running += spend[n - 2];
-            }
-            lm.push(ratio(running).unwrap_or(0.0));
-        }
+        let (lm, lm3, lm_all) = multipliers(d, &spend);
         let window_s: i64 = self.periods.iter().map(|p| p.length_s).sum::<i64>().max(1);
         let integral: i128 = self.periods.iter().map(|p| p.stock_integral).sum();
         let stock_average = integral as f64 / window_s as f64;
@@ -770,8 +897,8 @@ impl UnitState {
             littles_law_holding_time_days: (self.outflow_total > 0)
                 .then(|| integral as f64 / self.outflow_total as f64 / DAY_S as f64),
             local_spending_by_round_minor: spend.to_vec(),
-            lm3: ratio(spend[0] + spend[1]),
-            lm_all: ratio(spend.iter().sum()),
+            lm3,
+            lm_all,
             lm,
             recirculation_share: p,
             lm3_closed_form: p.map(|p| 1.0 + p + p * p),
@@ -791,6 +918,7 @@ impl UnitState {
                 .as_ref()
                 .map(|m| m.by_category.report(dictionary))
                 .unwrap_or_default(),
+            lm_by_period: self.lm_by_period(origin_s),
         }
     }
 }
@@ -1052,6 +1180,130 @@ mod tests {
         ));
         // No area on the deposit: one cohort, the unit itself.
         assert_eq!(u.lm_by_area[""].lm3, u.lm3);
+    }
+
+    /// Hand-worked LM-n per period (30-day periods; day d is `d * 86400`). Generations:
+    ///
+    /// - P0 (days 0-29): 100.00 issued to h1 (programme p0); h1 pays m1 60.00 (gen 0, S_0);
+    ///   m1 pays m2 30.00 (gen 1, S_1). D = 10000, S = 6000, 3000, 0:
+    ///   LM3(P0) = (10000 + 6000 + 3000) / 10000 = 1.9 = LM4(P0).
+    /// - P1 (days 30-59): 100.00 issued to h2 (p1); h2 pays m1 50.00 (gen 0), so m1 holds
+    ///   80.00 of gen 1; m2 pays 20.00 wages out of its 30.00 of gen 2 (S_2, P0's money
+    ///   spent in P1); m1 pays m3 40.00 (gen 1); h1 spends 20.00 more of its gen 0 at m3.
+    ///   D = 10000, S = 5000 + 2000, 4000, 2000: LM3(P1) = 2.1, LM4(P1) = 2.3.
+    /// - P2 (day 60): no deposit; m3 (20.00 of gen 1, 40.00 of gen 2) pays m1 30.00, a third
+    ///   gen 1 and two thirds gen 2. S = 0, 1000, 2000 and no LM-n.
+    ///
+    /// The whole stream: D = 20000, S = 13000, 8000, 4000, LM3 = 2.05, and the periods' flows
+    /// add up to it: 19000 + 21000 + 1000 = 41000 = D * LM3. By period of *issuance* (the
+    /// `programme` filter follows each period's money here) P0's money has LM3 2.35
+    /// (S = 8000, 3000 + 1500 + 1000, ...: 30.00 of m1's 80.00 was P0's) and P1's 1.75: the
+    /// flow definition credits P1 with P0's later rounds, as a survey of P1 would.
+    #[test]
+    fn hand_worked_lm_by_period_counts_each_periods_flows() {
+        let stream = "
+            0,deposit,issuance,city,issuer,,h1,household,,10000,U,p0,
+            86400,transfer,payment,h1,household,,m1,merchant,food,6000,U,,
+            172800,transfer,supply,m1,merchant,food,m2,merchant,retail,3000,U,,
+            2592000,deposit,issuance,city,issuer,,h2,household,,10000,U,p1,
+            2678400,transfer,payment,h2,household,,m1,merchant,food,5000,U,,
+            2764800,transfer,wage,m2,merchant,retail,h3,household,,2000,U,,
+            2851200,transfer,supply,m1,merchant,food,m3,merchant,food,4000,U,,
+            2937600,transfer,payment,h1,household,,m3,merchant,food,2000,U,,
+            5184000,transfer,supply,m3,merchant,food,m1,merchant,food,3000,U,,";
+        let m = measure(stream, MeasureConfig::default());
+        let u = &m.units[0];
+        let periods = &u.lm_by_period;
+        assert_eq!(periods.len(), 3);
+        let starts: Vec<i64> = periods.iter().map(|p| p.start_s).collect();
+        assert_eq!(starts, [0, 2592000, 5184000]);
+        let flows = |k: usize| {
+            let p = &periods[k];
+            (
+                p.deposits_minor,
+                p.local_spending_by_round_minor[..4].to_vec(),
+            )
+        };
+        assert_eq!(flows(0), (10000, vec![6000, 3000, 0, 0]));
+        assert_eq!(flows(1), (10000, vec![7000, 4000, 2000, 0]));
+        assert_eq!(flows(2), (0, vec![0, 1000, 2000, 0]));
+        assert!(close(periods[0].lm3.unwrap(), 1.9) && close(periods[0].lm[3], 1.9));
+        assert!(close(periods[1].lm3.unwrap(), 2.1) && close(periods[1].lm[3], 2.3));
+        assert!(close(periods[1].lm_all.unwrap(), 2.3) && close(periods[1].lm[0], 1.0));
+        assert_eq!((periods[2].lm3, periods[2].lm_all), (None, None));
+        assert!(periods[2].lm.iter().all(|&v| v == 0.0));
+        assert!(close(u.lm3.unwrap(), 2.05));
+        assert_eq!(u.local_spending_by_round_minor[..4], [13000, 8000, 4000, 0]);
+        assert_eq!(m.combined_lm_by_period, u.lm_by_period);
+        // The time series carries D_P, round 2 and 3 spending, LM3 and LM-all per period.
+        let csv = crate::report::timeseries_csv(&m);
+        let rows: Vec<&str> = csv.lines().collect();
+        assert!(rows[0].ends_with(",tracked_deposits_minor,round2_minor,round3_minor,lm3,lm_all"));
+        assert!(rows[1].ends_with(",10000,6000,3000,1.9,1.9"), "{}", rows[1]);
+        assert!(rows[3].ends_with(",0,0,1000,,"), "{}", rows[3]);
+        // By period of issuance, for contrast: each period's deposits as a programme.
+        let issued_in = |programme: &str| {
+            let config = MeasureConfig {
+                programme: Some(programme.into()),
+                ..MeasureConfig::default()
+            };
+            let m = measure(stream, config);
+            let u = &m.units[0];
+            (
+                u.local_spending_by_round_minor[..3].to_vec(),
+                u.lm3.unwrap(),
+            )
+        };
+        let (p0, lm3_p0) = issued_in("p0");
+        assert_eq!(p0, [8000, 5500, 2750]);
+        assert!(close(lm3_p0, 2.35));
+        let (p1, lm3_p1) = issued_in("p1");
+        assert_eq!(p1, [5000, 2500, 1250]);
+        assert!(close(lm3_p1, 1.75));
+    }
+
+    /// An agent run over five periods: the periods' flows add up to the unit's exactly, all
+    /// units' to the combined ones, and, every period having deposits, the deposit-weighted
+    /// mean of the periods' LM-n is the unit's.
+    #[test]
+    fn period_multipliers_add_up_to_the_unit_ones() {
+        let mut scenario = crate::scenario::Scenario::default();
+        scenario.households.count = 200;
+        scenario.merchants.count = 20;
+        scenario.days = 150;
+        scenario.policy.local_unit_share = 0.5;
+        let (_, m) = crate::simulate_with(&scenario, None, false).unwrap();
+        let mut combined = vec![(0i64, [0i64; ROUNDS]); 5];
+        for u in &m.units {
+            assert_eq!(u.lm_by_period.len(), 5);
+            let (mut deposits, mut spend) = (0i64, [0i64; ROUNDS]);
+            for (k, (lm, period)) in u.lm_by_period.iter().zip(&u.periods).enumerate() {
+                assert_eq!(lm.start_s, period.start_s);
+                assert!(lm.deposits_minor > 0 && lm.deposits_minor == period.deposits_minor);
+                deposits += lm.deposits_minor;
+                combined[k].0 += lm.deposits_minor;
+                let rounds = &lm.local_spending_by_round_minor;
+                for ((unit, all), &s) in spend.iter_mut().zip(&mut combined[k].1).zip(rounds) {
+                    *unit += s;
+                    *all += s;
+                }
+            }
+            assert_eq!(deposits, u.tracked_deposits_minor);
+            assert_eq!(spend[..], u.local_spending_by_round_minor[..]);
+            let d = deposits as f64;
+            for n in 0..ROUNDS {
+                let weighted: f64 = u
+                    .lm_by_period
+                    .iter()
+                    .map(|p| p.deposits_minor as f64 * p.lm[n])
+                    .sum();
+                assert!((weighted - d * u.lm[n]).abs() <= 1e-9 * d * u.lm[n]);
+            }
+        }
+        for (all, (deposits, spend)) in m.combined_lm_by_period.iter().zip(&combined) {
+            assert_eq!(all.deposits_minor, *deposits);
+            assert_eq!(all.local_spending_by_round_minor[..], spend[..]);
+        }
     }
 
     #[test]

@@ -161,6 +161,50 @@ mod tests {
         }
     }
 
+    /// Three 30-day periods with different local shares p, one run each, measured as one
+    /// stream: each period's money does its daily rounds within the period (12 days; the rest
+    /// is then redeemed), so each period's flow LM3 is its own money's, `1 + p + p^2` in
+    /// expectation. Its standard error, with D the 4,000 deposits of a period: `S_0 / D` sums
+    /// 32,000 first-round payments of D / 32,000, each local with probability p, so it is off
+    /// by `sqrt(p(1-p)/32000)` <= 0.003, and `S_1` follows it (p times); `S_1` adds its own
+    /// draw over about 3,200 merchant payments, `p sqrt(p(1-p)/3200)` <= 0.006. Together
+    /// below 0.01 (over 12 seeds the errors were at most 0.013): allow 0.03. The periods' 1 + p + p² lie 0.5 apart, and the whole stream's
+    /// LM3 (their mean) is far from the first and the last.
+    #[test]
+    fn per_period_lm3_recovers_each_periods_local_share() {
+        let shares = [0.3, 0.6, 0.8];
+        let mut scenario = Scenario::default();
+        scenario.monte_carlo.deposits = 4000;
+        scenario.monte_carlo.households = 4000;
+        scenario.monte_carlo.merchants = 400;
+        scenario.monte_carlo.payments_per_round = 8;
+        scenario.monte_carlo.rounds = 12;
+        let d = dictionary(&scenario).unwrap();
+        // Default periods: 30 days from the first event's day, the first run's start.
+        let mut measurer = Measurer::new(MeasureConfig::default()).unwrap();
+        for (k, &p) in shares.iter().enumerate() {
+            let mut period = scenario.clone();
+            period.monte_carlo.local_share = p;
+            period.start_s = scenario.start_s + k as i64 * 30 * DAY_S;
+            period.seed = scenario.seed + k as u64;
+            let totals = run(&period, &d, &mut |e| measurer.push(e, &d).unwrap()).unwrap();
+            assert_eq!(totals[0].held_minor, 0);
+        }
+        let m = measurer.finish(&d);
+        let u = &m.units[0];
+        assert_eq!(u.lm_by_period.len(), shares.len());
+        for (period, p) in u.lm_by_period.iter().zip(shares) {
+            let (lm3, expected) = (period.lm3.unwrap(), lm_n_closed_form(p, 3));
+            assert!(
+                (lm3 - expected).abs() < 0.03,
+                "p {p}: LM3 {lm3}, 1 + p + p² {expected}"
+            );
+        }
+        let whole = u.lm3.unwrap();
+        assert!((whole - lm_n_closed_form(0.3, 3)).abs() > 0.3);
+        assert!((whole - lm_n_closed_form(0.8, 3)).abs() > 0.3);
+    }
+
     #[test]
     fn the_same_seed_gives_the_same_stream() {
         let scenario = Scenario::default();

@@ -14,16 +14,25 @@ const COLOURS: [&str; 6] = [
     "#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#6a4c93", "#00798c",
 ];
 
-/// The per-period time series of every unit as CSV (one row per unit and period).
+/// The per-period time series of every unit as CSV (one row per unit and period), with the
+/// period's LM3 and LM-all by the flow definition and the flows they are made of (round 2 and
+/// 3 spending), so periods can be added up into longer ones.
 pub fn timeseries_csv(measures: &Measures) -> String {
     let mut out = String::from(
-        "unit,period_start_s,deposits_minor,transfers_minor,transfers_count,local_transfers_minor,withdrawals_minor,stock_end_minor,stock_average_minor,velocity\n",
+        "unit,period_start_s,deposits_minor,transfers_minor,transfers_count,local_transfers_minor,withdrawals_minor,stock_end_minor,stock_average_minor,velocity,tracked_deposits_minor,round2_minor,round3_minor,lm3,lm_all\n",
     );
+    let show = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
     for unit in &measures.units {
-        for p in &unit.periods {
+        for (p, lm) in unit.periods.iter().zip(&unit.lm_by_period) {
+            let round = |g: usize| {
+                lm.local_spending_by_round_minor
+                    .get(g)
+                    .copied()
+                    .unwrap_or(0)
+            };
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 unit.unit,
                 p.start_s,
                 p.deposits_minor,
@@ -33,7 +42,12 @@ pub fn timeseries_csv(measures: &Measures) -> String {
                 p.withdrawals_minor,
                 p.stock_end_minor,
                 p.stock_average_minor,
-                p.velocity.map_or(String::new(), |v| v.to_string())
+                show(p.velocity),
+                lm.deposits_minor,
+                round(0),
+                round(1),
+                show(lm.lm3),
+                show(lm.lm_all)
             );
         }
     }
