@@ -522,6 +522,9 @@ pub struct SimulateMeasureArgs {
     /// Also measure each programme on its own (one more pass per programme).
     #[arg(long)]
     pub by_programme: bool,
+    /// Length of one period of the time series and of LM-n per period, in days.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    pub period_days: u32,
 }
 
 /// `coledger terminal …`.

@@ -87,7 +87,11 @@ pub fn sweep(args: SimulateSweepArgs) -> Result<()> {
 
 /// `coledger simulate measure`.
 pub fn measure(args: SimulateMeasureArgs) -> Result<()> {
-    let measures = simulations::measure_file(&args.events, &args.out)?;
+    let config = simulations::measure::MeasureConfig {
+        period_s: i64::from(args.period_days).saturating_mul(86_400),
+        ..simulations::measure::MeasureConfig::default()
+    };
+    let measures = simulations::measure_file_with(&args.events, &args.out, &config)?;
     println!("{} events measured", measures.events);
     print_lm3("all units", measures.combined_lm3);
     print_cohorts(&measures);

@@ -77,6 +77,43 @@ fn a_scenario_runs_measures_and_sweeps() {
         "measuring the written events gives the run's LM3"
     );
 
+    // Weekly periods: the same events in more, shorter periods, each with its LM-n.
+    let weekly_dir = dir.path().join("weekly");
+    ok(&coledger(&[
+        "simulate",
+        "measure",
+        out.join("events.csv").to_str().unwrap(),
+        "--out",
+        weekly_dir.to_str().unwrap(),
+        "--period-days",
+        "7",
+    ]));
+    let periods = |dir: &std::path::Path| {
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())
+                .unwrap();
+        summary["combined_lm_by_period"].as_array().unwrap().len()
+    };
+    assert!(
+        periods(&weekly_dir) > periods(&measured_dir),
+        "weekly {} vs 30-day {} periods",
+        periods(&weekly_dir),
+        periods(&measured_dir)
+    );
+    let refused = coledger(&[
+        "simulate",
+        "measure",
+        out.join("events.csv").to_str().unwrap(),
+        "--period-days",
+        "0",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("period-days"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     let sweep_dir = dir.path().join("sweep");
     let sweep = ok(&coledger(&[
         "simulate",
