@@ -32,6 +32,11 @@ const SQLITE: &[Embedded] = &[
         "payment request cancel",
         include_str!("../sqlite/0005_payment_request_cancel.sql"),
     ),
+    (
+        6,
+        "posting account indexes",
+        include_str!("../sqlite/0006_posting_account_indexes.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -51,6 +56,11 @@ const POSTGRES: &[Embedded] = &[
         5,
         "payment request cancel",
         include_str!("../postgres/0005_payment_request_cancel.sql"),
+    ),
+    (
+        6,
+        "posting account indexes",
+        include_str!("../postgres/0006_posting_account_indexes.sql"),
     ),
 ];
 
