@@ -26,6 +26,7 @@ mod rows;
 pub mod scratch;
 pub mod service;
 mod sqlite;
+pub mod statement;
 
 use std::path::Path;
 use std::str::FromStr;
