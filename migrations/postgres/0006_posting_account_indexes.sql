@@ -5,10 +5,11 @@
 -- keep in memory (which grew with every payment). Each payment pays for two more B-tree
 -- inserts on the commit path; BENCHMARKS.md has the cost.
 --
--- A plain (not CONCURRENTLY) build: migrations run in a transaction, at start-up, before this
--- process takes the writer lease. It blocks writes to posting while it runs, which on an
--- existing journal of millions of postings takes seconds to minutes; an operator who cannot
--- stop writing that long builds both indexes CONCURRENTLY by hand first (same names), and
--- `if not exists` then skips them here.
+-- A plain (not CONCURRENTLY) build: migrations run in a transaction, when a process starts,
+-- before it takes the writer lease. The build blocks inserts into posting while it runs, which
+-- grows with the journal; a standby started next to a live writer (a rolling upgrade) would
+-- make that writer's payments wait. An operator who cannot accept the pause builds both
+-- indexes CONCURRENTLY by hand first (same names, docs/operations.md), and `if not exists`
+-- then skips them here.
 create index if not exists posting_debit on posting (debit, entry_position);
 create index if not exists posting_credit on posting (credit, entry_position);
