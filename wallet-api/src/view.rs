@@ -12,7 +12,8 @@
 //! ([`crate::db::statement`], over two posting indexes that each payment pays for on the
 //! commit path) and bounded by [`ViewState::last_position`], so a statement never shows an
 //! entry that the balances here do not yet include. Until migration 0006 the view kept every
-//! account's history as well, which grew by about 150 bytes a payment (two items of ~72 bytes) for ever.
+//! account's history as well, which grew by about 150 bytes a payment (two items of ~72
+//! bytes) for ever.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
