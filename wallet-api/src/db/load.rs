@@ -5,7 +5,7 @@
 use ledger::journal::Journal;
 use ledger::{AccountStatus, Book, PaymentRequestId};
 
-use super::{LoadError, LoadSource};
+use super::{ChainHeads, LoadError, LoadSource};
 use crate::view::ViewState;
 
 /// Entries read per query while loading; bounds memory whatever the journal's size.
@@ -21,6 +21,8 @@ pub struct Loaded {
     pub last_position: i64,
     /// The read model of the same state, for the committer to hand to the view.
     pub view: ViewState,
+    /// Each account's latest position, which the writer links its next entry to.
+    pub heads: ChainHeads,
 }
 
 pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadError> {
@@ -73,6 +75,7 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
     let links = source.links().await?;
     let mut next_link = 0usize;
     let mut journal = Journal::new();
+    let mut heads = ChainHeads::default();
     let last_position = source.max_position().await?;
     let mut after = 0i64;
     while after < last_position {
@@ -91,6 +94,7 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
                 .map_err(|source| LoadError::Chain { position, source })?;
             let request = take_request_paid_at(&mut paid, position);
             view.record(position, &entry, request);
+            heads.append(position, entry.postings());
         }
         after = up_to;
     }
@@ -116,6 +120,7 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
         journal,
         last_position,
         view,
+        heads,
     })
 }
 

@@ -16,6 +16,7 @@ macro_rules! on_pool {
 }
 
 pub mod activation;
+pub mod chain;
 pub mod export;
 mod load;
 pub mod naive;
@@ -44,6 +45,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use chain::{ChainHeads, PostingLinks};
 pub use load::Loaded;
 pub use rows::tags_json;
 
@@ -223,6 +225,8 @@ pub struct CommittedEntry {
     pub tags_json: String,
     /// The payment request the entry settles, if any.
     pub payment_request: Option<PaymentRequestId>,
+    /// Each posting's links to its accounts' previous entries, in posting order.
+    pub links_by_posting: Vec<PostingLinks>,
 }
 
 /// An account to open, with the participant it belongs to.

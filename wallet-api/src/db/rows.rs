@@ -273,17 +273,22 @@ fn finish_entry(
     Ok((position, entry))
 }
 
-/// Flattened posting rows of a batch: (entry position, index, posting).
-pub(super) fn postings_of(entries: &[super::CommittedEntry]) -> Vec<(i64, i16, &Posting)> {
+/// Flattened posting rows of a batch: (entry position, index, posting, its chain links).
+pub(super) fn postings_of(
+    entries: &[super::CommittedEntry],
+) -> Vec<(i64, i16, &Posting, super::PostingLinks)> {
     entries
         .iter()
         .flat_map(|c| {
+            // The writer links every posting it stages; a missing link would break a chain.
+            assert_eq!(c.links_by_posting.len(), c.entry.postings().len());
             c.entry
                 .postings()
                 .iter()
+                .zip(&c.links_by_posting)
                 .enumerate()
                 // MAX_POSTINGS (128) fits in i16.
-                .map(move |(i, p)| (c.position, i16::try_from(i).unwrap_or(i16::MAX), p))
+                .map(move |(i, (p, l))| (c.position, i16::try_from(i).unwrap_or(i16::MAX), p, *l))
         })
         .collect()
 }

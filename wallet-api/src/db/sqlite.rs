@@ -203,16 +203,19 @@ impl SqliteWriter {
         let postings = rows::postings_of(entries);
         insert_rows(
             &mut tx,
-            "posting (entry_position, idx, unit, debit, credit, amount_minor)",
-            6,
+            "posting (entry_position, idx, unit, debit, credit, amount_minor, prev_debit, \
+             prev_credit)",
+            8,
             &postings,
-            |q, (position, idx, p)| {
+            |q, (position, idx, p, links)| {
                 q.bind(*position)
                     .bind(*idx)
                     .bind(p.unit.as_str())
                     .bind(&p.debit.as_bytes()[..])
                     .bind(&p.credit.as_bytes()[..])
                     .bind(p.amount.minor())
+                    .bind(links.prev_debit)
+                    .bind(links.prev_credit)
             },
         )
         .await?;
