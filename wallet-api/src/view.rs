@@ -47,6 +47,9 @@ pub struct AccountView {
     pub balance: Balance,
     /// How many committed entries moved money in or out of it (its statement is in storage).
     pub entries: u64,
+    /// The position of its latest published entry, where a walk of its statement starts
+    /// (entries the writer committed since are not published yet, so not shown).
+    pub last_entry: Option<i64>,
 }
 
 /// A committed entry, as announced to event subscribers.
@@ -104,6 +107,7 @@ impl ViewState {
                 owner,
                 balance: Balance::ZERO,
                 entries: 0,
+                last_entry: None,
             },
         );
     }
@@ -140,6 +144,7 @@ impl ViewState {
         };
         view.balance = Balance(view.balance.0.saturating_add(delta));
         view.entries = view.entries.saturating_add(1);
+        view.last_entry = Some(position);
     }
 
     /// Overwrites balances with the Book's (after a load, where the Book is authoritative).

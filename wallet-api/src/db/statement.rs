@@ -1,15 +1,16 @@
 //! Account statements from storage, through the read pool.
 //!
-//! Two indexes on posting, `(debit, entry_position)` and `(credit, entry_position)`
-//! (migration 0006), let a page walk one account's postings backwards from its cursor on
-//! each side, `limit` rows at a time, and merge the two walks here: the cost of a page
-//! follows the page, not the account's whole history (a busy shop has millions of
-//! postings). Filters are applied in the walk's SQL, so rows they drop are never fetched.
+//! Every posting row links to the previous entry of its debit account and of its credit
+//! account (migration 0006, [`super::chain`]). A statement walks one account's chain
+//! backwards from its latest published entry (or from the page's cursor): one recursive query
+//! per chunk of the walk, each step a primary-key lookup, which also returns the chunk's
+//! postings and entries. The filters are applied here, as the walk goes, until the page is
+//! full or the chain ends: the cost of a page follows the entries walked, not the account's
+//! whole history (a busy shop has millions of postings), and the commit path pays for no
+//! index by account.
 //!
-//! Callers bound every read by a position the read model has already published, so a
+//! Callers start every walk at a position the read model has already published, so a
 //! statement never shows an entry before the balances do.
-
-use std::fmt::Write as _;
 
 use foldhash::HashMap;
 use ledger::{AccountId, Amount, EntryId, EntryKind, Posting, UnitCode};
@@ -19,36 +20,61 @@ use super::service::corrupt;
 use super::{Database, DbError};
 use crate::history::{self, HistoryFilter, HistoryItem};
 
-/// Accounts whose whole statements one query reads (each is a bound parameter; both
-/// databases allow far more, but a smaller list keeps each result set modest).
-const STATEMENT_ACCOUNTS_PER_QUERY: usize = 256;
+/// Entries a walk reads in its first query for a page: a page's worth plus one (to tell
+/// whether there is more) is usually enough; a filter that drops entries doubles the chunk
+/// each round, up to [`CHAIN_CHUNK_MAX`].
+const CHAIN_CHUNK_MIN: usize = 16;
 
-/// Columns of one of an account's postings with its entry.
-const STATEMENT_COLUMNS: &str = "p.entry_position, p.idx, p.unit, p.debit, p.credit, \
-     p.amount_minor, e.id, e.kind, e.created_at";
+/// The most entries one query of a walk reads, bounding each result set (and the recursive
+/// query's own working set).
+const CHAIN_CHUNK_MAX: usize = 1024;
 
-/// A row of [`STATEMENT_COLUMNS`].
-type StatementRow = (i64, i16, String, Uuid, Uuid, i64, Uuid, String, i64);
+/// How far `created_at` may go backwards along the journal. The writer stamps an entry just
+/// before it stages it, so `created_at` is non-decreasing with position except for the skew
+/// between the clock readings of entries staged around the same moment (and a clock stepped
+/// back by a few seconds). A walk filtering by `since_ms` therefore stops at the first entry
+/// older than `since_ms` by more than this, instead of walking the rest of the chain: nothing
+/// further back can be recent enough unless the clock went back by more.
+const CREATED_AT_SKEW_MS: i64 = 60_000;
 
-/// A row of [`STATEMENT_COLUMNS`] followed by the entry's memo.
-type StatementMemoRow = (i64, i16, String, Uuid, Uuid, i64, Uuid, String, i64, String);
+/// One chunk of a walk: `account`'s entries along its chain from `$2` (inclusive), at most
+/// `$3` of them, with their postings that touch the account (newest first, then by posting
+/// index) and each entry's link to the account's previous entry. `union`, not `union all`: an
+/// entry with several postings touching the account yields one identical chain row for each,
+/// which must count once, or the walk would branch.
+const CHAIN_SQL: &str = "with recursive chain (position, prev, step) as ( \
+         select p.entry_position, \
+                case when p.debit = $1 then p.prev_debit else p.prev_credit end, \
+                cast(1 as bigint) \
+         from posting p \
+         where p.entry_position = $2 and (p.debit = $1 or p.credit = $1) \
+         union \
+         select p.entry_position, \
+                case when p.debit = $1 then p.prev_debit else p.prev_credit end, \
+                c.step + 1 \
+         from chain c join posting p on p.entry_position = c.prev \
+         where (p.debit = $1 or p.credit = $1) and c.step < $3 \
+     ) \
+     select c.prev, p.entry_position, p.unit, p.debit, p.credit, p.amount_minor, \
+            e.id, e.kind, e.created_at, e.memo \
+     from chain c \
+     join entry e on e.position = c.position \
+     join posting p on p.entry_position = c.position and (p.debit = $1 or p.credit = $1) \
+     order by p.entry_position desc, p.idx";
 
-/// Which column of posting names the account.
-#[derive(Debug, Clone, Copy)]
-enum Side {
-    Debit,
-    Credit,
-}
-
-impl Side {
-    /// This side's column and the other side's.
-    fn columns(self) -> (&'static str, &'static str) {
-        match self {
-            Side::Debit => ("debit", "credit"),
-            Side::Credit => ("credit", "debit"),
-        }
-    }
-}
+/// A row of [`CHAIN_SQL`].
+type ChainRow = (
+    Option<i64>,
+    i64,
+    String,
+    Uuid,
+    Uuid,
+    i64,
+    Uuid,
+    String,
+    i64,
+    String,
+);
 
 /// One line of a statement page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,244 +94,172 @@ pub struct StatementPage {
     pub more: bool,
 }
 
+/// A chunk of a walk: lines newest first, and where the walk goes on (`None`: the chain
+/// ends).
+struct Chunk {
+    lines: Vec<StatementLine>,
+    next: Option<i64>,
+}
+
 impl Database {
     /// Up to `limit` of `account`'s entries that pass `filter`, at positions below `before`,
-    /// newest first, and whether more match further back.
+    /// newest first, and whether more match further back. `head` is the position of the
+    /// account's latest published entry (`None`: it has none); nothing after it is read.
     pub async fn statement_page(
         &self,
         account: AccountId,
+        head: Option<i64>,
         filter: &HistoryFilter,
         before: i64,
         limit: usize,
     ) -> Result<StatementPage, DbError> {
-        // One position past the page tells whether there is more.
+        // One line past the page tells whether there is more.
         let wanted = limit.saturating_add(1);
-        let mut found: Vec<i64> = Vec::with_capacity(wanted);
-        let mut below = before;
-        // Each round settles at least one more matching position (the frontier's own), so
-        // `wanted` rounds always suffice; nearly every page takes one.
-        for _ in 0..wanted {
-            let rows = wanted.saturating_sub(found.len());
-            let (debits, credits) = tokio::try_join!(
-                self.matching_positions(account, Side::Debit, filter, below, rows),
-                self.matching_positions(account, Side::Credit, filter, below, rows),
-            )?;
-            // A side that returned all it was asked for may have more below its last row, but
-            // has none missing above it: positions at or above the highest such last row are
-            // complete on both sides. A side that returned fewer is exhausted.
-            let frontier = [&debits, &credits]
-                .into_iter()
-                .filter(|side| side.len() == rows)
-                .filter_map(|side| side.last().copied())
-                .max();
-            let mut settled: Vec<i64> = debits
-                .into_iter()
-                .chain(credits)
-                .filter(|p| frontier.is_none_or(|f| *p >= f))
-                .collect();
-            // An entry with several postings on one side, or on both, is one line.
-            settled.sort_unstable_by(|a, b| b.cmp(a));
-            settled.dedup();
-            found.extend(settled);
-            match frontier {
-                Some(f) if found.len() < wanted => below = f,
-                _ => break,
-            }
-        }
-        let more = found.len() > limit;
-        found.truncate(limit);
-        let lines = self.statement_lines(account, &found).await?;
-        Ok(StatementPage { lines, more })
-    }
-
-    /// Positions of up to `limit` of `account`'s postings on one side that pass `filter`,
-    /// below `below`, newest first (an entry with two such postings appears twice).
-    async fn matching_positions(
-        &self,
-        account: AccountId,
-        side: Side,
-        filter: &HistoryFilter,
-        below: i64,
-        limit: usize,
-    ) -> Result<Vec<i64>, DbError> {
-        let (this, other) = side.columns();
-        // The counterparty filter is exact on the posting itself: an entry's counterparties,
-        // as seen from an account, are the other sides of exactly the postings that touch
-        // it. Only the entry-level filters need the entry row.
-        let by_entry =
-            filter.kind.is_some() || filter.since_ms.is_some() || filter.until_ms.is_some();
-        let mut sql = String::from("select p.entry_position from posting p");
-        if by_entry {
-            sql.push_str(" join entry e on e.position = p.entry_position");
-        }
-        // Writing to a String cannot fail.
-        let _ = write!(sql, " where p.{this} = $1 and p.entry_position < $2");
-        let mut next = 2;
-        let mut param = || {
-            next += 1;
-            next
-        };
-        if filter.kind.is_some() {
-            let _ = write!(sql, " and e.kind = ${}", param());
-        }
-        if filter.since_ms.is_some() {
-            let _ = write!(sql, " and e.created_at >= ${}", param());
-        }
-        if filter.until_ms.is_some() {
-            let _ = write!(sql, " and e.created_at < ${}", param());
-        }
-        if filter.counterparty.is_some() {
-            let _ = write!(sql, " and p.{other} = ${}", param());
-        }
-        let _ = write!(sql, " order by p.entry_position desc limit ${}", param());
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let positions: Vec<i64> = on_pool!(self, |pool| {
-            let mut query = sqlx::query_scalar(&sql).bind(account.0).bind(below);
-            if let Some(kind) = filter.kind {
-                query = query.bind(kind.as_str());
-            }
-            if let Some(since) = filter.since_ms {
-                query = query.bind(since);
-            }
-            if let Some(until) = filter.until_ms {
-                query = query.bind(until);
-            }
-            if let Some(counterparty) = filter.counterparty {
-                query = query.bind(counterparty.0);
-            }
-            query.bind(limit).fetch_all(pool).await
-        })?;
-        Ok(positions)
-    }
-
-    /// The lines of `account`'s statement at `positions` (newest first, as given).
-    async fn statement_lines(
-        &self,
-        account: AccountId,
-        positions: &[i64],
-    ) -> Result<Vec<StatementLine>, DbError> {
-        if positions.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list = (2..positions.len().saturating_add(2))
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "select {STATEMENT_COLUMNS}, e.memo from posting p \
-             join entry e on e.position = p.entry_position \
-             where p.entry_position in ({list}) and (p.debit = $1 or p.credit = $1) \
-             order by p.entry_position desc, p.idx"
-        );
-        let rows: Vec<StatementMemoRow> = on_pool!(self, |pool| {
-            let mut query = sqlx::query_as(&sql).bind(account.0);
-            for position in positions {
-                query = query.bind(*position);
-            }
-            query.fetch_all(pool).await
-        })?;
-        let mut lines = Vec::with_capacity(positions.len());
-        let mut postings = Vec::new();
-        let mut rows = rows.into_iter().peekable();
-        while let Some((position, _, unit, debit, credit, amount, id, kind, created_at, memo)) =
-            rows.next()
-        {
-            postings.push(posting(&unit, debit, credit, amount)?);
-            if rows.peek().is_some_and(|next| next.0 == position) {
-                continue;
-            }
-            let item = statement_item(account, position, id, &kind, created_at, &postings)?;
-            postings.clear();
-            lines.push(StatementLine { item, memo });
-        }
-        if lines.len() != positions.len() {
-            // The positions were just read from the same indexes; entries are never deleted.
-            return Err(corrupt(
-                "posting",
-                format!("account {account}: statement lines vanished between two reads"),
-            ));
-        }
-        Ok(lines)
-    }
-
-    /// Each account's whole statement up to position `up_to`, oldest first; an account with
-    /// no entries has an empty one. For computations over all of an account's entries (the
-    /// lots that expire), which read a few accounts' statements at a time.
-    pub async fn statements(
-        &self,
-        accounts: &[AccountId],
-        up_to: i64,
-    ) -> Result<HashMap<AccountId, Vec<HistoryItem>>, DbError> {
-        let mut rows_of: HashMap<AccountId, Vec<StatementRow>> =
-            accounts.iter().map(|a| (*a, Vec::new())).collect();
-        for chunk in accounts.chunks(STATEMENT_ACCOUNTS_PER_QUERY) {
-            for side in [Side::Debit, Side::Credit] {
-                for row in self.side_rows(chunk, side, up_to).await? {
-                    let account = AccountId(match side {
-                        Side::Debit => row.3,
-                        Side::Credit => row.4,
-                    });
-                    // A posting never debits and credits one account, so no row arrives
-                    // twice for the same account.
-                    if let Some(rows) = rows_of.get_mut(&account) {
-                        rows.push(row);
+        let floor = filter
+            .since_ms
+            .map(|since| since.saturating_sub(CREATED_AT_SKEW_MS));
+        let mut lines: Vec<StatementLine> = Vec::with_capacity(wanted.min(CHAIN_CHUNK_MAX));
+        let mut size = wanted.clamp(CHAIN_CHUNK_MIN, CHAIN_CHUNK_MAX);
+        let mut next = self.walk_start(account, head, before).await?;
+        // Positions fall strictly along a chain (checked in `chain_chunk`), so the walk ends.
+        'walk: while let Some(from) = next {
+            let chunk = self.linked_chunk(account, from, size).await?;
+            for line in chunk.lines {
+                if line.item.position >= before {
+                    continue;
+                }
+                if floor.is_some_and(|floor| line.item.created_at < floor) {
+                    break 'walk;
+                }
+                if filter.keeps(&line.item) {
+                    lines.push(line);
+                    if lines.len() == wanted {
+                        break 'walk;
                     }
                 }
             }
+            next = chunk.next;
+            size = size.saturating_mul(2).min(CHAIN_CHUNK_MAX);
         }
+        let more = lines.len() > limit;
+        lines.truncate(limit);
+        Ok(StatementPage { lines, more })
+    }
+
+    /// Where a walk for entries below `before` starts. A cursor is the last line of the
+    /// previous page, so an entry on the chain: the walk starts there (and skips it). A
+    /// position that is not on the account's chain (a hand-made cursor) is walked to from
+    /// the head, which costs the entries in between but gives the same page.
+    async fn walk_start(
+        &self,
+        account: AccountId,
+        head: Option<i64>,
+        before: i64,
+    ) -> Result<Option<i64>, DbError> {
+        let Some(head) = head else {
+            return Ok(None);
+        };
+        if before > head {
+            return Ok(Some(head));
+        }
+        let on_chain = self.chain_chunk(account, before, 1).await?;
+        if on_chain.lines.is_empty() {
+            return Ok(Some(head));
+        }
+        Ok(on_chain.next)
+    }
+
+    /// Each account's whole statement up to position `up_to`, oldest first, walking its chain
+    /// from `head` (its latest published entry; `None` or an account with no entries gives an
+    /// empty statement). For computations over all of an account's entries (the lots that
+    /// expire), which read a few accounts' statements at a time.
+    pub async fn statements(
+        &self,
+        heads: &[(AccountId, Option<i64>)],
+        up_to: i64,
+    ) -> Result<HashMap<AccountId, Vec<HistoryItem>>, DbError> {
         let mut statements = HashMap::default();
-        for (account, mut rows) in rows_of {
-            rows.sort_unstable_by_key(|row| (row.0, row.1));
+        for &(account, head) in heads {
             let mut items = Vec::new();
-            let mut postings = Vec::new();
-            for (at, row) in rows.iter().enumerate() {
-                let (position, _, unit, debit, credit, amount, id, kind, created_at) = row;
-                postings.push(posting(unit, *debit, *credit, *amount)?);
-                if rows
-                    .get(at.saturating_add(1))
-                    .is_some_and(|r| r.0 == *position)
-                {
-                    continue;
-                }
-                items.push(statement_item(
-                    account,
-                    *position,
-                    *id,
-                    kind,
-                    *created_at,
-                    &postings,
-                )?);
-                postings.clear();
+            let mut next = head;
+            while let Some(from) = next {
+                let chunk = self.linked_chunk(account, from, CHAIN_CHUNK_MAX).await?;
+                items.extend(
+                    chunk
+                        .lines
+                        .into_iter()
+                        .map(|line| line.item)
+                        .filter(|item| item.position <= up_to),
+                );
+                next = chunk.next;
             }
+            items.reverse();
             statements.insert(account, items);
         }
         Ok(statements)
     }
 
-    /// The postings of `accounts` on one side, with their entries, up to `up_to`.
-    async fn side_rows(
+    /// [`Self::chain_chunk`] from a position known to be on the account's chain (its head,
+    /// or a link), so an empty chunk means a broken chain.
+    async fn linked_chunk(
         &self,
-        accounts: &[AccountId],
-        side: Side,
-        up_to: i64,
-    ) -> Result<Vec<StatementRow>, DbError> {
-        let (this, _) = side.columns();
-        let list = (2..accounts.len().saturating_add(2))
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "select {STATEMENT_COLUMNS} from posting p \
-             join entry e on e.position = p.entry_position \
-             where p.{this} in ({list}) and p.entry_position <= $1"
-        );
-        Ok(on_pool!(self, |pool| {
-            let mut query = sqlx::query_as(&sql).bind(up_to);
-            for account in accounts {
-                query = query.bind(account.0);
+        account: AccountId,
+        from: i64,
+        size: usize,
+    ) -> Result<Chunk, DbError> {
+        let chunk = self.chain_chunk(account, from, size).await?;
+        if chunk.lines.is_empty() {
+            return Err(corrupt(
+                "posting",
+                format!(
+                    "account {account}: its chain leads to entry {from}, which does not touch it"
+                ),
+            ));
+        }
+        Ok(chunk)
+    }
+
+    /// Up to `size` of `account`'s entries along its chain from `from` (inclusive), newest
+    /// first; empty if the entry at `from` does not touch the account.
+    async fn chain_chunk(
+        &self,
+        account: AccountId,
+        from: i64,
+        size: usize,
+    ) -> Result<Chunk, DbError> {
+        let steps = i64::try_from(size).unwrap_or(i64::MAX);
+        let rows: Vec<ChainRow> = on_pool!(self, |pool| {
+            sqlx::query_as(CHAIN_SQL)
+                .bind(account.0)
+                .bind(from)
+                .bind(steps)
+                .fetch_all(pool)
+                .await
+        })?;
+        let mut lines = Vec::with_capacity(size.min(CHAIN_CHUNK_MAX));
+        let mut postings = Vec::new();
+        let mut next = None;
+        let mut rows = rows.into_iter().peekable();
+        while let Some((prev, position, unit, debit, credit, amount, id, kind, created_at, memo)) =
+            rows.next()
+        {
+            postings.push(posting(&unit, debit, credit, amount)?);
+            if rows.peek().is_some_and(|row| row.1 == position) {
+                continue;
             }
-            query.fetch_all(pool).await
-        })?)
+            // A link must point back: a chain that did not would never end a walk.
+            if prev.is_some_and(|prev| prev >= position) {
+                return Err(corrupt(
+                    "posting",
+                    format!("account {account}: entry {position} links forward to {prev:?}"),
+                ));
+            }
+            let item = statement_item(account, position, id, &kind, created_at, &postings)?;
+            postings.clear();
+            lines.push(StatementLine { item, memo });
+            next = prev;
+        }
+        Ok(Chunk { lines, next })
     }
 }
 

@@ -327,20 +327,21 @@ pub(super) async fn history(
         kind,
         counterparty: query.counterparty,
     };
-    // Check access and take the published position under the read lock, then read the page
-    // from storage without holding it. Storage may already hold a batch that is committed but
-    // not yet published; bounding the page by the published position keeps the statement
-    // consistent with the balance (never an entry the balance does not include yet).
-    let (account, scale, published) = {
+    // Check access and take the account's latest published entry under the read lock, then
+    // walk its chain from there in storage without holding it. Storage may already hold a
+    // batch that is committed but not yet published; starting at the published entry keeps
+    // the statement consistent with the balance (never an entry the balance does not include
+    // yet).
+    let (account, scale, head) = {
         let view = state.committer.view().read();
         let account = readable(&view, &principal, &id)?;
         let scale = view.unit(account.account.unit).map_or(0, |u| u.scale());
-        (account.account.id, scale, view.last_position())
+        (account.account.id, scale, account.last_entry)
     };
-    let below = before.unwrap_or(i64::MAX).min(published.saturating_add(1));
+    let below = before.unwrap_or(i64::MAX);
     let page = state
         .db
-        .statement_page(account, &filter, below, limit)
+        .statement_page(account, head, &filter, below, limit)
         .await?;
     let items: Vec<Value> = page
         .lines

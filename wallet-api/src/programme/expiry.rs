@@ -23,6 +23,7 @@ use super::service::{ProgrammeEntry, ProgrammeError, Programmes};
 use crate::committer::CommitError;
 use crate::db::{Database, DbError};
 use crate::history::{Counterparty, HistoryItem};
+use crate::view::LedgerView;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -71,13 +72,15 @@ pub struct SweepReport {
 }
 
 /// Reads, up to position `up_to`, the statements [`lots`] needs for `accounts`: theirs and
-/// those of the cards they replaced, as deep as lots follow replacements.
+/// those of the cards they replaced, as deep as lots follow replacements. Each walk starts at
+/// the account's latest entry in `view`, which has published at least `up_to`.
 pub async fn statements_for_lots(
     db: &Database,
+    view: &LedgerView,
     accounts: &[AccountId],
     up_to: i64,
 ) -> Result<Statements, DbError> {
-    let mut statements = db.statements(accounts, up_to).await?;
+    let mut statements = db.statements(&heads(view, accounts), up_to).await?;
     let mut replaced = replaced_cards(&statements, accounts);
     // Lots follow a replacement from depth 0 to MAX_REPLACEMENT_DEPTH - 1, so the cards
     // reached are at most MAX_REPLACEMENT_DEPTH replacements deep: one read per level.
@@ -86,12 +89,21 @@ pub async fn statements_for_lots(
         if replaced.is_empty() {
             break;
         }
-        let older = db.statements(&replaced, up_to).await?;
+        let older = db.statements(&heads(view, &replaced), up_to).await?;
         let next = replaced_cards(&older, &replaced);
         statements.extend(older);
         replaced = next;
     }
     Ok(statements)
+}
+
+/// Where each account's statement starts: its latest published entry.
+fn heads(view: &LedgerView, accounts: &[AccountId]) -> Vec<(AccountId, Option<i64>)> {
+    let view = view.read();
+    accounts
+        .iter()
+        .map(|&a| (a, view.account(a).and_then(|v| v.last_entry)))
+        .collect()
 }
 
 /// The cards `accounts` received a replacement balance from, each once.
@@ -260,7 +272,8 @@ impl Programmes {
     ) -> Result<Vec<UpcomingExpiry>, ProgrammeError> {
         let versions = self.db.rule_versions(programme).await?;
         let published = self.committer.view().read().last_position();
-        let statements = statements_for_lots(&self.db, &[account], published).await?;
+        let statements =
+            statements_for_lots(&self.db, self.committer.view(), &[account], published).await?;
         Ok(upcoming(&lots(&statements, account), |at| {
             days_at(&versions, at)
         }))
@@ -299,7 +312,8 @@ impl Programmes {
         let mut expiring: Vec<(AccountId, i64, i64)> = Vec::new();
         for batch in active.chunks(SWEEP_HOUSEHOLDS_PER_READ) {
             let accounts: Vec<AccountId> = batch.iter().map(|&(a, _)| a).collect();
-            let statements = statements_for_lots(&self.db, &accounts, published).await?;
+            let statements =
+                statements_for_lots(&self.db, self.committer.view(), &accounts, published).await?;
             expiring.extend(batch.iter().filter_map(|&(account, balance)| {
                 let amount = expired_at(
                     &lots(&statements, account),
