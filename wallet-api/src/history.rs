@@ -1,8 +1,8 @@
 //! Account statements: each entry as seen from one account (its net change and who was on the
 //! other side), built from the postings storage returns.
 //!
-//! Statements are read from the database (two indexes on posting, by debit and by credit
-//! account), not kept in memory: an in-memory copy grew by two items with every payment, for
+//! Statements are read from the database (each account's chain of posting rows, migration
+//! 0006), not kept in memory: an in-memory copy grew by two items with every payment, for
 //! ever. An item depends only on the postings that touch its account, so storage returns
 //! just those, and an item is the same whichever of an entry's other postings exist.
 

@@ -7,13 +7,13 @@
 //! batch order, so the view moves through exactly the states storage went through, and a
 //! reader never sees an entry that is not durable.
 //!
-//! The view holds balances, statuses and keys, and per account only a count of its entries:
-//! its size follows the number of accounts, not of payments. Statements are read from storage
-//! ([`crate::db::statement`], over two posting indexes that each payment pays for on the
-//! commit path) and bounded by [`ViewState::last_position`], so a statement never shows an
-//! entry that the balances here do not yet include. Until migration 0006 the view kept every
-//! account's history as well, which grew by about 150 bytes a payment (two items of ~72
-//! bytes) for ever.
+//! The view holds balances, statuses and keys, and per account only a count of its entries
+//! and the position of its latest published entry: its size follows the number of accounts,
+//! not of payments. Statements are read from storage ([`crate::db::statement`]) by walking
+//! the account's chain of posting rows (each links to the account's previous entry, migration
+//! 0006) backwards from that position, so a statement never shows an entry that the balances
+//! here do not yet include. Until migration 0006 the view kept every account's history as
+//! well, which grew by about 150 bytes a payment (two items of ~72 bytes) for ever.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
