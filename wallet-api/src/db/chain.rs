@@ -4,7 +4,8 @@
 //! row instead of updating an index by account.
 //!
 //! The writer keeps each account's last position ([`ChainHeads`]), rebuilt by every load (which
-//! replays every entry in order anyway), so linking an entry is a hash lookup per account.
+//! replays every entry in order anyway, and checks the stored links against it), so linking an
+//! entry is a hash lookup per account.
 
 use foldhash::HashMap;
 use ledger::{AccountId, Posting};

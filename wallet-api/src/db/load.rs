@@ -5,7 +5,7 @@
 use ledger::journal::Journal;
 use ledger::{AccountStatus, Book, PaymentRequestId};
 
-use super::{ChainHeads, LoadError, LoadSource};
+use super::{ChainHeads, LoadError, LoadSource, PostingLinks};
 use crate::view::ViewState;
 
 /// Entries read per query while loading; bounds memory whatever the journal's size.
@@ -80,6 +80,8 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
     let mut after = 0i64;
     while after < last_position {
         let up_to = after.saturating_add(LOAD_PAGE_ENTRIES).min(last_position);
+        let stored_links = source.posting_links(after, up_to).await?;
+        let mut next_posting = 0usize;
         for (position, entry) in source.entries(after, up_to).await? {
             let entry = entry.map_err(|source| LoadError::Entry { position, source })?;
             book.replay(&entry)
@@ -94,7 +96,26 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
                 .map_err(|source| LoadError::Chain { position, source })?;
             let request = take_request_paid_at(&mut paid, position);
             view.record(position, &entry, request);
-            heads.append(position, entry.postings());
+            // The links statements walk are checked like the hash chain: a row without them
+            // (written by a process that predates migration 0006) or with altered ones would
+            // make statements skip entries silently.
+            let expected = heads.append(position, entry.postings());
+            let end = next_posting.saturating_add(expected.len());
+            let stored: Vec<PostingLinks> = stored_links
+                .get(next_posting..end)
+                .unwrap_or_default()
+                .iter()
+                .filter(|(at, _)| *at == position)
+                .map(|(_, links)| *links)
+                .collect();
+            if stored != expected {
+                return Err(LoadError::PostingLinks {
+                    position,
+                    stored,
+                    expected,
+                });
+            }
+            next_posting = end;
         }
         after = up_to;
     }

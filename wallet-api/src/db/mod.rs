@@ -189,6 +189,20 @@ pub enum LoadError {
         /// Why.
         source: BookError,
     },
+    /// A posting row's links to its accounts' previous entries are not what the journal
+    /// implies (altered, or written by a process that predates migration 0006): statements
+    /// walking them would skip or repeat entries.
+    #[error(
+        "posting links of entry position {position} are {stored:?}, the journal implies {expected:?}"
+    )]
+    PostingLinks {
+        /// The entry's position.
+        position: i64,
+        /// The links stored with its postings, in posting order.
+        stored: Vec<PostingLinks>,
+        /// The links the entries before it imply.
+        expected: Vec<PostingLinks>,
+    },
     /// The hash chain is broken: the journal was altered.
     #[error("journal hash chain broken at entry position {position}: {source}")]
     Chain {
@@ -523,6 +537,12 @@ trait LoadSource {
     async fn max_position(&mut self) -> Result<i64, DbError>;
     /// Entries with `after < position <= up_to`, in order.
     async fn entries(&mut self, after: i64, up_to: i64) -> Result<StoredEntries, DbError>;
+    /// The chain links of the postings of those entries, by position then index.
+    async fn posting_links(
+        &mut self,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<(i64, PostingLinks)>, DbError>;
 }
 
 #[cfg(test)]

@@ -335,4 +335,17 @@ impl LoadSource for SqliteWriter {
             .await?;
         rows::entries(found)
     }
+
+    async fn posting_links(
+        &mut self,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<(i64, super::PostingLinks)>, DbError> {
+        let found = sqlx::query_as(rows::POSTING_LINKS_SQL)
+            .bind(after)
+            .bind(up_to)
+            .fetch_all(&mut self.conn)
+            .await?;
+        Ok(rows::posting_links(found))
+    }
 }
