@@ -254,6 +254,7 @@ async fn the_wallet_api_end_to_end() {
         payments(&town).await;
         idempotent_writes(&town).await;
         pagination(&town).await;
+        long_history(&town).await;
         role_boundaries(&town, &url).await;
         events_and_payment_requests(&town).await;
         // Shutdown is graceful even with an event stream open: the stream ends, the
@@ -487,6 +488,175 @@ async fn pagination(town: &Town) {
         "{}",
         unknown.body
     );
+}
+
+/// Every page of `path` (which has no query yet) with `query`, followed by cursor, joined.
+async fn all_pages(town: &Town, path: &str, query: &str) -> (Vec<Value>, usize) {
+    let mut items = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}?{query}&cursor={c}"),
+            None => format!("{path}?{query}"),
+        };
+        let page = town.admin("GET", &url, None).await;
+        assert_eq!(page.status, 200, "{url}: {}", page.body);
+        let json = page.json();
+        let got = json["items"].as_array().unwrap().clone();
+        pages += 1;
+        assert!(pages < 100, "{url}: the cursor does not advance");
+        match json["next_cursor"].as_str() {
+            Some(next) => {
+                assert!(!got.is_empty(), "{url}: an empty page with a next cursor");
+                cursor = Some(next.to_owned());
+                items.extend(got);
+            }
+            None => {
+                items.extend(got);
+                break;
+            }
+        }
+    }
+    (items, pages)
+}
+
+/// A statement longer than several pages, read from storage: payments both ways with three
+/// counterparties and a multi-leg entry, paged whole and through filters that drop most rows.
+async fn long_history(town: &Town) {
+    let made = town
+        .admin(
+            "POST",
+            "/v1/accounts",
+            Some(json!({"unit": UNIT, "kind": "holder", "participant_id": town.alice_participant})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let carol: AccountId = made.json()["id"].as_str().unwrap().parse().unwrap();
+    let carol_key = SigningKey::from_bytes(&[4; 32]);
+    let registered = register_key(&town.address, &town.admin, &carol.to_string(), &carol_key).await;
+    assert_eq!(registered.status, 200, "{}", registered.body);
+    let unit = UnitCode::new(UNIT).unwrap();
+    let general = |kind, legs: Vec<(AccountId, i64)>, memo: &str| Action::Entry {
+        kind,
+        legs: legs
+            .into_iter()
+            .map(|(account, delta)| Leg {
+                account,
+                unit,
+                delta,
+            })
+            .collect(),
+        memo: memo.into(),
+        tags: Tags::default(),
+    };
+    // What Carol's statement must say, oldest first: entry id, kind, her change, the other
+    // side(s), memo.
+    type Line = (Value, &'static str, i64, Vec<AccountId>, String);
+    let mut expected: Vec<Line> = Vec::new();
+    let mut submit = async |key: &SigningKey,
+                            action: Action,
+                            kind: &'static str,
+                            delta: i64,
+                            others: Vec<AccountId>| {
+        let memo = match &action {
+            Action::Payment { memo, .. } | Action::Entry { memo, .. } => memo.clone(),
+            Action::Refund { memo, .. } => memo.clone(),
+        };
+        let reply = town.submit(&signed(key, action, now_s() + 60)).await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        expected.push((reply.json()["entry_id"].clone(), kind, delta, others, memo));
+    };
+    let issue = general(
+        EntryKind::Issue,
+        vec![(town.issuer, -50_00), (carol, 50_00)],
+        "carol's benefit",
+    );
+    submit(&town.issuer_key, issue, "issue", 50_00, vec![town.issuer]).await;
+    for i in 1..=40i64 {
+        let (key, action, delta, other) = match i % 4 {
+            0 => (
+                &carol_key,
+                payment(carol, town.shop, i, None),
+                -i,
+                town.shop,
+            ),
+            1 => (
+                &carol_key,
+                payment(carol, town.alice, i, None),
+                -i,
+                town.alice,
+            ),
+            2 => (
+                &town.alice_key,
+                payment(town.alice, carol, i, None),
+                i,
+                town.alice,
+            ),
+            _ => (
+                &town.bob_key,
+                payment(town.bob, carol, i, None),
+                i,
+                town.bob,
+            ),
+        };
+        submit(key, action, "payment", delta, vec![other]).await;
+        if i == 21 {
+            // One entry, two postings from Carol: she is one line, net -30, with both.
+            let split = general(
+                EntryKind::Payment,
+                vec![(carol, -30), (town.shop, 20), (town.alice, 10)],
+                "split bill",
+            );
+            submit(
+                &carol_key,
+                split,
+                "payment",
+                -30,
+                vec![town.shop, town.alice],
+            )
+            .await;
+        }
+    }
+    let path = format!("/v1/accounts/{carol}/entries");
+    let check = |items: &[Value], keep: &dyn Fn(&Line) -> bool| {
+        let want: Vec<_> = expected.iter().rev().filter(|e| keep(e)).collect();
+        assert_eq!(items.len(), want.len(), "{items:?}");
+        for (item, (entry_id, kind, delta, others, memo)) in items.iter().zip(want) {
+            assert_eq!(&item["entry_id"], entry_id, "{item}");
+            assert_eq!(item["kind"], *kind, "{item}");
+            assert_eq!(item["amount_minor"], *delta, "{item}");
+            assert_eq!(item["counterparties"], json!(others), "{item}");
+            assert_eq!(item["memo"], *memo, "{item}");
+        }
+        let positions: Vec<i64> = items
+            .iter()
+            .map(|i| i["position"].as_i64().unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] > w[1]), "{positions:?}");
+    };
+    let (items, pages) = all_pages(town, &path, "limit=5").await;
+    assert_eq!(pages, 9, "42 lines, five a page");
+    check(&items, &|_| true);
+    // The shop is on the other side of one payment in four and of the split: the walks skip
+    // the rows between, and pages stay full until the last.
+    let shop = format!("counterparty={}&limit=3", town.shop);
+    let (items, pages) = all_pages(town, &path, &shop).await;
+    assert_eq!((items.len(), pages), (11, 4));
+    check(&items, &|e| e.3.contains(&town.shop));
+    // Bob only ever paid Carol (credit side only); the issuer once, by kind too.
+    let bob = format!("counterparty={}&limit=4", town.bob);
+    let (items, _) = all_pages(town, &path, &bob).await;
+    check(&items, &|e| e.3 == [town.bob]);
+    let (items, pages) = all_pages(town, &path, "kind=issue&limit=1").await;
+    assert_eq!(pages, 1, "one match fills the page and there is no more");
+    check(&items, &|e| e.1 == "issue");
+    let none = format!("counterparty={}&kind=issue", town.shop);
+    let (items, _) = all_pages(town, &path, &none).await;
+    assert!(items.is_empty());
+    // The balance the view shows and the statement agree.
+    let total: i64 = expected.iter().map(|e| e.2).sum();
+    assert_eq!(town.balance(carol).await, total);
 }
 
 async fn role_boundaries(town: &Town, url: &str) {

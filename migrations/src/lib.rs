@@ -32,6 +32,15 @@ const SQLITE: &[Embedded] = &[
         "payment request cancel",
         include_str!("../sqlite/0005_payment_request_cancel.sql"),
     ),
+    (
+        6,
+        "posting chains",
+        concat!(
+            include_str!("../sqlite/0006_posting_chains.sql"),
+            include_str!("../sqlite/0006_posting_chains_backfill.sql"),
+            include_str!("../sqlite/0006_posting_chains_end.sql"),
+        ),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -52,7 +61,26 @@ const POSTGRES: &[Embedded] = &[
         "payment request cancel",
         include_str!("../postgres/0005_payment_request_cancel.sql"),
     ),
+    (
+        6,
+        "posting chains",
+        concat!(
+            include_str!("../postgres/0006_posting_chains.sql"),
+            include_str!("../postgres/0006_posting_chains_backfill.sql"),
+            include_str!("../postgres/0006_posting_chains_end.sql"),
+        ),
+    ),
 ];
+
+/// Migration 0006's backfill of the posting chains on SQLite, on its own so that tests can
+/// check it links stored rows exactly as the writer links new ones.
+pub const SQLITE_POSTING_CHAINS_BACKFILL: &str =
+    include_str!("../sqlite/0006_posting_chains_backfill.sql");
+
+/// Migration 0006's backfill of the posting chains on PostgreSQL (see
+/// [`SQLITE_POSTING_CHAINS_BACKFILL`]).
+pub const POSTGRES_POSTING_CHAINS_BACKFILL: &str =
+    include_str!("../postgres/0006_posting_chains_backfill.sql");
 
 /// Migrations compiled into the binary, so the service needs no files beside it.
 #[derive(Debug, Clone, Copy)]

@@ -1083,8 +1083,11 @@ impl WriterTask {
                         if let Some(request) = payment_request {
                             self.paid_requests.insert(request, entry.id());
                         }
+                        let position = self.loaded.last_position;
+                        let links_by_posting = self.loaded.heads.append(position, entry.postings());
                         write.entries.push(CommittedEntry {
-                            position: self.loaded.last_position,
+                            position,
+                            links_by_posting,
                             entry,
                             links,
                             intent_body,

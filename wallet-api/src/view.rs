@@ -7,13 +7,13 @@
 //! batch order, so the view moves through exactly the states storage went through, and a
 //! reader never sees an entry that is not durable.
 //!
-//! Besides balances the view keeps each account's history as a list of compact items (the
-//! entry's position, kind, time, net amount and counterparty). That makes history pages and
-//! their filters a memory scan, and spares the database the two posting indexes (by debit and
-//! by credit account) that every payment would otherwise pay for on the commit path. Memo,
-//! tags and signatures stay in storage and are fetched by position. The cost is about 80
-//! bytes per posting side in memory, rebuilt on every start by the load that verifies the
-//! ledger anyway.
+//! The view holds balances, statuses and keys, and per account only a count of its entries
+//! and the position of its latest published entry: its size follows the number of accounts,
+//! not of payments. Statements are read from storage ([`crate::db::statement`]) by walking
+//! the account's chain of posting rows (each links to the account's previous entry, migration
+//! 0006) backwards from that position, so a statement never shows an entry that the balances
+//! here do not yet include. Until migration 0006 the view kept every account's history as
+//! well, which grew by about 150 bytes a payment (two items of ~72 bytes) for ever.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -26,6 +26,7 @@ use ledger::{
 use tokio::sync::broadcast;
 
 use crate::db::BatchWrite;
+use crate::history::net_by_account;
 
 /// Batches of settled entries kept for slow event subscribers before they are told they
 /// lagged (and should re-read).
@@ -35,51 +36,7 @@ const EVENT_BACKLOG_BATCHES: usize = 1024;
 /// lagged (and should re-read the request).
 const CANCELLATION_BACKLOG: usize = 1024;
 
-/// Who was on the other side of an account's movement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Counterparty {
-    /// A single account (every payment).
-    One(AccountId),
-    /// Several (a multi-leg entry such as a fee split or a disbursement).
-    Several(Arc<[AccountId]>),
-}
-
-impl Counterparty {
-    /// Whether `account` is among them.
-    pub fn includes(&self, account: AccountId) -> bool {
-        match self {
-            Counterparty::One(one) => *one == account,
-            Counterparty::Several(all) => all.contains(&account),
-        }
-    }
-
-    /// Every counterparty account.
-    pub fn accounts(&self) -> &[AccountId] {
-        match self {
-            Counterparty::One(one) => std::slice::from_ref(one),
-            Counterparty::Several(all) => all,
-        }
-    }
-}
-
-/// One entry as seen from one account.
-#[derive(Debug, Clone)]
-pub struct HistoryItem {
-    /// The entry's commit position (the pagination cursor).
-    pub position: i64,
-    /// The entry.
-    pub entry_id: EntryId,
-    /// When it was committed (ms since the epoch).
-    pub created_at: i64,
-    /// What it was.
-    pub kind: EntryKind,
-    /// The account's net change, in minor units (negative when it paid).
-    pub delta: i64,
-    /// The other side.
-    pub counterparty: Counterparty,
-}
-
-/// An account with its committed balance and history.
+/// An account with its committed balance.
 #[derive(Debug, Clone)]
 pub struct AccountView {
     /// The account as the ledger knows it (limits, status, key).
@@ -88,8 +45,11 @@ pub struct AccountView {
     pub owner: Option<ParticipantId>,
     /// Its committed balance.
     pub balance: Balance,
-    /// Its entries, oldest first.
-    pub history: Vec<HistoryItem>,
+    /// How many committed entries moved money in or out of it (its statement is in storage).
+    pub entries: u64,
+    /// The position of its latest published entry, where a walk of its statement starts
+    /// (entries the writer committed since are not published yet, so not shown).
+    pub last_entry: Option<i64>,
 }
 
 /// A committed entry, as announced to event subscribers.
@@ -146,12 +106,13 @@ impl ViewState {
                 account,
                 owner,
                 balance: Balance::ZERO,
-                history: Vec::new(),
+                entries: 0,
+                last_entry: None,
             },
         );
     }
 
-    /// Records a committed entry: balances move, histories grow.
+    /// Records a committed entry: balances move, entry counts grow.
     pub fn record(
         &mut self,
         position: i64,
@@ -163,41 +124,18 @@ impl ViewState {
             self.paid_requests.insert(request, entry.id());
         }
         if let [posting] = entry.postings() {
-            // The common case, a payment: no per-entry allocation beyond the history items.
+            // The common case, a payment: no allocation.
             let amount = posting.amount.minor();
-            self.record_side(
-                position,
-                entry,
-                posting.debit,
-                amount.saturating_neg(),
-                Counterparty::One(posting.credit),
-            );
-            self.record_side(
-                position,
-                entry,
-                posting.credit,
-                amount,
-                Counterparty::One(posting.debit),
-            );
+            self.record_side(position, posting.debit, amount.saturating_neg());
+            self.record_side(position, posting.credit, amount);
             return;
         }
-        for (account, delta, others) in net_by_account(entry.postings()) {
-            let counterparty = match others.as_slice() {
-                [one] => Counterparty::One(*one),
-                _ => Counterparty::Several(others.into()),
-            };
-            self.record_side(position, entry, account, delta, counterparty);
+        for (account, delta, _) in net_by_account(entry.postings()) {
+            self.record_side(position, account, delta);
         }
     }
 
-    fn record_side(
-        &mut self,
-        position: i64,
-        entry: &JournalEntry,
-        account: AccountId,
-        delta: i64,
-        counterparty: Counterparty,
-    ) {
+    fn record_side(&mut self, position: i64, account: AccountId, delta: i64) {
         // The Book accepted the entry, so the account exists and the sum fits; if either
         // ever failed, the view would be wrong but the ledger (storage) would not.
         let Some(view) = self.accounts.get_mut(&account) else {
@@ -205,14 +143,8 @@ impl ViewState {
             return;
         };
         view.balance = Balance(view.balance.0.saturating_add(delta));
-        view.history.push(HistoryItem {
-            position,
-            entry_id: entry.id(),
-            created_at: entry.created_at(),
-            kind: entry.kind(),
-            delta,
-            counterparty,
-        });
+        view.entries = view.entries.saturating_add(1);
+        view.last_entry = Some(position);
     }
 
     /// Overwrites balances with the Book's (after a load, where the Book is authoritative).
@@ -295,30 +227,6 @@ impl ViewState {
     pub fn last_position(&self) -> i64 {
         self.last_position
     }
-}
-
-/// Net change per account of a multi-posting entry, with the accounts on the other side of
-/// its postings, in first-seen order.
-fn net_by_account(postings: &[Posting]) -> Vec<(AccountId, i64, Vec<AccountId>)> {
-    let mut sides: Vec<(AccountId, i64, Vec<AccountId>)> = Vec::new();
-    for posting in postings {
-        let amount = posting.amount.minor();
-        for (account, delta, other) in [
-            (posting.debit, amount.saturating_neg(), posting.credit),
-            (posting.credit, amount, posting.debit),
-        ] {
-            match sides.iter_mut().find(|(a, _, _)| *a == account) {
-                Some((_, net, others)) => {
-                    *net = net.saturating_add(delta);
-                    if !others.contains(&other) {
-                        others.push(other);
-                    }
-                }
-                None => sides.push((account, delta, vec![other])),
-            }
-        }
-    }
-    sides
 }
 
 /// The shared read model.

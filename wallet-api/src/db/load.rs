@@ -5,7 +5,7 @@
 use ledger::journal::Journal;
 use ledger::{AccountStatus, Book, PaymentRequestId};
 
-use super::{LoadError, LoadSource};
+use super::{ChainHeads, LoadError, LoadSource, PostingLinks};
 use crate::view::ViewState;
 
 /// Entries read per query while loading; bounds memory whatever the journal's size.
@@ -21,6 +21,8 @@ pub struct Loaded {
     pub last_position: i64,
     /// The read model of the same state, for the committer to hand to the view.
     pub view: ViewState,
+    /// Each account's latest position, which the writer links its next entry to.
+    pub heads: ChainHeads,
 }
 
 pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadError> {
@@ -73,10 +75,13 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
     let links = source.links().await?;
     let mut next_link = 0usize;
     let mut journal = Journal::new();
+    let mut heads = ChainHeads::default();
     let last_position = source.max_position().await?;
     let mut after = 0i64;
     while after < last_position {
         let up_to = after.saturating_add(LOAD_PAGE_ENTRIES).min(last_position);
+        let stored_links = source.posting_links(after, up_to).await?;
+        let mut next_posting = 0usize;
         for (position, entry) in source.entries(after, up_to).await? {
             let entry = entry.map_err(|source| LoadError::Entry { position, source })?;
             book.replay(&entry)
@@ -91,6 +96,26 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
                 .map_err(|source| LoadError::Chain { position, source })?;
             let request = take_request_paid_at(&mut paid, position);
             view.record(position, &entry, request);
+            // The links statements walk are checked like the hash chain: a row without them
+            // (written by a process that predates migration 0006) or with altered ones would
+            // make statements skip entries silently.
+            let expected = heads.append(position, entry.postings());
+            let end = next_posting.saturating_add(expected.len());
+            let stored: Vec<PostingLinks> = stored_links
+                .get(next_posting..end)
+                .unwrap_or_default()
+                .iter()
+                .filter(|(at, _)| *at == position)
+                .map(|(_, links)| *links)
+                .collect();
+            if stored != expected {
+                return Err(LoadError::PostingLinks {
+                    position,
+                    stored,
+                    expected,
+                });
+            }
+            next_posting = end;
         }
         after = up_to;
     }
@@ -116,6 +141,7 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
         journal,
         last_position,
         view,
+        heads,
     })
 }
 

@@ -16,6 +16,7 @@ macro_rules! on_pool {
 }
 
 pub mod activation;
+pub mod chain;
 pub mod export;
 mod hosts;
 pub use hosts::libpq_url;
@@ -28,6 +29,7 @@ mod rows;
 pub mod scratch;
 pub mod service;
 mod sqlite;
+pub mod statement;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -45,6 +47,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use chain::{ChainHeads, PostingLinks};
 pub use load::Loaded;
 pub use rows::tags_json;
 
@@ -194,6 +197,20 @@ pub enum LoadError {
         /// Why.
         source: BookError,
     },
+    /// A posting row's links to its accounts' previous entries are not what the journal
+    /// implies (altered, or written by a process that predates migration 0006): statements
+    /// walking them would skip or repeat entries.
+    #[error(
+        "posting links of entry position {position} are {stored:?}, the journal implies {expected:?}"
+    )]
+    PostingLinks {
+        /// The entry's position.
+        position: i64,
+        /// The links stored with its postings, in posting order.
+        stored: Vec<PostingLinks>,
+        /// The links the entries before it imply.
+        expected: Vec<PostingLinks>,
+    },
     /// The hash chain is broken: the journal was altered.
     #[error("journal hash chain broken at entry position {position}: {source}")]
     Chain {
@@ -230,6 +247,8 @@ pub struct CommittedEntry {
     pub tags_json: String,
     /// The payment request the entry settles, if any.
     pub payment_request: Option<PaymentRequestId>,
+    /// Each posting's links to its accounts' previous entries, in posting order.
+    pub links_by_posting: Vec<PostingLinks>,
 }
 
 /// An account to open, with the participant it belongs to.
@@ -577,6 +596,12 @@ trait LoadSource {
     async fn max_position(&mut self) -> Result<i64, DbError>;
     /// Entries with `after < position <= up_to`, in order.
     async fn entries(&mut self, after: i64, up_to: i64) -> Result<StoredEntries, DbError>;
+    /// The chain links of the postings of those entries, by position then index.
+    async fn posting_links(
+        &mut self,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<(i64, PostingLinks)>, DbError>;
 }
 
 #[cfg(test)]

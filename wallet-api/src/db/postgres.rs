@@ -239,15 +239,29 @@ async fn write_entries(conn: &mut PgConnection, batch: &BatchWrite) -> Result<()
 
     let postings = rows::postings_of(entries);
     sqlx::query(
-        "insert into posting (entry_position, idx, unit, debit, credit, amount_minor) \
-         select * from unnest($1::int8[], $2::int2[], $3::text[], $4::uuid[], $5::uuid[], $6::int8[])",
+        "insert into posting (entry_position, idx, unit, debit, credit, amount_minor, \
+         prev_debit, prev_credit) \
+         select * from unnest($1::int8[], $2::int2[], $3::text[], $4::uuid[], $5::uuid[], \
+         $6::int8[], $7::int8[], $8::int8[])",
     )
     .bind(postings.iter().map(|p| p.0).collect::<Vec<_>>())
     .bind(postings.iter().map(|p| p.1).collect::<Vec<_>>())
-    .bind(postings.iter().map(|p| p.2.unit.as_str()).collect::<Vec<_>>())
+    .bind(
+        postings
+            .iter()
+            .map(|p| p.2.unit.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind(postings.iter().map(|p| p.2.debit.0).collect::<Vec<_>>())
     .bind(postings.iter().map(|p| p.2.credit.0).collect::<Vec<_>>())
-    .bind(postings.iter().map(|p| p.2.amount.minor()).collect::<Vec<_>>())
+    .bind(
+        postings
+            .iter()
+            .map(|p| p.2.amount.minor())
+            .collect::<Vec<_>>(),
+    )
+    .bind(postings.iter().map(|p| p.3.prev_debit).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.3.prev_credit).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
 
@@ -332,5 +346,18 @@ impl LoadSource for PgWriter {
             .fetch_all(&mut self.conn)
             .await?;
         rows::entries(found)
+    }
+
+    async fn posting_links(
+        &mut self,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<(i64, super::PostingLinks)>, DbError> {
+        let found = sqlx::query_as(rows::POSTING_LINKS_SQL)
+            .bind(after)
+            .bind(up_to)
+            .fetch_all(&mut self.conn)
+            .await?;
+        Ok(rows::posting_links(found))
     }
 }

@@ -93,6 +93,28 @@ pub(super) const ENTRIES_SQL: &str = "select e.position, e.id, e.kind, e.memo, e
             p.idx, p.unit, p.debit, p.credit, p.amount_minor \
      from entry e join posting p on p.entry_position = e.position \
      where e.position > $1 and e.position <= $2 order by e.position, p.idx";
+/// Posting links with `$1 < entry_position <= $2`, in the order of [`ENTRIES_SQL`]'s rows.
+pub(super) const POSTING_LINKS_SQL: &str = "select entry_position, prev_debit, prev_credit \
+     from posting where entry_position > $1 and entry_position <= $2 \
+     order by entry_position, idx";
+
+/// Rows of [`POSTING_LINKS_SQL`] to links by position.
+pub(super) fn posting_links(
+    rows: Vec<(i64, Option<i64>, Option<i64>)>,
+) -> Vec<(i64, super::PostingLinks)> {
+    rows.into_iter()
+        .map(|(position, prev_debit, prev_credit)| {
+            (
+                position,
+                super::PostingLinks {
+                    prev_debit,
+                    prev_credit,
+                },
+            )
+        })
+        .collect()
+}
+
 /// The entry columns (with its intent) of a joined row.
 type EntryColumns = (
     i64,
@@ -273,17 +295,22 @@ fn finish_entry(
     Ok((position, entry))
 }
 
-/// Flattened posting rows of a batch: (entry position, index, posting).
-pub(super) fn postings_of(entries: &[super::CommittedEntry]) -> Vec<(i64, i16, &Posting)> {
+/// Flattened posting rows of a batch: (entry position, index, posting, its chain links).
+pub(super) fn postings_of(
+    entries: &[super::CommittedEntry],
+) -> Vec<(i64, i16, &Posting, super::PostingLinks)> {
     entries
         .iter()
         .flat_map(|c| {
+            // The writer links every posting it stages; a missing link would break a chain.
+            assert_eq!(c.links_by_posting.len(), c.entry.postings().len());
             c.entry
                 .postings()
                 .iter()
+                .zip(&c.links_by_posting)
                 .enumerate()
                 // MAX_POSTINGS (128) fits in i16.
-                .map(move |(i, p)| (c.position, i16::try_from(i).unwrap_or(i16::MAX), p))
+                .map(move |(i, (p, l))| (c.position, i16::try_from(i).unwrap_or(i16::MAX), p, *l))
         })
         .collect()
 }

@@ -203,16 +203,19 @@ impl SqliteWriter {
         let postings = rows::postings_of(entries);
         insert_rows(
             &mut tx,
-            "posting (entry_position, idx, unit, debit, credit, amount_minor)",
-            6,
+            "posting (entry_position, idx, unit, debit, credit, amount_minor, prev_debit, \
+             prev_credit)",
+            8,
             &postings,
-            |q, (position, idx, p)| {
+            |q, (position, idx, p, links)| {
                 q.bind(*position)
                     .bind(*idx)
                     .bind(p.unit.as_str())
                     .bind(&p.debit.as_bytes()[..])
                     .bind(&p.credit.as_bytes()[..])
                     .bind(p.amount.minor())
+                    .bind(links.prev_debit)
+                    .bind(links.prev_credit)
             },
         )
         .await?;
@@ -331,5 +334,18 @@ impl LoadSource for SqliteWriter {
             .fetch_all(&mut self.conn)
             .await?;
         rows::entries(found)
+    }
+
+    async fn posting_links(
+        &mut self,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<(i64, super::PostingLinks)>, DbError> {
+        let found = sqlx::query_as(rows::POSTING_LINKS_SQL)
+            .bind(after)
+            .bind(up_to)
+            .fetch_all(&mut self.conn)
+            .await?;
+        Ok(rows::posting_links(found))
     }
 }

@@ -1,7 +1,8 @@
 //! Accounts: opening them, their balance and statement, their key, their status.
 //!
-//! Reads come from the committed view (never the writer); an account the caller may not see
-//! is answered exactly like one that does not exist, so ids cannot be probed.
+//! Reads come from the committed view (never the writer), and statements from storage up to
+//! the view's last published position; an account the caller may not see is answered exactly
+//! like one that does not exist, so ids cannot be probed.
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -21,7 +22,8 @@ use super::principal::{self, Principal};
 use super::problem::Problem;
 use super::{AppState, render};
 use crate::auth::Role;
-use crate::view::{AccountView, HistoryItem, ViewState};
+use crate::history::HistoryFilter;
+use crate::view::{AccountView, ViewState};
 
 /// Bytes a new key signs to prove it is held by whoever registers it: this context, the
 /// account id, a newline, the key (base64url).
@@ -319,39 +321,35 @@ pub(super) async fn history(
                 .ok_or_else(|| Problem::invalid_field("kind", format!("unknown entry kind {k:?}")))
         })
         .transpose()?;
-    let keep = |item: &HistoryItem| {
-        before.is_none_or(|b| item.position < b)
-            && query.since_ms.is_none_or(|s| item.created_at >= s)
-            && query.until_ms.is_none_or(|u| item.created_at < u)
-            && kind.is_none_or(|k| item.kind == k)
-            && query
-                .counterparty
-                .is_none_or(|c| item.counterparty.includes(c))
+    let filter = HistoryFilter {
+        since_ms: query.since_ms,
+        until_ms: query.until_ms,
+        kind,
+        counterparty: query.counterparty,
     };
-    // Select the page under the read lock, then fetch memos without holding it.
-    let (page, more, scale) = {
+    // Check access and take the account's latest published entry under the read lock, then
+    // walk its chain from there in storage without holding it. Storage may already hold a
+    // batch that is committed but not yet published; starting at the published entry keeps
+    // the statement consistent with the balance (never an entry the balance does not include
+    // yet).
+    let (account, scale, head) = {
         let view = state.committer.view().read();
         let account = readable(&view, &principal, &id)?;
         let scale = view.unit(account.account.unit).map_or(0, |u| u.scale());
-        let mut matching = account.history.iter().rev().filter(|i| keep(i));
-        let page: Vec<HistoryItem> = matching.by_ref().take(limit).cloned().collect();
-        let more = matching.next().is_some();
-        (page, more, scale)
+        (account.account.id, scale, account.last_entry)
     };
-    let positions: Vec<i64> = page.iter().map(|i| i.position).collect();
-    let records = state.db.entries_at(&positions).await?;
+    let below = before.unwrap_or(i64::MAX);
+    let page = state
+        .db
+        .statement_page(account, head, &filter, below, limit)
+        .await?;
     let items: Vec<Value> = page
+        .lines
         .iter()
-        .map(|item| {
-            let memo = records
-                .iter()
-                .find(|r| r.position == item.position)
-                .map(|r| r.memo.as_str());
-            render::history_item(item, scale, memo)
-        })
+        .map(|line| render::history_item(&line.item, scale, Some(&line.memo)))
         .collect();
-    let next = if more {
-        page.last().map(|i| encode_cursor(i.position))
+    let next = if page.more {
+        page.lines.last().map(|l| encode_cursor(l.item.position))
     } else {
         None
     };

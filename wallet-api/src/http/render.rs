@@ -7,7 +7,8 @@ use ledger::{Balance, Posting, Unit};
 use serde_json::{Value, json};
 
 use crate::db::service::{EntryRecord, Participant, PaymentRequest};
-use crate::view::{AccountView, HistoryItem, ViewState};
+use crate::history::HistoryItem;
+use crate::view::{AccountView, ViewState};
 
 /// The decimal form of a signed minor amount.
 pub fn decimal(minor: i64, scale: u8) -> String {
@@ -44,7 +45,7 @@ pub fn account(a: &AccountView, view: &ViewState) -> Value {
         "public_key": a.account.authority.map(|k| k.to_base64url()),
         "balance_minor": a.balance.0,
         "balance": decimal(a.balance.0, scale),
-        "entries": a.history.len(),
+        "entries": a.entries,
     })
 }
 

@@ -6,9 +6,14 @@
 //! replacement carries the old card's lots, with their dates, to the new account, so
 //! replacing a card neither shortens nor extends anyone's validity. A sweep is an ordinary
 //! journal entry (kind `expire`) signed by the programme's administrator key.
+//!
+//! Lots are computed from account statements read from storage ([`statements_for_lots`]),
+//! each bounded by the position the read model has published, so they agree with the
+//! balances the read model shows at that moment.
 
 use std::collections::VecDeque;
 
+use foldhash::HashMap;
 use ledger::{AccountId, EntryKind, Leg, ProgrammeId, Tags};
 use serde::Serialize;
 
@@ -16,13 +21,22 @@ use super::disburse::HOUSEHOLDS_PER_ENTRY;
 use super::rules_at;
 use super::service::{ProgrammeEntry, ProgrammeError, Programmes};
 use crate::committer::CommitError;
-use crate::view::{Counterparty, ViewState};
+use crate::db::{Database, DbError};
+use crate::history::{Counterparty, HistoryItem};
+use crate::view::LedgerView;
 
 const DAY_MS: i64 = 86_400_000;
 
 /// How deep card replacements are followed when tracing lots (a household on its ninth
 /// card is treated as if the ninth's earlier lots arrived with the replacement).
 const MAX_REPLACEMENT_DEPTH: usize = 8;
+
+/// Households whose statements a sweep reads at once, so the sweep's memory follows this,
+/// not the programme's size.
+const SWEEP_HOUSEHOLDS_PER_READ: usize = 256;
+
+/// Committed statements by account, oldest first: what [`lots`] reads.
+pub type Statements = HashMap<AccountId, Vec<HistoryItem>>;
 
 /// Units received at one time, and how much of them is left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -57,28 +71,81 @@ pub struct SweepReport {
     pub failed: Vec<String>,
 }
 
-/// The unspent lots of `account`, oldest first, from its committed history.
-pub fn lots(view: &ViewState, account: AccountId) -> Vec<Lot> {
-    lots_until(view, account, i64::MAX, 0).into()
+/// Reads, up to position `up_to`, the statements [`lots`] needs for `accounts`: theirs and
+/// those of the cards they replaced, as deep as lots follow replacements. Each walk starts at
+/// the account's latest entry in `view`, which has published at least `up_to`.
+pub async fn statements_for_lots(
+    db: &Database,
+    view: &LedgerView,
+    accounts: &[AccountId],
+    up_to: i64,
+) -> Result<Statements, DbError> {
+    let mut statements = db.statements(&heads(view, accounts), up_to).await?;
+    let mut replaced = replaced_cards(&statements, accounts);
+    // Lots follow a replacement from depth 0 to MAX_REPLACEMENT_DEPTH - 1, so the cards
+    // reached are at most MAX_REPLACEMENT_DEPTH replacements deep: one read per level.
+    for _ in 0..MAX_REPLACEMENT_DEPTH {
+        replaced.retain(|old| !statements.contains_key(old));
+        if replaced.is_empty() {
+            break;
+        }
+        let older = db.statements(&heads(view, &replaced), up_to).await?;
+        let next = replaced_cards(&older, &replaced);
+        statements.extend(older);
+        replaced = next;
+    }
+    Ok(statements)
 }
 
-fn lots_until(view: &ViewState, account: AccountId, before: i64, depth: usize) -> VecDeque<Lot> {
+/// Where each account's statement starts: its latest published entry.
+fn heads(view: &LedgerView, accounts: &[AccountId]) -> Vec<(AccountId, Option<i64>)> {
+    let view = view.read();
+    accounts
+        .iter()
+        .map(|&a| (a, view.account(a).and_then(|v| v.last_entry)))
+        .collect()
+}
+
+/// The cards `accounts` received a replacement balance from, each once.
+fn replaced_cards(statements: &Statements, accounts: &[AccountId]) -> Vec<AccountId> {
+    let mut old_cards: Vec<AccountId> = accounts
+        .iter()
+        .filter_map(|a| statements.get(a))
+        .flatten()
+        .filter_map(|item| match (&item.kind, &item.counterparty) {
+            (EntryKind::CardReplacement, Counterparty::One(old)) if item.delta > 0 => Some(*old),
+            _ => None,
+        })
+        .collect();
+    old_cards.sort_unstable();
+    old_cards.dedup();
+    old_cards
+}
+
+/// The unspent lots of `account`, oldest first, from its committed statement (read with
+/// [`statements_for_lots`]).
+pub fn lots(statements: &Statements, account: AccountId) -> Vec<Lot> {
+    lots_until(statements, account, i64::MAX, 0).into()
+}
+
+fn lots_until(
+    statements: &Statements,
+    account: AccountId,
+    before: i64,
+    depth: usize,
+) -> VecDeque<Lot> {
     let mut lots = VecDeque::new();
-    let Some(account_view) = view.account(account) else {
+    let Some(history) = statements.get(&account) else {
         return lots;
     };
-    for item in account_view
-        .history
-        .iter()
-        .take_while(|item| item.position < before)
-    {
+    for item in history.iter().take_while(|item| item.position < before) {
         if item.delta > 0 {
             let carried = match (&item.kind, &item.counterparty) {
                 (EntryKind::CardReplacement, Counterparty::One(old))
                     if depth < MAX_REPLACEMENT_DEPTH =>
                 {
                     Some(lots_until(
-                        view,
+                        statements,
                         *old,
                         item.position,
                         depth.saturating_add(1),
@@ -204,8 +271,12 @@ impl Programmes {
         account: AccountId,
     ) -> Result<Vec<UpcomingExpiry>, ProgrammeError> {
         let versions = self.db.rule_versions(programme).await?;
-        let view = self.committer.view().read();
-        Ok(upcoming(&lots(&view, account), |at| days_at(&versions, at)))
+        let published = self.committer.view().read().last_position();
+        let statements =
+            statements_for_lots(&self.db, self.committer.view(), &[account], published).await?;
+        Ok(upcoming(&lots(&statements, account), |at| {
+            days_at(&versions, at)
+        }))
     }
 
     /// Returns every household's expired units to the budget, in signed `expire` entries.
@@ -221,23 +292,37 @@ impl Programmes {
             return Ok(SweepReport::default());
         }
         let households = self.db.households(programme_id).await?;
-        // (account, amount expiring, its balance when computed), from one view snapshot.
-        let mut expiring: Vec<(AccountId, i64, i64)> = {
+        // Active households with their balances, and the position those balances are at, from
+        // one view snapshot; their statements are then read up to that same position, so each
+        // household's lots add up to the balance recorded with them.
+        let (active, published): (Vec<(AccountId, i64)>, i64) = {
             let view = self.committer.view().read();
-            households
+            let active = households
                 .iter()
                 .filter_map(|h| {
                     let account = view.account(h.account)?;
                     // A frozen or closed account cannot be debited; it would sink its chunk.
-                    if account.account.status != ledger::AccountStatus::Active {
-                        return None;
-                    }
-                    let amount =
-                        expired_at(&lots(&view, h.account), |at| days_at(&versions, at), now);
-                    (amount > 0).then_some((h.account, amount, account.balance.0))
+                    (account.account.status == ledger::AccountStatus::Active)
+                        .then_some((h.account, account.balance.0))
                 })
-                .collect()
+                .collect();
+            (active, view.last_position())
         };
+        // (account, amount expiring, its balance when computed).
+        let mut expiring: Vec<(AccountId, i64, i64)> = Vec::new();
+        for batch in active.chunks(SWEEP_HOUSEHOLDS_PER_READ) {
+            let accounts: Vec<AccountId> = batch.iter().map(|&(a, _)| a).collect();
+            let statements =
+                statements_for_lots(&self.db, self.committer.view(), &accounts, published).await?;
+            expiring.extend(batch.iter().filter_map(|&(account, balance)| {
+                let amount = expired_at(
+                    &lots(&statements, account),
+                    |at| days_at(&versions, at),
+                    now,
+                );
+                (amount > 0).then_some((account, amount, balance))
+            }));
+        }
         expiring.sort_unstable();
         let mut report = SweepReport::default();
         for (number, chunk) in expiring.chunks(HOUSEHOLDS_PER_ENTRY).enumerate() {

@@ -76,6 +76,32 @@ async fn an_altered_amount_breaks_the_hash_chain() {
 }
 
 #[tokio::test]
+async fn a_posting_without_its_chain_link_refuses_the_load() {
+    // What a writer that predates migration 0006 would leave behind (or an attacker hiding a
+    // payment from a statement): Alice's second payment no longer links to her first.
+    for test_db in TestDb::all().await {
+        let (db, _) = ledger_with_payments(&test_db).await;
+        attack(
+            &db,
+            "drop trigger posting_no_update; update posting set prev_debit = null where entry_position = 3",
+            "alter table posting disable trigger user; update posting set prev_debit = null where entry_position = 3",
+        )
+        .await;
+        let error = load_error(&db).await;
+        assert!(
+            matches!(error, LoadError::PostingLinks { position: 3, .. }),
+            "{}: {error}",
+            test_db.label
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("posting links of entry position 3")
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_deleted_entry_is_detected() {
     for test_db in TestDb::all().await {
         let (db, _) = ledger_with_payments(&test_db).await;

@@ -1,0 +1,2 @@
+
+alter table posting enable trigger posting_immutable;

@@ -1,0 +1,292 @@
+//! Account statements from storage, through the read pool.
+//!
+//! Every posting row links to the previous entry of its debit account and of its credit
+//! account (migration 0006, [`super::chain`]). A statement walks one account's chain
+//! backwards from its latest published entry (or from the page's cursor): one recursive query
+//! per chunk of the walk, each step a primary-key lookup, which also returns the chunk's
+//! postings and entries. The filters are applied here, as the walk goes, until the page is
+//! full or the chain ends: the cost of a page follows the entries walked, not the account's
+//! whole history (a busy shop has millions of postings), and the commit path pays for no
+//! index by account.
+//!
+//! Callers start every walk at a position the read model has already published, so a
+//! statement never shows an entry before the balances do.
+
+use foldhash::HashMap;
+use ledger::{AccountId, Amount, EntryId, EntryKind, Posting, UnitCode};
+use uuid::Uuid;
+
+use super::service::corrupt;
+use super::{Database, DbError};
+use crate::history::{self, HistoryFilter, HistoryItem};
+
+/// Entries a walk reads in its first query for a page: a page's worth plus one (to tell
+/// whether there is more) is usually enough; a filter that drops entries doubles the chunk
+/// each round, up to [`CHAIN_CHUNK_MAX`].
+const CHAIN_CHUNK_MIN: usize = 16;
+
+/// The most entries one query of a walk reads, bounding each result set (and the recursive
+/// query's own working set).
+const CHAIN_CHUNK_MAX: usize = 1024;
+
+/// How far `created_at` may go backwards along the journal. The writer stamps an entry just
+/// before it stages it, so `created_at` is non-decreasing with position except for the skew
+/// between the clock readings of entries staged around the same moment (and a clock stepped
+/// back by a few seconds). A walk filtering by `since_ms` therefore stops at the first entry
+/// older than `since_ms` by more than this, instead of walking the rest of the chain: nothing
+/// further back can be recent enough unless the clock went back by more.
+const CREATED_AT_SKEW_MS: i64 = 60_000;
+
+/// One chunk of a walk: `account`'s entries along its chain from `$2` (inclusive), at most
+/// `$3` of them, with their postings that touch the account (newest first, then by posting
+/// index) and each entry's link to the account's previous entry. `union`, not `union all`: an
+/// entry with several postings touching the account yields one identical chain row for each,
+/// which must count once, or the walk would branch.
+const CHAIN_SQL: &str = "with recursive chain (position, prev, step) as ( \
+         select p.entry_position, \
+                case when p.debit = $1 then p.prev_debit else p.prev_credit end, \
+                cast(1 as bigint) \
+         from posting p \
+         where p.entry_position = $2 and (p.debit = $1 or p.credit = $1) \
+         union \
+         select p.entry_position, \
+                case when p.debit = $1 then p.prev_debit else p.prev_credit end, \
+                c.step + 1 \
+         from chain c join posting p on p.entry_position = c.prev \
+         where (p.debit = $1 or p.credit = $1) and c.step < $3 \
+     ) \
+     select c.prev, p.entry_position, p.unit, p.debit, p.credit, p.amount_minor, \
+            e.id, e.kind, e.created_at, e.memo \
+     from chain c \
+     join entry e on e.position = c.position \
+     join posting p on p.entry_position = c.position and (p.debit = $1 or p.credit = $1) \
+     order by p.entry_position desc, p.idx";
+
+/// A row of [`CHAIN_SQL`].
+type ChainRow = (
+    Option<i64>,
+    i64,
+    String,
+    Uuid,
+    Uuid,
+    i64,
+    Uuid,
+    String,
+    i64,
+    String,
+);
+
+/// One line of a statement page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementLine {
+    /// The entry as seen from the account.
+    pub item: HistoryItem,
+    /// The entry's memo.
+    pub memo: String,
+}
+
+/// A page of a statement, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementPage {
+    /// At most the page size.
+    pub lines: Vec<StatementLine>,
+    /// Whether more entries match below the last line.
+    pub more: bool,
+}
+
+/// A chunk of a walk: lines newest first, and where the walk goes on (`None`: the chain
+/// ends).
+struct Chunk {
+    lines: Vec<StatementLine>,
+    next: Option<i64>,
+}
+
+impl Database {
+    /// Up to `limit` of `account`'s entries that pass `filter`, at positions below `before`,
+    /// newest first, and whether more match further back. `head` is the position of the
+    /// account's latest published entry (`None`: it has none); nothing after it is read.
+    pub async fn statement_page(
+        &self,
+        account: AccountId,
+        head: Option<i64>,
+        filter: &HistoryFilter,
+        before: i64,
+        limit: usize,
+    ) -> Result<StatementPage, DbError> {
+        // One line past the page tells whether there is more.
+        let wanted = limit.saturating_add(1);
+        let floor = filter
+            .since_ms
+            .map(|since| since.saturating_sub(CREATED_AT_SKEW_MS));
+        let mut lines: Vec<StatementLine> = Vec::with_capacity(wanted.min(CHAIN_CHUNK_MAX));
+        let mut size = wanted.clamp(CHAIN_CHUNK_MIN, CHAIN_CHUNK_MAX);
+        let mut next = self.walk_start(account, head, before).await?;
+        // Positions fall strictly along a chain (checked in `chain_chunk`), so the walk ends.
+        'walk: while let Some(from) = next {
+            let chunk = self.linked_chunk(account, from, size).await?;
+            for line in chunk.lines {
+                if line.item.position >= before {
+                    continue;
+                }
+                if floor.is_some_and(|floor| line.item.created_at < floor) {
+                    break 'walk;
+                }
+                if filter.keeps(&line.item) {
+                    lines.push(line);
+                    if lines.len() == wanted {
+                        break 'walk;
+                    }
+                }
+            }
+            next = chunk.next;
+            size = size.saturating_mul(2).min(CHAIN_CHUNK_MAX);
+        }
+        let more = lines.len() > limit;
+        lines.truncate(limit);
+        Ok(StatementPage { lines, more })
+    }
+
+    /// Where a walk for entries below `before` starts. A cursor is the last line of the
+    /// previous page, so an entry on the chain: the walk starts there (and skips it). A
+    /// position that is not on the account's chain (a hand-made cursor) is walked to from
+    /// the head, which costs the entries in between but gives the same page.
+    async fn walk_start(
+        &self,
+        account: AccountId,
+        head: Option<i64>,
+        before: i64,
+    ) -> Result<Option<i64>, DbError> {
+        let Some(head) = head else {
+            return Ok(None);
+        };
+        if before > head {
+            return Ok(Some(head));
+        }
+        let on_chain = self.chain_chunk(account, before, 1).await?;
+        if on_chain.lines.is_empty() {
+            return Ok(Some(head));
+        }
+        Ok(on_chain.next)
+    }
+
+    /// Each account's whole statement up to position `up_to`, oldest first, walking its chain
+    /// from `head` (its latest published entry; `None` or an account with no entries gives an
+    /// empty statement). For computations over all of an account's entries (the lots that
+    /// expire), which read a few accounts' statements at a time.
+    pub async fn statements(
+        &self,
+        heads: &[(AccountId, Option<i64>)],
+        up_to: i64,
+    ) -> Result<HashMap<AccountId, Vec<HistoryItem>>, DbError> {
+        let mut statements = HashMap::default();
+        for &(account, head) in heads {
+            let mut items = Vec::new();
+            let mut next = head;
+            while let Some(from) = next {
+                let chunk = self.linked_chunk(account, from, CHAIN_CHUNK_MAX).await?;
+                items.extend(
+                    chunk
+                        .lines
+                        .into_iter()
+                        .map(|line| line.item)
+                        .filter(|item| item.position <= up_to),
+                );
+                next = chunk.next;
+            }
+            items.reverse();
+            statements.insert(account, items);
+        }
+        Ok(statements)
+    }
+
+    /// [`Self::chain_chunk`] from a position known to be on the account's chain (its head,
+    /// or a link), so an empty chunk means a broken chain.
+    async fn linked_chunk(
+        &self,
+        account: AccountId,
+        from: i64,
+        size: usize,
+    ) -> Result<Chunk, DbError> {
+        let chunk = self.chain_chunk(account, from, size).await?;
+        if chunk.lines.is_empty() {
+            return Err(corrupt(
+                "posting",
+                format!(
+                    "account {account}: its chain leads to entry {from}, which does not touch it"
+                ),
+            ));
+        }
+        Ok(chunk)
+    }
+
+    /// Up to `size` of `account`'s entries along its chain from `from` (inclusive), newest
+    /// first; empty if the entry at `from` does not touch the account.
+    async fn chain_chunk(
+        &self,
+        account: AccountId,
+        from: i64,
+        size: usize,
+    ) -> Result<Chunk, DbError> {
+        let steps = i64::try_from(size).unwrap_or(i64::MAX);
+        let rows: Vec<ChainRow> = on_pool!(self, |pool| {
+            sqlx::query_as(CHAIN_SQL)
+                .bind(account.0)
+                .bind(from)
+                .bind(steps)
+                .fetch_all(pool)
+                .await
+        })?;
+        let mut lines = Vec::with_capacity(size.min(CHAIN_CHUNK_MAX));
+        let mut postings = Vec::new();
+        let mut next = None;
+        let mut rows = rows.into_iter().peekable();
+        while let Some((prev, position, unit, debit, credit, amount, id, kind, created_at, memo)) =
+            rows.next()
+        {
+            postings.push(posting(&unit, debit, credit, amount)?);
+            if rows.peek().is_some_and(|row| row.1 == position) {
+                continue;
+            }
+            // A link must point back: a chain that did not would never end a walk.
+            if prev.is_some_and(|prev| prev >= position) {
+                return Err(corrupt(
+                    "posting",
+                    format!("account {account}: entry {position} links forward to {prev:?}"),
+                ));
+            }
+            let item = statement_item(account, position, id, &kind, created_at, &postings)?;
+            postings.clear();
+            lines.push(StatementLine { item, memo });
+            next = prev;
+        }
+        Ok(Chunk { lines, next })
+    }
+}
+
+fn posting(unit: &str, debit: Uuid, credit: Uuid, amount: i64) -> Result<Posting, DbError> {
+    Ok(Posting {
+        unit: UnitCode::new(unit).map_err(|e| corrupt("posting", e))?,
+        debit: AccountId(debit),
+        credit: AccountId(credit),
+        amount: Amount::from_minor(amount).map_err(|e| corrupt("posting", e))?,
+    })
+}
+
+/// The item for `account` from its postings in one entry, checked as it is read.
+fn statement_item(
+    account: AccountId,
+    position: i64,
+    id: Uuid,
+    kind: &str,
+    created_at: i64,
+    postings: &[Posting],
+) -> Result<HistoryItem, DbError> {
+    let kind = EntryKind::parse(kind)
+        .ok_or_else(|| corrupt("entry", format!("unknown entry kind {kind:?}")))?;
+    history::item(account, position, EntryId(id), created_at, kind, postings).ok_or_else(|| {
+        corrupt(
+            "posting",
+            format!("entry {position} was read for account {account} but does not touch it"),
+        )
+    })
+}
