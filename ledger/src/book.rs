@@ -190,8 +190,8 @@ pub struct Book {
     slots: Vec<Slot>,
     index: HashMap<AccountId, u32>,
     /// Recent intents (see [`recent`]); older ones are fingerprints in `recent`.
-    intents: HashMap<IntentId, AppliedIntent>,
-    /// The order recent entries came in, and fingerprints of forgotten intents.
+    intents: recent::Generations<IntentId, AppliedIntent>,
+    /// When the generations were last added to, and fingerprints of forgotten intents.
     recent: recent::Recent,
     /// Entries applied or replayed since the Book was made.
     applied: u64,
@@ -202,7 +202,7 @@ pub struct Book {
     /// What each holder of a programme unit has paid this day and month, for the caps.
     spent: HashMap<AccountId, SpendWindow>,
     /// Recent single-posting payments, by entry id, for refunds.
-    payments: HashMap<EntryId, Refundable>,
+    payments: recent::Generations<EntryId, Refundable>,
     /// What has been refunded of each payment that had a refund (few do), kept for good:
     /// the payment itself may have been forgotten and restored since.
     refunded: HashMap<EntryId, i64>,
@@ -336,14 +336,14 @@ impl Book {
             .and_then(|()| self.check_limits(&deltas));
         if result.is_ok() {
             self.record_spending(entry);
-            let payment = self.record_refundable(entry);
+            self.record_refundable(entry);
             for &(slot, delta) in &deltas {
                 let balance = &mut self.slots[slot as usize].balance;
                 // check_limits proved the sum fits in i64.
                 balance.0 =
                     i64::try_from(i128::from(balance.0).saturating_add(delta)).unwrap_or(balance.0);
             }
-            self.remember(entry, payment);
+            self.remember(entry);
         }
         self.scratch = deltas;
         result
@@ -391,13 +391,13 @@ impl Book {
             }
         }
         self.record_spending(entry);
-        let payment = self.record_refundable(entry);
-        self.remember(entry, payment);
+        self.record_refundable(entry);
+        self.remember(entry);
         Ok(())
     }
 
-    /// Notes an applied entry's intent (and payment, when `payment`) as recent.
-    fn remember(&mut self, entry: &JournalEntry, payment: bool) {
+    /// Notes an applied entry's intent as recent.
+    fn remember(&mut self, entry: &JournalEntry) {
         let auth = entry.authorisation();
         self.intents.insert(
             auth.intent_id,
@@ -406,11 +406,7 @@ impl Book {
                 digest: auth.digest,
             },
         );
-        self.recent.remember(
-            entry.created_at(),
-            Some(auth.intent_id),
-            payment.then(|| entry.id()),
-        );
+        self.recent.remember(entry.created_at());
         self.applied = self.applied.saturating_add(1);
     }
 
@@ -418,25 +414,13 @@ impl Book {
     /// fingerprints and those payments must be restored from storage to be refunded (see
     /// [`recent`]). Returns how many entries were let go.
     pub fn forget_before(&mut self, before: crate::TimestampMs) -> usize {
-        let (intents, payments) = (&mut self.intents, &mut self.payments);
-        let mut count = 0usize;
-        self.recent.forget_before(before, |old| {
-            if let Some(intent) = old.intent {
-                intents.remove(&intent);
-            }
-            if let Some(payment) = old.payment {
-                payments.remove(&payment);
-            }
-            count = count.saturating_add(1);
-        });
-        count
+        self.recent
+            .forget_before(before, &mut self.intents, &mut self.payments)
     }
 
     /// Gives memory back after forgetting much at once (a load).
     pub fn shrink_to_fit(&mut self) {
-        self.intents.shrink_to_fit();
-        self.payments.shrink_to_fit();
-        self.recent.shrink();
+        recent::Recent::shrink(&mut self.intents, &mut self.payments);
     }
 
     /// Whether the payment's facts are in memory, so a refund of it can be checked.
@@ -458,10 +442,8 @@ impl Book {
         if self.payments.contains_key(&id) {
             return;
         }
-        if let (EntryKind::Payment, [posting]) = (kind, postings)
-            && self.record_payment(id, created_at, posting)
-        {
-            self.recent.remember(created_at, None, Some(id));
+        if let (EntryKind::Payment, [posting]) = (kind, postings) {
+            self.record_payment(id, created_at, posting);
         }
     }
 
@@ -474,11 +456,6 @@ impl Book {
     /// How many intents are remembered whole, and how many by fingerprint only.
     pub fn remembered_intents(&self) -> (usize, usize) {
         (self.intents.len(), self.recent.fingerprint_count())
-    }
-
-    /// How many entries (intents or restored payments) are in the recent window.
-    pub fn recent_len(&self) -> usize {
-        self.recent.len()
     }
 
     /// What may still be refunded of a committed payment; `None` if `payment` is not one.
@@ -2068,6 +2045,8 @@ mod tests {
         let (unit, alice, shop) = (f.unit, f.alice, f.shop);
         let old = entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 10)], 1_000);
         f.book.apply(&old).unwrap();
+        // A forget that lets nothing go still closes a generation: `old` is in the older one.
+        assert_eq!(f.book.forget_before(0), 0);
         let new = entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 20)], 5_000);
         f.book.apply(&new).unwrap();
         let applied = f.book.applied_count();
@@ -2150,5 +2129,36 @@ mod tests {
             .restore_payment(late.id(), late.kind(), late.created_at(), late.postings());
         assert!(!f.book.knows_payment(late.id()));
         f.book.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_steady_stream_keeps_between_one_and_two_windows_in_memory() {
+        let mut f = funded();
+        let (unit, alice, shop) = (f.unit, f.alice, f.shop);
+        let window = 100;
+        let mut applied = Vec::new();
+        for at in 1_000..2_000i64 {
+            let pay = entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 1)], at);
+            f.book.apply(&pay).unwrap();
+            applied.push(pay);
+            f.book.forget_before(at - window);
+            let (whole, _) = f.book.remembered_intents();
+            assert!(
+                whole <= usize::try_from(2 * window + 1).unwrap(),
+                "{whole} intents kept at {at}"
+            );
+            // Everything of the last window is still answered from memory.
+            for recent in applied.iter().rev().take(usize::try_from(window).unwrap()) {
+                assert!(!f.book.may_have_forgotten(recent.authorisation().intent_id));
+                assert!(f.book.knows_payment(recent.id()));
+            }
+        }
+        let (_, fingerprints) = f.book.remembered_intents();
+        assert!(fingerprints >= 700, "{fingerprints} intents forgotten");
+        assert!(
+            f.book
+                .may_have_forgotten(applied[0].authorisation().intent_id)
+        );
+        assert_eq!(f.book.applied_count(), 1_000 + 1);
     }
 }

@@ -5,7 +5,8 @@
 //! payment), so a service that runs for months would grow without bound. The journal in
 //! storage has all of it, indexed; memory only has to make the common cases fast:
 //!
-//! - a retry arrives seconds after the original, so recent intent ids are kept whole;
+//! - a retry arrives seconds after the original, so recent intent ids are kept whole (in two
+//!   generations, see [`Generations`]);
 //! - a refund follows its sale within minutes or days, rarely, so payments older than the
 //!   window are looked up in storage by whoever submits the refund (see
 //!   [`super::Book::restore_payment`]);
@@ -17,45 +18,84 @@
 //!   a thousand per filter, see [`Fingerprints`]) but never false negatives, so no intent is
 //!   ever applied twice.
 
-use std::collections::VecDeque;
-use std::hash::BuildHasher as _;
+use std::hash::{BuildHasher as _, Hash};
 
 use crate::TimestampMs;
-use crate::ids::{EntryId, IntentId};
+use crate::ids::IntentId;
 
-/// One applied entry (or restored payment), in the order the Book saw it.
-struct Remembered {
-    at: TimestampMs,
-    intent: Option<IntentId>,
-    payment: Option<EntryId>,
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A map in two generations: inserts go to the young one; when the Book forgets, the old one
+/// is dropped whole and the young one takes its place. Nothing is ever removed one by one,
+/// which matters for memory: a hash table that removes and inserts at the same rate fills
+/// with tombstones, and hashbrown then doubles it (once the table is over half full) instead
+/// of cleaning in place, so a steady window would still grow in a step minutes into a run.
+/// Dropped generations are cleared, not freed, and refilled at the same rate, so after two
+/// windows the memory stays where it is.
+pub(super) struct Generations<K, V> {
+    young: HashMap<K, V>,
+    old: HashMap<K, V>,
 }
 
-/// What [`Recent::forget_before`] let go of; the Book drops these from its maps.
-pub(super) struct Forgotten {
-    pub(super) intent: Option<IntentId>,
-    pub(super) payment: Option<EntryId>,
+impl<K, V> Default for Generations<K, V> {
+    fn default() -> Self {
+        Self {
+            young: HashMap::default(),
+            old: HashMap::default(),
+        }
+    }
 }
 
-/// The Book's memory of recent entries in commit order, and fingerprints of older intents.
-#[derive(Default)]
+impl<K: Eq + Hash, V> Generations<K, V> {
+    pub(super) fn get(&self, key: &K) -> Option<&V> {
+        self.young.get(key).or_else(|| self.old.get(key))
+    }
+
+    pub(super) fn contains_key(&self, key: &K) -> bool {
+        self.young.contains_key(key) || self.old.contains_key(key)
+    }
+
+    /// Inserts into the young generation; the caller never inserts a key already present.
+    pub(super) fn insert(&mut self, key: K, value: V) {
+        self.young.insert(key, value);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.young.len().saturating_add(self.old.len())
+    }
+
+    fn rotate(&mut self) {
+        std::mem::swap(&mut self.young, &mut self.old);
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.young.shrink_to_fit();
+        self.old.shrink_to_fit();
+    }
+}
+
+/// When each generation was last added to, and the fingerprints of forgotten intents.
 pub(super) struct Recent {
-    order: VecDeque<Remembered>,
+    /// Entry time (ms) of the newest entry in the young and the old generation.
+    young_newest: TimestampMs,
+    old_newest: TimestampMs,
     fingerprints: Fingerprints,
 }
 
+impl Default for Recent {
+    fn default() -> Self {
+        Self {
+            young_newest: TimestampMs::MIN,
+            old_newest: TimestampMs::MIN,
+            fingerprints: Fingerprints::default(),
+        }
+    }
+}
+
 impl Recent {
-    /// Notes an applied intent and, when it is a refundable payment, its entry.
-    pub(super) fn remember(
-        &mut self,
-        at: TimestampMs,
-        intent: Option<IntentId>,
-        payment: Option<EntryId>,
-    ) {
-        self.order.push_back(Remembered {
-            at,
-            intent,
-            payment,
-        });
+    /// Notes that an entry of time `at` went into the young generation.
+    pub(super) fn remember(&mut self, at: TimestampMs) {
+        self.young_newest = self.young_newest.max(at);
     }
 
     /// Whether `id` may be an intent forgotten earlier (false: it certainly is not).
@@ -63,27 +103,45 @@ impl Recent {
         self.fingerprints.may_contain(id)
     }
 
-    /// Lets go of everything noted before `before` (entry time, ms), oldest first, keeping
-    /// a fingerprint of each intent. Entries are noted in commit order, whose times may
-    /// interleave by a few milliseconds; stopping at the first newer one is close enough.
-    pub(super) fn forget_before(&mut self, before: TimestampMs, mut drop: impl FnMut(Forgotten)) {
-        while self.order.front().is_some_and(|r| r.at < before) {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(intent) = old.intent {
-                self.fingerprints.insert(intent);
+    /// Drops the old generation of both maps once everything in it is older than `before`
+    /// (entry time, ms), keeping a fingerprint of each intent, and moves the young one up;
+    /// repeats while that is still true. So an entry is kept at least until `before` passes
+    /// it and at most one window longer. Returns how many intents were let go.
+    pub(super) fn forget_before<P, Q>(
+        &mut self,
+        before: TimestampMs,
+        intents: &mut Generations<IntentId, P>,
+        payments: &mut Generations<Q, impl Sized>,
+    ) -> usize
+    where
+        Q: Eq + Hash,
+    {
+        let mut forgotten = 0usize;
+        loop {
+            let old_empty = intents.old.is_empty() && payments.old.is_empty();
+            if old_empty {
+                if intents.young.is_empty() && payments.young.is_empty() {
+                    break;
+                }
+                // The young generation becomes old: from now on its newest entry decides.
+                intents.rotate();
+                payments.rotate();
+                self.old_newest = self.young_newest;
+                self.young_newest = TimestampMs::MIN;
+                continue;
             }
-            drop(Forgotten {
-                intent: old.intent,
-                payment: old.payment,
-            });
+            if self.old_newest >= before {
+                break;
+            }
+            for &id in intents.old.keys() {
+                self.fingerprints.insert(id);
+            }
+            forgotten = forgotten.saturating_add(intents.old.len());
+            intents.old.clear();
+            payments.old.clear();
+            self.old_newest = TimestampMs::MIN;
         }
-    }
-
-    /// How many entries are remembered whole.
-    pub(super) fn len(&self) -> usize {
-        self.order.len()
+        forgotten
     }
 
     /// How many intents are remembered by fingerprint only.
@@ -91,9 +149,13 @@ impl Recent {
         self.fingerprints.len
     }
 
-    /// Gives back memory the queue no longer needs (after a load forgot most of it).
-    pub(super) fn shrink(&mut self) {
-        self.order.shrink_to_fit();
+    /// Gives back memory the maps no longer need (after a load forgot most of it).
+    pub(super) fn shrink<P, Q: Eq + Hash, R>(
+        intents: &mut Generations<IntentId, P>,
+        payments: &mut Generations<Q, R>,
+    ) {
+        intents.shrink_to_fit();
+        payments.shrink_to_fit();
     }
 }
 
