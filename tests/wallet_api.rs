@@ -257,6 +257,7 @@ async fn the_wallet_api_end_to_end() {
         long_history(&town).await;
         role_boundaries(&town, &url).await;
         events_and_payment_requests(&town).await;
+        late_retry(&town).await;
         // Shutdown is graceful even with an event stream open: the stream ends, the
         // committer drains, the process exits 0.
         let _open = Events::open(
@@ -371,6 +372,59 @@ async fn payments(town: &Town) {
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert_eq!(refused.problem_type(), "/problems/not-authorised");
     assert_eq!(town.balance(town.alice).await, 87_50);
+}
+
+/// A client that lost the answer and retries after its intent expired gets the original
+/// result; a different intent under the same id, or a forged signature, is still refused as
+/// expired.
+async fn late_retry(town: &Town) {
+    let not_after = now_s() + 1;
+    let pay = signed(
+        &town.alice_key,
+        payment(town.alice, town.shop, 1_00, None),
+        not_after,
+    );
+    let paid = town.submit(&pay).await;
+    assert_eq!(paid.status, 201, "{}", paid.body);
+    let alice = town.balance(town.alice).await;
+    while now_s() <= not_after {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let late = town.submit(&pay).await;
+    assert_eq!(late.status, 200, "{}", late.body);
+    assert_eq!(late.json()["duplicate"], true);
+    assert_eq!(late.json()["entry_id"], paid.json()["entry_id"]);
+
+    let reuse = SignedIntent::sign(
+        Intent {
+            action: payment(town.alice, town.shop, 2_00, None),
+            ..pay.intent().clone()
+        },
+        &town.alice_key,
+    )
+    .unwrap();
+    let refused = town.submit(&reuse).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.problem_type(), "/problems/intent-expired");
+
+    let forged = pay.to_json().replace(
+        &format!("\"signature\":\"{}", &pay.signature().to_base64url()[..4]),
+        "\"signature\":\"AAAA",
+    );
+    assert_ne!(forged, pay.to_json());
+    let refused = http(
+        &town.address,
+        "POST",
+        "/v1/intents",
+        None,
+        &[],
+        Some(&forged),
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.problem_type(), "/problems/intent-expired");
+    assert_eq!(town.balance(town.alice).await, alice, "nothing moved twice");
 }
 
 async fn idempotent_writes(town: &Town) {

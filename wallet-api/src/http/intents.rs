@@ -1,6 +1,6 @@
 //! `POST /v1/intents`: submit a signed intent. The signature is the authorisation, so no
 //! token is needed; the `intent_id` is the idempotency key (a retry returns the original
-//! result with `"duplicate": true`, status 200 instead of 201). A payment that names a
+//! result with `"duplicate": true`, status 200 instead of 201, even once the intent expired). A payment that names a
 //! payment request must match it (payee, unit, amount), arrive before it expires and before
 //! it is cancelled, and be staged by the writer before its deadline too. A
 //! refund is checked against its payment by the Book, in the writer, so two refunds of one
@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
-use ledger::{Action, EntryId, IntentId, VerifiedIntent};
+use ledger::{Action, EntryId, IntentError, IntentId, SignedIntent, VerifiedIntent};
 use serde::Serialize;
 
 use super::AppState;
@@ -18,6 +18,7 @@ use super::body::require_json;
 use super::openapi::SignedIntentDoc;
 use super::problem::Problem;
 use crate::db::service::PaymentRequest;
+use crate::verifier::VerifyError;
 
 #[utoipa::path(
     post,
@@ -26,7 +27,7 @@ use crate::db::service::PaymentRequest;
     request_body = SignedIntentDoc,
     responses(
         (status = 201, description = "Committed (durable)"),
-        (status = 200, description = "Already committed: the original result, duplicate = true"),
+        (status = 200, description = "Already committed: the original result, duplicate = true (also when the retry comes after the intent expired)"),
         (status = 400, description = "Malformed"),
         (status = 403, description = "Bad signature, or the signer may not debit the account"),
         (status = 409, description = "Intent id reused for different content, or request already paid"),
@@ -55,7 +56,13 @@ async fn submit_inner(
     require_json(headers)?;
     let now_ms = state.clock.now_ms();
     // Parsing and ed25519 verification are CPU work: the verifier threads do it, in batches.
-    let verified = state.verifier.verify(body, now_ms).await?;
+    let verified = match state.verifier.verify(body.clone(), now_ms).await {
+        Ok(verified) => verified,
+        Err(VerifyError::Refused(expired @ IntentError::Expired { .. })) => {
+            return late_retry(state, body, expired).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
     let intent = verified.intent();
     refuse_derived_id(intent.intent_id)?;
     // Limited per signing key, once the signature proved the key is the caller's.
@@ -79,6 +86,38 @@ async fn submit_inner(
         intent_id,
     };
     Ok((status, Json(body)).into_response())
+}
+
+/// An intent that has expired may still be the retry of one committed in time: a client that
+/// lost the answer and tries again after `not_after` gets the original result, as every retry
+/// does, not "expired". Only an expired intent comes here, so the hot path pays nothing: its
+/// signature is checked regardless of time (on a blocking thread), then storage is asked
+/// whether this very intent (same digest) was committed. Anything else is refused as expired.
+async fn late_retry(
+    state: &AppState,
+    body: Bytes,
+    expired: IntentError,
+) -> Result<Response, Problem> {
+    let checked = tokio::task::spawn_blocking(move || {
+        SignedIntent::from_json(&body).and_then(SignedIntent::verify_signature)
+    })
+    .await
+    .map_err(|e| Problem::internal(&e))?;
+    let Ok(verified) = checked else {
+        return Err(expired.into());
+    };
+    let intent_id = verified.intent().intent_id;
+    match state.db.intent_outcome(intent_id).await? {
+        Some((entry_id, digest)) if digest == verified.digest() => {
+            let body = Submitted {
+                duplicate: true,
+                entry_id,
+                intent_id,
+            };
+            Ok((StatusCode::OK, Json(body)).into_response())
+        }
+        _ => Err(expired.into()),
+    }
 }
 
 /// The answer to a submitted intent, serialised straight from the struct rather than through
