@@ -11,17 +11,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use ledger::journal::{Journal, canonical_entry_bytes};
-use ledger::{
-    Account, AccountId, AccountKind, Amount, Authorisation, Book, Digest, EntryId, EntryKind,
-    IntentId, JournalEntry, Posting, PublicKey, Signature, Tags, VerifiedIntent,
-};
+use ledger::{AccountId, VerifiedIntent};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use wallet_api::db::{naive, scratch};
 use wallet_api::{Committer, CommitterConfig, Database, SystemClock};
 
 use crate::config::BenchLedgerArgs;
+
+mod book;
 use crate::scheme::{Scheme, now_s};
 
 /// No single measurement runs longer than this; rates are computed over what was done.
@@ -39,7 +37,7 @@ pub async fn ledger(args: BenchLedgerArgs) -> Result<()> {
         RUN_LIMIT.as_secs(),
         args.naive_payments
     );
-    book_apply(&args);
+    book::apply(&args);
 
     println!(
         "\npreparing {} accounts and {} signed payment intents…",
@@ -105,105 +103,6 @@ pub(crate) fn print_machine() {
         } else {
             "release"
         }
-    );
-}
-
-/// A payment entry with a stand-in authorisation: the Book checks the signer against the
-/// account's key but does not verify signatures (the committer only sees verified intents).
-fn raw_payment(
-    from: (AccountId, PublicKey),
-    to: AccountId,
-    unit: ledger::UnitCode,
-    minor: i64,
-) -> JournalEntry {
-    let authorisation = Authorisation {
-        intent_id: IntentId::new(),
-        signer: from.1,
-        digest: Digest([0; 32]),
-        signature: Signature([0; 64]),
-    };
-    let posting = Posting {
-        unit,
-        debit: from.0,
-        credit: to,
-        amount: Amount::from_minor(minor).unwrap_or(Amount::ZERO),
-    };
-    JournalEntry::new(
-        EntryId::new(),
-        EntryKind::Payment,
-        vec![posting],
-        String::new(),
-        Tags::default(),
-        authorisation,
-        0,
-    )
-    .expect("bench payments are valid")
-}
-
-fn book_apply(args: &BenchLedgerArgs) {
-    let mut rng = ChaCha20Rng::seed_from_u64(SEED);
-    let unit = ledger::UnitCode::new("BENCH").expect("valid code");
-    let accounts: Vec<(AccountId, PublicKey)> = (0..args.accounts)
-        .map(|i| (AccountId::new(), PublicKey([(i % 251) as u8; 32])))
-        .collect();
-    let fresh_book = || {
-        let mut book = Book::new();
-        book.add_unit(
-            ledger::Unit::new(unit, "Bench", 2, ledger::UnitKind::MutualCredit, None)
-                .expect("valid unit"),
-        )
-        .expect("new unit");
-        for &(id, key) in &accounts {
-            let limits = ledger::Limits::new(None, None).expect("unbounded");
-            book.open_account(Account {
-                id,
-                ..Account::new(unit, AccountKind::Holder, Some(key)).with_limits(limits)
-            })
-            .expect("new account");
-        }
-        book
-    };
-    let n = accounts.len();
-    let entries: Vec<JournalEntry> = (0..args.book_ops)
-        .map(|_| {
-            let from = rng.gen_range(0..n);
-            let to = (from + rng.gen_range(1..n)) % n;
-            raw_payment(accounts[from], accounts[to].0, unit, rng.gen_range(1..=100))
-        })
-        .collect();
-    let mut rates = Vec::new();
-    for _ in 0..3 {
-        let mut book = fresh_book();
-        let started = Instant::now();
-        let mut refused = 0usize;
-        for entry in &entries {
-            refused += usize::from(book.apply(entry).is_err());
-        }
-        rates.push(entries.len() as f64 / started.elapsed().as_secs_f64());
-        assert_eq!(refused, 0, "bench payments are all valid");
-        assert!(book.check_invariants().is_ok());
-    }
-    println!(
-        "\nBook apply (single-posting payments, {} accounts, {} ops, median of 3): {:.2} M/s",
-        args.accounts,
-        entries.len(),
-        median(&mut rates) / 1e6
-    );
-
-    let sample = &entries[..entries.len().min(500_000)];
-    let started = Instant::now();
-    let canonical: Vec<Vec<u8>> = sample.iter().map(canonical_entry_bytes).collect();
-    let serialise_rate = sample.len() as f64 / started.elapsed().as_secs_f64();
-    let mut journal = Journal::new();
-    let started = Instant::now();
-    for (entry, bytes) in sample.iter().zip(&canonical) {
-        journal.append_canonical(&[entry.postings()[0].unit], bytes);
-    }
-    let hash_rate = sample.len() as f64 / started.elapsed().as_secs_f64();
-    println!(
-        "entry canonical JSON (on submitter tasks): {:.2} M/s; journal SHA-256 chaining (on the writer): {:.2} M/s",
-        serialise_rate / 1e6,
-        hash_rate / 1e6
     );
 }
 

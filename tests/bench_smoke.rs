@@ -19,6 +19,8 @@ fn bench_ledger_runs_every_measurement_at_toy_size() {
         "30",
         "--book-ops",
         "2000",
+        "--book-window",
+        "500",
         "--submitters",
         "1,8",
     ]);
@@ -38,6 +40,8 @@ fn bench_ledger_runs_every_measurement_at_toy_size() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("Book apply"), "{stdout}");
+    assert!(stdout.contains("from empty"), "{stdout}");
+    assert!(stdout.contains("steady"), "{stdout}");
     assert!(stdout.contains("journal SHA-256 chaining"), "{stdout}");
     let rows: Vec<&str> = stdout
         .lines()
