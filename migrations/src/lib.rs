@@ -41,6 +41,11 @@ const SQLITE: &[Embedded] = &[
             include_str!("../sqlite/0006_posting_chains_end.sql"),
         ),
     ),
+    (
+        7,
+        "ledger rows without foreign keys",
+        include_str!("../sqlite/0007_ledger_rows_without_foreign_keys.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -69,6 +74,11 @@ const POSTGRES: &[Embedded] = &[
             include_str!("../postgres/0006_posting_chains_backfill.sql"),
             include_str!("../postgres/0006_posting_chains_end.sql"),
         ),
+    ),
+    (
+        7,
+        "ledger rows without foreign keys",
+        include_str!("../postgres/0007_ledger_rows_without_foreign_keys.sql"),
     ),
 ];
 

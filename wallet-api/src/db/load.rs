@@ -86,6 +86,22 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
             let entry = entry.map_err(|source| LoadError::Entry { position, source })?;
             book.replay(&entry)
                 .map_err(|source| LoadError::Book { position, source })?;
+            if let Some(&(at, _)) = links.get(next_link)
+                && at < position
+            {
+                return Err(LoadError::OrphanRow {
+                    table: "journal",
+                    position: at,
+                });
+            }
+            if let Some(&(at, _)) = stored_links.get(next_posting)
+                && at < position
+            {
+                return Err(LoadError::OrphanRow {
+                    table: "posting",
+                    position: at,
+                });
+            }
             let start = next_link;
             while next_link < links.len() && links[next_link].0 == position {
                 next_link = next_link.saturating_add(1);
@@ -117,7 +133,24 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
             }
             next_posting = end;
         }
+        if let Some(&(at, _)) = stored_links.get(next_posting) {
+            return Err(LoadError::OrphanRow {
+                table: "posting",
+                position: at,
+            });
+        }
         after = up_to;
+    }
+    // Pages read only positions 1..=last_position; a posting row outside them names no entry.
+    if let Some((lowest, highest)) = source.posting_positions().await? {
+        for position in [lowest, highest] {
+            if !(1..=last_position).contains(&position) {
+                return Err(LoadError::OrphanRow {
+                    table: "posting",
+                    position,
+                });
+            }
+        }
     }
     if next_link != links.len() {
         return Err(LoadError::LinkCount {

@@ -17,6 +17,7 @@ macro_rules! on_pool {
 
 pub mod activation;
 pub mod chain;
+mod copy;
 pub mod export;
 mod hosts;
 pub use hosts::libpq_url;
@@ -226,6 +227,16 @@ pub enum LoadError {
         links: usize,
         /// Links the entries need.
         expected: usize,
+    },
+    /// A posting or journal row names an entry position that holds no entry (PostgreSQL
+    /// has no foreign key from these rows to their entry since migration 0007, so the load
+    /// is what proves every row belongs to one).
+    #[error("{table} row names entry position {position}, which holds no entry")]
+    OrphanRow {
+        /// `posting` or `journal`.
+        table: &'static str,
+        /// The position it names.
+        position: i64,
     },
     /// Balances break an invariant.
     #[error("ledger invariant broken: {0}")]
@@ -594,6 +605,8 @@ trait LoadSource {
     async fn links(&mut self) -> Result<Vec<(i64, JournalLink)>, DbError>;
     /// The highest entry position, 0 if none.
     async fn max_position(&mut self) -> Result<i64, DbError>;
+    /// The lowest and highest entry positions posting rows name, `None` if there are none.
+    async fn posting_positions(&mut self) -> Result<Option<(i64, i64)>, DbError>;
     /// Entries with `after < position <= up_to`, in order.
     async fn entries(&mut self, after: i64, up_to: i64) -> Result<StoredEntries, DbError>;
     /// The chain links of the postings of those entries, by position then index.

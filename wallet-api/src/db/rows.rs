@@ -85,6 +85,15 @@ pub(super) type LinkRow = (i64, String, i64, Vec<u8>);
 
 /// The highest entry position, 0 when empty.
 pub(super) const MAX_POSITION_SQL: &str = "select coalesce(max(position), 0) from entry";
+/// The lowest and highest entry positions postings name, both null when there are none (two
+/// ends of the primary key's first column).
+pub(super) const POSTING_POSITIONS_SQL: &str =
+    "select min(entry_position), max(entry_position) from posting";
+
+/// [`POSTING_POSITIONS_SQL`]'s row as a range.
+pub(super) fn posting_positions(row: (Option<i64>, Option<i64>)) -> Option<(i64, i64)> {
+    row.0.zip(row.1)
+}
 
 /// Entries with `$1 < position <= $2`, one row per posting, in order. (SQLite numbers `$1`,
 /// `$2` by first appearance, which is their order here.)

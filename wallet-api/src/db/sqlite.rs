@@ -327,6 +327,14 @@ impl LoadSource for SqliteWriter {
             .await?)
     }
 
+    async fn posting_positions(&mut self) -> Result<Option<(i64, i64)>, DbError> {
+        Ok(rows::posting_positions(
+            sqlx::query_as(rows::POSTING_POSITIONS_SQL)
+                .fetch_one(&mut self.conn)
+                .await?,
+        ))
+    }
+
     async fn entries(&mut self, after: i64, up_to: i64) -> Result<StoredEntries, DbError> {
         let found = sqlx::query_as(rows::ENTRIES_SQL)
             .bind(after)

@@ -117,10 +117,58 @@ async fn a_deleted_entry_is_detected() {
         .await;
         let error = load_error(&db).await;
         assert!(
-            matches!(error, LoadError::Chain { .. } | LoadError::LinkCount { .. }),
+            matches!(
+                error,
+                LoadError::OrphanRow {
+                    table: "journal",
+                    position: 2
+                }
+            ),
             "{}: {error}",
             test_db.label
         );
+    }
+}
+
+/// PostgreSQL has no foreign key from postings and journal links to their entry (migration
+/// 0007), so a row naming no entry can be written there; the load refuses it, wherever it is.
+#[tokio::test]
+async fn rows_that_belong_to_no_entry_refuse_the_load() {
+    let posting = |position: i64| {
+        format!(
+            "insert into posting (entry_position, idx, unit, debit, credit, amount_minor) \
+             select {position}, 7, unit, debit, credit, amount_minor from posting \
+             where entry_position = 2"
+        )
+    };
+    let journal = |position: i64| {
+        format!(
+            "insert into journal (unit, seq, entry_position, hash) \
+             select unit, seq + 100, {position}, hash from journal where entry_position = 2"
+        )
+    };
+    let cases = [
+        // Before the first entry, and after the last one.
+        (posting(0), "posting", 0),
+        (posting(99), "posting", 99),
+        (journal(0), "journal", 0),
+        (journal(99), "journal", 99),
+    ];
+    for (sql, table, position) in &cases {
+        for test_db in TestDb::all().await {
+            let (db, _) = ledger_with_payments(&test_db).await;
+            attack(&db, &format!("pragma foreign_keys = off; {sql}"), sql).await;
+            let error = load_error(&db).await;
+            let expected = match (*table, *position) {
+                // A link past the last entry is counted as one too many.
+                ("journal", 99) => matches!(error, LoadError::LinkCount { .. }),
+                _ => matches!(
+                    error,
+                    LoadError::OrphanRow { table: t, position: p } if t == *table && p == *position
+                ),
+            };
+            assert!(expected, "{}: {sql}: {error}", test_db.label);
+        }
     }
 }
 
