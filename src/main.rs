@@ -29,6 +29,12 @@ use config::{
 };
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: a request through the HTTP API allocates and frees
+/// many small buffers across threads, and glibc's bins (consolidation, unlinking) cost a
+/// measured share of each payment's CPU; BENCHMARKS.md has the A/B figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     // Logs go to stderr so that stdout stays clean for what a command prints.

@@ -8,6 +8,9 @@
 
 use serde_json::Value;
 
+mod check;
+pub use check::is_canonical;
+
 /// The largest integer every JSON implementation represents exactly (2^53 - 1).
 pub const MAX_SAFE_INTEGER: i64 = 9_007_199_254_740_991;
 

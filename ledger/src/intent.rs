@@ -8,10 +8,11 @@
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::TimestampMs;
 use crate::amount::Amount;
-use crate::canonical::{CanonicalError, to_canonical_bytes};
+use crate::canonical::{CanonicalError, is_canonical, to_canonical_bytes};
 use crate::entry::{Authorisation, EntryError, EntryKind, JournalEntry, Leg, Posting, Tags};
 use crate::ids::{AccountId, EntryId, IntentId, PaymentRequestId};
 use crate::journal::Digest;
@@ -160,6 +161,15 @@ struct SignedIntentWire {
     signature: Signature,
 }
 
+/// The same wire shape with the intent left as the text received, for the fast path.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignedIntentRawWire<'a> {
+    #[serde(borrow)]
+    intent: &'a RawValue,
+    signature: Signature,
+}
+
 impl SignedIntent {
     /// Signs `intent` with `key`, which must be the key the intent names.
     pub fn sign(intent: Intent, key: &SigningKey) -> Result<Self, IntentError> {
@@ -184,6 +194,36 @@ impl SignedIntent {
         if bytes.len() > MAX_INTENT_BYTES {
             return Err(IntentError::TooLarge { size: bytes.len() });
         }
+        if let Some(fast) = Self::from_canonical_json(bytes) {
+            return Ok(fast);
+        }
+        Self::from_any_json(bytes)
+    }
+
+    /// The fast path of [`Self::from_json`], for the usual case of a client that sends the
+    /// intent in the canonical form it signed: the received text is then the signed text, and
+    /// the intent is read from it directly, without a `Value` in between. `None` for anything
+    /// else, including every error, so that the general path decides (and words) every
+    /// refusal. When this returns an intent the general path returns the same one: the text
+    /// passed [`is_canonical`], so canonicalising its value gives the text back, and strictly
+    /// ordered members mean no repeated name that the two parsers could read differently.
+    fn from_canonical_json(bytes: &[u8]) -> Option<Self> {
+        let wire: SignedIntentRawWire<'_> = serde_json::from_slice(bytes).ok()?;
+        let text = wire.intent.get();
+        if !is_canonical(text) {
+            return None;
+        }
+        let intent: Intent = serde_json::from_str(text).ok()?;
+        Some(Self {
+            intent,
+            signature: wire.signature,
+            canonical: text.to_owned(),
+        })
+    }
+
+    /// The general path of [`Self::from_json`]: canonicalises the intent object as received,
+    /// whatever its member order, whitespace or escapes.
+    fn from_any_json(bytes: &[u8]) -> Result<Self, IntentError> {
         let wire: SignedIntentWire =
             serde_json::from_slice(bytes).map_err(|e| IntentError::Malformed(e.to_string()))?;
         let canonical = canonical_string(&wire.intent)?;
@@ -203,6 +243,17 @@ impl SignedIntent {
         if canonical.len() > MAX_INTENT_BYTES {
             return Err(IntentError::TooLarge {
                 size: canonical.len(),
+            });
+        }
+        // The journal holds canonical text, so this is the usual case; as in `from_json`,
+        // any failure is left to the general path below to word.
+        if is_canonical(canonical)
+            && let Ok(intent) = serde_json::from_str::<Intent>(canonical)
+        {
+            return Ok(Self {
+                intent,
+                signature,
+                canonical: canonical.to_owned(),
             });
         }
         let value: Value =
@@ -688,6 +739,119 @@ mod tests {
             verified.to_entry(EntryId::new(), 5),
             Err(IntentError::ReversesInEntry)
         );
+    }
+
+    /// Signs `intent` as a client would, then sends it as `text` (some JSON of the same
+    /// object): both paths of `from_json` must read it alike.
+    fn signed_wire(key: &SigningKey, text: &str) -> String {
+        let value: Value = serde_json::from_str(text).unwrap();
+        let canonical = to_canonical_bytes(&value).unwrap();
+        let signature = Signature(key.sign(&signed_message(&canonical)).to_bytes());
+        format!(
+            "{{\"intent\":{text},\"signature\":\"{}\"}}",
+            signature.to_base64url()
+        )
+    }
+
+    /// `from_json` equals its general path, and says whether the fast path took it.
+    fn read_both_ways(wire: &str) -> (Result<SignedIntent, IntentError>, bool) {
+        let general = SignedIntent::from_any_json(wire.as_bytes());
+        let fast = SignedIntent::from_canonical_json(wire.as_bytes());
+        if let Some(fast) = &fast {
+            assert_eq!(Ok(fast), general.as_ref(), "{wire}");
+        }
+        assert_eq!(SignedIntent::from_json(wire.as_bytes()), general, "{wire}");
+        (general, fast.is_some())
+    }
+
+    #[test]
+    fn canonical_intents_take_the_fast_path_and_others_read_the_same_as_before() {
+        let k = key(6);
+        let mut intent = payment(&k, 2_000_000_000);
+        if let Action::Payment { memo, .. } = &mut intent.action {
+            *memo = "\"caf\u{e9}\" \\ \n\t\u{1}\u{7f} 😀 \u{2028} €".into();
+        }
+        let signed = SignedIntent::sign(intent, &k).unwrap();
+        let (read, fast) = read_both_ways(&signed.to_json());
+        assert!(fast, "{}", signed.to_json());
+        assert_eq!(read.as_ref(), Ok(&signed));
+
+        // The same object written otherwise: members out of order, spaces, escapes the
+        // canonical form does not use. Read by the general path, to the same canonical bytes.
+        let value: Value = serde_json::from_str(signed.canonical()).unwrap();
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        let reordered = signed
+            .canonical()
+            .replacen("{\"action\":", "{\"signer\":\"SIGNER\",\"action\":", 1)
+            .replace(&format!(",\"signer\":\"{}\"", k_b64(&k)), "")
+            .replace("SIGNER", &k_b64(&k));
+        let escaped = signed.canonical().replace("caf\u{e9}", "caf\\u00e9");
+        let backslash = signed.canonical().replace("\\\\", "\\u005c");
+        for text in [pretty, reordered, escaped, backslash] {
+            let (read, fast) = read_both_ways(&signed_wire(&k, &text));
+            assert!(!fast, "{text}");
+            let read = read.unwrap();
+            assert_eq!(read.canonical(), signed.canonical(), "{text}");
+            assert_eq!(read.intent(), signed.intent());
+            assert!(read.verify(0).is_ok());
+        }
+    }
+
+    fn k_b64(k: &SigningKey) -> String {
+        serde_json::to_value(PublicKey::of(k))
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_repeated_member_is_read_as_before_whichever_path() {
+        let k = key(7);
+        let signed = SignedIntent::sign(payment(&k, 2_000_000_000), &k).unwrap();
+        // A repeated name inside the intent: the general path keeps the last one, as it
+        // always has; the fast path must not see it as canonical.
+        let twice = signed.canonical().replacen(
+            "\"amount_minor\":1250,",
+            "\"amount_minor\":1250,\"amount_minor\":1250,",
+            1,
+        );
+        let wire = signed.to_json().replace(signed.canonical(), &twice);
+        let (read, fast) = read_both_ways(&wire);
+        assert!(!fast);
+        assert_eq!(
+            read.map(|r| r.canonical().to_owned()),
+            Ok(signed.canonical().to_owned())
+        );
+        // Unknown members are refused on both paths; so are malformed and non-integer ones.
+        for (from, to) in [
+            ("\"memo\":", "\"memo2\":1,\"memo\":"),
+            (
+                "\"not_after\":2000000000",
+                "\"not_after\":2000000000,\"zzz\":1",
+            ),
+            ("1250", "12.5"),
+            ("1250", "-1250"),
+            ("1250", "9007199254740992"),
+            ("\"type\":\"payment\"", "\"type\":\"pay\""),
+        ] {
+            let wire = signed.to_json().replacen(from, to, 1);
+            let (read, fast) = read_both_ways(&wire);
+            assert!(read.is_err() && !fast, "{wire}");
+        }
+    }
+
+    #[test]
+    fn a_stored_intent_reads_back_alike_whether_canonical_or_not() {
+        let k = key(8);
+        let signed = SignedIntent::sign(payment(&k, 2_000_000_000), &k).unwrap();
+        let fast = SignedIntent::from_canonical(signed.canonical(), *signed.signature());
+        assert_eq!(fast.as_ref(), Ok(&signed));
+        let unknown = signed.canonical().replacen("{", "{\"a\":1,", 1);
+        assert!(matches!(
+            SignedIntent::from_canonical(&unknown, *signed.signature()),
+            Err(IntentError::Malformed(_))
+        ));
     }
 
     #[test]
