@@ -83,15 +83,12 @@ impl Town {
     }
 
     async fn submit(&self, intent: &SignedIntent) -> Reply {
-        http(
-            &self.address,
-            "POST",
-            "/v1/intents",
-            None,
-            &[],
-            Some(&intent.to_json()),
-        )
-        .await
+        self.submit_json(&intent.to_json()).await
+    }
+
+    /// Posts `body` as a signed intent, as it is (tampered ones included).
+    async fn submit_json(&self, body: &str) -> Reply {
+        http(&self.address, "POST", "/v1/intents", None, &[], Some(body)).await
     }
 
     /// Asks for a login challenge for `account` and answers it signed with `key`.
@@ -336,15 +333,7 @@ async fn payments(town: &Town) {
         .to_json()
         .replace("\"amount_minor\":100", "\"amount_minor\":9000");
     assert_ne!(tampered, honest.to_json());
-    let refused = http(
-        &town.address,
-        "POST",
-        "/v1/intents",
-        None,
-        &[],
-        Some(&tampered),
-    )
-    .await;
+    let refused = town.submit_json(&tampered).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert_eq!(refused.problem_type(), "/problems/bad-signature");
 
@@ -413,15 +402,7 @@ async fn late_retry(town: &Town) {
         "\"signature\":\"AAAA",
     );
     assert_ne!(forged, pay.to_json());
-    let refused = http(
-        &town.address,
-        "POST",
-        "/v1/intents",
-        None,
-        &[],
-        Some(&forged),
-    )
-    .await;
+    let refused = town.submit_json(&forged).await;
     assert_eq!(refused.status, 422, "{}", refused.body);
     assert_eq!(refused.problem_type(), "/problems/intent-expired");
     assert_eq!(town.balance(town.alice).await, alice, "nothing moved twice");
