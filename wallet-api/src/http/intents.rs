@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
-use ledger::{Action, EntryId, IntentError, IntentId, SignedIntent, VerifiedIntent};
+use ledger::{Action, EntryId, IntentError, IntentId, VerifiedIntent};
 use serde::Serialize;
 
 use super::AppState;
@@ -58,8 +58,8 @@ async fn submit_inner(
     // Parsing and ed25519 verification are CPU work: the verifier threads do it, in batches.
     let verified = match state.verifier.verify(body.clone(), now_ms).await {
         Ok(verified) => verified,
-        Err(VerifyError::Refused(expired @ IntentError::Expired { .. })) => {
-            return late_retry(state, body, expired).await;
+        Err(VerifyError::Refused(expired @ IntentError::Expired { not_after, .. })) => {
+            return late_retry(state, body, not_after, expired).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -91,20 +91,20 @@ async fn submit_inner(
 /// An intent that has expired may still be the retry of one committed in time: a client that
 /// lost the answer and tries again after `not_after` gets the original result, as every retry
 /// does, not "expired". Only an expired intent comes here, so the hot path pays nothing: its
-/// signature is checked regardless of time (on a blocking thread), then storage is asked
-/// whether this very intent (same digest) was committed. Anything else is refused as expired.
+/// signature is checked as of its own last valid second (by the same verifier threads, so
+/// their backpressure holds), then storage is asked whether this very intent (same digest)
+/// was committed. Anything else is refused as expired.
 async fn late_retry(
     state: &AppState,
     body: Bytes,
+    not_after: i64,
     expired: IntentError,
 ) -> Result<Response, Problem> {
-    let checked = tokio::task::spawn_blocking(move || {
-        SignedIntent::from_json(&body).and_then(SignedIntent::verify_signature)
-    })
-    .await
-    .map_err(|e| Problem::internal(&e))?;
-    let Ok(verified) = checked else {
-        return Err(expired.into());
+    let last_valid_ms = not_after.saturating_mul(1000);
+    let verified = match state.verifier.verify(body, last_valid_ms).await {
+        Ok(verified) => verified,
+        Err(VerifyError::Refused(_)) => return Err(expired.into()),
+        Err(e @ VerifyError::Stopped) => return Err(e.into()),
     };
     let intent_id = verified.intent().intent_id;
     match state.db.intent_outcome(intent_id).await? {
