@@ -10,13 +10,13 @@
 //! - a refund follows its sale within minutes or days, rarely, so payments older than the
 //!   window are looked up in storage by whoever submits the refund (see
 //!   [`super::Book::restore_payment`]);
-//! - an intent id older than the window goes into a Bloom filter (16 bits instead of about
-//!   110 bytes). A new intent whose id the filter may contain *may* have been applied long
-//!   ago; [`super::Book::apply`] then refuses it with [`super::BookError::MaybeApplied`] so
-//!   the submitter can ask storage, and applies it with [`super::Book::apply_checked_new`]
-//!   once storage says it is new. The filter has false positives (about one new intent in
-//!   a thousand per filter, see [`Fingerprints`]) but never false negatives, so no intent is
-//!   ever applied twice.
+//! - an intent id older than the window goes into a Bloom filter (16 bits, two more in each
+//!   later filter, instead of about 110 bytes). A new intent whose id the filter may contain
+//!   *may* have been applied long ago; [`super::Book::apply`] then refuses it with
+//!   [`super::BookError::MaybeApplied`] so the submitter can ask storage, and applies it
+//!   with [`super::Book::apply_checked_new`] once storage says it is new. The filter has false positives (about two new intents in
+//!   a thousand however many filters it has, see [`Fingerprints`]) but never false
+//!   negatives, so no intent is ever applied twice.
 
 use std::hash::{BuildHasher as _, Hash};
 

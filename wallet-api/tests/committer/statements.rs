@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ledger::{AccountId, Action, EntryKind, Leg, Tags};
+use ledger::{AccountId, EntryKind};
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use sqlx::Executor as _;
@@ -109,28 +109,7 @@ async fn random_activity(
             0..=5 => scheme.payment(from, scheme.shop, rng.gen_range(1..200)),
             6..=7 => scheme.payment(from, other, rng.gen_range(1..200)),
             // A split: one debit, two credits; the payer's line lists both.
-            _ => Action::Entry {
-                kind: EntryKind::Fee,
-                legs: vec![
-                    Leg {
-                        account: from,
-                        unit: scheme.unit,
-                        delta: -30,
-                    },
-                    Leg {
-                        account: scheme.shop,
-                        unit: scheme.unit,
-                        delta: 20,
-                    },
-                    Leg {
-                        account: other,
-                        unit: scheme.unit,
-                        delta: 10,
-                    },
-                ],
-                memo: "split".into(),
-                tags: Tags::default(),
-            },
+            _ => scheme.split(from, other),
         };
         committer.submit(&sign(key, action)).await.unwrap();
     }
@@ -314,10 +293,7 @@ async fn the_migrations_backfill_links_stored_rows_exactly_as_the_writer_does() 
 #[tokio::test]
 async fn an_entry_touching_an_account_twice_is_one_line_and_its_chain_goes_on() {
     for test_db in TestDb::all().await {
-        let db = test_db.open().await;
-        let scheme = Scheme::new();
-        let (committer, task) = start(&db).await;
-        scheme.register(&committer).await;
+        let (db, scheme, committer, task) = started(&test_db).await;
         committer
             .submit(&scheme.issue(scheme.alice, 100_00))
             .await
@@ -329,28 +305,7 @@ async fn an_entry_touching_an_account_twice_is_one_line_and_its_chain_goes_on() 
         let before_split = committer.view().read().last_position();
         let alice_issue = before_split - 1;
         // Alice pays the shop and Bob in one entry: two postings debit her.
-        let split = Action::Entry {
-            kind: EntryKind::Fee,
-            legs: vec![
-                Leg {
-                    account: scheme.alice,
-                    unit: scheme.unit,
-                    delta: -30,
-                },
-                Leg {
-                    account: scheme.shop,
-                    unit: scheme.unit,
-                    delta: 20,
-                },
-                Leg {
-                    account: scheme.bob,
-                    unit: scheme.unit,
-                    delta: 10,
-                },
-            ],
-            memo: "split".into(),
-            tags: Tags::default(),
-        };
+        let split = scheme.split(scheme.alice, scheme.bob);
         committer
             .submit(&sign(&scheme.alice_key, split))
             .await

@@ -191,6 +191,21 @@ impl Scheme {
         sign(payer, self.payment(from, to, minor))
     }
 
+    /// One entry in which `from` pays 20 to the shop and 10 to `other`: two credits, one debit.
+    pub fn split(&self, from: AccountId, other: AccountId) -> Action {
+        let leg = |account, delta| Leg {
+            account,
+            unit: self.unit,
+            delta,
+        };
+        Action::Entry {
+            kind: EntryKind::Fee,
+            legs: vec![leg(from, -30), leg(self.shop, 20), leg(other, 10)],
+            memo: "split".into(),
+            tags: Tags::default(),
+        }
+    }
+
     pub fn payment(&self, from: AccountId, to: AccountId, minor: i64) -> Action {
         Action::Payment {
             from,
@@ -201,6 +216,15 @@ impl Scheme {
             request: None,
         }
     }
+}
+
+/// A fresh database of `test_db` with the test scheme registered by a started committer.
+pub async fn started(test_db: &TestDb) -> (Database, Scheme, Committer, CommitterTask) {
+    let db = test_db.open().await;
+    let scheme = Scheme::new();
+    let (committer, task) = start(&db).await;
+    scheme.register(&committer).await;
+    (db, scheme, committer, task)
 }
 
 pub async fn start(db: &Database) -> (Committer, CommitterTask) {

@@ -9,10 +9,7 @@ use wallet_api::{Committer, CommitterConfig, Database};
 use crate::support::*;
 
 async fn ledger_with_payments(test_db: &TestDb) -> (Database, Scheme) {
-    let db = test_db.open().await;
-    let scheme = Scheme::new();
-    let (committer, task) = start(&db).await;
-    scheme.register(&committer).await;
+    let (db, scheme, committer, task) = started(test_db).await;
     committer
         .submit(&scheme.issue(scheme.alice, 100_00))
         .await
