@@ -334,11 +334,12 @@ pub async fn export_research(args: ExportResearchArgs) -> Result<()> {
     .await?;
     out.flush()?;
     println!(
-        "{} events written to {} ({} postings left out for withheld consent, {} without research meaning)",
+        "{} events written to {} ({} postings left out for withheld consent, {} without research meaning, {} refunds and fully refunded payments netted out)",
         report.events,
         args.out.display(),
         report.withheld,
-        report.skipped
+        report.skipped,
+        report.refunded
     );
     Ok(())
 }

@@ -10,15 +10,21 @@
 //!   withdraw/redemption (to the clearing account) and withdraw/fee (to the fee account);
 //!   `expire` → withdraw/expiry. Card replacements (a household paying itself) and other
 //!   kinds are counted as skipped.
+//! - **Refunds** are netted into the payment they give back, since the format has no event
+//!   for money flowing back: a payment is written for what was kept of it, a fully refunded
+//!   one not at all, and the refund entries themselves are not written. Counting a refund as
+//!   a shop's transfer to a household would invent a round of local spending, and leaving
+//!   it out would keep spending that was undone.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use hmac::{Hmac, Mac};
-use ledger::{AccountId, EntryKind, HouseholdId, UnitCode};
+use ledger::{AccountId, EntryId, EntryKind, HouseholdId, UnitCode};
 use sha2::Sha256;
 
 use crate::cards::ServerSecret;
+use crate::db::programmes::ResearchPosting;
 use crate::db::{Database, DbError};
 
 /// The export's first two lines.
@@ -43,6 +49,8 @@ pub struct ExportReport {
     pub withheld: u64,
     /// Postings with no research meaning (card replacements, fees between system accounts…).
     pub skipped: u64,
+    /// Refunds netted into their payments, plus payments refunded in full (not written).
+    pub refunded: u64,
 }
 
 /// Why the export failed.
@@ -116,6 +124,14 @@ pub async fn export(
         .into_iter()
         .map(|(account, household, area, withheld)| (account, (household, area, withheld)))
         .collect();
+    // What was given back of each refunded payment, and which entries are those refunds.
+    let mut refunded: HashMap<EntryId, i64> = HashMap::new();
+    let mut refunds: HashSet<EntryId> = HashSet::new();
+    for (refund, payment, amount) in db.research_refunds().await? {
+        let total = refunded.entry(payment).or_default();
+        *total = total.saturating_add(amount);
+        refunds.insert(refund);
+    }
     let mut parties: HashMap<AccountId, Party> = HashMap::new();
     for (account, kind, category, social) in accounts {
         let party = match by_account.get(&account) {
@@ -151,9 +167,16 @@ pub async fn export(
     let mut line = String::new();
     while after < last {
         let up_to = after.saturating_add(PAGE).min(last);
-        for (kind, created_at, unit, debit, credit, amount) in
-            db.research_postings(after, up_to).await?
-        {
+        for posting in db.research_postings(after, up_to).await? {
+            let ResearchPosting {
+                entry,
+                kind,
+                created_at,
+                unit,
+                debit,
+                credit,
+                amount_minor: mut amount,
+            } = posting;
             let (Some(from), Some(to)) = (parties.get(&debit), parties.get(&credit)) else {
                 report.skipped += 1;
                 continue;
@@ -166,6 +189,22 @@ pub async fn export(
                 report.skipped += 1;
                 continue;
             };
+            match kind {
+                EntryKind::Reversal if refunds.contains(&entry) => {
+                    report.refunded += 1;
+                    continue;
+                }
+                EntryKind::Payment => {
+                    // A refunded payment is single-posting (the Book refuses any other
+                    // refund), so the whole refund comes off this one posting.
+                    amount = amount.saturating_sub(refunded.get(&entry).copied().unwrap_or(0));
+                    if amount <= 0 {
+                        report.refunded += 1;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
             let local =
                 |p: &Party| matches!(p.kind, "household" | "merchant" | "social_enterprise");
             let (event, reason) = match kind {

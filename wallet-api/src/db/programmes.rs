@@ -3,7 +3,9 @@
 //! Like the other service rows they go through the read pool; ledger effects go through the
 //! committer. The SQL uses `$n` placeholders, which both SQLite and PostgreSQL accept.
 
-use ledger::{AccountId, HouseholdId, ParticipantId, ProgrammeId, PublicKey, RunId, UnitCode};
+use ledger::{
+    AccountId, EntryId, HouseholdId, ParticipantId, ProgrammeId, PublicKey, RunId, Tags, UnitCode,
+};
 use uuid::Uuid;
 
 use super::service::corrupt;
@@ -11,6 +13,25 @@ use super::{Database, DbError};
 use crate::programme::{
     BankAccount, Programme, ProgrammeAccounts, ProgrammeRules, RuleVersion, Schedule,
 };
+
+/// One posting as the research export reads it, with its entry's id, kind and time.
+#[derive(Clone, Debug)]
+pub struct ResearchPosting {
+    /// The entry it belongs to.
+    pub entry: EntryId,
+    /// The entry's kind, as stored (`payment`, `reversal`, …).
+    pub kind: String,
+    /// The entry's time, ms since the epoch.
+    pub created_at: i64,
+    /// The posting's unit.
+    pub unit: UnitCode,
+    /// The account debited.
+    pub debit: AccountId,
+    /// The account credited.
+    pub credit: AccountId,
+    /// The amount, in minor units.
+    pub amount_minor: i64,
+}
 
 /// Rows per multi-row INSERT: 1,000 rows of up to 10 columns stay under both databases'
 /// limits on bound parameters (SQLite 32,766; PostgreSQL 65,535).
@@ -976,15 +997,15 @@ impl Database {
     }
 
     /// For the research export: the postings of entries `after < position <= up_to`, in
-    /// order, with their entry's kind and time.
+    /// order, with their entry's id, kind and time.
     pub async fn research_postings(
         &self,
         after: i64,
         up_to: i64,
-    ) -> Result<Vec<(String, i64, UnitCode, AccountId, AccountId, i64)>, DbError> {
-        let rows: Vec<(String, i64, String, Uuid, Uuid, i64)> = on_pool!(self, |pool| {
+    ) -> Result<Vec<ResearchPosting>, DbError> {
+        let rows: Vec<(Uuid, String, i64, String, Uuid, Uuid, i64)> = on_pool!(self, |pool| {
             sqlx::query_as(
-                "select e.kind, e.created_at, p.unit, p.debit, p.credit, p.amount_minor \
+                "select e.id, e.kind, e.created_at, p.unit, p.debit, p.credit, p.amount_minor \
                  from entry e join posting p on p.entry_position = e.position \
                  where e.position > $1 and e.position <= $2 order by e.position, p.idx",
             )
@@ -994,11 +1015,44 @@ impl Database {
             .await
         })?;
         rows.into_iter()
-            .map(|(kind, at, unit, debit, credit, amount)| {
-                let unit = UnitCode::new(&unit).map_err(|e| corrupt("posting", e))?;
-                Ok((kind, at, unit, AccountId(debit), AccountId(credit), amount))
-            })
+            .map(
+                |(entry, kind, created_at, unit, debit, credit, amount_minor)| {
+                    Ok(ResearchPosting {
+                        entry: EntryId(entry),
+                        kind,
+                        created_at,
+                        unit: UnitCode::new(&unit).map_err(|e| corrupt("posting", e))?,
+                        debit: AccountId(debit),
+                        credit: AccountId(credit),
+                        amount_minor,
+                    })
+                },
+            )
             .collect()
+    }
+
+    /// For the research export: every refund (a reversal entry naming the payment it gives
+    /// back in `tags.reverses`), as (refund entry, payment, amount in minor units). Refunds
+    /// are few, so this stays small even for a long journal.
+    pub async fn research_refunds(&self) -> Result<Vec<(EntryId, EntryId, i64)>, DbError> {
+        let rows: Vec<(Uuid, String, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "select e.id, e.tags, p.amount_minor \
+                 from entry e join posting p on p.entry_position = e.position \
+                 where e.kind = 'reversal'",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        let mut refunds = Vec::new();
+        for (entry, tags, amount_minor) in rows {
+            let tags: Tags = serde_json::from_str(&tags).map_err(|e| corrupt("entry", e))?;
+            // A reversal that names no payment is not a refund.
+            if let Some(payment) = tags.reverses {
+                refunds.push((EntryId(entry), payment, amount_minor));
+            }
+        }
+        Ok(refunds)
     }
 
     /// The periods (first day, last day; `YYYY-MM-DD`) SEPA files were produced for.

@@ -31,20 +31,6 @@ async fn remembered(committer: &Committer) -> (usize, usize) {
         .unwrap()
 }
 
-fn refund(scheme: &Scheme, payment: EntryId, minor: i64) -> ledger::VerifiedIntent {
-    sign(
-        &key(3),
-        Action::Refund {
-            payment,
-            from: scheme.shop,
-            to: scheme.alice,
-            unit: scheme.unit,
-            amount_minor: Amount::from_minor(minor).unwrap(),
-            memo: String::new(),
-        },
-    )
-}
-
 #[tokio::test]
 async fn an_old_intent_is_answered_from_storage_and_never_applied_twice() {
     for test_db in TestDb::all().await {
@@ -130,7 +116,7 @@ async fn a_forgotten_payment_is_refunded_from_storage_within_what_is_left() {
             .unwrap();
         clock.advance(1);
         committer
-            .submit(&refund(&scheme, sale.entry_id, 4_00))
+            .submit(&scheme.refund(sale.entry_id, 4_00))
             .await
             .unwrap();
         clock.advance(1);
@@ -145,9 +131,7 @@ async fn a_forgotten_payment_is_refunded_from_storage_within_what_is_left() {
         assert!(!known, "{label}: the sale was forgotten");
         assert!(
             matches!(
-                committer
-                    .submit(&refund(&scheme, sale.entry_id, 6_01))
-                    .await,
+                committer.submit(&scheme.refund(sale.entry_id, 6_01)).await,
                 Err(CommitError::Rejected(BookError::RefundExceedsPayment {
                     refundable: 6_00,
                     ..
@@ -156,14 +140,14 @@ async fn a_forgotten_payment_is_refunded_from_storage_within_what_is_left() {
             "{label}: earlier refunds still count"
         );
         committer
-            .submit(&refund(&scheme, sale.entry_id, 6_00))
+            .submit(&scheme.refund(sale.entry_id, 6_00))
             .await
             .unwrap();
         assert_eq!(balance(&committer, scheme.shop).await, 0, "{label}");
         let ghost = EntryId::new();
         assert!(
             matches!(
-                committer.submit(&refund(&scheme, ghost, 1)).await,
+                committer.submit(&scheme.refund(ghost, 1)).await,
                 Err(CommitError::Rejected(BookError::UnknownPayment(p))) if p == ghost
             ),
             "{label}"

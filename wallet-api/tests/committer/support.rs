@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use ledger::{
-    Account, AccountId, AccountKind, Action, Amount, EntryKind, Intent, IntentId, Leg, Limits,
-    PublicKey, SignedIntent, Tags, Unit, UnitCode, UnitKind, VerifiedIntent,
+    Account, AccountId, AccountKind, Action, Amount, EntryId, EntryKind, Intent, IntentId, Leg,
+    Limits, PublicKey, SignedIntent, Tags, Unit, UnitCode, UnitKind, VerifiedIntent,
 };
 use wallet_api::db::scratch;
 use wallet_api::{Committer, CommitterConfig, CommitterTask, Database, ManualClock};
@@ -204,6 +204,21 @@ impl Scheme {
             memo: "split".into(),
             tags: Tags::default(),
         }
+    }
+
+    /// The shop gives `minor` of `payment` back to Alice.
+    pub fn refund(&self, payment: EntryId, minor: i64) -> VerifiedIntent {
+        sign(
+            &key(3),
+            Action::Refund {
+                payment,
+                from: self.shop,
+                to: self.alice,
+                unit: self.unit,
+                amount_minor: Amount::from_minor(minor).unwrap(),
+                memo: String::new(),
+            },
+        )
     }
 
     pub fn payment(&self, from: AccountId, to: AccountId, minor: i64) -> Action {
