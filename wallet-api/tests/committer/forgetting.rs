@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ledger::{Action, Amount, BookError, EntryId, IntentId};
+use ledger::{BookError, EntryId, IntentId};
 use wallet_api::{CommitError, Committer, CommitterConfig, CommitterTask, Database, ManualClock};
 
 use super::support::*;
