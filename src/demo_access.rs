@@ -1,6 +1,7 @@
 //! What a person needs to try the pages on `serve --demo`: the shop terminal's link and
 //! merchant token, a phone wallet's activation link, and a card with its PIN. Printed at
-//! every start, because tokens and activation codes are shown only once.
+//! every start, because tokens and activation codes are shown only once; a start revokes the
+//! demo tokens of the starts before it.
 //!
 //! The demo shop is the demo programme's grocer, with a second account in the demo's euro
 //! voucher so both kinds of sale work from one terminal: a phone wallet paying in `DEMO-EUR`
@@ -73,7 +74,7 @@ pub async fn print(
                 .context("funding the demo wallet")?;
         }
     }
-    let token = crate::token::issue(
+    let token = crate::token::reissue(
         db,
         wallet_api::auth::Role::Merchant,
         Some(DEMO_SHOP),

@@ -97,7 +97,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if args.demo {
         crate::demo::seed_if_empty(&committer, crate::demo::DEFAULT_SEED).await?;
         let token =
-            crate::token::issue(&db, wallet_api::auth::Role::Admin, None, "demo admin").await?;
+            crate::token::reissue(&db, wallet_api::auth::Role::Admin, None, "demo admin").await?;
         println!("demo admin token (shown once): {token}");
     }
     let verifier =

@@ -34,6 +34,30 @@ pub async fn issue(
     Ok(issued.text)
 }
 
+/// Makes a token that replaces every active one of the same role, participant and label:
+/// for tokens printed at each start (`serve --demo`), which nobody can show again, so the
+/// earlier ones would otherwise stay valid with no one to revoke them.
+pub async fn reissue(
+    db: &Database,
+    role: Role,
+    participant: Option<ParticipantId>,
+    label: &str,
+) -> Result<String> {
+    let now = now_ms();
+    for token in db.tokens().await.context("listing tokens")? {
+        if token.revoked_at.is_none()
+            && token.role == role.as_str()
+            && token.participant == participant
+            && token.label == label
+        {
+            db.revoke_token(token.id, now)
+                .await
+                .context("revoking an earlier token")?;
+        }
+    }
+    issue(db, role, participant, label).await
+}
+
 pub async fn create(args: TokenCreateArgs) -> Result<()> {
     let Some(role) = Role::parse(&args.role) else {
         let roles: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();

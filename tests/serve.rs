@@ -34,15 +34,13 @@ async fn serve_reports_health_and_readiness_and_stops_cleanly() {
     }
 }
 
-#[tokio::test]
-async fn serve_with_demo_data_is_ready_with_a_months_entries() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
-    let (_child, mut lines) = coledger(&[
+/// Starts `serve --demo` on `url` and reads what it prints up to its banner.
+async fn serve_demo(url: &str) -> (tokio::process::Child, Vec<String>, String) {
+    let (child, mut lines) = coledger(&[
         "serve",
         "--demo",
         "--database-url",
-        &url,
+        url,
         "--listen",
         "127.0.0.1:0",
     ]);
@@ -52,14 +50,46 @@ async fn serve_with_demo_data_is_ready_with_a_months_entries() {
         banner = next_line(&mut lines).await.expect("serve --demo stopped");
         printed.push(banner.clone());
     }
+    let address = banner
+        .trim_start_matches("coledger listening on http://")
+        .to_owned();
+    (child, printed, address)
+}
+
+/// The active tokens `coledger token list` shows, as (role, label).
+fn active_tokens(url: &str) -> Vec<(String, String)> {
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_coledger"))
+        .args(["token", "list", "--database-url", url])
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    let mut active: Vec<(String, String)> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|line| line.contains(" active "))
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            (
+                words[1].to_owned(),
+                line.rsplit("  ").next().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    active.sort();
+    active
+}
+
+#[tokio::test]
+async fn serve_with_demo_data_is_ready_with_a_months_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let (mut child, printed, address) = serve_demo(&url).await;
     assert!(
         printed
             .iter()
             .any(|l| l.starts_with("demo programme") && l.contains("PIN 2580")),
         "{printed:?}"
     );
-    let address = banner.trim_start_matches("coledger listening on http://");
-    let (status, body) = get(address, "/readyz").await;
+    let (status, body) = get(&address, "/readyz").await;
     assert_eq!(status, 200);
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -69,6 +99,42 @@ async fn serve_with_demo_data_is_ready_with_a_months_entries() {
          euro account, a phone wallet)"
     );
     assert!(ready["entries"].as_u64().unwrap() > 5_000, "{ready}");
+    stop_with_sigterm(&mut child, "sqlite").await;
+
+    // Each start prints new demo tokens, shown once; the earlier ones are revoked, so
+    // restarts do not leave valid tokens that nobody holds.
+    let admin_token = |printed: &[String]| {
+        printed
+            .iter()
+            .find_map(|l| l.strip_prefix("demo admin token (shown once): "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no admin token in {printed:?}"))
+    };
+    let first = admin_token(&printed);
+    let (mut child, printed, address) = serve_demo(&url).await;
+    assert_ne!(admin_token(&printed), first);
+    let admin_only = |token: String| {
+        let address = address.clone();
+        async move {
+            http(&address, "GET", "/v1/participants", Some(&token), &[], None)
+                .await
+                .status
+        }
+    };
+    assert_eq!(
+        admin_only(first).await,
+        401,
+        "the first start's token is revoked"
+    );
+    assert_eq!(admin_only(admin_token(&printed)).await, 200);
+    stop_with_sigterm(&mut child, "sqlite").await;
+    assert_eq!(
+        active_tokens(&url),
+        vec![
+            ("admin".to_owned(), "demo admin".to_owned()),
+            ("merchant".to_owned(), "demo terminal".to_owned()),
+        ]
+    );
 }
 
 #[tokio::test]
