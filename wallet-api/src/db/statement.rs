@@ -29,6 +29,12 @@ const CHAIN_CHUNK_MIN: usize = 16;
 /// query's own working set).
 const CHAIN_CHUNK_MAX: usize = 1024;
 
+/// The most entries one statement page walks. A filter that matches rarely (a kind or a
+/// counterparty seldom seen on a busy shop's account) would otherwise walk the account's whole
+/// history for one request; past this the page ends short (even empty) with a cursor where the
+/// walk stopped, and the next request goes on from there. About a dozen chunk queries.
+pub const WALK_BUDGET: usize = 10_000;
+
 /// How far `created_at` may go backwards along the journal. The writer stamps an entry just
 /// before it stages it, so `created_at` is non-decreasing with position except for the skew
 /// between the clock readings of entries staged around the same moment (and a clock stepped
@@ -88,10 +94,12 @@ pub struct StatementLine {
 /// A page of a statement, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementPage {
-    /// At most the page size.
+    /// At most the page size; fewer (even none) when the walk used its budget first.
     pub lines: Vec<StatementLine>,
-    /// Whether more entries match below the last line.
-    pub more: bool,
+    /// Where the next page starts (its `before`), if more entries may match: the last line
+    /// of a full page, or the entry where a walk that ran out of budget stopped. `None`: the
+    /// statement has nothing more below this page.
+    pub next_before: Option<i64>,
 }
 
 /// A chunk of a walk: lines newest first, and where the walk goes on (`None`: the chain
@@ -103,8 +111,9 @@ struct Chunk {
 
 impl Database {
     /// Up to `limit` of `account`'s entries that pass `filter`, at positions below `before`,
-    /// newest first, and whether more match further back. `head` is the position of the
-    /// account's latest published entry (`None`: it has none); nothing after it is read.
+    /// newest first, and where to go on if more may match further back. `head` is the position
+    /// of the account's latest published entry (`None`: it has none); nothing after it is
+    /// read. At most [`WALK_BUDGET`] entries are walked.
     pub async fn statement_page(
         &self,
         account: AccountId,
@@ -113,37 +122,74 @@ impl Database {
         before: i64,
         limit: usize,
     ) -> Result<StatementPage, DbError> {
+        // An unfiltered page always fills, whatever page size the operator allows.
+        let budget = WALK_BUDGET.max(limit.saturating_add(1));
+        self.statement_page_within(account, head, filter, before, limit, budget)
+            .await
+    }
+
+    /// [`Database::statement_page`] walking at most `budget` entries (at least one).
+    pub async fn statement_page_within(
+        &self,
+        account: AccountId,
+        head: Option<i64>,
+        filter: &HistoryFilter,
+        before: i64,
+        limit: usize,
+        budget: usize,
+    ) -> Result<StatementPage, DbError> {
         // One line past the page tells whether there is more.
         let wanted = limit.saturating_add(1);
         let floor = filter
             .since_ms
             .map(|since| since.saturating_sub(CREATED_AT_SKEW_MS));
         let mut lines: Vec<StatementLine> = Vec::with_capacity(wanted.min(CHAIN_CHUNK_MAX));
-        let mut size = wanted.clamp(CHAIN_CHUNK_MIN, CHAIN_CHUNK_MAX);
+        let budget = budget.max(1);
+        let mut size = wanted.clamp(CHAIN_CHUNK_MIN, CHAIN_CHUNK_MAX).min(budget);
+        let mut walked = 0usize;
+        // Set when the budget ran out before the page filled: the last entry walked.
+        let mut stopped_at = None;
         let mut next = self.walk_start(account, head, before).await?;
         // Positions fall strictly along a chain (checked in `chain_chunk`), so the walk ends.
         'walk: while let Some(from) = next {
             let chunk = self.linked_chunk(account, from, size).await?;
-            for line in chunk.lines {
+            next = chunk.next;
+            let mut chunk_lines = chunk.lines.into_iter().peekable();
+            while let Some(line) = chunk_lines.next() {
                 if line.item.position >= before {
                     continue;
                 }
                 if floor.is_some_and(|floor| line.item.created_at < floor) {
                     break 'walk;
                 }
+                walked += 1;
+                let position = line.item.position;
                 if filter.keeps(&line.item) {
                     lines.push(line);
                     if lines.len() == wanted {
                         break 'walk;
                     }
                 }
+                if walked >= budget {
+                    // Go on from here next time, unless the chain ended right here.
+                    if chunk_lines.peek().is_some() || next.is_some() {
+                        stopped_at = Some(position);
+                    }
+                    break 'walk;
+                }
             }
-            next = chunk.next;
-            size = size.saturating_mul(2).min(CHAIN_CHUNK_MAX);
+            size = size
+                .saturating_mul(2)
+                .min(CHAIN_CHUNK_MAX)
+                .min(budget - walked);
         }
-        let more = lines.len() > limit;
-        lines.truncate(limit);
-        Ok(StatementPage { lines, more })
+        let next_before = if lines.len() > limit {
+            lines.truncate(limit);
+            lines.last().map(|l| l.item.position)
+        } else {
+            stopped_at
+        };
+        Ok(StatementPage { lines, next_before })
     }
 
     /// Where a walk for entries below `before` starts. A cursor is the last line of the

@@ -299,7 +299,10 @@ fn decode_cursor(text: &str) -> Result<i64, Problem> {
     tag = "accounts",
     params(("id" = String, Path, description = "Account id"), HistoryQuery),
     responses(
-        (status = 200, description = "A page of the statement, newest first, with next_cursor"),
+        (status = 200, description = "A page of the statement, newest first, with next_cursor. \
+            A filter that matches rarely is searched through a bounded stretch of history per \
+            request, so a page may hold fewer items than the limit, or none, while next_cursor \
+            is set: follow next_cursor until it is null."),
         (status = 404, description = "No such account, or not visible to this caller"),
     ),
     security(("bearer" = []))
@@ -348,11 +351,9 @@ pub(super) async fn history(
         .iter()
         .map(|line| render::history_item(&line.item, scale, Some(&line.memo)))
         .collect();
-    let next = if page.more {
-        page.lines.last().map(|l| encode_cursor(l.item.position))
-    } else {
-        None
-    };
+    // Set on a full page, and on one cut short (even empty) where a filter that matches
+    // rarely used up the walk's budget: the client follows it either way.
+    let next = page.next_before.map(encode_cursor);
     Ok(Json(json!({"items": items, "next_cursor": next})))
 }
 

@@ -48,36 +48,40 @@ fn heads(committer: &Committer, accounts: &[AccountId]) -> Vec<(AccountId, Optio
         .collect()
 }
 
-/// Pages through `account`'s statement below `before`, `limit` at a time.
+/// Pages through `account`'s statement below `before`, `limit` at a time, each page walking
+/// at most `budget` entries.
 async fn paged(
     db: &Database,
     account: AccountId,
     head: Option<i64>,
     filter: &HistoryFilter,
-    before: i64,
-    limit: usize,
+    (before, limit, budget): (i64, usize, usize),
 ) -> Vec<HistoryItem> {
     let mut items: Vec<HistoryItem> = Vec::new();
     let mut below = before;
     for _ in 0..1_000 {
         let page = db
-            .statement_page(account, head, filter, below, limit)
+            .statement_page_within(account, head, filter, below, limit, budget)
             .await
             .unwrap();
         assert!(page.lines.len() <= limit);
+        let full = page.lines.len() == limit;
         let last = page.lines.last().map(|l| l.item.position);
         items.extend(page.lines.into_iter().map(|l| l.item));
-        match (page.more, last) {
-            (true, Some(last)) => {
-                assert_eq!(
-                    items.len() % limit,
-                    0,
-                    "only a full page says there is more"
-                );
-                below = last;
+        match page.next_before {
+            Some(next) => {
+                // A full page goes on below its last line; a short one only where its walk
+                // ran out of budget, below every line it shows.
+                if full {
+                    assert_eq!(Some(next), last);
+                } else {
+                    assert!(budget < usize::MAX, "a short page without a budget ends");
+                    assert!(last.is_none_or(|last| next <= last));
+                }
+                assert!(next < below, "paging goes backwards");
+                below = next;
             }
-            (true, None) => panic!("an empty page says there is more"),
-            (false, _) => return items,
+            None => return items,
         }
     }
     panic!("paging did not end");
@@ -182,18 +186,27 @@ async fn statement_pages_are_exactly_every_entry_filtered_newest_first() {
         ];
         for ((account, head), full) in heads.iter().zip(&by_hand) {
             for filter in &filters {
-                for (before, limit) in [(i64::MAX, 1), (i64::MAX, 3), (i64::MAX, 50), (last / 2, 4)]
-                {
+                for (before, limit, budget) in [
+                    (i64::MAX, 1, usize::MAX),
+                    (i64::MAX, 3, usize::MAX),
+                    (i64::MAX, 50, usize::MAX),
+                    (last / 2, 4, usize::MAX),
+                    // A walk cut short every few entries gives the same statement, in more
+                    // (some short or empty) pages.
+                    (i64::MAX, 3, 2),
+                    (i64::MAX, 50, 7),
+                    (last / 2, 4, 1),
+                ] {
                     let expected: Vec<HistoryItem> = full
                         .iter()
                         .rev()
                         .filter(|i| i.position < before && filter.keeps(i))
                         .cloned()
                         .collect();
-                    let got = paged(&db, *account, *head, filter, before, limit).await;
+                    let got = paged(&db, *account, *head, filter, (before, limit, budget)).await;
                     assert_eq!(
                         got, expected,
-                        "{}: {account} {filter:?} before {before} limit {limit}",
+                        "{}: {account} {filter:?} before {before} limit {limit} budget {budget}",
                         test_db.label
                     );
                 }
@@ -345,8 +358,7 @@ async fn an_entry_touching_an_account_twice_is_one_line_and_its_chain_goes_on() 
             scheme.alice,
             head,
             &HistoryFilter::default(),
-            i64::MAX,
-            1,
+            (i64::MAX, 1, usize::MAX),
         )
         .await;
         let seen: Vec<(i64, i64, usize)> = lines
