@@ -169,6 +169,41 @@ async fn rows_that_belong_to_no_entry_refuse_the_load() {
     }
 }
 
+/// An entry deleted from between others, with its journal links, leaves its postings naming
+/// a position no entry has; the load names them rather than replaying around the gap.
+#[tokio::test]
+async fn postings_of_an_entry_deleted_between_others_refuse_the_load() {
+    for test_db in TestDb::all().await {
+        let (db, _) = ledger_with_payments(&test_db).await;
+        let delete = "delete from journal where entry_position = 3; \
+                      delete from entry where position = 3";
+        attack(
+            &db,
+            &format!(
+                "pragma foreign_keys = off; drop trigger entry_no_delete; \
+                 drop trigger journal_no_delete; {delete}"
+            ),
+            &format!(
+                "alter table entry disable trigger user; \
+                 alter table journal disable trigger user; {delete}"
+            ),
+        )
+        .await;
+        let error = load_error(&db).await;
+        assert!(
+            matches!(
+                error,
+                LoadError::OrphanRow {
+                    table: "posting",
+                    position: 3
+                }
+            ),
+            "{}: {error}",
+            test_db.label
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_balance_outside_its_limits_refuses_the_start() {
     for test_db in TestDb::all().await {
