@@ -458,7 +458,7 @@ async fn a_writer_that_lost_its_lease_cannot_commit_on_any_connection() {
     };
     let db = test_db.open().await;
     let mut first = db.writer().await.unwrap();
-    first.load().await.unwrap();
+    first.load(NOW_MS).await.unwrap();
     let mut lanes = first.into_lanes();
     assert_eq!(lanes.len(), 2, "PostgreSQL writes on two connections");
 
@@ -499,7 +499,7 @@ async fn a_writer_that_lost_its_lease_cannot_commit_on_any_connection() {
     let result = lanes[1].write_after(&stale, Previous::default()).await;
     assert!(matches!(result, Err(DbError::LeaseLost)), "{result:?}");
 
-    let loaded = second.load().await.unwrap();
+    let loaded = second.load(NOW_MS).await.unwrap();
     assert_eq!(
         loaded.book.units().count(),
         0,
