@@ -77,7 +77,7 @@ async fn an_unreachable_first_server_is_skipped_for_the_next_one() {
     db.ping().await.unwrap();
     // The writer too looks for the server that accepts writes, on every (re)open.
     let mut writer = db.writer().await.unwrap();
-    writer.load().await.unwrap();
+    writer.load(0).await.unwrap();
     drop(writer);
     db.close().await;
 

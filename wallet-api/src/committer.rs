@@ -24,18 +24,19 @@
 //! request's deadline by the writer's clock (the HTTP check may have passed just before it),
 //! and a payment of a request closed by [`Committer::close_request`] (a cancellation), which
 //! is ordered with the payments: either the payment came first and the request is paid, or
-//! the cancellation did and the payment is refused.
+//! the cancellation did and the payment is refused. It remembers a paid or cancelled request
+//! only until the request's deadline: past it the deadline refuses every payment, so memory
+//! follows the requests still payable, not every request ever paid (storage keeps the rest).
 //!
 //! A full disk takes the same path: the batch's submitters get [`CommitError::StorageFull`]
 //! (nothing was written), the next batch reloads and tries again, and the latest outcome is
 //! kept as a [`WriteState`] for `/readyz` and `/metrics`.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashSet;
 use ledger::journal::canonical_entry_bytes;
 use ledger::{
     Account, AccountId, AccountStatus, Action, Book, BookError, EntryId, EntryKind, IntentError,
@@ -50,6 +51,7 @@ use crate::db::{
     BatchOutcome, BatchWrite, CommittedEntry, Database, DbError, Lane, LoadError, Loaded,
     NewAccount, Previous,
 };
+use crate::deadlines::RequestsByDeadline;
 use crate::view::{LedgerView, ViewState};
 
 /// The most batches in flight at once: one per lane (SQLite has one writing connection,
@@ -240,6 +242,9 @@ pub struct CommitterStats {
     /// Committed batches by size: counts of batches with at most
     /// [`BATCH_SIZE_BUCKETS`]`[i]` entries (not cumulative; the last counts the rest).
     pub batch_sizes: [AtomicU64; BATCH_SIZE_BUCKETS.len() + 1],
+    /// Payment requests the writer keeps (paid or cancelled, and still payable), after
+    /// the latest batch.
+    pub requests_kept: AtomicU64,
     /// The latest write's outcome, a [`WriteState`].
     write_state: AtomicU8,
 }
@@ -349,7 +354,7 @@ impl Committer {
         clock: Arc<dyn Clock>,
     ) -> Result<(Committer, CommitterTask), LoadError> {
         let mut writer = db.writer().await?;
-        let mut loaded = writer.load().await?;
+        let mut loaded = writer.load(clock.now_ms()).await?;
         forget_old(&mut loaded.book, clock.now_ms(), config.remember_for, true);
         tracing::info!(
             accounts = loaded.book.account_count(),
@@ -360,9 +365,9 @@ impl Committer {
         let (queue, inbox) = mpsc::channel(config.queue_capacity);
         let stats = Arc::new(CommitterStats::default());
         let state = std::mem::take(&mut loaded.view);
-        let paid_requests = state.paid_requests().collect();
+        let paid_requests = state.paid_requests().clone();
         let view = Arc::new(LedgerView::new(state));
-        let closed_requests = ClosedRequests::default();
+        let closed_requests = RequestsByDeadline::default();
         let task = WriterTask {
             inbox,
             db,
@@ -432,6 +437,16 @@ impl Committer {
         expected: Vec<(AccountId, i64)>,
         request_expires_at: Option<i64>,
     ) -> Result<Committed, CommitError> {
+        let request_expires_at = match (&intent.intent().action, request_expires_at) {
+            (
+                Action::Payment {
+                    request: Some(request),
+                    ..
+                },
+                None,
+            ) => self.stored_deadline(*request).await?,
+            _ => request_expires_at,
+        };
         // A refund carries its payment as storage holds it, in case the Book has forgotten
         // the payment (refunds are rare; the lookup is one indexed read).
         let refunded_payment = match &intent.intent().action {
@@ -473,6 +488,20 @@ impl Committer {
                     .await
             }
         }
+    }
+
+    /// The stored deadline of a request a payment names when its submitter gave none (a
+    /// caller other than the API's checks): without one the writer could not refuse a second
+    /// payment once it has forgotten the first. Any deadline read now is no later than the
+    /// one the writer keeps a paid request until, so the late payment is refused as expired.
+    /// `None` if storage holds no such request: the writer then keeps its payment for ever.
+    async fn stored_deadline(&self, request: PaymentRequestId) -> Result<Option<i64>, CommitError> {
+        let stored = self
+            .db
+            .payment_request(request)
+            .await
+            .map_err(|e| CommitError::storage(&e))?;
+        Ok(stored.map(|r| r.expires_at))
     }
 
     async fn submit_once(
@@ -587,7 +616,17 @@ impl Committer {
         let (reply, answer) = oneshot::channel();
         self.send(Command::CloseRequest(id, expires_at, reply))
             .await?;
-        let closure = answer.await.map_err(|_| CommitError::Stopped)??;
+        let closure = match answer.await.map_err(|_| CommitError::Stopped)?? {
+            // The writer forgets a paid request at its deadline, perhaps while the payment
+            // was still committing; the answer comes once every batch staged before has
+            // committed, so storage now holds any payment the writer staged first.
+            RequestClosure::Closed => match self.db.request_paid_by(id).await {
+                Ok(Some(entry_id)) => RequestClosure::AlreadyPaid(entry_id),
+                Ok(None) => RequestClosure::Closed,
+                Err(e) => return Err(CommitError::storage(&e)),
+            },
+            paid @ RequestClosure::AlreadyPaid(_) => paid,
+        };
         if closure == RequestClosure::Closed {
             self.view.announce_cancelled(id);
         }
@@ -883,11 +922,15 @@ struct WriterTask {
     pipeline: Option<Pipeline>,
     /// The Book and journal heads as staged: committed state plus the batches in flight.
     loaded: Loaded,
-    /// Payment requests paid, as staged, with the entry that paid each.
-    paid_requests: HashMap<PaymentRequestId, EntryId>,
-    /// Payment requests closed (cancelled) while still payable. Not reloaded on recovery:
-    /// the cancellations were stored before they were sent here, so storage cannot disagree.
-    closed_requests: ClosedRequests,
+    /// Payment requests paid, as staged, with the entry that paid each, until the deadline
+    /// their payment's check read (no check may have read a later one): past it the
+    /// deadline refuses a second payment. One paid without a known deadline is kept for
+    /// ever (see [`crate::deadlines`]).
+    paid_requests: RequestsByDeadline<EntryId>,
+    /// Payment requests closed (cancelled) while still payable, until their deadline. Not
+    /// reloaded on recovery: the cancellations were stored before they were sent here, so
+    /// storage cannot disagree.
+    closed_requests: RequestsByDeadline<()>,
     /// The committed state, published by the lanes; replaced on recovery.
     view: Arc<LedgerView>,
     healthy: bool,
@@ -956,6 +999,9 @@ impl WriterTask {
             now_ms: self.clock.now_ms(),
             ..BatchWrite::default()
         };
+        // Payments staged before, perhaps still committing, stay refused: whatever is
+        // forgotten here has a deadline before now, which refuses any payment of it.
+        self.paid_requests.forget_past(write.now_ms);
         self.closed_requests.forget_past(write.now_ms);
         forget_old(
             &mut self.loaded.book,
@@ -972,6 +1018,13 @@ impl WriterTask {
             }
         }
         self.check_invariants_now_and_then();
+        let kept = self
+            .paid_requests
+            .len()
+            .saturating_add(self.closed_requests.len());
+        self.stats
+            .requests_kept
+            .store(u64::try_from(kept).unwrap_or(u64::MAX), Ordering::Relaxed);
         if !replies.is_empty()
             && let Some(pipeline) = self.pipeline.as_mut()
         {
@@ -1081,7 +1134,11 @@ impl WriterTask {
                             duplicate: false,
                         };
                         if let Some(request) = payment_request {
-                            self.paid_requests.insert(request, entry.id());
+                            // Its deadline is not past (checked above), so it is kept.
+                            let kept =
+                                self.paid_requests
+                                    .keep(request, request_expires_at, entry.id());
+                            assert!(kept, "a payable request's payment is remembered");
                         }
                         let position = self.loaded.last_position;
                         let links_by_posting = self.loaded.heads.append(position, entry.postings());
@@ -1093,6 +1150,7 @@ impl WriterTask {
                             intent_body,
                             tags_json,
                             payment_request,
+                            request_expires_at,
                         });
                         Ok(committed)
                     }
@@ -1138,10 +1196,11 @@ impl WriterTask {
                 Staged::Reply(Reply::Admin(reply, result.map_err(CommitError::from)))
             }
             Command::CloseRequest(id, expires_at, reply) => {
-                let closure = match self.paid_requests.get(&id) {
+                let closure = match self.paid_requests.get(id) {
                     Some(&entry_id) => RequestClosure::AlreadyPaid(entry_id),
                     None => {
-                        self.closed_requests.close(id, expires_at, write.now_ms);
+                        // Not kept if already past: its deadline refuses payments instead.
+                        self.closed_requests.keep(id, Some(expires_at), ());
                         RequestClosure::Closed
                     }
                 };
@@ -1153,23 +1212,33 @@ impl WriterTask {
 
     /// Why a payment of `request` may not be staged now, if it may not: paid already,
     /// cancelled, or past the deadline its submitter read (by the writer's clock).
+    ///
+    /// The paid and cancelled requests are kept only until their deadline, so the deadline
+    /// check is what refuses a late second payment once the first is forgotten: it counts
+    /// as past any deadline already forgotten past, even if the clock has stepped back
+    /// since. A payment without a deadline names a request storage has no row for; such a
+    /// request's payment is kept for ever, so a second is still refused as paid.
     fn request_refusal(
         &self,
         request: PaymentRequestId,
         expires_at: Option<i64>,
         now_ms: i64,
     ) -> Option<CommitError> {
-        if self.paid_requests.contains_key(&request) {
+        if self.paid_requests.contains(request) {
             return Some(CommitError::RequestAlreadyPaid(request));
         }
         if self.closed_requests.contains(request) {
             return Some(CommitError::RequestCancelled(request));
         }
         match expires_at {
-            Some(expires_at) if now_ms > expires_at => Some(CommitError::RequestExpired {
-                request,
-                expires_at,
-            }),
+            Some(expires_at)
+                if now_ms > expires_at || self.paid_requests.may_have_forgotten(expires_at) =>
+            {
+                Some(CommitError::RequestExpired {
+                    request,
+                    expires_at,
+                })
+            }
             _ => None,
         }
     }
@@ -1193,8 +1262,8 @@ impl WriterTask {
             pipeline.stop().await;
         }
         let mut writer = self.db.writer().await?;
-        self.loaded = writer.load().await?;
         let now_ms = self.clock.now_ms();
+        self.loaded = writer.load(now_ms).await?;
         forget_old(
             &mut self.loaded.book,
             now_ms,
@@ -1202,7 +1271,9 @@ impl WriterTask {
             true,
         );
         let state: ViewState = std::mem::take(&mut self.loaded.view);
-        self.paid_requests = state.paid_requests().collect();
+        // Paid requests as storage holds them (still payable ones only); the forgetting
+        // carries on from the load's time.
+        self.paid_requests = state.paid_requests().clone();
         self.view.replace(state);
         self.pipeline = Some(Pipeline::start(
             writer.into_lanes(),
@@ -1279,93 +1350,9 @@ fn refuse(command: Command, failure: &CommitError) {
     }
 }
 
-/// Payment requests closed while still payable, each kept until its deadline: past it the
-/// deadline check refuses every payment anyway, so the set holds only the cancellations of
-/// requests that could still be paid (a request is payable for at most 30 days).
-#[derive(Debug, Default)]
-struct ClosedRequests {
-    deadlines: HashMap<PaymentRequestId, i64>,
-    by_deadline: BTreeSet<(i64, PaymentRequestId)>,
-}
-
-impl ClosedRequests {
-    /// Closes `id` until `expires_at` (a later deadline than one already kept wins). A
-    /// request already past its deadline at `now_ms` is not kept.
-    fn close(&mut self, id: PaymentRequestId, expires_at: i64, now_ms: i64) {
-        if expires_at < now_ms {
-            return;
-        }
-        if let Some(&kept) = self.deadlines.get(&id) {
-            if kept >= expires_at {
-                return;
-            }
-            self.by_deadline.remove(&(kept, id));
-        }
-        self.deadlines.insert(id, expires_at);
-        self.by_deadline.insert((expires_at, id));
-        assert_eq!(self.deadlines.len(), self.by_deadline.len());
-    }
-
-    fn contains(&self, id: PaymentRequestId) -> bool {
-        self.deadlines.contains_key(&id)
-    }
-
-    /// Forgets the requests whose deadline is past at `now_ms`.
-    fn forget_past(&mut self, now_ms: i64) {
-        while let Some(&(expires_at, id)) = self.by_deadline.first()
-            && expires_at < now_ms
-        {
-            self.by_deadline.pop_first();
-            self.deadlines.remove(&id);
-        }
-        assert_eq!(self.deadlines.len(), self.by_deadline.len());
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.deadlines.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn closed_requests_are_forgotten_once_past_their_deadline() {
-        let mut closed = ClosedRequests::default();
-        let (early, late) = (PaymentRequestId::new(), PaymentRequestId::new());
-        closed.close(early, 1_000, 0);
-        closed.close(late, 5_000, 0);
-        assert!(closed.contains(early) && closed.contains(late));
-        // At its deadline a request may still be paid, so it is still kept.
-        closed.forget_past(1_000);
-        assert!(closed.contains(early));
-        closed.forget_past(1_001);
-        assert!(!closed.contains(early) && closed.contains(late));
-        closed.forget_past(5_001);
-        assert_eq!(closed.len(), 0);
-    }
-
-    #[test]
-    fn closing_again_keeps_the_later_deadline_and_the_past_is_not_kept() {
-        let mut closed = ClosedRequests::default();
-        let id = PaymentRequestId::new();
-        closed.close(id, 5_000, 0);
-        closed.close(id, 2_000, 0);
-        closed.forget_past(3_000);
-        assert!(
-            closed.contains(id),
-            "the earlier deadline did not replace the later"
-        );
-        closed.close(id, 9_000, 3_000);
-        closed.forget_past(6_000);
-        assert!(closed.contains(id));
-        assert_eq!(closed.len(), 1);
-        let stale = PaymentRequestId::new();
-        closed.close(stale, 1_000, 3_000);
-        assert!(!closed.contains(stale));
-    }
 
     #[test]
     fn only_unavailable_and_stopped_leave_the_outcome_open() {

@@ -12,6 +12,7 @@ pub mod cards;
 pub mod clock;
 pub mod committer;
 pub mod db;
+mod deadlines;
 pub mod history;
 pub mod http;
 pub mod programme;

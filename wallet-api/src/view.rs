@@ -14,6 +14,10 @@
 //! 0006) backwards from that position, so a statement never shows an entry that the balances
 //! here do not yet include. Until migration 0006 the view kept every account's history as
 //! well, which grew by about 150 bytes a payment (two items of ~72 bytes) for ever.
+//!
+//! Likewise it keeps which entry paid a payment request only while the request can still be
+//! paid (until its deadline, [`RequestsByDeadline`]); [`ViewState::paid_by`] says when it
+//! may have forgotten, and the caller then asks storage.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -26,6 +30,7 @@ use ledger::{
 use tokio::sync::broadcast;
 
 use crate::db::BatchWrite;
+use crate::deadlines::RequestsByDeadline;
 use crate::history::net_by_account;
 
 /// Batches of settled entries kept for slow event subscribers before they are told they
@@ -78,6 +83,17 @@ impl Settled {
     }
 }
 
+/// Who paid a payment request, as far as the view knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaidBy {
+    /// This committed entry paid it.
+    Entry(EntryId),
+    /// No committed entry paid it (yet).
+    Nobody,
+    /// The view may have forgotten: its deadline has passed. Ask storage.
+    Forgotten,
+}
+
 /// The committed state, as the view holds it.
 #[derive(Debug, Default)]
 pub struct ViewState {
@@ -85,7 +101,9 @@ pub struct ViewState {
     accounts: HashMap<AccountId, AccountView>,
     /// Each participant's accounts, so a participant's page does not scan every account.
     by_owner: HashMap<ParticipantId, Vec<AccountId>>,
-    paid_requests: HashMap<PaymentRequestId, EntryId>,
+    /// Paid requests still payable, with the entry that paid each: past the deadline
+    /// nothing else can pay them, and storage knows who did.
+    paid_requests: RequestsByDeadline<EntryId>,
     last_position: i64,
 }
 
@@ -112,16 +130,18 @@ impl ViewState {
         );
     }
 
-    /// Records a committed entry: balances move, entry counts grow.
+    /// Records a committed entry: balances move, entry counts grow. A payment request it
+    /// paid is kept until the deadline given with it (`None`: for ever).
     pub fn record(
         &mut self,
         position: i64,
         entry: &JournalEntry,
-        payment_request: Option<PaymentRequestId>,
+        payment_request: Option<(PaymentRequestId, Option<i64>)>,
     ) {
         self.last_position = self.last_position.max(position);
-        if let Some(request) = payment_request {
-            self.paid_requests.insert(request, entry.id());
+        if let Some((request, deadline)) = payment_request {
+            // Not kept if already past (a clock stepping back): readers then ask storage.
+            self.paid_requests.keep(request, deadline, entry.id());
         }
         if let [posting] = entry.postings() {
             // The common case, a payment: no allocation.
@@ -154,12 +174,21 @@ impl ViewState {
         }
     }
 
-    /// Payment requests already paid, with the entry that paid each, for the writer's
-    /// double-payment check.
-    pub fn paid_requests(&self) -> impl Iterator<Item = (PaymentRequestId, EntryId)> + '_ {
-        self.paid_requests
-            .iter()
-            .map(|(&request, &entry)| (request, entry))
+    /// Payment requests paid and still payable, with the entry that paid each, for the
+    /// writer's double-payment check.
+    pub(crate) fn paid_requests(&self) -> &RequestsByDeadline<EntryId> {
+        &self.paid_requests
+    }
+
+    /// Forgets the paid requests whose deadline is before `now_ms`.
+    pub fn forget_paid_past(&mut self, now_ms: i64) {
+        self.paid_requests.forget_past(now_ms);
+    }
+
+    /// How many paid requests the view keeps (those still payable, and any without a
+    /// known deadline).
+    pub fn paid_requests_kept(&self) -> usize {
+        self.paid_requests.len()
     }
 
     /// Applies a committed batch.
@@ -181,12 +210,12 @@ impl ViewState {
             }
         }
         for committed in &write.entries {
-            self.record(
-                committed.position,
-                &committed.entry,
-                committed.payment_request,
-            );
+            let paid = committed
+                .payment_request
+                .map(|request| (request, committed.request_expires_at));
+            self.record(committed.position, &committed.entry, paid);
         }
+        self.forget_paid_past(write.now_ms);
     }
 
     /// A unit.
@@ -218,9 +247,17 @@ impl ViewState {
         self.accounts.len()
     }
 
-    /// The entry that paid a request, if one did.
-    pub fn paid_by(&self, request: PaymentRequestId) -> Option<EntryId> {
-        self.paid_requests.get(&request).copied()
+    /// The entry that paid a request whose deadline is `expires_at` (ms, as stored now or
+    /// read at any time before: only a cancellation changes it, bringing it earlier), if the
+    /// view can tell. A paid request is kept at least until the latest deadline it ever had,
+    /// so while `expires_at` is not before the view's latest forgetting, a paid request
+    /// would still be here.
+    pub fn paid_by(&self, request: PaymentRequestId, expires_at: i64) -> PaidBy {
+        match self.paid_requests.get(request) {
+            Some(&entry) => PaidBy::Entry(entry),
+            None if self.paid_requests.may_have_forgotten(expires_at) => PaidBy::Forgotten,
+            None => PaidBy::Nobody,
+        }
     }
 
     /// The last committed position.

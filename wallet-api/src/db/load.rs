@@ -5,6 +5,7 @@
 use ledger::journal::Journal;
 use ledger::{AccountStatus, Book, PaymentRequestId};
 
+use super::rows::PaidRequest;
 use super::{ChainHeads, LoadError, LoadSource, PostingLinks};
 use crate::view::ViewState;
 
@@ -25,7 +26,7 @@ pub struct Loaded {
     pub heads: ChainHeads,
 }
 
-pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadError> {
+pub(super) async fn load(source: &mut impl LoadSource, now_ms: i64) -> Result<Loaded, LoadError> {
     let mut book = Book::new();
     let mut view = ViewState::default();
     for unit in source.units().await? {
@@ -68,10 +69,10 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
             })?;
     }
 
-    // Which entry (by position) paid which request; positions only grow, so a sorted list
-    // is consumed in step with the replay.
-    let mut paid = source.paid_requests().await?;
-    paid.sort_unstable_by_key(|&(_, position)| std::cmp::Reverse(position));
+    // Which entry (by position) paid which request still payable; positions only grow, so a
+    // sorted list is consumed in step with the replay.
+    let mut paid = source.paid_requests(now_ms).await?;
+    paid.sort_unstable_by_key(|&(_, position, _)| std::cmp::Reverse(position));
     let links = source.links().await?;
     let mut next_link = 0usize;
     let mut journal = Journal::new();
@@ -169,6 +170,9 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
     for (account, balance) in book.accounts() {
         view.set_balance(account.id, balance);
     }
+    // Only requests still payable were read: the view answers for those, storage for the
+    // rest (and the writer, which starts from this view, refuses those as expired).
+    view.forget_paid_past(now_ms);
     Ok(Loaded {
         book,
         journal,
@@ -178,15 +182,16 @@ pub(super) async fn load(source: &mut impl LoadSource) -> Result<Loaded, LoadErr
     })
 }
 
-/// The request paid by the entry at `position`, from a list sorted by descending position.
+/// The request paid by the entry at `position`, with how long to keep it, from a list
+/// sorted by descending position.
 fn take_request_paid_at(
-    paid: &mut Vec<(PaymentRequestId, i64)>,
+    paid: &mut Vec<PaidRequest>,
     position: i64,
-) -> Option<PaymentRequestId> {
+) -> Option<(PaymentRequestId, Option<i64>)> {
     match paid.last() {
-        Some(&(request, at)) if at == position => {
+        Some(&(request, at, deadline)) if at == position => {
             paid.pop();
-            Some(request)
+            Some((request, deadline))
         }
         _ => None,
     }

@@ -258,6 +258,9 @@ pub struct CommittedEntry {
     pub tags_json: String,
     /// The payment request the entry settles, if any.
     pub payment_request: Option<PaymentRequestId>,
+    /// That request's deadline (ms) as its payment's check read it (`None`: unknown): the
+    /// read model keeps the request until then, storage after.
+    pub request_expires_at: Option<i64>,
     /// Each posting's links to its accounts' previous entries, in posting order.
     pub links_by_posting: Vec<PostingLinks>,
 }
@@ -501,11 +504,12 @@ pub enum Writer {
 }
 
 impl Writer {
-    /// Loads and re-verifies the whole ledger: see [`load`].
-    pub async fn load(&mut self) -> Result<Loaded, LoadError> {
+    /// Loads and re-verifies the whole ledger: see [`load`]. Paid payment requests are read
+    /// only if still payable at `now_ms`.
+    pub async fn load(&mut self, now_ms: i64) -> Result<Loaded, LoadError> {
         match self {
-            Writer::Sqlite(w) => load::load(w).await,
-            Writer::Postgres(w) => load::load(w).await,
+            Writer::Sqlite(w) => load::load(w, now_ms).await,
+            Writer::Postgres(w) => load::load(w, now_ms).await,
         }
     }
 
@@ -599,8 +603,9 @@ trait LoadSource {
     async fn policies(&mut self) -> Result<Vec<(ledger::UnitCode, ledger::UnitPolicy)>, DbError>;
     /// Approved merchants' accounts with their category.
     async fn payees(&mut self) -> Result<Vec<(ledger::AccountId, ledger::CategoryCode)>, DbError>;
-    /// Payment requests already paid, with the position of the entry that paid each.
-    async fn paid_requests(&mut self) -> Result<Vec<(PaymentRequestId, i64)>, DbError>;
+    /// Payment requests paid and still payable at `now_ms` (the rest cannot be paid again
+    /// anyway), with the position of the entry that paid each and how long to keep it.
+    async fn paid_requests(&mut self, now_ms: i64) -> Result<Vec<rows::PaidRequest>, DbError>;
     /// Every journal link with its entry position, ordered by position then unit.
     async fn links(&mut self) -> Result<Vec<(i64, JournalLink)>, DbError>;
     /// The highest entry position, 0 if none.

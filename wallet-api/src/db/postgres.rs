@@ -3,7 +3,7 @@
 //! costs the same few round trips.
 
 use ledger::journal::JournalLink;
-use ledger::{AccountId, CategoryCode, PaymentRequestId, Unit, UnitCode, UnitPolicy};
+use ledger::{AccountId, CategoryCode, Unit, UnitCode, UnitPolicy};
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 
@@ -316,9 +316,11 @@ impl LoadSource for PgWriter {
         )
     }
 
-    async fn paid_requests(&mut self) -> Result<Vec<(PaymentRequestId, i64)>, DbError> {
+    async fn paid_requests(&mut self, now_ms: i64) -> Result<Vec<rows::PaidRequest>, DbError> {
         Ok(rows::paid_requests(
             sqlx::query_as(rows::PAID_REQUESTS_SQL)
+                .bind(now_ms)
+                .bind(now_ms.saturating_sub(super::service::MAX_REQUEST_EXPIRY_MS))
                 .fetch_all(&mut self.conn)
                 .await?,
         ))

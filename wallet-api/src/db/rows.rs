@@ -57,11 +57,19 @@ pub(super) type AccountRow = (
     Option<Uuid>,
 );
 
-/// Entries that settled a payment request.
-pub(super) const PAID_REQUESTS_SQL: &str =
-    "select payment_request, position from entry where payment_request is not null";
-/// Request id and the position of the entry that paid it.
-pub(super) type PaidRow = (Uuid, i64);
+/// Entries that settled a payment request still payable at `$1` (ms), with what its
+/// deadline is computed from. `$2` is `$1` less the longest a request lives: a cancelled
+/// request's original deadline is gone, so it is kept as long as any request could be. An
+/// entry naming a request with no row (no deadline known) is always read. Older ones stay
+/// in storage: past its deadline a request cannot be paid anyway.
+pub(super) const PAID_REQUESTS_SQL: &str = "select e.payment_request, e.position, \
+     r.created_at, r.expires_at, r.cancelled_at from entry e \
+     left join payment_request r on r.id = e.payment_request \
+     where e.payment_request is not null \
+     and (r.id is null or r.expires_at >= $1 or (r.cancelled_at is not null and r.created_at >= $2))";
+/// Request id, the position of the entry that paid it, and the request's `created_at`,
+/// `expires_at` and `cancelled_at` (null without a row).
+pub(super) type PaidRow = (Uuid, i64, Option<i64>, Option<i64>, Option<i64>);
 
 /// Every rule version of every programme, with what the unit's policy needs.
 pub(super) const POLICY_SQL: &str = "select p.unit, p.administrator, p.clearing_account, \
@@ -178,10 +186,22 @@ pub(super) fn units(rows: Vec<UnitRow>) -> Result<Vec<Unit>, DbError> {
         .collect()
 }
 
-/// Paid-request rows to (request, position of the entry that paid it).
-pub(super) fn paid_requests(rows: Vec<PaidRow>) -> Vec<(ledger::PaymentRequestId, i64)> {
+/// A paid request as the load reads it: the request, the position of the entry that paid
+/// it, and how long to keep it (`None`: for ever, its deadline is unknown).
+pub(super) type PaidRequest = (ledger::PaymentRequestId, i64, Option<i64>);
+
+/// Paid-request rows to paid requests, each with the latest deadline any check of it may
+/// have read.
+pub(super) fn paid_requests(rows: Vec<PaidRow>) -> Vec<PaidRequest> {
     rows.into_iter()
-        .map(|(request, position)| (ledger::PaymentRequestId(request), position))
+        .map(
+            |(request, position, created_at, expires_at, cancelled_at)| {
+                let deadline = created_at.zip(expires_at).map(|(created, expires)| {
+                    super::service::latest_deadline(created, expires, cancelled_at)
+                });
+                (ledger::PaymentRequestId(request), position, deadline)
+            },
+        )
         .collect()
 }
 

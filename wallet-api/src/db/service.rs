@@ -168,6 +168,27 @@ pub struct PaymentRequest {
     pub cancelled_at: Option<i64>,
 }
 
+/// The longest a payment request may stay payable (ms): 30 days (a printed invoice, say).
+pub const MAX_REQUEST_EXPIRY_MS: i64 = 30 * 24 * 3600 * 1000;
+
+impl PaymentRequest {
+    /// The latest deadline any check of this request may have read (ms), which is how long
+    /// the writer must remember it: `expires_at`, unless a cancellation brought that
+    /// forward, in which case the original is gone and the longest any request lives
+    /// bounds it.
+    pub fn latest_deadline(&self) -> i64 {
+        latest_deadline(self.created_at, self.expires_at, self.cancelled_at)
+    }
+}
+
+/// See [`PaymentRequest::latest_deadline`]; also for the load, which reads the columns.
+pub(crate) fn latest_deadline(created_at: i64, expires_at: i64, cancelled_at: Option<i64>) -> i64 {
+    match cancelled_at {
+        None => expires_at,
+        Some(_) => created_at.saturating_add(MAX_REQUEST_EXPIRY_MS),
+    }
+}
+
 type RequestRow = (Uuid, Uuid, String, i64, String, i64, i64, Option<i64>);
 
 fn payment_request(row: RequestRow) -> Result<PaymentRequest, DbError> {
@@ -416,6 +437,18 @@ impl Database {
         .fetch_optional(pool)
         .await)?;
         row.map(payment_request).transpose()
+    }
+
+    /// The entry that paid a request, if one did (the unique index on
+    /// `entry.payment_request` finds it): for requests the read model no longer keeps.
+    pub async fn request_paid_by(&self, id: PaymentRequestId) -> Result<Option<EntryId>, DbError> {
+        let entry: Option<Uuid> = on_pool!(self, |pool| sqlx::query_scalar(
+            "select id from entry where payment_request = $1"
+        )
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(entry.map(EntryId))
     }
 
     /// Records that the merchant cancelled a request at `now_ms`: the first cancellation's

@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
 use ledger::journal::JournalLink;
-use ledger::{AccountId, CategoryCode, PaymentRequestId, Unit, UnitCode, UnitPolicy};
+use ledger::{AccountId, CategoryCode, Unit, UnitCode, UnitPolicy};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqlitePool};
 use sqlx::{Connection as _, Sqlite};
 
@@ -297,9 +297,11 @@ impl LoadSource for SqliteWriter {
         )
     }
 
-    async fn paid_requests(&mut self) -> Result<Vec<(PaymentRequestId, i64)>, DbError> {
+    async fn paid_requests(&mut self, now_ms: i64) -> Result<Vec<rows::PaidRequest>, DbError> {
         Ok(rows::paid_requests(
             sqlx::query_as(rows::PAID_REQUESTS_SQL)
+                .bind(now_ms)
+                .bind(now_ms.saturating_sub(super::service::MAX_REQUEST_EXPIRY_MS))
                 .fetch_all(&mut self.conn)
                 .await?,
         ))

@@ -204,7 +204,9 @@ impl RequestWatch {
     /// the committed view and storage say then.
     async fn outcome(mut self) -> Result<Event, Infallible> {
         let id = self.request.id;
-        let paid = self.state.committer.view().read().paid_by(id);
+        // Storage failing here leaves it undecided: wait as for an unpaid request, and
+        // decide on the recheck.
+        let paid = self.paid_by().await.unwrap_or(None);
         let outcome = match paid {
             Some(entry_id) => Outcome::Settled(entry_id),
             None => {
@@ -244,10 +246,9 @@ impl RequestWatch {
                             return Some(Outcome::Settled(found.entry_id));
                         }
                     }
-                    // Missed batches may have held it: the view knows.
+                    // Missed batches may have held it: the view (or storage) knows.
                     Err(RecvError::Lagged(_)) => {
-                        let paid = self.state.committer.view().read().paid_by(id);
-                        if let Some(entry_id) = paid {
+                        if let Ok(Some(entry_id)) = self.paid_by().await {
                             return Some(Outcome::Settled(entry_id));
                         }
                     }
@@ -274,8 +275,8 @@ impl RequestWatch {
     /// After the grace: anything the writer staged in time has committed by now (or failed),
     /// and a cancellation is stored.
     async fn recheck(&self) -> Outcome {
-        let paid = self.state.committer.view().read().paid_by(self.request.id);
-        if let Some(entry_id) = paid {
+        // Past the deadline the view may have forgotten the request: then storage says.
+        if let Ok(Some(entry_id)) = self.paid_by().await {
             return Outcome::Settled(entry_id);
         }
         let stored = self.state.db.payment_request(self.request.id).await;
@@ -290,6 +291,11 @@ impl RequestWatch {
         } else {
             Outcome::Expired
         }
+    }
+
+    /// The entry that paid the request, if one has committed.
+    async fn paid_by(&self) -> Result<Option<EntryId>, crate::db::DbError> {
+        super::requests::paid_by(&self.state, &self.request).await
     }
 
     /// The moment `at_ms` (by the service's clock) on the runtime's timer.

@@ -214,7 +214,7 @@ pub(super) async fn check_request_matches(
         let committed = state.db.intent_position(*intent_id).await?.is_some();
         // A request paid before its cancellation reached the writer stays paid: another
         // payment of it is told so (by the writer, 409), not that it was cancelled.
-        let paid = cancelled && state.committer.view().read().paid_by(*id).is_some();
+        let paid = cancelled && super::requests::paid_by(state, &request).await?.is_some();
         if !committed && !paid {
             return Err(if cancelled {
                 Problem::request_cancelled(*id)

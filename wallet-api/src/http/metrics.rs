@@ -168,6 +168,13 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
          # TYPE coledger_committer_queue_depth gauge\ncoledger_committer_queue_depth {}",
         state.committer.queue_depth()
     );
+    let _ = writeln!(
+        out,
+        "# HELP coledger_payment_requests_kept Payment requests the writer keeps in memory \
+         (paid or cancelled, and still payable).\n\
+         # TYPE coledger_payment_requests_kept gauge\ncoledger_payment_requests_kept {}",
+        stats.requests_kept.load(Ordering::Relaxed)
+    );
     // One series per state, 1 for the current one: alert on storage-full before users call.
     let current = stats.write_state();
     out.push_str(

@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ledger::{Balance, Posting, Unit};
+use ledger::{Balance, EntryId, Posting, Unit};
 use serde_json::{Value, json};
 
 use crate::db::service::{EntryRecord, Participant, PaymentRequest};
@@ -125,10 +125,15 @@ pub fn participant(p: &Participant, public: bool) -> Value {
     })
 }
 
-/// A payment request and where it stands: `paid` (which wins over a cancellation that came
-/// too late), `cancelled`, `expired` or `open`.
-pub fn payment_request(r: &PaymentRequest, view: &ViewState, now_ms: i64) -> Value {
-    let paid_by = view.paid_by(r.id);
+/// A payment request and where it stands, given the entry that paid it (if one did):
+/// `paid` (which wins over a cancellation that came too late), `cancelled`, `expired` or
+/// `open`.
+pub fn payment_request(
+    r: &PaymentRequest,
+    paid_by: Option<EntryId>,
+    view: &ViewState,
+    now_ms: i64,
+) -> Value {
     let status = match paid_by {
         Some(_) => "paid",
         None if r.cancelled_at.is_some() => "cancelled",

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Json, Response};
-use ledger::{AccountId, AccountKind, Amount, PaymentRequestId};
+use ledger::{AccountId, AccountKind, Amount, EntryId, PaymentRequestId};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -17,15 +17,14 @@ use super::problem::Problem;
 use super::{AppState, render};
 use crate::auth::Role;
 use crate::committer::{CommitError, RequestClosure};
-use crate::db::service::PaymentRequest;
-use crate::view::{AccountView, ViewState};
+use crate::db::DbError;
+use crate::db::service::{MAX_REQUEST_EXPIRY_MS, PaymentRequest};
+use crate::view::{AccountView, PaidBy, ViewState};
 
 /// How long a request stays payable when the merchant does not say.
 pub const DEFAULT_EXPIRY_S: i64 = 15 * 60;
 /// The longest a request may stay payable (a printed invoice, say).
-pub const MAX_EXPIRY_S: i64 = 30 * 24 * 3600;
-/// The same, in milliseconds.
-const MAX_EXPIRY_MS: i64 = MAX_EXPIRY_S * 1000;
+pub const MAX_EXPIRY_S: i64 = MAX_REQUEST_EXPIRY_MS / 1000;
 /// Longest memo.
 const MAX_MEMO_CHARS: usize = 140;
 
@@ -106,9 +105,10 @@ pub(super) async fn create(
         };
         state.db.insert_payment_request(&request).await?;
         let view = state.committer.view().read();
+        // A request just made has not been paid.
         Ok::<Written, Problem>((
             StatusCode::CREATED,
-            render::payment_request(&request, &view, now_ms),
+            render::payment_request(&request, None, &view, now_ms),
         ))
     };
     body::idempotent(
@@ -176,18 +176,15 @@ pub(super) async fn cancel(
                 super::accounts::readable(&view, &principal, &request.account.to_string())
                     .map_err(|_| Problem::not_found(format!("no payment request {id}")))?;
             may_request(&principal, account, &view)?;
-            if let Some(entry_id) = view.paid_by(request.id) {
-                return Err(already_paid(request.id, entry_id));
-            }
+        }
+        if let Some(entry_id) = paid_by(&state, &request).await? {
+            return Err(already_paid(request.id, entry_id));
         }
         // How long the writer must keep the request closed: until its deadline, after which
         // the deadline refuses payments anyway. If an earlier cancellation brought that
         // forward, the original is gone, and a payment checked before it may carry it: the
         // longest any request lives bounds it.
-        let closed_until = match request.cancelled_at {
-            None => request.expires_at,
-            Some(_) => request.created_at.saturating_add(MAX_EXPIRY_MS),
-        };
+        let closed_until = request.latest_deadline();
         let now_ms = state.clock.now_ms();
         state.db.cancel_payment_request(request.id, now_ms).await?;
         if let RequestClosure::AlreadyPaid(entry_id) = state
@@ -199,9 +196,10 @@ pub(super) async fn cancel(
         }
         let cancelled = find(&state, &id).await?;
         let view = state.committer.view().read();
+        // The writer closed it and storage holds no payment of it: none will commit.
         Ok::<Written, Problem>((
             StatusCode::OK,
-            render::payment_request(&cancelled, &view, now_ms),
+            render::payment_request(&cancelled, None, &view, now_ms),
         ))
     };
     body::idempotent(&state, &headers, &principal, &route, &body, write).await
@@ -210,6 +208,25 @@ pub(super) async fn cancel(
 /// 409: the request was paid (by `entry_id`) before the cancellation reached the writer.
 fn already_paid(request: PaymentRequestId, entry_id: ledger::EntryId) -> Problem {
     Problem::from(CommitError::RequestAlreadyPaid(request)).with("entry_id", entry_id.to_string())
+}
+
+/// The entry that paid `request`, if one did. The committed view knows while the request is
+/// still payable; it forgets paid requests past their deadline, and storage (the unique
+/// index on `entry.payment_request`) answers for those.
+pub(super) async fn paid_by(
+    state: &AppState,
+    request: &PaymentRequest,
+) -> Result<Option<EntryId>, DbError> {
+    let known = state
+        .committer
+        .view()
+        .read()
+        .paid_by(request.id, request.expires_at);
+    match known {
+        PaidBy::Entry(entry_id) => Ok(Some(entry_id)),
+        PaidBy::Nobody => Ok(None),
+        PaidBy::Forgotten => state.db.request_paid_by(request.id).await,
+    }
 }
 
 /// Finds a request by the id in a URL.
@@ -250,8 +267,9 @@ pub(super) async fn get(
         Some(owner) => state.db.participant(owner).await?.map(|p| p.name),
         None => None,
     };
+    let paid = paid_by(&state, &request).await?;
     let view = state.committer.view().read();
-    let mut json = render::payment_request(&request, &view, state.clock.now_ms());
+    let mut json = render::payment_request(&request, paid, &view, state.clock.now_ms());
     json["payee"] = serde_json::json!({
         "name": name,
         "public_key": public_key,

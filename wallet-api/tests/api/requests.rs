@@ -477,3 +477,77 @@ async fn the_public_request_names_a_merchant_but_never_a_household() {
         assert!(!got.to_string().contains("Serra"), "{got}");
     }
 }
+
+#[tokio::test]
+async fn a_paid_request_is_forgotten_past_its_deadline_yet_stays_paid_and_never_paid_twice() {
+    use std::sync::atomic::Ordering;
+    use wallet_api::CommitError;
+    for env in envs().await {
+        let label = env.label;
+        let merchant = env.merchant().await;
+        let made = env.ask(&merchant, env.shop, 1_25, 60).await;
+        let id: PaymentRequestId = made["id"].as_str().unwrap().parse().unwrap();
+        let expires_at = made["expires_at_ms"].as_i64().unwrap();
+        let payment = env.paying(&made);
+        let paid = env.submit(&payment).await;
+        assert_eq!(paid.0, StatusCode::CREATED, "{label}: {}", paid.2);
+        let kept = |env: &Env| {
+            (
+                env.committer.stats().requests_kept.load(Ordering::Relaxed),
+                env.committer.view().read().paid_requests_kept(),
+            )
+        };
+        assert_eq!(kept(&env), (1, 1), "{label}: kept while payable");
+
+        // Past the deadline by both clocks. A second payment whose check passed in time
+        // reaches the writer now: the writer forgets the paid request, and the deadline
+        // refuses the payment instead.
+        env.clock.advance(60_001);
+        env.writer_clock.advance(60_001);
+        let late = env
+            .committer
+            .submit_with_deadline(&env.paying(&made), Some(expires_at))
+            .await;
+        assert!(
+            matches!(late, Err(CommitError::RequestExpired { request, .. }) if request == id),
+            "{label}: {late:?}"
+        );
+        assert_eq!(kept(&env), (0, 0), "{label}: forgotten past the deadline");
+        // Without a deadline from its submitter, the writer reads the stored one.
+        let undated = env.committer.submit(&env.paying(&made)).await;
+        assert!(
+            matches!(undated, Err(CommitError::RequestExpired { request, .. }) if request == id),
+            "{label}: {undated:?}"
+        );
+        // Over HTTP the check refuses it first; the first payment's retry is still itself.
+        let refused = env.submit(&env.paying(&made)).await;
+        assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY, EXPIRED);
+        let retry = env.submit(&payment).await;
+        assert_eq!(retry.0, StatusCode::OK, "{label}: {}", retry.2);
+        assert_eq!(retry.2["entry_id"], paid.2["entry_id"]);
+
+        // Storage still says who paid it: the request, its cancel and its stream.
+        let got = env.get(&made["id"]).await;
+        assert_eq!(
+            (&got["status"], &got["entry_id"]),
+            (&json!("paid"), &paid.2["entry_id"]),
+            "{label}: {got}"
+        );
+        let cancel = env.cancel(Some(&merchant), &made["id"]).await;
+        assert_problem(&cancel, StatusCode::CONFLICT, ALREADY_PAID);
+        assert_eq!(cancel.2["entry_id"], paid.2["entry_id"], "{label}");
+        let seen = events(env.watch(&made["id"]).await).await;
+        assert_eq!(seen[0].0, "settled", "{label}: {seen:?}");
+        assert_eq!(seen[0].1["entry_id"], paid.2["entry_id"]);
+        // The writer's own answer to a cancel of it also comes from storage.
+        let closure = env.committer.close_request(id, expires_at).await.unwrap();
+        assert_eq!(
+            closure,
+            wallet_api::RequestClosure::AlreadyPaid(
+                paid.2["entry_id"].as_str().unwrap().parse().unwrap()
+            ),
+            "{label}"
+        );
+        assert_eq!(balance(&env.committer, env.shop).await, 1_25, "{label}");
+    }
+}

@@ -459,7 +459,7 @@ async fn a_writer_that_lost_its_lease_cannot_commit_on_any_connection() {
     };
     let db = test_db.open().await;
     let mut first = db.writer().await.unwrap();
-    first.load().await.unwrap();
+    first.load(NOW_MS).await.unwrap();
     let mut lanes = first.into_lanes();
     assert_eq!(lanes.len(), 2, "PostgreSQL writes on two connections");
 
@@ -500,7 +500,7 @@ async fn a_writer_that_lost_its_lease_cannot_commit_on_any_connection() {
     let result = lanes[1].write_after(&stale, Previous::default()).await;
     assert!(matches!(result, Err(DbError::LeaseLost)), "{result:?}");
 
-    let loaded = second.load().await.unwrap();
+    let loaded = second.load(NOW_MS).await.unwrap();
     assert_eq!(
         loaded.book.units().count(),
         0,
@@ -656,6 +656,89 @@ async fn a_cancel_racing_payments_either_wins_or_names_the_one_payment() {
             lost * 1_00,
             "{label}"
         );
+        stop(committer, task).await;
+    }
+}
+
+/// A payment request stored as the API makes it, to the shop, payable until `expires_at`.
+async fn stored_request(
+    db: &wallet_api::Database,
+    scheme: &Scheme,
+    expires_at: i64,
+) -> ledger::PaymentRequestId {
+    let request = wallet_api::db::service::PaymentRequest {
+        id: ledger::PaymentRequestId::new(),
+        account: scheme.shop,
+        unit: scheme.unit,
+        amount: ledger::Amount::from_minor(1_00).unwrap(),
+        memo: String::new(),
+        created_at: NOW_MS,
+        expires_at,
+        cancelled_at: None,
+    };
+    db.insert_payment_request(&request).await.unwrap();
+    request.id
+}
+
+#[tokio::test]
+async fn a_restart_loads_only_the_paid_requests_still_payable() {
+    use std::sync::atomic::Ordering;
+    use wallet_api::ManualClock;
+    for test_db in TestDb::all().await {
+        let label = test_db.label;
+        let db = test_db.open().await;
+        let clock = std::sync::Arc::new(ManualClock::new(NOW_MS));
+        let start_at = |clock: &std::sync::Arc<ManualClock>| {
+            Committer::start(db.clone(), CommitterConfig::default(), clock.clone())
+        };
+        let (committer, task) = start_at(&clock).await.unwrap();
+        let scheme = Scheme::new();
+        scheme.register(&committer).await;
+        committer
+            .submit(&scheme.issue(scheme.alice, 100_00))
+            .await
+            .unwrap();
+        let (minute, hour) = (NOW_MS + 60_000, NOW_MS + 3_600_000);
+        let short = stored_request(&db, &scheme, minute).await;
+        let long = stored_request(&db, &scheme, hour).await;
+        // Paid, then cancelled too late: the stored deadline is brought forward to the
+        // cancellation, but a payment checked before it carries the original.
+        let cancelled = stored_request(&db, &scheme, hour).await;
+        for request in [short, long, cancelled] {
+            let deadline = if request == short { minute } else { hour };
+            committer
+                .submit_with_deadline(&paying(&scheme, request), Some(deadline))
+                .await
+                .unwrap();
+        }
+        assert!(db.cancel_payment_request(cancelled, NOW_MS).await.unwrap());
+        stop(committer, task).await;
+
+        clock.advance(120_000);
+        let (committer, task) = start_at(&clock).await.unwrap();
+        assert_eq!(
+            committer.view().read().paid_requests_kept(),
+            2,
+            "{label}: the short request's payment was left in storage"
+        );
+        let late = committer
+            .submit_with_deadline(&paying(&scheme, short), Some(minute))
+            .await;
+        assert!(
+            matches!(late, Err(CommitError::RequestExpired { request, .. }) if request == short),
+            "{label}: {late:?}"
+        );
+        assert_eq!(committer.stats().requests_kept.load(Ordering::Relaxed), 2);
+        for request in [long, cancelled] {
+            let again = committer
+                .submit_with_deadline(&paying(&scheme, request), Some(hour))
+                .await;
+            assert!(
+                matches!(again, Err(CommitError::RequestAlreadyPaid(r)) if r == request),
+                "{label}: {again:?}"
+            );
+        }
+        assert_eq!(balance(&committer, scheme.shop).await, 3_00, "{label}");
         stop(committer, task).await;
     }
 }
