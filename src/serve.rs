@@ -123,6 +123,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     {
         crate::demo::seed_programme_if_none(programmes).await?;
     }
+    if let Some(programmes) = &programmes {
+        // Refunds that reached a replaced card just before a stop are passed on now.
+        match programmes.forward_all_to_current_cards().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(cards = n, "refunds to replaced cards passed on"),
+            Err(e) => tracing::warn!(error = %e, "refunds to replaced cards not passed on"),
+        }
+    }
     let sweeper = match (&programmes, args.expiry_sweep_interval_s) {
         (Some(programmes), every_s) if every_s > 0 => Some(tokio::spawn(sweep_expired_forever(
             programmes.clone(),

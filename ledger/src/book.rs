@@ -614,7 +614,7 @@ impl Book {
         for posting in entry.postings() {
             let debit = self.slot(posting.debit)?;
             let credit = self.slot(posting.credit)?;
-            for slot in [debit, credit] {
+            for (slot, pays) in [(debit, true), (credit, false)] {
                 let account = &self.slots[slot].account;
                 if account.unit != posting.unit {
                     if !self.units.contains_key(&posting.unit) {
@@ -628,6 +628,7 @@ impl Book {
                 }
                 match account.status {
                     AccountStatus::Active => {}
+                    AccountStatus::Frozen if self.thaws(entry, account, pays) => {}
                     AccountStatus::Frozen => return Err(BookError::AccountFrozen(account.id)),
                     AccountStatus::Closed => return Err(BookError::AccountClosed(account.id)),
                 }
@@ -644,6 +645,24 @@ impl Book {
             add_delta(deltas, credit, amount);
         }
         Ok(())
+    }
+
+    /// Whether a frozen `account` may take part in `entry` all the same. A frozen account
+    /// (a card reported lost, then replaced) moves no money, with two exceptions that keep
+    /// what is the household's reaching it: a refund may credit it, since it gives back what
+    /// the account paid ([`Book::check_refund`] proved the mirror), and the programme key may
+    /// move its balance to the replacement card (the rest of that check is
+    /// [`Book::administers`]).
+    fn thaws(&self, entry: &JournalEntry, account: &Account, pays: bool) -> bool {
+        if pays {
+            entry.kind() == EntryKind::CardReplacement
+                && self
+                    .policies
+                    .get(&account.unit)
+                    .is_some_and(|p| p.administrator() == entry.authorisation().signer)
+        } else {
+            entry.tags().reverses.is_some()
+        }
     }
 
     /// Whether `signer` may debit `payer` as its unit's programme administrator: only to
@@ -1492,15 +1511,35 @@ mod tests {
     }
 
     #[test]
-    fn a_refund_needs_the_funds_and_open_accounts_like_any_debit() {
+    fn a_refund_needs_the_funds_and_a_payer_account_not_closed() {
         let mut f = funded();
         let pay = paid(&mut f, 1_000);
         let (unit, alice, shop) = (f.unit, f.alice, f.shop);
+        // A frozen payer gets its own money back (a card reported lost, and replaced, is
+        // frozen): only a refund may credit it; nothing else moves money in or out.
         f.book.set_status(alice, AccountStatus::Frozen).unwrap();
+        f.book
+            .apply(&refund(pay.id(), SHOP, (unit, shop, alice, 10)))
+            .unwrap();
+        assert_eq!(f.book.balance(alice), Some(Balance(4_010)));
+        let gift = entry(EntryKind::Payment, SHOP, &[(unit, shop, alice, 10)]);
+        assert_eq!(f.book.apply(&gift), Err(BookError::AccountFrozen(alice)));
+        let spend = entry(EntryKind::Payment, ALICE, &[(unit, alice, shop, 10)]);
+        assert_eq!(f.book.apply(&spend), Err(BookError::AccountFrozen(alice)));
+        // The frozen shop cannot refund: that would move money out of it.
+        f.book.set_status(alice, AccountStatus::Active).unwrap();
+        f.book.set_status(shop, AccountStatus::Frozen).unwrap();
         assert_eq!(
             f.book
                 .apply(&refund(pay.id(), SHOP, (unit, shop, alice, 10))),
-            Err(BookError::AccountFrozen(alice))
+            Err(BookError::AccountFrozen(shop))
+        );
+        f.book.set_status(shop, AccountStatus::Active).unwrap();
+        f.book.set_status(alice, AccountStatus::Closed).unwrap();
+        assert_eq!(
+            f.book
+                .apply(&refund(pay.id(), SHOP, (unit, shop, alice, 10))),
+            Err(BookError::AccountClosed(alice))
         );
         f.book.set_status(alice, AccountStatus::Active).unwrap();
         // The shop spent the takings meanwhile.
@@ -1511,11 +1550,11 @@ mod tests {
                 .apply(&refund(pay.id(), SHOP, (unit, shop, alice, 60))),
             Err(BookError::InsufficientFunds {
                 account: shop,
-                available: 50,
+                available: 40,
                 requested: 60
             })
         );
-        assert_eq!(f.book.refundable(pay.id()).map(Amount::minor), Some(1_000));
+        assert_eq!(f.book.refundable(pay.id()).map(Amount::minor), Some(990));
     }
 
     #[test]
@@ -1789,6 +1828,43 @@ mod tests {
                 DAY + 1,
             );
             assert_eq!(rule_of(p.f.book.apply(&over)), SpendingRule::DailyCap);
+        }
+
+        #[test]
+        fn the_programme_key_moves_a_frozen_cards_balance_to_its_replacement_only() {
+            let mut p = programme(vec![rules(0)]);
+            let (unit, alice, bob) = (p.f.unit, p.f.alice, p.bob);
+            p.f.book.set_status(alice, AccountStatus::Frozen).unwrap();
+            let moved = |signer| {
+                entry(
+                    EntryKind::CardReplacement,
+                    signer,
+                    &[(unit, alice, bob, 500)],
+                )
+            };
+            // Not by the card's own key: a frozen account pays nothing.
+            assert_eq!(
+                p.f.book.apply(&moved(ALICE)),
+                Err(BookError::AccountFrozen(alice))
+            );
+            // Nor anything but a move to a card: the programme key cannot expire it either.
+            let expired = entry(
+                EntryKind::Expire,
+                PROGRAMME,
+                &[(unit, alice, p.f.issuer, 500)],
+            );
+            assert_eq!(
+                p.f.book.apply(&expired),
+                Err(BookError::AccountFrozen(alice))
+            );
+            p.f.book.apply(&moved(PROGRAMME)).unwrap();
+            assert_eq!(p.f.book.balance(alice), Some(Balance(4_500)));
+            // A closed account is past moving.
+            p.f.book.set_status(alice, AccountStatus::Closed).unwrap();
+            assert_eq!(
+                p.f.book.apply(&moved(PROGRAMME)),
+                Err(BookError::AccountClosed(alice))
+            );
         }
 
         #[test]

@@ -616,6 +616,27 @@ impl Database {
         row.map(card).transpose()
     }
 
+    /// Every replaced card (a lost card's account stays frozen behind its replacement).
+    pub async fn replaced_cards(&self) -> Result<Vec<StoredCard>, DbError> {
+        let sql = format!("select {CARD_COLUMNS} from card where status = 'replaced'");
+        let rows: Vec<CardRow> = on_pool!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await)?;
+        rows.into_iter().map(card).collect()
+    }
+
+    /// The replaced card whose account is `account`, if it is one.
+    pub async fn replaced_card_of(
+        &self,
+        account: AccountId,
+    ) -> Result<Option<StoredCard>, DbError> {
+        let sql =
+            format!("select {CARD_COLUMNS} from card where account = $1 and status = 'replaced'");
+        let row: Option<CardRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(account.0)
+            .fetch_optional(pool)
+            .await)?;
+        row.map(card).transpose()
+    }
+
     /// The cards of a household, newest first.
     pub async fn cards_of(&self, household: HouseholdId) -> Result<Vec<StoredCard>, DbError> {
         let sql = format!(

@@ -75,6 +75,14 @@ async fn submit_inner(
         .committer
         .submit_with_deadline(&verified, request.map(|r| r.expires_at))
         .await?;
+    if let (Action::Refund { to, .. }, Some(programmes)) = (&intent.action, &state.programmes) {
+        // A refund of a sale paid with a card since replaced lands on the old card (it must
+        // mirror the sale); pass it on to the household's current card now. The refund is
+        // committed whatever happens here, and a start passes on what a failure left.
+        if let Err(e) = programmes.forward_to_current_card(*to).await {
+            tracing::warn!(account = %to, error = %e, "refund not yet passed on to the current card");
+        }
+    }
     let status = if committed.duplicate {
         StatusCode::OK
     } else {

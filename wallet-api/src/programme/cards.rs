@@ -447,37 +447,19 @@ impl Programmes {
             .account(old.account)
             .map_or(0, |a| a.balance.0);
         if balance > 0 {
-            let intent = self.sign_entry(
+            let intent_id = super::derived_intent_id(
+                "card-replacement",
+                &[number.as_str().as_bytes(), &balance.to_be_bytes()],
+            );
+            self.move_to_card(
                 programme.id,
-                ProgrammeEntry {
-                    intent_id: super::derived_intent_id(
-                        "card-replacement",
-                        &[number.as_str().as_bytes(), &balance.to_be_bytes()],
-                    ),
-                    valid_from_ms: self.now_ms(),
-                    kind: EntryKind::CardReplacement,
-                    legs: vec![
-                        Leg {
-                            account: old.account,
-                            unit: programme.unit,
-                            delta: balance.saturating_neg(),
-                        },
-                        Leg {
-                            account: replacement.card.account,
-                            unit: programme.unit,
-                            delta: balance,
-                        },
-                    ],
-                    memo: format!("card {number} replaced by {}", replacement.card.number),
-                    tags: Tags {
-                        programme: Some(programme.id.to_string()),
-                        budget_line: None,
-                        category: None,
-                        reverses: None,
-                    },
-                },
-            )?;
-            self.committer.submit(&intent).await?;
+                programme.unit,
+                intent_id,
+                (number.as_str(), old.account),
+                (replacement.card.number.as_str(), replacement.card.account),
+                balance,
+            )
+            .await?;
         }
         let frozen = self
             .committer
@@ -491,5 +473,113 @@ impl Programmes {
                 .await?;
         }
         Ok(replacement)
+    }
+
+    /// Moves `amount` from a replaced card's account to another card's, in a
+    /// `card_replacement` entry signed by the programme.
+    async fn move_to_card(
+        &self,
+        programme: ledger::ProgrammeId,
+        unit: ledger::UnitCode,
+        intent_id: IntentId,
+        (old_number, old_account): (&str, AccountId),
+        (new_number, new_account): (&str, AccountId),
+        amount: i64,
+    ) -> Result<(), ProgrammeError> {
+        let intent = self.sign_entry(
+            programme,
+            ProgrammeEntry {
+                intent_id,
+                valid_from_ms: self.now_ms(),
+                kind: EntryKind::CardReplacement,
+                legs: vec![
+                    Leg {
+                        account: old_account,
+                        unit,
+                        delta: amount.saturating_neg(),
+                    },
+                    Leg {
+                        account: new_account,
+                        unit,
+                        delta: amount,
+                    },
+                ],
+                memo: format!("card {old_number} replaced by {new_number}"),
+                tags: Tags {
+                    programme: Some(programme.to_string()),
+                    budget_line: None,
+                    category: None,
+                    reverses: None,
+                },
+            },
+        )?;
+        self.committer.submit(&intent).await?;
+        Ok(())
+    }
+
+    /// Passes on what reached a replaced card's account since it was replaced (a shop's
+    /// refund of a sale paid with the lost card: the refund must go back to the account that
+    /// paid) to the household's current card. Does nothing for any other account, or when
+    /// there is nothing on it. Safe to repeat: the entry's id is derived from the account's
+    /// latest entry, so a retry after a crash is the same intent.
+    pub async fn forward_to_current_card(&self, account: AccountId) -> Result<(), ProgrammeError> {
+        let (balance, last_entry) = match self.committer.view().read().account(account) {
+            // A replaced card's account is frozen; checking that first keeps the lookup off
+            // every other refund's path.
+            Some(a) if a.account.status == AccountStatus::Frozen && a.balance.0 > 0 => {
+                (a.balance.0, a.last_entry.unwrap_or(0))
+            }
+            _ => return Ok(()),
+        };
+        let _one_at_a_time = self.exclusive.lock().await;
+        let Some(old) = self.db.replaced_card_of(account).await? else {
+            return Ok(());
+        };
+        let household = self
+            .db
+            .household(old.household)
+            .await?
+            .ok_or_else(|| ProgrammeError::NotFound(format!("household {}", old.household)))?;
+        if household.account == account {
+            return Ok(());
+        }
+        let programme = self.get(household.programme).await?;
+        let current = self
+            .db
+            .cards_of(old.household)
+            .await?
+            .into_iter()
+            .find(|c| c.account == household.account)
+            .map_or_else(|| household.account.to_string(), |c| c.number);
+        let intent_id = super::derived_intent_id(
+            "card-forward",
+            &[account.as_bytes(), &last_entry.to_be_bytes()],
+        );
+        self.move_to_card(
+            programme.id,
+            programme.unit,
+            intent_id,
+            (old.number.as_str(), account),
+            (current.as_str(), household.account),
+            balance,
+        )
+        .await
+    }
+
+    /// [`Programmes::forward_to_current_card`] for every replaced card: at start, for a
+    /// refund that was committed just before a crash and not yet passed on.
+    pub async fn forward_all_to_current_cards(&self) -> Result<usize, ProgrammeError> {
+        let mut forwarded = 0;
+        for card in self.db.replaced_cards().await? {
+            let had = self
+                .committer
+                .view()
+                .read()
+                .account(card.account)
+                .map_or(0, |a| a.balance.0);
+            self.forward_to_current_card(card.account).await?;
+            forwarded += usize::from(had > 0);
+        }
+        Ok(forwarded)
     }
 }

@@ -381,10 +381,11 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             request: None,
             request_expires_at: None,
         };
-        programmes
+        let bread = programmes
             .pay_by_card(number, "2580", pay(12_50))
             .await
-            .unwrap();
+            .unwrap()
+            .entry_id;
         let refused = programmes
             .pay_by_card(
                 number,
@@ -480,6 +481,46 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
                 .0,
             before - 1_00
         );
+
+        // The grocer refunds bread bought with the lost card. The refund mirrors the sale, so
+        // it credits the old card's (frozen) account, and is passed on at once to the card
+        // the household holds now (as the API does after every refund, and a start does for
+        // any left over); the old card keeps nothing and still cannot pay.
+        let grocer_key = key(12);
+        committer
+            .set_authority(grocer_account, PublicKey::of(&grocer_key))
+            .await
+            .unwrap();
+        let refund = sign(
+            &grocer_key,
+            Action::Refund {
+                payment: bread,
+                from: grocer_account,
+                to: carmen.account,
+                unit,
+                amount_minor: Amount::from_minor(5_00).unwrap(),
+                memo: "stale bread".into(),
+            },
+        );
+        committer.submit(&refund).await.unwrap();
+        programmes
+            .forward_to_current_card(carmen.account)
+            .await
+            .unwrap();
+        let balance_of = |account| committer.view().read().account(account).unwrap().balance.0;
+        assert_eq!(balance_of(carmen.account), 0, "{}", test_db.label);
+        assert_eq!(balance_of(new_account), before - 1_00 + 5_00);
+        // Passing on again (a retry, or the sweep at start) moves nothing twice.
+        programmes
+            .forward_to_current_card(carmen.account)
+            .await
+            .unwrap();
+        assert_eq!(programmes.forward_all_to_current_cards().await.unwrap(), 0);
+        assert_eq!(balance_of(new_account), before - 1_00 + 5_00);
+        assert!(matches!(
+            programmes.pay_by_card(number, "7391", pay(1_00)).await,
+            Err(ProgrammeError::CardReplaced(_))
+        ));
 
         // Parallel PIN guesses cannot try more PINs than the limit: the card locks.
         let dora = &households[3];
@@ -695,7 +736,8 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             .0;
         assert_eq!(
             budget_after - budget_before,
-            expected_total - 150_00 - (12_50 + 2_50 + 1_00) - 3_00
+            // Carmen's card payments, less the bread refunded to her.
+            expected_total - 150_00 - (12_50 + 2_50 + 1_00 - 5_00) - 3_00
         );
         // Re-running December a month later (past a week's validity) still answers cleanly.
         let late = programmes
