@@ -6,6 +6,7 @@
 //! [`Book::check_invariants`] re-proves both from scratch, for data loaded from storage.
 
 use std::collections::HashMap as StdHashMap;
+use std::hash::{Hash, Hasher};
 
 use crate::account::{Account, AccountKind, AccountStatus};
 use crate::amount::Balance;
@@ -155,10 +156,73 @@ pub enum InvariantViolation {
 /// without knowing the seed.
 type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
-struct Slot {
-    account: Account,
-    unit_kind: UnitKind,
+/// What [`Book::apply`] reads and writes of an account, in one cache line of its own: a
+/// payment touches two random accounts of many, and each costs a cache miss, so a miss should
+/// bring in all the common case needs and nothing else. The rest of the account (its id, the
+/// limits as the caller gave them) lives in `Book::accounts`, read only for errors and
+/// accessors. The copies here of status, kind, limits and authority are written wherever
+/// those fields are.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Hot {
+    /// The key allowed to debit the account, if `has_authority`.
+    authority: [u8; 32],
     balance: Balance,
+    /// Lowest balance allowed; `i64::MIN` when unbounded, which no balance is below, so the
+    /// check needs no branch on the `Option`.
+    lower: i64,
+    /// Highest balance allowed; `i64::MAX` when unbounded.
+    upper: i64,
+    /// Index of the account's unit in `Book::units`.
+    unit: u32,
+    status: AccountStatus,
+    kind: AccountKind,
+    unit_kind: UnitKind,
+    has_authority: bool,
+}
+
+// One cache line, or the point of `Hot` is lost.
+const _: () = assert!(std::mem::size_of::<Hot>() == 64);
+
+impl Hot {
+    fn new(account: &Account, unit: u32, unit_kind: UnitKind) -> Self {
+        let mut hot = Self {
+            authority: [0; 32],
+            balance: Balance::ZERO,
+            lower: account.limits.lower().map_or(i64::MIN, |l| l.0),
+            upper: account.limits.upper().map_or(i64::MAX, |u| u.0),
+            unit,
+            status: account.status,
+            kind: account.kind,
+            unit_kind,
+            has_authority: false,
+        };
+        hot.set_authority(account.authority);
+        hot
+    }
+
+    fn set_authority(&mut self, key: Option<PublicKey>) {
+        self.authority = key.map_or([0; 32], |k| k.0);
+        self.has_authority = key.is_some();
+    }
+
+    /// Whether `signer` controls the account: `account.authority == Some(signer)`.
+    fn is_authority(&self, signer: PublicKey) -> bool {
+        self.has_authority && self.authority == signer.0
+    }
+}
+
+/// An account id as the index hashes it: all 128 bits in one `write_u128`, a single multiply
+/// in foldhash. The derived `Hash` of the id's 16-byte array writes its length and then its
+/// bytes, a multiply each, on every lookup of the hot path. Still every bit and still the
+/// per-process seed, so ids chosen by clients cannot be aimed at one bucket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct IdKey(AccountId);
+
+impl Hash for IdKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(self.0.0.as_u128());
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -186,9 +250,17 @@ struct Refundable {
 /// Balances and rules, in memory.
 #[derive(Default)]
 pub struct Book {
-    units: HashMap<UnitCode, Unit>,
-    slots: Vec<Slot>,
-    index: HashMap<AccountId, u32>,
+    /// Every unit, in the order added: accounts name theirs by index.
+    units: Vec<Unit>,
+    /// Index in `units` by code.
+    unit_index: HashMap<UnitCode, u32>,
+    /// What apply needs of each account, by slot (see [`Hot`]).
+    hot: Vec<Hot>,
+    /// The accounts as opened (with later status and authority), by slot: for errors and
+    /// accessors.
+    accounts: Vec<Account>,
+    /// Slot by account id.
+    index: HashMap<IdKey, u32>,
     /// Recent intents (see [`recent`]); older ones are fingerprints in `recent`.
     intents: recent::Generations<IntentId, AppliedIntent>,
     /// When the generations were last added to, and fingerprints of forgotten intents.
@@ -218,20 +290,33 @@ impl Book {
 
     /// Registers a unit.
     pub fn add_unit(&mut self, unit: Unit) -> Result<(), BookError> {
-        if self.units.contains_key(&unit.code()) {
+        if self.unit_index.contains_key(&unit.code()) {
             return Err(BookError::DuplicateUnit(unit.code()));
         }
-        self.units.insert(unit.code(), unit);
+        let index = u32::try_from(self.units.len())
+            .map_err(|_| BookError::RuleViolation("too many units"))?;
+        self.unit_index.insert(unit.code(), index);
+        self.units.push(unit);
         Ok(())
+    }
+
+    /// A unit by code, with its index in `units`.
+    fn find_unit(&self, code: UnitCode) -> Option<(u32, &Unit)> {
+        let &index = self.unit_index.get(&code)?;
+        Some((index, &self.units[index as usize]))
+    }
+
+    /// The code of an account's unit.
+    fn unit_code(&self, hot: &Hot) -> UnitCode {
+        self.units[hot.unit as usize].code()
     }
 
     /// Opens an account at balance zero.
     pub fn open_account(&mut self, account: Account) -> Result<(), BookError> {
-        let unit = self
-            .units
-            .get(&account.unit)
+        let (unit_index, unit) = self
+            .find_unit(account.unit)
             .ok_or(BookError::UnknownUnit(account.unit))?;
-        if self.index.contains_key(&account.id) {
+        if self.index.contains_key(&IdKey(account.id)) {
             return Err(BookError::DuplicateAccount(account.id));
         }
         if account.kind == AccountKind::Issuer && !unit.kind().is_issued() {
@@ -239,34 +324,33 @@ impl Book {
                 "mutual-credit units have no issuer accounts",
             ));
         }
-        let slot = u32::try_from(self.slots.len())
+        let slot = u32::try_from(self.hot.len())
             .map_err(|_| BookError::RuleViolation("too many accounts"))?;
-        self.index.insert(account.id, slot);
-        self.slots.push(Slot {
-            unit_kind: unit.kind(),
-            account,
-            balance: Balance::ZERO,
-        });
+        self.hot.push(Hot::new(&account, unit_index, unit.kind()));
+        self.index.insert(IdKey(account.id), slot);
+        self.accounts.push(account);
         Ok(())
     }
 
     /// Changes an account's status (freeze, unfreeze, close).
     pub fn set_status(&mut self, id: AccountId, status: AccountStatus) -> Result<(), BookError> {
         let slot = self.slot(id)?;
-        self.slots[slot].account.status = status;
+        self.accounts[slot].status = status;
+        self.hot[slot].status = status;
         Ok(())
     }
 
     /// Sets (or replaces, after a lost phone) the key allowed to debit an account.
     pub fn set_authority(&mut self, id: AccountId, key: PublicKey) -> Result<(), BookError> {
         let slot = self.slot(id)?;
-        self.slots[slot].account.authority = Some(key);
+        self.accounts[slot].authority = Some(key);
+        self.hot[slot].set_authority(Some(key));
         Ok(())
     }
 
     /// Puts a unit under a programme's rules (replacing earlier ones: pass every version).
     pub fn set_policy(&mut self, unit: UnitCode, policy: UnitPolicy) -> Result<(), BookError> {
-        if !self.units.contains_key(&unit) {
+        if !self.unit_index.contains_key(&unit) {
             return Err(BookError::UnknownUnit(unit));
         }
         self.policies.insert(unit, policy);
@@ -338,7 +422,7 @@ impl Book {
             self.record_spending(entry);
             self.record_refundable(entry);
             for &(slot, delta) in &deltas {
-                let balance = &mut self.slots[slot as usize].balance;
+                let balance = &mut self.hot[slot as usize].balance;
                 // check_limits proved the sum fits in i64.
                 balance.0 =
                     i64::try_from(i128::from(balance.0).saturating_add(delta)).unwrap_or(balance.0);
@@ -365,11 +449,11 @@ impl Book {
         }
         for posting in entry.postings() {
             for id in [posting.debit, posting.credit] {
-                let account = &self.slots[self.slot(id)?].account;
-                if account.unit != posting.unit {
+                let account_unit = self.unit_code(&self.hot[self.slot(id)?]);
+                if account_unit != posting.unit {
                     return Err(BookError::UnitMismatch {
-                        account: account.id,
-                        account_unit: account.unit,
+                        account: id,
+                        account_unit,
                         posting_unit: posting.unit,
                     });
                 }
@@ -383,7 +467,7 @@ impl Book {
                 (posting.credit, amount),
             ] {
                 let slot = self.slot(id)?;
-                let balance = &mut self.slots[slot].balance;
+                let balance = &mut self.hot[slot].balance;
                 balance.0 = balance
                     .0
                     .checked_add(change)
@@ -487,7 +571,7 @@ impl Book {
         let from = self.slot(posting.debit)?;
         let to = self.slot(posting.credit)?;
         if let Some(signer) = signer
-            && self.slots[from].account.authority != Some(signer)
+            && !self.hot[from].is_authority(signer)
         {
             return Err(BookError::NotAuthorised(posting.debit));
         }
@@ -503,7 +587,7 @@ impl Book {
         if from != original.payee as usize {
             return Err(mismatch("from", "the account the payment was made to"));
         }
-        if posting.unit != self.slots[from].account.unit {
+        if posting.unit != self.unit_code(&self.hot[from]) {
             return Err(mismatch("unit", "the unit the payment was made in"));
         }
         if to != original.payer as usize {
@@ -529,8 +613,8 @@ impl Book {
         posting: &crate::entry::Posting,
     ) -> bool {
         let (Some(&payer), Some(&payee)) = (
-            self.index.get(&posting.debit),
-            self.index.get(&posting.credit),
+            self.index.get(&IdKey(posting.debit)),
+            self.index.get(&IdKey(posting.credit)),
         ) else {
             return false;
         };
@@ -589,18 +673,18 @@ impl Book {
         if !self.policies.contains_key(&unit) {
             return;
         }
-        let payer = &self.slots[original.payer as usize].account;
-        if payer.kind != AccountKind::Holder {
+        let payer = original.payer as usize;
+        if self.hot[payer].kind != AccountKind::Holder {
             return;
         }
-        if let Some(window) = self.spent.get_mut(&payer.id) {
+        if let Some(window) = self.spent.get_mut(&self.accounts[payer].id) {
             window.give_back(i64::from(original.day), at, amount);
         }
     }
 
     fn slot(&self, id: AccountId) -> Result<usize, BookError> {
         self.index
-            .get(&id)
+            .get(&IdKey(id))
             .map(|&s| s as usize)
             .ok_or(BookError::UnknownAccount(id))
     }
@@ -614,30 +698,36 @@ impl Book {
         for posting in entry.postings() {
             let debit = self.slot(posting.debit)?;
             let credit = self.slot(posting.credit)?;
-            for (slot, pays) in [(debit, true), (credit, false)] {
-                let account = &self.slots[slot].account;
-                if account.unit != posting.unit {
-                    if !self.units.contains_key(&posting.unit) {
+            // Only hot records are read unless the entry is refused; the ids in errors are
+            // the posting's, which are the accounts' (they were looked up by them).
+            for (slot, id, pays) in [
+                (debit, posting.debit, true),
+                (credit, posting.credit, false),
+            ] {
+                let hot = &self.hot[slot];
+                let account_unit = self.unit_code(hot);
+                if account_unit != posting.unit {
+                    if !self.unit_index.contains_key(&posting.unit) {
                         return Err(BookError::UnknownUnit(posting.unit));
                     }
                     return Err(BookError::UnitMismatch {
-                        account: account.id,
-                        account_unit: account.unit,
+                        account: id,
+                        account_unit,
                         posting_unit: posting.unit,
                     });
                 }
-                match account.status {
+                match hot.status {
                     AccountStatus::Active => {}
-                    AccountStatus::Frozen if self.thaws(entry, account, pays) => {}
-                    AccountStatus::Frozen => return Err(BookError::AccountFrozen(account.id)),
-                    AccountStatus::Closed => return Err(BookError::AccountClosed(account.id)),
+                    AccountStatus::Frozen if self.thaws(entry, posting.unit, pays) => {}
+                    AccountStatus::Frozen => return Err(BookError::AccountFrozen(id)),
+                    AccountStatus::Closed => return Err(BookError::AccountClosed(id)),
                 }
             }
-            let payer = &self.slots[debit];
-            if payer.account.authority != Some(signer)
-                && !self.administers(entry.kind(), payer, &self.slots[credit], signer)?
+            let payer = &self.hot[debit];
+            if !payer.is_authority(signer)
+                && !self.administers(entry.kind(), payer, &self.hot[credit], posting, signer)?
             {
-                return Err(BookError::NotAuthorised(payer.account.id));
+                return Err(BookError::NotAuthorised(posting.debit));
             }
             check_kind_rules(entry.kind(), payer)?;
             let amount = i128::from(posting.amount.minor());
@@ -647,18 +737,18 @@ impl Book {
         Ok(())
     }
 
-    /// Whether a frozen `account` may take part in `entry` all the same. A frozen account
+    /// Whether a frozen account of `unit` may take part in `entry` all the same. A frozen account
     /// (a card reported lost, then replaced) moves no money, with two exceptions that keep
     /// what is the household's reaching it: a refund may credit it, since it gives back what
     /// the account paid ([`Book::check_refund`] proved the mirror), and the programme key may
     /// move its balance to the replacement card (the rest of that check is
     /// [`Book::administers`]).
-    fn thaws(&self, entry: &JournalEntry, account: &Account, pays: bool) -> bool {
+    fn thaws(&self, entry: &JournalEntry, unit: UnitCode, pays: bool) -> bool {
         if pays {
             entry.kind() == EntryKind::CardReplacement
                 && self
                     .policies
-                    .get(&account.unit)
+                    .get(&unit)
                     .is_some_and(|p| p.administrator() == entry.authorisation().signer)
         } else {
             entry.tags().reverses.is_some()
@@ -671,19 +761,20 @@ impl Book {
     fn administers(
         &self,
         kind: EntryKind,
-        payer: &Slot,
-        payee: &Slot,
+        payer: &Hot,
+        payee: &Hot,
+        posting: &crate::entry::Posting,
         signer: PublicKey,
     ) -> Result<bool, BookError> {
-        let Some(policy) = self.policies.get(&payer.account.unit) else {
+        let Some(policy) = self.policies.get(&self.unit_code(payer)) else {
             return Ok(false);
         };
-        if policy.administrator() != signer || payer.account.kind != AccountKind::Holder {
+        if policy.administrator() != signer || payer.kind != AccountKind::Holder {
             return Ok(false);
         }
         let allowed = match kind {
-            EntryKind::Expire => payee.account.kind == AccountKind::Issuer,
-            EntryKind::CardReplacement => payee.account.kind == AccountKind::Holder,
+            EntryKind::Expire => payee.kind == AccountKind::Issuer,
+            EntryKind::CardReplacement => payee.kind == AccountKind::Holder,
             _ => false,
         };
         if allowed {
@@ -696,7 +787,7 @@ impl Book {
                      (expire) or to its replacement card (card_replacement), not by a {} entry \
                      to account {}",
                     kind.as_str(),
-                    payee.account.id
+                    posting.credit
                 ),
             ))
         }
@@ -715,8 +806,8 @@ impl Book {
             let Some(policy) = self.policies.get(&posting.unit) else {
                 continue;
             };
-            let payer = &self.slots[self.slot(posting.debit)?].account;
-            if payer.kind != AccountKind::Holder {
+            let payer = posting.debit;
+            if self.hot[self.slot(payer)?].kind != AccountKind::Holder {
                 continue;
             }
             match entry.kind() {
@@ -762,9 +853,9 @@ impl Book {
                     ),
                 ));
             }
-            match paying.iter_mut().find(|(a, _, _)| *a == payer.id) {
+            match paying.iter_mut().find(|(a, _, _)| *a == payer) {
                 Some((_, _, total)) => *total = total.saturating_add(posting.amount.minor()),
-                None => paying.push((payer.id, posting.unit, posting.amount.minor())),
+                None => paying.push((payer, posting.unit, posting.amount.minor())),
             }
         }
         for (holder, unit, amount) in paying {
@@ -786,7 +877,7 @@ impl Book {
         let Some(rules) = self.policies.get(&unit).and_then(|p| p.rules_at(at)) else {
             return Ok(());
         };
-        let scale = self.units.get(&unit).map_or(0, Unit::scale);
+        let scale = self.unit(unit).map_or(0, Unit::scale);
         let (day, month) = self
             .spent
             .get(&holder)
@@ -880,7 +971,7 @@ impl Book {
             .map(|g| rule.fee_for(g).minor())
             .unwrap_or(fee);
         if fee != expected {
-            let scale = self.units.get(&first.unit).map_or(0, Unit::scale);
+            let scale = self.unit(first.unit).map_or(0, Unit::scale);
             return Err(refused(
                 SpendingRule::RedemptionFee,
                 format!(
@@ -918,8 +1009,8 @@ impl Book {
             }
             let is_holder = self
                 .index
-                .get(&posting.debit)
-                .is_some_and(|&s| self.slots[s as usize].account.kind == AccountKind::Holder);
+                .get(&IdKey(posting.debit))
+                .is_some_and(|&s| self.hot[s as usize].kind == AccountKind::Holder);
             if is_holder {
                 self.spent
                     .entry(posting.debit)
@@ -931,30 +1022,26 @@ impl Book {
 
     fn check_limits(&self, deltas: &[(u32, i128)]) -> Result<(), BookError> {
         for &(slot, delta) in deltas {
-            let Slot {
-                account, balance, ..
-            } = &self.slots[slot as usize];
-            let current = i128::from(balance.0);
+            let hot = &self.hot[slot as usize];
+            let id = || self.accounts[slot as usize].id;
+            let current = i128::from(hot.balance.0);
             let resulting = current.saturating_add(delta);
             let Ok(resulting64) = i64::try_from(resulting) else {
-                return Err(BookError::Overflow(account.id));
+                return Err(BookError::Overflow(id()));
             };
-            if let Some(lower) = account.limits.lower()
-                && resulting64 < lower.0
-            {
+            // An unbounded side is i64::MIN or i64::MAX, which no i64 passes.
+            if resulting64 < hot.lower {
                 return Err(BookError::InsufficientFunds {
-                    account: account.id,
-                    available: i64::try_from(current.saturating_sub(i128::from(lower.0)).max(0))
+                    account: id(),
+                    available: i64::try_from(current.saturating_sub(i128::from(hot.lower)).max(0))
                         .unwrap_or(i64::MAX),
                     requested: i64::try_from(delta.saturating_neg()).unwrap_or(i64::MAX),
                 });
             }
-            if let Some(upper) = account.limits.upper()
-                && resulting64 > upper.0
-            {
+            if resulting64 > hot.upper {
                 return Err(BookError::LimitExceeded {
-                    account: account.id,
-                    limit: upper.0,
+                    account: id(),
+                    limit: hot.upper,
                     resulting: resulting64,
                 });
             }
@@ -965,44 +1052,49 @@ impl Book {
     /// Proves the invariants from scratch: per unit the balances sum to zero, and every
     /// balance is within its limits.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
-        let mut sums: HashMap<UnitCode, i128> = HashMap::default();
-        for slot in &self.slots {
-            let sum = sums.entry(slot.account.unit).or_default();
-            *sum = sum.saturating_add(i128::from(slot.balance.0));
-            if !slot.account.limits.admits(slot.balance) {
+        let mut sums = vec![0i128; self.units.len()];
+        for (account, hot) in self.accounts.iter().zip(&self.hot) {
+            let sum = &mut sums[hot.unit as usize];
+            *sum = sum.saturating_add(i128::from(hot.balance.0));
+            if !account.limits.admits(hot.balance) {
                 return Err(InvariantViolation::OutsideLimits {
-                    account: slot.account.id,
-                    balance: slot.balance.0,
+                    account: account.id,
+                    balance: hot.balance.0,
                 });
             }
         }
-        match sums.into_iter().find(|&(_, sum)| sum != 0) {
-            Some((unit, sum)) => Err(InvariantViolation::UnitNotBalanced { unit, sum }),
+        match sums.into_iter().enumerate().find(|&(_, sum)| sum != 0) {
+            Some((unit, sum)) => Err(InvariantViolation::UnitNotBalanced {
+                unit: self.units[unit].code(),
+                sum,
+            }),
             None => Ok(()),
         }
     }
 
     /// A unit.
     pub fn unit(&self, code: UnitCode) -> Option<&Unit> {
-        self.units.get(&code)
+        self.find_unit(code).map(|(_, unit)| unit)
     }
     /// Every unit.
     pub fn units(&self) -> impl Iterator<Item = &Unit> {
-        self.units.values()
+        self.units.iter()
     }
     /// An account.
     pub fn account(&self, id: AccountId) -> Option<&Account> {
         self.index
-            .get(&id)
-            .map(|&s| &self.slots[s as usize].account)
+            .get(&IdKey(id))
+            .map(|&s| &self.accounts[s as usize])
     }
     /// An account's balance.
     pub fn balance(&self, id: AccountId) -> Option<Balance> {
-        self.index.get(&id).map(|&s| self.slots[s as usize].balance)
+        self.index
+            .get(&IdKey(id))
+            .map(|&s| self.hot[s as usize].balance)
     }
     /// Every account with its balance, in the order opened.
     pub fn accounts(&self) -> impl Iterator<Item = (&Account, Balance)> {
-        self.slots.iter().map(|s| (&s.account, s.balance))
+        self.accounts.iter().zip(self.hot.iter().map(|h| h.balance))
     }
     /// The entry an intent produced, if it was applied.
     pub fn entry_for_intent(&self, intent_id: IntentId) -> Option<EntryId> {
@@ -1010,7 +1102,7 @@ impl Book {
     }
     /// How many accounts.
     pub fn account_count(&self) -> usize {
-        self.slots.len()
+        self.hot.len()
     }
     /// How many entries have been applied (or replayed) since the Book was made.
     pub fn applied_count(&self) -> usize {
@@ -1037,8 +1129,8 @@ fn join(codes: &[CategoryCode]) -> String {
 }
 
 /// Scheme rules that depend on what the entry is and who pays.
-fn check_kind_rules(kind: EntryKind, payer: &Slot) -> Result<(), BookError> {
-    let issuer_pays = payer.account.kind == AccountKind::Issuer;
+fn check_kind_rules(kind: EntryKind, payer: &Hot) -> Result<(), BookError> {
+    let issuer_pays = payer.kind == AccountKind::Issuer;
     match kind {
         EntryKind::Issue if !payer.unit_kind.is_issued() => Err(BookError::RuleViolation(
             "mutual-credit units are not issued; they arise from trade",
