@@ -262,7 +262,7 @@ pub struct Book {
     /// Slot by account id.
     index: HashMap<IdKey, u32>,
     /// Recent intents (see [`recent`]); older ones are fingerprints in `recent`.
-    intents: recent::Generations<IntentId, AppliedIntent>,
+    intents: recent::Generations<HashMap<IntentId, AppliedIntent>>,
     /// When the generations were last added to, and fingerprints of forgotten intents.
     recent: recent::Recent,
     /// Entries applied or replayed since the Book was made.
@@ -273,8 +273,9 @@ pub struct Book {
     payees: HashMap<AccountId, CategoryCode>,
     /// What each holder of a programme unit has paid this day and month, for the caps.
     spent: HashMap<AccountId, SpendWindow>,
-    /// Recent single-posting payments, by entry id, for refunds.
-    payments: recent::Generations<EntryId, Refundable>,
+    /// Recent single-posting payments, by entry id, for refunds: ordered, since entry ids
+    /// nearly always arrive in increasing order (see [`recent::Ordered`]).
+    payments: recent::Generations<recent::Ordered<EntryId, Refundable>>,
     /// What has been refunded of each payment that had a refund (few do), kept for good:
     /// the payment itself may have been forgotten and restored since.
     refunded: HashMap<EntryId, i64>,

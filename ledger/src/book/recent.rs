@@ -32,31 +32,31 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 /// of cleaning in place, so a steady window would still grow in a step minutes into a run.
 /// Dropped generations are cleared, not freed, and refilled at the same rate, so after two
 /// windows the memory stays where it is.
-pub(super) struct Generations<K, V> {
-    young: HashMap<K, V>,
-    old: HashMap<K, V>,
+pub(super) struct Generations<G> {
+    young: G,
+    old: G,
 }
 
-impl<K, V> Default for Generations<K, V> {
+impl<G: Generation> Default for Generations<G> {
     fn default() -> Self {
         Self {
-            young: HashMap::default(),
-            old: HashMap::default(),
+            young: G::default(),
+            old: G::default(),
         }
     }
 }
 
-impl<K: Eq + Hash, V> Generations<K, V> {
-    pub(super) fn get(&self, key: &K) -> Option<&V> {
+impl<G: Generation> Generations<G> {
+    pub(super) fn get(&self, key: &G::Key) -> Option<&G::Value> {
         self.young.get(key).or_else(|| self.old.get(key))
     }
 
-    pub(super) fn contains_key(&self, key: &K) -> bool {
-        self.young.contains_key(key) || self.old.contains_key(key)
+    pub(super) fn contains_key(&self, key: &G::Key) -> bool {
+        self.get(key).is_some()
     }
 
     /// Inserts into the young generation; the caller never inserts a key already present.
-    pub(super) fn insert(&mut self, key: K, value: V) {
+    pub(super) fn insert(&mut self, key: G::Key, value: G::Value) {
         self.young.insert(key, value);
     }
 
@@ -71,6 +71,135 @@ impl<K: Eq + Hash, V> Generations<K, V> {
     fn shrink_to_fit(&mut self) {
         self.young.shrink_to_fit();
         self.old.shrink_to_fit();
+    }
+}
+
+/// One generation: a map that is filled, then cleared whole.
+pub(super) trait Generation: Default {
+    type Key;
+    type Value;
+    fn get(&self, key: &Self::Key) -> Option<&Self::Value>;
+    /// Inserts, replacing the value of a key already present (as `HashMap::insert`).
+    fn insert(&mut self, key: Self::Key, value: Self::Value);
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Empties it, keeping its memory for the next fill.
+    fn clear(&mut self);
+    fn shrink_to_fit(&mut self);
+}
+
+impl<K: Eq + Hash, V> Generation for HashMap<K, V> {
+    type Key = K;
+    type Value = V;
+    fn get(&self, key: &K) -> Option<&V> {
+        HashMap::get(self, key)
+    }
+    fn insert(&mut self, key: K, value: V) {
+        HashMap::insert(self, key, value);
+    }
+    fn len(&self) -> usize {
+        HashMap::len(self)
+    }
+    fn clear(&mut self) {
+        HashMap::clear(self);
+    }
+    fn shrink_to_fit(&mut self) {
+        HashMap::shrink_to_fit(self);
+    }
+}
+
+/// A generation for keys that come in nearly increasing order, as the ids of entries do
+/// (UUIDv7: the millisecond first, then a per-thread counter; the service makes them on its
+/// submitters' threads just before the entries queue for the Book). Such keys go into a
+/// sorted vector, at or near its end: a write next to the last one, where a hash table of
+/// millions writes to a random bucket, a cache miss per entry. A lookup (a refund, which is
+/// rare) is a binary search, O(log n). A key far out of order (a payment restored from
+/// storage) goes to a hash map instead.
+pub(super) struct Ordered<K, V> {
+    /// Strictly increasing keys.
+    sorted: Vec<(K, V)>,
+    /// Keys that were below the last [`NEAR_END`] sorted ones when inserted; none is in
+    /// `sorted`. Those sorted keys are the largest, so they only grow: a key that went here
+    /// will go here again, and a lookup of it in `sorted` fails.
+    others: HashMap<K, V>,
+}
+
+/// How far from the end of the sorted vector a key that comes out of order is still put in
+/// it: ids made on different threads in one millisecond interleave by a few places, and
+/// moving up to this many entries along costs less than a cache miss in a hash table.
+const NEAR_END: usize = 64;
+
+impl<K, V> Default for Ordered<K, V> {
+    fn default() -> Self {
+        Self {
+            sorted: Vec::new(),
+            others: HashMap::default(),
+        }
+    }
+}
+
+impl<K: Ord + Hash, V> Ordered<K, V> {
+    fn position(&self, key: &K) -> Result<usize, usize> {
+        self.sorted.binary_search_by(|(k, _)| k.cmp(key))
+    }
+}
+
+impl<K: Ord + Hash, V> Generation for Ordered<K, V> {
+    type Key = K;
+    type Value = V;
+
+    fn get(&self, key: &K) -> Option<&V> {
+        match self.position(key) {
+            Ok(at) => self.sorted.get(at).map(|(_, v)| v),
+            Err(_) => self.others.get(key),
+        }
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        // A key above the last sorted one is in neither part (see `others`): the common case.
+        if self.sorted.last().is_none_or(|(last, _)| *last < key) {
+            self.sorted.push((key, value));
+            return;
+        }
+        let near = self.sorted.len().saturating_sub(NEAR_END);
+        let in_tail = self
+            .sorted
+            .get(near..)
+            .map(|tail| tail.binary_search_by(|(k, _)| k.cmp(&key)));
+        let at = match in_tail {
+            Some(Ok(at)) => Ok(near.saturating_add(at)),
+            // Above the first key of the tail, or no keys before the tail: it goes here.
+            Some(Err(at)) if at > 0 || near == 0 => Err(near.saturating_add(at)),
+            // Below the tail: already sorted further back, or one for `others`.
+            _ => self.position(&key).map_err(|_| usize::MAX),
+        };
+        match at {
+            Ok(at) => {
+                if let Some(slot) = self.sorted.get_mut(at) {
+                    slot.1 = value;
+                }
+            }
+            Err(usize::MAX) => {
+                self.others.insert(key, value);
+            }
+            Err(at) => self.sorted.insert(at, (key, value)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.sorted.len().saturating_add(self.others.len())
+    }
+
+    fn clear(&mut self) {
+        self.sorted.clear();
+        self.others.clear();
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.sorted.shrink_to_fit();
+        self.others.shrink_to_fit();
     }
 }
 
@@ -107,15 +236,12 @@ impl Recent {
     /// (entry time, ms), keeping a fingerprint of each intent, and moves the young one up;
     /// repeats while that is still true. So an entry is kept at least until `before` passes
     /// it and at most one window longer. Returns how many intents were let go.
-    pub(super) fn forget_before<P, Q>(
+    pub(super) fn forget_before<P>(
         &mut self,
         before: TimestampMs,
-        intents: &mut Generations<IntentId, P>,
-        payments: &mut Generations<Q, impl Sized>,
-    ) -> usize
-    where
-        Q: Eq + Hash,
-    {
+        intents: &mut Generations<HashMap<IntentId, P>>,
+        payments: &mut Generations<impl Generation>,
+    ) -> usize {
         let mut forgotten = 0usize;
         loop {
             let old_empty = intents.old.is_empty() && payments.old.is_empty();
@@ -150,9 +276,9 @@ impl Recent {
     }
 
     /// Gives back memory the maps no longer need (after a load forgot most of it).
-    pub(super) fn shrink<P, Q: Eq + Hash, R>(
-        intents: &mut Generations<IntentId, P>,
-        payments: &mut Generations<Q, R>,
+    pub(super) fn shrink<P>(
+        intents: &mut Generations<HashMap<IntentId, P>>,
+        payments: &mut Generations<impl Generation>,
     ) {
         intents.shrink_to_fit();
         payments.shrink_to_fit();
@@ -314,6 +440,44 @@ mod tests {
             imagined * 1_000 < strangers * 3,
             "{imagined} of {strangers} new ids looked forgotten"
         );
+    }
+
+    #[test]
+    fn an_ordered_generation_is_a_map_whatever_the_order_of_its_keys() {
+        let mut ordered = Ordered::<u64, u32>::default();
+        let mut map = HashMap::<u64, u32>::default();
+        // Mostly increasing, some a few places back, some far back, some repeated: a
+        // xorshift stream chooses, seeded, so a failure reproduces.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = 1_000u64;
+        for value in 0..20_000u32 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let key = match state % 16 {
+                0..=9 => {
+                    next += 1 + state % 3;
+                    next
+                }
+                10..=13 => next.saturating_sub(state % (2 * NEAR_END as u64)),
+                14 => state % next,
+                _ => next + 2,
+            };
+            Generation::insert(&mut ordered, key, value);
+            map.insert(key, value);
+            assert_eq!(Generation::len(&ordered), map.len());
+        }
+        assert!(ordered.sorted.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(
+            !ordered.others.is_empty(),
+            "some keys came far out of order"
+        );
+        for key in 0..next + 10 {
+            assert_eq!(Generation::get(&ordered, &key), map.get(&key), "key {key}");
+        }
+        Generation::clear(&mut ordered);
+        assert!(Generation::is_empty(&ordered));
+        assert_eq!(Generation::get(&ordered, &next), None);
     }
 
     #[test]
