@@ -1263,7 +1263,10 @@ impl WriterTask {
         }
         let mut writer = self.db.writer().await?;
         let now_ms = self.clock.now_ms();
-        self.loaded = writer.load(now_ms).await?;
+        // What this process told submitters is durable must still be there: after a failover
+        // the server reached may lack it (see `LoadError::LostAcknowledged`).
+        let acknowledged = self.view.read().chain_heads().clone();
+        self.loaded = writer.reload(now_ms, &acknowledged).await?;
         forget_old(
             &mut self.loaded.book,
             now_ms,

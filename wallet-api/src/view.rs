@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use foldhash::HashMap;
+use ledger::journal::ChainHead;
 use ledger::{
     Account, AccountId, Balance, EntryId, EntryKind, JournalEntry, ParticipantId, PaymentRequestId,
     Posting, Unit, UnitCode,
@@ -105,6 +106,9 @@ pub struct ViewState {
     /// nothing else can pay them, and storage knows who did.
     paid_requests: RequestsByDeadline<EntryId>,
     last_position: i64,
+    /// Each unit's chain head as of the last committed entry: what this process has told
+    /// submitters is durable, which storage must still hold after a reconnection.
+    chain_heads: BTreeMap<UnitCode, ChainHead>,
 }
 
 impl ViewState {
@@ -210,6 +214,15 @@ impl ViewState {
             }
         }
         for committed in &write.entries {
+            for link in &committed.links {
+                self.chain_heads.insert(
+                    link.unit,
+                    ChainHead {
+                        seq: link.seq,
+                        hash: link.hash,
+                    },
+                );
+            }
             let paid = committed
                 .payment_request
                 .map(|request| (request, committed.request_expires_at));
@@ -263,6 +276,16 @@ impl ViewState {
     /// The last committed position.
     pub fn last_position(&self) -> i64 {
         self.last_position
+    }
+
+    /// Each unit's chain head as of the last committed entry.
+    pub fn chain_heads(&self) -> &BTreeMap<UnitCode, ChainHead> {
+        &self.chain_heads
+    }
+
+    /// Sets the chain heads (after a load, which verified them).
+    pub fn set_chain_heads(&mut self, heads: impl IntoIterator<Item = (UnitCode, ChainHead)>) {
+        self.chain_heads = heads.into_iter().collect();
     }
 }
 

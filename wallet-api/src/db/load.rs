@@ -2,8 +2,10 @@
 //! Every entry is replayed in commit order, every journal hash recomputed, and at the end the
 //! invariants are checked over all balances. Any failure refuses the start.
 
-use ledger::journal::Journal;
-use ledger::{AccountStatus, Book, PaymentRequestId};
+use std::collections::BTreeMap;
+
+use ledger::journal::{ChainHead, Journal};
+use ledger::{AccountStatus, Book, PaymentRequestId, UnitCode};
 
 use super::rows::PaidRequest;
 use super::{ChainHeads, LoadError, LoadSource, PostingLinks};
@@ -26,7 +28,16 @@ pub struct Loaded {
     pub heads: ChainHeads,
 }
 
-pub(super) async fn load(source: &mut impl LoadSource, now_ms: i64) -> Result<Loaded, LoadError> {
+/// Loads and verifies the ledger. `acknowledged` is each unit's chain head as this process
+/// last committed it (empty at start-up): storage must hold those entries, with those hashes,
+/// or it is not the storage this process wrote to (a lagging or stale server after a
+/// failover, a restored backup) and the load is refused rather than silently dropping
+/// entries whose submitters were told they were durable.
+pub(super) async fn load(
+    source: &mut impl LoadSource,
+    now_ms: i64,
+    acknowledged: &BTreeMap<UnitCode, ChainHead>,
+) -> Result<Loaded, LoadError> {
     let mut book = Book::new();
     let mut view = ViewState::default();
     for unit in source.units().await? {
@@ -111,6 +122,9 @@ pub(super) async fn load(source: &mut impl LoadSource, now_ms: i64) -> Result<Lo
             journal
                 .verify_append(&entry, &own)
                 .map_err(|source| LoadError::Chain { position, source })?;
+            if !acknowledged.is_empty() {
+                holds_acknowledged(acknowledged, &own)?;
+            }
             let request = take_request_paid_at(&mut paid, position);
             view.record(position, &entry, request);
             // The links statements walk are checked like the hash chain: a row without them
@@ -166,6 +180,16 @@ pub(super) async fn load(source: &mut impl LoadSource, now_ms: i64) -> Result<Lo
                 source,
             })?;
     }
+    for (&unit, head) in acknowledged {
+        let stored = journal.head(unit).seq;
+        if stored < head.seq {
+            return Err(LoadError::LostAcknowledged {
+                unit,
+                acknowledged: head.seq,
+                stored,
+            });
+        }
+    }
     book.check_invariants()?;
     for (account, balance) in book.accounts() {
         view.set_balance(account.id, balance);
@@ -173,6 +197,7 @@ pub(super) async fn load(source: &mut impl LoadSource, now_ms: i64) -> Result<Lo
     // Only requests still payable were read: the view answers for those, storage for the
     // rest (and the writer, which starts from this view, refuses those as expired).
     view.forget_paid_past(now_ms);
+    view.set_chain_heads(journal.heads().iter().map(|(&unit, &head)| (unit, head)));
     Ok(Loaded {
         book,
         journal,
@@ -180,6 +205,25 @@ pub(super) async fn load(source: &mut impl LoadSource, now_ms: i64) -> Result<Lo
         view,
         heads,
     })
+}
+
+/// Refuses an entry whose link takes the place of an acknowledged one with another hash.
+fn holds_acknowledged(
+    acknowledged: &BTreeMap<UnitCode, ChainHead>,
+    links: &[ledger::JournalLink],
+) -> Result<(), LoadError> {
+    for link in links {
+        if let Some(head) = acknowledged.get(&link.unit)
+            && head.seq == link.seq
+            && head.hash != link.hash
+        {
+            return Err(LoadError::DivergedFromAcknowledged {
+                unit: link.unit,
+                seq: link.seq,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The request paid by the entry at `position`, with how long to keep it, from a list

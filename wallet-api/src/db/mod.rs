@@ -32,16 +32,17 @@ pub mod service;
 mod sqlite;
 pub mod statement;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ledger::book::InvariantViolation;
-use ledger::journal::{ChainError, JournalLink};
+use ledger::journal::{ChainError, ChainHead, JournalLink};
 use ledger::{
     Account, AccountId, AccountStatus, BookError, EntryError, JournalEntry, ParticipantId,
-    PaymentRequestId, PublicKey, Unit,
+    PaymentRequestId, PublicKey, Unit, UnitCode,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -241,6 +242,37 @@ pub enum LoadError {
     /// Balances break an invariant.
     #[error("ledger invariant broken: {0}")]
     Invariant(#[from] InvariantViolation),
+    /// Storage ends before entries this process committed there and acknowledged.
+    #[error(
+        "storage holds unit {unit}'s journal up to entry {stored}, but this service committed \
+         and acknowledged entries up to {acknowledged}: this is not the database it wrote to \
+         (a standby promoted before it had them, a stale old primary, or a restored backup). \
+         Not writing to it. Point the service at the server that holds them, or restart the \
+         service to accept this database as it is (entries {stored_next}..={acknowledged} of \
+         {unit} are then lost)",
+        stored_next = stored.saturating_add(1)
+    )]
+    LostAcknowledged {
+        /// The unit.
+        unit: UnitCode,
+        /// The last sequence number of the unit's chain this process acknowledged.
+        acknowledged: u64,
+        /// The last one storage holds.
+        stored: u64,
+    },
+    /// Storage holds another entry where this process committed and acknowledged one.
+    #[error(
+        "storage holds another entry {seq} of unit {unit}'s journal than the one this service \
+         committed and acknowledged: the database's history forked (a stale old primary that \
+         took writes after a failover?). Not writing to it; point the service at the server \
+         it wrote to"
+    )]
+    DivergedFromAcknowledged {
+        /// The unit.
+        unit: UnitCode,
+        /// The sequence number in its chain.
+        seq: u64,
+    },
 }
 
 /// An entry with its place in the journal, ready to store.
@@ -507,9 +539,21 @@ impl Writer {
     /// Loads and re-verifies the whole ledger: see [`load`]. Paid payment requests are read
     /// only if still payable at `now_ms`.
     pub async fn load(&mut self, now_ms: i64) -> Result<Loaded, LoadError> {
+        self.reload(now_ms, &BTreeMap::new()).await
+    }
+
+    /// [`Writer::load`] after a reconnection, by a process that has committed and
+    /// acknowledged entries up to `acknowledged` (each unit's chain head): refuses storage
+    /// that does not hold them, with [`LoadError::LostAcknowledged`] or
+    /// [`LoadError::DivergedFromAcknowledged`].
+    pub async fn reload(
+        &mut self,
+        now_ms: i64,
+        acknowledged: &BTreeMap<UnitCode, ChainHead>,
+    ) -> Result<Loaded, LoadError> {
         match self {
-            Writer::Sqlite(w) => load::load(w, now_ms).await,
-            Writer::Postgres(w) => load::load(w, now_ms).await,
+            Writer::Sqlite(w) => load::load(w, now_ms, acknowledged).await,
+            Writer::Postgres(w) => load::load(w, now_ms, acknowledged).await,
         }
     }
 

@@ -385,6 +385,148 @@ async fn the_writer_recovers_after_losing_its_connection_and_retries_apply_once(
     stop(committer, task).await;
 }
 
+/// Cuts the writer's connection to this test's database, as a server restart or failover
+/// would.
+async fn cut_writer_connection(pool: &sqlx::PgPool) {
+    use sqlx::Executor as _;
+    let terminate = format!(
+        "select pg_terminate_backend(pid) from pg_stat_activity \
+         where application_name = '{}' and datname = current_database()",
+        wallet_api::db::WRITER_APPLICATION_NAME
+    );
+    pool.execute(terminate.as_str()).await.unwrap();
+}
+
+/// Deletes the last entry with its rows, as if the server had never received it.
+async fn drop_last_entry(pool: &sqlx::PgPool) {
+    use sqlx::Executor as _;
+    pool.execute(
+        "alter table posting disable trigger all; alter table entry disable trigger all; \
+         alter table journal disable trigger all; \
+         delete from posting where entry_position = (select max(position) from entry); \
+         delete from journal where entry_position = (select max(position) from entry); \
+         delete from entry where position = (select max(position) from entry); \
+         alter table posting enable trigger all; alter table entry enable trigger all; \
+         alter table journal enable trigger all",
+    )
+    .await
+    .unwrap();
+}
+
+/// Submits until the writer has noticed its lost connection and tried to recover: the first
+/// attempt may fail on the dead connection itself. Returns the first other outcome.
+async fn submit_after_reconnection(
+    committer: &Committer,
+    intent: &ledger::VerifiedIntent,
+) -> Result<wallet_api::Committed, CommitError> {
+    for _ in 0..5 {
+        match committer.submit(intent).await {
+            Err(CommitError::Unavailable(reason))
+                if !reason.contains("not the database it wrote to")
+                    && !reason.contains("forked") =>
+            {
+                eprintln!("unavailable ({reason}); retrying");
+            }
+            other => return other,
+        }
+    }
+    panic!("the writer never reconnected");
+}
+
+/// After a failover the server reached may lack entries this service acknowledged (an
+/// asynchronous standby promoted before it had them, or the stale old primary back up).
+/// The writer refuses to go on writing there, saying why, instead of building on a history
+/// without them; a new process started on purpose accepts the database as it is.
+#[tokio::test]
+async fn the_writer_refuses_a_database_that_lacks_entries_it_acknowledged() {
+    let Some(test_db) = TestDb::postgres().await else {
+        return;
+    };
+    let db = test_db.open().await;
+    let scheme = Scheme::new();
+    let (committer, task) = start(&db).await;
+    scheme.register(&committer).await;
+    committer
+        .submit(&scheme.issue(scheme.alice, 100_00))
+        .await
+        .unwrap();
+    committer
+        .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 10_00))
+        .await
+        .unwrap();
+    let wallet_api::Database::Postgres { pool, .. } = &db else {
+        unreachable!()
+    };
+    // The server now reached never received the acknowledged payment.
+    drop_last_entry(pool).await;
+    cut_writer_connection(pool).await;
+
+    let next = scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 5_00);
+    for attempt in 0..2 {
+        let Err(CommitError::Unavailable(reason)) =
+            submit_after_reconnection(&committer, &next).await
+        else {
+            panic!("attempt {attempt}: wrote to a database lacking acknowledged entries");
+        };
+        assert!(
+            reason.contains("not the database it wrote to")
+                && reason.contains("restart the service to accept this database"),
+            "{reason}"
+        );
+    }
+    stop(committer, task).await;
+
+    // Restarting is the operator's decision to accept the database without the payment.
+    let (committer, task) = start(&db).await;
+    assert_eq!(balance(&committer, scheme.shop).await, 0);
+    committer.submit(&next).await.unwrap();
+    assert_eq!(balance(&committer, scheme.shop).await, 5_00);
+    stop(committer, task).await;
+}
+
+/// A fork: while this writer was cut off, another process took the lease on a server that
+/// lacked this writer's last entry and wrote a different one in its place. Reconnecting
+/// there, the writer finds another entry where it acknowledged its own, and refuses.
+#[tokio::test]
+async fn the_writer_refuses_a_database_whose_history_forked_from_what_it_acknowledged() {
+    let Some(test_db) = TestDb::postgres().await else {
+        return;
+    };
+    let db = test_db.open().await;
+    let scheme = Scheme::new();
+    let (committer, task) = start(&db).await;
+    scheme.register(&committer).await;
+    committer
+        .submit(&scheme.issue(scheme.alice, 100_00))
+        .await
+        .unwrap();
+    let ours = committer
+        .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 10_00))
+        .await
+        .unwrap();
+    let wallet_api::Database::Postgres { pool, .. } = &db else {
+        unreachable!()
+    };
+    drop_last_entry(pool).await;
+    cut_writer_connection(pool).await;
+    // The other process writes its own payment in the same place of the chain.
+    let (other, other_task) = start(&db).await;
+    let theirs = other
+        .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 7_00))
+        .await
+        .unwrap();
+    assert_ne!(theirs.entry_id, ours.entry_id);
+    stop(other, other_task).await;
+
+    let next = scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 5_00);
+    let Err(CommitError::Unavailable(reason)) = submit_after_reconnection(&committer, &next).await
+    else {
+        panic!("wrote to a database whose history forked");
+    };
+    assert!(reason.contains("history forked"), "{reason}");
+    stop(committer, task).await;
+}
+
 #[tokio::test]
 async fn bad_database_urls_are_refused_with_a_clear_message() {
     for (url, expected) in [
