@@ -987,6 +987,7 @@ impl WriterTask {
             // The slot belongs to the pipeline that recovery replaces (and drains first).
             slot = None;
             if let Err(e) = self.recover().await {
+                tracing::error!(error = %e, "the ledger could not be reloaded; not writing");
                 let failure = CommitError::recovery(&e);
                 self.stats.set_write_state(failure.write_state());
                 for command in batch.drain(..) {
