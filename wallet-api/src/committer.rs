@@ -32,12 +32,13 @@
 //! (nothing was written), the next batch reloads and tries again, and the latest outcome is
 //! kept as a [`WriteState`] for `/readyz` and `/metrics`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use foldhash::HashSet;
-use ledger::journal::canonical_entry_bytes;
+use ledger::journal::{ChainHead, canonical_entry_bytes};
 use ledger::{
     Account, AccountId, AccountStatus, Action, Book, BookError, EntryId, EntryKind, IntentError,
     JournalEntry, ParticipantId, PaymentRequestId, PublicKey, Unit, UnitCode, VerifiedIntent,
@@ -48,8 +49,8 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::db::service::EntryRecord;
 use crate::db::{
-    BatchOutcome, BatchWrite, CommittedEntry, Database, DbError, Lane, LoadError, Loaded,
-    NewAccount, Previous,
+    BatchOutcome, BatchWrite, CommittedEntry, Database, DbError, Lane, LoadError, LoadOptions,
+    Loaded, NewAccount, Previous,
 };
 use crate::deadlines::RequestsByDeadline;
 use crate::view::{LedgerView, ViewState};
@@ -354,8 +355,10 @@ impl Committer {
         clock: Arc<dyn Clock>,
     ) -> Result<(Committer, CommitterTask), LoadError> {
         let mut writer = db.writer().await?;
-        let mut loaded = writer.load(clock.now_ms()).await?;
-        forget_old(&mut loaded.book, clock.now_ms(), config.remember_for, true);
+        let now_ms = clock.now_ms();
+        let options = load_options(now_ms, config.remember_for, BTreeMap::new());
+        let mut loaded = writer.load_with(&options).await?;
+        settle_after_load(&mut loaded, now_ms, config.remember_for);
         tracing::info!(
             accounts = loaded.book.account_count(),
             entries = loaded.last_position,
@@ -1008,7 +1011,6 @@ impl WriterTask {
             &mut self.loaded.book,
             write.now_ms,
             self.config.remember_for,
-            false,
         );
         let mut replies = Vec::with_capacity(batch.len());
         let mut inspections = Vec::new();
@@ -1267,13 +1269,9 @@ impl WriterTask {
         // What this process told submitters is durable must still be there: after a failover
         // the server reached may lack it (see `LoadError::LostAcknowledged`).
         let acknowledged = self.view.read().chain_heads().clone();
-        self.loaded = writer.reload(now_ms, &acknowledged).await?;
-        forget_old(
-            &mut self.loaded.book,
-            now_ms,
-            self.config.remember_for,
-            true,
-        );
+        let options = load_options(now_ms, self.config.remember_for, acknowledged);
+        self.loaded = writer.load_with(&options).await?;
+        settle_after_load(&mut self.loaded, now_ms, self.config.remember_for);
         let state: ViewState = std::mem::take(&mut self.loaded.view);
         // Paid requests as storage holds them (still payable ones only); the forgetting
         // carries on from the load's time.
@@ -1297,21 +1295,41 @@ fn restore(book: &mut Book, payment: &EntryRecord) {
     }
 }
 
-/// Lets the Book forget intents and payments older than `window` before `now_ms` (see
-/// [`CommitterConfig::remember_for`]); after a load, also gives the memory back.
-fn forget_old(book: &mut Book, now_ms: i64, window: Duration, after_load: bool) {
+/// How the committer loads: forgetting as it goes what it would forget right after (see
+/// [`forget_old`]), so a long journal does not make a memory peak at start.
+fn load_options(
+    now_ms: i64,
+    window: Duration,
+    acknowledged: BTreeMap<UnitCode, ChainHead>,
+) -> LoadOptions {
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    let forgotten = book.forget_before(now_ms.saturating_sub(window_ms));
-    if after_load {
-        book.shrink_to_fit();
-        let (whole, fingerprints) = book.remembered_intents();
-        tracing::info!(
-            forgotten,
-            recent_intents = whole,
-            fingerprints,
-            "older intents and payments left to storage"
-        );
+    LoadOptions {
+        forget_before_ms: Some(now_ms.saturating_sub(window_ms)),
+        acknowledged,
+        ..LoadOptions::at(now_ms)
     }
+}
+
+/// Lets the Book forget intents and payments older than `window` before `now_ms` (see
+/// [`CommitterConfig::remember_for`]); returns how many intents it let go.
+fn forget_old(book: &mut Book, now_ms: i64, window: Duration) -> usize {
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    book.forget_before(now_ms.saturating_sub(window_ms))
+}
+
+/// After a load: forgets what is older than the window, gives the memory back and says how
+/// much the Book remembers, and how much it held at most while loading.
+fn settle_after_load(loaded: &mut Loaded, now_ms: i64, window: Duration) {
+    let forgotten = forget_old(&mut loaded.book, now_ms, window);
+    loaded.book.shrink_to_fit();
+    let (whole, fingerprints) = loaded.book.remembered_intents();
+    tracing::info!(
+        forgotten,
+        recent_intents = whole,
+        fingerprints,
+        load_peak_intents = loaded.peak_remembered,
+        "older intents and payments left to storage"
+    );
 }
 
 /// Opens every account or none: all are checked before the first is opened.

@@ -8,7 +8,7 @@ use ledger::journal::{ChainHead, Journal};
 use ledger::{AccountStatus, Book, PaymentRequestId, UnitCode};
 
 use super::rows::PaidRequest;
-use super::{ChainHeads, LoadError, LoadSource, PostingLinks};
+use super::{ChainHeads, LoadError, LoadOptions, LoadSource, PostingLinks};
 use crate::view::ViewState;
 
 /// Entries read per query while loading; bounds memory whatever the journal's size.
@@ -26,18 +26,24 @@ pub struct Loaded {
     pub view: ViewState,
     /// Each account's latest position, which the writer links its next entry to.
     pub heads: ChainHeads,
+    /// The most intents the Book remembered whole at once during the load: the load's
+    /// memory peak follows it.
+    pub peak_remembered: usize,
 }
 
-/// Loads and verifies the ledger. `acknowledged` is each unit's chain head as this process
-/// last committed it (empty at start-up): storage must hold those entries, with those hashes,
-/// or it is not the storage this process wrote to (a lagging or stale server after a
-/// failover, a restored backup) and the load is refused rather than silently dropping
-/// entries whose submitters were told they were durable.
+/// Loads and verifies the ledger (see [`LoadOptions`]). Storage that lacks what this process
+/// acknowledged (a lagging or stale server after a failover, a restored backup) is refused
+/// rather than silently dropping entries whose submitters were told they were durable.
 pub(super) async fn load(
     source: &mut impl LoadSource,
-    now_ms: i64,
-    acknowledged: &BTreeMap<UnitCode, ChainHead>,
+    options: &LoadOptions,
 ) -> Result<Loaded, LoadError> {
+    let LoadOptions {
+        now_ms,
+        forget_before_ms,
+        forget_every,
+        ref acknowledged,
+    } = *options;
     let mut book = Book::new();
     let mut view = ViewState::default();
     for unit in source.units().await? {
@@ -90,6 +96,7 @@ pub(super) async fn load(
     let mut heads = ChainHeads::default();
     let last_position = source.max_position().await?;
     let mut after = 0i64;
+    let mut peak_remembered = 0usize;
     while after < last_position {
         let up_to = after.saturating_add(LOAD_PAGE_ENTRIES).min(last_position);
         let stored_links = source.posting_links(after, up_to).await?;
@@ -125,6 +132,12 @@ pub(super) async fn load(
             if !acknowledged.is_empty() {
                 holds_acknowledged(acknowledged, &own)?;
             }
+            if let Some(before) = forget_before_ms
+                && book.remembered_intents().0 >= forget_every
+            {
+                book.forget_before(before);
+            }
+            peak_remembered = peak_remembered.max(book.remembered_intents().0);
             let request = take_request_paid_at(&mut paid, position);
             view.record(position, &entry, request);
             // The links statements walk are checked like the hash chain: a row without them
@@ -204,6 +217,7 @@ pub(super) async fn load(
         last_position,
         view,
         heads,
+        peak_remembered,
     })
 }
 

@@ -539,21 +539,14 @@ impl Writer {
     /// Loads and re-verifies the whole ledger: see [`load`]. Paid payment requests are read
     /// only if still payable at `now_ms`.
     pub async fn load(&mut self, now_ms: i64) -> Result<Loaded, LoadError> {
-        self.reload(now_ms, &BTreeMap::new()).await
+        self.load_with(&LoadOptions::at(now_ms)).await
     }
 
-    /// [`Writer::load`] after a reconnection, by a process that has committed and
-    /// acknowledged entries up to `acknowledged` (each unit's chain head): refuses storage
-    /// that does not hold them, with [`LoadError::LostAcknowledged`] or
-    /// [`LoadError::DivergedFromAcknowledged`].
-    pub async fn reload(
-        &mut self,
-        now_ms: i64,
-        acknowledged: &BTreeMap<UnitCode, ChainHead>,
-    ) -> Result<Loaded, LoadError> {
+    /// [`Writer::load`] with the options the committer uses (see [`LoadOptions`]).
+    pub async fn load_with(&mut self, options: &LoadOptions) -> Result<Loaded, LoadError> {
         match self {
-            Writer::Sqlite(w) => load::load(w, now_ms, acknowledged).await,
-            Writer::Postgres(w) => load::load(w, now_ms, acknowledged).await,
+            Writer::Sqlite(w) => load::load(w, options).await,
+            Writer::Postgres(w) => load::load(w, options).await,
         }
     }
 
@@ -563,6 +556,41 @@ impl Writer {
         match self {
             Writer::Sqlite(w) => vec![Lane::Sqlite(w)],
             Writer::Postgres(w) => w.into_lanes().into_iter().map(Lane::Postgres).collect(),
+        }
+    }
+}
+
+/// How to load, besides rebuilding and verifying the ledger.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The time of the load (ms): paid payment requests are read only if still payable then.
+    pub now_ms: i64,
+    /// Intents and payments with an entry time before this (ms) may be forgotten as soon as
+    /// the replay has passed them, as the committer forgets them after the load anyway; so
+    /// the load's memory peak follows the committer's window, not the journal. `None`:
+    /// remember everything until the caller forgets.
+    pub forget_before_ms: Option<i64>,
+    /// With `forget_before_ms`, how many intents the replay gathers before forgetting the
+    /// older ones: each forgetting becomes a generation of fingerprints, so not too few.
+    pub forget_every: usize,
+    /// Each unit's chain head as this process last committed and acknowledged it (empty at
+    /// start-up): storage must hold those entries, or the load is refused with
+    /// [`LoadError::LostAcknowledged`] or [`LoadError::DivergedFromAcknowledged`].
+    pub acknowledged: BTreeMap<UnitCode, ChainHead>,
+}
+
+impl LoadOptions {
+    /// Intents gathered between two forgettings while loading: a million intents are about
+    /// 100 MB of memory, and fingerprints in generations of a million need few filters.
+    pub const FORGET_EVERY: usize = 1_000_000;
+
+    /// A load at `now_ms` that remembers everything and expects nothing.
+    pub fn at(now_ms: i64) -> Self {
+        Self {
+            now_ms,
+            forget_before_ms: None,
+            forget_every: Self::FORGET_EVERY,
+            acknowledged: BTreeMap::new(),
         }
     }
 }

@@ -155,3 +155,77 @@ async fn a_forgotten_payment_is_refunded_from_storage_within_what_is_left() {
         stop(committer, task).await;
     }
 }
+
+/// A load told what the committer will forget forgets it as the replay passes, so its memory
+/// peak follows the window, not the journal, and it ends as a load that remembered everything
+/// until the end: the same balances, the same journal heads, every intent still known.
+#[tokio::test]
+async fn a_load_forgets_as_it_goes_and_ends_as_a_full_one() {
+    use wallet_api::db::LoadOptions;
+    for test_db in TestDb::all().await {
+        let label = test_db.label;
+        let db = test_db.open().await;
+        let scheme = Scheme::new();
+        let (committer, task) = start(&db).await;
+        scheme.register(&committer).await;
+        committer
+            .submit(&scheme.issue(scheme.alice, 100_00))
+            .await
+            .unwrap();
+        let mut paid = Vec::new();
+        for _ in 0..40 {
+            let payment = scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 1_00);
+            paid.push(payment.intent().intent_id);
+            committer.submit(&payment).await.unwrap();
+        }
+        stop(committer, task).await;
+
+        let full = db.writer().await.unwrap().load(NOW_MS).await.unwrap();
+        let options = LoadOptions {
+            forget_before_ms: Some(i64::MAX),
+            forget_every: 10,
+            ..LoadOptions::at(NOW_MS)
+        };
+        let lean = db
+            .writer()
+            .await
+            .unwrap()
+            .load_with(&options)
+            .await
+            .unwrap();
+        assert!(
+            full.peak_remembered > 40,
+            "{label}: {}",
+            full.peak_remembered
+        );
+        assert!(
+            lean.peak_remembered < 10,
+            "{label}: {}",
+            lean.peak_remembered
+        );
+        let balances = |loaded: &wallet_api::db::Loaded| {
+            let mut all: Vec<_> = loaded
+                .book
+                .accounts()
+                .map(|(account, balance)| (account.id, balance))
+                .collect();
+            all.sort_by_key(|&(id, _)| id);
+            all
+        };
+        assert_eq!(balances(&lean), balances(&full), "{label}");
+        assert_eq!(lean.journal.heads(), full.journal.heads(), "{label}");
+        assert_eq!(lean.last_position, full.last_position, "{label}");
+        for id in paid {
+            // Not applied again: remembered whole, or (here) by fingerprint.
+            assert!(
+                lean.book.entry_for_intent(id).is_some() || lean.book.may_have_forgotten(id),
+                "{label}: {id} forgotten without a trace"
+            );
+        }
+        let (whole, fingerprints) = lean.book.remembered_intents();
+        assert!(
+            whole < 10 && fingerprints > 30,
+            "{label}: {whole} / {fingerprints}"
+        );
+    }
+}
