@@ -25,7 +25,7 @@ use wallet_api::programme::{
     AmountRule, BankAccount, CardSettings, HouseholdInput, NewProgramme, ProgrammeError,
     ProgrammeRules, Programmes, Schedule,
 };
-use wallet_api::{CommitError, Committer, CommitterConfig, ManualClock};
+use wallet_api::{CommitError, Committer, ManualClock};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -127,15 +127,6 @@ fn payment(from: AccountId, to: AccountId, unit: UnitCode, minor: i64) -> Action
     }
 }
 
-async fn start_at(
-    db: &wallet_api::Database,
-    clock: Arc<ManualClock>,
-) -> (Committer, wallet_api::CommitterTask) {
-    Committer::start(db.clone(), CommitterConfig::default(), clock)
-        .await
-        .unwrap()
-}
-
 fn spending_rule(result: Result<wallet_api::Committed, CommitError>) -> SpendingRule {
     match result {
         Err(CommitError::Rejected(ledger::BookError::SpendingRefused { rule, .. })) => rule,
@@ -148,7 +139,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
     for test_db in TestDb::all().await {
         let db = test_db.open().await;
         let clock = Arc::new(ManualClock::new(NOW_MS));
-        let (committer, task) = start_at(&db, clock.clone()).await;
+        let (committer, task) = start_on(&db, &clock).await;
         let unit = UnitCode::new("SEV-EUR").unwrap();
         committer
             .add_unit(
@@ -775,7 +766,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
         // Reload from storage: rules and registered merchants are enforced after a restart.
         drop(programmes);
         stop(committer, task).await;
-        let (committer, task) = start_at(&db, clock.clone()).await;
+        let (committer, task) = start_on(&db, &clock).await;
         let programmes = programmes_with(&db, &committer, &clock);
         let bob = &households[1];
         let plan = programmes
@@ -862,7 +853,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
         // After a restart the refund is still counted: against the sale and in the cap.
         drop(programmes);
         stop(committer, task).await;
-        let (committer, task) = start_at(&db, clock.clone()).await;
+        let (committer, task) = start_on(&db, &clock).await;
         assert_eq!(
             spending_rule(committer.submit(&pay_bob(1)).await),
             SpendingRule::DailyCap,
