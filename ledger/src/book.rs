@@ -156,6 +156,11 @@ pub enum InvariantViolation {
 /// without knowing the seed.
 type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
+/// The most card replacements followed from a card that paid to the household's current
+/// card, when a refund gives back to the spending caps. Far more cards than a household
+/// loses; a bound all the same.
+const MAX_REPLACEMENTS_FOLLOWED: usize = 64;
+
 /// What [`Book::apply`] reads and writes of an account, in one cache line of its own: a
 /// payment touches two random accounts of many, and each costs a cache miss, so a miss should
 /// bring in all the common case needs and nothing else. The rest of the account (its id, the
@@ -271,8 +276,13 @@ pub struct Book {
     policies: HashMap<UnitCode, UnitPolicy>,
     /// Registered merchants' accounts with their category: whom programme holders may pay.
     payees: HashMap<AccountId, CategoryCode>,
-    /// What each holder of a programme unit has paid this day and month, for the caps.
+    /// What each holder of a programme unit has paid this day and month, for the caps. A
+    /// household's window lives on its current card (see `replaced_by`).
     spent: HashMap<AccountId, SpendWindow>,
+    /// Which card replaced which: a programme holder account, to the account its balance
+    /// first moved to in a `card_replacement` entry. Learned from applied and replayed
+    /// entries, so a load rebuilds it; kept for good (a household loses few cards).
+    replaced_by: HashMap<AccountId, AccountId>,
     /// Recent single-posting payments, by entry id, for refunds: ordered, since entry ids
     /// nearly always arrive in increasing order (see [`recent::Ordered`]).
     payments: recent::Generations<recent::Ordered<EntryId, Refundable>>,
@@ -678,9 +688,28 @@ impl Book {
         if self.hot[payer].kind != AccountKind::Holder {
             return;
         }
-        if let Some(window) = self.spent.get_mut(&self.accounts[payer].id) {
+        // The payment counted on the card that paid; its window has moved on with the
+        // household if that card was replaced since.
+        let card = self.current_card(self.accounts[payer].id);
+        if let Some(window) = self.spent.get_mut(&card) {
             window.give_back(i64::from(original.day), at, amount);
         }
+    }
+
+    /// The card that holds `card`'s household's spending now: `card`, or the last of the
+    /// cards that replaced it one after another. Follows at most
+    /// [`MAX_REPLACEMENTS_FOLLOWED`] replacements, so a cycle in stored entries (the rules
+    /// never make one: a frozen card takes no replacement's money) ends the walk, not the
+    /// service.
+    fn current_card(&self, card: AccountId) -> AccountId {
+        let mut current = card;
+        for _ in 0..MAX_REPLACEMENTS_FOLLOWED {
+            match self.replaced_by.get(&current) {
+                Some(&next) => current = next,
+                None => break,
+            }
+        }
+        current
     }
 
     fn slot(&self, id: AccountId) -> Result<usize, BookError> {
@@ -993,12 +1022,7 @@ impl Book {
             return;
         }
         if entry.kind() == EntryKind::CardReplacement {
-            // The household keeps its day's and month's spending on its new card.
-            for posting in entry.postings() {
-                if let Some(window) = self.spent.get(&posting.debit).copied() {
-                    self.spent.insert(posting.credit, window);
-                }
-            }
+            self.record_replacement(entry);
             return;
         }
         if entry.kind() != EntryKind::Payment {
@@ -1017,6 +1041,25 @@ impl Book {
                     .entry(posting.debit)
                     .or_default()
                     .record(entry.created_at(), posting.amount.minor());
+            }
+        }
+    }
+
+    /// The household keeps its day's and month's spending on its new card: a card's first
+    /// move to its replacement merges the card's window into the new card's and notes which
+    /// card replaced it. Later moves from the same card (a refund of a sale it paid, passed
+    /// on) carry money only: the refund already gave its share back to the household's
+    /// current card ([`Book::current_card`]), and the old card's window is gone.
+    fn record_replacement(&mut self, entry: &JournalEntry) {
+        for posting in entry.postings() {
+            if !self.policies.contains_key(&posting.unit)
+                || self.replaced_by.contains_key(&posting.debit)
+            {
+                continue;
+            }
+            self.replaced_by.insert(posting.debit, posting.credit);
+            if let Some(window) = self.spent.remove(&posting.debit) {
+                self.spent.entry(posting.credit).or_default().merge(window);
             }
         }
     }
@@ -2011,6 +2054,213 @@ mod tests {
                 rule_of(replayed.f.book.apply(&one(2 * DAY + 2))),
                 SpendingRule::MonthlyCap
             );
+        }
+
+        /// Caps of 50.00 a day and 100.00 a month, and Alice topped up to 150.00.
+        fn two_card_programme() -> Programme {
+            let mut caps = rules(0);
+            caps.daily_cap = Some(Amount::from_minor(5_000).unwrap());
+            caps.monthly_cap = Some(Amount::from_minor(10_000).unwrap());
+            let mut p = programme(vec![caps]);
+            let top_up = entry(
+                EntryKind::Issue,
+                OPERATOR,
+                &[(p.f.unit, p.f.issuer, p.f.alice, 10_000)],
+            );
+            p.f.book.apply(&top_up).unwrap();
+            p
+        }
+
+        const BOB: PublicKey = PublicKey([5; 32]);
+
+        /// Alice's card (her account) pays 30.00, is replaced by Bob's account (her new
+        /// card), which pays 20.00; the shop refunds 10.00 of the first sale to the old card,
+        /// and the service passes that on to the new card. All on one day.
+        fn replaced_then_refunded(
+            unit: UnitCode,
+            alice: AccountId,
+            bob: AccountId,
+            shop: AccountId,
+        ) -> Vec<JournalEntry> {
+            let sale = entry_at(
+                EntryKind::Payment,
+                ALICE,
+                &[(unit, alice, shop, 3_000)],
+                DAY,
+            );
+            let refund = refund_at(sale.id(), SHOP, (unit, shop, alice, 1_000), DAY + 3);
+            let moved = |minor, at| {
+                entry_at(
+                    EntryKind::CardReplacement,
+                    PROGRAMME,
+                    &[(unit, alice, bob, minor)],
+                    at,
+                )
+            };
+            vec![
+                sale,
+                moved(12_000, DAY + 1),
+                entry_at(
+                    EntryKind::Payment,
+                    BOB,
+                    &[(unit, bob, shop, 2_000)],
+                    DAY + 2,
+                ),
+                refund,
+                moved(1_000, DAY + 4),
+            ]
+        }
+
+        #[test]
+        fn a_refund_to_a_replaced_card_frees_the_cap_on_the_new_card_once() {
+            let mut p = two_card_programme();
+            let (unit, alice, bob, shop) = (p.f.unit, p.f.alice, p.bob, p.f.shop);
+            let entries = replaced_then_refunded(unit, alice, bob, shop);
+            for (i, e) in entries.iter().enumerate() {
+                p.f.book.apply(e).unwrap();
+                if i == 1 {
+                    p.f.book.set_status(alice, AccountStatus::Frozen).unwrap();
+                }
+            }
+            assert_eq!(p.f.book.balance(alice), Some(Balance(0)));
+            assert_eq!(p.f.book.balance(bob), Some(Balance(11_000)));
+            // 30.00 + 20.00 - 10.00 spent today: 10.00 is left of the 50.00 cap, on the
+            // new card, and not 30.00 as if only what the old card kept counted.
+            let pay = |minor| {
+                entry_at(
+                    EntryKind::Payment,
+                    BOB,
+                    &[(unit, bob, shop, minor)],
+                    DAY + 5,
+                )
+            };
+            match p.f.book.apply(&pay(1_001)) {
+                Err(BookError::SpendingRefused { rule, reason }) => {
+                    assert_eq!(rule, SpendingRule::DailyCap);
+                    assert!(reason.contains("40.00 spent"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+            p.f.book.apply(&pay(1_000)).unwrap();
+
+            // Replaying the stream (a load) learns the replacement again: same windows.
+            let mut replayed = two_card_programme();
+            let (alice, bob, shop) = (replayed.f.alice, replayed.bob, replayed.f.shop);
+            for e in replaced_then_refunded(unit, alice, bob, shop) {
+                replayed.f.book.replay(&e).unwrap();
+            }
+            let pay = |minor| {
+                entry_at(
+                    EntryKind::Payment,
+                    BOB,
+                    &[(unit, bob, shop, minor)],
+                    DAY + 5,
+                )
+            };
+            assert_eq!(
+                rule_of(replayed.f.book.apply(&pay(1_001))),
+                SpendingRule::DailyCap
+            );
+            replayed.f.book.apply(&pay(1_000)).unwrap();
+        }
+
+        #[test]
+        fn a_refund_follows_a_chain_of_replacements_to_the_current_card() {
+            let mut p = two_card_programme();
+            let (unit, alice, bob, shop) = (p.f.unit, p.f.alice, p.bob, p.f.shop);
+            let carol_key = PublicKey([6; 32]);
+            let carol = Account::new(unit, AccountKind::Holder, Some(carol_key));
+            let carol_id = carol.id;
+            p.f.book.open_account(carol).unwrap();
+            let moved = |from, to, minor, at| {
+                entry_at(
+                    EntryKind::CardReplacement,
+                    PROGRAMME,
+                    &[(unit, from, to, minor)],
+                    at,
+                )
+            };
+            let sale = entry_at(
+                EntryKind::Payment,
+                ALICE,
+                &[(unit, alice, shop, 3_000)],
+                DAY,
+            );
+            let stream = [
+                moved(alice, bob, 12_000, DAY + 1),
+                entry_at(
+                    EntryKind::Payment,
+                    BOB,
+                    &[(unit, bob, shop, 1_000)],
+                    DAY + 2,
+                ),
+                moved(bob, carol_id, 11_000, DAY + 3),
+                entry_at(
+                    EntryKind::Payment,
+                    carol_key,
+                    &[(unit, carol_id, shop, 500)],
+                    DAY + 4,
+                ),
+                refund_at(sale.id(), SHOP, (unit, shop, alice, 1_000), DAY + 5),
+                // Passed on to the card the household holds now, past Bob's.
+                moved(alice, carol_id, 1_000, DAY + 6),
+            ];
+            p.f.book.apply(&sale).unwrap();
+            for (i, e) in stream.iter().enumerate() {
+                p.f.book.apply(e).unwrap();
+                match i {
+                    0 => p.f.book.set_status(alice, AccountStatus::Frozen).unwrap(),
+                    2 => p.f.book.set_status(bob, AccountStatus::Frozen).unwrap(),
+                    _ => {}
+                }
+            }
+            assert_eq!(p.f.book.balance(carol_id), Some(Balance(11_500)));
+            // 30.00 + 10.00 + 5.00 - 10.00 spent today, all on Carol's card now.
+            let pay = |minor| {
+                entry_at(
+                    EntryKind::Payment,
+                    carol_key,
+                    &[(unit, carol_id, shop, minor)],
+                    DAY + 7,
+                )
+            };
+            assert_eq!(rule_of(p.f.book.apply(&pay(1_501))), SpendingRule::DailyCap);
+            p.f.book.apply(&pay(1_500)).unwrap();
+            p.f.book.check_invariants().unwrap();
+        }
+
+        #[test]
+        fn a_cycle_of_replacements_in_stored_entries_ends_the_walk() {
+            let mut p = two_card_programme();
+            let (unit, alice, bob, shop) = (p.f.unit, p.f.alice, p.bob, p.f.shop);
+            let moved = |from, to| {
+                entry_at(
+                    EntryKind::CardReplacement,
+                    PROGRAMME,
+                    &[(unit, from, to, 1_000)],
+                    DAY,
+                )
+            };
+            let sale = entry_at(
+                EntryKind::Payment,
+                ALICE,
+                &[(unit, alice, shop, 3_000)],
+                DAY,
+            );
+            let refund = refund_at(sale.id(), SHOP, (unit, shop, alice, 1_000), DAY);
+            // The rules never make such a cycle; a replay of stored entries does not check them.
+            for e in [&sale, &moved(alice, bob), &moved(bob, alice), &refund] {
+                p.f.book.replay(e).unwrap();
+            }
+            // Whichever card of the cycle the walk stopped at, 20.00 or 30.00 counts today.
+            let pay = entry_at(
+                EntryKind::Payment,
+                ALICE,
+                &[(unit, alice, shop, 3_001)],
+                DAY,
+            );
+            assert_eq!(rule_of(p.f.book.apply(&pay)), SpendingRule::DailyCap);
+            p.f.book.check_invariants().unwrap();
         }
 
         #[test]

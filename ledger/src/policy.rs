@@ -269,6 +269,18 @@ impl SpendWindow {
         self.month_total = self.month_total.saturating_add(amount);
     }
 
+    /// Adds `other` (a replaced card's window) to this one (the new card's): each total
+    /// counts if its day or month is the later of the two, and same periods add up, as if
+    /// one card had recorded both cards' payments.
+    pub fn merge(&mut self, other: SpendWindow) {
+        (self.day, self.day_total) =
+            merge_period((self.day, self.day_total), (other.day, other.day_total));
+        (self.month, self.month_total) = merge_period(
+            (self.month, self.month_total),
+            (other.month, other.month_total),
+        );
+    }
+
     /// Gives back a refund of `amount` made at `at` for a payment made on UTC day
     /// `paid_day` (see [`day_of`]): the day's total shrinks if payment and refund share the
     /// current day, the month's if they share the current month, so a refunded purchase
@@ -282,6 +294,16 @@ impl SpendWindow {
         if month == month_of_day(paid_day) && month == self.month {
             self.month_total = self.month_total.saturating_sub(amount).max(0);
         }
+    }
+}
+
+/// Two (period, total) counters as one: the later period's total, or both totals if the
+/// periods are the same.
+fn merge_period(ours: (i64, i64), theirs: (i64, i64)) -> (i64, i64) {
+    match ours.0.cmp(&theirs.0) {
+        std::cmp::Ordering::Greater => ours,
+        std::cmp::Ordering::Less => theirs,
+        std::cmp::Ordering::Equal => (ours.0, ours.1.saturating_add(theirs.1)),
     }
 }
 
@@ -443,5 +465,34 @@ mod tests {
         w.give_back(start + 1, day(start + 2), 100);
         assert_eq!(w.after(day(start + 2), 0), (50, 50));
         assert_eq!(day_of(day(start) + 1), start);
+    }
+
+    #[test]
+    fn a_replaced_cards_window_merges_into_the_new_cards_by_period() {
+        let day = |d: i64| d * DAY_MS;
+        let start = days_from_civil(2027, 1, 30);
+        // Same day: both totals add up.
+        let (mut old, mut new) = (SpendWindow::default(), SpendWindow::default());
+        old.record(day(start), 300);
+        new.record(day(start) + 1, 200);
+        new.merge(old);
+        assert_eq!(new.after(day(start) + 2, 0), (500, 500));
+        // The old card last paid the day before, same month: only the month's totals add.
+        let (mut old, mut new) = (SpendWindow::default(), SpendWindow::default());
+        old.record(day(start), 300);
+        new.record(day(start + 1), 200);
+        new.merge(old);
+        assert_eq!(new.after(day(start + 1), 0), (200, 500));
+        // Either way round: the later period wins.
+        let (mut old, mut new) = (SpendWindow::default(), SpendWindow::default());
+        old.record(day(start + 1), 300);
+        new.record(day(start), 200);
+        new.merge(old);
+        assert_eq!(new.after(day(start + 1), 0), (300, 500));
+        // A new card that never paid takes the old card's window whole.
+        let (mut old, mut new) = (SpendWindow::default(), SpendWindow::default());
+        old.record(day(start + 2), 300);
+        new.merge(old);
+        assert_eq!(new, old);
     }
 }

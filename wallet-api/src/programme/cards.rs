@@ -476,7 +476,7 @@ impl Programmes {
     }
 
     /// Moves `amount` from a replaced card's account to another card's, in a
-    /// `card_replacement` entry signed by the programme.
+    /// `card_replacement` entry signed by the programme; `duplicate` if it had been before.
     async fn move_to_card(
         &self,
         programme: ledger::ProgrammeId,
@@ -485,7 +485,7 @@ impl Programmes {
         (old_number, old_account): (&str, AccountId),
         (new_number, new_account): (&str, AccountId),
         amount: i64,
-    ) -> Result<(), ProgrammeError> {
+    ) -> Result<Committed, ProgrammeError> {
         let intent = self.sign_entry(
             programme,
             ProgrammeEntry {
@@ -513,8 +513,7 @@ impl Programmes {
                 },
             },
         )?;
-        self.committer.submit(&intent).await?;
-        Ok(())
+        Ok(self.committer.submit(&intent).await?)
     }
 
     /// Passes on what reached a replaced card's account since it was replaced (a shop's
@@ -523,25 +522,56 @@ impl Programmes {
     /// there is nothing on it. Safe to repeat: the entry's id is derived from the account's
     /// latest entry, so a retry after a crash is the same intent.
     pub async fn forward_to_current_card(&self, account: AccountId) -> Result<(), ProgrammeError> {
-        let (balance, last_entry) = match self.committer.view().read().account(account) {
-            // A replaced card's account is frozen; checking that first keeps the lookup off
-            // every other refund's path.
-            Some(a) if a.account.status == AccountStatus::Frozen && a.balance.0 > 0 => {
-                (a.balance.0, a.last_entry.unwrap_or(0))
-            }
-            _ => return Ok(()),
-        };
+        // A replaced card's account is frozen; checking that first keeps the lookup off
+        // every other refund's path.
+        if self.forwardable(account).is_none() {
+            return Ok(());
+        }
         let _one_at_a_time = self.exclusive.lock().await;
         let Some(old) = self.db.replaced_card_of(account).await? else {
             return Ok(());
+        };
+        self.forward_card(&old).await?;
+        Ok(())
+    }
+
+    /// [`Programmes::forward_to_current_card`] for every replaced card: at start, for a
+    /// refund that was committed just before a crash and not yet passed on. Returns how many
+    /// cards' money it passed on.
+    pub async fn forward_all_to_current_cards(&self) -> Result<usize, ProgrammeError> {
+        let mut forwarded = 0;
+        for card in self.db.replaced_cards().await? {
+            let _one_at_a_time = self.exclusive.lock().await;
+            forwarded += usize::from(self.forward_card(&card).await?);
+        }
+        Ok(forwarded)
+    }
+
+    /// The balance and latest entry (position) of `account` if it is frozen, as a replaced
+    /// card's is, and holds something to pass on.
+    fn forwardable(&self, account: AccountId) -> Option<(i64, i64)> {
+        let view = self.committer.view().read();
+        let held = view.account(account)?;
+        (held.account.status == AccountStatus::Frozen && held.balance.0 > 0)
+            .then(|| (held.balance.0, held.last_entry.unwrap_or(0)))
+    }
+
+    /// Moves what is on the replaced card `old` to its household's current card. Returns
+    /// whether this call moved it: false when there is nothing to move, when the household
+    /// still points at `old`'s account (a replacement cut short: repeating it moves the
+    /// balance), or when the move had been committed already. The caller holds `exclusive`.
+    async fn forward_card(&self, old: &StoredCard) -> Result<bool, ProgrammeError> {
+        // Read under the lock: a forward that held it before may have moved the balance.
+        let Some((balance, last_entry)) = self.forwardable(old.account) else {
+            return Ok(false);
         };
         let household = self
             .db
             .household(old.household)
             .await?
             .ok_or_else(|| ProgrammeError::NotFound(format!("household {}", old.household)))?;
-        if household.account == account {
-            return Ok(());
+        if household.account == old.account {
+            return Ok(false);
         }
         let programme = self.get(household.programme).await?;
         let current = self
@@ -553,33 +583,18 @@ impl Programmes {
             .map_or_else(|| household.account.to_string(), |c| c.number);
         let intent_id = super::derived_intent_id(
             "card-forward",
-            &[account.as_bytes(), &last_entry.to_be_bytes()],
+            &[old.account.as_bytes(), &last_entry.to_be_bytes()],
         );
-        self.move_to_card(
-            programme.id,
-            programme.unit,
-            intent_id,
-            (old.number.as_str(), account),
-            (current.as_str(), household.account),
-            balance,
-        )
-        .await
-    }
-
-    /// [`Programmes::forward_to_current_card`] for every replaced card: at start, for a
-    /// refund that was committed just before a crash and not yet passed on.
-    pub async fn forward_all_to_current_cards(&self) -> Result<usize, ProgrammeError> {
-        let mut forwarded = 0;
-        for card in self.db.replaced_cards().await? {
-            let had = self
-                .committer
-                .view()
-                .read()
-                .account(card.account)
-                .map_or(0, |a| a.balance.0);
-            self.forward_to_current_card(card.account).await?;
-            forwarded += usize::from(had > 0);
-        }
-        Ok(forwarded)
+        let committed = self
+            .move_to_card(
+                programme.id,
+                programme.unit,
+                intent_id,
+                (old.number.as_str(), old.account),
+                (current.as_str(), household.account),
+                balance,
+            )
+            .await?;
+        Ok(!committed.duplicate)
     }
 }

@@ -20,7 +20,7 @@ use wallet_api::http::{AppState, key_proof_bytes, router};
 use wallet_api::programme::{
     AmountRule, CardSettings, HouseholdInput, NewProgramme, ProgrammeRules, Programmes, Schedule,
 };
-use wallet_api::{Committer, CommitterConfig, CommitterTask, Database, ManualClock};
+use wallet_api::{Committer, CommitterTask, Database, ManualClock};
 
 use super::assert_problem;
 use super::support::*;
@@ -43,9 +43,7 @@ struct Env {
 async fn env(test_db: TestDb, config: ApiConfig) -> Env {
     let db = test_db.open().await;
     let clock = Arc::new(ManualClock::new(NOW_MS));
-    let (committer, task) = Committer::start(db.clone(), CommitterConfig::default(), clock.clone())
-        .await
-        .unwrap();
+    let (committer, task) = start_on(&db, &clock).await;
     let scheme = Scheme::new();
     scheme.register(&committer).await;
     committer

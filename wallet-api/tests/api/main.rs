@@ -8,6 +8,7 @@
 mod support;
 
 mod activation;
+mod cards;
 mod requests;
 
 use std::sync::Arc;

@@ -667,10 +667,7 @@ async fn the_writer_orders_cancellations_and_deadlines_with_payments() {
         let label = test_db.label;
         let db = test_db.open().await;
         let clock = std::sync::Arc::new(ManualClock::new(NOW_MS));
-        let (committer, task) =
-            Committer::start(db.clone(), CommitterConfig::default(), clock.clone())
-                .await
-                .unwrap();
+        let (committer, task) = start_on(&db, &clock).await;
         let scheme = Scheme::new();
         scheme.register(&committer).await;
         committer
@@ -830,10 +827,7 @@ async fn a_restart_loads_only_the_paid_requests_still_payable() {
         let label = test_db.label;
         let db = test_db.open().await;
         let clock = std::sync::Arc::new(ManualClock::new(NOW_MS));
-        let start_at = |clock: &std::sync::Arc<ManualClock>| {
-            Committer::start(db.clone(), CommitterConfig::default(), clock.clone())
-        };
-        let (committer, task) = start_at(&clock).await.unwrap();
+        let (committer, task) = start_on(&db, &clock).await;
         let scheme = Scheme::new();
         scheme.register(&committer).await;
         committer
@@ -857,7 +851,7 @@ async fn a_restart_loads_only_the_paid_requests_still_payable() {
         stop(committer, task).await;
 
         clock.advance(120_000);
-        let (committer, task) = start_at(&clock).await.unwrap();
+        let (committer, task) = start_on(&db, &clock).await;
         assert_eq!(
             committer.view().read().paid_requests_kept(),
             2,

@@ -9,7 +9,7 @@ use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use sqlx::Executor as _;
 use wallet_api::history::{self, HistoryFilter, HistoryItem};
-use wallet_api::{Committer, CommitterConfig, Database, ManualClock};
+use wallet_api::{Committer, Database, ManualClock};
 
 use crate::support::*;
 
@@ -125,10 +125,7 @@ async fn statement_pages_are_exactly_every_entry_filtered_newest_first() {
         let db = test_db.open().await;
         let scheme = Scheme::new();
         let clock = Arc::new(ManualClock::new(NOW_MS));
-        let (committer, task) =
-            Committer::start(db.clone(), CommitterConfig::default(), clock.clone())
-                .await
-                .unwrap();
+        let (committer, task) = start_on(&db, &clock).await;
         scheme.register(&committer).await;
         for household in [scheme.alice, scheme.bob] {
             committer
@@ -255,10 +252,7 @@ async fn the_migrations_backfill_links_stored_rows_exactly_as_the_writer_does() 
         let db = test_db.open().await;
         let scheme = Scheme::new();
         let clock = Arc::new(ManualClock::new(NOW_MS));
-        let config = CommitterConfig::default();
-        let (committer, task) = Committer::start(db.clone(), config.clone(), clock.clone())
-            .await
-            .unwrap();
+        let (committer, task) = start_on(&db, &clock).await;
         scheme.register(&committer).await;
         committer
             .submit(&scheme.issue(scheme.alice, 500_00))
@@ -271,9 +265,7 @@ async fn the_migrations_backfill_links_stored_rows_exactly_as_the_writer_does() 
         random_activity(&committer, &scheme, &clock, 40).await;
         stop(committer, task).await;
         // After a restart the writer links from the heads its load rebuilt.
-        let (committer, task) = Committer::start(db.clone(), config, clock.clone())
-            .await
-            .unwrap();
+        let (committer, task) = start_on(&db, &clock).await;
         random_activity(&committer, &scheme, &clock, 40).await;
         stop(committer, task).await;
 

@@ -246,6 +246,13 @@ pub async fn start(db: &Database) -> (Committer, CommitterTask) {
     start_with(db, CommitterConfig::default()).await
 }
 
+/// A committer with the default configuration on `clock`, which the test moves.
+pub async fn start_on(db: &Database, clock: &Arc<ManualClock>) -> (Committer, CommitterTask) {
+    Committer::start(db.clone(), CommitterConfig::default(), clock.clone())
+        .await
+        .unwrap()
+}
+
 pub async fn start_with(db: &Database, config: CommitterConfig) -> (Committer, CommitterTask) {
     Committer::start(db.clone(), config, Arc::new(ManualClock::new(NOW_MS)))
         .await

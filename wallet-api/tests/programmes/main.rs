@@ -25,7 +25,7 @@ use wallet_api::programme::{
     AmountRule, BankAccount, CardSettings, HouseholdInput, NewProgramme, ProgrammeError,
     ProgrammeRules, Programmes, Schedule,
 };
-use wallet_api::{CommitError, Committer, CommitterConfig, ManualClock};
+use wallet_api::{CommitError, Committer, ManualClock};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -127,15 +127,6 @@ fn payment(from: AccountId, to: AccountId, unit: UnitCode, minor: i64) -> Action
     }
 }
 
-async fn start_at(
-    db: &wallet_api::Database,
-    clock: Arc<ManualClock>,
-) -> (Committer, wallet_api::CommitterTask) {
-    Committer::start(db.clone(), CommitterConfig::default(), clock)
-        .await
-        .unwrap()
-}
-
 fn spending_rule(result: Result<wallet_api::Committed, CommitError>) -> SpendingRule {
     match result {
         Err(CommitError::Rejected(ledger::BookError::SpendingRefused { rule, .. })) => rule,
@@ -148,7 +139,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
     for test_db in TestDb::all().await {
         let db = test_db.open().await;
         let clock = Arc::new(ManualClock::new(NOW_MS));
-        let (committer, task) = start_at(&db, clock.clone()).await;
+        let (committer, task) = start_on(&db, &clock).await;
         let unit = UnitCode::new("SEV-EUR").unwrap();
         committer
             .add_unit(
@@ -775,7 +766,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
         // Reload from storage: rules and registered merchants are enforced after a restart.
         drop(programmes);
         stop(committer, task).await;
-        let (committer, task) = start_at(&db, clock.clone()).await;
+        let (committer, task) = start_on(&db, &clock).await;
         let programmes = programmes_with(&db, &committer, &clock);
         let bob = &households[1];
         let plan = programmes
@@ -862,7 +853,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
         // After a restart the refund is still counted: against the sale and in the cap.
         drop(programmes);
         stop(committer, task).await;
-        let (committer, task) = start_at(&db, clock.clone()).await;
+        let (committer, task) = start_on(&db, &clock).await;
         assert_eq!(
             spending_rule(committer.submit(&pay_bob(1)).await),
             SpendingRule::DailyCap,
@@ -875,6 +866,131 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
                 ledger::BookError::RefundExceedsPayment { refundable: 0, .. }
             ))
         ));
+        stop(committer, task).await;
+    }
+}
+
+/// At start, every replaced card with money on it is looked at, and the count reported is of
+/// the cards whose money moved: not of those skipped because the household's account is the
+/// card's own, or because the card's account is no longer frozen.
+#[tokio::test]
+async fn passing_refunds_on_at_start_counts_only_the_cards_it_moved() {
+    for test_db in TestDb::all().await {
+        let label = test_db.label;
+        let db = test_db.open().await;
+        let clock = Arc::new(ManualClock::new(NOW_MS));
+        let (committer, task) = start_on(&db, &clock).await;
+        let unit = UnitCode::new("SEV-EUR").unwrap();
+        committer
+            .add_unit(
+                Unit::new(unit, "Sevilla voucher", 2, UnitKind::Voucher, Some("EUR")).unwrap(),
+            )
+            .await
+            .unwrap();
+        let programmes = programmes_with(&db, &committer, &clock);
+        let (programme, _) = programmes
+            .create(NewProgramme {
+                name: "Ingreso mínimo Sevilla".into(),
+                unit,
+                budget_minor: 10_000_00,
+                schedule: Schedule::Monthly { day: 5 },
+                areas: vec!["Macarena".into(), "Triana".into()],
+                languages: vec!["es".into(), "ar".into()],
+                rules: rules(),
+                fee_account: None,
+                debtor: None,
+            })
+            .await
+            .unwrap();
+        programmes
+            .enrol(programme.id, (0..3).map(household).collect())
+            .await
+            .unwrap();
+        programmes
+            .execute_run(
+                programme.id,
+                "2026-12",
+                &RunKind::Monthly,
+                RunOptions::default(),
+                &|_| {},
+            )
+            .await
+            .unwrap();
+        let grocer = merchant(&db, "Ultramarinos Triana", "5411").await;
+        programmes
+            .apply_merchant(grocer, &[programme.id])
+            .await
+            .unwrap();
+        let grocer_account = programmes
+            .decide_merchant(programme.id, grocer, true)
+            .await
+            .unwrap()
+            .account
+            .unwrap();
+        let grocer_key = key(12);
+        committer
+            .set_authority(grocer_account, PublicKey::of(&grocer_key))
+            .await
+            .unwrap();
+
+        // Each household pays with its card, loses it, and the grocer refunds 1.00 of the sale
+        // to the lost card, which is not passed on yet (as if the service stopped then).
+        let households = db.households(programme.id).await.unwrap();
+        for (i, h) in households.iter().enumerate() {
+            let number = programmes
+                .issue_card(h.id, Some("2580"))
+                .await
+                .unwrap()
+                .card
+                .number;
+            let payment = CardPayment {
+                intent_id: ledger::IntentId::new(),
+                to: grocer_account,
+                amount: Amount::from_minor(5_00).unwrap(),
+                memo: "bread".into(),
+                request: None,
+                request_expires_at: None,
+            };
+            let sale = programmes
+                .pay_by_card(number, "2580", payment)
+                .await
+                .unwrap()
+                .entry_id;
+            programmes.replace_card(number, None).await.unwrap();
+            match i {
+                // An operator unfroze the lost card's account.
+                1 => committer
+                    .set_status(h.account, ledger::AccountStatus::Active)
+                    .await
+                    .unwrap(),
+                // The household's account is the lost card's again.
+                2 => db.set_household_account(h.id, h.account).await.unwrap(),
+                _ => {}
+            }
+            let refund = Action::Refund {
+                payment: sale,
+                from: grocer_account,
+                to: h.account,
+                unit,
+                amount_minor: Amount::from_minor(1_00).unwrap(),
+                memo: "stale bread".into(),
+            };
+            committer.submit(&sign(&grocer_key, refund)).await.unwrap();
+        }
+        assert_eq!(
+            programmes.forward_all_to_current_cards().await.unwrap(),
+            1,
+            "{label}"
+        );
+        let balance_of = |account| committer.view().read().account(account).unwrap().balance.0;
+        let left: Vec<i64> = households.iter().map(|h| balance_of(h.account)).collect();
+        assert_eq!(left, [0, 1_00, 1_00], "{label}");
+        assert_eq!(
+            programmes.forward_all_to_current_cards().await.unwrap(),
+            0,
+            "{label}"
+        );
+        drop(programmes);
         stop(committer, task).await;
     }
 }

@@ -1,0 +1,345 @@
+//! Lost cards over HTTP, on SQLite and PostgreSQL: a shop's refund of a sale paid with a card
+//! since replaced, sent to `POST /v1/intents`, lands on the old card (it mirrors the sale) and
+//! is passed on at once to the household's current card, once however often it is retried;
+//! and the household's spending caps count it on the current card.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use ed25519_dalek::SigningKey;
+use ledger::{
+    AccountId, Action, Amount, EntryId, IntentId, ParticipantId, PublicKey, Unit, UnitCode,
+    UnitKind,
+};
+use serde_json::{Value, json};
+use wallet_api::auth::Role;
+use wallet_api::cards::{CardPrefix, KdfParams, ServerSecret};
+use wallet_api::db::service::Participant;
+use wallet_api::http::limits::ApiConfig;
+use wallet_api::http::{AppState, router};
+use wallet_api::programme::disburse::{RunKind, RunOptions};
+use wallet_api::programme::{
+    AmountRule, CardSettings, HouseholdInput, NewProgramme, ProgrammeRules, Programmes, Schedule,
+};
+use wallet_api::{Committer, CommitterTask, ManualClock};
+
+use super::activation::{Reply, request, send};
+use super::assert_problem;
+use super::support::*;
+
+/// The lost card's PIN.
+const PIN: &str = "2580";
+/// The replacement's PIN.
+const NEW_PIN: &str = "1357";
+
+/// A programme whose households may spend 50.00 a day, with one household paid 100.00 and
+/// holding a card (number `card`, paying from `account`), and a registered grocer, behind a
+/// router with programmes turned on.
+struct Env {
+    app: axum::Router,
+    admin: String,
+    card: String,
+    account: AccountId,
+    unit: UnitCode,
+    grocer: AccountId,
+    grocer_key: SigningKey,
+    label: &'static str,
+    _committer: (Committer, CommitterTask),
+    _db: TestDb,
+}
+
+async fn env(test_db: TestDb) -> Env {
+    let db = test_db.open().await;
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let (committer, task) = start_on(&db, &clock).await;
+    let unit = UnitCode::new("SEV-EUR").unwrap();
+    committer
+        .add_unit(Unit::new(unit, "Sevilla voucher", 2, UnitKind::Voucher, Some("EUR")).unwrap())
+        .await
+        .unwrap();
+    let programmes = Programmes::new(
+        db.clone(),
+        committer.clone(),
+        clock.clone(),
+        ServerSecret::from_bytes(std::array::from_fn(|i| i as u8 ^ 0x3c)).unwrap(),
+        CardSettings {
+            prefix: CardPrefix::parse("990001").unwrap(),
+            kdf: KdfParams::for_tests(),
+            lock_after: 3,
+        },
+    );
+    let (programme, _) = programmes
+        .create(NewProgramme {
+            name: "Ingreso mínimo".into(),
+            unit,
+            budget_minor: 1_000_00,
+            schedule: Schedule::Monthly { day: 5 },
+            areas: vec!["Triana".into()],
+            languages: vec!["es".into()],
+            rules: ProgrammeRules {
+                amount: AmountRule {
+                    base_minor: 100_00,
+                    per_dependent_minor: 0,
+                    cap_minor: None,
+                },
+                allowed_categories: None,
+                daily_cap_minor: Some(50_00),
+                monthly_cap_minor: None,
+                expiry_days: None,
+                redemption_fee_basis_points: None,
+            },
+            fee_account: None,
+            debtor: None,
+        })
+        .await
+        .unwrap();
+    let household = HouseholdInput {
+        reference: "SEV-00001".into(),
+        name: "Familia Uno".into(),
+        dependents: 0,
+        area: "Triana".into(),
+        phone: None,
+        language: "es".into(),
+    };
+    programmes
+        .enrol(programme.id, vec![household])
+        .await
+        .unwrap();
+    programmes
+        .execute_run(
+            programme.id,
+            "2026-12",
+            &RunKind::Monthly,
+            RunOptions::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    let grocer = ParticipantId::new();
+    db.insert_participant(&Participant {
+        id: grocer,
+        kind: "organisation".into(),
+        name: "Ultramarinos Triana".into(),
+        roles: vec!["merchant".into()],
+        category_code: Some("5411".into()),
+        address: None,
+        opening_hours: None,
+        listed: true,
+        created_at: NOW_MS,
+        area: Some("Triana".into()),
+        social_enterprise: false,
+        iban: None,
+        bic: None,
+    })
+    .await
+    .unwrap();
+    programmes
+        .apply_merchant(grocer, &[programme.id])
+        .await
+        .unwrap();
+    let grocer_account = programmes
+        .decide_merchant(programme.id, grocer, true)
+        .await
+        .unwrap()
+        .account
+        .unwrap();
+    let grocer_key = key(12);
+    committer
+        .set_authority(grocer_account, PublicKey::of(&grocer_key))
+        .await
+        .unwrap();
+    let household = db.households(programme.id).await.unwrap()[0].id;
+    let state = AppState::new(
+        db.clone(),
+        committer.clone(),
+        clock,
+        ApiConfig::default(),
+        wallet_api::Verifier::start(1).unwrap(),
+    )
+    .with_programmes(programmes);
+    let app = router(state);
+    let issued = wallet_api::auth::issue_token(Role::Admin, None, "test", NOW_MS);
+    db.insert_token(&issued.stored).await.unwrap();
+    let admin = issued.text;
+    let path = format!(
+        "/v1/programmes/{}/households/{household}/cards",
+        programme.id
+    );
+    let card = send(
+        &app,
+        request("POST", &path, Some(&admin), &json!({"pin": PIN})),
+    )
+    .await;
+    assert_eq!(card.0, StatusCode::CREATED, "{}", card.2);
+    Env {
+        app,
+        admin,
+        card: card.2["number"].as_str().unwrap().to_owned(),
+        account: serde_json::from_value(card.2["account"].clone()).unwrap(),
+        unit,
+        grocer: grocer_account,
+        grocer_key,
+        label: test_db.label,
+        _committer: (committer, task),
+        _db: test_db,
+    }
+}
+
+/// One environment per database (SQLite always, PostgreSQL when configured).
+async fn envs() -> Vec<Env> {
+    let mut all = Vec::new();
+    for test_db in TestDb::all().await {
+        all.push(env(test_db).await);
+    }
+    all
+}
+
+/// The card that replaced a lost one: its number and account.
+struct NewCard {
+    number: String,
+    account: AccountId,
+}
+
+impl Env {
+    /// The grocer's terminal takes `minor` from `card`.
+    async fn pay(&self, card: &str, pin: &str, minor: i64) -> Reply {
+        let body = json!({
+            "intent_id": IntentId::new(),
+            "pin": pin,
+            "to": self.grocer,
+            "amount": format!("{}.{:02}", minor / 100, minor % 100),
+        });
+        let path = format!("/v1/cards/{card}/payments");
+        send(&self.app, request("POST", &path, Some(&self.admin), &body)).await
+    }
+
+    /// The household's card pays `minor` to the grocer; returns the sale.
+    async fn sale(&self, minor: i64) -> EntryId {
+        let paid = self.pay(&self.card, PIN, minor).await;
+        assert_eq!(paid.0, StatusCode::CREATED, "{}: {}", self.label, paid.2);
+        serde_json::from_value(paid.2["entry_id"].clone()).unwrap()
+    }
+
+    /// The household reports its card lost and gets a new one.
+    async fn replace(&self) -> NewCard {
+        let path = format!("/v1/cards/{}/replacement", self.card);
+        let body = json!({"pin": NEW_PIN});
+        let new = send(&self.app, request("POST", &path, Some(&self.admin), &body)).await;
+        assert_eq!(new.0, StatusCode::CREATED, "{}: {}", self.label, new.2);
+        NewCard {
+            number: new.2["number"].as_str().unwrap().to_owned(),
+            account: serde_json::from_value(new.2["account"].clone()).unwrap(),
+        }
+    }
+
+    /// The grocer's signed refund of `minor` of `sale`, to the card that paid, as sent to
+    /// `POST /v1/intents`.
+    fn refund(&self, sale: EntryId, minor: i64) -> Value {
+        let action = Action::Refund {
+            payment: sale,
+            from: self.grocer,
+            to: self.account,
+            unit: self.unit,
+            amount_minor: Amount::from_minor(minor).unwrap(),
+            memo: "stale bread".into(),
+        };
+        let wire = sign(&self.grocer_key, action).signed().to_json();
+        serde_json::from_str(&wire).unwrap()
+    }
+
+    async fn submit(&self, intent: &Value) -> Reply {
+        send(&self.app, request("POST", "/v1/intents", None, intent)).await
+    }
+
+    /// `GET /v1/accounts/{id}/balance`.
+    async fn balance(&self, account: AccountId) -> i64 {
+        let path = format!("/v1/accounts/{account}/balance");
+        let reply = send(
+            &self.app,
+            request("GET", &path, Some(&self.admin), &json!({})),
+        )
+        .await;
+        assert_eq!(reply.0, StatusCode::OK, "{}: {}", self.label, reply.2);
+        reply.2["balance_minor"].as_i64().unwrap()
+    }
+
+    /// The `card_replacement` lines of an account's statement, newest first.
+    async fn moves(&self, account: AccountId) -> Vec<Value> {
+        let path = format!("/v1/accounts/{account}/entries?kind=card_replacement");
+        let reply = send(
+            &self.app,
+            request("GET", &path, Some(&self.admin), &json!({})),
+        )
+        .await;
+        assert_eq!(reply.0, StatusCode::OK, "{}: {}", self.label, reply.2);
+        reply.2["items"].as_array().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn a_refund_to_a_replaced_card_is_passed_on_to_the_new_card_once() {
+    for env in envs().await {
+        let label = env.label;
+        let sale = env.sale(30_00).await;
+        let new = env.replace().await;
+        assert_eq!(env.balance(env.account).await, 0, "{label}");
+        assert_eq!(env.balance(new.account).await, 70_00, "{label}");
+
+        let refund = env.refund(sale, 10_00);
+        let (status, _, body) = env.submit(&refund).await;
+        assert_eq!(status, StatusCode::CREATED, "{label}: {body}");
+        assert_eq!(body["duplicate"], false, "{label}");
+        assert_eq!(env.balance(env.account).await, 0, "{label}");
+        assert_eq!(env.balance(new.account).await, 80_00, "{label}");
+        // The replacement, then the refund passed on: both from the old card to the new.
+        let moves = env.moves(new.account).await;
+        let amounts: Vec<i64> = moves
+            .iter()
+            .map(|m| m["amount_minor"].as_i64().unwrap())
+            .collect();
+        assert_eq!(amounts, [10_00, 70_00], "{label}: newest first");
+        assert!(
+            moves
+                .iter()
+                .all(|m| m["counterparties"] == json!([env.account])),
+            "{label}: {moves:?}"
+        );
+
+        // The grocer's terminal lost the answer and sends the refund again: the original
+        // answer, and nothing moves a second time.
+        let (status, _, again) = env.submit(&refund).await;
+        assert_eq!(status, StatusCode::OK, "{label}: {again}");
+        assert_eq!(again["duplicate"], true, "{label}");
+        assert_eq!(again["entry_id"], body["entry_id"], "{label}");
+        assert_eq!(env.balance(env.account).await, 0, "{label}");
+        assert_eq!(env.balance(new.account).await, 80_00, "{label}");
+        assert_eq!(env.moves(new.account).await.len(), 2, "{label}");
+        assert_eq!(env.moves(env.account).await.len(), 2, "{label}");
+    }
+}
+
+#[tokio::test]
+async fn the_daily_cap_counts_a_refund_to_a_lost_card_on_the_new_card() {
+    for env in envs().await {
+        let label = env.label;
+        // 30.00 with the lost card, 20.00 with the new one, 10.00 of the first refunded: 40.00
+        // spent today of the 50.00 cap.
+        let sale = env.sale(30_00).await;
+        let new = env.replace().await;
+        let paid = env.pay(&new.number, NEW_PIN, 20_00).await;
+        assert_eq!(paid.0, StatusCode::CREATED, "{label}: {}", paid.2);
+        let refunded = env.submit(&env.refund(sale, 10_00)).await;
+        assert_eq!(refunded.0, StatusCode::CREATED, "{label}: {}", refunded.2);
+
+        let over = env.pay(&new.number, NEW_PIN, 10_01).await;
+        assert_problem(
+            &over,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "/problems/spending-rule",
+        );
+        assert_eq!(over.2["rule"], "daily_cap", "{label}");
+        let last = env.pay(&new.number, NEW_PIN, 10_00).await;
+        assert_eq!(last.0, StatusCode::CREATED, "{label}: {}", last.2);
+        assert_eq!(env.balance(new.account).await, 50_00, "{label}");
+    }
+}
