@@ -364,12 +364,19 @@ function saleLine(item, money) {
   amount.className = "money";
   amount.textContent = money(item.amount_minor);
   line.append(what, amount);
-  if (item.kind === "payment") {
+  // The service says what is left to refund of each sale it can refund (null: one it cannot,
+  // such as a payment of several legs); a sale refunded in full says so instead of a button.
+  if (item.kind === "payment" && item.refundable_minor > 0) {
     const button = document.createElement("button");
     button.textContent = t("terminal.refund");
     button.className = "refund";
     button.addEventListener("click", () => refundForm(line, item));
     line.append(button);
+  } else if (item.kind === "payment" && item.refundable_minor === 0) {
+    const note = document.createElement("span");
+    note.className = "note refunded";
+    note.textContent = t("terminal.refunded_in_full");
+    line.append(note);
   }
   return line;
 }
@@ -379,7 +386,8 @@ function refundForm(line, item) {
   const form = document.createElement("form");
   const input = document.createElement("input");
   input.inputMode = "decimal";
-  input.value = formatMinor(item.amount_minor, state.unit.scale);
+  // What is left of the sale, not the sale: earlier partial refunds count.
+  input.value = formatMinor(item.refundable_minor, state.unit.scale);
   input.setAttribute("aria-label", t("terminal.refund_amount"));
   const confirm = document.createElement("button");
   confirm.className = "primary";
