@@ -74,9 +74,18 @@ pub enum Command {
 /// Where the ledger lives.
 #[derive(Debug, Args, Clone)]
 pub struct DatabaseArgs {
-    /// `sqlite://path/file.db` (created if missing, except by `export journal`, which only reads)
-    /// or `postgres://user:pass@host/db`; with a standby, `postgres://user:pass@h1:5432,h2:5432/db`
-    /// (the first server that accepts writes is used, looked for again on every reconnect).
+    /// `sqlite://path/file.db` (created if missing) or `postgres://user:pass@host/db`; with a
+    /// standby, `postgres://user:pass@h1:5432,h2:5432/db` (the first server that accepts
+    /// writes is used, looked for again on every reconnect).
+    #[arg(long, env = "COLEDGER_DATABASE_URL", default_value = wallet_api::db::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+}
+
+/// Where the ledger lives, for a command that only reads it (so never creates it).
+#[derive(Debug, Args, Clone)]
+pub struct ReadOnlyDatabaseArgs {
+    /// `sqlite://path/file.db` (an existing file, opened read only: never created or
+    /// migrated) or `postgres://user:pass@host/db` (one server).
     #[arg(long, env = "COLEDGER_DATABASE_URL", default_value = wallet_api::db::DEFAULT_DATABASE_URL)]
     pub database_url: String,
 }
@@ -441,7 +450,7 @@ pub enum ExportCommand {
 pub struct ExportJournalArgs {
     /// The database (opened read only; the service may keep running).
     #[command(flatten)]
-    pub database: DatabaseArgs,
+    pub database: ReadOnlyDatabaseArgs,
     /// The file to write (replaced if it exists).
     #[arg(long)]
     pub out: PathBuf,

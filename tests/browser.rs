@@ -1,7 +1,9 @@
 //! The pages in a real browser: `coledger serve --demo` as a new user would start it, then
 //! `tests/python/browser_test.py` drives the shop terminal and the phone wallet in two
 //! headless Chromium instances (Selenium, Debian's chromium and chromedriver) through a QR
-//! sale, a partial refund, a card sale with a wrong PIN first, and Arabic right to left.
+//! sale, a partial refund then the rest (the refund offered is what is left of the sale, and
+//! a sale refunded in full offers none), a card sale with a wrong PIN first, and Arabic right
+//! to left.
 //!
 //! Screenshots go to `$COLEDGER_SCREENSHOTS` when set (`docs/screenshots` is made that way),
 //! else to a temporary directory.

@@ -181,3 +181,27 @@ async fn exports_taken_while_payments_commit_are_consistent_snapshots() {
         eprintln!("{label}: exports during writes held {verified:?} entries");
     }
 }
+
+#[tokio::test]
+async fn export_journal_never_creates_a_database_and_its_help_says_so() {
+    let (ok, help, err) = run(&["export", "journal", "--help"]).await;
+    assert!(ok, "{help}{err}");
+    assert!(!help.contains("created if missing"), "{help}");
+    assert!(help.contains("never created"), "{help}");
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.db");
+    let url = format!("sqlite://{}", missing.display());
+    let out = dir.path().join("journal.jsonl");
+    let (ok, _, err) = run(&[
+        "export",
+        "journal",
+        "--database-url",
+        &url,
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert!(!ok, "an export of a missing database succeeded");
+    assert!(!missing.exists(), "the export created the database: {err}");
+    assert!(!out.exists(), "a failed export left a file behind");
+}

@@ -336,21 +336,32 @@ async function loadSales() {
   const scale = state.unit.scale;
   const money = (m) => `${formatMinor(m, scale)} ${state.unit.code}`;
   const sales = items.filter((i) => i.kind === "payment" && i.amount_minor > 0);
-  const refunds = items.filter((i) => i.kind === "reversal" && i.amount_minor < 0);
+  // A refund is a reversal linked to the sale it gives back; a reversal without the link is
+  // an operator's correction, which the shop did not make: listed, but not a refund.
+  const refunds = items.filter((i) => i.kind === "reversal" && i.reverses && i.amount_minor < 0);
+  const corrections = items.filter((i) => i.kind === "reversal" && !i.reverses);
   const sum = (lines) => lines.reduce((n, i) => n + i.amount_minor, 0);
-  $("totals").textContent = [
+  const totals = [
     t("terminal.sales_total", { n: sales.length, total: money(sum(sales)) }),
     t("terminal.refunds_total", { total: money(-sum(refunds)) }),
     t("terminal.net", { total: money(sum(sales) + sum(refunds)) }),
-  ].join(" · ");
-  if (!sales.length && !refunds.length) {
+  ];
+  if (corrections.length) totals.push(t("terminal.corrections_total", { total: money(sum(corrections)) }));
+  $("totals").textContent = totals.join(" · ");
+  const lines = [...sales, ...refunds, ...corrections];
+  if (!lines.length) {
     const empty = document.createElement("li");
     empty.textContent = t("terminal.no_sales");
     list.append(empty);
   }
-  for (const item of [...sales, ...refunds].sort((a, b) => b.position - a.position)) {
+  for (const item of lines.sort((a, b) => b.position - a.position)) {
     list.append(saleLine(item, money));
   }
+}
+
+function lineLabel(item) {
+  if (item.kind === "payment") return item.memo || t("terminal.sale");
+  return item.reverses ? t("terminal.refund_line") : t("terminal.correction_line");
 }
 
 function saleLine(item, money) {
@@ -358,18 +369,24 @@ function saleLine(item, money) {
   line.dataset.entry = item.entry_id;
   const time = new Date(item.created_at_ms).toLocaleTimeString(document.documentElement.lang, { hour: "2-digit", minute: "2-digit" });
   const what = document.createElement("span");
-  const label = item.kind === "reversal" ? t("terminal.refund_line") : item.memo || t("terminal.sale");
-  what.textContent = `${time} · ${label}`;
+  what.textContent = `${time} · ${lineLabel(item)}`;
   const amount = document.createElement("bdi");
   amount.className = "money";
   amount.textContent = money(item.amount_minor);
   line.append(what, amount);
-  if (item.kind === "payment") {
+  // The service says what is left to refund of each sale it can refund (null: one it cannot,
+  // such as a payment of several legs); a sale refunded in full says so instead of a button.
+  if (item.kind === "payment" && item.refundable_minor > 0) {
     const button = document.createElement("button");
     button.textContent = t("terminal.refund");
     button.className = "refund";
     button.addEventListener("click", () => refundForm(line, item));
     line.append(button);
+  } else if (item.kind === "payment" && item.refundable_minor === 0) {
+    const note = document.createElement("span");
+    note.className = "note refunded";
+    note.textContent = t("terminal.refunded_in_full");
+    line.append(note);
   }
   return line;
 }
@@ -379,7 +396,8 @@ function refundForm(line, item) {
   const form = document.createElement("form");
   const input = document.createElement("input");
   input.inputMode = "decimal";
-  input.value = formatMinor(item.amount_minor, state.unit.scale);
+  // What is left of the sale, not the sale: earlier partial refunds count.
+  input.value = formatMinor(item.refundable_minor, state.unit.scale);
   input.setAttribute("aria-label", t("terminal.refund_amount"));
   const confirm = document.createElement("button");
   confirm.className = "primary";

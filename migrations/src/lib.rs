@@ -46,6 +46,11 @@ const SQLITE: &[Embedded] = &[
         "ledger rows without foreign keys",
         include_str!("../sqlite/0007_ledger_rows_without_foreign_keys.sql"),
     ),
+    (
+        8,
+        "refund links",
+        include_str!("../sqlite/0008_refund_links.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -79,6 +84,11 @@ const POSTGRES: &[Embedded] = &[
         7,
         "ledger rows without foreign keys",
         include_str!("../postgres/0007_ledger_rows_without_foreign_keys.sql"),
+    ),
+    (
+        8,
+        "refund links",
+        include_str!("../postgres/0008_refund_links.sql"),
     ),
 ];
 

@@ -1,8 +1,8 @@
 """Drives the /terminal and /wallet pages of a `coledger serve --demo` service in headless
 Chromium (Selenium with Debian's chromium and chromedriver), as a shop and a customer on two
-devices: a QR sale paid from the phone wallet, a partial refund, a card sale with a wrong
-PIN first, and both pages in Arabic (right to left). Screenshots of each screen go to
---screenshots.
+devices: a QR sale paid from the phone wallet, a partial refund then the rest (the terminal
+offers what is left, then no refund at all), a card sale with a wrong PIN first, and both
+pages in Arabic (right to left). Screenshots of each screen go to --screenshots.
 
   python3 browser_test.py BASE_URL --token MERCHANT_TOKEN --wallet-link URL \
       --card NUMBER --pin PIN --screenshots DIR
@@ -246,9 +246,25 @@ def run(args):
         terminal.driver.find_element(By.CSS_SELECTOR, "#sales-list form button").click()
         terminal.wait("the refund confirmation", lambda: "Refunded 2.50" in terminal.message())
         terminal.wait("the refund in the totals", lambda: "Refunds 2.50 DEMO-EUR" in terminal.el("totals").text)
-        terminal.shot("terminal-sales")
         wallet.click("refresh")
         wallet.wait("the refunded balance", lambda: balance(wallet) == "70.00 DEMO-EUR")
+
+        # Refunding again offers what is left of the sale, not the whole sale; once the rest
+        # is refunded the sale says so and offers no refund.
+        terminal.wait("the sale still refundable", lambda: len(terminal.driver.find_elements(By.CSS_SELECTOR, "#sales-list button.refund")) == 1)
+        terminal.driver.find_element(By.CSS_SELECTOR, "#sales-list button.refund").click()
+        amount = terminal.driver.find_element(By.CSS_SELECTOR, "#sales-list form input")
+        check(amount.get_attribute("value") == "10.00", "refund default after a partial refund: " + amount.get_attribute("value"))
+        terminal.driver.find_element(By.CSS_SELECTOR, "#sales-list form button").click()
+        terminal.wait("the second refund's confirmation", lambda: "Refunded 10.00" in terminal.message())
+        terminal.wait("the refunds in the totals", lambda: "Refunds 12.50 DEMO-EUR" in terminal.el("totals").text)
+        check(not terminal.driver.find_elements(By.CSS_SELECTOR, "#sales-list button.refund"),
+              "a sale refunded in full still offers a refund")
+        notes = [n.text for n in terminal.driver.find_elements(By.CSS_SELECTOR, "#sales-list .note.refunded")]
+        check(notes == ["Refunded in full"], "the refunded sale's note: %r" % notes)
+        terminal.shot("terminal-sales")
+        wallet.click("refresh")
+        wallet.wait("the balance refunded in full", lambda: balance(wallet) == "80.00 DEMO-EUR")
 
         # The same kind of sale through the https pay link (sent by message, say): the link
         # carries the signed code after '#', so the wallet checks the signature as for a scan.
@@ -267,7 +283,7 @@ def run(args):
         terminal.visible("paid")
         wallet.visible("receipt")
         wallet.driver.find_element(By.CSS_SELECTOR, "#receipt button.back").click()
-        wallet.wait("the balance after the pay link", lambda: balance(wallet) == "67.00 DEMO-EUR")
+        wallet.wait("the balance after the pay link", lambda: balance(wallet) == "77.00 DEMO-EUR")
 
         # The shop cancels a charge; the customer who scanned it can no longer pay it.
         terminal.click("tab-sale")
@@ -283,7 +299,7 @@ def run(args):
         wallet.driver.find_element(By.CSS_SELECTOR, "#paste-form button").click()
         wallet.wait("the cancelled message", lambda: "cancelled" in wallet.message())
         wallet.driver.find_element(By.CSS_SELECTOR, "#scan button.back").click()
-        wallet.wait("the balance untouched by the cancelled charge", lambda: balance(wallet) == "67.00 DEMO-EUR")
+        wallet.wait("the balance untouched by the cancelled charge", lambda: balance(wallet) == "77.00 DEMO-EUR")
 
         # A card sale in the programme's unit: a wrong PIN first, then the right one.
         terminal.click("tab-sale")

@@ -26,6 +26,7 @@ pub mod naive;
 mod postgres;
 pub mod programmes;
 pub use postgres::WRITER_APPLICATION_NAME;
+pub mod refunds;
 mod rows;
 pub mod scratch;
 pub mod service;

@@ -11,9 +11,12 @@
 //!
 //! Callers start every walk at a position the read model has already published, so a
 //! statement never shows an entry before the balances do.
+//!
+//! A page's payments into the account come with what is left to refund of each, from one
+//! more query ([`super::refunds`]), and its refunds with the payment each gives back.
 
 use foldhash::HashMap;
-use ledger::{AccountId, Amount, EntryId, EntryKind, Posting, UnitCode};
+use ledger::{AccountId, Amount, EntryId, EntryKind, Posting, Tags, UnitCode};
 use uuid::Uuid;
 
 use super::service::corrupt;
@@ -47,7 +50,8 @@ const CREATED_AT_SKEW_MS: i64 = 60_000;
 /// `$3` of them, with their postings that touch the account (newest first, then by posting
 /// index) and each entry's link to the account's previous entry. `union`, not `union all`: an
 /// entry with several postings touching the account yields one identical chain row for each,
-/// which must count once, or the walk would branch.
+/// which must count once, or the walk would branch. Tags come only with reversals, where
+/// they may name the payment refunded.
 const CHAIN_SQL: &str = "with recursive chain (position, prev, step) as ( \
          select p.entry_position, \
                 case when p.debit = $1 then p.prev_debit else p.prev_credit end, \
@@ -62,7 +66,8 @@ const CHAIN_SQL: &str = "with recursive chain (position, prev, step) as ( \
          where (p.debit = $1 or p.credit = $1) and c.step < $3 \
      ) \
      select c.prev, p.entry_position, p.unit, p.debit, p.credit, p.amount_minor, \
-            e.id, e.kind, e.created_at, e.memo \
+            e.id, e.kind, e.created_at, e.memo, \
+            case when e.kind = 'reversal' then e.tags end \
      from chain c \
      join entry e on e.position = c.position \
      join posting p on p.entry_position = c.position and (p.debit = $1 or p.credit = $1) \
@@ -80,6 +85,7 @@ type ChainRow = (
     String,
     i64,
     String,
+    Option<String>,
 );
 
 /// One line of a statement page.
@@ -89,6 +95,12 @@ pub struct StatementLine {
     pub item: HistoryItem,
     /// The entry's memo.
     pub memo: String,
+    /// On a refund (a reversal linked by `tags.reverses`): the payment it gives back. `None`
+    /// on every other entry, including a reversal without the link (an operator's correction).
+    pub reverses: Option<EntryId>,
+    /// On a payment the account received that can be refunded (one posting): what is left
+    /// to refund of it, in minor units, after the refunds published with the page.
+    pub refundable_minor: Option<i64>,
 }
 
 /// A page of a statement, newest first.
@@ -189,7 +201,42 @@ impl Database {
         } else {
             stopped_at
         };
+        if let Some(head) = head {
+            self.add_refundable(&mut lines, head).await?;
+        }
         Ok(StatementPage { lines, next_before })
+    }
+
+    /// Sets what is left to refund on the lines that are payments into the account, from
+    /// one query for the page (none without such lines). Refunds after `head`, the account's
+    /// latest published entry, are not counted: a refund debits the account it refunds
+    /// from, so the page shows every refund it counts.
+    async fn add_refundable(&self, lines: &mut [StatementLine], head: i64) -> Result<(), DbError> {
+        let received =
+            |line: &StatementLine| line.item.kind == EntryKind::Payment && line.item.delta > 0;
+        let payments: Vec<(i64, EntryId)> = lines
+            .iter()
+            .filter(|line| received(line))
+            .map(|line| (line.item.position, line.item.entry_id))
+            .collect();
+        if payments.is_empty() {
+            return Ok(());
+        }
+        let refunded = self.refunded(&payments, head).await?;
+        for line in lines.iter_mut().filter(|line| received(line)) {
+            let Some(facts) = refunded.get(&line.item.position) else {
+                return Err(corrupt(
+                    "entry",
+                    format!("entry {} of a statement is gone", line.item.position),
+                ));
+            };
+            // The Book never lets refunds add up to more than the payment; a stored journal
+            // that did would show nothing left rather than a negative amount.
+            line.refundable_minor = facts
+                .refundable
+                .then(|| line.item.delta.saturating_sub(facts.refunded_minor).max(0));
+        }
+        Ok(())
     }
 
     /// Where a walk for entries below `before` starts. A cursor is the last line of the
@@ -286,8 +333,19 @@ impl Database {
         let mut postings = Vec::new();
         let mut next = None;
         let mut rows = rows.into_iter().peekable();
-        while let Some((prev, position, unit, debit, credit, amount, id, kind, created_at, memo)) =
-            rows.next()
+        while let Some((
+            prev,
+            position,
+            unit,
+            debit,
+            credit,
+            amount,
+            id,
+            kind,
+            created_at,
+            memo,
+            tags,
+        )) = rows.next()
         {
             postings.push(posting(&unit, debit, credit, amount)?);
             if rows.peek().is_some_and(|row| row.1 == position) {
@@ -302,7 +360,16 @@ impl Database {
             }
             let item = statement_item(account, position, id, &kind, created_at, &postings)?;
             postings.clear();
-            lines.push(StatementLine { item, memo });
+            let reverses = match tags {
+                Some(tags) => reversed_payment(&tags)?,
+                None => None,
+            };
+            lines.push(StatementLine {
+                item,
+                memo,
+                reverses,
+                refundable_minor: None,
+            });
             next = prev;
         }
         Ok(Chunk { lines, next })
@@ -316,6 +383,12 @@ fn posting(unit: &str, debit: Uuid, credit: Uuid, amount: i64) -> Result<Posting
         credit: AccountId(credit),
         amount: Amount::from_minor(amount).map_err(|e| corrupt("posting", e))?,
     })
+}
+
+/// The payment a reversal's stored tags name, if any.
+fn reversed_payment(tags: &str) -> Result<Option<EntryId>, DbError> {
+    let tags: Tags = serde_json::from_str(tags).map_err(|e| corrupt("entry", e))?;
+    Ok(tags.reverses)
 }
 
 /// The item for `account` from its postings in one entry, checked as it is read.

@@ -302,7 +302,10 @@ fn decode_cursor(text: &str) -> Result<i64, Problem> {
         (status = 200, description = "A page of the statement, newest first, with next_cursor. \
             A filter that matches rarely is searched through a bounded stretch of history per \
             request, so a page may hold fewer items than the limit, or none, while next_cursor \
-            is set: follow next_cursor until it is null."),
+            is set: follow next_cursor until it is null. Each payment the account received \
+            that can be refunded says what is left to refund of it (refundable_minor), and \
+            each refund names its payment (reverses).",
+            body = super::openapi::HistoryPageDoc),
         (status = 404, description = "No such account, or not visible to this caller"),
     ),
     security(("bearer" = []))
@@ -349,7 +352,7 @@ pub(super) async fn history(
     let items: Vec<Value> = page
         .lines
         .iter()
-        .map(|line| render::history_item(&line.item, scale, Some(&line.memo)))
+        .map(|line| render::history_item(line, scale))
         .collect();
     // Set on a full page, and on one cut short (even empty) where a filter that matches
     // rarely used up the walk's budget: the client follows it either way.

@@ -37,6 +37,49 @@ pub struct SignedIntentDoc {
     signature: String,
 }
 
+/// A page of an account's statement (`GET /v1/accounts/{id}/entries`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes responses; never built
+pub struct HistoryPageDoc {
+    /// The entries, newest first.
+    items: Vec<HistoryItemDoc>,
+    /// Pass as `cursor` for the next page; null when there is nothing more.
+    next_cursor: Option<String>,
+}
+
+/// One entry as seen from the account.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes responses; never built
+pub struct HistoryItemDoc {
+    /// The entry's id.
+    entry_id: String,
+    /// Its commit position.
+    position: i64,
+    /// When it was committed, ms since the epoch.
+    created_at_ms: i64,
+    /// `payment`, `reversal`, `issue`, ….
+    kind: String,
+    /// The account's net change in minor units: negative when it paid.
+    amount_minor: i64,
+    /// The same in the unit's decimals.
+    amount: String,
+    /// The accounts on the other side.
+    counterparties: Vec<String>,
+    /// The entry's memo.
+    memo: String,
+    /// On a payment the account received, if it can be refunded (a payment of one posting,
+    /// as every `payment` intent makes): what is still left to refund of it, in minor units,
+    /// that is the payment less the refunds linked to it (`tags.reverses`) so far, however
+    /// old the payment; 0 once it is refunded in full. Null on every other line. A `refund`
+    /// intent for more is refused with `/problems/refund-exceeds-payment`.
+    refundable_minor: Option<i64>,
+    /// `refundable_minor` in the unit's decimals.
+    refundable: Option<String>,
+    /// On a refund (a `reversal` linked to its payment): the payment's entry id. Null on
+    /// every other line, including a reversal without the link (an operator's correction).
+    reverses: Option<String>,
+}
+
 struct BearerAuth;
 
 /// Answers every route can give, added to each operation that does not list them already:
@@ -204,7 +247,7 @@ impl Modify for BearerAuth {
         super::sessions::login,
         super::me::me,
     ),
-    components(schemas(ProblemDoc, SignedIntentDoc)),
+    components(schemas(ProblemDoc, SignedIntentDoc, HistoryPageDoc, HistoryItemDoc)),
     modifiers(&BearerAuth, &CommonResponses),
 )]
 struct ApiDoc;

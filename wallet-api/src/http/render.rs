@@ -7,7 +7,7 @@ use ledger::{Balance, EntryId, Posting, Unit};
 use serde_json::{Value, json};
 
 use crate::db::service::{EntryRecord, Participant, PaymentRequest};
-use crate::history::HistoryItem;
+use crate::db::statement::StatementLine;
 use crate::view::{AccountView, ViewState};
 
 /// The decimal form of a signed minor amount.
@@ -49,8 +49,10 @@ pub fn account(a: &AccountView, view: &ViewState) -> Value {
     })
 }
 
-/// One line of an account's statement. `memo` comes from storage when it was fetched.
-pub fn history_item(item: &HistoryItem, scale: u8, memo: Option<&str>) -> Value {
+/// One line of an account's statement. `refundable_minor` is set on a payment the account
+/// received that can be refunded, `reverses` on a refund; both are null elsewhere.
+pub fn history_item(line: &StatementLine, scale: u8) -> Value {
+    let item = &line.item;
     json!({
         "entry_id": item.entry_id,
         "position": item.position,
@@ -59,7 +61,10 @@ pub fn history_item(item: &HistoryItem, scale: u8, memo: Option<&str>) -> Value 
         "amount_minor": item.delta,
         "amount": decimal(item.delta, scale),
         "counterparties": item.counterparty.accounts(),
-        "memo": memo,
+        "memo": line.memo,
+        "refundable_minor": line.refundable_minor,
+        "refundable": line.refundable_minor.map(|minor| decimal(minor, scale)),
+        "reverses": line.reverses,
     })
 }
 

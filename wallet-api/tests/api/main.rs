@@ -9,6 +9,7 @@ mod support;
 
 mod activation;
 mod cards;
+mod history;
 mod requests;
 
 use std::sync::Arc;
@@ -38,7 +39,11 @@ async fn api_at(now_ms: i64) -> Api {
 }
 
 async fn api_with(now_ms: i64, config: ApiConfig) -> Api {
-    let test_db = TestDb::sqlite();
+    api_on(TestDb::sqlite(), now_ms, config).await
+}
+
+/// [`api_with`] on the database `test_db`.
+async fn api_on(test_db: TestDb, now_ms: i64, config: ApiConfig) -> Api {
     let db = test_db.open().await;
     let (committer, task) = start(&db).await;
     let scheme = Scheme::new();
