@@ -327,7 +327,6 @@ async fn many_concurrent_submitters_all_commit_and_reload_identically() {
 /// lease and reloads; a retry of the same intent then commits exactly once.
 #[tokio::test]
 async fn the_writer_recovers_after_losing_its_connection_and_retries_apply_once() {
-    use sqlx::Executor as _;
     let Some(test_db) = TestDb::postgres().await else {
         return;
     };
@@ -343,13 +342,7 @@ async fn the_writer_recovers_after_losing_its_connection_and_retries_apply_once(
     let wallet_api::Database::Postgres { pool, .. } = &db else {
         unreachable!()
     };
-    let terminate = format!(
-        // Only this test's database: tests run in parallel, each on its own database.
-        "select pg_terminate_backend(pid) from pg_stat_activity \
-         where application_name = '{}' and datname = current_database()",
-        wallet_api::db::WRITER_APPLICATION_NAME
-    );
-    pool.execute(terminate.as_str()).await.unwrap();
+    cut_writer_connection(pool).await;
 
     let payment = scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 10_00);
     let mut attempts = 0;
@@ -390,6 +383,7 @@ async fn the_writer_recovers_after_losing_its_connection_and_retries_apply_once(
 async fn cut_writer_connection(pool: &sqlx::PgPool) {
     use sqlx::Executor as _;
     let terminate = format!(
+        // Only this test's database: tests run in parallel, each on its own database.
         "select pg_terminate_backend(pid) from pg_stat_activity \
          where application_name = '{}' and datname = current_database()",
         wallet_api::db::WRITER_APPLICATION_NAME
@@ -411,6 +405,50 @@ async fn drop_last_entry(pool: &sqlx::PgPool) {
     )
     .await
     .unwrap();
+}
+
+/// A writer cut off from its database right after a payment was acknowledged, the database
+/// now lacking that payment (as a server that never received it would).
+struct CutOff {
+    _test_db: TestDb,
+    db: wallet_api::Database,
+    scheme: Scheme,
+    committer: Committer,
+    task: wallet_api::CommitterTask,
+    /// The payment acknowledged and then lost.
+    ours: wallet_api::Committed,
+}
+
+impl CutOff {
+    /// `None` without PostgreSQL (the tests need to cut a connection).
+    async fn after_a_payment() -> Option<Self> {
+        let test_db = TestDb::postgres().await?;
+        let db = test_db.open().await;
+        let scheme = Scheme::new();
+        let (committer, task) = start(&db).await;
+        scheme.register(&committer).await;
+        committer
+            .submit(&scheme.issue(scheme.alice, 100_00))
+            .await
+            .unwrap();
+        let ours = committer
+            .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 10_00))
+            .await
+            .unwrap();
+        let wallet_api::Database::Postgres { pool, .. } = &db else {
+            unreachable!()
+        };
+        drop_last_entry(pool).await;
+        cut_writer_connection(pool).await;
+        Some(Self {
+            _test_db: test_db,
+            db,
+            scheme,
+            committer,
+            task,
+            ours,
+        })
+    }
 }
 
 /// Submits until the writer has noticed its lost connection and tried to recover: the first
@@ -439,27 +477,16 @@ async fn submit_after_reconnection(
 /// without them; a new process started on purpose accepts the database as it is.
 #[tokio::test]
 async fn the_writer_refuses_a_database_that_lacks_entries_it_acknowledged() {
-    let Some(test_db) = TestDb::postgres().await else {
+    let Some(cut) = CutOff::after_a_payment().await else {
         return;
     };
-    let db = test_db.open().await;
-    let scheme = Scheme::new();
-    let (committer, task) = start(&db).await;
-    scheme.register(&committer).await;
-    committer
-        .submit(&scheme.issue(scheme.alice, 100_00))
-        .await
-        .unwrap();
-    committer
-        .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 10_00))
-        .await
-        .unwrap();
-    let wallet_api::Database::Postgres { pool, .. } = &db else {
-        unreachable!()
-    };
-    // The server now reached never received the acknowledged payment.
-    drop_last_entry(pool).await;
-    cut_writer_connection(pool).await;
+    let CutOff {
+        db,
+        scheme,
+        committer,
+        task,
+        ..
+    } = cut;
 
     let next = scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 5_00);
     for attempt in 0..2 {
@@ -489,26 +516,17 @@ async fn the_writer_refuses_a_database_that_lacks_entries_it_acknowledged() {
 /// there, the writer finds another entry where it acknowledged its own, and refuses.
 #[tokio::test]
 async fn the_writer_refuses_a_database_whose_history_forked_from_what_it_acknowledged() {
-    let Some(test_db) = TestDb::postgres().await else {
+    let Some(cut) = CutOff::after_a_payment().await else {
         return;
     };
-    let db = test_db.open().await;
-    let scheme = Scheme::new();
-    let (committer, task) = start(&db).await;
-    scheme.register(&committer).await;
-    committer
-        .submit(&scheme.issue(scheme.alice, 100_00))
-        .await
-        .unwrap();
-    let ours = committer
-        .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 10_00))
-        .await
-        .unwrap();
-    let wallet_api::Database::Postgres { pool, .. } = &db else {
-        unreachable!()
-    };
-    drop_last_entry(pool).await;
-    cut_writer_connection(pool).await;
+    let CutOff {
+        db,
+        scheme,
+        committer,
+        task,
+        ours,
+        ..
+    } = cut;
     // The other process writes its own payment in the same place of the chain.
     let (other, other_task) = start(&db).await;
     let theirs = other
