@@ -18,7 +18,8 @@ use wallet_api::db::service::{Participant, Remembered};
 use wallet_api::http::limits::ApiConfig;
 use wallet_api::http::{AppState, key_proof_bytes, router};
 use wallet_api::programme::{
-    AmountRule, CardSettings, HouseholdInput, NewProgramme, ProgrammeRules, Programmes, Schedule,
+    AmountRule, CardSettings, HouseholdInput, NewProgramme, Programme, ProgrammeRules, Programmes,
+    Schedule,
 };
 use wallet_api::{Committer, CommitterTask, Database, ManualClock};
 
@@ -373,17 +374,25 @@ async fn two_parallel_uses_of_one_code_register_exactly_one_key() {
     }
 }
 
-/// A programme on its own unit with one enrolled household; returns the household's account.
-async fn programme_household(env: &Env) -> AccountId {
+/// A programme on its own unit (`SEV-EUR`, a 2-place voucher) that pays 100.00 to its one
+/// enrolled household (`SEV-00001`, in Triana), with the given schedule and daily cap. The
+/// lost-card tests (`cards.rs`) build on it too.
+pub(super) async fn one_household_programme(
+    db: &Database,
+    committer: &Committer,
+    clock: &Arc<ManualClock>,
+    schedule: Schedule,
+    daily_cap_minor: Option<i64>,
+) -> (Programmes, Programme) {
     let unit = UnitCode::new("SEV-EUR").unwrap();
-    env.committer
+    committer
         .add_unit(Unit::new(unit, "Sevilla voucher", 2, UnitKind::Voucher, Some("EUR")).unwrap())
         .await
         .unwrap();
     let programmes = Programmes::new(
-        env.db.clone(),
-        env.committer.clone(),
-        env.clock.clone(),
+        db.clone(),
+        committer.clone(),
+        clock.clone(),
         ServerSecret::from_bytes(std::array::from_fn(|i| i as u8 ^ 0x5a)).unwrap(),
         CardSettings {
             prefix: CardPrefix::parse("990001").unwrap(),
@@ -396,7 +405,7 @@ async fn programme_household(env: &Env) -> AccountId {
             name: "Ingreso mínimo".into(),
             unit,
             budget_minor: 1_000_00,
-            schedule: Schedule::OneOff,
+            schedule,
             areas: vec!["Triana".into()],
             languages: vec!["es".into()],
             rules: ProgrammeRules {
@@ -406,7 +415,7 @@ async fn programme_household(env: &Env) -> AccountId {
                     cap_minor: None,
                 },
                 allowed_categories: None,
-                daily_cap_minor: None,
+                daily_cap_minor,
                 monthly_cap_minor: None,
                 expiry_days: None,
                 redemption_fee_basis_points: None,
@@ -428,6 +437,13 @@ async fn programme_household(env: &Env) -> AccountId {
         .enrol(programme.id, vec![household])
         .await
         .unwrap();
+    (programmes, programme)
+}
+
+/// [`one_household_programme`], paying once; returns the household's account.
+async fn programme_household(env: &Env) -> AccountId {
+    let (_, programme) =
+        one_household_programme(&env.db, &env.committer, &env.clock, Schedule::OneOff, None).await;
     env.db.households(programme.id).await.unwrap()[0].account
 }
 

@@ -7,23 +7,17 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use ed25519_dalek::SigningKey;
-use ledger::{
-    AccountId, Action, Amount, EntryId, IntentId, ParticipantId, PublicKey, Unit, UnitCode,
-    UnitKind,
-};
+use ledger::{AccountId, Action, Amount, EntryId, IntentId, ParticipantId, PublicKey, UnitCode};
 use serde_json::{Value, json};
 use wallet_api::auth::Role;
-use wallet_api::cards::{CardPrefix, KdfParams, ServerSecret};
 use wallet_api::db::service::Participant;
 use wallet_api::http::limits::ApiConfig;
 use wallet_api::http::{AppState, router};
+use wallet_api::programme::Schedule;
 use wallet_api::programme::disburse::{RunKind, RunOptions};
-use wallet_api::programme::{
-    AmountRule, CardSettings, HouseholdInput, NewProgramme, ProgrammeRules, Programmes, Schedule,
-};
 use wallet_api::{Committer, CommitterTask, ManualClock};
 
-use super::activation::{Reply, request, send};
+use super::activation::{Reply, one_household_programme, request, send};
 use super::assert_problem;
 use super::support::*;
 
@@ -52,59 +46,15 @@ async fn env(test_db: TestDb) -> Env {
     let db = test_db.open().await;
     let clock = Arc::new(ManualClock::new(NOW_MS));
     let (committer, task) = start_on(&db, &clock).await;
-    let unit = UnitCode::new("SEV-EUR").unwrap();
-    committer
-        .add_unit(Unit::new(unit, "Sevilla voucher", 2, UnitKind::Voucher, Some("EUR")).unwrap())
-        .await
-        .unwrap();
-    let programmes = Programmes::new(
-        db.clone(),
-        committer.clone(),
-        clock.clone(),
-        ServerSecret::from_bytes(std::array::from_fn(|i| i as u8 ^ 0x3c)).unwrap(),
-        CardSettings {
-            prefix: CardPrefix::parse("990001").unwrap(),
-            kdf: KdfParams::for_tests(),
-            lock_after: 3,
-        },
-    );
-    let (programme, _) = programmes
-        .create(NewProgramme {
-            name: "Ingreso mínimo".into(),
-            unit,
-            budget_minor: 1_000_00,
-            schedule: Schedule::Monthly { day: 5 },
-            areas: vec!["Triana".into()],
-            languages: vec!["es".into()],
-            rules: ProgrammeRules {
-                amount: AmountRule {
-                    base_minor: 100_00,
-                    per_dependent_minor: 0,
-                    cap_minor: None,
-                },
-                allowed_categories: None,
-                daily_cap_minor: Some(50_00),
-                monthly_cap_minor: None,
-                expiry_days: None,
-                redemption_fee_basis_points: None,
-            },
-            fee_account: None,
-            debtor: None,
-        })
-        .await
-        .unwrap();
-    let household = HouseholdInput {
-        reference: "SEV-00001".into(),
-        name: "Familia Uno".into(),
-        dependents: 0,
-        area: "Triana".into(),
-        phone: None,
-        language: "es".into(),
-    };
-    programmes
-        .enrol(programme.id, vec![household])
-        .await
-        .unwrap();
+    let (programmes, programme) = one_household_programme(
+        &db,
+        &committer,
+        &clock,
+        Schedule::Monthly { day: 5 },
+        Some(50_00),
+    )
+    .await;
+    let unit = programme.unit;
     programmes
         .execute_run(
             programme.id,
