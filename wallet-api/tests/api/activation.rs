@@ -47,10 +47,7 @@ async fn env(test_db: TestDb, config: ApiConfig) -> Env {
     let (committer, task) = start_on(&db, &clock).await;
     let scheme = Scheme::new();
     scheme.register(&committer).await;
-    committer
-        .submit(&scheme.issue(scheme.alice, 100_00))
-        .await
-        .unwrap();
+    scheme.fund(&committer, scheme.alice, 100_00).await;
     let state = AppState::new(
         db.clone(),
         committer.clone(),

@@ -48,10 +48,7 @@ async fn api_on(test_db: TestDb, now_ms: i64, config: ApiConfig) -> Api {
     let (committer, task) = start(&db).await;
     let scheme = Scheme::new();
     scheme.register(&committer).await;
-    committer
-        .submit(&scheme.issue(scheme.alice, 100_00))
-        .await
-        .unwrap();
+    scheme.fund(&committer, scheme.alice, 100_00).await;
     let state = AppState::new(
         db.clone(),
         committer.clone(),

@@ -78,10 +78,7 @@ async fn env(test_db: TestDb) -> Env {
             .unwrap();
     let scheme = Scheme::new();
     scheme.register(&committer).await;
-    committer
-        .submit(&scheme.issue(scheme.alice, 100_00))
-        .await
-        .unwrap();
+    scheme.fund(&committer, scheme.alice, 100_00).await;
     let (shop_owner, other_owner, person) = (
         ParticipantId::new(),
         ParticipantId::new(),

@@ -39,10 +39,7 @@ async fn an_old_intent_is_answered_from_storage_and_never_applied_twice() {
         let scheme = Scheme::new();
         let (committer, task, clock) = forgetful(&db).await;
         scheme.register(&committer).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 50_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 50_00).await;
         let id = IntentId::new();
         let payment = sign_with_id(
             &scheme.alice_key,
@@ -106,10 +103,7 @@ async fn a_forgotten_payment_is_refunded_from_storage_within_what_is_left() {
         let scheme = Scheme::new();
         let (committer, task, clock) = forgetful(&db).await;
         scheme.register(&committer).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 50_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 50_00).await;
         let sale = committer
             .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 10_00))
             .await
@@ -168,10 +162,7 @@ async fn a_load_forgets_as_it_goes_and_ends_as_a_full_one() {
         let scheme = Scheme::new();
         let (committer, task) = start(&db).await;
         scheme.register(&committer).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 100_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 100_00).await;
         let mut paid = Vec::new();
         for _ in 0..40 {
             let payment = scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 1_00);

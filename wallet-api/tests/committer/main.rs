@@ -22,10 +22,7 @@ async fn payments_commit_and_survive_a_restart() {
         let scheme = Scheme::new();
         let (committer, task) = start(&db).await;
         scheme.register(&committer).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 150_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 150_00).await;
         let paid = committer
             .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 12_50))
             .await
@@ -64,14 +61,8 @@ async fn a_refused_entry_is_refused_alone_and_the_rest_of_its_batch_commits() {
         };
         let (committer, task) = start_with(&db, config).await;
         scheme.register(&committer).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 100_00))
-            .await
-            .unwrap();
-        committer
-            .submit(&scheme.issue(scheme.bob, 2_000_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 100_00).await;
+        scheme.fund(&committer, scheme.bob, 2_000_00).await;
         committer
             .set_status(scheme.bob, AccountStatus::Frozen)
             .await
@@ -172,10 +163,9 @@ async fn over_the_merchants_ceiling_is_refused() {
     let scheme = Scheme::new();
     let (committer, task) = start(&db).await;
     scheme.register(&committer).await;
-    committer
-        .submit(&scheme.issue(scheme.alice, SHOP_CEILING + 1))
-        .await
-        .unwrap();
+    scheme
+        .fund(&committer, scheme.alice, SHOP_CEILING + 1)
+        .await;
     let result = committer
         .submit(&scheme.pay(
             &scheme.alice_key,
@@ -201,10 +191,7 @@ async fn a_replayed_intent_returns_its_original_result_even_after_a_restart() {
         let scheme = Scheme::new();
         let (committer, task) = start(&db).await;
         scheme.register(&committer).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 50_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 50_00).await;
         let payment = scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 5_00);
         let first = committer.submit(&payment).await.unwrap();
         let again = committer.submit(&payment).await.unwrap();
@@ -228,10 +215,7 @@ async fn an_intent_id_reused_for_different_content_is_a_conflict() {
     let scheme = Scheme::new();
     let (committer, task) = start(&db).await;
     scheme.register(&committer).await;
-    committer
-        .submit(&scheme.issue(scheme.alice, 50_00))
-        .await
-        .unwrap();
+    scheme.fund(&committer, scheme.alice, 50_00).await;
     let id = IntentId::new();
     committer
         .submit(&sign_with_id(
@@ -285,10 +269,7 @@ async fn many_concurrent_submitters_all_commit_and_reload_identically() {
         let scheme = std::sync::Arc::new(Scheme::new());
         let (committer, task) = start(&db).await;
         scheme.register(&committer).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 10_000_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 10_000_00).await;
         let tasks: Vec<_> = (0..50)
             .map(|_| {
                 let (committer, scheme) = (committer.clone(), scheme.clone());
@@ -334,10 +315,7 @@ async fn the_writer_recovers_after_losing_its_connection_and_retries_apply_once(
     let scheme = Scheme::new();
     let (committer, task) = start(&db).await;
     scheme.register(&committer).await;
-    committer
-        .submit(&scheme.issue(scheme.alice, 100_00))
-        .await
-        .unwrap();
+    scheme.fund(&committer, scheme.alice, 100_00).await;
 
     let wallet_api::Database::Postgres { pool, .. } = &db else {
         unreachable!()
@@ -427,10 +405,7 @@ impl CutOff {
         let scheme = Scheme::new();
         let (committer, task) = start(&db).await;
         scheme.register(&committer).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 100_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 100_00).await;
         let ours = committer
             .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 10_00))
             .await
@@ -688,10 +663,7 @@ async fn the_writer_orders_cancellations_and_deadlines_with_payments() {
         let (committer, task) = start_on(&db, &clock).await;
         let scheme = Scheme::new();
         scheme.register(&committer).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 100_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 100_00).await;
         let deadline = NOW_MS + 60_000;
 
         // Closed first: a payment staged afterwards is refused, however it was checked.
@@ -766,10 +738,7 @@ async fn a_cancel_racing_payments_either_wins_or_names_the_one_payment() {
         let (committer, task) = start(&db).await;
         let scheme = Scheme::new();
         scheme.register(&committer).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 100_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 100_00).await;
         let (mut closed, mut lost) = (0, 0);
         for round in 0..20 {
             let request = PaymentRequestId::new();
@@ -848,10 +817,7 @@ async fn a_restart_loads_only_the_paid_requests_still_payable() {
         let (committer, task) = start_on(&db, &clock).await;
         let scheme = Scheme::new();
         scheme.register(&committer).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 100_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 100_00).await;
         let (minute, hour) = (NOW_MS + 60_000, NOW_MS + 3_600_000);
         let short = stored_request(&db, &scheme, minute).await;
         let long = stored_request(&db, &scheme, hour).await;

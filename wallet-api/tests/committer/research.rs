@@ -21,10 +21,7 @@ async fn refunds_are_netted_into_their_payments() {
     for test_db in TestDb::all().await {
         let label = test_db.label;
         let (db, scheme, committer, task) = started(&test_db).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 100_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 100_00).await;
         let pay = |minor| scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, minor);
         let given_back = committer.submit(&pay(10_00)).await.unwrap().entry_id;
         let partly = committer.submit(&pay(20_00)).await.unwrap().entry_id;

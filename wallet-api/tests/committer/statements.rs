@@ -128,10 +128,7 @@ async fn statement_pages_are_exactly_every_entry_filtered_newest_first() {
         let (committer, task) = start_on(&db, &clock).await;
         scheme.register(&committer).await;
         for household in [scheme.alice, scheme.bob] {
-            committer
-                .submit(&scheme.issue(household, 500_00))
-                .await
-                .unwrap();
+            scheme.fund(&committer, household, 500_00).await;
         }
         random_activity(&committer, &scheme, &clock, 150).await;
         let last = committer.view().read().last_position();
@@ -254,14 +251,8 @@ async fn the_migrations_backfill_links_stored_rows_exactly_as_the_writer_does() 
         let clock = Arc::new(ManualClock::new(NOW_MS));
         let (committer, task) = start_on(&db, &clock).await;
         scheme.register(&committer).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 500_00))
-            .await
-            .unwrap();
-        committer
-            .submit(&scheme.issue(scheme.bob, 500_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 500_00).await;
+        scheme.fund(&committer, scheme.bob, 500_00).await;
         random_activity(&committer, &scheme, &clock, 40).await;
         stop(committer, task).await;
         // After a restart the writer links from the heads its load rebuilt.
@@ -299,14 +290,8 @@ async fn the_migrations_backfill_links_stored_rows_exactly_as_the_writer_does() 
 async fn an_entry_touching_an_account_twice_is_one_line_and_its_chain_goes_on() {
     for test_db in TestDb::all().await {
         let (db, scheme, committer, task) = started(&test_db).await;
-        committer
-            .submit(&scheme.issue(scheme.alice, 100_00))
-            .await
-            .unwrap();
-        committer
-            .submit(&scheme.issue(scheme.bob, 100_00))
-            .await
-            .unwrap();
+        scheme.fund(&committer, scheme.alice, 100_00).await;
+        scheme.fund(&committer, scheme.bob, 100_00).await;
         let before_split = committer.view().read().last_position();
         let alice_issue = before_split - 1;
         // Alice pays the shop and Bob in one entry: two postings debit her.

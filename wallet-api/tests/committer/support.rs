@@ -181,6 +181,11 @@ impl Scheme {
         )
     }
 
+    /// Issues `minor` to `to` through `committer` and waits until it is committed.
+    pub async fn fund(&self, committer: &Committer, to: AccountId, minor: i64) {
+        committer.submit(&self.issue(to, minor)).await.unwrap();
+    }
+
     pub fn pay(
         &self,
         payer: &SigningKey,

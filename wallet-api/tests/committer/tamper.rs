@@ -10,10 +10,7 @@ use crate::support::*;
 
 async fn ledger_with_payments(test_db: &TestDb) -> (Database, Scheme) {
     let (db, scheme, committer, task) = started(test_db).await;
-    committer
-        .submit(&scheme.issue(scheme.alice, 100_00))
-        .await
-        .unwrap();
+    scheme.fund(&committer, scheme.alice, 100_00).await;
     for _ in 0..3 {
         committer
             .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 10_00))
