@@ -1302,9 +1302,8 @@ fn load_options(
     window: Duration,
     acknowledged: BTreeMap<UnitCode, ChainHead>,
 ) -> LoadOptions {
-    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
     LoadOptions {
-        forget_before_ms: Some(now_ms.saturating_sub(window_ms)),
+        forget_before_ms: Some(forget_before_ms(now_ms, window)),
         acknowledged,
         ..LoadOptions::at(now_ms)
     }
@@ -1313,8 +1312,13 @@ fn load_options(
 /// Lets the Book forget intents and payments older than `window` before `now_ms` (see
 /// [`CommitterConfig::remember_for`]); returns how many intents it let go.
 fn forget_old(book: &mut Book, now_ms: i64, window: Duration) -> usize {
+    book.forget_before(forget_before_ms(now_ms, window))
+}
+
+/// The entry time (ms) before which the Book forgets: `window` before `now_ms`.
+fn forget_before_ms(now_ms: i64, window: Duration) -> i64 {
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    book.forget_before(now_ms.saturating_sub(window_ms))
+    now_ms.saturating_sub(window_ms)
 }
 
 /// After a load: forgets what is older than the window, gives the memory back and says how

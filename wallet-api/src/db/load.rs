@@ -132,12 +132,14 @@ pub(super) async fn load(
             if !acknowledged.is_empty() {
                 holds_acknowledged(acknowledged, &own)?;
             }
+            let mut remembered = book.remembered_intents().0;
             if let Some(before) = forget_before_ms
-                && book.remembered_intents().0 >= forget_every
+                && remembered >= forget_every
             {
                 book.forget_before(before);
+                remembered = book.remembered_intents().0;
             }
-            peak_remembered = peak_remembered.max(book.remembered_intents().0);
+            peak_remembered = peak_remembered.max(remembered);
             let request = take_request_paid_at(&mut paid, position);
             view.record(position, &entry, request);
             // The links statements walk are checked like the hash chain: a row without them
