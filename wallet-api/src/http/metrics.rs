@@ -211,6 +211,16 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         "coledger_committer_batch_size_sum {}\ncoledger_committer_batch_size_count {cumulative}",
         stats.entries.load(Ordering::Relaxed)
     );
+    // A summary without quantiles: the mean is sum over count, and a rising mean at a
+    // steady batch size is storage slowing down (disk, checkpoints, lock waits).
+    let _ = writeln!(
+        out,
+        "# HELP coledger_committer_write_seconds Time writing each committed batch to storage, commit included.\n\
+         # TYPE coledger_committer_write_seconds summary\n\
+         coledger_committer_write_seconds_sum {}\ncoledger_committer_write_seconds_count {}",
+        stats.write_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        stats.batches.load(Ordering::Relaxed)
+    );
     let mut response = out.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -880,6 +880,16 @@ async fn metrics_count_requests_by_route_and_show_the_committer() {
         text.contains("coledger_committer_batch_size_bucket{le=\"1\"}"),
         "{text}"
     );
+    let sample = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert!(
+        sample("coledger_committer_write_seconds_count") >= 1.0
+            && sample("coledger_committer_write_seconds_sum") > 0.0,
+        "the committed payment's batch was timed: {text}"
+    );
     let response = api
         .app
         .clone()
