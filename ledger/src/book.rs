@@ -908,9 +908,11 @@ impl Book {
             return Ok(());
         };
         let scale = self.unit(unit).map_or(0, Unit::scale);
+        // A card replaced and then freed again still spends from its household's window,
+        // which moved on to the card that replaced it.
         let (day, month) = self
             .spent
-            .get(&holder)
+            .get(&self.current_card(holder))
             .copied()
             .unwrap_or_default()
             .after(at, amount);
@@ -1037,8 +1039,9 @@ impl Book {
                 .get(&IdKey(posting.debit))
                 .is_some_and(|&s| self.hot[s as usize].kind == AccountKind::Holder);
             if is_holder {
+                let card = self.current_card(posting.debit);
                 self.spent
-                    .entry(posting.debit)
+                    .entry(card)
                     .or_default()
                     .record(entry.created_at(), posting.amount.minor());
             }
@@ -1964,6 +1967,74 @@ mod tests {
                 DAY + 1,
             );
             assert_eq!(rule_of(p.f.book.apply(&over)), SpendingRule::DailyCap);
+        }
+
+        #[test]
+        fn a_replaced_card_that_pays_again_spends_from_the_households_window() {
+            // Caps: 30.00 a day. The old card pays 25.00 and is replaced, keeping 5.00 (say it
+            // was found and unfrozen); the new card pays 4.00. The household has 1.00 left
+            // today, whichever card pays it, not 30.00 more on the old card.
+            let stream = |unit, alice, bob, shop| {
+                let pay = |key, from, minor| {
+                    entry_at(
+                        EntryKind::Payment,
+                        key,
+                        &[(unit, from, shop, minor)],
+                        DAY + 1,
+                    )
+                };
+                let moved = entry_at(
+                    EntryKind::CardReplacement,
+                    PROGRAMME,
+                    &[(unit, alice, bob, 2_000)],
+                    DAY,
+                );
+                [
+                    entry_at(
+                        EntryKind::Payment,
+                        ALICE,
+                        &[(unit, alice, shop, 2_500)],
+                        DAY,
+                    ),
+                    moved,
+                    pay(BOB, bob, 400),
+                    pay(ALICE, alice, 100),
+                ]
+            };
+            let mut p = programme(vec![rules(0)]);
+            let (unit, alice, shop, bob) = (p.f.unit, p.f.alice, p.f.shop, p.bob);
+            let entries = stream(unit, alice, bob, shop);
+            for e in &entries {
+                p.f.book.apply(e).unwrap();
+            }
+            let one =
+                |key, from| entry_at(EntryKind::Payment, key, &[(unit, from, shop, 1)], DAY + 2);
+            assert_eq!(
+                rule_of(p.f.book.apply(&one(ALICE, alice))),
+                SpendingRule::DailyCap,
+                "the old card spends from the household's day"
+            );
+            assert_eq!(
+                rule_of(p.f.book.apply(&one(BOB, bob))),
+                SpendingRule::DailyCap,
+                "the old card's payment counts on the new card's day"
+            );
+            // Replaying the stream rebuilds the same window.
+            let mut replayed = programme(vec![rules(0)]);
+            let (alice, bob, shop) = (replayed.f.alice, replayed.bob, replayed.f.shop);
+            for e in stream(unit, alice, bob, shop) {
+                replayed.f.book.replay(&e).unwrap();
+            }
+            let one =
+                |key, from| entry_at(EntryKind::Payment, key, &[(unit, from, shop, 1)], DAY + 2);
+            assert_eq!(
+                rule_of(replayed.f.book.apply(&one(ALICE, alice))),
+                SpendingRule::DailyCap
+            );
+            assert_eq!(
+                rule_of(replayed.f.book.apply(&one(BOB, bob))),
+                SpendingRule::DailyCap
+            );
         }
 
         #[test]
