@@ -3,7 +3,7 @@
 // and PIN instead, list today's sales and refund one.
 
 import {
-  ApiError, api, cameraScanAvailable, ed25519Available, formatMinor, generateKey, keyProof,
+  ApiError, api, cameraScanAvailable, ed25519Available, formatMinor, generateKey, intentId, keyProof,
   languagePicker, loadKey, outcomeUnknown, parseMinor, problemText, publicKeyText, saveKey, say,
   scanQr, show, sign, signedIntent, t,
 } from "./common.js";
@@ -174,7 +174,7 @@ async function charge() {
     });
     const payload = finish(part, await sign(state.key.pair, signedBytes(part)));
     state.request = { ...request, payload };
-    state.cardIntent = crypto.randomUUID();
+    state.cardIntent = intentId();
     $("request-amount").textContent = `${amount} ${state.unit.code}`;
     $("qr").src = `/qr.svg?data=${encodeURIComponent(payload)}`;
     $("payload").value = payload;

@@ -7,7 +7,7 @@ import { test } from "node:test";
 
 const root = process.argv[2] || process.cwd();
 const web = `${root}/merchant-terminal/web`;
-const { canonical, formatMinor, parseMinor, base64url, fromBase64url, utf8 } = await import(`${web}/common.js`);
+const { canonical, formatMinor, parseMinor, base64url, fromBase64url, utf8, intentId } = await import(`${web}/common.js`);
 const emv = await import(`${web}/emv.js`);
 
 /** An Ed25519 key from a 32-byte seed (PKCS #8 wrapping), as WebCrypto imports it. */
@@ -34,6 +34,17 @@ test("canonical JSON refuses what intents may not hold", () => {
   assert.throws(() => canonical({ amount_minor: 12.5 }));
   assert.throws(() => canonical({ amount_minor: 2 ** 53 }));
   assert.equal(canonical({ b: 1, a: [true, null, "é\u2028"], undefinedIsLeftOut: undefined }), '{"a":[true,null,"é\u2028"],"b":1}');
+});
+
+test("intent ids are version 7 UUIDs that sort in time order", () => {
+  const at = Date.UTC(2026, 10, 23, 12, 0, 0, 5);
+  const id = intentId(at);
+  assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  // The first 48 bits are the milliseconds, big-endian.
+  assert.equal(parseInt(id.slice(0, 8) + id.slice(9, 13), 16), at);
+  const ids = [at - 1, at, at + 1, at + 1000].map((ms) => intentId(ms));
+  assert.deepEqual([...ids].sort(), ids);
+  assert.notEqual(intentId(at), intentId(at), "the random part differs within a millisecond");
 });
 
 test("money at scales 0, 2 and 3 is exact", () => {

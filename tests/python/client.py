@@ -14,6 +14,7 @@
 """
 import base64
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -76,10 +77,20 @@ def keygen():
     print(json.dumps({"seed_hex": bytes(key).hex(), "public_key": b64url(bytes(key.verify_key))}))
 
 
+def intent_id():
+    """A time-ordered (version 7) UUID: the ledger's index of intent ids takes these in order,
+    where random (version 4) ones would each dirty an index page of their own."""
+    ms = time.time_ns() // 1_000_000
+    raw = bytearray(ms.to_bytes(6, "big") + os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x70
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(raw)))
+
+
 def pay(url, seed_hex, source, target, unit, amount_minor):
     key = nacl.signing.SigningKey(bytes.fromhex(seed_hex))
     intent = {
-        "intent_id": str(uuid.uuid4()),
+        "intent_id": intent_id(),
         "not_after": int(time.time()) + 300,
         "signer": b64url(bytes(key.verify_key)),
         "action": {
@@ -92,7 +103,7 @@ def pay(url, seed_hex, source, target, unit, amount_minor):
     }
     signature = key.sign(CONTEXT + rfc8785.dumps(intent)).signature
     paid = post(url, {"intent": intent, "signature": b64url(signature)})
-    tampered_intent = dict(intent, intent_id=str(uuid.uuid4()))
+    tampered_intent = dict(intent, intent_id=intent_id())
     tampered_intent["action"] = dict(intent["action"], amount_minor=int(amount_minor) + 1)
     tampered = post(url, {"intent": tampered_intent, "signature": b64url(signature)})
     print(json.dumps({"paid": paid, "tampered": tampered}))
