@@ -830,7 +830,7 @@ impl Book {
             return Ok(());
         }
         let at = entry.created_at();
-        // (holder, unit, total paid by this entry) for the caps.
+        // (household's current card, unit, total paid by this entry) for the caps.
         let mut paying: Vec<(AccountId, UnitCode, i64)> = Vec::new();
         for posting in entry.postings() {
             let Some(policy) = self.policies.get(&posting.unit) else {
@@ -883,9 +883,15 @@ impl Book {
                     ),
                 ));
             }
-            match paying.iter_mut().find(|(a, _, _)| *a == payer) {
+            // Caps count the household: an entry paying from an old card and its
+            // replacement is checked for its total.
+            let household = self.current_card(payer);
+            match paying
+                .iter_mut()
+                .find(|(a, unit, _)| *a == household && *unit == posting.unit)
+            {
                 Some((_, _, total)) => *total = total.saturating_add(posting.amount.minor()),
-                None => paying.push((payer, posting.unit, posting.amount.minor())),
+                None => paying.push((household, posting.unit, posting.amount.minor())),
             }
         }
         for (holder, unit, amount) in paying {
@@ -1060,9 +1066,15 @@ impl Book {
             {
                 continue;
             }
+            // A move back to a card this one replaced would close a loop, leaving each
+            // card its own window: the card moved to is the household's current one again.
+            if self.current_card(posting.credit) == posting.debit {
+                self.replaced_by.remove(&posting.credit);
+            }
             self.replaced_by.insert(posting.debit, posting.credit);
+            let household = self.current_card(posting.credit);
             if let Some(window) = self.spent.remove(&posting.debit) {
-                self.spent.entry(posting.credit).or_default().merge(window);
+                self.spent.entry(household).or_default().merge(window);
             }
         }
     }
@@ -2035,6 +2047,75 @@ mod tests {
                 rule_of(replayed.f.book.apply(&one(BOB, bob))),
                 SpendingRule::DailyCap
             );
+        }
+
+        #[test]
+        fn a_card_moved_back_to_the_card_it_replaced_shares_one_window() {
+            // Caps: 30.00 a day. The old card pays 10.00, is replaced by the new one, which
+            // pays 10.00, and then money moves back to the old card: 20.00 spent either way.
+            let mut p = programme(vec![rules(0)]);
+            let (unit, alice, shop, bob) = (p.f.unit, p.f.alice, p.f.shop, p.bob);
+            let pay = |key, from, minor| {
+                entry_at(EntryKind::Payment, key, &[(unit, from, shop, minor)], DAY)
+            };
+            let moved = |from, to, minor| {
+                entry_at(
+                    EntryKind::CardReplacement,
+                    PROGRAMME,
+                    &[(unit, from, to, minor)],
+                    DAY,
+                )
+            };
+            for e in [
+                pay(ALICE, alice, 1_000),
+                moved(alice, bob, 2_000),
+                pay(BOB, bob, 1_000),
+                moved(bob, alice, 500),
+                pay(ALICE, alice, 1_000),
+            ] {
+                p.f.book.apply(&e).unwrap();
+            }
+            assert_eq!(
+                rule_of(p.f.book.apply(&pay(BOB, bob, 1))),
+                SpendingRule::DailyCap,
+                "both cards spend from one window, not one each"
+            );
+            assert_eq!(
+                rule_of(p.f.book.apply(&pay(ALICE, alice, 1))),
+                SpendingRule::DailyCap
+            );
+        }
+
+        #[test]
+        fn one_entry_paying_from_both_cards_is_capped_for_its_total() {
+            // Caps: 30.00 a day; the old card pays 25.00, then one entry signed by a key on
+            // both cards pays 4.00 from each: 33.00 in the day.
+            let mut p = programme(vec![rules(0)]);
+            let (unit, alice, shop, bob) = (p.f.unit, p.f.alice, p.f.shop, p.bob);
+            p.f.book
+                .apply(&entry_at(
+                    EntryKind::Payment,
+                    ALICE,
+                    &[(unit, alice, shop, 2_500)],
+                    DAY,
+                ))
+                .unwrap();
+            p.f.book
+                .apply(&entry_at(
+                    EntryKind::CardReplacement,
+                    PROGRAMME,
+                    &[(unit, alice, bob, 1_000)],
+                    DAY,
+                ))
+                .unwrap();
+            p.f.book.set_authority(bob, ALICE).unwrap();
+            let both = entry_at(
+                EntryKind::Payment,
+                ALICE,
+                &[(unit, alice, shop, 400), (unit, bob, shop, 400)],
+                DAY,
+            );
+            assert_eq!(rule_of(p.f.book.apply(&both)), SpendingRule::DailyCap);
         }
 
         #[test]
