@@ -247,9 +247,10 @@ pub struct CommitterStats {
     /// the latest batch.
     pub requests_kept: AtomicU64,
     /// Time the lanes spent writing committed batches to storage, in microseconds: from
-    /// the first insert to the commit returning, waits for the batch before included. Over
-    /// `batches`, the mean storage time per batch; with one lane (SQLite), the rate storage
-    /// alone would allow is `entries` over this.
+    /// BEGIN to the commit returning. With one lane (SQLite), over `batches` it is the mean
+    /// storage time per batch, and `entries` over it the rate storage alone would allow.
+    /// With two (PostgreSQL) it includes each batch's wait for the one before to commit,
+    /// and the lanes' times overlap: an upper bound on storage time, not a measure of it.
     pub write_micros: AtomicU64,
     /// The latest write's outcome, a [`WriteState`].
     write_state: AtomicU8,
@@ -729,6 +730,8 @@ struct Pipeline {
     previous: Option<oneshot::Receiver<BatchOutcome>>,
     /// Failures reported by lanes, with their reason.
     failures: mpsc::UnboundedReceiver<String>,
+    /// For reporting a lane that stopped (its thread could not start, or it panicked).
+    failed: mpsc::UnboundedSender<String>,
 }
 
 impl Pipeline {
@@ -759,6 +762,7 @@ impl Pipeline {
             next_lane: 0,
             previous: None,
             failures,
+            failed,
         }
     }
 
@@ -798,10 +802,12 @@ impl Pipeline {
         let lane = self.next_lane;
         self.next_lane = (lane + 1) % self.lanes.len();
         if let Err(mpsc::error::SendError(job)) = self.lanes[lane].send(job).await {
-            // The lane died; fail the batch like a failed write so the writer recovers.
+            // The lane died; fail the batch like a failed write so the writer recovers
+            // (reloads and starts new lanes) before the next batch.
             let _ = job.done.send(BatchOutcome::Failed {
                 storage_full: false,
             });
+            let _ = self.failed.send("writer lane stopped".to_owned());
             let stopped = CommitError::Unavailable("writer lane stopped".to_owned());
             settle(job.replies, Err(stopped));
         }
@@ -855,8 +861,8 @@ fn spawn_lane(
             drop(ended);
         });
     if let Err(e) = spawned {
-        // The lane's channel closes with it, so the first batch fails and the writer
-        // reports storage unavailable rather than hanging.
+        // The lane's channel closes with it: the first batch sent to it fails, and the
+        // writer recovers, starting a new lane, rather than hanging.
         tracing::error!(error = %e, "could not start the writer lane's thread");
     }
     // Ends when the thread does: `Pipeline::stop` waits for it as for a task.

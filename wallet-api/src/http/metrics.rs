@@ -215,7 +215,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     // steady batch size is storage slowing down (disk, checkpoints, lock waits).
     let _ = writeln!(
         out,
-        "# HELP coledger_committer_write_seconds Time writing each committed batch to storage, commit included.\n\
+        "# HELP coledger_committer_write_seconds Time from BEGIN to COMMIT of each committed batch (PostgreSQL: including the wait for the batch before).\n\
          # TYPE coledger_committer_write_seconds summary\n\
          coledger_committer_write_seconds_sum {}\ncoledger_committer_write_seconds_count {}",
         stats.write_micros.load(Ordering::Relaxed) as f64 / 1e6,
