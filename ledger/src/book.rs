@@ -1952,25 +1952,34 @@ mod tests {
             );
         }
 
-        #[test]
-        fn a_replacement_card_keeps_the_days_spending() {
+        /// Caps of 30.00 a day; Alice's card pays 25.00, then the programme moves `moved` of
+        /// her balance to Bob's account (her new card), all on day 1.
+        fn paid_then_replaced(moved: i64) -> Programme {
             let mut p = programme(vec![rules(0)]);
             let (unit, alice, shop, bob) = (p.f.unit, p.f.alice, p.f.shop, p.bob);
-            p.f.book
-                .apply(&entry_at(
+            for e in [
+                entry_at(
                     EntryKind::Payment,
                     ALICE,
                     &[(unit, alice, shop, 2_500)],
                     DAY,
-                ))
-                .unwrap();
-            let moved = entry_at(
-                EntryKind::CardReplacement,
-                PROGRAMME,
-                &[(unit, alice, bob, 2_500)],
-                DAY,
-            );
-            p.f.book.apply(&moved).unwrap();
+                ),
+                entry_at(
+                    EntryKind::CardReplacement,
+                    PROGRAMME,
+                    &[(unit, alice, bob, moved)],
+                    DAY,
+                ),
+            ] {
+                p.f.book.apply(&e).unwrap();
+            }
+            p
+        }
+
+        #[test]
+        fn a_replacement_card_keeps_the_days_spending() {
+            let mut p = paid_then_replaced(2_500);
+            let (unit, shop, bob) = (p.f.unit, p.f.shop, p.bob);
             let bob_key = PublicKey([5; 32]);
             let over = entry_at(
                 EntryKind::Payment,
@@ -2088,26 +2097,10 @@ mod tests {
 
         #[test]
         fn one_entry_paying_from_both_cards_is_capped_for_its_total() {
-            // Caps: 30.00 a day; the old card pays 25.00, then one entry signed by a key on
-            // both cards pays 4.00 from each: 33.00 in the day.
-            let mut p = programme(vec![rules(0)]);
+            // After 25.00 paid and the replacement, one entry signed by a key on both cards
+            // pays 4.00 from each: 33.00 in the day.
+            let mut p = paid_then_replaced(1_000);
             let (unit, alice, shop, bob) = (p.f.unit, p.f.alice, p.f.shop, p.bob);
-            p.f.book
-                .apply(&entry_at(
-                    EntryKind::Payment,
-                    ALICE,
-                    &[(unit, alice, shop, 2_500)],
-                    DAY,
-                ))
-                .unwrap();
-            p.f.book
-                .apply(&entry_at(
-                    EntryKind::CardReplacement,
-                    PROGRAMME,
-                    &[(unit, alice, bob, 1_000)],
-                    DAY,
-                ))
-                .unwrap();
             p.f.book.set_authority(bob, ALICE).unwrap();
             let both = entry_at(
                 EntryKind::Payment,
