@@ -894,8 +894,8 @@ impl Book {
                 None => paying.push((household, posting.unit, posting.amount.minor())),
             }
         }
-        for (holder, unit, amount) in paying {
-            self.check_caps(holder, unit, amount, at)?;
+        for (household, unit, amount) in paying {
+            self.check_caps(household, unit, amount, at)?;
         }
         if entry.kind() == EntryKind::Redeem {
             self.check_redemption(entry)?;
@@ -903,9 +903,11 @@ impl Book {
         Ok(())
     }
 
+    /// `household` is the paying card's current card ([`Book::current_card`]), which holds
+    /// the household's window however many cards it has had.
     fn check_caps(
         &self,
-        holder: AccountId,
+        household: AccountId,
         unit: UnitCode,
         amount: i64,
         at: crate::TimestampMs,
@@ -914,11 +916,9 @@ impl Book {
             return Ok(());
         };
         let scale = self.unit(unit).map_or(0, Unit::scale);
-        // A card replaced and then freed again still spends from its household's window,
-        // which moved on to the card that replaced it.
         let (day, month) = self
             .spent
-            .get(&self.current_card(holder))
+            .get(&household)
             .copied()
             .unwrap_or_default()
             .after(at, amount);
@@ -1068,11 +1068,12 @@ impl Book {
             }
             // A move back to a card this one replaced would close a loop, leaving each
             // card its own window: the card moved to is the household's current one again.
-            if self.current_card(posting.credit) == posting.debit {
+            let mut household = self.current_card(posting.credit);
+            if household == posting.debit {
                 self.replaced_by.remove(&posting.credit);
+                household = posting.credit;
             }
             self.replaced_by.insert(posting.debit, posting.credit);
-            let household = self.current_card(posting.credit);
             if let Some(window) = self.spent.remove(&posting.debit) {
                 self.spent.entry(household).or_default().merge(window);
             }
@@ -2022,40 +2023,31 @@ mod tests {
                     pay(ALICE, alice, 100),
                 ]
             };
-            let mut p = programme(vec![rules(0)]);
-            let (unit, alice, shop, bob) = (p.f.unit, p.f.alice, p.f.shop, p.bob);
-            let entries = stream(unit, alice, bob, shop);
-            for e in &entries {
-                p.f.book.apply(e).unwrap();
+            // Applied live, then replayed into a fresh Book: the same window either way.
+            for replaying in [false, true] {
+                let mut p = programme(vec![rules(0)]);
+                let (unit, alice, shop, bob) = (p.f.unit, p.f.alice, p.f.shop, p.bob);
+                for e in stream(unit, alice, bob, shop) {
+                    if replaying {
+                        p.f.book.replay(&e).unwrap();
+                    } else {
+                        p.f.book.apply(&e).unwrap();
+                    }
+                }
+                let one = |key, from| {
+                    entry_at(EntryKind::Payment, key, &[(unit, from, shop, 1)], DAY + 2)
+                };
+                assert_eq!(
+                    rule_of(p.f.book.apply(&one(ALICE, alice))),
+                    SpendingRule::DailyCap,
+                    "the old card spends from the household's day (replayed: {replaying})"
+                );
+                assert_eq!(
+                    rule_of(p.f.book.apply(&one(BOB, bob))),
+                    SpendingRule::DailyCap,
+                    "the old card's payment counts on the new card's day (replayed: {replaying})"
+                );
             }
-            let one =
-                |key, from| entry_at(EntryKind::Payment, key, &[(unit, from, shop, 1)], DAY + 2);
-            assert_eq!(
-                rule_of(p.f.book.apply(&one(ALICE, alice))),
-                SpendingRule::DailyCap,
-                "the old card spends from the household's day"
-            );
-            assert_eq!(
-                rule_of(p.f.book.apply(&one(BOB, bob))),
-                SpendingRule::DailyCap,
-                "the old card's payment counts on the new card's day"
-            );
-            // Replaying the stream rebuilds the same window.
-            let mut replayed = programme(vec![rules(0)]);
-            let (alice, bob, shop) = (replayed.f.alice, replayed.bob, replayed.f.shop);
-            for e in stream(unit, alice, bob, shop) {
-                replayed.f.book.replay(&e).unwrap();
-            }
-            let one =
-                |key, from| entry_at(EntryKind::Payment, key, &[(unit, from, shop, 1)], DAY + 2);
-            assert_eq!(
-                rule_of(replayed.f.book.apply(&one(ALICE, alice))),
-                SpendingRule::DailyCap
-            );
-            assert_eq!(
-                rule_of(replayed.f.book.apply(&one(BOB, bob))),
-                SpendingRule::DailyCap
-            );
         }
 
         #[test]
