@@ -7,6 +7,9 @@
 //!   not freed) and forgotten ids are fingerprints; then the stream is timed. This is the Book
 //!   of a service that has been running for a few minutes, which is every Book that matters.
 //!
+//! Both apply as the committer does: each run of `Book::WARM_AHEAD` entries is first read
+//! ahead with `Book::warm`.
+//!
 //! The window is `remember_for` (60 s) of entries at the SQLite target's rate (100,000/s), so
 //! the steady Book holds 6 to 12 million recent intents, as a service at that rate would.
 
@@ -114,7 +117,10 @@ struct Applied {
 fn apply_forgetting(book: &mut Book, entries: &[JournalEntry]) -> Applied {
     let mut applied = Applied::default();
     for batch in entries.chunks(BATCH) {
-        for entry in batch {
+        for (i, entry) in batch.iter().enumerate() {
+            if i % Book::WARM_AHEAD == 0 {
+                book.warm(&batch[i..(i + Book::WARM_AHEAD).min(batch.len())]);
+            }
             let result = match book.apply(entry) {
                 Err(BookError::MaybeApplied(_)) => {
                     applied.maybe_forgotten += 1;
@@ -140,7 +146,10 @@ pub(super) fn apply(args: &BenchLedgerArgs) {
         let mut book = stream.fresh_book();
         let started = Instant::now();
         let mut refused = 0usize;
-        for entry in &entries {
+        for (i, entry) in entries.iter().enumerate() {
+            if i % Book::WARM_AHEAD == 0 {
+                book.warm(&entries[i..(i + Book::WARM_AHEAD).min(entries.len())]);
+            }
             refused += usize::from(book.apply(entry).is_err());
         }
         rates.push(entries.len() as f64 / started.elapsed().as_secs_f64());

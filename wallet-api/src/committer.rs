@@ -1064,7 +1064,14 @@ impl WriterTask {
         );
         let mut replies = Vec::with_capacity(batch.len());
         let mut inspections = Vec::new();
-        for command in batch.drain(..) {
+        let mut commands = batch.drain(..);
+        for staged in 0usize.. {
+            if staged % Book::WARM_AHEAD == 0 {
+                self.warm(&commands.as_slice()[..Book::WARM_AHEAD.min(commands.len())]);
+            }
+            let Some(command) = commands.next() else {
+                break;
+            };
             match self.stage(command, &mut write) {
                 Staged::Reply(reply) => replies.push(reply),
                 Staged::Inspect(look) => inspections.push(look),
@@ -1117,6 +1124,21 @@ impl WriterTask {
         if let Some(reason) = self.pipeline.as_mut().and_then(Pipeline::failure) {
             tracing::error!(error = %reason, "a batch failed; reloading the ledger from storage");
             self.healthy = false;
+        }
+    }
+
+    /// Reads ahead what staging `commands` will read of the Book and the chain heads, so
+    /// their cache misses overlap instead of coming one at a time (see [`Book::warm`]).
+    fn warm(&self, commands: &[Command]) {
+        let entries = || {
+            commands.iter().filter_map(|command| match command {
+                Command::Submit(submission) => Some(&submission.entry),
+                _ => None,
+            })
+        };
+        self.loaded.book.warm(entries());
+        for entry in entries() {
+            self.loaded.heads.warm(entry.postings());
         }
     }
 
@@ -1447,5 +1469,55 @@ mod tests {
         );
         assert!(!CommitError::Unavailable("gone".into()).is_definite_refusal());
         assert!(!CommitError::Stopped.is_definite_refusal());
+    }
+
+    /// A lane whose task has ended (its thread could not start, its runtime could not be
+    /// built, it panicked) has dropped its inbox. A batch handed to it must not vanish: its
+    /// submitters are told to retry, the batch after it sees it failed, and the writer hears
+    /// of it, so that it reloads and starts new lanes (as after a failed write).
+    #[tokio::test]
+    async fn a_batch_for_a_stopped_lane_fails_and_the_writer_hears_of_it() {
+        let (jobs, inbox) = mpsc::channel(1);
+        drop(inbox);
+        let (failed, failures) = mpsc::unbounded_channel();
+        let mut pipeline = Pipeline {
+            lanes: vec![jobs],
+            lane_tasks: Vec::new(),
+            slots: Arc::new(Semaphore::new(1)),
+            depth: 1,
+            next_lane: 0,
+            previous: None,
+            failures,
+            failed,
+        };
+        assert_eq!(pipeline.failure(), None);
+        let slot = pipeline.free_slot().await.expect("a free slot");
+        let (to, answer) = oneshot::channel();
+        let staged = Committed {
+            entry_id: EntryId::new(),
+            duplicate: false,
+        };
+        pipeline
+            .dispatch(
+                BatchWrite::default(),
+                vec![Reply::Entry(to, Ok(staged))],
+                slot,
+            )
+            .await;
+        match answer.await.expect("the submitter is answered") {
+            Err(CommitError::Unavailable(reason)) => assert_eq!(reason, "writer lane stopped"),
+            other => panic!("expected the lane's failure, got {other:?}"),
+        }
+        let next_waits_on = pipeline.previous.take().expect("the batch's outcome");
+        assert!(matches!(
+            next_waits_on.await,
+            Ok(BatchOutcome::Failed {
+                storage_full: false
+            })
+        ));
+        assert_eq!(pipeline.failure().as_deref(), Some("writer lane stopped"));
+        // The failed batch gave its slot back: the writer is not left waiting.
+        let again = tokio::time::timeout(Duration::from_secs(5), pipeline.free_slot()).await;
+        assert!(matches!(again, Ok(Some(_))), "the slot was not released");
     }
 }
