@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Bytes;
-use ledger::intent::{MAX_VERIFY_BATCH, verify_batch};
+use ledger::intent::{MAX_VERIFY_BATCH, SignerKeys, verify_batch_with};
 use ledger::{IntentError, SignedIntent, TimestampMs, VerifiedIntent};
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,6 +20,10 @@ pub const MAX_QUEUED: usize = 8 * MAX_VERIFY_BATCH;
 
 /// Verifier threads, at most; each holds at most one batch.
 pub const MAX_THREADS: usize = 16;
+
+/// Signers whose decoded keys the threads share (see [`SignerKeys`]): every holder of a large
+/// pilot, at most ~60 MiB.
+pub const KEPT_SIGNERS: usize = 262_144;
 
 /// Why an intent was not verified.
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +67,12 @@ impl Verifier {
         let (jobs, queue) = mpsc::channel(MAX_QUEUED);
         let queue: Queue = Arc::new(Mutex::new(queue));
         let stats = Arc::new(VerifierStats::default());
+        let keys = Arc::new(SignerKeys::new(KEPT_SIGNERS));
         for index in 0..threads.clamp(1, MAX_THREADS) {
-            let (queue, stats) = (queue.clone(), stats.clone());
+            let (queue, stats, keys) = (queue.clone(), stats.clone(), keys.clone());
             std::thread::Builder::new()
                 .name(format!("coledger-verify-{index}"))
-                .spawn(move || run(&queue, &stats))?;
+                .spawn(move || run(&queue, &stats, &keys))?;
         }
         Ok(Self { jobs, stats })
     }
@@ -100,14 +105,14 @@ impl Verifier {
 }
 
 /// One verifier thread: take a batch, verify it, reply, until the queue closes.
-fn run(queue: &Queue, stats: &VerifierStats) {
+fn run(queue: &Queue, stats: &VerifierStats, keys: &SignerKeys) {
     let mut batch = Vec::with_capacity(MAX_VERIFY_BATCH);
     while take_batch(queue, &mut batch) {
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats
             .intents
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        verify_and_reply(&mut batch);
+        verify_and_reply(&mut batch, keys);
     }
 }
 
@@ -130,7 +135,7 @@ fn take_batch(queue: &Queue, batch: &mut Vec<Job>) -> bool {
     true
 }
 
-fn verify_and_reply(batch: &mut Vec<Job>) {
+fn verify_and_reply(batch: &mut Vec<Job>, keys: &SignerKeys) {
     let mut parsed = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
@@ -143,7 +148,7 @@ fn verify_and_reply(batch: &mut Vec<Job>) {
             Err(refused) => drop(job.reply.send(Err(refused))),
         }
     }
-    for (reply, result) in replies.into_iter().zip(verify_batch(parsed)) {
+    for (reply, result) in replies.into_iter().zip(verify_batch_with(parsed, keys)) {
         drop(reply.send(result));
     }
 }

@@ -22,7 +22,8 @@
 //! journal strictly would find its signature invalid. Closing it needs a torsion check of each
 //! R (a scalar multiplication per signature), which would cost much of the batch's gain.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, PoisonError, RwLock};
 
 use curve25519_dalek::constants::EIGHT_TORSION;
 use ed25519_dalek::VerifyingKey;
@@ -34,10 +35,75 @@ use crate::TimestampMs;
 /// 64 to 256) and a failed batch costs every member a second, single check.
 pub const MAX_VERIFY_BATCH: usize = 256;
 
+/// Signers' keys already decoded, shared by the threads that verify.
+///
+/// Decoding a key (decompressing the curve point its 32 bytes name) costs a square root in
+/// the field, a few microseconds: about as much as a signature's share of the batch equation
+/// is worth saving, on every intent. Holders sign again and again with the same key, so each
+/// key is decoded once and kept. A key is kept only once a signature by it has verified, and
+/// only while there is room: anyone can make keys that sign their own (refused) intents, so
+/// the memo is bounded, and once full it simply stops learning; signers it does not know are
+/// decoded as before. What is kept is a pure function of the key's bytes, so nothing here can
+/// go stale or change a result.
+pub struct SignerKeys {
+    keys: RwLock<HashMap<[u8; 32], VerifyingKey, foldhash::fast::RandomState>>,
+    capacity: usize,
+}
+
+impl SignerKeys {
+    /// A memo that keeps at most `capacity` keys (about 230 bytes each).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            keys: RwLock::default(),
+            capacity,
+        }
+    }
+
+    /// How many keys are kept.
+    pub fn len(&self) -> usize {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no key is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, signer: &[u8; 32]) -> Option<VerifyingKey> {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        keys.get(signer).copied()
+    }
+
+    /// Keeps the keys of signatures that have just verified, while there is room.
+    fn keep(&self, verified: impl Iterator<Item = VerifyingKey>) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        for key in verified {
+            if keys.len() >= self.capacity {
+                return;
+            }
+            keys.entry(key.to_bytes()).or_insert(key);
+        }
+    }
+}
+
 /// Verifies each intent against its own `now`, as [`SignedIntent::verify`] would, in batches
 /// of at most [`MAX_VERIFY_BATCH`]. Results come back in the order given.
 pub fn verify_batch(
     intents: Vec<(SignedIntent, TimestampMs)>,
+) -> Vec<Result<VerifiedIntent, IntentError>> {
+    verify_batch_with(intents, &SignerKeys::new(0))
+}
+
+/// [`verify_batch`], decoding each signer's key at most once over the life of `keys`.
+pub fn verify_batch_with(
+    intents: Vec<(SignedIntent, TimestampMs)>,
+    keys: &SignerKeys,
 ) -> Vec<Result<VerifiedIntent, IntentError>> {
     let mut results = Vec::with_capacity(intents.len());
     let mut remaining = intents.into_iter();
@@ -46,7 +112,7 @@ pub fn verify_batch(
         if chunk.is_empty() {
             return results;
         }
-        results.extend(verify_chunk(chunk));
+        results.extend(verify_chunk(chunk, keys));
     }
 }
 
@@ -60,11 +126,12 @@ struct Candidate {
 
 fn verify_chunk(
     chunk: Vec<(SignedIntent, TimestampMs)>,
+    keys: &SignerKeys,
 ) -> Vec<Result<VerifiedIntent, IntentError>> {
     let mut decided = Vec::with_capacity(chunk.len());
     let mut candidates = Vec::with_capacity(chunk.len());
     for (position, (intent, now)) in chunk.into_iter().enumerate() {
-        match batch_key(&intent, now) {
+        match batch_key(&intent, now, keys) {
             Some(key) => {
                 let message = intent.signed_bytes();
                 candidates.push(Candidate {
@@ -78,25 +145,32 @@ fn verify_chunk(
         }
     }
     let batch_holds = batch_equation_holds(&candidates);
+    let mut verified_keys = Vec::with_capacity(candidates.len());
     decided.extend(candidates.into_iter().map(|c| {
         let result = if batch_holds {
             Ok(c.intent.into_verified(&c.message))
         } else {
             c.intent.verify_strict_with(&c.key, c.message)
         };
+        if result.is_ok() {
+            verified_keys.push(c.key);
+        }
         (c.position, result)
     }));
+    keys.keep(verified_keys.into_iter());
     decided.sort_unstable_by_key(|(position, _)| *position);
     decided.into_iter().map(|(_, result)| result).collect()
 }
 
 /// The signer's key if the batch equation can judge `intent` exactly as the single check
 /// would; `None` leaves it to the single check.
-fn batch_key(intent: &SignedIntent, now: TimestampMs) -> Option<VerifyingKey> {
+fn batch_key(intent: &SignedIntent, now: TimestampMs, keys: &SignerKeys) -> Option<VerifyingKey> {
     if intent.check_expiry(now).is_err() || !r_is_batchable(&intent.signature.0) {
         return None;
     }
-    intent.verifying_key().ok().filter(|key| !key.is_weak())
+    // A kept key verified a signature, so it is not weak (strict checks refuse weak keys).
+    keys.get(&intent.intent.signer.0)
+        .or_else(|| intent.verifying_key().ok().filter(|key| !key.is_weak()))
 }
 
 fn batch_equation_holds(candidates: &[Candidate]) -> bool {
@@ -198,6 +272,74 @@ mod tests {
         let single: Vec<_> = intents.into_iter().map(|i| i.verify(NOW_MS)).collect();
         assert_eq!(batched, single);
         assert!(batched.iter().all(Result::is_ok));
+    }
+
+    /// `intent` with its amount changed after signing.
+    fn tampered(intent: &SignedIntent, from: &str, to: &str) -> SignedIntent {
+        let json = intent.to_json().replace(from, to);
+        assert_ne!(json, intent.to_json(), "nothing was changed");
+        SignedIntent::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn signers_keys_are_kept_once_they_verified_and_judge_as_before() {
+        let keys = SignerKeys::new(100);
+        let (alice, bob, mallory) = (key(1), key(2), key(3));
+        let first = vec![
+            payment(&alice, 100, 2_000_000_000),
+            payment(&bob, 101, 2_000_000_000),
+            payment(&alice, 102, 2_000_000_000),
+        ];
+        assert!(
+            verify_batch_with(at_now(&first), &keys)
+                .iter()
+                .all(Result::is_ok)
+        );
+        assert_eq!(keys.len(), 2, "one per signer");
+        // A signature that does not verify teaches nothing, alone or in a batch.
+        let forged = tampered(
+            &payment(&mallory, 100, 2_000_000_000),
+            "\"amount_minor\":100",
+            "\"amount_minor\":900",
+        );
+        let results = verify_batch_with(at_now(std::slice::from_ref(&forged)), &keys);
+        assert!(matches!(results[0], Err(IntentError::BadSignature { .. })));
+        assert_eq!(keys.len(), 2);
+        // With keys kept, a batch is judged exactly as without: a kept signer's tampered
+        // intent is refused and the rest pass.
+        let second = vec![
+            payment(&alice, 103, 2_000_000_000),
+            tampered(
+                &payment(&bob, 104, 2_000_000_000),
+                "\"amount_minor\":104",
+                "\"amount_minor\":5",
+            ),
+            forged,
+            payment(&mallory, 105, 2_000_000_000),
+        ];
+        let with_kept = verify_batch_with(at_now(&second), &keys);
+        assert_eq!(with_kept, verify_batch(at_now(&second)));
+        let refused: Vec<bool> = with_kept.iter().map(Result::is_err).collect();
+        assert_eq!(refused, [false, true, true, false]);
+        assert_eq!(keys.len(), 3, "mallory's honest intent verified");
+    }
+
+    #[test]
+    fn a_full_memo_stops_learning_and_still_verifies() {
+        let keys = SignerKeys::new(2);
+        let intents: Vec<_> = (1..=4)
+            .map(|seed| payment(&key(seed), 100, 2_000_000_000))
+            .collect();
+        let results = verify_batch_with(at_now(&intents), &keys);
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(keys.len(), 2);
+        let nobody = SignerKeys::new(0);
+        assert!(
+            verify_batch_with(at_now(&intents), &nobody)
+                .iter()
+                .all(Result::is_ok)
+        );
+        assert!(nobody.is_empty());
     }
 
     #[test]
