@@ -296,7 +296,8 @@ pub struct Book {
 impl Book {
     /// How many entries to [`Book::warm`] at a time: enough for a few dozen cache misses in
     /// flight, few enough that the lines read are still in cache when the entries are applied
-    /// (about ten lines per payment, so 40 KiB). 16 and 64 measured alike (BENCHMARKS.md).
+    /// (about ten lines per payment, so 40 KiB). 16 and 64 measured alike (BENCHMARKS.md,
+    /// "Reading ahead").
     pub const WARM_AHEAD: usize = 64;
 
     /// An empty book.
@@ -1495,8 +1496,9 @@ mod tests {
         let points = UnitCode::new("PTS").unwrap();
         let applied = entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, f.shop, 1)]);
         f.book.apply(&applied).unwrap();
-        // More accounts than one pass over the hot records takes, a duplicate, an unknown
-        // account and an unknown unit: warm passes over what it does not know.
+        // More account lookups (200) than one pass over the hot records takes (128), a
+        // duplicate, an unknown account and an unknown unit: warm passes over what it does
+        // not know, and warms through the end of the last pass.
         let mut entries: Vec<JournalEntry> = (0..100)
             .map(|_| entry(EntryKind::Payment, ALICE, &[(f.unit, f.alice, f.shop, 1)]))
             .collect();

@@ -20,7 +20,9 @@ use crate::keys::{PublicKey, Signature};
 use crate::unit::UnitCode;
 
 mod batch;
-pub use batch::{MAX_VERIFY_BATCH, SignerKeys, verify_batch, verify_batch_with};
+mod signer_keys;
+pub use batch::{MAX_VERIFY_BATCH, verify_batch, verify_batch_with};
+pub use signer_keys::SignerKeys;
 
 /// Prefix of every signed message; the version lets us change the format without ambiguity.
 pub const SIGNING_CONTEXT: &[u8] = b"coledger/v1\n";

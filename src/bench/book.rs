@@ -117,18 +117,18 @@ struct Applied {
 fn apply_forgetting(book: &mut Book, entries: &[JournalEntry]) -> Applied {
     let mut applied = Applied::default();
     for batch in entries.chunks(BATCH) {
-        for (i, entry) in batch.iter().enumerate() {
-            if i % Book::WARM_AHEAD == 0 {
-                book.warm(&batch[i..(i + Book::WARM_AHEAD).min(batch.len())]);
+        for run in batch.chunks(Book::WARM_AHEAD) {
+            book.warm(run);
+            for entry in run {
+                let result = match book.apply(entry) {
+                    Err(BookError::MaybeApplied(_)) => {
+                        applied.maybe_forgotten += 1;
+                        book.apply_checked_new(entry)
+                    }
+                    other => other,
+                };
+                applied.refused += usize::from(result.is_err());
             }
-            let result = match book.apply(entry) {
-                Err(BookError::MaybeApplied(_)) => {
-                    applied.maybe_forgotten += 1;
-                    book.apply_checked_new(entry)
-                }
-                other => other,
-            };
-            applied.refused += usize::from(result.is_err());
         }
         if let Some(last) = batch.last() {
             book.forget_before(last.created_at().saturating_sub(REMEMBER_FOR_MS));
@@ -146,11 +146,11 @@ pub(super) fn apply(args: &BenchLedgerArgs) {
         let mut book = stream.fresh_book();
         let started = Instant::now();
         let mut refused = 0usize;
-        for (i, entry) in entries.iter().enumerate() {
-            if i % Book::WARM_AHEAD == 0 {
-                book.warm(&entries[i..(i + Book::WARM_AHEAD).min(entries.len())]);
+        for run in entries.chunks(Book::WARM_AHEAD) {
+            book.warm(run);
+            for entry in run {
+                refused += usize::from(book.apply(entry).is_err());
             }
-            refused += usize::from(book.apply(entry).is_err());
         }
         rates.push(entries.len() as f64 / started.elapsed().as_secs_f64());
         assert_eq!(refused, 0, "bench payments are all valid");

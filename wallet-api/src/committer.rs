@@ -1065,16 +1065,14 @@ impl WriterTask {
         let mut replies = Vec::with_capacity(batch.len());
         let mut inspections = Vec::new();
         let mut commands = batch.drain(..);
-        for staged in 0usize.. {
-            if staged % Book::WARM_AHEAD == 0 {
-                self.warm(&commands.as_slice()[..Book::WARM_AHEAD.min(commands.len())]);
-            }
-            let Some(command) = commands.next() else {
-                break;
-            };
-            match self.stage(command, &mut write) {
-                Staged::Reply(reply) => replies.push(reply),
-                Staged::Inspect(look) => inspections.push(look),
+        while !commands.as_slice().is_empty() {
+            let ahead = commands.len().min(Book::WARM_AHEAD);
+            self.warm(&commands.as_slice()[..ahead]);
+            for command in commands.by_ref().take(ahead) {
+                match self.stage(command, &mut write) {
+                    Staged::Reply(reply) => replies.push(reply),
+                    Staged::Inspect(look) => inspections.push(look),
+                }
             }
         }
         self.check_invariants_now_and_then();
@@ -1130,16 +1128,13 @@ impl WriterTask {
     /// Reads ahead what staging `commands` will read of the Book and the chain heads, so
     /// their cache misses overlap instead of coming one at a time (see [`Book::warm`]).
     fn warm(&self, commands: &[Command]) {
-        let entries = || {
-            commands.iter().filter_map(|command| match command {
-                Command::Submit(submission) => Some(&submission.entry),
-                _ => None,
-            })
-        };
-        self.loaded.book.warm(entries());
-        for entry in entries() {
+        let entries = commands.iter().filter_map(|command| match command {
+            Command::Submit(submission) => Some(&submission.entry),
+            _ => None,
+        });
+        self.loaded.book.warm(entries.inspect(|entry| {
             self.loaded.heads.warm(entry.postings());
-        }
+        }));
     }
 
     /// Validates one request against the Book and stages what it writes.

@@ -22,8 +22,9 @@ pub const MAX_QUEUED: usize = 8 * MAX_VERIFY_BATCH;
 pub const MAX_THREADS: usize = 16;
 
 /// Signers whose decoded keys the threads share (see [`SignerKeys`]): every holder of a large
-/// pilot, at most ~60 MiB.
-pub const KEPT_SIGNERS: usize = 262_144;
+/// pilot. Two generations of 114,688 keys, each filling a table of 2^17 (7/8 full), so about
+/// 60 MiB when both are full.
+pub const KEPT_SIGNERS: usize = 229_376;
 
 /// Why an intent was not verified.
 #[derive(Debug, thiserror::Error)]

@@ -22,75 +22,18 @@
 //! journal strictly would find its signature invalid. Closing it needs a torsion check of each
 //! R (a scalar multiplication per signature), which would cost much of the batch's gain.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, PoisonError, RwLock};
+use std::sync::LazyLock;
 
 use curve25519_dalek::constants::EIGHT_TORSION;
 use ed25519_dalek::VerifyingKey;
 
+use super::signer_keys::{Known, SignerKeys};
 use super::{IntentError, SignedIntent, VerifiedIntent};
 use crate::TimestampMs;
 
 /// The most intents checked by one batch equation. Larger batches gain little (~10 % from
 /// 64 to 256) and a failed batch costs every member a second, single check.
 pub const MAX_VERIFY_BATCH: usize = 256;
-
-/// Signers' keys already decoded, shared by the threads that verify.
-///
-/// Decoding a key (decompressing the curve point its 32 bytes name) costs a square root in
-/// the field, a few microseconds: about as much as a signature's share of the batch equation
-/// is worth saving, on every intent. Holders sign again and again with the same key, so each
-/// key is decoded once and kept. A key is kept only once a signature by it has verified, and
-/// only while there is room: anyone can make keys that sign their own (refused) intents, so
-/// the memo is bounded, and once full it simply stops learning; signers it does not know are
-/// decoded as before. What is kept is a pure function of the key's bytes, so nothing here can
-/// go stale or change a result.
-pub struct SignerKeys {
-    keys: RwLock<HashMap<[u8; 32], VerifyingKey, foldhash::fast::RandomState>>,
-    capacity: usize,
-}
-
-impl SignerKeys {
-    /// A memo that keeps at most `capacity` keys (about 230 bytes each).
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            keys: RwLock::default(),
-            capacity,
-        }
-    }
-
-    /// How many keys are kept.
-    pub fn len(&self) -> usize {
-        self.keys
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
-    /// Whether no key is kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn get(&self, signer: &[u8; 32]) -> Option<VerifyingKey> {
-        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
-        keys.get(signer).copied()
-    }
-
-    /// Keeps the keys of signatures that have just verified, while there is room.
-    fn keep(&self, verified: impl Iterator<Item = VerifyingKey>) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
-        for key in verified {
-            if keys.len() >= self.capacity {
-                return;
-            }
-            keys.entry(key.to_bytes()).or_insert(key);
-        }
-    }
-}
 
 /// Verifies each intent against its own `now`, as [`SignedIntent::verify`] would, in batches
 /// of at most [`MAX_VERIFY_BATCH`]. Results come back in the order given.
@@ -121,6 +64,9 @@ struct Candidate {
     position: usize,
     intent: SignedIntent,
     key: VerifyingKey,
+    /// Whether `key` was decoded for this intent (not found kept), so it is kept if it
+    /// verifies.
+    fresh: bool,
     message: Vec<u8>,
 }
 
@@ -130,47 +76,59 @@ fn verify_chunk(
 ) -> Vec<Result<VerifiedIntent, IntentError>> {
     let mut decided = Vec::with_capacity(chunk.len());
     let mut candidates = Vec::with_capacity(chunk.len());
+    let mut known = keys.known();
     for (position, (intent, now)) in chunk.into_iter().enumerate() {
-        match batch_key(&intent, now, keys) {
-            Some(key) => {
+        match batch_key(&intent, now, &mut known) {
+            Some((key, fresh)) => {
                 let message = intent.signed_bytes();
                 candidates.push(Candidate {
                     position,
                     intent,
                     key,
+                    fresh,
                     message,
                 });
             }
             None => decided.push((position, intent.verify(now))),
         }
     }
+    drop(known);
     let batch_holds = batch_equation_holds(&candidates);
-    let mut verified_keys = Vec::with_capacity(candidates.len());
+    let mut verified_fresh = Vec::new();
     decided.extend(candidates.into_iter().map(|c| {
         let result = if batch_holds {
             Ok(c.intent.into_verified(&c.message))
         } else {
             c.intent.verify_strict_with(&c.key, c.message)
         };
-        if result.is_ok() {
-            verified_keys.push(c.key);
+        if c.fresh && result.is_ok() {
+            verified_fresh.push(c.key);
         }
         (c.position, result)
     }));
-    keys.keep(verified_keys.into_iter());
+    keys.keep(verified_fresh);
     decided.sort_unstable_by_key(|(position, _)| *position);
     decided.into_iter().map(|(_, result)| result).collect()
 }
 
 /// The signer's key if the batch equation can judge `intent` exactly as the single check
-/// would; `None` leaves it to the single check.
-fn batch_key(intent: &SignedIntent, now: TimestampMs, keys: &SignerKeys) -> Option<VerifyingKey> {
+/// would, and whether it was decoded here (not kept already); `None` leaves it to the single
+/// check.
+fn batch_key(
+    intent: &SignedIntent,
+    now: TimestampMs,
+    known: &mut Known<'_>,
+) -> Option<(VerifyingKey, bool)> {
     if intent.check_expiry(now).is_err() || !r_is_batchable(&intent.signature.0) {
         return None;
     }
-    // A kept key verified a signature, so it is not weak (strict checks refuse weak keys).
-    keys.get(&intent.intent.signer.0)
-        .or_else(|| intent.verifying_key().ok().filter(|key| !key.is_weak()))
+    // Only keys that passed the weak-key filter below become candidates, and only
+    // candidates are kept, so a kept key is not weak.
+    if let Some(key) = known.get(&intent.intent.signer.0) {
+        return Some((key, false));
+    }
+    let key = intent.verifying_key().ok().filter(|key| !key.is_weak())?;
+    Some((key, true))
 }
 
 fn batch_equation_holds(candidates: &[Candidate]) -> bool {
@@ -296,6 +254,8 @@ mod tests {
                 .all(Result::is_ok)
         );
         assert_eq!(keys.len(), 2, "one per signer");
+        // The batch's signers are looked up before any is kept: alice's second intent too.
+        assert_eq!(keys.hits(), 0);
         // A signature that does not verify teaches nothing, alone or in a batch.
         let forged = tampered(
             &payment(&mallory, 100, 2_000_000_000),
@@ -322,24 +282,7 @@ mod tests {
         let refused: Vec<bool> = with_kept.iter().map(Result::is_err).collect();
         assert_eq!(refused, [false, true, true, false]);
         assert_eq!(keys.len(), 3, "mallory's honest intent verified");
-    }
-
-    #[test]
-    fn a_full_memo_stops_learning_and_still_verifies() {
-        let keys = SignerKeys::new(2);
-        let intents: Vec<_> = (1..=4)
-            .map(|seed| payment(&key(seed), 100, 2_000_000_000))
-            .collect();
-        let results = verify_batch_with(at_now(&intents), &keys);
-        assert!(results.iter().all(Result::is_ok));
-        assert_eq!(keys.len(), 2);
-        let nobody = SignerKeys::new(0);
-        assert!(
-            verify_batch_with(at_now(&intents), &nobody)
-                .iter()
-                .all(Result::is_ok)
-        );
-        assert!(nobody.is_empty());
+        assert_eq!(keys.hits(), 2, "alice's and bob's kept keys were used");
     }
 
     #[test]
