@@ -932,6 +932,8 @@ async fn run_lane(
         }
         settle(job.replies, result);
     }
+    // The pipeline is stopping (or being replaced): the lease must be free when it has.
+    lane.close().await;
 }
 
 /// Answers a batch's submitters: as staged if it committed; if not, every success becomes

@@ -60,6 +60,7 @@ type Queue = Arc<Mutex<mpsc::Receiver<Job>>>;
 pub struct Verifier {
     jobs: mpsc::Sender<Job>,
     stats: Arc<VerifierStats>,
+    keys: Arc<SignerKeys>,
 }
 
 impl Verifier {
@@ -75,7 +76,7 @@ impl Verifier {
                 .name(format!("coledger-verify-{index}"))
                 .spawn(move || run(&queue, &stats, &keys))?;
         }
-        Ok(Self { jobs, stats })
+        Ok(Self { jobs, stats, keys })
     }
 
     /// Parses `body` as a signed intent and verifies it as of `now_ms`, like
@@ -102,6 +103,11 @@ impl Verifier {
     /// The counters.
     pub fn stats(&self) -> &VerifierStats {
         &self.stats
+    }
+
+    /// The signers' keys the threads have decoded and kept.
+    pub fn signer_keys(&self) -> &SignerKeys {
+        &self.keys
     }
 }
 

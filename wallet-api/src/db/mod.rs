@@ -619,6 +619,19 @@ impl Lane {
             Lane::Postgres(w) => w.write_after(batch, previous).await,
         }
     }
+
+    /// Ends the lane, giving the writer's lease back before it returns, so that a writer
+    /// started just after (a restart, a recovery) finds it free. Dropping a PostgreSQL
+    /// connection only closes its socket, and the server lets the advisory lock go when the
+    /// backend notices, a moment later: a new writer could still find the lease held (seen
+    /// in CI, where a test restarted its committer at once).
+    pub async fn close(self) {
+        match self {
+            // The lease is a file lock, let go when the writer is dropped.
+            Lane::Sqlite(_) => {}
+            Lane::Postgres(lane) => lane.close().await,
+        }
+    }
 }
 
 /// How a batch ended, as the batch after it learns it.

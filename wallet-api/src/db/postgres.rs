@@ -14,6 +14,9 @@ use super::{BatchWrite, DbError, LoadSource, NewAccount, OwnedAccount, Previous,
 /// `application_name` of the writer's connection.
 pub const WRITER_APPLICATION_NAME: &str = "coledger-writer";
 
+/// How long a stopping lane waits for the server to take its locks back.
+const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(super) async fn ping(pool: &PgPool) -> Result<(), DbError> {
     sqlx::query("select 1").execute(pool).await?;
     Ok(())
@@ -160,6 +163,21 @@ impl PgLane {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Gives back the locks this connection holds (on the first lane, the writer's lease),
+    /// then closes it. Errors are left: a connection that fails here is gone, and its locks
+    /// with it. A server that does not answer (the lane may be closing because the server
+    /// became unreachable) is given [`CLOSE_WITHIN`], then the connection is dropped as
+    /// before, so recovery never waits on it.
+    pub(super) async fn close(mut self) {
+        let unlock_and_close = async move {
+            let _ = sqlx::query("select pg_advisory_unlock_all()")
+                .execute(&mut self.conn)
+                .await;
+            let _ = self.conn.close().await;
+        };
+        let _ = tokio::time::timeout(CLOSE_WITHIN, unlock_and_close).await;
     }
 }
 

@@ -221,6 +221,26 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         stats.write_micros.load(Ordering::Relaxed) as f64 / 1e6,
         stats.batches.load(Ordering::Relaxed)
     );
+    let keys = state.verifier.signer_keys();
+    counter(
+        &mut out,
+        "coledger_verifier_intents_total",
+        "Signed intents received by the signature verifier.",
+        state.verifier.stats().intents.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "coledger_verifier_signer_key_hits_total",
+        "Intents whose signer's key was found decoded already (see docs/operations.md, Memory).",
+        keys.hits(),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP coledger_verifier_signer_keys Signers' decoded keys kept by the verifier.
+         # TYPE coledger_verifier_signer_keys gauge
+coledger_verifier_signer_keys {}",
+        keys.len()
+    );
     let mut response = out.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

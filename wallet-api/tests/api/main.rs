@@ -890,6 +890,12 @@ async fn metrics_count_requests_by_route_and_show_the_committer() {
             && sample("coledger_committer_write_seconds_sum") > 0.0,
         "the committed payment's batch was timed: {text}"
     );
+    assert!(
+        sample("coledger_verifier_intents_total") >= 1.0
+            && sample("coledger_verifier_signer_keys") >= 1.0
+            && sample("coledger_verifier_signer_key_hits_total") >= 0.0,
+        "the payment's signer key was kept once its signature verified: {text}"
+    );
     let response = api
         .app
         .clone()

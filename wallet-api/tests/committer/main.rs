@@ -255,7 +255,27 @@ async fn only_one_writer_holds_the_lease() {
             Err(e) => panic!("{}: expected LeaseHeld, got {e}", test_db.label),
             Ok(_) => panic!("{}: a second writer started", test_db.label),
         }
+        // Connected before the writer stops, so the check below runs at once after.
+        let mut watcher = match test_db.label {
+            "postgres" => {
+                use sqlx::Connection as _;
+                Some(sqlx::PgConnection::connect(&test_db.url).await.unwrap())
+            }
+            _ => None,
+        };
         stop(first, task).await;
+        if let Some(conn) = watcher.as_mut() {
+            // Given back before `stop` returned, not whenever the server notices the closed
+            // connection: a writer started at once (a restart, a recovery) must find it free.
+            let held: i64 = sqlx::query_scalar(
+                "select count(*) from pg_locks where locktype = 'advisory' \
+                 and database = (select oid from pg_database where datname = current_database())",
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+            assert_eq!(held, 0, "the stopped writer still holds advisory locks");
+        }
         // Once the first writer is gone, the lease is free.
         let (second, task) = start(&other).await;
         stop(second, task).await;
