@@ -17,7 +17,7 @@ use crate::keys::PublicKey;
 use crate::policy::{CategoryCode, SpendWindow, SpendingRule, UnitPolicy, day_of};
 use crate::unit::{Unit, UnitCode, UnitKind};
 
-mod recent;
+pub(crate) mod recent;
 
 /// Why the Book refused an entry or a registration. Every variant is a distinct cause a
 /// client can act on; the service maps each to its own problem type.

@@ -32,7 +32,7 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 /// of cleaning in place, so a steady window would still grow in a step minutes into a run.
 /// Dropped generations are cleared, not freed, and refilled at the same rate, so after two
 /// windows the memory stays where it is.
-pub(super) struct Generations<G> {
+pub(crate) struct Generations<G> {
     young: G,
     old: G,
 }
@@ -47,21 +47,33 @@ impl<G: Generation> Default for Generations<G> {
 }
 
 impl<G: Generation> Generations<G> {
-    pub(super) fn get(&self, key: &G::Key) -> Option<&G::Value> {
+    pub(crate) fn get(&self, key: &G::Key) -> Option<&G::Value> {
         self.young.get(key).or_else(|| self.old.get(key))
     }
 
-    pub(super) fn contains_key(&self, key: &G::Key) -> bool {
+    pub(crate) fn contains_key(&self, key: &G::Key) -> bool {
         self.get(key).is_some()
     }
 
     /// Inserts into the young generation; the caller never inserts a key already present.
-    pub(super) fn insert(&mut self, key: G::Key, value: G::Value) {
+    pub(crate) fn insert(&mut self, key: G::Key, value: G::Value) {
         self.young.insert(key, value);
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.young.len().saturating_add(self.old.len())
+    }
+
+    /// How many the young generation holds.
+    pub(crate) fn young_len(&self) -> usize {
+        self.young.len()
+    }
+
+    /// Empties the old generation (keeping its memory) and makes the young one old: for a
+    /// bounded memo that turns over when its young generation is full.
+    pub(crate) fn turn_over(&mut self) {
+        self.old.clear();
+        self.rotate();
     }
 
     fn rotate(&mut self) {
@@ -75,7 +87,7 @@ impl<G: Generation> Generations<G> {
 }
 
 /// One generation: a map that is filled, then cleared whole.
-pub(super) trait Generation: Default {
+pub(crate) trait Generation: Default {
     type Key;
     type Value;
     fn get(&self, key: &Self::Key) -> Option<&Self::Value>;

@@ -288,10 +288,7 @@ mod tests {
     #[test]
     fn batch_with_one_tampered_intent_refuses_exactly_that_one() {
         let mut intents = valid_batch(10);
-        let tampered = intents[4]
-            .to_json()
-            .replace("\"amount_minor\":104", "\"amount_minor\":999");
-        intents[4] = SignedIntent::from_json(tampered.as_bytes()).unwrap();
+        intents[4] = tampered(&intents[4], "\"amount_minor\":104", "\"amount_minor\":999");
         let results = verify_batch(at_now(&intents));
         for (i, result) in results.iter().enumerate() {
             if i == 4 {

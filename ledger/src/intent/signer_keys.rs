@@ -7,9 +7,9 @@
 //! the key's bytes, so nothing here can go stale or change a result.
 //!
 //! Anyone can make keys and sign their own (refused) intents, so the memo is bounded, and it
-//! must not be possible to fill it for good: it holds two generations, like the Book's recent
-//! intents. New keys go into the young one; when that is full, the old one is emptied and
-//! the young one takes its place. A flood of new keys therefore only pushes real signers out
+//! must not be possible to fill it for good: it holds two generations (the Book's
+//! [`Generations`]). New keys go into the young one; when that is full, the old one is
+//! emptied and the young one takes its place. A flood of new keys therefore only pushes real signers out
 //! for a while: their next intent decodes the key again and keeps it again.
 
 use std::collections::HashMap;
@@ -18,17 +18,13 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use ed25519_dalek::VerifyingKey;
 
-type KeyMap = HashMap<[u8; 32], VerifyingKey, foldhash::fast::RandomState>;
+use crate::book::recent::Generations;
 
-#[derive(Default)]
-struct Generations {
-    young: KeyMap,
-    old: KeyMap,
-}
+type KeyMap = HashMap<[u8; 32], VerifyingKey, foldhash::fast::RandomState>;
 
 /// Decoded keys of signers whose signatures verified, in two generations (see the module).
 pub struct SignerKeys {
-    generations: RwLock<Generations>,
+    generations: RwLock<Generations<KeyMap>>,
     /// Keys a generation holds before it is turned over.
     per_generation: usize,
     /// Lookups that found the key, for operators and tests.
@@ -49,11 +45,7 @@ impl SignerKeys {
 
     /// How many keys are kept.
     pub fn len(&self) -> usize {
-        let generations = self.read();
-        generations
-            .young
-            .len()
-            .saturating_add(generations.old.len())
+        self.read().len()
     }
 
     /// Whether no key is kept.
@@ -86,20 +78,17 @@ impl SignerKeys {
             .unwrap_or_else(PoisonError::into_inner);
         for key in fresh {
             let bytes = key.to_bytes();
-            if generations.young.contains_key(&bytes) || generations.old.contains_key(&bytes) {
+            if generations.contains_key(&bytes) {
                 continue;
             }
-            if generations.young.len() >= self.per_generation {
-                let Generations { young, old } = &mut *generations;
-                std::mem::swap(young, old);
-                // Cleared, not freed: the next generation fills the same table.
-                young.clear();
+            if generations.young_len() >= self.per_generation {
+                generations.turn_over();
             }
-            generations.young.insert(bytes, key);
+            generations.insert(bytes, key);
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, Generations> {
+    fn read(&self) -> RwLockReadGuard<'_, Generations<KeyMap>> {
         // Nothing panics while the write lock is held; a poisoned memo is still only a memo.
         self.generations
             .read()
@@ -109,7 +98,7 @@ impl SignerKeys {
 
 /// The kept keys under a read lock (see [`SignerKeys::known`]).
 pub(super) struct Known<'a> {
-    generations: RwLockReadGuard<'a, Generations>,
+    generations: RwLockReadGuard<'a, Generations<KeyMap>>,
     hits: &'a AtomicU64,
     found: u64,
 }
@@ -117,12 +106,7 @@ pub(super) struct Known<'a> {
 impl Known<'_> {
     /// `signer`'s decoded key, if kept.
     pub(super) fn get(&mut self, signer: &[u8; 32]) -> Option<VerifyingKey> {
-        let key = self
-            .generations
-            .young
-            .get(signer)
-            .or_else(|| self.generations.old.get(signer))
-            .copied();
+        let key = self.generations.get(signer).copied();
         self.found = self.found.saturating_add(u64::from(key.is_some()));
         key
     }
