@@ -48,9 +48,22 @@ use problem::Problem;
 /// 16 KiB); this bounds what a client can make us buffer.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// What handlers share.
+/// What handlers share: a handle, cloned for every request (axum's `State` and each
+/// middleware take their own copy), so a clone is one reference count, not one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     /// Service rows (participants, tokens, requests) and entry details.
     pub db: Database,
     /// Writes, and the committed view for reads.
@@ -85,7 +98,7 @@ impl AppState {
         config: ApiConfig,
         verifier: Verifier,
     ) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             db,
             committer,
             clock,
@@ -100,12 +113,13 @@ impl AppState {
             metrics: Arc::new(HttpMetrics::default()),
             stopping: tokio::sync::watch::channel(false).0,
             programmes: None,
-        }
+        }))
     }
 
     /// Turns on programmes and cards.
     pub fn with_programmes(mut self, programmes: crate::programme::Programmes) -> Self {
-        self.programmes = Some(programmes);
+        // Called while the service is built, before any clone exists: nothing is copied.
+        Arc::make_mut(&mut self.0).programmes = Some(programmes);
         self
     }
 
