@@ -47,6 +47,19 @@ pub async fn ledger(args: BenchLedgerArgs) -> Result<()> {
     let scheme = Arc::new(Scheme::generate("BENCH", args.accounts, 0, SEED)?);
     let (funding, payments) = prepare_intents(&scheme, args.payments)?;
     println!("prepared in {:.1} s", started.elapsed().as_secs_f64());
+    let warm_up = if args.warm_payments > 0 {
+        let started = Instant::now();
+        let (_, warm_up) = prepare_intents(&scheme, args.warm_payments)?;
+        println!(
+            "{} more payments, committed before each committer run's clock starts so the \
+             Book holds as many recent intents as a busy service: prepared in {:.1} s",
+            args.warm_payments,
+            started.elapsed().as_secs_f64()
+        );
+        warm_up
+    } else {
+        Arc::default()
+    };
 
     let scratch_dir = match &args.scratch_dir {
         Some(dir) => dir.clone(),
@@ -72,7 +85,12 @@ pub async fn ledger(args: BenchLedgerArgs) -> Result<()> {
     );
     for target in &targets {
         for &submitters in &args.submitters {
-            let run = committer_run(target, &scheme, &funding, &payments, submitters).await?;
+            let intents = RunIntents {
+                funding: &funding,
+                warm_up: &warm_up,
+                timed: &payments,
+            };
+            let run = committer_run(target, &scheme, intents, submitters).await?;
             let naive_rate =
                 naive_run(target, &scheme, &payments, submitters, args.naive_payments).await?;
             println!(
@@ -218,11 +236,18 @@ struct RunResult {
     write_micros_per_entry: f64,
 }
 
+/// What a committer run submits, in order: the opening balances, the untimed warm-up, then
+/// the timed payments.
+struct RunIntents<'a> {
+    funding: &'a Intents,
+    warm_up: &'a Intents,
+    timed: &'a Intents,
+}
+
 async fn committer_run(
     target: &Target,
     scheme: &Scheme,
-    funding: &Intents,
-    payments: &Intents,
+    intents: RunIntents<'_>,
     submitters: usize,
 ) -> Result<RunResult> {
     let (db, url) = target.fresh("committer").await?;
@@ -233,14 +258,23 @@ async fn committer_run(
     )
     .await?;
     scheme.register(&committer).await?;
-    drive(&committer, funding.clone(), 64, None).await?;
+    drive(&committer, intents.funding.clone(), 64, None).await?;
+    if !intents.warm_up.is_empty() {
+        drive(
+            &committer,
+            intents.warm_up.clone(),
+            submitters.max(64),
+            None,
+        )
+        .await?;
+    }
     let batches_before = committer.stats().batches.load(Ordering::Relaxed);
     let entries_before = committer.stats().entries.load(Ordering::Relaxed);
     let write_micros_before = committer.stats().write_micros.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut latencies = drive(
         &committer,
-        payments.clone(),
+        intents.timed.clone(),
         submitters,
         Some(started + RUN_LIMIT),
     )

@@ -230,6 +230,13 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     );
     counter(
         &mut out,
+        "coledger_verifier_batches_total",
+        "Batches the signature verifier checked; intents over batches is the mean batch, and the \
+         larger it is the less each signature costs.",
+        state.verifier.stats().batches.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
         "coledger_verifier_signer_key_hits_total",
         "Intents whose signer's key was found decoded already (see docs/operations.md, Memory).",
         keys.hits(),

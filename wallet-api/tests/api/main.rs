@@ -892,6 +892,9 @@ async fn metrics_count_requests_by_route_and_show_the_committer() {
     );
     assert!(
         sample("coledger_verifier_intents_total") >= 1.0
+            && sample("coledger_verifier_batches_total") >= 1.0
+            && sample("coledger_verifier_batches_total")
+                <= sample("coledger_verifier_intents_total")
             && sample("coledger_verifier_signer_keys") >= 1.0
             && sample("coledger_verifier_signer_key_hits_total") >= 0.0,
         "the payment's signer key was kept once its signature verified: {text}"
