@@ -39,8 +39,14 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
     }
     bench::print_machine();
     println!(
-        "accounts: {}, payments per run: {} (or {} s), connections: {:?}, verifier threads: {}",
-        args.accounts, args.payments, args.seconds, args.connections, args.verifier_threads
+        "accounts: {}, payments per run: {} (or {} s), connections: {:?}, verifier threads: {}, \
+         commit linger: {} ms",
+        args.accounts,
+        args.payments,
+        args.seconds,
+        args.connections,
+        args.verifier_threads,
+        args.commit_linger_ms
     );
     match args.rate {
         Some(rate) => println!(
@@ -104,6 +110,7 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
                     limit,
                 },
                 verifier_threads: args.verifier_threads,
+                commit_linger_ms: args.commit_linger_ms,
             };
             refused += run.measure().await?;
         }
@@ -180,6 +187,7 @@ struct Run<'a> {
     requests: &'a Arc<Vec<Vec<u8>>>,
     shape: load::Shape,
     verifier_threads: usize,
+    commit_linger_ms: u64,
 }
 
 impl Run<'_> {
@@ -188,7 +196,10 @@ impl Run<'_> {
         let (db, url) = self.target.fresh("api").await?;
         let (committer, mut task) = Committer::start(
             db.clone(),
-            CommitterConfig::default(),
+            CommitterConfig {
+                linger: std::time::Duration::from_millis(self.commit_linger_ms),
+                ..CommitterConfig::default()
+            },
             Arc::new(SystemClock),
         )
         .await?;

@@ -124,6 +124,13 @@ pub struct ServeArgs {
     /// OS threads that parse and batch-verify signed intents, off the async threads.
     #[arg(long, env = "COLEDGER_VERIFIER_THREADS", default_value_t = 2)]
     pub verifier_threads: usize,
+    /// How long the writer waits for more requests once one has arrived before it writes a
+    /// batch, in milliseconds (0 to 1000). 0, the default, writes whatever is queued at once:
+    /// the lowest latency. A few milliseconds make batches larger at moderate load, which
+    /// costs less CPU per payment (see docs/operations.md, Tuning the writer).
+    #[arg(long, env = "COLEDGER_COMMIT_LINGER_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub commit_linger_ms: u64,
     /// Programmes and cards.
     #[command(flatten)]
     pub programmes: ProgrammeArgs,
@@ -685,6 +692,10 @@ pub struct BenchApiArgs {
     /// Signature verifier threads of the service under test.
     #[arg(long, default_value_t = 2)]
     pub verifier_threads: usize,
+    /// The committer's linger of the service under test, in milliseconds (as `serve
+    /// --commit-linger-ms`).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub commit_linger_ms: u64,
     /// A PostgreSQL server to benchmark too; each run uses a fresh scratch database on it.
     #[arg(long, env = "COLEDGER_BENCH_POSTGRES_URL")]
     pub postgres_url: Option<String>,

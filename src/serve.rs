@@ -65,7 +65,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let (committer, mut task) = loop {
         match Committer::start(
             db.clone(),
-            CommitterConfig::default(),
+            CommitterConfig {
+                linger: Duration::from_millis(args.commit_linger_ms),
+                ..CommitterConfig::default()
+            },
             Arc::new(SystemClock),
         )
         .await

@@ -23,6 +23,9 @@ fn bench_ledger_runs_every_measurement_at_toy_size() {
         "500",
         "--submitters",
         "1,8",
+        // The untimed warm-up before each committer run must commit too.
+        "--warm-payments",
+        "100",
     ]);
     match std::env::var("COLEDGER_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => {
@@ -43,6 +46,10 @@ fn bench_ledger_runs_every_measurement_at_toy_size() {
     assert!(stdout.contains("from empty"), "{stdout}");
     assert!(stdout.contains("steady"), "{stdout}");
     assert!(stdout.contains("journal SHA-256 chaining"), "{stdout}");
+    assert!(
+        stdout.contains("100 more payments, committed before"),
+        "{stdout}"
+    );
     let rows: Vec<&str> = stdout
         .lines()
         .filter(|l| l.starts_with("sqlite ") || l.starts_with("postgres "))
@@ -79,6 +86,8 @@ fn bench_api_runs_at_toy_size_with_nothing_refused() {
             "8",
             "--verifier-threads",
             "1",
+            "--commit-linger-ms",
+            "2",
         ])
         .env_remove("COLEDGER_BENCH_POSTGRES_URL")
         .output()
@@ -90,6 +99,7 @@ fn bench_api_runs_at_toy_size_with_nothing_refused() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("payments/s"), "{stdout}");
+    assert!(stdout.contains("commit linger: 2 ms"), "{stdout}");
     let row: Vec<&str> = stdout
         .lines()
         .find(|l| l.starts_with("sqlite "))

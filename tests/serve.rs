@@ -154,6 +154,21 @@ async fn a_bad_database_url_is_a_clear_error() {
     );
 }
 
+#[test]
+fn a_commit_linger_beyond_a_second_is_refused_before_anything_starts() {
+    let captured = std::process::Command::new(env!("CARGO_BIN_EXE_coledger"))
+        .args(["serve", "--commit-linger-ms", "5000"])
+        .env_remove("COLEDGER_COMMIT_LINGER_MS")
+        .output()
+        .unwrap();
+    assert!(!captured.status.success());
+    let stderr = String::from_utf8_lossy(&captured.stderr);
+    assert!(
+        stderr.contains("--commit-linger-ms") && stderr.contains("5000 is not in 0..=1000"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn token_create_refuses_unknown_roles_and_unscoped_merchant_tokens() {
     let dir = tempfile::tempdir().unwrap();
