@@ -12,8 +12,8 @@
 //! [`FILL_WAIT`]) for more before it starts: the cores are busy anyway, and the bigger batch
 //! saves more than the wait costs. A thread with nobody else verifying never waits.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -40,7 +40,8 @@ pub const FULL_ENOUGH: usize = 64;
 /// The longest a thread waits for its batch to fill while another thread is verifying.
 pub const FILL_WAIT: Duration = Duration::from_millis(1);
 
-/// How often a waiting thread looks at the queue again.
+/// How often a waiting thread looks at the queue again (new requests do not wake it; the
+/// other thread finishing does).
 const FILL_POLL: Duration = Duration::from_micros(100);
 
 /// Why an intent was not verified.
@@ -72,7 +73,30 @@ struct Job {
 /// The requests waiting, and how many threads are verifying a batch right now.
 struct Queue {
     receiver: Mutex<mpsc::Receiver<Job>>,
-    verifying: AtomicUsize,
+    verifying: Mutex<usize>,
+    /// Signalled when a thread finishes a batch, so one waiting for its batch to fill
+    /// starts at once instead of after its next poll.
+    finished: Condvar,
+    /// [`FILL_WAIT`], or longer in tests.
+    fill_wait: Duration,
+}
+
+impl Queue {
+    fn new(receiver: mpsc::Receiver<Job>, fill_wait: Duration) -> Self {
+        Self {
+            receiver: Mutex::new(receiver),
+            verifying: Mutex::new(0),
+            finished: Condvar::new(),
+            fill_wait,
+        }
+    }
+
+    /// A thread that panicked while holding the count left it intact; carry on.
+    fn verifying(&self) -> MutexGuard<'_, usize> {
+        self.verifying
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A handle to the verifier threads; cheap to clone. The threads stop when the last handle
@@ -88,10 +112,7 @@ impl Verifier {
     /// Starts `threads` verifier threads (at least one, at most [`MAX_THREADS`]).
     pub fn start(threads: usize) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel(MAX_QUEUED);
-        let queue = Arc::new(Queue {
-            receiver: Mutex::new(queue),
-            verifying: AtomicUsize::new(0),
-        });
+        let queue = Arc::new(Queue::new(queue, FILL_WAIT));
         let stats = Arc::new(VerifierStats::default());
         let keys = Arc::new(SignerKeys::new(KEPT_SIGNERS));
         for index in 0..threads.clamp(1, MAX_THREADS) {
@@ -147,27 +168,30 @@ fn run(queue: &Queue, stats: &VerifierStats, keys: &SignerKeys) {
     }
 }
 
-/// Counts a thread as verifying for as long as it lives (a panic included).
-struct Verifying<'a>(&'a AtomicUsize);
+/// Counts a thread as verifying for as long as it lives (a panic included); its end wakes
+/// a thread waiting for its batch to fill.
+struct Verifying<'a>(&'a Queue);
 
 impl<'a> Verifying<'a> {
-    fn start(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        Self(count)
+    fn start(queue: &'a Queue) -> Self {
+        *queue.verifying() += 1;
+        Self(queue)
     }
 }
 
 impl Drop for Verifying<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut verifying = self.0.verifying();
+        *verifying = verifying.saturating_sub(1);
+        self.0.finished.notify_all();
     }
 }
 
 /// Waits for a job, then takes whatever else is already queued up to the batch limit; while
-/// another thread is verifying, waits up to [`FILL_WAIT`] for [`FULL_ENOUGH`]. The lock is
-/// held only while taking, so another thread can form the next batch meanwhile. The caller
-/// counts as verifying while it holds the guard returned; `None` when the queue is closed
-/// and empty.
+/// another thread is verifying, waits up to the queue's fill wait for [`FULL_ENOUGH`], and
+/// no longer than that thread takes. The receiver's lock is held while taking, so the other
+/// thread forms the next batch once this one has gone. The caller counts as verifying while
+/// it holds the guard returned; `None` when the queue is closed and empty.
 fn take_batch<'q>(queue: &'q Queue, batch: &mut Vec<Job>) -> Option<Verifying<'q>> {
     // A thread that panicked while holding the lock left the receiver intact; carry on.
     let mut receiver = queue
@@ -175,27 +199,37 @@ fn take_batch<'q>(queue: &'q Queue, batch: &mut Vec<Job>) -> Option<Verifying<'q
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     batch.push(receiver.blocking_recv()?);
-    take_queued(&mut receiver, batch);
-    let waiting_since = Instant::now();
-    while batch.len() < FULL_ENOUGH
-        && queue.verifying.load(Ordering::Acquire) > 0
-        && waiting_since.elapsed() < FILL_WAIT
-    {
-        std::thread::sleep(FILL_POLL);
-        take_queued(&mut receiver, batch);
+    let mut open = take_queued(&mut receiver, batch);
+    let deadline = Instant::now() + queue.fill_wait;
+    let mut verifying = queue.verifying();
+    while open && batch.len() < FULL_ENOUGH && *verifying > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        verifying = queue
+            .finished
+            .wait_timeout(verifying, left.min(FILL_POLL))
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        open = take_queued(&mut receiver, batch);
     }
-    // Counted before the lock is let go, so the next thread sees this one busy.
-    Some(Verifying::start(&queue.verifying))
+    drop(verifying);
+    // Counted before the receiver's lock is let go, so the next thread sees this one busy.
+    Some(Verifying::start(queue))
 }
 
-/// Moves what is queued into `batch`, up to the batch limit, without waiting.
-fn take_queued(receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+/// Moves what is queued into `batch`, up to the batch limit, without waiting; false once
+/// every sender is gone (nothing more can come).
+fn take_queued(receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) -> bool {
     while batch.len() < MAX_VERIFY_BATCH {
         match receiver.try_recv() {
             Ok(job) => batch.push(job),
-            Err(_) => break,
+            Err(mpsc::error::TryRecvError::Empty) => return true,
+            Err(mpsc::error::TryRecvError::Disconnected) => return false,
         }
     }
+    true
 }
 
 fn verify_and_reply(batch: &mut Vec<Job>, keys: &SignerKeys) {
@@ -278,62 +312,119 @@ mod tests {
         assert_eq!(verifier.stats().intents.load(Ordering::Relaxed), 300);
     }
 
-    /// A queue holding `jobs` bodies, and another thread counted as verifying or not.
-    fn queue_of(jobs: usize, others_verifying: usize) -> Queue {
+    fn job() -> Job {
+        let (reply, _) = oneshot::channel();
+        Job {
+            body: Bytes::from_static(b"{}"),
+            now_ms: NOW_MS,
+            reply,
+        }
+    }
+
+    /// A queue holding `jobs` requests, waiting up to `fill_wait`, and its sender (dropped,
+    /// the queue is closed once drained).
+    fn queue_of(jobs: usize, fill_wait: Duration) -> (Queue, mpsc::Sender<Job>) {
         let (sender, receiver) = mpsc::channel(MAX_QUEUED);
         for _ in 0..jobs {
-            let (reply, _) = oneshot::channel();
-            let job = Job {
-                body: Bytes::from_static(b"{}"),
-                now_ms: NOW_MS,
-                reply,
-            };
-            sender.try_send(job).unwrap();
+            sender.try_send(job()).unwrap();
         }
-        Queue {
-            receiver: Mutex::new(receiver),
-            verifying: AtomicUsize::new(others_verifying),
-        }
+        (Queue::new(receiver, fill_wait), sender)
     }
 
-    #[test]
-    fn a_thread_alone_takes_what_is_queued_at_once_and_counts_itself_busy() {
-        let queue = queue_of(3, 0);
-        let mut batch = Vec::new();
-        let guard = take_batch(&queue, &mut batch).unwrap();
-        assert_eq!(batch.len(), 3);
-        assert_eq!(queue.verifying.load(Ordering::Acquire), 1);
-        drop(guard);
-        assert_eq!(queue.verifying.load(Ordering::Acquire), 0);
-    }
+    /// Long enough that a test seeing a thread return early knows why, however loaded the
+    /// machine: only a wake-up or a full batch can end the wait before it.
+    const LONG_WAIT: Duration = Duration::from_secs(30);
 
     #[test]
-    fn while_another_thread_verifies_a_small_batch_waits_for_more_then_goes() {
-        let queue = queue_of(3, 1);
+    fn a_thread_alone_never_waits_and_counts_itself_busy() {
+        let (queue, sender) = queue_of(3, LONG_WAIT);
         let mut batch = Vec::new();
         let started = Instant::now();
         let guard = take_batch(&queue, &mut batch).unwrap();
-        // Nothing more came, so it waited the whole time, then took what there was.
+        assert!(started.elapsed() < LONG_WAIT / 2, "{:?}", started.elapsed());
+        assert_eq!(batch.len(), 3);
+        assert_eq!(*queue.verifying(), 1);
+        drop(guard);
+        assert_eq!(*queue.verifying(), 0);
+        drop(sender);
+    }
+
+    #[test]
+    fn while_another_thread_verifies_a_small_batch_waits_its_time_then_goes() {
+        let (queue, _sender) = queue_of(3, FILL_WAIT);
+        let _other = Verifying::start(&queue);
+        let mut batch = Vec::new();
+        let started = Instant::now();
+        let guard = take_batch(&queue, &mut batch).unwrap();
+        // Nothing more came and the other thread went on: it waited the whole time.
         assert!(started.elapsed() >= FILL_WAIT, "{:?}", started.elapsed());
         assert_eq!(batch.len(), 3);
-        assert_eq!(queue.verifying.load(Ordering::Acquire), 2);
+        assert_eq!(*queue.verifying(), 2);
         drop(guard);
+    }
+
+    #[test]
+    fn requests_that_arrive_while_it_waits_join_the_batch() {
+        let (queue, sender) = queue_of(1, LONG_WAIT);
+        let _other = Verifying::start(&queue);
+        let mut batch = Vec::new();
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(5));
+                for _ in 1..FULL_ENOUGH {
+                    sender.try_send(job()).unwrap();
+                }
+            });
+            let _guard = take_batch(&queue, &mut batch).unwrap();
+        });
+        // Full enough, it went without waiting out its time.
+        assert!(started.elapsed() < LONG_WAIT / 2, "{:?}", started.elapsed());
+        assert_eq!(batch.len(), FULL_ENOUGH);
+    }
+
+    #[test]
+    fn the_other_thread_finishing_ends_the_wait() {
+        let (queue, _sender) = queue_of(2, LONG_WAIT);
+        let other = Verifying::start(&queue);
+        let mut batch = Vec::new();
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                drop(other);
+            });
+            let _guard = take_batch(&queue, &mut batch).unwrap();
+        });
+        assert!(started.elapsed() < LONG_WAIT / 2, "{:?}", started.elapsed());
+        assert_eq!(batch.len(), 2);
+    }
+
+    #[test]
+    fn a_closed_queue_ends_the_wait_and_then_the_thread() {
+        let (queue, sender) = queue_of(2, LONG_WAIT);
+        drop(sender);
+        let _other = Verifying::start(&queue);
+        let mut batch = Vec::new();
+        let started = Instant::now();
+        // Nothing more can come, so there is nothing to wait for.
+        let guard = take_batch(&queue, &mut batch).unwrap();
+        assert!(started.elapsed() < LONG_WAIT / 2, "{:?}", started.elapsed());
+        assert_eq!(batch.len(), 2);
+        drop(guard);
+        batch.clear();
+        // Empty and closed: the receiver reports the end instead of blocking.
+        assert!(take_batch(&queue, &mut batch).is_none());
+        assert_eq!(*queue.verifying(), 1, "only the other thread");
     }
 
     #[test]
     fn a_batch_takes_everything_queued_not_just_full_enough() {
-        let queue = queue_of(FULL_ENOUGH + 5, 1);
+        let (queue, _sender) = queue_of(FULL_ENOUGH + 5, LONG_WAIT);
+        let _other = Verifying::start(&queue);
         let mut batch = Vec::new();
         let _guard = take_batch(&queue, &mut batch).unwrap();
         assert_eq!(batch.len(), FULL_ENOUGH + 5);
-    }
-
-    #[test]
-    fn a_closed_empty_queue_ends_the_thread() {
-        let queue = queue_of(0, 0);
-        // Every sender is gone: the receiver reports the end instead of blocking.
-        assert!(take_batch(&queue, &mut Vec::new()).is_none());
-        assert_eq!(queue.verifying.load(Ordering::Acquire), 0);
     }
 
     #[tokio::test]

@@ -51,19 +51,19 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// What handlers share: a handle, cloned for every request (axum's `State` and each
 /// middleware take their own copy), so a clone is one reference count, not one per part.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<AppParts>);
 
 impl std::ops::Deref for AppState {
-    type Target = Shared;
+    type Target = AppParts;
 
-    fn deref(&self) -> &Shared {
+    fn deref(&self) -> &AppParts {
         &self.0
     }
 }
 
 /// The parts of [`AppState`].
 #[derive(Clone)]
-pub struct Shared {
+pub struct AppParts {
     /// Service rows (participants, tokens, requests) and entry details.
     pub db: Database,
     /// Writes, and the committed view for reads.
@@ -98,7 +98,7 @@ impl AppState {
         config: ApiConfig,
         verifier: Verifier,
     ) -> Self {
-        Self(Arc::new(Shared {
+        Self(Arc::new(AppParts {
             db,
             committer,
             clock,
