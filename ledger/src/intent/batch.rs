@@ -302,6 +302,22 @@ mod tests {
         assert_eq!(keys.len(), 1, "a key that verified alone is kept too");
     }
 
+    /// The ed25519 challenge H(R || A || M) of `intent` signed by `key` with the given R, for
+    /// crafting signatures by hand.
+    fn challenge(
+        r: &[u8; 32],
+        key: &SigningKey,
+        intent: &SignedIntent,
+    ) -> curve25519_dalek::Scalar {
+        let mut hasher = Sha512::new();
+        hasher.update(r);
+        hasher.update(PublicKey::of(key).0);
+        hasher.update(signed_message(intent.canonical.as_bytes()));
+        let mut wide = [0u8; 64];
+        wide.copy_from_slice(&hasher.finalize());
+        curve25519_dalek::Scalar::from_bytes_mod_order_wide(&wide)
+    }
+
     /// A holder can sign with R' = rB + T, T of order 2, and s = r + h·a: the strict check
     /// computes rB and refuses it, while a batch equation cancels T whenever its random
     /// coefficient is even. Alone, an intent gets the strict check every time (with a
@@ -319,14 +335,7 @@ mod tests {
             let big_r = (curve25519_dalek::EdwardsPoint::mul_base(&r) + order_two)
                 .compress()
                 .to_bytes();
-            let message = signed_message(crafted.canonical.as_bytes());
-            let mut hasher = Sha512::new();
-            hasher.update(big_r);
-            hasher.update(PublicKey::of(&k).0);
-            hasher.update(&message);
-            let mut wide = [0u8; 64];
-            wide.copy_from_slice(&hasher.finalize());
-            let h = curve25519_dalek::Scalar::from_bytes_mod_order_wide(&wide);
+            let h = challenge(&big_r, &k, &crafted);
             let s = r + h * k.to_scalar();
             let mut signature = [0u8; 64];
             signature[..32].copy_from_slice(&big_r);
@@ -414,13 +423,7 @@ mod tests {
         let mut r = [0u8; 32];
         r[0] = 1; // y = 1, x = 0: the identity
         let message = signed_message(crafted.canonical.as_bytes());
-        let mut hasher = Sha512::new();
-        hasher.update(r);
-        hasher.update(PublicKey::of(&k).0);
-        hasher.update(&message);
-        let mut wide = [0u8; 64];
-        wide.copy_from_slice(&hasher.finalize());
-        let h = curve25519_dalek::Scalar::from_bytes_mod_order_wide(&wide);
+        let h = challenge(&r, &k, &crafted);
         let s = h * k.to_scalar();
         let mut signature = [0u8; 64];
         signature[..32].copy_from_slice(&r);
