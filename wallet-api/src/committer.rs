@@ -252,6 +252,11 @@ pub struct CommitterStats {
     /// With two (PostgreSQL) it includes each batch's wait for the one before to commit,
     /// and the lanes' times overlap: an upper bound on storage time, not a measure of it.
     pub write_micros: AtomicU64,
+    /// The same writes by how long each took: counts of writes of at most
+    /// [`WRITE_TIME_BUCKETS_MICROS`]`[i]` (not cumulative; the last counts the rest). The
+    /// mean hides the stalls a tail latency comes from (a checkpoint, a slow disk); these
+    /// show them.
+    pub write_times: [AtomicU64; WRITE_TIME_BUCKETS_MICROS.len() + 1],
     /// The latest write's outcome, a [`WriteState`].
     write_state: AtomicU8,
 }
@@ -272,6 +277,11 @@ impl CommitterStats {
 
 /// Upper bounds of the batch-size histogram.
 pub const BATCH_SIZE_BUCKETS: [u64; 7] = [1, 4, 16, 64, 256, 1024, 4096];
+
+/// Upper bounds of the write-time histogram, in microseconds (1 ms to 1 s).
+pub const WRITE_TIME_BUCKETS_MICROS: [u64; 8] = [
+    1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
 
 type Inspection = Box<dyn FnOnce(&Book) + Send>;
 
@@ -902,6 +912,11 @@ async fn run_lane(
                     stats
                         .write_micros
                         .fetch_add(write_micros, Ordering::Relaxed);
+                    let bucket = WRITE_TIME_BUCKETS_MICROS
+                        .iter()
+                        .position(|&b| write_micros <= b)
+                        .unwrap_or(WRITE_TIME_BUCKETS_MICROS.len());
+                    stats.write_times[bucket].fetch_add(1, Ordering::Relaxed);
                     stats.set_write_state(WriteState::Ok);
                 }
                 stats.entries.fetch_add(entries, Ordering::Relaxed);

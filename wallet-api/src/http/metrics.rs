@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::committer::{BATCH_SIZE_BUCKETS, WriteState};
+use crate::committer::{BATCH_SIZE_BUCKETS, WRITE_TIME_BUCKETS_MICROS, WriteState};
 
 /// Latency bucket bounds, in seconds.
 const LATENCY_BUCKETS_S: [f64; 12] = [
@@ -211,15 +211,27 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         "coledger_committer_batch_size_sum {}\ncoledger_committer_batch_size_count {cumulative}",
         stats.entries.load(Ordering::Relaxed)
     );
-    // A summary without quantiles: the mean is sum over count, and a rising mean at a
-    // steady batch size is storage slowing down (disk, checkpoints, lock waits).
+    // The mean is sum over count, and a rising mean at a steady batch size is storage
+    // slowing down (disk, checkpoints, lock waits); the buckets show single stalls.
+    out.push_str(
+        "# HELP coledger_committer_write_seconds Time from BEGIN to COMMIT of each committed batch (PostgreSQL: including the wait for the batch before).\n\
+         # TYPE coledger_committer_write_seconds histogram\n",
+    );
+    let mut writes = 0u64;
+    for (i, bucket) in stats.write_times.iter().enumerate() {
+        writes = writes.saturating_add(bucket.load(Ordering::Relaxed));
+        let le = WRITE_TIME_BUCKETS_MICROS
+            .get(i)
+            .map_or_else(|| "+Inf".to_owned(), |&us| (us as f64 / 1e6).to_string());
+        let _ = writeln!(
+            out,
+            "coledger_committer_write_seconds_bucket{{le=\"{le}\"}} {writes}"
+        );
+    }
     let _ = writeln!(
         out,
-        "# HELP coledger_committer_write_seconds Time from BEGIN to COMMIT of each committed batch (PostgreSQL: including the wait for the batch before).\n\
-         # TYPE coledger_committer_write_seconds summary\n\
-         coledger_committer_write_seconds_sum {}\ncoledger_committer_write_seconds_count {}",
+        "coledger_committer_write_seconds_sum {}\ncoledger_committer_write_seconds_count {writes}",
         stats.write_micros.load(Ordering::Relaxed) as f64 / 1e6,
-        stats.batches.load(Ordering::Relaxed)
     );
     let keys = state.verifier.signer_keys();
     counter(

@@ -890,6 +890,16 @@ async fn metrics_count_requests_by_route_and_show_the_committer() {
             && sample("coledger_committer_write_seconds_sum") > 0.0,
         "the committed payment's batch was timed: {text}"
     );
+    assert_eq!(
+        sample("coledger_committer_write_seconds_bucket{le=\"+Inf\"}"),
+        sample("coledger_committer_write_seconds_count"),
+        "every timed write is in a bucket: {text}"
+    );
+    assert!(
+        text.contains("coledger_committer_write_seconds_bucket{le=\"0.001\"}")
+            && text.contains("coledger_committer_write_seconds_bucket{le=\"1\"}"),
+        "{text}"
+    );
     assert!(
         sample("coledger_verifier_intents_total") >= 1.0
             && sample("coledger_verifier_batches_total") >= 1.0
