@@ -283,6 +283,18 @@ pub const WRITE_TIME_BUCKETS_MICROS: [u64; 8] = [
     1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
 ];
 
+/// Counts `value` in the first of `counts` whose upper bound in `bounds` holds it; `counts`
+/// has one more slot than `bounds`, for the rest.
+fn count_in(counts: &[AtomicU64], bounds: &[u64], value: u64) {
+    let bucket = bounds
+        .iter()
+        .position(|&b| value <= b)
+        .unwrap_or(bounds.len());
+    if let Some(count) = counts.get(bucket) {
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 type Inspection = Box<dyn FnOnce(&Book) + Send>;
 
 /// A change to the Book's rules that storage already holds elsewhere (programme tables), so
@@ -912,21 +924,13 @@ async fn run_lane(
                     stats
                         .write_micros
                         .fetch_add(write_micros, Ordering::Relaxed);
-                    let bucket = WRITE_TIME_BUCKETS_MICROS
-                        .iter()
-                        .position(|&b| write_micros <= b)
-                        .unwrap_or(WRITE_TIME_BUCKETS_MICROS.len());
-                    stats.write_times[bucket].fetch_add(1, Ordering::Relaxed);
+                    count_in(&stats.write_times, &WRITE_TIME_BUCKETS_MICROS, write_micros);
                     stats.set_write_state(WriteState::Ok);
                 }
                 stats.entries.fetch_add(entries, Ordering::Relaxed);
                 stats.max_batch.fetch_max(entries, Ordering::Relaxed);
                 if entries > 0 {
-                    let bucket = BATCH_SIZE_BUCKETS
-                        .iter()
-                        .position(|&b| entries <= b)
-                        .unwrap_or(BATCH_SIZE_BUCKETS.len());
-                    stats.batch_sizes[bucket].fetch_add(1, Ordering::Relaxed);
+                    count_in(&stats.batch_sizes, &BATCH_SIZE_BUCKETS, entries);
                 }
             }
             Err(e) => {

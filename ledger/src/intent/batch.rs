@@ -136,11 +136,8 @@ fn batch_key(
     Some((key, true))
 }
 
+/// Whether the one batch equation over `candidates` (two or more) holds.
 fn batch_equation_holds(candidates: &[Candidate]) -> bool {
-    // Callers pass two or more; an empty batch holds trivially all the same.
-    if candidates.is_empty() {
-        return true;
-    }
     let messages: Vec<&[u8]> = candidates.iter().map(|c| c.message.as_slice()).collect();
     let signatures: Vec<ed25519_dalek::Signature> = candidates
         .iter()

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -150,6 +150,12 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     };
+    let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    };
     counter(
         &mut out,
         "coledger_entries_committed_total",
@@ -162,18 +168,17 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         "Intents refused by the ledger's rules.",
         stats.rejected.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "# HELP coledger_committer_queue_depth Requests waiting for the writer.\n\
-         # TYPE coledger_committer_queue_depth gauge\ncoledger_committer_queue_depth {}",
-        state.committer.queue_depth()
+    gauge(
+        &mut out,
+        "coledger_committer_queue_depth",
+        "Requests waiting for the writer.",
+        u64::try_from(state.committer.queue_depth()).unwrap_or(u64::MAX),
     );
-    let _ = writeln!(
-        out,
-        "# HELP coledger_payment_requests_kept Payment requests the writer keeps in memory \
-         (paid or cancelled, and still payable).\n\
-         # TYPE coledger_payment_requests_kept gauge\ncoledger_payment_requests_kept {}",
-        stats.requests_kept.load(Ordering::Relaxed)
+    gauge(
+        &mut out,
+        "coledger_payment_requests_kept",
+        "Payment requests the writer keeps in memory (paid or cancelled, and still payable).",
+        stats.requests_kept.load(Ordering::Relaxed),
     );
     // One series per state, 1 for the current one: alert on storage-full before users call.
     let current = stats.write_state();
@@ -193,44 +198,27 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
             u8::from(state == current)
         );
     }
-    out.push_str("# HELP coledger_committer_batch_size Entries per committed batch.\n");
-    out.push_str("# TYPE coledger_committer_batch_size histogram\n");
-    let mut cumulative = 0u64;
-    for (i, bucket) in stats.batch_sizes.iter().enumerate() {
-        cumulative = cumulative.saturating_add(bucket.load(Ordering::Relaxed));
-        let le = BATCH_SIZE_BUCKETS
-            .get(i)
-            .map_or_else(|| "+Inf".to_owned(), u64::to_string);
-        let _ = writeln!(
-            out,
-            "coledger_committer_batch_size_bucket{{le=\"{le}\"}} {cumulative}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "coledger_committer_batch_size_sum {}\ncoledger_committer_batch_size_count {cumulative}",
-        stats.entries.load(Ordering::Relaxed)
+    histogram(
+        &mut out,
+        "coledger_committer_batch_size",
+        "Entries per committed batch.",
+        &stats.batch_sizes,
+        |i| BATCH_SIZE_BUCKETS.get(i).map(u64::to_string),
+        stats.entries.load(Ordering::Relaxed) as f64,
     );
     // The mean is sum over count, and a rising mean at a steady batch size is storage
     // slowing down (disk, checkpoints, lock waits); the buckets show single stalls.
-    out.push_str(
-        "# HELP coledger_committer_write_seconds Time from BEGIN to COMMIT of each committed batch (PostgreSQL: including the wait for the batch before).\n\
-         # TYPE coledger_committer_write_seconds histogram\n",
-    );
-    let mut writes = 0u64;
-    for (i, bucket) in stats.write_times.iter().enumerate() {
-        writes = writes.saturating_add(bucket.load(Ordering::Relaxed));
-        let le = WRITE_TIME_BUCKETS_MICROS
-            .get(i)
-            .map_or_else(|| "+Inf".to_owned(), |&us| (us as f64 / 1e6).to_string());
-        let _ = writeln!(
-            out,
-            "coledger_committer_write_seconds_bucket{{le=\"{le}\"}} {writes}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "coledger_committer_write_seconds_sum {}\ncoledger_committer_write_seconds_count {writes}",
+    histogram(
+        &mut out,
+        "coledger_committer_write_seconds",
+        "Time from BEGIN to COMMIT of each committed batch (PostgreSQL: including the wait for \
+         the batch before).",
+        &stats.write_times,
+        |i| {
+            WRITE_TIME_BUCKETS_MICROS
+                .get(i)
+                .map(|&us| (us as f64 / 1e6).to_string())
+        },
         stats.write_micros.load(Ordering::Relaxed) as f64 / 1e6,
     );
     let keys = state.verifier.signer_keys();
@@ -253,12 +241,11 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         "Intents whose signer's key was found decoded already (see docs/operations.md, Memory).",
         keys.hits(),
     );
-    let _ = writeln!(
-        out,
-        "# HELP coledger_verifier_signer_keys Signers' decoded keys kept by the verifier.
-         # TYPE coledger_verifier_signer_keys gauge
-coledger_verifier_signer_keys {}",
-        keys.len()
+    gauge(
+        &mut out,
+        "coledger_verifier_signer_keys",
+        "Signers' decoded keys kept by the verifier.",
+        u64::try_from(keys.len()).unwrap_or(u64::MAX),
     );
     let mut response = out.into_response();
     response.headers_mut().insert(
@@ -266,4 +253,24 @@ coledger_verifier_signer_keys {}",
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
+}
+
+/// A Prometheus histogram from per-bucket (not cumulative) `counts`; `upper(i)` is bucket
+/// `i`'s upper bound as printed, `None` for the last (+Inf).
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    counts: &[AtomicU64],
+    upper: impl Fn(usize) -> Option<String>,
+    sum: f64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cumulative = 0u64;
+    for (i, bucket) in counts.iter().enumerate() {
+        cumulative = cumulative.saturating_add(bucket.load(Ordering::Relaxed));
+        let le = upper(i).unwrap_or_else(|| "+Inf".to_owned());
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
 }

@@ -880,6 +880,11 @@ async fn metrics_count_requests_by_route_and_show_the_committer() {
         text.contains("coledger_committer_batch_size_bucket{le=\"1\"}"),
         "{text}"
     );
+    assert!(
+        text.lines()
+            .all(|line| !line.is_empty() && !line.starts_with(char::is_whitespace)),
+        "every line is a comment or a sample, flush left: {text}"
+    );
     let sample = |name: &str| -> f64 {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
