@@ -266,12 +266,12 @@ pub struct Book {
     accounts: Vec<Account>,
     /// Slot by account id.
     index: HashMap<IdKey, u32>,
-    /// Recent intents (see [`recent`]); older ones are fingerprints in `recent`.
-    intents: recent::Generations<HashMap<IntentId, AppliedIntent>>,
-    /// When the generations were last added to, and fingerprints of forgotten intents.
-    recent: recent::Recent,
+    /// Recent intents whole, older ones as fingerprints (see [`recent`]).
+    intents: recent::Recent<AppliedIntent>,
     /// Entries applied or replayed since the Book was made.
     applied: u64,
+    /// `applied` when the Book last forgot, for [`Book::forget_gradually`]'s budget.
+    applied_at_forget: u64,
     /// Programme rules per unit; most units have none.
     policies: HashMap<UnitCode, UnitPolicy>,
     /// Registered merchants' accounts with their category: whom programme holders may pay.
@@ -299,6 +299,13 @@ impl Book {
     /// (about ten lines per payment, so 40 KiB). 16 and 64 measured alike (BENCHMARKS.md,
     /// "Reading ahead").
     pub const WARM_AHEAD: usize = 64;
+
+    /// Intents [`Book::forget_gradually`] fingerprints per entry applied since its last call.
+    pub const FORGET_PER_APPLY: usize = 4;
+
+    /// Intents [`Book::forget_gradually`] may fingerprint in any call: a fraction of a
+    /// millisecond, so a quiet service lets go of a generation in a few batches.
+    pub const FORGET_AT_LEAST: usize = 4_096;
 
     /// An empty book.
     pub fn new() -> Self {
@@ -425,44 +432,56 @@ impl Book {
     /// each other, so the processor has many misses in flight at once, and the applies that
     /// follow find their lines in cache. Stable Rust has no safe prefetch instruction; plain
     /// loads whose results are kept (`black_box`) do the same job.
+    ///
+    /// The reads go in passes, one kind of lookup for every entry of a run before the next
+    /// (short loops, so the misses of many entries can be in flight together). On this
+    /// machine that measured the same as one entry's lookups after another (BENCHMARKS.md,
+    /// "Where the steady Book's time goes").
     pub fn warm<'a>(&self, entries: impl IntoIterator<Item = &'a JournalEntry>) {
-        /// Slots read per pass over the hot records: a pass at a time keeps the index
-        /// lookups (which give the slots) apart from the reads that depend on them.
-        const SLOTS: usize = 128;
+        let mut entries = entries.into_iter().peekable();
+        let mut seen = 0u64;
+        while entries.peek().is_some() {
+            let mut run: [Option<&JournalEntry>; Self::WARM_AHEAD] = [None; Self::WARM_AHEAD];
+            for (place, entry) in run.iter_mut().zip(&mut entries) {
+                *place = Some(entry);
+            }
+            let run = run.iter().map_while(|entry| *entry);
+            seen ^= self
+                .intents
+                .warm(run.clone().map(|entry| entry.authorisation().intent_id));
+            seen ^= self.warm_accounts(run);
+        }
+        std::hint::black_box(seen);
+    }
+
+    /// [`Book::warm`]'s reads of accounts: every index bucket, then every hot record.
+    fn warm_accounts<'a>(&self, run: impl Iterator<Item = &'a JournalEntry>) -> u64 {
+        // Two accounts per posting; a run's entries rarely have more than two postings.
+        const SLOTS: usize = 2 * 2 * Book::WARM_AHEAD;
         let mut slots = [0u32; SLOTS];
         let mut found = 0usize;
         let mut seen = 0u64;
-        let read_hot = |slots: &[u32], seen: &mut u64| {
-            for &slot in slots {
-                if let Some(hot) = self.hot.get(slot as usize) {
-                    *seen ^= hot.balance.0 as u64;
-                }
-            }
-        };
-        for entry in entries {
-            let intent_id = entry.authorisation().intent_id;
-            seen ^= u64::from(self.intents.get(&intent_id).is_some());
-            seen ^= u64::from(self.recent.may_have_forgotten(intent_id));
-            for posting in entry.postings() {
-                for id in [posting.debit, posting.credit] {
-                    if let Some(&slot) = self.index.get(&IdKey(id)) {
-                        if found == SLOTS {
-                            read_hot(&slots, &mut seen);
-                            found = 0;
-                        }
-                        slots[found] = slot;
-                        found = found.saturating_add(1);
-                    }
-                }
+        let ids = run.flat_map(|entry| entry.postings().iter().flat_map(|p| [p.debit, p.credit]));
+        for id in ids {
+            if let Some(&slot) = self.index.get(&IdKey(id))
+                && let Some(place) = slots.get_mut(found)
+            {
+                *place = slot;
+                found = found.saturating_add(1);
             }
         }
-        read_hot(&slots[..found], &mut seen);
-        std::hint::black_box(seen);
+        for &slot in &slots[..found] {
+            if let Some(hot) = self.hot.get(slot as usize) {
+                seen ^= hot.balance.0 as u64;
+            }
+        }
+        seen
     }
 
     fn apply_inner(&mut self, entry: &JournalEntry, fingerprints: bool) -> Result<(), BookError> {
         let auth = entry.authorisation();
-        if let Some(applied) = self.intents.get(&auth.intent_id) {
+        let intent = self.intents.hash(auth.intent_id);
+        if let Some(applied) = self.intents.get(intent) {
             return Err(if applied.digest == auth.digest {
                 BookError::Duplicate {
                     intent_id: auth.intent_id,
@@ -472,7 +491,7 @@ impl Book {
                 BookError::IntentConflict(auth.intent_id)
             });
         }
-        if fingerprints && self.recent.may_have_forgotten(auth.intent_id) {
+        if fingerprints && self.intents.may_have_forgotten(intent) {
             return Err(BookError::MaybeApplied(auth.intent_id));
         }
         let mut deltas = std::mem::take(&mut self.scratch);
@@ -484,14 +503,20 @@ impl Book {
             .and_then(|()| self.check_limits(&deltas));
         if result.is_ok() {
             self.record_spending(entry);
-            self.record_refundable(entry);
+            // A one-posting entry's deltas are its payer's and its payee's, in that order
+            // (they differ: `JournalEntry::new` refuses a posting to its own account).
+            let slots = match deltas.as_slice() {
+                &[(payer, _), (payee, _)] => Some((payer, payee)),
+                _ => None,
+            };
+            self.record_refundable(entry, slots);
             for &(slot, delta) in &deltas {
                 let balance = &mut self.hot[slot as usize].balance;
                 // check_limits proved the sum fits in i64.
                 balance.0 =
                     i64::try_from(i128::from(balance.0).saturating_add(delta)).unwrap_or(balance.0);
             }
-            self.remember(entry);
+            self.remember(intent, entry);
         }
         self.scratch = deltas;
         result
@@ -505,7 +530,8 @@ impl Book {
     /// [`Book::check_invariants`].
     pub fn replay(&mut self, entry: &JournalEntry) -> Result<(), BookError> {
         let auth = entry.authorisation();
-        if let Some(applied) = self.intents.get(&auth.intent_id) {
+        let intent = self.intents.hash(auth.intent_id);
+        if let Some(applied) = self.intents.get(intent) {
             return Err(BookError::Duplicate {
                 intent_id: auth.intent_id,
                 entry_id: applied.entry_id,
@@ -539,36 +565,51 @@ impl Book {
             }
         }
         self.record_spending(entry);
-        self.record_refundable(entry);
-        self.remember(entry);
+        self.record_refundable(entry, None);
+        self.remember(intent, entry);
         Ok(())
     }
 
     /// Notes an applied entry's intent as recent.
-    fn remember(&mut self, entry: &JournalEntry) {
-        let auth = entry.authorisation();
-        self.intents.insert(
-            auth.intent_id,
-            AppliedIntent {
-                entry_id: entry.id(),
-                digest: auth.digest,
-            },
-        );
-        self.recent.remember(entry.created_at());
+    fn remember(&mut self, intent: recent::HashedIntent, entry: &JournalEntry) {
+        let applied = AppliedIntent {
+            entry_id: entry.id(),
+            digest: entry.authorisation().digest,
+        };
+        self.intents.remember(intent, applied, entry.created_at());
         self.applied = self.applied.saturating_add(1);
     }
 
     /// Forgets what came before `before` (entry time, ms): those intent ids become
     /// fingerprints and those payments must be restored from storage to be refunded (see
-    /// [`recent`]). Returns how many entries were let go.
+    /// [`recent`]). All at once, however much that is: for a load. Returns how many entries
+    /// were let go.
     pub fn forget_before(&mut self, before: crate::TimestampMs) -> usize {
-        self.recent
-            .forget_before(before, &mut self.intents, &mut self.payments)
+        self.applied_at_forget = self.applied;
+        self.intents
+            .forget_before(before, &mut self.payments, usize::MAX)
+    }
+
+    /// [`Book::forget_before`] a step at a time, for a writer that calls it between batches:
+    /// it fingerprints at most [`Book::FORGET_PER_APPLY`] intents for every entry applied
+    /// since the last call, and at least [`Book::FORGET_AT_LEAST`], so letting go of a
+    /// generation of millions costs each batch a little instead of one batch a pause (what
+    /// is not yet forgotten is remembered whole meanwhile). At that pace a generation is let
+    /// go in a quarter of the time it took to fill. Returns how many entries were let go.
+    pub fn forget_gradually(&mut self, before: crate::TimestampMs) -> usize {
+        let since = self.applied.saturating_sub(self.applied_at_forget);
+        self.applied_at_forget = self.applied;
+        let budget = usize::try_from(since)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(Self::FORGET_PER_APPLY)
+            .max(Self::FORGET_AT_LEAST);
+        self.intents
+            .forget_before(before, &mut self.payments, budget)
     }
 
     /// Gives memory back after forgetting much at once (a load).
     pub fn shrink_to_fit(&mut self) {
-        recent::Recent::shrink(&mut self.intents, &mut self.payments);
+        self.intents.shrink(&mut self.payments);
     }
 
     /// Whether the payment's facts are in memory, so a refund of it can be checked.
@@ -591,19 +632,20 @@ impl Book {
             return;
         }
         if let (EntryKind::Payment, [posting]) = (kind, postings) {
-            self.record_payment(id, created_at, posting);
+            self.record_payment(id, created_at, posting, None);
         }
     }
 
     /// Whether `intent_id` is not among the recent intents but may be one forgotten earlier:
     /// [`Book::apply`] would refuse it with [`BookError::MaybeApplied`].
     pub fn may_have_forgotten(&self, intent_id: IntentId) -> bool {
-        !self.intents.contains_key(&intent_id) && self.recent.may_have_forgotten(intent_id)
+        let intent = self.intents.hash(intent_id);
+        self.intents.get(intent).is_none() && self.intents.may_have_forgotten(intent)
     }
 
     /// How many intents are remembered whole, and how many by fingerprint only.
     pub fn remembered_intents(&self) -> (usize, usize) {
-        (self.intents.len(), self.recent.fingerprint_count())
+        (self.intents.len(), self.intents.fingerprint_count())
     }
 
     /// What may still be refunded of a committed payment; `None` if `payment` is not one.
@@ -669,17 +711,21 @@ impl Book {
         Ok(())
     }
 
-    /// Remembers a payment's facts for refunds; false if an account is unknown.
+    /// Remembers a payment's facts for refunds; false if an account is unknown. `slots`,
+    /// the payer's and the payee's, if the caller has them already.
     fn record_payment(
         &mut self,
         id: EntryId,
         created_at: crate::TimestampMs,
         posting: &crate::entry::Posting,
+        slots: Option<(u32, u32)>,
     ) -> bool {
-        let (Some(&payer), Some(&payee)) = (
-            self.index.get(&IdKey(posting.debit)),
-            self.index.get(&IdKey(posting.credit)),
-        ) else {
+        let slots = slots.or_else(|| {
+            let payer = self.index.get(&IdKey(posting.debit))?;
+            let payee = self.index.get(&IdKey(posting.credit))?;
+            Some((*payer, *payee))
+        });
+        let Some((payer, payee)) = slots else {
             return false;
         };
         let day = u32::try_from(day_of(created_at)).unwrap_or(0);
@@ -702,14 +748,14 @@ impl Book {
     /// Remembers a committed payment so that it can be refunded (returns true), or counts a
     /// committed refund against its payment (and gives it back to the payer's spending caps).
     /// Called once an entry is applied or replayed; [`Book::check_refund`] proved a refund
-    /// fits.
-    fn record_refundable(&mut self, entry: &JournalEntry) -> bool {
+    /// fits. `slots`: the payer's and the payee's, if the caller has them.
+    fn record_refundable(&mut self, entry: &JournalEntry, slots: Option<(u32, u32)>) -> bool {
         let [posting] = entry.postings() else {
             return false;
         };
         match (entry.kind(), entry.tags().reverses) {
             (EntryKind::Payment, None) => {
-                self.record_payment(entry.id(), entry.created_at(), posting)
+                self.record_payment(entry.id(), entry.created_at(), posting, slots)
             }
             (EntryKind::Reversal, Some(payment)) => {
                 let Some(&original) = self.payments.get(&payment) else {
@@ -1211,7 +1257,9 @@ impl Book {
     }
     /// The entry an intent produced, if it was applied.
     pub fn entry_for_intent(&self, intent_id: IntentId) -> Option<EntryId> {
-        self.intents.get(&intent_id).map(|a| a.entry_id)
+        self.intents
+            .get(self.intents.hash(intent_id))
+            .map(|a| a.entry_id)
     }
     /// How many accounts.
     pub fn account_count(&self) -> usize {
@@ -2813,5 +2861,63 @@ mod tests {
                 .may_have_forgotten(applied[0].authorisation().intent_id)
         );
         assert_eq!(f.book.applied_count(), 1_000 + 1);
+    }
+
+    #[test]
+    fn a_generation_is_let_go_a_budget_at_a_time_and_answers_whole_meanwhile() {
+        let mut f = funded();
+        let (unit, alice, shop) = (f.unit, f.alice, f.shop);
+        let pay = |at| entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 1)], at);
+        let old: Vec<JournalEntry> = (0..4_500).map(|_| pay(1_000)).collect();
+        for entry in &old {
+            f.book.apply(entry).unwrap();
+        }
+        // Nothing is old enough yet: the young generation only moves up.
+        assert_eq!(f.book.forget_gradually(0), 0);
+        f.book.apply(&pay(5_000)).unwrap();
+        let (whole, none) = f.book.remembered_intents();
+        assert_eq!(
+            (whole, none),
+            (4_500 + 2, 0),
+            "the issue, the payments, the new one"
+        );
+
+        // One entry applied since the last call: the budget is the floor.
+        assert_eq!(f.book.forget_gradually(2_000), 0);
+        assert_eq!(
+            f.book.remembered_intents(),
+            (whole, Book::FORGET_AT_LEAST),
+            "fingerprinted in part, still all whole"
+        );
+        for entry in &old {
+            let id = entry.authorisation().intent_id;
+            assert!(!f.book.may_have_forgotten(id));
+            assert_eq!(f.book.entry_for_intent(id), Some(entry.id()));
+        }
+        assert!(matches!(
+            f.book.apply(&same_intent(&old[0], 1_000)),
+            Err(BookError::Duplicate { .. })
+        ));
+
+        // The rest fits the next budget: the generation is dropped.
+        assert_eq!(f.book.forget_gradually(2_000), whole - 1);
+        assert_eq!(f.book.remembered_intents(), (1, whole - 1));
+        assert!(f.book.may_have_forgotten(old[0].authorisation().intent_id));
+        assert_eq!(
+            f.book.entry_for_intent(old[0].authorisation().intent_id),
+            None
+        );
+    }
+
+    #[test]
+    fn forgetting_all_at_once_ignores_the_budget() {
+        let mut f = funded();
+        let (unit, alice, shop) = (f.unit, f.alice, f.shop);
+        for _ in 0..4_500 {
+            let pay = entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 1)], 1_000);
+            f.book.apply(&pay).unwrap();
+        }
+        assert_eq!(f.book.forget_before(2_000), 4_500 + 1);
+        assert_eq!(f.book.remembered_intents(), (0, 4_500 + 1));
     }
 }

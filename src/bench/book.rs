@@ -13,7 +13,7 @@
 //! The window is `remember_for` (60 s) of entries at the SQLite target's rate (100,000/s), so
 //! the steady Book holds 6 to 12 million recent intents, as a service at that rate would.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ledger::journal::{Journal, canonical_entry_bytes};
 use ledger::{
@@ -110,10 +110,12 @@ struct Applied {
     /// Intents whose id matched a forgotten one's fingerprint: the committer asks storage
     /// about each (a query), then applies it with `apply_checked_new`, as done here.
     maybe_forgotten: usize,
+    /// The longest single call to forget between batches: time the writer is held.
+    longest_forget: Duration,
 }
 
 /// Applies `entries` as the committer would: every entry, then forgetting what is older than
-/// the window once per batch.
+/// the window once per batch, gradually.
 fn apply_forgetting(book: &mut Book, entries: &[JournalEntry]) -> Applied {
     let mut applied = Applied::default();
     for batch in entries.chunks(BATCH) {
@@ -131,7 +133,9 @@ fn apply_forgetting(book: &mut Book, entries: &[JournalEntry]) -> Applied {
             }
         }
         if let Some(last) = batch.last() {
-            book.forget_before(last.created_at().saturating_sub(REMEMBER_FOR_MS));
+            let started = Instant::now();
+            book.forget_gradually(last.created_at().saturating_sub(REMEMBER_FOR_MS));
+            applied.longest_forget = applied.longest_forget.max(started.elapsed());
         }
     }
     applied
@@ -176,6 +180,7 @@ pub(super) fn apply(args: &BenchLedgerArgs) {
     }
     let mut rates = Vec::new();
     let mut maybe_forgotten = 0;
+    let mut longest_forget = Duration::ZERO;
     for _ in 0..3 {
         let entries = stream.take(args.book_ops);
         let started = Instant::now();
@@ -183,6 +188,7 @@ pub(super) fn apply(args: &BenchLedgerArgs) {
         rates.push(entries.len() as f64 / started.elapsed().as_secs_f64());
         assert_eq!(applied.refused, 0, "bench payments are all valid");
         maybe_forgotten += applied.maybe_forgotten;
+        longest_forget = longest_forget.max(applied.longest_forget);
     }
     assert!(book.check_invariants().is_ok());
     let (whole, fingerprints) = book.remembered_intents();
@@ -193,6 +199,10 @@ pub(super) fn apply(args: &BenchLedgerArgs) {
     println!(
         "  new intents that matched a forgotten one's fingerprint (a storage lookup each in the service): {:.3} %",
         maybe_forgotten as f64 * 100.0 / (3 * args.book_ops).max(1) as f64
+    );
+    println!(
+        "  longest pause to forget between two batches of {BATCH}: {:.2} ms",
+        longest_forget.as_secs_f64() * 1e3
     );
     hashing(&entries);
 }

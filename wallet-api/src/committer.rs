@@ -1078,11 +1078,11 @@ impl WriterTask {
         // forgotten here has a deadline before now, which refuses any payment of it.
         self.paid_requests.forget_past(write.now_ms);
         self.closed_requests.forget_past(write.now_ms);
-        forget_old(
-            &mut self.loaded.book,
-            write.now_ms,
-            self.config.remember_for,
-        );
+        // A step at a time: a whole generation at once held the writer for a tenth of a
+        // second or more at high rates (see `Book::forget_gradually`).
+        self.loaded
+            .book
+            .forget_gradually(forget_before_ms(write.now_ms, self.config.remember_for));
         let mut replies = Vec::with_capacity(batch.len());
         let mut inspections = Vec::new();
         let mut commands = batch.drain(..);
@@ -1398,7 +1398,8 @@ fn load_options(
 }
 
 /// Lets the Book forget intents and payments older than `window` before `now_ms` (see
-/// [`CommitterConfig::remember_for`]); returns how many intents it let go.
+/// [`CommitterConfig::remember_for`]), all at once, as after a load; returns how many
+/// intents it let go.
 fn forget_old(book: &mut Book, now_ms: i64, window: Duration) -> usize {
     book.forget_before(forget_before_ms(now_ms, window))
 }

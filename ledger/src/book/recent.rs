@@ -215,54 +215,145 @@ impl<K: Ord + Hash, V> Generation for Ordered<K, V> {
     }
 }
 
-/// When each generation was last added to, and the fingerprints of forgotten intents.
-pub(super) struct Recent {
+/// An intent id and its hash under [`Recent`]'s one hasher: hashed once per apply, then
+/// looked up in both generations and the fingerprints, and inserted, with no rehashing.
+#[derive(Clone, Copy)]
+pub(super) struct HashedIntent {
+    id: IntentId,
+    hash: u64,
+}
+
+/// One generation of recent intents: a hash table hashed by the caller (see [`HashedIntent`]).
+type IntentTable<V> = hashbrown::HashTable<(IntentId, V)>;
+
+/// Recent intents whole, in two generations (as [`Generations`] keeps them), and the
+/// fingerprints of forgotten ones, all under one hasher so that an id is hashed once
+/// whatever it is looked up in (four hashes an apply before).
+///
+/// An old generation is let go gradually (see [`Recent::forget_before`]): its ids go into
+/// the fingerprints a budget at a time, from a list of their hashes kept in the order they
+/// came, while the generation still answers lookups whole; it is dropped once all are in.
+/// Fingerprinting a whole generation at once (millions of ids, one cache miss each) held
+/// the committer for 176 ms with a 2-million-entry window (BENCHMARKS.md).
+pub(super) struct Recent<V> {
+    young: IntentTable<V>,
+    old: IntentTable<V>,
+    /// The hashes of the ids in `young` and in `old`, in the order they were remembered:
+    /// what fingerprinting a generation needs, read in sequence rather than by walking its
+    /// table.
+    young_hashes: Vec<u64>,
+    old_hashes: Vec<u64>,
+    /// How many of `old_hashes` are in the fingerprints already.
+    fingerprinted: usize,
     /// Entry time (ms) of the newest entry in the young and the old generation.
     young_newest: TimestampMs,
     old_newest: TimestampMs,
     fingerprints: Fingerprints,
+    /// Seeded per process, so nobody can choose intent ids that collide, in a table or with
+    /// old ones in the filters.
+    hasher: foldhash::fast::RandomState,
 }
 
-impl Default for Recent {
+impl<V> Default for Recent<V> {
     fn default() -> Self {
         Self {
+            young: IntentTable::new(),
+            old: IntentTable::new(),
+            young_hashes: Vec::new(),
+            old_hashes: Vec::new(),
+            fingerprinted: 0,
             young_newest: TimestampMs::MIN,
             old_newest: TimestampMs::MIN,
             fingerprints: Fingerprints::default(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 }
 
-impl Recent {
-    /// Notes that an entry of time `at` went into the young generation.
-    pub(super) fn remember(&mut self, at: TimestampMs) {
+impl<V> Recent<V> {
+    pub(super) fn hash(&self, id: IntentId) -> HashedIntent {
+        HashedIntent {
+            id,
+            hash: intent_hash(&self.hasher, &id),
+        }
+    }
+
+    /// The recent intent `intent`, if it is one.
+    pub(super) fn get(&self, intent: HashedIntent) -> Option<&V> {
+        let same = |(id, _): &(IntentId, V)| *id == intent.id;
+        self.young
+            .find(intent.hash, same)
+            .or_else(|| self.old.find(intent.hash, same))
+            .map(|(_, value)| value)
+    }
+
+    /// Reads what looking up `ids` will read, in three passes (one per table, then the
+    /// filters) so that the misses of different ids overlap (see `Book::warm`). Returns a
+    /// value for `black_box`. At most `Book::WARM_AHEAD` ids are read ahead.
+    pub(super) fn warm(&self, ids: impl Iterator<Item = IntentId>) -> u64 {
+        const MOST: usize = super::Book::WARM_AHEAD;
+        let mut hashes = [0u64; MOST];
+        let mut ids_read = [IntentId(uuid::Uuid::nil()); MOST];
+        let mut count = 0usize;
+        for ((hash, read), id) in hashes.iter_mut().zip(&mut ids_read).zip(ids) {
+            *hash = intent_hash(&self.hasher, &id);
+            *read = id;
+            count = count.saturating_add(1);
+        }
+        let (hashes, ids) = (&hashes[..count], &ids_read[..count]);
+        let mut seen = 0u64;
+        for table in [&self.young, &self.old] {
+            for (&hash, &id) in hashes.iter().zip(ids) {
+                seen ^= u64::from(table.find(hash, |(other, _)| *other == id).is_some());
+            }
+        }
+        for &hash in hashes {
+            seen ^= u64::from(self.fingerprints.may_contain(hash));
+        }
+        seen
+    }
+
+    /// Notes an intent of an entry of time `at`, not already recent, in the young generation.
+    pub(super) fn remember(&mut self, intent: HashedIntent, value: V, at: TimestampMs) {
+        let hasher = self.hasher;
+        self.young
+            .insert_unique(intent.hash, (intent.id, value), |(id, _)| {
+                intent_hash(&hasher, id)
+            });
+        self.young_hashes.push(intent.hash);
         self.young_newest = self.young_newest.max(at);
     }
 
-    /// Whether `id` may be an intent forgotten earlier (false: it certainly is not).
-    pub(super) fn may_have_forgotten(&self, id: IntentId) -> bool {
-        self.fingerprints.may_contain(id)
+    /// Whether `intent` may be one forgotten earlier (false: it certainly is not).
+    pub(super) fn may_have_forgotten(&self, intent: HashedIntent) -> bool {
+        self.fingerprints.may_contain(intent.hash)
     }
 
-    /// Drops the old generation of both maps once everything in it is older than `before`
-    /// (entry time, ms), keeping a fingerprint of each intent, and moves the young one up;
-    /// repeats while that is still true. So an entry is kept at least until `before` passes
-    /// it and at most one window longer. Returns how many intents were let go.
-    pub(super) fn forget_before<P>(
+    /// Lets go of the old generation of intents and of `payments` once everything in it is
+    /// older than `before` (entry time, ms): fingerprints its intents, at most `budget` of
+    /// them in this call, and drops it once all are fingerprinted; then the young generation
+    /// becomes the old one, and the same again while that is still true. Until it is
+    /// dropped, a generation being let go answers lookups whole as before. So an entry is
+    /// kept at least until `before` passes it, and longer while its generation waits for
+    /// budget. Returns how many intents were let go (dropped) in this call.
+    pub(super) fn forget_before(
         &mut self,
         before: TimestampMs,
-        intents: &mut Generations<HashMap<IntentId, P>>,
         payments: &mut Generations<impl Generation>,
+        budget: usize,
     ) -> usize {
         let mut forgotten = 0usize;
+        let mut budget = budget;
         loop {
-            let old_empty = intents.old.is_empty() && payments.old.is_empty();
+            let old_empty = self.old.is_empty() && payments.old.is_empty();
             if old_empty {
-                if intents.young.is_empty() && payments.young.is_empty() {
+                if self.young.is_empty() && payments.young.is_empty() {
                     break;
                 }
                 // The young generation becomes old: from now on its newest entry decides.
-                intents.rotate();
+                std::mem::swap(&mut self.young, &mut self.old);
+                std::mem::swap(&mut self.young_hashes, &mut self.old_hashes);
+                self.fingerprinted = 0;
                 payments.rotate();
                 self.old_newest = self.young_newest;
                 self.young_newest = TimestampMs::MIN;
@@ -271,16 +362,35 @@ impl Recent {
             if self.old_newest >= before {
                 break;
             }
-            self.fingerprints.make_room_for(intents.old.len());
-            for &id in intents.old.keys() {
-                self.fingerprints.insert(id);
+            // A generation goes into one filter: this makes it before the first id goes in,
+            // and then finds room for the rest.
+            let left = self
+                .old_hashes
+                .get(self.fingerprinted..)
+                .unwrap_or_default();
+            self.fingerprints.make_room_for(left.len());
+            let now = left.get(..budget).unwrap_or(left);
+            for &hash in now {
+                self.fingerprints.insert(hash);
             }
-            forgotten = forgotten.saturating_add(intents.old.len());
-            intents.old.clear();
+            self.fingerprinted = self.fingerprinted.saturating_add(now.len());
+            budget = budget.saturating_sub(now.len());
+            if self.fingerprinted < self.old_hashes.len() {
+                break;
+            }
+            forgotten = forgotten.saturating_add(self.old.len());
+            self.old.clear();
+            self.old_hashes.clear();
+            self.fingerprinted = 0;
             payments.old.clear();
             self.old_newest = TimestampMs::MIN;
         }
         forgotten
+    }
+
+    /// How many intents are remembered whole.
+    pub(super) fn len(&self) -> usize {
+        self.young.len().saturating_add(self.old.len())
     }
 
     /// How many intents are remembered by fingerprint only.
@@ -288,14 +398,22 @@ impl Recent {
         self.fingerprints.len
     }
 
-    /// Gives back memory the maps no longer need (after a load forgot most of it).
-    pub(super) fn shrink<P>(
-        intents: &mut Generations<HashMap<IntentId, P>>,
-        payments: &mut Generations<impl Generation>,
-    ) {
-        intents.shrink_to_fit();
+    /// Gives back memory the tables no longer need (after a load forgot most of it).
+    pub(super) fn shrink(&mut self, payments: &mut Generations<impl Generation>) {
+        let hasher = self.hasher;
+        for table in [&mut self.young, &mut self.old] {
+            table.shrink_to_fit(|(id, _)| intent_hash(&hasher, id));
+        }
+        self.young_hashes.shrink_to_fit();
+        self.old_hashes.shrink_to_fit();
         payments.shrink_to_fit();
     }
+}
+
+/// An intent id's hash: its 128 bits in one `write_u128` (a single multiply in foldhash),
+/// where the derived `Hash` writes a length and then 16 bytes.
+fn intent_hash(hasher: &foldhash::fast::RandomState, id: &IntentId) -> u64 {
+    hasher.hash_one(id.0.as_u128())
 }
 
 /// Forgotten intent ids, as a scalable split-block Bloom filter: a list of filters, each
@@ -318,8 +436,6 @@ impl Recent {
 struct Fingerprints {
     filters: Vec<Filter>,
     len: usize,
-    /// Seeded per process, so nobody can choose intent ids that collide with old ones.
-    hasher: foldhash::fast::RandomState,
 }
 
 /// Ids the first filter holds at least; each next one holds at least twice as many.
@@ -362,31 +478,34 @@ impl Filter {
         }
     }
 
-    /// The block for `hash` (from its high half) and the bit in each word (from its low).
-    fn locate(&self, hash: u64) -> (usize, [u64; 8]) {
+    /// The block for `hash`, from its high half.
+    fn block(&self, hash: u64) -> usize {
         // Multiply-shift maps the 32 high bits onto 0..blocks without a division; both
         // factors are below 2^32, so the product fits.
-        let block = (hash >> 32).wrapping_mul(self.blocks.len() as u64) >> 32;
-        let low = hash & 0xffff_ffff;
-        let bits = SALTS.map(|salt| 1u64 << (low.wrapping_mul(salt) >> 58));
-        (block as usize, bits)
+        ((hash >> 32).wrapping_mul(self.blocks.len() as u64) >> 32) as usize
     }
 
     fn insert(&mut self, hash: u64) {
-        let (block, bits) = self.locate(hash);
-        for (word, bit) in self.blocks[block].iter_mut().zip(bits) {
+        let block = self.block(hash);
+        for (word, bit) in self.blocks[block].iter_mut().zip(bits_of(hash)) {
             *word |= bit;
         }
         self.len = self.len.saturating_add(1);
     }
 
-    fn may_contain(&self, hash: u64) -> bool {
-        let (block, bits) = self.locate(hash);
-        self.blocks[block]
+    fn may_contain(&self, hash: u64, bits: &[u64; 8]) -> bool {
+        self.blocks[self.block(hash)]
             .iter()
             .zip(bits)
             .all(|(word, bit)| word & bit != 0)
     }
+}
+
+/// The bit `hash` sets in each word of its block, from its low half: the same in every
+/// filter, so a lookup works them out once.
+fn bits_of(hash: u64) -> [u64; 8] {
+    let low = hash & 0xffff_ffff;
+    SALTS.map(|salt| 1u64 << (low.wrapping_mul(salt) >> 58))
 }
 
 impl Fingerprints {
@@ -416,8 +535,7 @@ impl Fingerprints {
             .push(Filter::with_capacity(capacity, bits_per_id));
     }
 
-    fn insert(&mut self, id: IntentId) {
-        let hash = self.hasher.hash_one(id);
+    fn insert(&mut self, hash: u64) {
         if self.filters.last().is_none_or(|f| f.len >= f.capacity) {
             self.add_filter(0);
         }
@@ -427,12 +545,12 @@ impl Fingerprints {
         }
     }
 
-    fn may_contain(&self, id: IntentId) -> bool {
+    fn may_contain(&self, hash: u64) -> bool {
         if self.filters.is_empty() {
             return false;
         }
-        let hash = self.hasher.hash_one(id);
-        self.filters.iter().any(|f| f.may_contain(hash))
+        let bits = bits_of(hash);
+        self.filters.iter().any(|f| f.may_contain(hash, &bits))
     }
 }
 
@@ -442,22 +560,33 @@ mod tests {
 
     use super::*;
 
+    /// An id's hash as [`Recent`] makes it, under one hasher for the whole test run.
+    fn hash_of(id: IntentId) -> u64 {
+        static HASHER: std::sync::LazyLock<foldhash::fast::RandomState> =
+            std::sync::LazyLock::new(foldhash::fast::RandomState::default);
+        intent_hash(&HASHER, &id)
+    }
+
+    fn new_hash() -> u64 {
+        hash_of(IntentId::new())
+    }
+
     #[test]
     fn the_filter_never_forgets_and_rarely_imagines() {
         let mut prints = Fingerprints::default();
         let inserted: Vec<IntentId> = (0..300_000).map(|_| IntentId::new()).collect();
         for &id in &inserted {
-            prints.insert(id);
+            prints.insert(hash_of(id));
         }
         assert_eq!(prints.len, inserted.len());
         assert!(prints.filters.len() >= 3, "it grew by adding filters");
         assert!(
-            inserted.iter().all(|&id| prints.may_contain(id)),
+            inserted.iter().all(|&id| prints.may_contain(hash_of(id))),
             "no false negative"
         );
         let strangers = 200_000;
         let imagined = (0..strangers)
-            .filter(|_| prints.may_contain(IntentId::new()))
+            .filter(|_| prints.may_contain(new_hash()))
             .count();
         // About 0.1 % per full filter, three filters here (0.23 % measured): under 0.5 %.
         assert!(
@@ -470,12 +599,12 @@ mod tests {
     fn false_positives_do_not_add_up_as_filters_are_added() {
         let mut prints = Fingerprints::default();
         for _ in 0..(FIRST_FILTER_IDS * 31) {
-            prints.insert(IntentId::new());
+            prints.insert(new_hash());
         }
         assert_eq!(prints.filters.len(), 5);
         let strangers = 400_000;
         let imagined = (0..strangers)
-            .filter(|_| prints.may_contain(IntentId::new()))
+            .filter(|_| prints.may_contain(new_hash()))
             .count();
         // Five filters at a fixed 16 bits would imagine about 0.5 %; tightened, about 0.2 %.
         assert!(
@@ -493,7 +622,7 @@ mod tests {
             prints.make_room_for(generation);
             for _ in 0..generation {
                 let id = IntentId::new();
-                prints.insert(id);
+                prints.insert(hash_of(id));
                 inserted.push(id);
             }
         }
@@ -501,9 +630,46 @@ mod tests {
         // 65,536 ids they would take four filters.
         assert_eq!(prints.filters.len(), 2);
         assert_eq!(prints.len, inserted.len());
-        assert!(inserted.iter().all(|&id| prints.may_contain(id)));
+        assert!(inserted.iter().all(|&id| prints.may_contain(hash_of(id))));
         prints.make_room_for(0);
         assert_eq!(prints.filters.len(), 2, "nothing to make room for");
+    }
+
+    #[test]
+    fn a_generation_let_go_in_steps_answers_whole_until_dropped_and_fills_one_filter() {
+        let mut recent = Recent::<u32>::default();
+        let mut payments = Generations::<Ordered<u64, u32>>::default();
+        let generation = 20_000;
+        for round in 1..=4 {
+            let ids: Vec<IntentId> = (0..generation).map(|_| IntentId::new()).collect();
+            for (n, &id) in ids.iter().enumerate() {
+                recent.remember(recent.hash(id), n as u32, i64::from(round));
+            }
+            let done_before = recent.fingerprint_count();
+            let mut calls = 0;
+            while recent.len() > 0 {
+                let forgotten = recent.forget_before(i64::from(round) + 1, &mut payments, 5_000);
+                calls += 1;
+                if recent.len() > 0 {
+                    assert_eq!(forgotten, 0);
+                    let sample = ids.iter().enumerate().step_by(997);
+                    for (n, &id) in sample {
+                        assert_eq!(recent.get(recent.hash(id)), Some(&(n as u32)));
+                    }
+                } else {
+                    assert_eq!(forgotten, generation);
+                }
+            }
+            assert_eq!(calls, 4, "20,000 ids at 5,000 a call");
+            assert_eq!(recent.fingerprint_count(), done_before + generation);
+            assert!(
+                ids.iter()
+                    .all(|&id| recent.may_have_forgotten(recent.hash(id)))
+            );
+        }
+        // The first filter holds four generations of this size; steps that each asked room
+        // for a whole generation would have started a second one part-way through the last.
+        assert_eq!(recent.fingerprints.filters.len(), 1);
     }
 
     #[test]
@@ -547,6 +713,6 @@ mod tests {
     #[test]
     fn an_empty_filter_holds_nothing() {
         let prints = Fingerprints::default();
-        assert!(!prints.may_contain(IntentId::new()));
+        assert!(!prints.may_contain(new_hash()));
     }
 }
