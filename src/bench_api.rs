@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
+use wallet_api::committer::WRITE_TIME_BUCKETS_MICROS;
 use wallet_api::http::{AppState, router};
 use wallet_api::{Committer, CommitterConfig, SystemClock, Verifier};
 
@@ -210,8 +211,14 @@ impl Run<'_> {
         let address = service.address;
 
         let entries_before = committer.stats().entries.load(Ordering::Relaxed);
+        let writes_before = write_times(&committer);
         let load = load::drive(address, self.requests.clone(), self.shape).await?;
         let entries = committer.stats().entries.load(Ordering::Relaxed) - entries_before;
+        let writes: Vec<u64> = write_times(&committer)
+            .iter()
+            .zip(&writes_before)
+            .map(|(after, before)| after - before)
+            .collect();
         let stats = verifier.stats();
         let mean_verify_batch = stats.intents.load(Ordering::Relaxed) as f64
             / stats.batches.load(Ordering::Relaxed).max(1) as f64;
@@ -223,6 +230,7 @@ impl Run<'_> {
         self.target.discard(db, &url).await?;
 
         self.print(&load, mean_verify_batch);
+        print_write_times(&writes);
         if entries != load.created_us.len() as u64 {
             bail!(
                 "{} payments were answered 201 but the committer committed {entries}",
@@ -269,4 +277,35 @@ impl Run<'_> {
             println!("          !! connection failed: {error}");
         }
     }
+}
+
+/// The committer's writes so far, counted by how long each took (see
+/// `CommitterStats::write_times`).
+fn write_times(committer: &Committer) -> Vec<u64> {
+    let stats = committer.stats();
+    stats
+        .write_times
+        .iter()
+        .map(|count| count.load(Ordering::Relaxed))
+        .collect()
+}
+
+/// How long the run's writes to storage took, by bucket: slow writes are where a latency
+/// tail starts (a checkpoint, a slow disk), and the mean hides them.
+fn print_write_times(writes: &[u64]) {
+    let bounds = WRITE_TIME_BUCKETS_MICROS;
+    let buckets: Vec<String> = writes
+        .iter()
+        .enumerate()
+        .filter(|(_, count)| **count > 0)
+        .map(|(i, count)| match bounds.get(i) {
+            Some(bound) => format!("<= {} ms: {count}", bound / 1_000),
+            None => format!("> {} ms: {count}", bounds[bounds.len() - 1] / 1_000),
+        })
+        .collect();
+    println!(
+        "          writes to storage by time ({} in all): {}",
+        writes.iter().sum::<u64>(),
+        buckets.join(", ")
+    );
 }

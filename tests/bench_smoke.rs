@@ -45,6 +45,10 @@ fn bench_ledger_runs_every_measurement_at_toy_size() {
     assert!(stdout.contains("Book apply"), "{stdout}");
     assert!(stdout.contains("from empty"), "{stdout}");
     assert!(stdout.contains("steady"), "{stdout}");
+    assert!(
+        stdout.contains("longest pause to forget between two batches"),
+        "{stdout}"
+    );
     assert!(stdout.contains("journal SHA-256 chaining"), "{stdout}");
     assert!(
         stdout.contains("100 more payments, committed before"),
@@ -114,6 +118,19 @@ fn bench_api_runs_at_toy_size_with_nothing_refused() {
         "every payment is sent and accepted:\n{stdout}"
     );
     assert_eq!(refused, "0", "{stdout}");
+    // The writes to storage, counted by how long each took: at least one, and all counted.
+    let writes = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("writes to storage by time ("))
+        .unwrap_or_else(|| panic!("no write times:\n{stdout}"));
+    let (all, buckets) = writes.split_once(" in all): ").unwrap();
+    let all: u64 = all.parse().unwrap();
+    let counted: u64 = buckets
+        .split(", ")
+        .map(|bucket| bucket.rsplit(": ").next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(all > 0, "{stdout}");
+    assert_eq!(counted, all, "{stdout}");
 }
 
 #[test]
