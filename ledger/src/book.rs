@@ -456,26 +456,33 @@ impl Book {
 
     /// [`Book::warm`]'s reads of accounts: every index bucket, then every hot record.
     fn warm_accounts<'a>(&self, run: impl Iterator<Item = &'a JournalEntry>) -> u64 {
-        // Two accounts per posting; a run's entries rarely have more than two postings.
+        // Two accounts per posting, two postings per entry mostly; entries with many more
+        // (a bulk issue) fill it, and then it is read and refilled.
         const SLOTS: usize = 2 * 2 * Book::WARM_AHEAD;
+        let read_hot = |slots: &[u32]| {
+            slots
+                .iter()
+                .filter_map(|&slot| self.hot.get(slot as usize))
+                .fold(0u64, |seen, hot| seen ^ hot.balance.0 as u64)
+        };
         let mut slots = [0u32; SLOTS];
         let mut found = 0usize;
         let mut seen = 0u64;
         let ids = run.flat_map(|entry| entry.postings().iter().flat_map(|p| [p.debit, p.credit]));
         for id in ids {
-            if let Some(&slot) = self.index.get(&IdKey(id))
-                && let Some(place) = slots.get_mut(found)
-            {
+            let Some(&slot) = self.index.get(&IdKey(id)) else {
+                continue;
+            };
+            if found == SLOTS {
+                seen ^= read_hot(&slots);
+                found = 0;
+            }
+            if let Some(place) = slots.get_mut(found) {
                 *place = slot;
                 found = found.saturating_add(1);
             }
         }
-        for &slot in &slots[..found] {
-            if let Some(hot) = self.hot.get(slot as usize) {
-                seen ^= hot.balance.0 as u64;
-            }
-        }
-        seen
+        seen ^ read_hot(&slots[..found])
     }
 
     fn apply_inner(&mut self, entry: &JournalEntry, fingerprints: bool) -> Result<(), BookError> {
@@ -2834,18 +2841,30 @@ mod tests {
 
     #[test]
     fn a_steady_stream_keeps_between_one_and_two_windows_in_memory() {
+        steady_stream_within_two_windows(false);
+        steady_stream_within_two_windows(true);
+    }
+
+    /// A stream of a payment a millisecond, forgetting after each all at once or as a
+    /// writer does (gradually).
+    fn steady_stream_within_two_windows(gradually: bool) {
         let mut f = funded();
         let (unit, alice, shop) = (f.unit, f.alice, f.shop);
-        let window = 100;
+        let window: i64 = 100;
         let mut applied = Vec::new();
         for at in 1_000..2_000i64 {
             let pay = entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 1)], at);
             f.book.apply(&pay).unwrap();
             applied.push(pay);
-            f.book.forget_before(at - window);
+            let before = at.saturating_sub(window);
+            if gradually {
+                f.book.forget_gradually(before);
+            } else {
+                f.book.forget_before(before);
+            }
             let (whole, _) = f.book.remembered_intents();
             assert!(
-                whole <= usize::try_from(2 * window + 1).unwrap(),
+                whole <= usize::try_from(window.saturating_mul(2).saturating_add(1)).unwrap(),
                 "{whole} intents kept at {at}"
             );
             // Everything of the last window is still answered from memory.
@@ -2863,50 +2882,78 @@ mod tests {
         assert_eq!(f.book.applied_count(), 1_000 + 1);
     }
 
-    #[test]
-    fn a_generation_is_let_go_a_budget_at_a_time_and_answers_whole_meanwhile() {
-        let mut f = funded();
+    /// Applies `count` one-unit payments from Alice to the shop at `at`, forgetting before
+    /// `before` after each, as a writer whose batches hold one entry.
+    fn pay_forgetting(
+        f: &mut Fixture,
+        count: usize,
+        at: crate::TimestampMs,
+        before: crate::TimestampMs,
+    ) -> Vec<JournalEntry> {
         let (unit, alice, shop) = (f.unit, f.alice, f.shop);
-        let pay = |at| entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 1)], at);
-        let old: Vec<JournalEntry> = (0..4_500).map(|_| pay(1_000)).collect();
-        for entry in &old {
+        let paid: Vec<JournalEntry> = (0..count)
+            .map(|_| entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 1)], at))
+            .collect();
+        for entry in &paid {
             f.book.apply(entry).unwrap();
+            assert_eq!(f.book.forget_gradually(before), 0, "nothing old enough");
         }
-        // Nothing is old enough yet: the young generation only moves up.
-        assert_eq!(f.book.forget_gradually(0), 0);
-        f.book.apply(&pay(5_000)).unwrap();
-        let (whole, none) = f.book.remembered_intents();
-        assert_eq!(
-            (whole, none),
-            (4_500 + 2, 0),
-            "the issue, the payments, the new one"
-        );
+        paid
+    }
 
-        // One entry applied since the last call: the budget is the floor.
-        assert_eq!(f.book.forget_gradually(2_000), 0);
-        assert_eq!(
-            f.book.remembered_intents(),
-            (whole, Book::FORGET_AT_LEAST),
-            "fingerprinted in part, still all whole"
-        );
-        for entry in &old {
+    #[test]
+    fn a_writer_lets_a_generation_go_a_budget_at_a_time_and_it_answers_whole_meanwhile() {
+        let mut f = funded();
+        // The first call makes the issue and the first payment the old generation (and
+        // fingerprints them at once: two ids); the rest fill the young one.
+        let paid = pay_forgetting(&mut f, 4_500, 1_000, 0);
+        assert_eq!(f.book.remembered_intents(), (4_500 + 1, 0));
+
+        // Everything may go now, but no entry was applied since the last call, so the
+        // budget is the floor: the old generation, all in already, is dropped; the young
+        // one becomes old and gets 4,096 of its 4,499 ids in, so it is kept whole.
+        assert_eq!(f.book.forget_gradually(10_000), 2);
+        assert_eq!(f.book.intents.being_let_go(), Book::FORGET_AT_LEAST);
+        assert_eq!(f.book.remembered_intents(), (4_499, 2));
+        for entry in &paid[1..] {
             let id = entry.authorisation().intent_id;
             assert!(!f.book.may_have_forgotten(id));
             assert_eq!(f.book.entry_for_intent(id), Some(entry.id()));
         }
         assert!(matches!(
-            f.book.apply(&same_intent(&old[0], 1_000)),
+            f.book.apply(&same_intent(&paid[1], 1_000)),
             Err(BookError::Duplicate { .. })
         ));
 
-        // The rest fits the next budget: the generation is dropped.
-        assert_eq!(f.book.forget_gradually(2_000), whole - 1);
-        assert_eq!(f.book.remembered_intents(), (1, whole - 1));
-        assert!(f.book.may_have_forgotten(old[0].authorisation().intent_id));
-        assert_eq!(
-            f.book.entry_for_intent(old[0].authorisation().intent_id),
-            None
+        // The rest fits the next call's budget: the generation is dropped.
+        assert_eq!(f.book.forget_gradually(10_000), 4_499);
+        assert_eq!(f.book.remembered_intents(), (0, 4_501));
+        let id = paid[1].authorisation().intent_id;
+        assert!(f.book.may_have_forgotten(id));
+        assert_eq!(f.book.entry_for_intent(id), None);
+    }
+
+    #[test]
+    fn a_writer_fingerprints_four_intents_for_every_entry_applied_since_it_last_forgot() {
+        let mut f = funded();
+        let top_up = entry(
+            EntryKind::Issue,
+            OPERATOR,
+            &[(f.unit, f.issuer, f.alice, 10_000)],
         );
+        f.book.apply(&top_up).unwrap();
+        pay_forgetting(&mut f, 4_500, 1_000, 0);
+        // 1,200 more, with no forgetting in between (one large batch).
+        let (unit, alice, shop) = (f.unit, f.alice, f.shop);
+        for _ in 0..1_200 {
+            let pay = entry_at(EntryKind::Payment, ALICE, &[(unit, alice, shop, 1)], 2_000);
+            f.book.apply(&pay).unwrap();
+        }
+        // The old generation (two issues, a payment) goes; the young one, 5,699 ids,
+        // becomes old and gets 4 x 1,200 of them in, more than the floor of 4,096.
+        assert_eq!(f.book.forget_gradually(10_000), 3);
+        assert_eq!(f.book.intents.being_let_go(), 4 * 1_200);
+        assert_eq!(f.book.remembered_intents(), (4_499 + 1_200, 3));
     }
 
     #[test]

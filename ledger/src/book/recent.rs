@@ -6,7 +6,7 @@
 //! storage has all of it, indexed; memory only has to make the common cases fast:
 //!
 //! - a retry arrives seconds after the original, so recent intent ids are kept whole (in two
-//!   generations, see [`Generations`]);
+//!   generations, see [`Generations`] and [`Recent`]);
 //! - a refund follows its sale within minutes or days, rarely, so payments older than the
 //!   window are looked up in storage by whoever submits the refund (see
 //!   [`super::Book::restore_payment`]);
@@ -231,10 +231,11 @@ type IntentTable<V> = hashbrown::HashTable<(IntentId, V)>;
 /// whatever it is looked up in (four hashes an apply before).
 ///
 /// An old generation is let go gradually (see [`Recent::forget_before`]): its ids go into
-/// the fingerprints a budget at a time, from a list of their hashes kept in the order they
-/// came, while the generation still answers lookups whole; it is dropped once all are in.
-/// Fingerprinting a whole generation at once (millions of ids, one cache miss each) held
-/// the committer for 176 ms with a 2-million-entry window (BENCHMARKS.md).
+/// the fingerprints a budget at a time from the moment it is old, from a list of their
+/// hashes kept in the order they came, while it still answers lookups whole; it is dropped
+/// once it is old enough and all are in. Fingerprinting a whole generation at once, when it
+/// was dropped (millions of ids, a cache miss each), held the committer for 113–176 ms with
+/// a 2-million-entry window (BENCHMARKS.md).
 pub(super) struct Recent<V> {
     young: IntentTable<V>,
     old: IntentTable<V>,
@@ -330,12 +331,15 @@ impl<V> Recent<V> {
     }
 
     /// Lets go of the old generation of intents and of `payments` once everything in it is
-    /// older than `before` (entry time, ms): fingerprints its intents, at most `budget` of
-    /// them in this call, and drops it once all are fingerprinted; then the young generation
-    /// becomes the old one, and the same again while that is still true. Until it is
-    /// dropped, a generation being let go answers lookups whole as before. So an entry is
-    /// kept at least until `before` passes it, and longer while its generation waits for
-    /// budget. Returns how many intents were let go (dropped) in this call.
+    /// older than `before` (entry time, ms) and all its intents are fingerprinted; then the
+    /// young generation becomes the old one, and the same again while that is still true.
+    /// Returns how many intents were let go (dropped) in this call.
+    ///
+    /// The old generation's intents go into the fingerprints from the moment it is old, at
+    /// most `budget` of them in this call, while it still answers lookups whole. At a
+    /// writer's pace (a few per entry applied) they are all in long before the generation
+    /// is old enough to drop, so it is dropped on time and memory holds two generations at
+    /// most, as before; a generation still waiting for budget is kept whole meanwhile.
     pub(super) fn forget_before(
         &mut self,
         before: TimestampMs,
@@ -359,9 +363,6 @@ impl<V> Recent<V> {
                 self.young_newest = TimestampMs::MIN;
                 continue;
             }
-            if self.old_newest >= before {
-                break;
-            }
             // A generation goes into one filter: this makes it before the first id goes in,
             // and then finds room for the rest.
             let left = self
@@ -375,7 +376,7 @@ impl<V> Recent<V> {
             }
             self.fingerprinted = self.fingerprinted.saturating_add(now.len());
             budget = budget.saturating_sub(now.len());
-            if self.fingerprinted < self.old_hashes.len() {
+            if self.old_newest >= before || self.fingerprinted < self.old_hashes.len() {
                 break;
             }
             forgotten = forgotten.saturating_add(self.old.len());
@@ -388,14 +389,21 @@ impl<V> Recent<V> {
         forgotten
     }
 
+    /// How many of the old generation's intents are fingerprinted already.
+    #[cfg(test)]
+    pub(super) fn being_let_go(&self) -> usize {
+        self.fingerprinted
+    }
+
     /// How many intents are remembered whole.
     pub(super) fn len(&self) -> usize {
         self.young.len().saturating_add(self.old.len())
     }
 
-    /// How many intents are remembered by fingerprint only.
+    /// How many intents are remembered by fingerprint only (not those of the old
+    /// generation, fingerprinted already but still whole).
     pub(super) fn fingerprint_count(&self) -> usize {
-        self.fingerprints.len
+        self.fingerprints.len.saturating_sub(self.fingerprinted)
     }
 
     /// Gives back memory the tables no longer need (after a load forgot most of it).

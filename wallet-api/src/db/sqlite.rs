@@ -29,8 +29,8 @@ const WRITER_CACHE_KIB: i64 = 64 * 1024;
 /// file are still on their way to the disk when the writer's next commit syncs the WAL, and
 /// that sync waits for them (a disk flush takes everything written before it). Every 500 ms,
 /// at 12,000 payments/s through the API, a commit now and then took 50–250 ms and held every
-/// request in flight: p99 90 ms (median of five runs); every 100 ms, no commit took over
-/// 50 ms and p99 was 22 ms. Less often copies the hot index pages fewer times: the most
+/// request in flight: p99 90 ms (median of seven runs); every 100 ms, no commit took
+/// over 50 ms and p99 was 22 ms (median of five). Less often copies the hot index pages fewer times: the most
 /// `bench ledger` commits with 1,024 submitters is about 8 % lower at 100 ms than at 500 ms
 /// (BENCHMARKS.md, "Checkpoints small and often").
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
