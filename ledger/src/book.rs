@@ -432,33 +432,10 @@ impl Book {
     /// each other, so the processor has many misses in flight at once, and the applies that
     /// follow find their lines in cache. Stable Rust has no safe prefetch instruction; plain
     /// loads whose results are kept (`black_box`) do the same job.
-    ///
-    /// The reads go in passes, one kind of lookup for every entry of a run before the next
-    /// (short loops, so the misses of many entries can be in flight together). On this
-    /// machine that measured the same as one entry's lookups after another (BENCHMARKS.md,
-    /// "Where the steady Book's time goes").
     pub fn warm<'a>(&self, entries: impl IntoIterator<Item = &'a JournalEntry>) {
-        let mut entries = entries.into_iter().peekable();
-        let mut seen = 0u64;
-        while entries.peek().is_some() {
-            let mut run: [Option<&JournalEntry>; Self::WARM_AHEAD] = [None; Self::WARM_AHEAD];
-            for (place, entry) in run.iter_mut().zip(&mut entries) {
-                *place = Some(entry);
-            }
-            let run = run.iter().map_while(|entry| *entry);
-            seen ^= self
-                .intents
-                .warm(run.clone().map(|entry| entry.authorisation().intent_id));
-            seen ^= self.warm_accounts(run);
-        }
-        std::hint::black_box(seen);
-    }
-
-    /// [`Book::warm`]'s reads of accounts: every index bucket, then every hot record.
-    fn warm_accounts<'a>(&self, run: impl Iterator<Item = &'a JournalEntry>) -> u64 {
-        // Two accounts per posting, two postings per entry mostly; entries with many more
-        // (a bulk issue) fill it, and then it is read and refilled.
-        const SLOTS: usize = 2 * 2 * Book::WARM_AHEAD;
+        /// Slots read per pass over the hot records: a pass at a time keeps the index
+        /// lookups (which give the slots) apart from the reads that depend on them.
+        const SLOTS: usize = 128;
         let read_hot = |slots: &[u32]| {
             slots
                 .iter()
@@ -468,21 +445,28 @@ impl Book {
         let mut slots = [0u32; SLOTS];
         let mut found = 0usize;
         let mut seen = 0u64;
-        let ids = run.flat_map(|entry| entry.postings().iter().flat_map(|p| [p.debit, p.credit]));
-        for id in ids {
-            let Some(&slot) = self.index.get(&IdKey(id)) else {
-                continue;
-            };
-            if found == SLOTS {
-                seen ^= read_hot(&slots);
-                found = 0;
-            }
-            if let Some(place) = slots.get_mut(found) {
-                *place = slot;
-                found = found.saturating_add(1);
+        for entry in entries {
+            let intent = self.intents.hash(entry.authorisation().intent_id);
+            seen ^= u64::from(self.intents.get(intent).is_some());
+            seen ^= u64::from(self.intents.may_have_forgotten(intent));
+            for posting in entry.postings() {
+                for id in [posting.debit, posting.credit] {
+                    let Some(&slot) = self.index.get(&IdKey(id)) else {
+                        continue;
+                    };
+                    if found == SLOTS {
+                        seen ^= read_hot(&slots);
+                        found = 0;
+                    }
+                    if let Some(place) = slots.get_mut(found) {
+                        *place = slot;
+                        found = found.saturating_add(1);
+                    }
+                }
             }
         }
-        seen ^ read_hot(&slots[..found])
+        seen ^= read_hot(&slots[..found]);
+        std::hint::black_box(seen);
     }
 
     fn apply_inner(&mut self, entry: &JournalEntry, fingerprints: bool) -> Result<(), BookError> {

@@ -288,32 +288,6 @@ impl<V> Recent<V> {
             .map(|(_, value)| value)
     }
 
-    /// Reads what looking up `ids` will read, in three passes (one per table, then the
-    /// filters) so that the misses of different ids overlap (see `Book::warm`). Returns a
-    /// value for `black_box`. At most `Book::WARM_AHEAD` ids are read ahead.
-    pub(super) fn warm(&self, ids: impl Iterator<Item = IntentId>) -> u64 {
-        const MOST: usize = super::Book::WARM_AHEAD;
-        let mut hashes = [0u64; MOST];
-        let mut ids_read = [IntentId(uuid::Uuid::nil()); MOST];
-        let mut count = 0usize;
-        for ((hash, read), id) in hashes.iter_mut().zip(&mut ids_read).zip(ids) {
-            *hash = intent_hash(&self.hasher, &id);
-            *read = id;
-            count = count.saturating_add(1);
-        }
-        let (hashes, ids) = (&hashes[..count], &ids_read[..count]);
-        let mut seen = 0u64;
-        for table in [&self.young, &self.old] {
-            for (&hash, &id) in hashes.iter().zip(ids) {
-                seen ^= u64::from(table.find(hash, |(other, _)| *other == id).is_some());
-            }
-        }
-        for &hash in hashes {
-            seen ^= u64::from(self.fingerprints.may_contain(hash));
-        }
-        seen
-    }
-
     /// Notes an intent of an entry of time `at`, not already recent, in the young generation.
     pub(super) fn remember(&mut self, intent: HashedIntent, value: V, at: TimestampMs) {
         let hasher = self.hasher;
