@@ -23,6 +23,10 @@ use std::hash::{BuildHasher as _, Hash};
 use crate::TimestampMs;
 use crate::ids::IntentId;
 
+mod intent_log;
+
+use intent_log::IntentLog;
+
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A map in two generations: inserts go to the young one; when the Book forgets, the old one
@@ -223,28 +227,20 @@ pub(super) struct HashedIntent {
     hash: u64,
 }
 
-/// One generation of recent intents: a hash table hashed by the caller (see [`HashedIntent`]).
-type IntentTable<V> = hashbrown::HashTable<(IntentId, V)>;
-
 /// Recent intents whole, in two generations (as [`Generations`] keeps them), and the
 /// fingerprints of forgotten ones, all under one hasher so that an id is hashed once
 /// whatever it is looked up in (four hashes an apply before).
 ///
 /// An old generation is let go gradually (see [`Recent::forget_before`]): its ids go into
-/// the fingerprints a budget at a time from the moment it is old, from a list of their
-/// hashes kept in the order they came, while it still answers lookups whole; it is dropped
+/// the fingerprints a budget at a time from the moment it is old, in the order they came
+/// (each generation is a log, see [`IntentLog`]), while it still answers lookups whole; it is dropped
 /// once it is old enough and all are in. Fingerprinting a whole generation at once, when it
 /// was dropped (millions of ids, a cache miss each), held the committer for 113–176 ms with
 /// a 2-million-entry window (BENCHMARKS.md).
 pub(super) struct Recent<V> {
-    young: IntentTable<V>,
-    old: IntentTable<V>,
-    /// The hashes of the ids in `young` and in `old`, in the order they were remembered:
-    /// what fingerprinting a generation needs, read in sequence rather than by walking its
-    /// table.
-    young_hashes: Vec<u64>,
-    old_hashes: Vec<u64>,
-    /// How many of `old_hashes` are in the fingerprints already.
+    young: IntentLog<V>,
+    old: IntentLog<V>,
+    /// How many of `old`'s intents, from its first, are in the fingerprints already.
     fingerprinted: usize,
     /// Entry time (ms) of the newest entry in the young and the old generation.
     young_newest: TimestampMs,
@@ -258,10 +254,8 @@ pub(super) struct Recent<V> {
 impl<V> Default for Recent<V> {
     fn default() -> Self {
         Self {
-            young: IntentTable::new(),
-            old: IntentTable::new(),
-            young_hashes: Vec::new(),
-            old_hashes: Vec::new(),
+            young: IntentLog::default(),
+            old: IntentLog::default(),
             fingerprinted: 0,
             young_newest: TimestampMs::MIN,
             old_newest: TimestampMs::MIN,
@@ -281,22 +275,48 @@ impl<V> Recent<V> {
 
     /// The recent intent `intent`, if it is one.
     pub(super) fn get(&self, intent: HashedIntent) -> Option<&V> {
-        let same = |(id, _): &(IntentId, V)| *id == intent.id;
         self.young
-            .find(intent.hash, same)
-            .or_else(|| self.old.find(intent.hash, same))
-            .map(|(_, value)| value)
+            .get(intent.hash, &intent.id)
+            .or_else(|| self.old.get(intent.hash, &intent.id))
     }
 
     /// Notes an intent of an entry of time `at`, not already recent, in the young generation.
     pub(super) fn remember(&mut self, intent: HashedIntent, value: V, at: TimestampMs) {
+        if self.young.is_full() {
+            self.turn_over_now();
+        }
         let hasher = self.hasher;
         self.young
-            .insert_unique(intent.hash, (intent.id, value), |(id, _)| {
-                intent_hash(&hasher, id)
-            });
-        self.young_hashes.push(intent.hash);
+            .insert(intent.hash, intent.id, value, |id| intent_hash(&hasher, id));
         self.young_newest = self.young_newest.max(at);
+    }
+
+    /// Makes room in a young generation that cannot take another intent (billions of them,
+    /// with nobody forgetting): the old one goes into the fingerprints whole, now, and the
+    /// young one becomes old. The recent payments are left for the next
+    /// [`Recent::forget_before`], which lets them go by time.
+    fn turn_over_now(&mut self) {
+        self.fingerprint_old(usize::MAX);
+        self.old.clear();
+        std::mem::swap(&mut self.young, &mut self.old);
+        self.fingerprinted = 0;
+        self.old_newest = self.young_newest;
+        self.young_newest = TimestampMs::MIN;
+    }
+
+    /// Puts up to `budget` more of the old generation's intents into the fingerprints, in
+    /// the order they came; returns how many.
+    fn fingerprint_old(&mut self, budget: usize) -> usize {
+        let left = self.old.entries_from(self.fingerprinted);
+        // A generation goes into one filter: this makes it before the first id goes in, and
+        // then finds room for the rest.
+        self.fingerprints.make_room_for(left.len());
+        let now = left.get(..budget).unwrap_or(left);
+        for (id, _) in now {
+            self.fingerprints.insert(intent_hash(&self.hasher, id));
+        }
+        self.fingerprinted = self.fingerprinted.saturating_add(now.len());
+        now.len()
     }
 
     /// Whether `intent` may be one forgotten earlier (false: it certainly is not).
@@ -330,37 +350,34 @@ impl<V> Recent<V> {
                 }
                 // The young generation becomes old: from now on its newest entry decides.
                 std::mem::swap(&mut self.young, &mut self.old);
-                std::mem::swap(&mut self.young_hashes, &mut self.old_hashes);
                 self.fingerprinted = 0;
                 payments.rotate();
                 self.old_newest = self.young_newest;
                 self.young_newest = TimestampMs::MIN;
                 continue;
             }
-            // A generation goes into one filter: this makes it before the first id goes in,
-            // and then finds room for the rest.
-            let left = self
-                .old_hashes
-                .get(self.fingerprinted..)
-                .unwrap_or_default();
-            self.fingerprints.make_room_for(left.len());
-            let now = left.get(..budget).unwrap_or(left);
-            for &hash in now {
-                self.fingerprints.insert(hash);
-            }
-            self.fingerprinted = self.fingerprinted.saturating_add(now.len());
-            budget = budget.saturating_sub(now.len());
-            if self.old_newest >= before || self.fingerprinted < self.old_hashes.len() {
+            let done = self.fingerprint_old(budget);
+            budget = budget.saturating_sub(done);
+            if self.old_newest >= before || self.fingerprinted < self.old.len() {
                 break;
             }
             forgotten = forgotten.saturating_add(self.old.len());
             self.old.clear();
-            self.old_hashes.clear();
             self.fingerprinted = 0;
             payments.old.clear();
             self.old_newest = TimestampMs::MIN;
         }
         forgotten
+    }
+
+    /// A `Recent` whose generations hold at most `max_len` intents each.
+    #[cfg(test)]
+    fn with_generation_limit(max_len: usize) -> Self {
+        Self {
+            young: IntentLog::with_max_len(max_len),
+            old: IntentLog::with_max_len(max_len),
+            ..Self::default()
+        }
     }
 
     /// How many of the old generation's intents are fingerprinted already.
@@ -383,11 +400,9 @@ impl<V> Recent<V> {
     /// Gives back memory the tables no longer need (after a load forgot most of it).
     pub(super) fn shrink(&mut self, payments: &mut Generations<impl Generation>) {
         let hasher = self.hasher;
-        for table in [&mut self.young, &mut self.old] {
-            table.shrink_to_fit(|(id, _)| intent_hash(&hasher, id));
+        for log in [&mut self.young, &mut self.old] {
+            log.shrink_to_fit(|id| intent_hash(&hasher, id));
         }
-        self.young_hashes.shrink_to_fit();
-        self.old_hashes.shrink_to_fit();
         payments.shrink_to_fit();
     }
 }
@@ -652,6 +667,27 @@ mod tests {
         // The first filter holds four generations of this size; steps that each asked room
         // for a whole generation would have started a second one part-way through the last.
         assert_eq!(recent.fingerprints.filters.len(), 1);
+    }
+
+    #[test]
+    fn a_full_young_generation_turns_over_and_forgets_nothing() {
+        let mut recent = Recent::<u32>::with_generation_limit(1_000);
+        let ids: Vec<IntentId> = (0..3_500).map(|_| IntentId::new()).collect();
+        for (n, &id) in ids.iter().enumerate() {
+            recent.remember(recent.hash(id), n as u32, 7);
+        }
+        // Nobody forgot, yet three generations filled: the first went into the fingerprints
+        // when the third began, the second when the fourth did.
+        assert_eq!(recent.len(), 1_500);
+        assert_eq!(recent.fingerprint_count(), 2_000);
+        for (n, &id) in ids.iter().enumerate() {
+            let intent = recent.hash(id);
+            if n < 2_000 {
+                assert!(recent.may_have_forgotten(intent), "intent {n}");
+            } else {
+                assert_eq!(recent.get(intent), Some(&(n as u32)), "intent {n}");
+            }
+        }
     }
 
     #[test]
