@@ -248,7 +248,7 @@ pub(super) struct Recent<V> {
     fingerprints: Fingerprints,
     /// Seeded per process, so nobody can choose intent ids that collide, in a table or with
     /// old ones in the filters.
-    hasher: foldhash::fast::RandomState,
+    hasher: foldhash::quality::RandomState,
 }
 
 impl<V> Default for Recent<V> {
@@ -260,7 +260,7 @@ impl<V> Default for Recent<V> {
             young_newest: TimestampMs::MIN,
             old_newest: TimestampMs::MIN,
             fingerprints: Fingerprints::default(),
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: foldhash::quality::RandomState::default(),
         }
     }
 }
@@ -340,6 +340,10 @@ impl<V> Recent<V> {
         payments: &mut Generations<impl Generation>,
         budget: usize,
     ) -> usize {
+        // Sized for generations like the old one, which the young one will be at a steady
+        // pace.
+        self.fingerprints
+            .prepare(self.old.len(), budget / INTENTS_PER_BLOCK_ZEROED);
         let mut forgotten = 0usize;
         let mut budget = budget;
         loop {
@@ -408,8 +412,12 @@ impl<V> Recent<V> {
 }
 
 /// An intent id's hash: its 128 bits in one `write_u128` (a single multiply in foldhash),
-/// where the derived `Hash` writes a length and then 16 bytes.
-fn intent_hash(hasher: &foldhash::fast::RandomState, id: &IntentId) -> u64 {
+/// where the derived `Hash` writes a length and then 16 bytes. foldhash's `quality` variant
+/// (one multiply more than `fast`): every bit of the hash is used, by the logs' linear
+/// probing and by the filters, and with `fast` some seeds put the filters' false positives
+/// well above their design (0.20 % to 0.26 % over twelve seeds, beyond 0.3 % now and then,
+/// against 0.22 % to 0.25 % with `quality`).
+fn intent_hash(hasher: &foldhash::quality::RandomState, id: &IntentId) -> u64 {
     hasher.hash_one(id.0.as_u128())
 }
 
@@ -429,11 +437,29 @@ fn intent_hash(hasher: &foldhash::fast::RandomState, id: &IntentId) -> u64 {
 /// filters, where filters starting at 65,536 ids and doubling made eight). A service that
 /// forgets a few intents a minute stays in the first filter, 128 KiB, for months. Memory:
 /// about 2 to 5 bytes per forgotten id.
+///
+/// A new filter is tens of megabytes of zeros once millions are forgotten, and zeroing it
+/// (the kernel's first touch of every page included) held the writer for 41 ms with a
+/// 2-million-entry window (BENCHMARKS.md). So the next filter is zeroed ahead, a little at
+/// a time ([`Fingerprints::prepare`]), and only taken when it is needed: the memory of one
+/// filter is spent before it holds anything, the price of no pause.
 #[derive(Default)]
 struct Fingerprints {
     filters: Vec<Filter>,
     len: usize,
+    /// The next filter's blocks, zeroed so far (see [`Fingerprints::prepare`]).
+    next: Vec<[u64; 8]>,
 }
+
+/// [`Recent::forget_before`] zeroes a block of the next filter (64 bytes) for every this
+/// many intents it may fingerprint. Zeroing is cheap, but the first touch of fresh memory is
+/// not on this machine's virtual machine: 256 KiB took 2.5 to 2.9 ms in a third of the calls
+/// at a block per intent, against 0.2 ms to fingerprint the 4,096 intents of the same call.
+/// At one in 16 the next filter is ready in about a third of the time before it is needed: a
+/// writer's budget is four intents per entry applied, so while a filter fills (four
+/// generations of entries) a generation's worth of blocks is zeroed, and the next filter,
+/// twice as large, needs about one block per 25 of its ids (a third of a generation).
+const INTENTS_PER_BLOCK_ZEROED: usize = 16;
 
 /// Ids the first filter holds at least; each next one holds at least twice as many.
 const FIRST_FILTER_IDS: usize = 1 << 16;
@@ -466,10 +492,16 @@ struct Filter {
 }
 
 impl Filter {
-    fn with_capacity(capacity: usize, bits_per_id: usize) -> Self {
-        let blocks = capacity.saturating_mul(bits_per_id).div_ceil(512).max(1);
+    /// A filter over `zeros` (all zero), holding as many ids as they have room for at
+    /// `bits_per_id`.
+    fn from_zeros(zeros: Vec<[u64; 8]>, bits_per_id: usize) -> Self {
+        let capacity = zeros
+            .len()
+            .saturating_mul(512)
+            .checked_div(bits_per_id)
+            .unwrap_or(0);
         Self {
-            blocks: vec![[0; 8]; blocks],
+            blocks: zeros,
             capacity,
             len: 0,
         }
@@ -498,6 +530,11 @@ impl Filter {
     }
 }
 
+/// Blocks of 512 bits for `capacity` ids at `bits_per_id`: at least one.
+fn blocks_for(capacity: usize, bits_per_id: usize) -> usize {
+    capacity.saturating_mul(bits_per_id).div_ceil(512).max(1)
+}
+
 /// The bit `hash` sets in each word of its block, from its low half: the same in every
 /// filter, so a lookup works them out once.
 fn bits_of(hash: u64) -> [u64; 8] {
@@ -519,17 +556,46 @@ impl Fingerprints {
         }
     }
 
-    /// Adds a filter for at least `ids` ids and at least twice the newest one's.
+    /// Adds a filter for at least `ids` ids and at least twice the newest one's: the one
+    /// zeroed ahead, made larger first if it is too small (then this is a pause).
     fn add_filter(&mut self, ids: usize) {
+        let bits_per_id = self.next_bits_per_id();
+        let blocks = self.next_blocks(ids);
+        let mut zeros = std::mem::take(&mut self.next);
+        if zeros.len() < blocks {
+            zeros.resize(blocks, [0; 8]);
+        }
+        self.filters.push(Filter::from_zeros(zeros, bits_per_id));
+    }
+
+    /// Zeroes up to `budget` more blocks of the next filter, sized for generations of
+    /// `generation` ids: so that when the newest filter is full, or has no room for a whole
+    /// generation, the next one is ready. A larger size than the one being zeroed starts
+    /// over in memory of that size rather than copy what is done (tens of megabytes: a pause
+    /// again); the caller passes a size that changes once a generation, not with every entry.
+    fn prepare(&mut self, generation: usize, budget: usize) {
+        let blocks = self.next_blocks(generation.saturating_mul(GENERATIONS_PER_FILTER));
+        if self.next.capacity() < blocks {
+            self.next = Vec::with_capacity(blocks);
+        }
+        let missing = blocks.saturating_sub(self.next.len());
+        let now = self.next.len().saturating_add(missing.min(budget));
+        self.next.resize(now, [0; 8]);
+    }
+
+    /// Blocks of the next filter, for at least `ids` ids and at least twice the newest
+    /// filter's.
+    fn next_blocks(&self, ids: usize) -> usize {
         let capacity = self
             .filters
             .last()
             .map_or(FIRST_FILTER_IDS, |f| f.capacity.saturating_mul(2))
             .max(ids);
-        let bits_per_id = FIRST_BITS_PER_ID
-            .saturating_add(MORE_BITS_PER_FILTER.saturating_mul(self.filters.len()));
-        self.filters
-            .push(Filter::with_capacity(capacity, bits_per_id));
+        blocks_for(capacity, self.next_bits_per_id())
+    }
+
+    fn next_bits_per_id(&self) -> usize {
+        FIRST_BITS_PER_ID.saturating_add(MORE_BITS_PER_FILTER.saturating_mul(self.filters.len()))
     }
 
     fn insert(&mut self, hash: u64) {
@@ -559,8 +625,8 @@ mod tests {
 
     /// An id's hash as [`Recent`] makes it, under one hasher for the whole test run.
     fn hash_of(id: IntentId) -> u64 {
-        static HASHER: std::sync::LazyLock<foldhash::fast::RandomState> =
-            std::sync::LazyLock::new(foldhash::fast::RandomState::default);
+        static HASHER: std::sync::LazyLock<foldhash::quality::RandomState> =
+            std::sync::LazyLock::new(foldhash::quality::RandomState::default);
         intent_hash(&HASHER, &id)
     }
 
@@ -608,6 +674,58 @@ mod tests {
             imagined * 1_000 < strangers * 3,
             "{imagined} of {strangers} new ids looked forgotten"
         );
+    }
+
+    #[test]
+    fn the_next_filter_is_zeroed_ahead_a_budget_at_a_time_and_taken_when_needed() {
+        let mut prints = Fingerprints::default();
+        prints.insert(new_hash());
+        let generation = 100_000;
+        let blocks = prints.next_blocks(generation * GENERATIONS_PER_FILTER);
+        let mut calls = 0;
+        while prints.next.len() < blocks {
+            let before = prints.next.len();
+            prints.prepare(generation, 1_000);
+            assert!(prints.next.len() - before <= 1_000, "at most the budget");
+            calls += 1;
+        }
+        assert_eq!(calls, blocks.div_ceil(1_000));
+        prints.prepare(generation, 1_000);
+        assert_eq!(prints.next.len(), blocks, "ready: no more");
+        assert!(prints.next.iter().all(|block| *block == [0; 8]));
+        prints.prepare(generation / 2, 1_000);
+        assert_eq!(
+            prints.next.len(),
+            blocks,
+            "a smaller generation fits what is ready"
+        );
+
+        // The first filter (65,536 ids) has no room for the generation: the prepared one is
+        // taken, not made anew.
+        let prepared = prints.next.as_ptr();
+        prints.make_room_for(generation);
+        assert_eq!(prints.filters.len(), 2);
+        assert_eq!(prints.filters[1].blocks.as_ptr(), prepared);
+        assert!(prints.filters[1].capacity >= generation * GENERATIONS_PER_FILTER);
+        assert!(prints.next.is_empty());
+        let ids: Vec<u64> = (0..generation).map(|_| new_hash()).collect();
+        for &hash in &ids {
+            prints.insert(hash);
+        }
+        assert!(ids.iter().all(|&hash| prints.may_contain(hash)));
+
+        // Generations grew: the next filter starts over at its new size, a budget at a time.
+        prints.prepare(generation * 8, 1_000);
+        assert_eq!(prints.next.len(), 1_000);
+        assert!(
+            prints.next.capacity() >= prints.next_blocks(generation * 8 * GENERATIONS_PER_FILTER)
+        );
+
+        // Unprepared, a filter is still made when needed, at once.
+        let mut unprepared = Fingerprints::default();
+        unprepared.make_room_for(generation);
+        assert_eq!(unprepared.filters.len(), 1);
+        assert!(unprepared.filters[0].capacity >= generation * GENERATIONS_PER_FILTER);
     }
 
     #[test]

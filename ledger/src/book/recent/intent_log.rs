@@ -212,8 +212,8 @@ mod tests {
     use super::*;
 
     fn hash_of(id: &IntentId) -> u64 {
-        static HASHER: std::sync::LazyLock<foldhash::fast::RandomState> =
-            std::sync::LazyLock::new(foldhash::fast::RandomState::default);
+        static HASHER: std::sync::LazyLock<foldhash::quality::RandomState> =
+            std::sync::LazyLock::new(foldhash::quality::RandomState::default);
         super::super::intent_hash(&HASHER, id)
     }
 
