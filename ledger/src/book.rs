@@ -447,8 +447,7 @@ impl Book {
         let mut seen = 0u64;
         for entry in entries {
             let intent = self.intents.hash(entry.authorisation().intent_id);
-            seen ^= u64::from(self.intents.get(intent).is_some());
-            seen ^= u64::from(self.intents.may_have_forgotten(intent));
+            seen ^= self.intents.touch(intent);
             for posting in entry.postings() {
                 for id in [posting.debit, posting.credit] {
                     let Some(&slot) = self.index.get(&IdKey(id)) else {

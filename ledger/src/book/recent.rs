@@ -273,6 +273,15 @@ impl<V> Recent<V> {
         }
     }
 
+    /// Reads what a lookup of `intent` reads first (both generations' slots and a word of
+    /// each filter's block), without its branches: for reading ahead. Returns the words read,
+    /// folded, for the caller to keep.
+    pub(super) fn touch(&self, intent: HashedIntent) -> u64 {
+        self.young.touch(intent.hash)
+            ^ self.old.touch(intent.hash)
+            ^ self.fingerprints.touch(intent.hash)
+    }
+
     /// The recent intent `intent`, if it is one.
     pub(super) fn get(&self, intent: HashedIntent) -> Option<&V> {
         self.young
@@ -606,6 +615,16 @@ impl Fingerprints {
             filter.insert(hash);
             self.len = self.len.saturating_add(1);
         }
+    }
+
+    /// The first word of `hash`'s block in each filter, folded.
+    fn touch(&self, hash: u64) -> u64 {
+        self.filters.iter().fold(0, |seen, filter| {
+            seen ^ filter
+                .blocks
+                .get(filter.block(hash))
+                .map_or(0, |block| block[0])
+        })
     }
 
     fn may_contain(&self, hash: u64) -> bool {
