@@ -11,7 +11,7 @@
 //!   window are looked up in storage by whoever submits the refund (see
 //!   [`super::Book::restore_payment`]);
 //! - an intent id older than the window goes into a Bloom filter (16 bits, two more in each
-//!   later filter, instead of about 110 bytes). A new intent whose id the filter may contain
+//!   later filter, instead of the 80 to 100 bytes of a recent one). A new intent whose id the filter may contain
 //!   *may* have been applied long ago; [`super::Book::apply`] then refuses it with
 //!   [`super::BookError::MaybeApplied`] so the submitter can ask storage, and applies it
 //!   with [`super::Book::apply_checked_new`] once storage says it is new. The filter has false positives (about two new intents in
@@ -225,6 +225,15 @@ impl<K: Ord + Hash, V> Generation for Ordered<K, V> {
 pub(super) struct HashedIntent {
     id: IntentId,
     hash: u64,
+    minted: Minted,
+}
+
+/// When an intent id says it was made: the millisecond of a UUIDv7, or nothing for any
+/// other version. The fingerprints use it to pass over filters that hold no id made then.
+type Minted = Option<u64>;
+
+fn minted(id: &IntentId) -> Minted {
+    (id.0.get_version_num() == 7).then(|| (id.0.as_u128() >> 80) as u64)
 }
 
 /// Recent intents whole, in two generations (as [`Generations`] keeps them), and the
@@ -270,6 +279,7 @@ impl<V> Recent<V> {
         HashedIntent {
             id,
             hash: intent_hash(&self.hasher, &id),
+            minted: minted(&id),
         }
     }
 
@@ -279,7 +289,7 @@ impl<V> Recent<V> {
     pub(super) fn touch(&self, intent: HashedIntent) -> u64 {
         self.young.touch(intent.hash)
             ^ self.old.touch(intent.hash)
-            ^ self.fingerprints.touch(intent.hash)
+            ^ self.fingerprints.touch(intent.hash, intent.minted)
     }
 
     /// The recent intent `intent`, if it is one.
@@ -303,7 +313,9 @@ impl<V> Recent<V> {
     /// Makes room in a young generation that cannot take another intent (billions of them,
     /// with nobody forgetting): the old one goes into the fingerprints whole, now, and the
     /// young one becomes old. The recent payments are left for the next
-    /// [`Recent::forget_before`], which lets them go by time.
+    /// [`Recent::forget_before`], which lets them go by time (so they may be kept a
+    /// generation longer than the intents, never shorter); the intents let go here are not
+    /// in the count it returns.
     fn turn_over_now(&mut self) {
         self.fingerprint_old(usize::MAX);
         self.old.clear();
@@ -322,7 +334,8 @@ impl<V> Recent<V> {
         self.fingerprints.make_room_for(left.len());
         let now = left.get(..budget).unwrap_or(left);
         for (id, _) in now {
-            self.fingerprints.insert(intent_hash(&self.hasher, id));
+            self.fingerprints
+                .insert(intent_hash(&self.hasher, id), minted(id));
         }
         self.fingerprinted = self.fingerprinted.saturating_add(now.len());
         now.len()
@@ -330,7 +343,7 @@ impl<V> Recent<V> {
 
     /// Whether `intent` may be one forgotten earlier (false: it certainly is not).
     pub(super) fn may_have_forgotten(&self, intent: HashedIntent) -> bool {
-        self.fingerprints.may_contain(intent.hash)
+        self.fingerprints.may_contain(intent.hash, intent.minted)
     }
 
     /// Lets go of the old generation of intents and of `payments` once everything in it is
@@ -410,12 +423,14 @@ impl<V> Recent<V> {
         self.fingerprints.len.saturating_sub(self.fingerprinted)
     }
 
-    /// Gives back memory the tables no longer need (after a load forgot most of it).
+    /// Gives back memory the logs no longer need (after a load forgot most of it), and the
+    /// next filter if a load zeroed it whole (the writer zeroes it again a little at a time).
     pub(super) fn shrink(&mut self, payments: &mut Generations<impl Generation>) {
         let hasher = self.hasher;
         for log in [&mut self.young, &mut self.old] {
             log.shrink_to_fit(|id| intent_hash(&hasher, id));
         }
+        self.fingerprints.next = Vec::new();
         payments.shrink_to_fit();
     }
 }
@@ -498,6 +513,9 @@ struct Filter {
     blocks: Vec<[u64; 8]>,
     capacity: usize,
     len: usize,
+    /// The first and last millisecond in which the ids it holds were made (see [`Minted`]);
+    /// all of time once it holds an id that does not say. Empty: `u64::MAX..=0`.
+    minted: (u64, u64),
 }
 
 impl Filter {
@@ -513,7 +531,14 @@ impl Filter {
             blocks: zeros,
             capacity,
             len: 0,
+            minted: (u64::MAX, 0),
         }
+    }
+
+    /// Whether it may hold an id made at `minted`: if not, a lookup passes it over.
+    fn may_hold(&self, minted: Minted) -> bool {
+        let (first, last) = self.minted;
+        minted.map_or(self.len > 0, |ms| first <= ms && ms <= last)
     }
 
     /// The block for `hash`, from its high half.
@@ -523,12 +548,17 @@ impl Filter {
         ((hash >> 32).wrapping_mul(self.blocks.len() as u64) >> 32) as usize
     }
 
-    fn insert(&mut self, hash: u64) {
+    fn insert(&mut self, hash: u64, minted: Minted) {
         let block = self.block(hash);
         for (word, bit) in self.blocks[block].iter_mut().zip(bits_of(hash)) {
             *word |= bit;
         }
         self.len = self.len.saturating_add(1);
+        let (first, last) = self.minted;
+        self.minted = match minted {
+            Some(ms) => (first.min(ms), last.max(ms)),
+            None => (0, u64::MAX),
+        };
     }
 
     fn may_contain(&self, hash: u64, bits: &[u64; 8]) -> bool {
@@ -607,32 +637,43 @@ impl Fingerprints {
         FIRST_BITS_PER_ID.saturating_add(MORE_BITS_PER_FILTER.saturating_mul(self.filters.len()))
     }
 
-    fn insert(&mut self, hash: u64) {
+    fn insert(&mut self, hash: u64, minted: Minted) {
         if self.filters.last().is_none_or(|f| f.len >= f.capacity) {
             self.add_filter(0);
         }
         if let Some(filter) = self.filters.last_mut() {
-            filter.insert(hash);
+            filter.insert(hash, minted);
             self.len = self.len.saturating_add(1);
         }
     }
 
-    /// The first word of `hash`'s block in each filter, folded.
-    fn touch(&self, hash: u64) -> u64 {
-        self.filters.iter().fold(0, |seen, filter| {
-            seen ^ filter
-                .blocks
-                .get(filter.block(hash))
-                .map_or(0, |block| block[0])
-        })
+    /// The first word of `hash`'s block in each filter that may hold it, folded.
+    fn touch(&self, hash: u64, minted: Minted) -> u64 {
+        self.filters
+            .iter()
+            .filter(|filter| filter.may_hold(minted))
+            .fold(0, |seen, filter| {
+                seen ^ filter
+                    .blocks
+                    .get(filter.block(hash))
+                    .map_or(0, |block| block[0])
+            })
     }
 
-    fn may_contain(&self, hash: u64) -> bool {
+    /// Whether an id of this hash, made at `minted`, may be in a filter. Only the filters
+    /// whose ids were made around then are read: ids are forgotten a minute or two after
+    /// they are used, so a new one, made seconds ago, is newer than every id in them and no
+    /// filter is read (a cache miss each, on every payment, before). A filter that holds an id made
+    /// far ahead of its use (a device whose clock runs fast), or one that is not a UUIDv7,
+    /// is read for every lookup from then on, as all were before.
+    fn may_contain(&self, hash: u64, minted: Minted) -> bool {
         if self.filters.is_empty() {
             return false;
         }
         let bits = bits_of(hash);
-        self.filters.iter().any(|f| f.may_contain(hash, &bits))
+        self.filters
+            .iter()
+            .any(|f| f.may_hold(minted) && f.may_contain(hash, &bits))
     }
 }
 
@@ -649,6 +690,9 @@ mod tests {
         intent_hash(&HASHER, &id)
     }
 
+    /// One millisecond for ids the filter tests make up: every filter holds ids made then.
+    const MADE: Minted = Some(1_000);
+
     fn new_hash() -> u64 {
         hash_of(IntentId::new())
     }
@@ -658,17 +702,19 @@ mod tests {
         let mut prints = Fingerprints::default();
         let inserted: Vec<IntentId> = (0..300_000).map(|_| IntentId::new()).collect();
         for &id in &inserted {
-            prints.insert(hash_of(id));
+            prints.insert(hash_of(id), MADE);
         }
         assert_eq!(prints.len, inserted.len());
         assert!(prints.filters.len() >= 3, "it grew by adding filters");
         assert!(
-            inserted.iter().all(|&id| prints.may_contain(hash_of(id))),
+            inserted
+                .iter()
+                .all(|&id| prints.may_contain(hash_of(id), MADE)),
             "no false negative"
         );
         let strangers = 200_000;
         let imagined = (0..strangers)
-            .filter(|_| prints.may_contain(new_hash()))
+            .filter(|_| prints.may_contain(new_hash(), MADE))
             .count();
         // About 0.1 % per full filter, three filters here (0.23 % measured): under 0.5 %.
         assert!(
@@ -681,12 +727,12 @@ mod tests {
     fn false_positives_do_not_add_up_as_filters_are_added() {
         let mut prints = Fingerprints::default();
         for _ in 0..(FIRST_FILTER_IDS * 31) {
-            prints.insert(new_hash());
+            prints.insert(new_hash(), MADE);
         }
         assert_eq!(prints.filters.len(), 5);
         let strangers = 400_000;
         let imagined = (0..strangers)
-            .filter(|_| prints.may_contain(new_hash()))
+            .filter(|_| prints.may_contain(new_hash(), MADE))
             .count();
         // Five filters at a fixed 16 bits would imagine about 0.5 %; tightened, about 0.2 %.
         assert!(
@@ -698,7 +744,7 @@ mod tests {
     #[test]
     fn the_next_filter_is_zeroed_ahead_a_budget_at_a_time_and_taken_when_needed() {
         let mut prints = Fingerprints::default();
-        prints.insert(new_hash());
+        prints.insert(new_hash(), MADE);
         let generation = 100_000;
         let blocks = prints.next_blocks(generation * GENERATIONS_PER_FILTER);
         let mut calls = 0;
@@ -729,9 +775,9 @@ mod tests {
         assert!(prints.next.is_empty());
         let ids: Vec<u64> = (0..generation).map(|_| new_hash()).collect();
         for &hash in &ids {
-            prints.insert(hash);
+            prints.insert(hash, MADE);
         }
-        assert!(ids.iter().all(|&hash| prints.may_contain(hash)));
+        assert!(ids.iter().all(|&hash| prints.may_contain(hash, MADE)));
 
         // Generations grew: the next filter starts over at its new size, a budget at a time.
         prints.prepare(generation * 8, 1_000);
@@ -756,7 +802,7 @@ mod tests {
             prints.make_room_for(generation);
             for _ in 0..generation {
                 let id = IntentId::new();
-                prints.insert(hash_of(id));
+                prints.insert(hash_of(id), minted(&id));
                 inserted.push(id);
             }
         }
@@ -764,7 +810,11 @@ mod tests {
         // 65,536 ids they would take four filters.
         assert_eq!(prints.filters.len(), 2);
         assert_eq!(prints.len, inserted.len());
-        assert!(inserted.iter().all(|&id| prints.may_contain(hash_of(id))));
+        assert!(
+            inserted
+                .iter()
+                .all(|&id| prints.may_contain(hash_of(id), minted(&id)))
+        );
         prints.make_room_for(0);
         assert_eq!(prints.filters.len(), 2, "nothing to make room for");
     }
@@ -825,6 +875,15 @@ mod tests {
                 assert_eq!(recent.get(intent), Some(&(n as u32)), "intent {n}");
             }
         }
+        // Forgetting goes on from there: what a turn-over let go is not counted again.
+        let mut payments = Generations::<Ordered<u64, u32>>::default();
+        assert_eq!(recent.forget_before(8, &mut payments, usize::MAX), 1_500);
+        assert_eq!(recent.len(), 0);
+        assert_eq!(recent.fingerprint_count(), 3_500);
+        assert!(
+            ids.iter()
+                .all(|&id| recent.may_have_forgotten(recent.hash(id)))
+        );
     }
 
     #[test]
@@ -866,8 +925,62 @@ mod tests {
     }
 
     #[test]
+    fn a_lookup_reads_only_filters_holding_ids_made_around_then() {
+        let mut prints = Fingerprints::default();
+        // Ids made in the first second go into the first filter, a second later the next.
+        let ids = FIRST_FILTER_IDS as u64;
+        for n in 0..ids {
+            prints.insert(new_hash(), Some(1_000 + n * 1_000 / ids));
+        }
+        let early = new_hash();
+        prints.insert(early, Some(500));
+        let late = new_hash();
+        prints.insert(late, Some(3_000));
+        assert_eq!(prints.filters.len(), 2);
+        assert_eq!(prints.filters[0].minted, (1_000, 1_999));
+        assert_eq!(prints.filters[1].minted, (500, 3_000));
+
+        // Every id is found whenever it was made...
+        assert!(prints.may_contain(early, Some(500)));
+        assert!(prints.may_contain(late, Some(3_000)));
+        // ...but not asked of filters that hold nothing made then: the same hash said to
+        // be made later, or earlier, than anything in them is not there.
+        assert!(!prints.may_contain(late, Some(3_001)));
+        assert!(!prints.may_contain(early, Some(499)));
+        assert_eq!(prints.touch(late, Some(3_001)), 0, "no filter read");
+        // An id that does not say when it was made is asked of every filter.
+        assert!(prints.may_contain(late, None));
+        assert!(prints.may_contain(early, None));
+
+        // Once a filter holds such an id, it may hold an id made at any time.
+        let timeless = new_hash();
+        prints.insert(timeless, None);
+        assert_eq!(prints.filters[1].minted, (0, u64::MAX));
+        assert!(prints.may_contain(timeless, Some(123_456_789)));
+        assert!(
+            prints.may_contain(late, Some(3_001)),
+            "the second filter is read again"
+        );
+    }
+
+    #[test]
+    fn an_id_says_when_it_was_made_only_if_it_is_a_v7() {
+        let id = IntentId::new();
+        let made = minted(&id).expect("ids made here are v7");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(made <= now && now - made < 60_000, "{made} against {now}");
+        let v4 = IntentId(uuid::Uuid::from_u128(
+            0x0123_4567_89ab_4def_8123_4567_89ab_cdef,
+        ));
+        assert_eq!(minted(&v4), None);
+    }
+
+    #[test]
     fn an_empty_filter_holds_nothing() {
         let prints = Fingerprints::default();
-        assert!(!prints.may_contain(new_hash()));
+        assert!(!prints.may_contain(new_hash(), MADE));
     }
 }

@@ -4,8 +4,9 @@
 //! insert writes a line of memory nobody has read lately: with generations of millions of
 //! intents (64 bytes each), a cache miss per apply that the Book's read-ahead cannot take,
 //! since the bucket is only known once the insert probes for it. Here the intents are
-//! appended to a log instead, a write next to the last one, and the index holds 8 bytes per
-//! intent: where its hash falls, a short tag of the hash and the intent's place in the log. A
+//! appended to a log instead, a write next to the last one, and the index holds an 8-byte
+//! slot per intent (16 to 32 bytes of index per intent, at most half full, in powers of
+//! two): where its hash falls, a short tag of the hash and the intent's place in the log. A
 //! lookup reads the one index line its hash names (which the read-ahead can load) and goes to
 //! the log only when a tag matches, that is, nearly only for a real duplicate.
 //!
@@ -104,8 +105,13 @@ impl<V> IntentLog<V> {
                 return None;
             }
             if slot & KEY_MASK == key {
-                let (found, value) = self.entries.get(place_of(slot))?;
-                if found == id {
+                // A place past the log cannot be (slots of this stamp were all written in this
+                // fill); were it so, going on probing is what keeps a later slot findable.
+                let found = self.entries.get(place_of(slot));
+                debug_assert!(found.is_some(), "a slot points past the log");
+                if let Some((found, value)) = found
+                    && found == id
+                {
                     return Some(value);
                 }
             }
@@ -124,6 +130,7 @@ impl<V> IntentLog<V> {
         value: V,
         hash_of: impl Fn(&IntentId) -> u64,
     ) {
+        debug_assert!(!self.is_full(), "Recent turns a full generation over first");
         if self.is_full() {
             return;
         }
@@ -192,8 +199,7 @@ impl<V> IntentLog<V> {
     }
 }
 
-/// The slot a hash's probe starts at: its low bits (the tag and the Bloom filters use the
-/// high half).
+/// The slot a hash's probe starts at: its low bits (the tag is from the high half).
 fn home_of(hash: u64, mask: usize) -> usize {
     hash as usize & mask
 }
@@ -281,7 +287,15 @@ mod tests {
         for fill_number in 1..=(LAST_STAMP + 10) {
             log.clear();
             assert!(log.is_empty());
-            zeroed += usize::from(log.stamp == 1);
+            if log.stamp == 1 {
+                zeroed += 1;
+                assert!(log.slots.iter().all(|&slot| slot == 0), "really zeroed");
+            } else {
+                assert!(
+                    log.slots.iter().any(|&slot| slot != 0),
+                    "cleared by the stamp alone"
+                );
+            }
             assert!(
                 before.iter().all(|id| log.get(hash_of(id), id).is_none()),
                 "fill {fill_number}: a cleared intent is gone"
@@ -310,12 +324,22 @@ mod tests {
     }
 
     #[test]
-    fn a_full_log_takes_no_more() {
+    fn a_log_says_when_it_is_full() {
         let mut log = IntentLog::with_max_len(3);
-        let ids = fill(&mut log, 5);
+        let ids = fill(&mut log, 2);
+        assert!(!log.is_full());
+        let last = fill(&mut log, 1);
         assert!(log.is_full());
-        assert_eq!(log.len(), 3);
-        assert!(log.get(hash_of(&ids[4]), &ids[4]).is_none());
-        assert_eq!(log.get(hash_of(&ids[2]), &ids[2]), Some(&2));
+        for (n, id) in ids.iter().enumerate() {
+            assert_eq!(log.get(hash_of(id), id), Some(&(n as u32)));
+        }
+        assert_eq!(log.get(hash_of(&last[0]), &last[0]), Some(&0));
+    }
+
+    #[test]
+    #[should_panic(expected = "turns a full generation over first")]
+    fn inserting_into_a_full_log_is_a_bug_the_tests_catch() {
+        let mut log = IntentLog::with_max_len(3);
+        fill(&mut log, 4);
     }
 }
