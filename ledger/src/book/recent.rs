@@ -609,13 +609,15 @@ impl Fingerprints {
 
     /// Zeroes up to `budget` more blocks of the next filter, sized for generations of
     /// `generation` ids: so that when the newest filter is full, or has no room for a whole
-    /// generation, the next one is ready. A larger size than the one being zeroed starts
-    /// over in memory of that size rather than copy what is done (tens of megabytes: a pause
-    /// again); the caller passes a size that changes once a generation, not with every entry.
+    /// generation, the next one is ready. Memory is reserved a quarter larger than asked, so
+    /// generations that vary a little from one to the next go on where it is; one larger
+    /// still starts over in memory of its size rather than copy what is done (tens of
+    /// megabytes: a pause again). The caller passes a size that changes once a generation,
+    /// not with every entry.
     fn prepare(&mut self, generation: usize, budget: usize) {
         let blocks = self.next_blocks(generation.saturating_mul(GENERATIONS_PER_FILTER));
         if self.next.capacity() < blocks {
-            self.next = Vec::with_capacity(blocks);
+            self.next = Vec::with_capacity(blocks.saturating_add(blocks / 4));
         }
         let missing = blocks.saturating_sub(self.next.len());
         let now = self.next.len().saturating_add(missing.min(budget));
@@ -779,7 +781,21 @@ mod tests {
         }
         assert!(ids.iter().all(|&hash| prints.may_contain(hash, MADE)));
 
-        // Generations grew: the next filter starts over at its new size, a budget at a time.
+        // The filter after that is zeroed ahead in turn. Generations a little larger than
+        // it is being zeroed for: it goes on where it is, in the memory it has.
+        // (Generations of this size make it exactly twice the newest filter.)
+        let generation = prints.filters[1].capacity * 2 / GENERATIONS_PER_FILTER;
+        let third = prints.next_blocks(generation * GENERATIONS_PER_FILTER);
+        while prints.next.len() < third {
+            prints.prepare(generation, 10_000);
+        }
+        let memory = prints.next.as_ptr();
+        let a_little = generation + generation / 10;
+        assert!(prints.next_blocks(a_little * GENERATIONS_PER_FILTER) > third);
+        prints.prepare(a_little, 1_000);
+        assert_eq!(prints.next.len(), third + 1_000);
+        assert_eq!(prints.next.as_ptr(), memory);
+        // Generations much larger: it starts over at the new size, a budget at a time.
         prints.prepare(generation * 8, 1_000);
         assert_eq!(prints.next.len(), 1_000);
         assert!(
