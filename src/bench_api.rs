@@ -300,7 +300,7 @@ fn print_write_times(writes: &[u64]) {
         .filter(|(_, count)| **count > 0)
         .map(|(i, count)| match bounds.get(i) {
             Some(bound) => format!("<= {} ms: {count}", bound / 1_000),
-            None => format!("> {} ms: {count}", bounds[bounds.len() - 1] / 1_000),
+            None => format!("> {} ms: {count}", bounds.last().unwrap_or(&0) / 1_000),
         })
         .collect();
     println!(

@@ -236,14 +236,14 @@ fn minted(id: &IntentId) -> Minted {
     (id.0.get_version_num() == 7).then(|| (id.0.as_u128() >> 80) as u64)
 }
 
-/// Recent intents whole, in two generations (as [`Generations`] keeps them), and the
+/// Recent intents whole, in two generations (each a log, see [`IntentLog`]), and the
 /// fingerprints of forgotten ones, all under one hasher so that an id is hashed once
-/// whatever it is looked up in (four hashes an apply before).
+/// whatever it is looked up in.
 ///
 /// An old generation is let go gradually (see [`Recent::forget_before`]): its ids go into
-/// the fingerprints a budget at a time from the moment it is old, in the order they came
-/// (each generation is a log, see [`IntentLog`]), while it still answers lookups whole; it is dropped
-/// once it is old enough and all are in. Fingerprinting a whole generation at once, when it
+/// the fingerprints a budget at a time from the moment it is old, in the order they came,
+/// while it still answers lookups whole; it is dropped once it is old enough and all are
+/// in. Fingerprinting a whole generation at once, when it
 /// was dropped (millions of ids, a cache miss each), held the committer for 113–176 ms with
 /// a 2-million-entry window (BENCHMARKS.md).
 pub(super) struct Recent<V> {
@@ -318,7 +318,20 @@ impl<V> Recent<V> {
     /// in the count it returns.
     fn turn_over_now(&mut self) {
         self.fingerprint_old(usize::MAX);
+        self.drop_old();
+        self.young_becomes_old();
+    }
+
+    /// Drops the old generation, whose intents are all fingerprinted.
+    fn drop_old(&mut self) {
         self.old.clear();
+        self.fingerprinted = 0;
+        self.old_newest = TimestampMs::MIN;
+    }
+
+    /// Makes the young generation the old one (the old one is empty): from now on its newest
+    /// entry decides when it goes.
+    fn young_becomes_old(&mut self) {
         std::mem::swap(&mut self.young, &mut self.old);
         self.fingerprinted = 0;
         self.old_newest = self.young_newest;
@@ -374,12 +387,8 @@ impl<V> Recent<V> {
                 if self.young.is_empty() && payments.young.is_empty() {
                     break;
                 }
-                // The young generation becomes old: from now on its newest entry decides.
-                std::mem::swap(&mut self.young, &mut self.old);
-                self.fingerprinted = 0;
+                self.young_becomes_old();
                 payments.rotate();
-                self.old_newest = self.young_newest;
-                self.young_newest = TimestampMs::MIN;
                 continue;
             }
             let done = self.fingerprint_old(budget);
@@ -388,10 +397,8 @@ impl<V> Recent<V> {
                 break;
             }
             forgotten = forgotten.saturating_add(self.old.len());
-            self.old.clear();
-            self.fingerprinted = 0;
+            self.drop_old();
             payments.old.clear();
-            self.old_newest = TimestampMs::MIN;
         }
         forgotten
     }
