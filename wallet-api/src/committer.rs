@@ -462,6 +462,9 @@ impl Committer {
         self.submit_inner(intent, expected, None).await
     }
 
+    // The storage reads here are for rare cases (a request's deadline, a refund, an id the
+    // Book forgot) and are boxed: inline, their futures made every submission's state
+    // machine kilobytes larger, which each request's handler future then carries and moves.
     async fn submit_inner(
         &self,
         intent: &VerifiedIntent,
@@ -475,15 +478,13 @@ impl Committer {
                     ..
                 },
                 None,
-            ) => self.stored_deadline(*request).await?,
+            ) => Box::pin(self.stored_deadline(*request)).await?,
             _ => request_expires_at,
         };
         // A refund carries its payment as storage holds it, in case the Book has forgotten
         // the payment (refunds are rare; the lookup is one indexed read).
         let refunded_payment = match &intent.intent().action {
-            Action::Refund { payment, .. } => self
-                .db
-                .entry_by_id(*payment)
+            Action::Refund { payment, .. } => Box::pin(self.db.entry_by_id(*payment))
                 .await
                 .map_err(|e| CommitError::storage(&e))?
                 .map(Box::new),
@@ -503,9 +504,7 @@ impl Committer {
         };
         // The Book no longer remembers this id whole but may have applied it long ago:
         // storage decides between an old duplicate, a reuse of the id, and a new intent.
-        let stored = self
-            .db
-            .intent_outcome(intent_id)
+        let stored = Box::pin(self.db.intent_outcome(intent_id))
             .await
             .map_err(|e| CommitError::storage(&e))?;
         match stored {
@@ -1072,6 +1071,8 @@ impl WriterTask {
         }
         let mut write = BatchWrite {
             now_ms: self.clock.now_ms(),
+            // Nearly every command of a busy batch is a payment: one allocation, no regrowth.
+            entries: Vec::with_capacity(batch.len()),
             ..BatchWrite::default()
         };
         // Payments staged before, perhaps still committing, stay refused: whatever is

@@ -59,16 +59,16 @@ async fn submit_inner(
     let verified = match state.verifier.verify(body.clone(), now_ms).await {
         Ok(verified) => verified,
         Err(VerifyError::Refused(expired @ IntentError::Expired { not_after, .. })) => {
-            return late_retry(state, body, not_after, expired).await;
+            // Boxed, as are the other rare paths below: inline, their storage reads would
+            // make every request's future (moved into a box per request) kilobytes larger.
+            return Box::pin(late_retry(state, body, not_after, expired)).await;
         }
         Err(e) => return Err(e.into()),
     };
     let intent = verified.intent();
     refuse_derived_id(intent.intent_id)?;
     // Limited per signing key, once the signature proved the key is the caller's.
-    state
-        .limiter
-        .check(&format!("signer:{}", intent.signer.to_base64url()), now_ms)?;
+    state.limiter.check_signer(&intent.signer, now_ms)?;
     let request = check_payment_request(state, &verified, now_ms).await?;
     let intent_id = intent.intent_id;
     let committed = state
@@ -79,7 +79,7 @@ async fn submit_inner(
         // A refund of a sale paid with a card since replaced lands on the old card (it must
         // mirror the sale); pass it on to the household's current card now. The refund is
         // committed whatever happens here, and a start passes on what a failure left.
-        if let Err(e) = programmes.forward_to_current_card(*to).await {
+        if let Err(e) = Box::pin(programmes.forward_to_current_card(*to)).await {
             tracing::warn!(account = %to, error = %e, "refund not yet passed on to the current card");
         }
     }
@@ -164,7 +164,7 @@ async fn check_payment_request(
         amount: *amount_minor,
         intent_id: verified.intent().intent_id,
     };
-    check_request_matches(state, &payment, now_ms)
+    Box::pin(check_request_matches(state, &payment, now_ms))
         .await
         .map(Some)
 }

@@ -1,10 +1,13 @@
 //! Configurable limits: body size, page size, request time, and per-caller write rates.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+
+use foldhash::{HashMap, HashMapExt as _};
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::problem::Problem;
 
@@ -73,6 +76,22 @@ impl RateLimiter {
         }
     }
 
+    /// Takes one token from the bucket of the key that signed an intent, or says how long
+    /// to wait. The key is written on the stack: this runs for every payment.
+    pub fn check_signer(&self, signer: &ledger::PublicKey, now_ms: i64) -> Result<(), Problem> {
+        const PREFIX: &[u8] = b"signer:";
+        // 32 bytes are 43 characters of unpadded base64url.
+        let mut key = [0u8; PREFIX.len() + 43];
+        key[..PREFIX.len()].copy_from_slice(PREFIX);
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(signer.0, &mut key[PREFIX.len()..])
+            .unwrap_or(0);
+        let end = PREFIX.len().saturating_add(written);
+        // base64url is ASCII, so this cannot fail; an empty key would still be limited.
+        let key = std::str::from_utf8(key.get(..end).unwrap_or_default()).unwrap_or_default();
+        self.check(key, now_ms)
+    }
+
     /// Takes one token from `key`'s bucket, or says how long to wait.
     pub fn check(&self, key: &str, now_ms: i64) -> Result<(), Problem> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -132,5 +151,16 @@ mod tests {
             "half a second refills one at 2/s"
         );
         assert!(limiter.check("a", 500).is_err());
+    }
+
+    #[test]
+    fn a_signer_is_limited_under_its_base64url_key() {
+        let signer = ledger::PublicKey([7; 32]);
+        let limiter = RateLimiter::new(1.0, 1.0);
+        assert!(limiter.check_signer(&signer, 0).is_ok());
+        // The same bucket as the key spelled out, as other callers of `check` would.
+        let spelled = format!("signer:{}", signer.to_base64url());
+        assert!(limiter.check(&spelled, 0).is_err());
+        assert!(limiter.check_signer(&ledger::PublicKey([8; 32]), 0).is_ok());
     }
 }
