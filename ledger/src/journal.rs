@@ -8,6 +8,8 @@ pub mod export;
 
 use std::collections::HashMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
@@ -27,13 +29,20 @@ impl Digest {
 
     /// Lowercase hex.
     pub fn to_hex(&self) -> String {
+        let mut out = Vec::with_capacity(64);
+        self.push_hex(&mut out);
+        // Hex digits are ASCII.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends the lowercase hex to `out`, without a `String` of its own.
+    fn push_hex(&self, out: &mut Vec<u8>) {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(64);
+        out.reserve(64);
         for byte in self.0 {
-            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+            out.push(DIGITS[usize::from(byte >> 4)]);
+            out.push(DIGITS[usize::from(byte & 0xf)]);
         }
-        out
     }
 
     /// Parses 64 hex digits.
@@ -120,6 +129,19 @@ pub enum ChainError {
     },
 }
 
+/// Appends `bytes` as unpadded base64url to `out`, without a `String` of its own (this runs
+/// for every payment).
+fn push_base64url(out: &mut Vec<u8>, bytes: &[u8]) {
+    let start = out.len();
+    let len = base64::encoded_len(bytes.len(), false).unwrap_or(0);
+    out.resize(start.saturating_add(len), 0);
+    let written = out
+        .get_mut(start..)
+        .and_then(|tail| URL_SAFE_NO_PAD.encode_slice(bytes, tail).ok())
+        .unwrap_or(0);
+    out.truncate(start.saturating_add(written));
+}
+
 /// The canonical bytes of an entry: the RFC 8785 JSON of its serde form.
 ///
 /// Written directly rather than through `serde_json::Value` (which allocates a map per
@@ -133,13 +155,13 @@ pub fn canonical_entry_bytes(entry: &JournalEntry) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     let auth = entry.authorisation();
     out.extend_from_slice(b"{\"authorisation\":{\"digest\":\"");
-    out.extend_from_slice(auth.digest.to_hex().as_bytes());
+    auth.digest.push_hex(&mut out);
     out.extend_from_slice(b"\",\"intent_id\":");
     write_uuid(&mut out, &auth.intent_id.0);
     out.extend_from_slice(b",\"signature\":\"");
-    out.extend_from_slice(auth.signature.to_base64url().as_bytes());
+    push_base64url(&mut out, &auth.signature.0);
     out.extend_from_slice(b"\",\"signer\":\"");
-    out.extend_from_slice(auth.signer.to_base64url().as_bytes());
+    push_base64url(&mut out, &auth.signer.0);
     out.extend_from_slice(b"\"},\"created_at\":");
     out.extend_from_slice(itoa::Buffer::new().format(entry.created_at()).as_bytes());
     out.extend_from_slice(b",\"id\":");
@@ -302,6 +324,24 @@ mod tests {
     use crate::entry::tests::test_authorisation;
     use crate::entry::{EntryKind, Posting, Tags};
     use crate::ids::{AccountId, EntryId};
+
+    #[test]
+    fn base64url_and_hex_are_appended_as_the_string_forms_spell_them() {
+        for len in [0usize, 1, 2, 3, 4, 31, 32, 64] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let mut out = b"prefix:".to_vec();
+            push_base64url(&mut out, &bytes);
+            assert_eq!(
+                out,
+                format!("prefix:{}", URL_SAFE_NO_PAD.encode(&bytes)).into_bytes()
+            );
+        }
+        let digest = Digest::of(b"coledger");
+        let mut out = b"x".to_vec();
+        digest.push_hex(&mut out);
+        assert_eq!(out, format!("x{}", digest.to_hex()).into_bytes());
+        assert_eq!(Digest::from_hex(&digest.to_hex()), Some(digest));
+    }
 
     fn entry(units: &[&str]) -> JournalEntry {
         let postings = units
