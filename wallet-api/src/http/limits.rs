@@ -1,13 +1,12 @@
 //! Configurable limits: body size, page size, request time, and per-caller write rates.
 
 use std::sync::Mutex;
-
-use foldhash::{HashMap, HashMapExt as _};
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use foldhash::{HashMap, HashMapExt as _};
 
 use super::problem::Problem;
 
