@@ -422,8 +422,9 @@ impl Book {
 
     /// Reads, without changing anything, what applying `entries` will read: their accounts'
     /// index buckets and hot records, and where their intent ids would be in both
-    /// generations and in the filters that may hold them (see `Recent::touch`). Call it on the next [`Book::WARM_AHEAD`] entries just before applying
-    /// them; entries it does not know (accounts, intents) are passed over.
+    /// generations and in the filters that may hold them (see `Recent::touch`). Call it on
+    /// the next [`Book::WARM_AHEAD`] entries just before applying them; entries it does not
+    /// know (accounts, intents) are passed over.
     ///
     /// Why: an apply is a chain of dependent cache misses (the index bucket gives the slot,
     /// the slot gives the hot record; one apply's checks come before the next one's lookups),

@@ -243,9 +243,9 @@ fn minted(id: &IntentId) -> Minted {
 /// An old generation is let go gradually (see [`Recent::forget_before`]): its ids go into
 /// the fingerprints a budget at a time from the moment it is old, in the order they came,
 /// while it still answers lookups whole; it is dropped once it is old enough and all are
-/// in. Fingerprinting a whole generation at once, when it
-/// was dropped (millions of ids, a cache miss each), held the committer for 113–176 ms with
-/// a 2-million-entry window (BENCHMARKS.md).
+/// in. Fingerprinting a whole generation at once, when it was dropped (millions of ids, a
+/// cache miss each), held the committer for 113–176 ms with a 2-million-entry window
+/// (BENCHMARKS.md).
 pub(super) struct Recent<V> {
     young: IntentLog<V>,
     old: IntentLog<V>,

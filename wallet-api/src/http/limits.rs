@@ -79,16 +79,13 @@ impl RateLimiter {
     /// to wait. The key is written on the stack: this runs for every payment.
     pub fn check_signer(&self, signer: &ledger::PublicKey, now_ms: i64) -> Result<(), Problem> {
         const PREFIX: &[u8] = b"signer:";
-        // 32 bytes are 43 characters of unpadded base64url.
+        // 32 bytes are always 43 characters of unpadded base64url: the buffer is exactly full.
         let mut key = [0u8; PREFIX.len() + 43];
-        key[..PREFIX.len()].copy_from_slice(PREFIX);
-        let written = URL_SAFE_NO_PAD
-            .encode_slice(signer.0, &mut key[PREFIX.len()..])
-            .unwrap_or(0);
-        let end = PREFIX.len().saturating_add(written);
-        // base64url is ASCII, so this cannot fail; an empty key would still be limited.
-        let key = std::str::from_utf8(key.get(..end).unwrap_or_default()).unwrap_or_default();
-        self.check(key, now_ms)
+        let (prefix, encoded) = key.split_at_mut(PREFIX.len());
+        prefix.copy_from_slice(PREFIX);
+        let _ = URL_SAFE_NO_PAD.encode_slice(signer.0, encoded);
+        // Prefix and base64url are ASCII.
+        self.check(std::str::from_utf8(&key).unwrap_or("signer:"), now_ms)
     }
 
     /// Takes one token from `key`'s bucket, or says how long to wait.
