@@ -1,9 +1,9 @@
 //! `coledger bench api`: signed payments per second through the whole service, the figures
 //! in BENCHMARKS.md.
 //!
-//! The real router runs in this process on loopback, over a fresh database per run (SQLite
-//! always, PostgreSQL when given), with a funded scheme. Payment intents are signed before the
-//! clock starts; then many HTTP/1.1 keep-alive connections post them to `/v1/intents`, one at
+//! The service, composed as `serve` composes it, runs in this process on loopback, over a
+//! fresh database per run (SQLite always, PostgreSQL when given), with a funded scheme.
+//! Payment intents are signed before the clock starts; then many HTTP/1.1 keep-alive connections post them to `/v1/intents`, one at
 //! a time each. Latency is measured by the client, from writing a request to reading the whole
 //! response. The load generator shares the process and its cores with the service, so the CPU
 //! per payment includes the client's share. Every response must be a 201: anything else is
@@ -18,13 +18,15 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use axum::ServiceExt as _;
 use tokio::net::TcpListener;
 use wallet_api::committer::WRITE_TIME_BUCKETS_MICROS;
-use wallet_api::http::{AppState, router};
+use wallet_api::http::AppState;
 use wallet_api::{Committer, CommitterConfig, SystemClock, Verifier};
 
 use crate::bench::{self, Intents, Target};
 use crate::config::BenchApiArgs;
+use crate::front::Front;
 use crate::scheme::Scheme;
 use load::Load;
 
@@ -123,7 +125,7 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
     Ok(())
 }
 
-/// The real router serving on a loopback port in this process, with no write-rate limits:
+/// The service as `serve` runs it (front, API and pages) on a loopback port in this process, with no write-rate limits:
 /// the benchmarks measure the service, not the limiter's refusals.
 pub(crate) struct InProcess {
     /// Where it listens.
@@ -143,18 +145,20 @@ impl InProcess {
             write_burst: 1e9,
             ..Default::default()
         };
-        let app = router(AppState::new(
+        // The service as `serve` runs it, its front included.
+        let front = Front::standby();
+        front.activate(crate::serve::app(AppState::new(
             db.clone(),
             committer.clone(),
             Arc::new(SystemClock),
             limits,
             verifier,
-        ));
+        )));
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
         let address = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(
-            axum::serve(listener, app)
+            axum::serve(listener, front.into_make_service())
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })

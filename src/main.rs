@@ -10,6 +10,7 @@ mod config;
 mod crash_writer;
 mod demo;
 mod demo_access;
+mod front;
 mod http_client;
 mod pages;
 mod programme_cli;

@@ -5,28 +5,21 @@
 //! `/readyz` and every API route answer 503 (so a load balancer sends traffic to the writer),
 //! and it takes the lease over as soon as it is free, loading and verifying the ledger first.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::Router;
-use axum::body::Body;
-use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::ServiceExt as _;
 use tokio::net::TcpListener;
-use tower::ServiceExt as _;
 use wallet_api::db::{DbError, LoadError};
-use wallet_api::http::problem::Problem;
 use wallet_api::http::{AppState, router};
 use wallet_api::{Committer, CommitterConfig, Database, SystemClock};
 
 use crate::config::ServeArgs;
+use crate::front::Front;
 
 /// How often a standby tries to take the writer lease.
 const TAKEOVER_POLL: Duration = Duration::from_millis(500);
-
-/// The router once this process is the writer; None while it is a standby.
-type Active = Arc<RwLock<Option<Router>>>;
 
 pub async fn run(args: ServeArgs) -> Result<()> {
     let url = &args.database.database_url;
@@ -42,17 +35,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
 
-    let active: Active = Arc::new(RwLock::new(None));
+    let front = Front::standby();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let front = Router::new().fallback_service(tower::service_fn({
-        let active = active.clone();
-        move |request: Request| {
-            let current = active.read().map(|a| a.clone()).unwrap_or(None);
-            async move { Ok::<Response, std::convert::Infallible>(dispatch(current, request).await) }
-        }
-    }));
+    let serving = front.clone().into_make_service();
     let server = tokio::spawn(async move {
-        axum::serve(listener, front)
+        axum::serve(listener, serving)
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;
                 let _ = stop_tx.send(true);
@@ -161,9 +148,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         // Event streams end now; in-flight requests finish, then the committer drains.
         ending.begin_shutdown();
     });
-    if let Ok(mut slot) = active.write() {
-        *slot = Some(router(state).merge(crate::pages::router()));
-    }
+    front.activate(app(state));
     // Printed once the ledger is loaded and the API answers: tests start the service on
     // port 0 and wait for this line.
     println!("coledger listening on http://{address}");
@@ -180,9 +165,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         sweeper.abort();
         let _ = sweeper.await;
     }
-    if let Ok(mut slot) = active.write() {
-        *slot = None;
-    }
+    front.deactivate();
     if let Err(e) = task.join().await {
         anyhow::bail!("the ledger writer failed while draining: {e}");
     }
@@ -191,24 +174,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Hands a request to the active router, or answers as a standby.
-async fn dispatch(active: Option<Router>, request: Request<Body>) -> Response {
-    if let Some(router) = active {
-        return match router.oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
-    }
-    if request.uri().path() == "/healthz" {
-        return axum::Json(serde_json::json!({"status": "ok", "role": "standby"})).into_response();
-    }
-    Problem::new(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "standby",
-        "Standby",
-        "this process is a standby: another one holds the writer lease; send requests to it",
-    )
-    .into_response()
+/// Everything the service answers once it is the writer: the API and the pages.
+pub(crate) fn app(state: AppState) -> axum::Router {
+    router(state).merge(crate::pages::router())
 }
 
 /// Forgets idempotency records older than the retention window, hourly.
