@@ -107,7 +107,8 @@ async fn measure(target: &Target, args: &BenchSettleArgs, background: usize) -> 
     scheme.register(&committer).await?;
     bench::drive(&committer, funding, 64, None).await?;
     let token = admin_token(&db).await?;
-    let verifier = Verifier::start(2).context("starting the verifier")?;
+    let verifier = Verifier::start(crate::config::default_verifier_threads())
+        .context("starting the verifier")?;
     let service = InProcess::serve(&db, &committer, verifier).await?;
     let address = service.address;
 

@@ -6,6 +6,18 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// Verifier threads unless told: a third of the cores, rounded up (one on the two-core
+/// benchmark machine, where one thread made batches of ~50 instead of ~20 and the service
+/// ~10 % faster than two: BENCHMARKS.md, "One verifier thread on two cores").
+pub fn default_verifier_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| cores.get().div_ceil(3))
+}
+
+/// `--verifier-threads`: 1 to [`wallet_api::verifier::MAX_THREADS`].
+fn verifier_threads_parser() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=wallet_api::verifier::MAX_THREADS as u64)
+}
+
 /// coledger: a ledger service for complementary currencies, benefit vouchers, incentive
 /// points and time banks.
 #[derive(Debug, Parser)]
@@ -121,8 +133,12 @@ pub struct ServeArgs {
     /// Writes a caller may burst above the sustained rate.
     #[arg(long, env = "COLEDGER_WRITE_BURST", default_value_t = 200.0)]
     pub write_burst: f64,
-    /// OS threads that parse and batch-verify signed intents, off the async threads.
-    #[arg(long, env = "COLEDGER_VERIFIER_THREADS", default_value_t = 2)]
+    /// OS threads that parse and batch-verify signed intents, off the async threads (1 to
+    /// 16). The default is a third of the cores, rounded up: verifying is about a third of a
+    /// payment's CPU, and threads beyond the work form smaller batches, each with the batch
+    /// equation's fixed cost.
+    #[arg(long, env = "COLEDGER_VERIFIER_THREADS", default_value_t = default_verifier_threads(),
+          value_parser = verifier_threads_parser())]
     pub verifier_threads: usize,
     /// How long the writer waits for more requests once one has arrived before it writes a
     /// batch, in milliseconds (0 to 1000). 0, the default, writes whatever is queued at once:
@@ -689,8 +705,9 @@ pub struct BenchApiArgs {
     /// answered (closed loop), which measures the most the service can do.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Signature verifier threads of the service under test.
-    #[arg(long, default_value_t = 2)]
+    /// Signature verifier threads of the service under test (as `serve --verifier-threads`).
+    #[arg(long, default_value_t = default_verifier_threads(),
+          value_parser = verifier_threads_parser())]
     pub verifier_threads: usize,
     /// The committer's linger of the service under test, in milliseconds (as `serve
     /// --commit-linger-ms`).

@@ -169,6 +169,24 @@ fn a_commit_linger_beyond_a_second_is_refused_before_anything_starts() {
     );
 }
 
+#[test]
+fn verifier_threads_outside_1_to_16_are_refused_before_anything_starts() {
+    for threads in ["0", "17"] {
+        let captured = std::process::Command::new(env!("CARGO_BIN_EXE_coledger"))
+            .args(["serve", "--verifier-threads", threads])
+            .env_remove("COLEDGER_VERIFIER_THREADS")
+            .output()
+            .unwrap();
+        assert!(!captured.status.success());
+        let stderr = String::from_utf8_lossy(&captured.stderr);
+        assert!(
+            stderr.contains("--verifier-threads")
+                && stderr.contains(&format!("{threads} is not in 1..=16")),
+            "{stderr}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn token_create_refuses_unknown_roles_and_unscoped_merchant_tokens() {
     let dir = tempfile::tempdir().unwrap();
