@@ -2,6 +2,8 @@
 //! and wrong types each get a clear 4xx naming the field), `Idempotency-Key` replay, and
 //! query strings.
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -36,6 +38,18 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
             "Unsupported media type",
             format!("send Content-Type: application/json (got {content_type:?})"),
         ))
+    }
+}
+
+/// Extractor: the request says its body is JSON, else a 415 as [`require_json`] gives. For
+/// handlers that need nothing else from the headers; the `HeaderMap` extractor clones them all.
+pub struct JsonContentType;
+
+impl<S: Send + Sync> FromRequestParts<S> for JsonContentType {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        require_json(&parts.headers).map(|()| Self)
     }
 }
 

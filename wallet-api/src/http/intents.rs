@@ -8,13 +8,13 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use ledger::{Action, EntryId, IntentError, IntentId, VerifiedIntent};
 use serde::Serialize;
 
 use super::AppState;
-use super::body::require_json;
+use super::body::JsonContentType;
 use super::openapi::SignedIntentDoc;
 use super::problem::Problem;
 use crate::db::service::PaymentRequest;
@@ -39,21 +39,16 @@ use crate::verifier::VerifyError;
 )]
 pub(super) async fn submit(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: JsonContentType,
     body: Bytes,
 ) -> Response {
-    match submit_inner(&state, &headers, body).await {
+    match submit_inner(&state, body).await {
         Ok(response) => response,
         Err(problem) => problem.into_response(),
     }
 }
 
-async fn submit_inner(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Result<Response, Problem> {
-    require_json(headers)?;
+async fn submit_inner(state: &AppState, body: Bytes) -> Result<Response, Problem> {
     let now_ms = state.clock.now_ms();
     // Parsing and ed25519 verification are CPU work: the verifier threads do it, in batches.
     let verified = match state.verifier.verify(body.clone(), now_ms).await {
