@@ -15,8 +15,9 @@ type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
 /// Row counts per multi-row INSERT, largest first. A batch of n rows is written greedily in
 /// chunks of these sizes, so only a handful of distinct statements are ever prepared (and
-/// cached) while large batches still cost few round trips. 11 columns x 1024 rows stays well
-/// under SQLite's 32,766 bound parameters.
+/// cached) while large batches still cost few round trips. The widest statement, a payment's
+/// three rows together (24 parameters a row, see `insert_payment_rows`), binds 24,576
+/// parameters at 1024 rows: under SQLite's 32,766.
 const CHUNK_ROWS: [usize; 6] = [1024, 256, 64, 16, 4, 1];
 
 /// Page cache of the writer's connection, in KiB. The default (2 MiB) makes every index
@@ -185,62 +186,22 @@ impl SqliteWriter {
                 .await?;
         }
         let entries = &batch.entries;
-        insert_rows(
-            &mut tx,
-            "entry (position, id, kind, memo, tags, created_at, \
-             intent_id, signer, digest, signature, intent_body, payment_request)",
-            12,
-            entries,
-            |q, c| {
-                let auth = c.entry.authorisation();
-                q.bind(c.position)
-                    .bind(c.entry.id().0)
-                    .bind(c.entry.kind().as_str())
-                    .bind(c.entry.memo())
-                    .bind(c.tags_json.as_str())
-                    .bind(c.entry.created_at())
-                    .bind(&auth.intent_id.as_bytes()[..])
-                    .bind(&auth.signer.0[..])
-                    .bind(&auth.digest.0[..])
-                    .bind(&auth.signature.0[..])
-                    .bind(c.intent_body.as_str())
-                    .bind(c.payment_request.map(|r| r.0))
-            },
-        )
-        .await?;
-        let postings = rows::postings_of(entries);
-        insert_rows(
-            &mut tx,
-            "posting (entry_position, idx, unit, debit, credit, amount_minor, prev_debit, \
-             prev_credit)",
-            8,
-            &postings,
-            |q, (position, idx, p, links)| {
-                q.bind(*position)
-                    .bind(*idx)
-                    .bind(p.unit.as_str())
-                    .bind(&p.debit.as_bytes()[..])
-                    .bind(&p.credit.as_bytes()[..])
-                    .bind(p.amount.minor())
-                    .bind(links.prev_debit)
-                    .bind(links.prev_credit)
-            },
-        )
-        .await?;
-        let links = rows::links_of(entries);
-        insert_rows(
-            &mut tx,
-            "journal (unit, seq, entry_position, hash)",
-            4,
-            &links,
-            |q, (position, link)| {
-                q.bind(link.unit.as_str())
-                    .bind(rows::seq_i64(link))
-                    .bind(*position)
-                    .bind(&link.hash.0[..])
-            },
-        )
-        .await?;
+        if one_row_each(entries) {
+            insert_payment_rows(&mut tx, entries).await?;
+        } else {
+            insert_rows(&mut tx, ENTRY_ROW, ENTRY_COLUMNS, entries, bind_entry).await?;
+            let postings = rows::postings_of(entries);
+            insert_rows(
+                &mut tx,
+                POSTING_ROW,
+                POSTING_COLUMNS,
+                &postings,
+                bind_posting,
+            )
+            .await?;
+            let links = rows::links_of(entries);
+            insert_rows(&mut tx, JOURNAL_ROW, JOURNAL_COLUMNS, &links, bind_link).await?;
+        }
         if let Err(e) = previous.outcome().await {
             tx.rollback().await?;
             return Err(e);
@@ -248,6 +209,112 @@ impl SqliteWriter {
         tx.commit().await?;
         Ok(())
     }
+}
+
+const ENTRY_ROW: &str = "entry (position, id, kind, memo, tags, created_at, intent_id, signer, \
+                         digest, signature, intent_body, payment_request)";
+const ENTRY_COLUMNS: usize = 12;
+const POSTING_ROW: &str = "posting (entry_position, idx, unit, debit, credit, amount_minor, \
+                           prev_debit, prev_credit)";
+const POSTING_COLUMNS: usize = 8;
+const JOURNAL_ROW: &str = "journal (unit, seq, entry_position, hash)";
+const JOURNAL_COLUMNS: usize = 4;
+
+/// A posting row: (entry position, index, posting, its chain links).
+type PostingRow<'a> = (i64, i16, &'a ledger::Posting, super::PostingLinks);
+
+fn bind_entry<'q>(q: Query<'q>, c: &'q super::CommittedEntry) -> Query<'q> {
+    let auth = c.entry.authorisation();
+    q.bind(c.position)
+        .bind(c.entry.id().0)
+        .bind(c.entry.kind().as_str())
+        .bind(c.entry.memo())
+        .bind(c.tags_json.as_str())
+        .bind(c.entry.created_at())
+        .bind(&auth.intent_id.as_bytes()[..])
+        .bind(&auth.signer.0[..])
+        .bind(&auth.digest.0[..])
+        .bind(&auth.signature.0[..])
+        .bind(c.intent_body.as_str())
+        .bind(c.payment_request.map(|r| r.0))
+}
+
+fn bind_posting<'q>(q: Query<'q>, row: &'q PostingRow<'_>) -> Query<'q> {
+    let (position, idx, p, links) = row;
+    q.bind(*position)
+        .bind(*idx)
+        .bind(p.unit.as_str())
+        .bind(&p.debit.as_bytes()[..])
+        .bind(&p.credit.as_bytes()[..])
+        .bind(p.amount.minor())
+        .bind(links.prev_debit)
+        .bind(links.prev_credit)
+}
+
+fn bind_link<'q>(q: Query<'q>, row: &'q (i64, &JournalLink)) -> Query<'q> {
+    let (position, link) = row;
+    q.bind(link.unit.as_str())
+        .bind(rows::seq_i64(link))
+        .bind(*position)
+        .bind(&link.hash.0[..])
+}
+
+/// Whether every entry is a plain payment's shape: one posting, one unit's journal link.
+fn one_row_each(entries: &[super::CommittedEntry]) -> bool {
+    entries
+        .iter()
+        .all(|c| c.entry.postings().len() == 1 && c.links.len() == 1)
+}
+
+/// Writes the entries of [`one_row_each`] shape with one statement per chunk that inserts
+/// the chunk's entry, posting and journal rows together: a third of the round trips to
+/// SQLite's worker thread, each a hand-off from this thread to that one and back. At 12,000
+/// payments/s (commits of about twenty) that took ~1 µs a payment off the lane (BENCHMARKS.md).
+async fn insert_payment_rows(
+    conn: &mut SqliteConnection,
+    entries: &[super::CommittedEntry],
+) -> Result<(), sqlx::Error> {
+    let postings = rows::postings_of(entries);
+    let links = rows::links_of(entries);
+    let mut done = 0;
+    while done < entries.len() {
+        let size = chunk_size(entries.len().saturating_sub(done));
+        let chunk = done..done.saturating_add(size);
+        // Parameters bind in statement order: all entry rows, then postings, then links.
+        let sql = format!(
+            "{}; {}; {}",
+            insert_sql(ENTRY_ROW, ENTRY_COLUMNS, size),
+            insert_sql(POSTING_ROW, POSTING_COLUMNS, size),
+            insert_sql(JOURNAL_ROW, JOURNAL_COLUMNS, size),
+        );
+        let mut query = sqlx::query(&sql);
+        for c in &entries[chunk.clone()] {
+            query = bind_entry(query, c);
+        }
+        for row in &postings[chunk.clone()] {
+            query = bind_posting(query, row);
+        }
+        for row in &links[chunk.clone()] {
+            query = bind_link(query, row);
+        }
+        query.execute(&mut *conn).await?;
+        done = chunk.end;
+    }
+    Ok(())
+}
+
+/// The largest of [`CHUNK_ROWS`] that `left` rows fill.
+fn chunk_size(left: usize) -> usize {
+    CHUNK_ROWS.into_iter().find(|&s| s <= left).unwrap_or(1)
+}
+
+/// A multi-row INSERT of `rows` rows into `target` ("table (columns)").
+fn insert_sql(target: &str, columns: usize, rows: usize) -> String {
+    let tuple = format!("({})", vec!["?"; columns].join(","));
+    format!(
+        "insert into {target} values {}",
+        vec![tuple.as_str(); rows].join(",")
+    )
 }
 
 /// Inserts `rows` into `target` ("table (columns)") with multi-row INSERTs.
@@ -258,18 +325,11 @@ async fn insert_rows<T>(
     rows: &[T],
     bind: impl for<'q> Fn(Query<'q>, &'q T) -> Query<'q>,
 ) -> Result<(), sqlx::Error> {
-    let tuple = format!("({})", vec!["?"; columns].join(","));
     let mut rest = rows;
     while !rest.is_empty() {
-        let size = CHUNK_ROWS
-            .into_iter()
-            .find(|&s| s <= rest.len())
-            .unwrap_or(1);
+        let size = chunk_size(rest.len());
         let (chunk, tail) = rest.split_at(size);
-        let sql = format!(
-            "insert into {target} values {}",
-            vec![tuple.as_str(); size].join(",")
-        );
+        let sql = insert_sql(target, columns, size);
         let mut query = sqlx::query(&sql);
         for row in chunk {
             query = bind(query, row);
