@@ -323,6 +323,57 @@ async fn many_concurrent_submitters_all_commit_and_reload_identically() {
     }
 }
 
+/// A batch larger than the widest multi-row INSERT (1,024 rows on SQLite) is written in
+/// several chunks of different sizes; every row must land once, so a reload (which checks
+/// the hash chain and every posting) gives the same balances.
+#[tokio::test]
+async fn a_batch_wider_than_one_insert_reloads_identically() {
+    for test_db in TestDb::all().await {
+        let db = test_db.open().await;
+        let scheme = std::sync::Arc::new(Scheme::new());
+        let config = CommitterConfig {
+            // Long enough for every submitter below to queue behind the first.
+            linger: Duration::from_millis(500),
+            ..CommitterConfig::default()
+        };
+        let (committer, task) = start_with(&db, config).await;
+        scheme.register(&committer).await;
+        scheme.fund(&committer, scheme.alice, 10_000_00).await;
+        let payments = 1_500;
+        let intents: Vec<_> = (0..payments)
+            .map(|_| scheme.pay(&scheme.alice_key, scheme.alice, scheme.bob, 1))
+            .collect();
+        let tasks: Vec<_> = intents
+            .into_iter()
+            .map(|intent| {
+                let committer = committer.clone();
+                tokio::spawn(async move { committer.submit(&intent).await.unwrap() })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let widest = committer
+            .stats()
+            .max_batch
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            widest > 1_024,
+            "{}: the widest batch held {widest} entries; the test needs one over 1,024",
+            test_db.label
+        );
+        stop(committer, task).await;
+
+        let (committer, task) = start(&db).await;
+        assert_eq!(balance(&committer, scheme.bob).await, payments);
+        assert_eq!(
+            balance(&committer, scheme.alice).await,
+            10_000_00 - payments
+        );
+        stop(committer, task).await;
+    }
+}
+
 /// The database drops the writer's connection mid-service (a restart, a failover, a network
 /// cut). The write in flight fails with "unavailable"; the writer reconnects, retakes the
 /// lease and reloads; a retry of the same intent then commits exactly once.
