@@ -1,4 +1,4 @@
-# Sourced by scripts/test: starts a throwaway PostgreSQL 15 cluster on a free loopback port
+# Sourced by scripts/test: starts a throwaway PostgreSQL cluster (the newest installed) on a free loopback port
 # and exports COLEDGER_TEST_POSTGRES_URL (an admin URL; tests create a database each).
 # PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` user.
 # The cluster is deleted when the calling shell exits.

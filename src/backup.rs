@@ -5,12 +5,15 @@
 //! PostgreSQL: the standard tools do it better than we could (`pg_dump` custom format,
 //! `pg_restore` into an empty database); these commands run them. Either way the result is
 //! then opened and fully verified (every entry replayed, hash chain and invariants checked)
-//! before the command reports success.
+//! before the command reports success. A PostgreSQL dump is a file only `pg_restore` reads,
+//! so `backup` restores it into a scratch database on the same server to verify it, and
+//! drops that database again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use wallet_api::db::scratch;
 use wallet_api::{Committer, CommitterConfig, Database, SystemClock};
 
 use crate::config::{BackupArgs, RestoreArgs};
@@ -120,11 +123,56 @@ pub async fn backup(args: BackupArgs) -> Result<()> {
             ],
         )
         .await?;
+        let summary = verify_dump(url, target).await.with_context(|| {
+            format!("{target} was written but is not a verified backup; it is kept for inspection")
+        })?;
         println!(
-            "backed up to {target} with pg_dump (custom format); restore it with `coledger restore`"
+            "backed up to {target} with pg_dump (custom format): {} entries, {} accounts, \
+             verified; restore it with `coledger restore`",
+            summary.entries, summary.accounts
         );
     }
     Ok(())
+}
+
+/// Restores the dump `file` into a scratch database on the server of `url`, verifies it
+/// there and drops the scratch database again, whatever the outcome.
+async fn verify_dump(url: &str, file: &str) -> Result<Summary> {
+    let scratch = scratch::create_postgres_database(url, "coledger_backup_check")
+        .await
+        .context(
+            "creating a scratch database to verify the dump in failed (the role needs \
+             CREATEDB; without it, check the file with `coledger restore` into an empty database)",
+        )?;
+    let checked = match pg_restore_into(&scratch, file).await {
+        Ok(()) => verify(&scratch).await,
+        Err(e) => Err(e),
+    };
+    let dropped = scratch::drop_postgres_database(url, &scratch).await;
+    let summary = checked?;
+    dropped.with_context(|| {
+        format!(
+            "dropping the scratch database {} the dump was verified in",
+            wallet_api::db::redact(&scratch)
+        )
+    })?;
+    Ok(summary)
+}
+
+/// `pg_restore` of the dump `file` into the (empty) database at `url`.
+async fn pg_restore_into(url: &str, file: &str) -> Result<()> {
+    let pg_restore = pg_tool("pg_restore")?;
+    run_tool(
+        &pg_restore,
+        &[
+            "--no-owner",
+            "--exit-on-error",
+            "--dbname",
+            &wallet_api::db::libpq_url(url),
+            file,
+        ],
+    )
+    .await
 }
 
 pub async fn restore(args: RestoreArgs) -> Result<()> {
@@ -156,18 +204,7 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
                 wallet_api::db::redact(url)
             );
         }
-        let pg_restore = pg_tool("pg_restore")?;
-        run_tool(
-            &pg_restore,
-            &[
-                "--no-owner",
-                "--exit-on-error",
-                "--dbname",
-                &wallet_api::db::libpq_url(url),
-                from,
-            ],
-        )
-        .await?;
+        pg_restore_into(url, from).await?;
     }
     let summary = verify(url).await?;
     println!(

@@ -1,5 +1,7 @@
 //! Command-line and environment configuration: the only place settings are read. Every
-//! setting has a `COLEDGER_…` environment variable, and `--help` lists them all.
+//! setting of a running service (database, listening, limits, secret, cards, terminal) has a
+//! `COLEDGER_…` environment variable; one-off command options mostly do not. `--help` shows
+//! which.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

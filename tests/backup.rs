@@ -5,6 +5,7 @@
 
 mod support;
 
+use sqlx::Connection;
 use support::*;
 
 async fn run(args: &[&str]) -> (bool, String, String) {
@@ -72,15 +73,60 @@ async fn a_backup_taken_while_serving_restores_and_verifies() {
             "{restored}"
         );
         assert!(entries(&restored) > 10, "{restored}");
-        if label == "sqlite" {
-            assert_eq!(
-                entries(&restored),
-                entries(&backed_up),
-                "{backed_up} / {restored}"
-            );
-        }
+        assert!(backed_up.contains("verified"), "{label}: {backed_up}");
+        assert_eq!(
+            entries(&restored),
+            entries(&backed_up),
+            "{label}: {backed_up} / {restored}"
+        );
         // Restoring over a ledger is refused.
         let (ok, _, err) = run(&["restore", "--database-url", &target, "--from", file]).await;
         assert!(!ok, "{label}: restoring twice must be refused: {err}");
+    }
+}
+
+/// On PostgreSQL `backup` verifies the dump in a scratch database, which needs CREATEDB. A
+/// role that can read the ledger but not create databases gets the dump and a clear failure.
+#[tokio::test]
+async fn a_postgres_backup_that_cannot_be_verified_fails_and_says_why() {
+    for (label, url, _dir) in databases().await {
+        if label == "sqlite" {
+            continue;
+        }
+        let db = wallet_api::Database::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        db.close().await;
+        let role = format!("coledger_reader_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+        for sql in [
+            format!("create role {role} login nocreatedb"),
+            format!("grant pg_read_all_data to {role}"),
+        ] {
+            sqlx::Executor::execute(&mut admin, sql.as_str())
+                .await
+                .unwrap();
+        }
+        let reader_url = url.replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+        assert_ne!(
+            reader_url, url,
+            "the test URL names no postgres user: {url}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ledger.backup");
+        let (ok, out, err) = run(&[
+            "backup",
+            "--database-url",
+            &reader_url,
+            "--to",
+            file.to_str().unwrap(),
+        ])
+        .await;
+        assert!(!ok, "a backup that was not verified must fail: {out}");
+        assert!(
+            err.contains("not a verified backup") && err.contains("CREATEDB"),
+            "{err}"
+        );
+        assert!(file.is_file(), "the unverified dump is kept for inspection");
     }
 }
