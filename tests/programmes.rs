@@ -328,6 +328,45 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             &programme,
         )
         .await;
+        // A refused application stores nothing: no programme, or one named twice, is a 422
+        // (naming it twice was a 500 after the participant row was written).
+        for programmes in [json!([]), json!([&programme, &programme])] {
+            let refused = http(
+                a,
+                "POST",
+                "/v1/registry/applications",
+                None,
+                &[],
+                Some(
+                    &json!({
+                        "name": "Panadería Doble",
+                        "category_code": "5462",
+                        "iban": "PT50000201231234567890154",
+                        "programmes": programmes,
+                    })
+                    .to_string(),
+                ),
+            )
+            .await;
+            assert_eq!(refused.status, 422, "{label}: {}", refused.body);
+            assert_eq!(refused.problem_type(), "/problems/validation-failed");
+        }
+        let everyone = http(
+            a,
+            "GET",
+            "/v1/participants?limit=500",
+            Some(&admin),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(everyone.status, 200, "{}", everyone.body);
+        assert!(
+            !everyone.body.contains("Panadería Doble"),
+            "{label}: a refused application left a participant: {}",
+            everyone.body
+        );
+
         let mut merchant_accounts = Vec::new();
         for m in [&grocer, &casino] {
             let decided = send(

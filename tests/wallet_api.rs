@@ -351,6 +351,21 @@ async fn payments(town: &Town) {
         refused.body
     );
 
+    // A memo with U+0000 (valid JSON, but PostgreSQL's text cannot hold it) is refused as
+    // an invalid entry before it reaches storage (on PostgreSQL it used to fail its whole
+    // batch, with a reload of the ledger, on every retry).
+    let mut nul = payment(town.alice, town.shop, 1_00, None);
+    if let Action::Payment { memo, .. } = &mut nul {
+        *memo = "pan\u{0}leche".into();
+    }
+    let refused = town
+        .submit(&signed(&town.alice_key, nul, now_s() + 60))
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.problem_type(), "/problems/invalid-entry");
+    assert!(refused.body.contains("NUL"), "{}", refused.body);
+    assert_eq!(town.balance(town.alice).await, 87_50);
+
     // Nobody moves another person's money: Bob's key cannot pay from Alice's account.
     let theft = signed(
         &town.bob_key,

@@ -63,6 +63,10 @@ pub enum EntryError {
     /// Memo longer than [`MAX_MEMO_CHARS`].
     #[error("memo is longer than {MAX_MEMO_CHARS} characters")]
     MemoTooLong,
+    /// A memo holding U+0000, which PostgreSQL's text cannot store (other control characters,
+    /// newlines included, are kept as written).
+    #[error("memo must not contain the NUL character (U+0000)")]
+    MemoHasNul,
     /// A tag longer than [`MAX_TAG_CHARS`], or one with control characters.
     #[error("tag {name} must be at most {MAX_TAG_CHARS} characters with no control characters")]
     BadTag {
@@ -296,6 +300,9 @@ impl JournalEntry {
         if memo.chars().count() > MAX_MEMO_CHARS {
             return Err(EntryError::MemoTooLong);
         }
+        if memo.contains('\0') {
+            return Err(EntryError::MemoHasNul);
+        }
         if !(0..=crate::canonical::MAX_SAFE_INTEGER).contains(&created_at) {
             return Err(EntryError::BadTimestamp(created_at));
         }
@@ -495,6 +502,16 @@ pub(crate) mod tests {
             0,
         );
         assert_eq!(result, Err(EntryError::MemoTooLong));
+        let result = JournalEntry::new(
+            EntryId::new(),
+            EntryKind::Payment,
+            vec![posting(a, b, 1)],
+            "pan\u{0}leche".into(),
+            Tags::default(),
+            test_authorisation(),
+            0,
+        );
+        assert_eq!(result, Err(EntryError::MemoHasNul));
         let tags = Tags {
             category: Some("a\u{0}".into()),
             ..Tags::default()

@@ -17,8 +17,8 @@ pub enum UnitError {
         "unit code {0:?} is invalid: use 1-{MAX_UNIT_CODE_LEN} characters A-Z, 0-9 or '-', starting with a letter"
     )]
     BadCode(String),
-    /// A name that is empty or too long.
-    #[error("unit name must be 1-{MAX_UNIT_NAME_LEN} characters")]
+    /// A name that is empty, too long or holds control characters.
+    #[error("unit name must be 1-{MAX_UNIT_NAME_LEN} characters, with no control characters")]
     BadName,
     /// More decimal places than supported.
     #[error("unit scale {0} is more than the maximum {MAX_SCALE}")]
@@ -177,7 +177,10 @@ impl Unit {
         peg: Option<&str>,
     ) -> Result<Self, UnitError> {
         let name_len = name.chars().count();
-        if name.trim().is_empty() || name_len > MAX_UNIT_NAME_LEN {
+        if name.trim().is_empty()
+            || name_len > MAX_UNIT_NAME_LEN
+            || name.chars().any(char::is_control)
+        {
             return Err(UnitError::BadName);
         }
         if scale > MAX_SCALE {
@@ -244,6 +247,10 @@ mod tests {
         );
         assert_eq!(
             Unit::new(code, " ", 2, UnitKind::Points, None),
+            Err(UnitError::BadName)
+        );
+        assert_eq!(
+            Unit::new(code, "Ekos\u{0}", 2, UnitKind::Points, None),
             Err(UnitError::BadName)
         );
         assert_eq!(

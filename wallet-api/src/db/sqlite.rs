@@ -15,9 +15,9 @@ type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
 /// Row counts per multi-row INSERT, largest first. A batch of n rows is written greedily in
 /// chunks of these sizes, so only a handful of distinct statements are ever prepared (and
-/// cached) while large batches still cost few round trips. The widest statement, a payment's
-/// three rows together (24 parameters a row, see `insert_payment_rows`), binds 24,576
-/// parameters at 1024 rows: under SQLite's 32,766.
+/// cached) while large batches still cost few round trips. SQLite bounds each statement's
+/// parameters (32,766); the widest, 1024 entry rows of 12 columns, binds 12,288. (A payment's
+/// three INSERTs sent as one text, `insert_payment_rows`, are three statements.)
 const CHUNK_ROWS: [usize; 6] = [1024, 256, 64, 16, 4, 1];
 
 /// Page cache of the writer's connection, in KiB. The default (2 MiB) makes every index

@@ -175,8 +175,15 @@ pub(super) async fn create(
             .as_deref()
             .map(|t| parse_limit("upper_limit", t, scale))
             .transpose()?;
-        let limits = Limits::new(lower, upper)
-            .map_err(|e| Problem::invalid_field("lower_limit", e.to_string()))?;
+        let limits = Limits::new(lower, upper).map_err(|e| {
+            // Name the limit that excludes zero (the lower one if both do).
+            let field = if e.lower.is_some_and(|l| l > 0) {
+                "lower_limit"
+            } else {
+                "upper_limit"
+            };
+            Problem::invalid_field(field, e.to_string())
+        })?;
         let authority = new
             .public_key
             .as_deref()

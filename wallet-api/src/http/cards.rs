@@ -294,7 +294,7 @@ pub(super) async fn unlock(
         &state,
         &headers,
         &principal,
-        "POST /v1/cards/{number}/unlock",
+        &format!("POST /v1/cards/{number}/unlock"),
         &body,
         write,
     )
@@ -436,6 +436,9 @@ pub(super) async fn apply(
         bic: dto.bic,
     };
     let participant: Participant = super::registry::validate_fields(new, state.clock.now_ms())?;
+    // Everything checked before the participant is stored, so a refused application leaves
+    // no record behind.
+    crate::programme::check_applied_programmes(&ids)?;
     for &id in &ids {
         programmes.get(id).await?;
     }

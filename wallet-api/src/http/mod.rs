@@ -139,6 +139,8 @@ impl AppState {
 
 /// Enrolment files are CSV exports of whole registers: 100,000 households is about 7 MB.
 const ENROLMENT_BODY_LIMIT: usize = 64 * 1024 * 1024;
+/// The one route with [`ENROLMENT_BODY_LIMIT`].
+const ENROLMENT_ROUTE: &str = "/v1/programmes/{id}/enrolments";
 
 /// Every route: (method, path template, handler). The router is built from this list and
 /// the OpenAPI test checks each entry is documented, so neither can drift from the other.
@@ -202,7 +204,7 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ),
         (
             "POST",
-            "/v1/programmes/{id}/enrolments",
+            ENROLMENT_ROUTE,
             post(programmes::enrol).layer(DefaultBodyLimit::max(ENROLMENT_BODY_LIMIT)),
         ),
         (
@@ -347,7 +349,12 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             }
         }
     };
-    let mut response = problem_for_bare_errors(state.config.max_body_bytes, response);
+    let body_limit = if route == ENROLMENT_ROUTE {
+        ENROLMENT_BODY_LIMIT
+    } else {
+        state.config.max_body_bytes
+    };
+    let mut response = problem_for_bare_errors(body_limit, response);
     let status = response.status();
     state
         .metrics

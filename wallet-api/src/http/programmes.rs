@@ -390,7 +390,7 @@ pub(super) async fn change_rules(
         &state,
         &headers,
         &principal,
-        "POST /v1/programmes/{id}/rules",
+        &format!("POST /v1/programmes/{id}/rules"),
         &body,
         write,
     )
@@ -497,7 +497,7 @@ pub(super) async fn enrol(
         &state,
         &headers,
         &principal,
-        "POST /v1/programmes/{id}/enrolments",
+        &format!("POST /v1/programmes/{id}/enrolments"),
         &body,
         write,
     )
@@ -701,7 +701,7 @@ pub(super) async fn run(
         &state,
         &headers,
         &principal,
-        "POST /v1/programmes/{id}/runs",
+        &format!("POST /v1/programmes/{id}/runs"),
         &body,
         write,
     )
@@ -776,7 +776,7 @@ pub(super) async fn sweep(
         &state,
         &headers,
         &principal,
-        "POST /v1/programmes/{id}/expiry-sweeps",
+        &format!("POST /v1/programmes/{id}/expiry-sweeps"),
         &body,
         write,
     )
@@ -828,7 +828,7 @@ pub(super) async fn decide_merchant(
         &state,
         &headers,
         &principal,
-        "PUT /v1/programmes/{id}/merchants/{participant}",
+        &format!("PUT /v1/programmes/{id}/merchants/{participant}"),
         &body,
         write,
     )

@@ -10,8 +10,8 @@
 
 use ed25519_dalek::SigningKey;
 use ledger::{
-    Account, AccountId, AccountKind, AccountStatus, Action, Amount, EntryKind, HouseholdId, Intent,
-    IntentId, Leg, PaymentRequestId, PublicKey, SignedIntent, Tags,
+    Account, AccountId, AccountKind, AccountStatus, Action, Amount, BookError, EntryKind,
+    HouseholdId, Intent, IntentId, Leg, PaymentRequestId, PublicKey, SignedIntent, Tags,
 };
 use rand::Rng as _;
 use rand::rngs::OsRng;
@@ -19,7 +19,7 @@ use rand::rngs::OsRng;
 use super::service::{ProgrammeEntry, ProgrammeError, Programmes, invalid};
 use crate::cards::vault::{self, KdfParams, Pin, SealedKey};
 use crate::cards::{CardNumber, CardPrefix};
-use crate::committer::Committed;
+use crate::committer::{CommitError, Committed};
 use crate::db::NewAccount;
 use crate::db::programmes::StoredCard;
 
@@ -316,10 +316,22 @@ impl Programmes {
         let card = self.stored_card(&number).await?;
         // A retry of a payment that went through (its answer was lost) gets that answer,
         // without a second PIN check: its bytes differ (a later `not_after`), so the ledger
-        // would call it a conflict, and a terminal might then charge again.
+        // would call it a conflict, and a terminal might then charge again. The id must name
+        // the same payment (card, payee, amount), or the terminal would be told "paid" for a
+        // sale nobody paid.
         if let Some(position) = self.db.intent_position(payment.intent_id).await? {
             let committed = self.db.entries_at(&[position]).await?;
             if let Some(entry) = committed.first() {
+                let same = matches!(
+                    entry.postings.as_slice(),
+                    [p] if p.debit == card.account && p.credit == payment.to && p.amount == payment.amount
+                );
+                if !same {
+                    return Err(CommitError::Rejected(BookError::IntentConflict(
+                        payment.intent_id,
+                    ))
+                    .into());
+                }
                 return Ok(Committed {
                     entry_id: entry.id,
                     duplicate: true,

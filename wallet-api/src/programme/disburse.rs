@@ -139,9 +139,12 @@ pub struct RunOptions {
 pub fn validate_period(kind: &RunKind, period: &str) -> Result<(), ProgrammeError> {
     match kind {
         RunKind::Monthly => {
-            let ok = period.len() == 7
-                && period.as_bytes()[4] == b'-'
-                && period[..4].bytes().all(|b| b.is_ascii_digit())
+            // Digits only: `"+1".parse::<u8>()` succeeds, and "2026-+1" would be a second
+            // name for January, paid again.
+            let bytes = period.as_bytes();
+            let ok = bytes.len() == 7
+                && bytes[4] == b'-'
+                && bytes[..4].iter().chain(&bytes[5..]).all(u8::is_ascii_digit)
                 && period[5..]
                     .parse::<u8>()
                     .is_ok_and(|m| (1..=12).contains(&m));
@@ -516,7 +519,9 @@ mod tests {
     fn periods_are_checked_per_kind() {
         let monthly = RunKind::Monthly;
         assert!(validate_period(&monthly, "2026-12").is_ok());
-        for bad in ["2026-13", "2026-00", "26-12", "2026/12", "2026-1", ""] {
+        for bad in [
+            "2026-13", "2026-00", "26-12", "2026/12", "2026-1", "", "2026-+1", "+026-01",
+        ] {
             assert!(validate_period(&monthly, bad).is_err(), "{bad}");
         }
         let emergency = RunKind::Emergency { area: None };

@@ -17,7 +17,9 @@ pub mod service;
 pub mod settlement;
 
 pub use cards::CardSettings;
-pub use service::{HouseholdInput, NewProgramme, ProgrammeError, Programmes};
+pub use service::{
+    HouseholdInput, NewProgramme, ProgrammeError, Programmes, check_applied_programmes,
+};
 
 use ed25519_dalek::SigningKey;
 use ledger::policy::{CategoryCode, PolicyError, RedemptionRule, SpendingRules, UnitPolicy};

@@ -237,8 +237,11 @@ impl Programmes {
     ) -> Result<(Programme, RuleVersion), ProgrammeError> {
         let _one_at_a_time = self.exclusive.lock().await;
         let name = new.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(invalid("name", "must be 1 to 200 characters"));
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(invalid(
+                "name",
+                "must be 1 to 200 characters, with no control characters",
+            ));
         }
         if new.budget_minor <= 0 {
             return Err(invalid("budget", "must be positive"));
@@ -490,9 +493,7 @@ impl Programmes {
         participant: ParticipantId,
         programmes: &[ProgrammeId],
     ) -> Result<(), ProgrammeError> {
-        if programmes.is_empty() {
-            return Err(invalid("programmes", "name at least one programme"));
-        }
+        check_applied_programmes(programmes)?;
         for &programme in programmes {
             self.get(programme).await?;
             if self
@@ -643,11 +644,30 @@ pub(super) struct ProgrammeEntry {
     pub(super) tags: Tags,
 }
 
+/// The programmes a merchant applies to: at least one, none twice.
+pub fn check_applied_programmes(programmes: &[ProgrammeId]) -> Result<(), ProgrammeError> {
+    if programmes.is_empty() {
+        return Err(invalid("programmes", "name at least one programme"));
+    }
+    for (index, programme) in programmes.iter().enumerate() {
+        if programmes[..index].contains(programme) {
+            return Err(invalid(
+                "programmes",
+                format!("programme {programme} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks and normalises a bank account (IBAN checksum, BIC shape, a name).
 fn validate_bank_account(account: BankAccount) -> Result<BankAccount, ProgrammeError> {
     let name = account.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 140 {
-        return Err(invalid("debtor.name", "must be 1 to 140 characters"));
+    if name.is_empty() || name.chars().count() > 140 || name.chars().any(char::is_control) {
+        return Err(invalid(
+            "debtor.name",
+            "must be 1 to 140 characters, with no control characters",
+        ));
     }
     let iban = crate::redemption::pain001::normalise_iban(&account.iban)
         .map_err(|e| invalid("debtor.iban", e.to_string()))?;
@@ -666,8 +686,11 @@ fn clean_list(field: &str, items: &[String]) -> Result<Vec<String>, ProgrammeErr
     let mut out: Vec<String> = Vec::new();
     for item in items {
         let item = item.trim();
-        if item.is_empty() || item.chars().count() > 100 {
-            return Err(invalid(field, "each entry must be 1 to 100 characters"));
+        if item.is_empty() || item.chars().count() > 100 || item.chars().any(char::is_control) {
+            return Err(invalid(
+                field,
+                "each entry must be 1 to 100 characters, with no control characters",
+            ));
         }
         if out.iter().any(|o| o.eq_ignore_ascii_case(item)) {
             return Err(invalid(field, format!("{item:?} is listed twice")));

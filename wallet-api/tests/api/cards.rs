@@ -153,8 +153,13 @@ struct NewCard {
 impl Env {
     /// The grocer's terminal takes `minor` from `card`.
     async fn pay(&self, card: &str, pin: &str, minor: i64) -> Reply {
+        self.pay_as(IntentId::new(), card, pin, minor).await
+    }
+
+    /// [`Env::pay`] under a chosen idempotency key.
+    async fn pay_as(&self, intent_id: IntentId, card: &str, pin: &str, minor: i64) -> Reply {
         let body = json!({
-            "intent_id": IntentId::new(),
+            "intent_id": intent_id,
             "pin": pin,
             "to": self.grocer,
             "amount": format!("{}.{:02}", minor / 100, minor % 100),
@@ -265,6 +270,63 @@ async fn a_refund_to_a_replaced_card_is_passed_on_to_the_new_card_once() {
         assert_eq!(env.balance(new.account).await, 80_00, "{label}");
         assert_eq!(env.moves(new.account).await.len(), 2, "{label}");
         assert_eq!(env.moves(env.account).await.len(), 2, "{label}");
+    }
+}
+
+/// A terminal that lost the answer retries a card payment with the same key and gets the
+/// original answer, without a second PIN check; the same key on a different sale is a
+/// conflict, not a "paid" for money that never moved.
+#[tokio::test]
+async fn a_card_payment_key_answers_only_for_its_own_payment() {
+    for env in envs().await {
+        let label = env.label;
+        let key = IntentId::new();
+        let (status, _, paid) = env.pay_as(key, &env.card, PIN, 12_00).await;
+        assert_eq!(status, StatusCode::CREATED, "{label}: {paid}");
+        let (status, _, again) = env.pay_as(key, &env.card, "0000", 12_00).await;
+        assert_eq!(status, StatusCode::OK, "{label}: {again}");
+        assert_eq!(again["duplicate"], true, "{label}");
+        assert_eq!(again["entry_id"], paid["entry_id"], "{label}");
+
+        let other_sale = env.pay_as(key, &env.card, PIN, 40_00).await;
+        assert_problem(
+            &other_sale,
+            StatusCode::CONFLICT,
+            "/problems/intent-conflict",
+        );
+        assert_eq!(env.balance(env.account).await, 88_00, "{label}");
+    }
+}
+
+/// An `Idempotency-Key` names one request: the same key and body sent to unlock another card
+/// is refused, not answered with the first card's result (the key's fingerprint took the
+/// route's template, not the path, so it was).
+#[tokio::test]
+async fn one_idempotency_key_cannot_unlock_two_cards() {
+    for env in envs().await {
+        let label = env.label;
+        let new = env.replace().await;
+        let unlock = |card: &str| {
+            let mut request = request(
+                "POST",
+                &format!("/v1/cards/{card}/unlock"),
+                Some(&env.admin),
+                &json!({}),
+            );
+            request.headers_mut().insert(
+                "idempotency-key",
+                axum::http::HeaderValue::from_static("unlock-1"),
+            );
+            send(&env.app, request)
+        };
+        let first = unlock(&new.number).await;
+        assert!(first.0.is_success(), "{label}: {}", first.2);
+        let other = unlock(&env.card).await;
+        assert_problem(
+            &other,
+            StatusCode::CONFLICT,
+            "/problems/idempotency-key-reused",
+        );
     }
 }
 

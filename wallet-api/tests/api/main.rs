@@ -571,10 +571,44 @@ async fn bad_requests_get_a_clear_4xx_never_a_5xx() {
     );
 
     let huge_body = "x".repeat(MAX_BODY_BYTES + 1);
+    let too_large = api.post_intent(&huge_body).await;
     assert_problem(
-        &api.post_intent(&huge_body).await,
+        &too_large,
         StatusCode::PAYLOAD_TOO_LARGE,
         "/problems/body-too-large",
+    );
+    assert!(
+        too_large.2["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("limited to {MAX_BODY_BYTES} bytes")),
+        "{}",
+        too_large.2
+    );
+    // Enrolment files have a limit of their own (64 MiB), and the answer names it.
+    let admin = api.token(Role::Admin).await;
+    let register = "x".repeat(64 * 1024 * 1024 + 1);
+    let too_large = api
+        .call(
+            "POST",
+            &format!("/v1/programmes/{}/enrolments", uuid::Uuid::now_v7()),
+            &admin,
+            "text/csv",
+            &register,
+        )
+        .await;
+    assert_problem(
+        &too_large,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "/problems/body-too-large",
+    );
+    assert!(
+        too_large.2["detail"]
+            .as_str()
+            .unwrap()
+            .contains("limited to 67108864 bytes"),
+        "{}",
+        too_large.2
     );
 
     let response = api
@@ -770,6 +804,22 @@ async fn every_write_route_refuses_bad_json_clearly() {
         "/problems/validation-failed",
     );
     assert_eq!(precise.2["field"], "lower_limit");
+    // An upper limit below zero is named as such.
+    let negative = api
+        .call(
+            "POST",
+            "/v1/accounts",
+            &admin,
+            "application/json",
+            r#"{"unit": "PGI-EUR", "kind": "holder", "upper_limit": "-5"}"#,
+        )
+        .await;
+    assert_problem(
+        &negative,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/validation-failed",
+    );
+    assert_eq!(negative.2["field"], "upper_limit", "{}", negative.2);
 }
 
 #[tokio::test]
