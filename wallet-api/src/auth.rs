@@ -13,6 +13,8 @@ use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac as _};
 use ledger::{AccountId, ParticipantId, PublicKey, Signature};
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
@@ -208,14 +210,50 @@ pub enum LoginError {
 
 #[derive(Debug, Default)]
 struct Live {
-    challenges: HashMap<String, (AccountId, i64)>,
+    /// Nonces of challenges that opened a session, until they expire: each opens one.
+    used: HashMap<[u8; CHALLENGE_NONCE], i64>,
     sessions: HashMap<[u8; 32], (AccountId, i64)>,
 }
 
+/// A challenge's bytes (base64url on the wire): when it expires (ms, big-endian), a random
+/// nonce, the account it is for, and a MAC of those three under a key only this process
+/// holds. Issuing one stores nothing, so anyone may ask for any number of them (for ids
+/// that exist or not) without crowding out anyone else's; only a challenge that opens a
+/// session is remembered, to refuse it a second time.
+const CHALLENGE_EXPIRY: usize = 8;
+const CHALLENGE_NONCE: usize = 16;
+const CHALLENGE_SIGNED: usize = CHALLENGE_EXPIRY + CHALLENGE_NONCE + 16;
+const CHALLENGE_BYTES: usize = CHALLENGE_SIGNED + 32;
+
+/// What a valid challenge says.
+struct Issued {
+    nonce: [u8; CHALLENGE_NONCE],
+    account: AccountId,
+    expires: i64,
+}
+
 /// Holder login challenges and sessions, in memory.
-#[derive(Debug, Default)]
 pub struct Sessions {
+    /// Keys the challenges' MACs; new per process, as the sessions are.
+    challenge_key: [u8; 64],
     live: Mutex<Live>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        let mut challenge_key = [0u8; 64];
+        rand::rngs::OsRng.fill_bytes(&mut challenge_key);
+        Self {
+            challenge_key,
+            live: Mutex::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions").finish_non_exhaustive()
+    }
 }
 
 impl Sessions {
@@ -223,18 +261,53 @@ impl Sessions {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn challenge_mac(&self, signed: &[u8]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new(&self.challenge_key.into());
+        mac.update(signed);
+        mac
+    }
+
     /// A new one-time challenge for `account`; returns it and its expiry.
     pub fn challenge(&self, account: AccountId, now_ms: i64) -> (String, i64) {
-        let text = URL_SAFE_NO_PAD.encode(random_32());
         let expires = now_ms.saturating_add(CHALLENGE_TTL_MS);
-        let mut live = self.live();
-        if live.challenges.len() >= MAX_LIVE {
-            live.challenges.retain(|_, (_, exp)| *exp > now_ms);
+        let mut bytes = [0u8; CHALLENGE_BYTES];
+        let (signed, tag) = bytes.split_at_mut(CHALLENGE_SIGNED);
+        let (expiry, rest) = signed.split_at_mut(CHALLENGE_EXPIRY);
+        let (nonce, for_account) = rest.split_at_mut(CHALLENGE_NONCE);
+        expiry.copy_from_slice(&expires.to_be_bytes());
+        rand::rngs::OsRng.fill_bytes(nonce);
+        for_account.copy_from_slice(account.as_bytes());
+        tag.copy_from_slice(&self.challenge_mac(signed).finalize().into_bytes());
+        (URL_SAFE_NO_PAD.encode(bytes), expires)
+    }
+
+    /// A challenge this process issued and that has not expired: its nonce, its account
+    /// and when it expires.
+    fn issued(&self, challenge: &str, now_ms: i64) -> Result<Issued, LoginError> {
+        let bad = || LoginError::BadChallenge;
+        let bytes = URL_SAFE_NO_PAD.decode(challenge).map_err(|_| bad())?;
+        let (signed, tag) = bytes
+            .split_at_checked(CHALLENGE_SIGNED)
+            .filter(|(_, tag)| tag.len() == CHALLENGE_BYTES - CHALLENGE_SIGNED)
+            .ok_or_else(bad)?;
+        self.challenge_mac(signed)
+            .verify_slice(tag)
+            .map_err(|_| bad())?;
+        let (expiry, rest) = signed
+            .split_first_chunk::<CHALLENGE_EXPIRY>()
+            .ok_or_else(bad)?;
+        let (nonce, account) = rest
+            .split_first_chunk::<CHALLENGE_NONCE>()
+            .ok_or_else(bad)?;
+        let expires = i64::from_be_bytes(*expiry);
+        if expires < now_ms {
+            return Err(bad());
         }
-        if live.challenges.len() < MAX_LIVE {
-            live.challenges.insert(text.clone(), (account, expires));
-        }
-        (text, expires)
+        Ok(Issued {
+            nonce: *nonce,
+            account: AccountId::from_bytes(account.try_into().map_err(|_| bad())?),
+            expires,
+        })
     }
 
     /// Checks a signed challenge and opens a session: returns its token and expiry.
@@ -246,13 +319,11 @@ impl Sessions {
         signature: &Signature,
         now_ms: i64,
     ) -> Result<(String, i64), LoginError> {
-        // One attempt per challenge: take it out whatever the outcome.
-        let issued = self.live().challenges.remove(challenge);
-        let (for_account, expires) = issued.ok_or(LoginError::BadChallenge)?;
-        if expires < now_ms {
+        let issued = self.issued(challenge, now_ms)?;
+        if self.live().used.contains_key(&issued.nonce) {
             return Err(LoginError::BadChallenge);
         }
-        if for_account != account {
+        if issued.account != account {
             return Err(LoginError::WrongAccount);
         }
         let key = key.ok_or(LoginError::NoKey(account))?;
@@ -269,6 +340,13 @@ impl Sessions {
         let token = format!("{SESSION_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
         let expires = now_ms.saturating_add(SESSION_TTL_MS);
         let mut live = self.live();
+        // Checked again under the lock: two logins racing with one challenge open one session.
+        if live.used.len() >= MAX_LIVE {
+            live.used.retain(|_, exp| *exp >= now_ms);
+        }
+        if live.used.insert(issued.nonce, issued.expires).is_some() {
+            return Err(LoginError::BadChallenge);
+        }
         if live.sessions.len() >= MAX_LIVE {
             live.sessions.retain(|_, (_, exp)| *exp > now_ms);
         }
@@ -389,5 +467,52 @@ mod tests {
             1_000 + CHALLENGE_TTL_MS + 1,
         );
         assert_eq!(late, Err(LoginError::BadChallenge));
+        // A challenge issued for another account, or not by this process, or altered.
+        let (theirs, _) = sessions.challenge(AccountId::new(), 1_000);
+        let login = |challenge: &str| {
+            sessions.login(
+                account,
+                Some(PublicKey::of(&key)),
+                challenge,
+                &sign(challenge),
+                1_000,
+            )
+        };
+        assert_eq!(login(&theirs), Err(LoginError::WrongAccount));
+        let (elsewhere, _) = Sessions::default().challenge(account, 1_000);
+        assert_eq!(login(&elsewhere), Err(LoginError::BadChallenge));
+        let (mine, _) = sessions.challenge(account, 1_000);
+        let mut altered = mine.clone().into_bytes();
+        altered[3] = if altered[3] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        for bad in [altered.as_str(), "", "abc", &mine[..mine.len() - 2]] {
+            assert_eq!(login(bad), Err(LoginError::BadChallenge), "{bad:?}");
+        }
+        assert!(login(&mine).is_ok());
+    }
+
+    /// Challenges are not stored, so a flood of them for made-up accounts (more than
+    /// `MAX_LIVE` used to hold) does not keep a holder from logging in.
+    #[test]
+    fn a_flood_of_challenges_locks_nobody_out() {
+        let sessions = Sessions::default();
+        for _ in 0..MAX_LIVE + 1_000 {
+            sessions.challenge(AccountId::new(), 1_000);
+        }
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let account = AccountId::new();
+        let (challenge, _) = sessions.challenge(account, 1_000);
+        let signature = Signature(
+            key.sign(&session_signed_bytes(account, &challenge))
+                .to_bytes(),
+        );
+        let login = sessions.login(
+            account,
+            Some(PublicKey::of(&key)),
+            &challenge,
+            &signature,
+            1_000,
+        );
+        assert!(login.is_ok(), "{login:?}");
     }
 }
