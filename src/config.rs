@@ -135,6 +135,13 @@ pub struct ServeArgs {
     /// Writes a caller may burst above the sustained rate.
     #[arg(long, env = "COLEDGER_WRITE_BURST", default_value_t = 200.0)]
     pub write_burst: f64,
+    /// Server-sent event streams open at once, all callers together (terminals waiting for
+    /// a payment, wallets watching a balance); beyond it a new stream is refused with 503.
+    /// Each holds a connection, so keep the process's open-file limit above it (1 to
+    /// 1,000,000).
+    #[arg(long, env = "COLEDGER_MAX_EVENT_STREAMS", default_value_t = 10_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_event_streams: usize,
     /// OS threads that parse and batch-verify signed intents, off the async threads (1 to
     /// 16). The default is a third of the cores, rounded up: verifying is about a third of a
     /// payment's CPU, and threads beyond the work form smaller batches, each with the batch
@@ -188,6 +195,7 @@ impl ServeArgs {
             request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
             writes_per_second: self.writes_per_second,
             write_burst: self.write_burst,
+            max_event_streams: self.max_event_streams,
         }
     }
 }

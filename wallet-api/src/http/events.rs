@@ -14,11 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream;
 use futures_util::{Stream, StreamExt as _};
 use ledger::{AccountId, EntryId, PaymentRequestId};
 use serde_json::json;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -31,6 +33,28 @@ use crate::view::Settled;
 /// Comment lines sent on idle streams so proxies keep them open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// A place for one more open stream, held for as long as the stream is; a 503 when all
+/// [`super::limits::ApiConfig::max_event_streams`] are taken.
+fn stream_permit(state: &AppState) -> Result<OwnedSemaphorePermit, Problem> {
+    Arc::clone(&state.event_streams)
+        .try_acquire_owned()
+        .map_err(|_| {
+            tracing::warn!(
+                limit = state.config.max_event_streams,
+                "event stream refused: the limit of open streams is reached"
+            );
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-event-streams",
+                "Too many event streams",
+                format!(
+                    "the service has {} event streams open, its limit; retry shortly, or poll",
+                    state.config.max_event_streams
+                ),
+            )
+        })
+}
+
 fn event(name: &str, data: serde_json::Value) -> Result<Event, Infallible> {
     Ok(Event::default().event(name).data(data.to_string()))
 }
@@ -41,6 +65,7 @@ struct AccountStream {
     after: i64,
     pending: std::collections::VecDeque<Result<Event, Infallible>>,
     stopping: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// `GET /v1/accounts/{id}/events`.
@@ -60,6 +85,7 @@ pub(super) async fn account(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let permit = stream_permit(&state)?;
     // Subscribe before reading the balance, so nothing committed in between is missed;
     // entries at or before the balance's position are skipped.
     let receiver = state.committer.view().subscribe();
@@ -84,6 +110,7 @@ pub(super) async fn account(
         after,
         pending: std::iter::once(first).collect(),
         stopping: Box::pin(state.stopping()),
+        _permit: permit,
     };
     let events = stream::unfold(start, move |mut s| async move {
         loop {
@@ -163,6 +190,7 @@ pub(super) async fn payment_request(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let permit = stream_permit(&state)?;
     // Subscribe before reading the request, so nothing that settles or cancels it in between
     // is missed.
     let watch = RequestWatch {
@@ -173,6 +201,7 @@ pub(super) async fn payment_request(
     };
     let stopping = state.stopping();
     let events = stream::once(async move {
+        let _permit = permit;
         tokio::select! {
             outcome = watch.outcome() => Some(outcome),
             () = stopping => None,

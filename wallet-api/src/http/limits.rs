@@ -25,6 +25,9 @@ pub struct ApiConfig {
     pub writes_per_second: f64,
     /// Writes a caller may burst above the sustained rate.
     pub write_burst: f64,
+    /// Event streams open at once, all callers together; beyond it a new one gets 503.
+    /// Each holds a connection (a file descriptor) and is woken by every commit.
+    pub max_event_streams: usize,
 }
 
 impl Default for ApiConfig {
@@ -36,6 +39,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(10),
             writes_per_second: 50.0,
             write_burst: 200.0,
+            max_event_streams: 10_000,
         }
     }
 }

@@ -87,6 +87,8 @@ pub struct AppParts {
     /// Turns true when the service begins shutting down: event streams end then, so
     /// graceful shutdown is not held open by them.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// One permit per open event stream ([`ApiConfig::max_event_streams`]).
+    event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -107,6 +109,7 @@ impl AppState {
                 config.writes_per_second,
                 config.write_burst,
             )),
+            event_streams: Arc::new(tokio::sync::Semaphore::new(config.max_event_streams)),
             config: Arc::new(config),
             sessions: Arc::new(Sessions::default()),
             tokens: Arc::new(TokenCache::default()),

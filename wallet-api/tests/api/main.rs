@@ -822,6 +822,35 @@ async fn every_write_route_refuses_bad_json_clearly() {
     assert_eq!(negative.2["field"], "upper_limit", "{}", negative.2);
 }
 
+/// Open event streams are capped for all callers together: past the limit a new one is a
+/// 503 that says so, and a closed stream frees its place.
+#[tokio::test]
+async fn event_streams_beyond_the_limit_are_refused_until_one_closes() {
+    let config = ApiConfig {
+        max_event_streams: 1,
+        ..ApiConfig::default()
+    };
+    let api = api_with(NOW_MS, config).await;
+    let admin = api.token(Role::Admin).await;
+    let open = || {
+        Request::get(format!("/v1/accounts/{}/events", api.scheme.alice))
+            .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let first = api.app.clone().oneshot(open()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let refused = api.send(open()).await;
+    assert_problem(
+        &refused,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "/problems/too-many-event-streams",
+    );
+    drop(first);
+    let again = api.app.clone().oneshot(open()).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn writes_beyond_the_rate_are_refused_with_429() {
     let config = ApiConfig {
