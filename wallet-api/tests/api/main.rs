@@ -259,6 +259,114 @@ async fn ledger_refusals_are_problems_with_stable_types() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "/problems/unbalanced-entry",
     );
+
+    // An entry with a leg of nothing.
+    let issue = |legs: Vec<(ledger::AccountId, i64)>| {
+        let legs = legs
+            .into_iter()
+            .map(|(account, delta)| Leg {
+                account,
+                unit: api.scheme.unit,
+                delta,
+            })
+            .collect();
+        let action = Action::Entry {
+            kind: EntryKind::Issue,
+            legs,
+            memo: String::new(),
+            tags: Tags::default(),
+        };
+        sign(&api.scheme.operator, action).signed().to_json()
+    };
+    let nothing = issue(vec![(api.scheme.issuer, 0), (api.scheme.alice, 0)]);
+    assert_problem(
+        &api.post_intent(&nothing).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/zero-amount",
+    );
+
+    // A unit nobody registered, and a registered unit the accounts do not hold.
+    let pay_in = |unit: &str| {
+        let mut action = api.scheme.payment(api.scheme.alice, api.scheme.shop, 1_00);
+        if let Action::Payment { unit: u, .. } = &mut action {
+            *u = ledger::UnitCode::new(unit).unwrap();
+        }
+        sign(&api.scheme.alice_key, action).signed().to_json()
+    };
+    let unknown = api.post_intent(&pay_in("NOPE")).await;
+    assert_problem(
+        &unknown,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/unknown-unit",
+    );
+    assert_eq!(unknown.2["unit"], "NOPE");
+    let admin = api.token(Role::Admin).await;
+    let unit = api
+        .call(
+            "POST",
+            "/v1/units",
+            &admin,
+            "application/json",
+            r#"{"code": "HOURS", "name": "Time bank hours", "scale": 0, "kind": "mutual_credit"}"#,
+        )
+        .await;
+    assert_eq!(unit.0, StatusCode::CREATED, "{}", unit.2);
+    assert_problem(
+        &api.post_intent(&pay_in("HOURS")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/unit-mismatch",
+    );
+    // Registering the unit again is a conflict, not a second unit.
+    let again = api
+        .call(
+            "POST",
+            "/v1/units",
+            &admin,
+            "application/json",
+            r#"{"code": "HOURS", "name": "Time bank hours", "scale": 0, "kind": "mutual_credit"}"#,
+        )
+        .await;
+    assert_problem(&again, StatusCode::CONFLICT, "/problems/duplicate");
+
+    // An account whose balance may not pass 1.00.
+    let capped = api
+        .call(
+            "POST",
+            "/v1/accounts",
+            &admin,
+            "application/json",
+            r#"{"unit": "PGI-EUR", "kind": "holder", "upper_limit": "1.00"}"#,
+        )
+        .await;
+    assert_eq!(capped.0, StatusCode::CREATED, "{}", capped.2);
+    let capped: ledger::AccountId = capped.2["id"].as_str().unwrap().parse().unwrap();
+    let over = api
+        .post_intent(&issue(vec![(api.scheme.issuer, -2_00), (capped, 2_00)]))
+        .await;
+    assert_problem(
+        &over,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/limit-exceeded",
+    );
+    assert_eq!(over.2["limit_minor"], 1_00, "{}", over.2);
+
+    // Query parameters: one the route does not know is named; one given twice is a bad query.
+    let get = async |query: &str| {
+        let path = format!("/v1/accounts/{}/entries?{query}", api.scheme.alice);
+        api.call("GET", &path, &admin, "application/json", "").await
+    };
+    let unknown = get("colour=blue").await;
+    assert_problem(
+        &unknown,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/validation-failed",
+    );
+    assert_eq!(unknown.2["field"], "colour");
+    assert_problem(
+        &get("limit=5&limit=6").await,
+        StatusCode::BAD_REQUEST,
+        "/problems/bad-query",
+    );
 }
 
 impl Api {
