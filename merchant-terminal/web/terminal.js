@@ -174,6 +174,8 @@ async function charge() {
     });
     const payload = finish(part, await sign(state.key.pair, signedBytes(part)));
     state.request = { ...request, payload };
+    // The request is this account's: another account waits until it is paid or let go.
+    $("account").disabled = true;
     state.cardIntent = intentId();
     $("request-amount").textContent = `${amount} ${state.unit.code}`;
     $("qr").src = `/qr.svg?data=${encodeURIComponent(payload)}`;
@@ -197,6 +199,13 @@ function stopWatching() {
   state.events = null;
   clearInterval(state.countdown);
   state.scanning?.stop();
+}
+
+/** Lets go of the open request (paid, cancelled or no longer payable): a new charge may start. */
+function release() {
+  stopWatching();
+  state.request = null;
+  $("account").disabled = false;
 }
 
 /** Follows the request: a countdown to its expiry and the service's word that it is paid. */
@@ -231,7 +240,7 @@ async function settle(id) {
   if (state.request?.id !== id) return;
   if (request.status === "paid") return paid();
   if (request.status === "open") return;
-  stopWatching();
+  release();
   $("qr").removeAttribute("src");
   $("countdown").textContent = t("terminal.expired");
 }
@@ -240,12 +249,13 @@ async function settle(id) {
  * must not be able to pay it unseen. If the payment won the race, the sale is paid. */
 async function cancel() {
   const request = state.request;
-  if (!request || state.busy) return;
+  if (state.busy) return;
+  // Already over (it expired): nothing to cancel, back to the keypad.
+  if (!request) return show("sale");
   state.busy = true;
   try {
     await api("POST", `/v1/payment-requests/${request.id}/cancel`, { token: state.token });
-    stopWatching();
-    state.request = null;
+    release();
     say("");
     show("sale");
   } catch (error) {
@@ -258,11 +268,10 @@ async function cancel() {
 
 function paid() {
   if (!state.request) return;
-  stopWatching();
+  release();
   say("");
   $("pin").value = "";
   $("paid-amount").textContent = $("request-amount").textContent;
-  state.request = null;
   state.digits = "";
   render();
   show("paid");
@@ -274,6 +283,7 @@ async function payByCard(event) {
   const pin = $("pin").value;
   $("pin").value = "";
   if (state.busy) return;
+  if (!state.request) return say(t("terminal.expired"));
   state.busy = true;
   try {
     // The same intent id for every try at this request: a retry after a lost answer pays once.
@@ -468,9 +478,18 @@ function wire() {
   $("scan-card").addEventListener("click", scanCard);
   $("cancel").addEventListener("click", cancel);
   $("new-sale").addEventListener("click", () => show("sale"));
-  $("tab-sale").addEventListener("click", () => state.token && selectAccount(state.account.id));
+  // With a request open, "Sale" goes back to its code: the keypad would start no new charge.
+  $("tab-sale").addEventListener("click", () => {
+    if (state.token) state.request ? show("request") : selectAccount(state.account.id);
+  });
   $("tab-sales").addEventListener("click", () => state.token && loadSales());
-  $("sign-out").addEventListener("click", () => {
+  $("sign-out").addEventListener("click", async () => {
+    // An open request is cancelled first, so nobody can pay it unseen; if that fails, or the
+    // payment won the race and the sale is shown paid, the terminal stays signed in.
+    if (state.request) {
+      await cancel();
+      if (state.request || !$("paid").hidden) return;
+    }
     stopWatching();
     localStorage.removeItem(TOKEN_KEY);
     state.token = null;

@@ -292,8 +292,17 @@ def run(args):
         terminal.click("charge")
         terminal.visible("request")
         cancelled = terminal.el("payload").get_attribute("value")
+        # While it is open the shop may look at its sales and come back to the same code;
+        # the account cannot change under it.
+        check(not terminal.el("account").is_enabled(), "account picker enabled with a request open")
+        terminal.click("tab-sales")
+        terminal.visible("sales")
+        terminal.click("tab-sale")
+        terminal.visible("request")
+        check(terminal.el("payload").get_attribute("value") == cancelled, "another code after coming back")
         terminal.click("cancel")
         terminal.visible("sale")
+        check(terminal.el("account").is_enabled(), "account picker still disabled after cancelling")
         wallet.click("pay")
         wallet.type("paste", cancelled)
         wallet.driver.find_element(By.CSS_SELECTOR, "#paste-form button").click()
