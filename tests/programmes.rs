@@ -82,17 +82,6 @@ fn coledger_cli(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn python_xsd_ready() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import lxml, sepaxml"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        skip("SKIPPED: python3 with lxml and sepaxml is missing: the SEPA file is not XSD-checked");
-    }
-    ok
-}
-
 async fn balance(address: &str, token: &str, account: &str) -> String {
     let reply = http(
         address,
@@ -810,6 +799,9 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             "{}",
             report.body
         );
+        // Today is not over, so no bank file pays it yet (the file's content and its XSD
+        // check are in wallet-api's programme tests and tests/sepa_xsd.rs, with a clock that
+        // can move past a period's end).
         let sepa = http(
             a,
             "GET",
@@ -819,29 +811,8 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             None,
         )
         .await;
-        assert_eq!(sepa.status, 200, "{}", sepa.body);
-        assert!(
-            sepa.body.contains("<InstdAmt Ccy=\"EUR\">39.40</InstdAmt>"),
-            "{}",
-            sepa.body
-        );
-        if python_xsd_ready() {
-            let file = secret_dir.path().join("pain001.xml");
-            std::fs::write(&file, &sepa.body).unwrap();
-            let checked = Command::new("python3")
-                .arg(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/tests/python/validate_pain001.py"
-                ))
-                .arg(&file)
-                .output()
-                .unwrap();
-            assert!(
-                checked.status.success(),
-                "{label}: the SEPA file fails the XSD: {}",
-                String::from_utf8_lossy(&checked.stdout)
-            );
-        }
+        assert_eq!(sepa.status, 409, "{}", sepa.body);
+        assert!(sepa.body.contains("has not ended"), "{}", sepa.body);
         stop_with_sigterm(&mut server, label).await;
 
         // The CLI, service stopped: January's run stops after one entry, as a crash would,

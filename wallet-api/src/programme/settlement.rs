@@ -159,6 +159,18 @@ impl Programmes {
                 programme.unit
             )));
         }
+        // Only a period that has ended (UTC) can be paid: a file for one still running would
+        // hold the redemptions so far, and the overlap rule below would then refuse the rest
+        // of the period forever, or, asked again for the same days, pay the first part twice.
+        if self.now_ms() < start_ms(end).saturating_add(DAY_MS) {
+            return Err(ProgrammeError::Conflict(format!(
+                "the period {start}/{end} has not ended (it ends at the end of {end}, UTC); a \
+                 SEPA file pays a closed period, once"
+            )));
+        }
+        // Files are checked against the periods already paid and recorded one at a time, so
+        // two overlapping requests cannot both pass the check.
+        let _one_at_a_time = self.exclusive.lock().await;
         // A merchant is paid once per redemption: a file for a period overlapping one already
         // paid is refused; the same period again gives the same transfers.
         let (from_day, to_day) = (start.to_string(), end.to_string());

@@ -625,6 +625,22 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
                 .contains("Ultramarinos Triana,2026-11-01/2026-11-30,1,100.00,1.50,98.50,SEV-EUR"),
             "{report}"
         );
+        // November is not over: no bank file for it yet (it would pay part of the month, and
+        // the rest could never be paid).
+        let early = programmes
+            .credit_transfer_file(
+                programme.id,
+                day("2026-11-01"),
+                day("2026-11-30"),
+                day("2026-12-01"),
+            )
+            .await;
+        assert!(
+            matches!(early, Err(ProgrammeError::Conflict(ref m)) if m.contains("has not ended")),
+            "{early:?}"
+        );
+        // 1 December, 00:00 UTC: it is.
+        clock.advance(9 * DAY_MS);
         let xml = programmes
             .credit_transfer_file(
                 programme.id,
@@ -654,12 +670,12 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             .credit_transfer_file(
                 programme.id,
                 day("2026-11-15"),
-                day("2026-12-15"),
-                day("2026-12-16"),
+                day("2026-11-30"),
+                day("2026-12-02"),
             )
             .await;
         assert!(
-            matches!(overlap, Err(ProgrammeError::Conflict(_))),
+            matches!(overlap, Err(ProgrammeError::Conflict(ref m)) if m.contains("overlaps")),
             "{overlap:?}"
         );
         // Outside the period, nothing.
@@ -684,7 +700,8 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             .unwrap()
             .balance
             .0;
-        clock.advance(29 * DAY_MS);
+        // 29 days after the run (9 of them passed above).
+        clock.advance(20 * DAY_MS);
         assert_eq!(
             programmes
                 .sweep_expired(programme.id)
