@@ -17,6 +17,9 @@ use rand::Rng as _;
 use rand::rngs::OsRng;
 
 use super::service::{ProgrammeEntry, ProgrammeError, Programmes, invalid};
+
+/// Most replacements followed from one card to the household's newest.
+const MAX_REPLACEMENT_CHAIN: usize = 1_000;
 use crate::cards::vault::{self, KdfParams, Pin, SealedKey};
 use crate::cards::{CardNumber, CardPrefix};
 use crate::committer::{CommitError, Committed};
@@ -397,6 +400,26 @@ impl Programmes {
         Ok(())
     }
 
+    /// The card at the end of the chain of replacements that starts with `replacement`.
+    async fn newest_after(&self, replacement: &str) -> Result<StoredCard, ProgrammeError> {
+        let parse = |text: &str| {
+            CardNumber::parse(text)
+                .map_err(|e| ProgrammeError::Internal(format!("stored card number: {e}")))
+        };
+        let mut card = self.stored_card(&parse(replacement)?).await?;
+        // Each replacement makes a new card, so the chain has no loop; the bound only keeps
+        // corrupt data from spinning here.
+        for _ in 0..MAX_REPLACEMENT_CHAIN {
+            match card.replaced_by.as_deref() {
+                None => return Ok(card),
+                Some(next) => card = self.stored_card(&parse(next)?).await?,
+            }
+        }
+        Err(ProgrammeError::Internal(format!(
+            "card {replacement} starts a chain of over {MAX_REPLACEMENT_CHAIN} replacements"
+        )))
+    }
+
     /// Replaces a lost card: a new card and account, the balance moved in a recorded entry,
     /// the old account frozen. Safe to repeat if it failed half-way.
     pub async fn replace_card(
@@ -413,11 +436,11 @@ impl Programmes {
             .ok_or_else(|| ProgrammeError::NotFound(format!("household {}", old.household)))?;
         let programme = self.get(household.programme).await?;
         let replacement = match old.replaced_by.as_deref() {
-            // Already replaced: finish the move if it did not happen.
+            // Already replaced: finish the move if it did not happen, to the household's
+            // newest card: the one that replaced this may have been replaced since (a retry of
+            // an old replacement), and its account is frozen.
             Some(done) => {
-                let done = CardNumber::parse(done)
-                    .map_err(|e| ProgrammeError::Conflict(format!("stored card number: {e}")))?;
-                let card = self.card(&done).await?;
+                let card = summary(&self.newest_after(done).await?)?;
                 // The household follows its new card even if a crash came between the steps.
                 self.db
                     .set_household_account(old.household, card.account)

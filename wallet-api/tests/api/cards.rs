@@ -330,6 +330,35 @@ async fn one_idempotency_key_cannot_unlock_two_cards() {
     }
 }
 
+/// A card replaced twice (A by B, then B by C): asking again to replace A (a retry, a stale
+/// screen) answers with C, the household's card, and leaves the household on C's account,
+/// not on B's frozen one.
+#[tokio::test]
+async fn replacing_an_old_card_again_answers_with_the_newest() {
+    for env in envs().await {
+        let label = env.label;
+        let b = env.replace().await;
+        let path = format!("/v1/cards/{}/replacement", b.number);
+        let body = json!({"pin": NEW_PIN});
+        let c = send(&env.app, request("POST", &path, Some(&env.admin), &body)).await;
+        assert_eq!(c.0, StatusCode::CREATED, "{label}: {}", c.2);
+
+        let path = format!("/v1/cards/{}/replacement", env.card);
+        let again = send(&env.app, request("POST", &path, Some(&env.admin), &body)).await;
+        assert!(again.0.is_success(), "{label}: {}", again.2);
+        assert_eq!(again.2["number"], c.2["number"], "{label}: {}", again.2);
+        assert_eq!(again.2["account"], c.2["account"], "{label}: {}", again.2);
+        // The household still pays with C, from what A had.
+        let paid = env
+            .pay(c.2["number"].as_str().unwrap(), NEW_PIN, 10_00)
+            .await;
+        assert_eq!(paid.0, StatusCode::CREATED, "{label}: {}", paid.2);
+        let c_account: AccountId = serde_json::from_value(c.2["account"].clone()).unwrap();
+        assert_eq!(env.balance(c_account).await, 90_00, "{label}");
+        assert_eq!(env.balance(b.account).await, 0, "{label}");
+    }
+}
+
 #[tokio::test]
 async fn the_daily_cap_counts_a_refund_to_a_lost_card_on_the_new_card() {
     for env in envs().await {
