@@ -255,6 +255,11 @@ impl ViewState {
             .filter_map(|id| self.accounts.get(id))
     }
 
+    /// Every account, in no particular order (a scan: for rare administrative checks).
+    pub fn accounts(&self) -> impl Iterator<Item = &AccountView> {
+        self.accounts.values()
+    }
+
     /// How many accounts there are.
     pub fn account_count(&self) -> usize {
         self.accounts.len()

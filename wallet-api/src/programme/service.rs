@@ -283,6 +283,28 @@ impl Programmes {
                 new.unit, other.id, other.name
             )));
         }
+        // The programme's budget must be the unit's only issuer: an issuer account opened in
+        // the unit before the programme (whose key someone holds) would issue past the budget.
+        let issuers: Vec<AccountId> = self
+            .committer
+            .view()
+            .read()
+            .accounts()
+            .filter(|a| a.account.unit == new.unit && a.account.kind == AccountKind::Issuer)
+            .map(|a| a.account.id)
+            .collect();
+        if !issuers.is_empty() {
+            return Err(ProgrammeError::Conflict(format!(
+                "unit {} already has an issuer account ({}): a programme's budget must be its \
+                 unit's only issuer; create the programme in a new unit",
+                new.unit,
+                issuers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         if let Some(fees) = new.fee_account {
             let view = self.committer.view().read();
             match view.account(fees) {

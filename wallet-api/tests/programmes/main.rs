@@ -148,6 +148,42 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             .await
             .unwrap();
         let programmes = programmes_with(&db, &committer, &clock);
+        // A unit that already has an issuer account (someone holds its key) cannot take a
+        // programme: that issuer would issue past the budget.
+        let rogue_unit = UnitCode::new("ROGUE").unwrap();
+        committer
+            .add_unit(Unit::new(rogue_unit, "Rogue", 2, UnitKind::Voucher, Some("EUR")).unwrap())
+            .await
+            .unwrap();
+        committer
+            .open_accounts(vec![wallet_api::db::NewAccount {
+                account: ledger::Account::new(
+                    rogue_unit,
+                    ledger::AccountKind::Issuer,
+                    Some(PublicKey::of(&key(99))),
+                ),
+                owner: None,
+            }])
+            .await
+            .unwrap();
+        let rogue = programmes
+            .create(NewProgramme {
+                name: "Rogue".into(),
+                unit: rogue_unit,
+                budget_minor: 1_00,
+                schedule: Schedule::OneOff,
+                areas: vec!["Triana".into()],
+                languages: vec!["es".into()],
+                rules: rules(),
+                fee_account: None,
+                debtor: None,
+            })
+            .await;
+        assert!(
+            matches!(rogue, Err(ProgrammeError::Conflict(ref m)) if m.contains("already has an issuer")),
+            "{}: {rogue:?}",
+            test_db.label
+        );
         let (programme, _) = programmes
             .create(NewProgramme {
                 name: "Ingreso mínimo Sevilla".into(),
