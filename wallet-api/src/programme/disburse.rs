@@ -404,7 +404,12 @@ impl Programmes {
                 already = already.saturating_add(1);
                 continue;
             }
-            intents.push((number, self.chunk_intent(programme, run, number, chunk)?));
+            let lines = if resuming {
+                self.to_current_accounts(chunk).await?
+            } else {
+                chunk.to_vec()
+            };
+            intents.push((number, self.chunk_intent(programme, run, number, &lines)?));
         }
         let mut report = RunReport {
             run: run.id,
@@ -442,8 +447,32 @@ impl Programmes {
         Ok(report)
     }
 
+    /// A resumed chunk's lines, each paying the household's account now: a card replaced
+    /// since the plan froze the account the plan names, and an entry crediting a frozen
+    /// account would fail, every time, with the rest of its chunk. Only chunks that never
+    /// committed are built again, so the new bytes never meet the old ones.
+    async fn to_current_accounts(&self, chunk: &[RunLine]) -> Result<Vec<RunLine>, ProgrammeError> {
+        let mut lines = chunk.to_vec();
+        for line in &mut lines {
+            let frozen = self
+                .committer
+                .view()
+                .read()
+                .account(line.account)
+                .is_some_and(|a| a.account.status == AccountStatus::Frozen);
+            if !frozen {
+                continue;
+            }
+            if let Some(household) = self.db.household(line.household).await? {
+                line.account = household.account;
+            }
+        }
+        Ok(lines)
+    }
+
     /// The signed entry paying one chunk. Everything in it derives from the stored plan, so
-    /// it is byte-for-byte the same intent every time the run is executed.
+    /// it is byte-for-byte the same intent every time the run is executed (a resumed chunk
+    /// that never committed excepted: see [`Programmes::to_current_accounts`]).
     fn chunk_intent(
         &self,
         programme: &Programme,

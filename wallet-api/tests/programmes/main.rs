@@ -276,6 +276,20 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             .unwrap();
         assert!(!first.complete);
         assert_eq!(first.committed_entries, 1);
+        // Before the resume, a household of the last chunk loses its new card: the plan names
+        // the account now frozen, and the resumed chunk pays the replacement's account.
+        let last = db
+            .households(programme.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .max_by_key(|h| h.id)
+            .unwrap();
+        let lost = programmes.issue_card(last.id, Some("2580")).await.unwrap();
+        let replaced = programmes
+            .replace_card(lost.card.number, None)
+            .await
+            .unwrap();
         let resumed = programmes
             .execute_run(
                 programme.id,
@@ -322,6 +336,18 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             })
             .sum();
         assert_eq!(paid, expected_total, "{}", test_db.label);
+        let on_new_card = committer
+            .view()
+            .read()
+            .account(replaced.card.account)
+            .unwrap()
+            .balance
+            .0;
+        assert!(
+            on_new_card > 0,
+            "{}: the replaced card's household went unpaid",
+            test_db.label
+        );
 
         // An emergency run for one area pays only there.
         let emergency = RunKind::Emergency {
