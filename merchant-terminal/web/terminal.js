@@ -271,10 +271,11 @@ function paid() {
   release();
   say("");
   $("pin").value = "";
-  $("paid-amount").textContent = $("request-amount").textContent;
   state.digits = "";
   render();
   show("paid");
+  // Filled once shown: the <output> is a live region, so a screen reader says the amount.
+  $("paid-amount").textContent = $("request-amount").textContent;
 }
 
 async function payByCard(event) {
@@ -464,8 +465,11 @@ function wire() {
   $("use-device").addEventListener("click", useDevice);
   $("account").addEventListener("change", (event) => selectAccount(event.target.value));
   $("keypad").addEventListener("click", (event) => {
-    const key = event.target.closest("button")?.dataset.key;
-    if (key) press(key);
+    const button = event.target.closest("button");
+    if (button?.dataset.key) press(button.dataset.key);
+    // A tapped key lets go of the focus, so typed digits and Enter reach the sale again
+    // (with the focus on it, Enter would press the key once more).
+    if (event.detail > 0) button?.blur();
   });
   document.addEventListener("keydown", (event) => {
     if ($("sale").hidden || event.target.closest("input, select, textarea, button, summary")) return;

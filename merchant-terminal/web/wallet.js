@@ -19,7 +19,12 @@ const state = { wallet: null, session: null, account: null, unit: null, pending:
 async function start() {
   languagePicker($("language"));
   $("scan-camera").hidden = !cameraScanAvailable();
-  const fragment = decodeURIComponent(location.hash.slice(1));
+  let fragment = "";
+  try {
+    fragment = decodeURIComponent(location.hash.slice(1));
+  } catch {
+    // A link cut or mangled in transit (a stray '%'): open the wallet without it.
+  }
   const activation = /^activate=([0-9a-f-]{36}):(.+)$/.exec(fragment);
   if (activation) {
     $("account-id").value = activation[1];

@@ -138,15 +138,25 @@ const PARTICIPANT_ROLES: [&str; 5] = ["beneficiary", "merchant", "collector", "m
 const MAX_TEXT_CHARS: usize = 200;
 
 fn check_text(field: &str, text: &str) -> Result<(), Problem> {
-    if text.chars().count() > MAX_TEXT_CHARS || text.chars().any(char::is_control) {
+    if text.chars().count() > MAX_TEXT_CHARS
+        || text.chars().any(|c| c.is_control() || is_bidi_override(c))
+    {
         return Err(Problem::invalid_field(
             field,
             format!(
-                "{field} must be at most {MAX_TEXT_CHARS} characters, without control characters"
+                "{field} must be at most {MAX_TEXT_CHARS} characters, without control characters \
+                 or bidirectional overrides"
             ),
         ));
     }
     Ok(())
+}
+
+/// Embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): in a shop's name they
+/// could make it display as another shop's on a wallet's confirm screen. The marks that
+/// Arabic text needs (U+200E, U+200F, U+061C) are not among them.
+fn is_bidi_override(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 pub(super) fn validate_fields(
@@ -406,4 +416,20 @@ pub(super) async fn registry(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, Problem> {
     participant_page(&state, raw, true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_refuse_control_characters_and_bidi_overrides() {
+        for good in ["Panadería Núñez", "مخبز النور", "مخبز\u{200F} 7", "Φούρνος"] {
+            assert!(check_text("name", good).is_ok(), "{good:?}");
+        }
+        for bad in ["Shop\u{0}", "Shop\nTwo", "\u{202E}pohS", "a\u{2066}b\u{2069}"] {
+            assert!(check_text("name", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_text("name", &"x".repeat(MAX_TEXT_CHARS + 1)).is_err());
+    }
 }
