@@ -150,7 +150,7 @@ struct CardPaymentDto {
     request_body = CardPaymentDto,
     responses(
         (status = 201, description = "Paid"),
-        (status = 409, description = "The payment request was already paid"),
+        (status = 409, description = "The payment request was already paid, or the intent id names another payment (`/problems/intent-conflict`)"),
         (status = 422, description = "Wrong PIN (attempts left), refused by a spending rule, funds; the payment request unknown, mismatched, expired or cancelled"),
         (status = 423, description = "Card locked"),
         (status = 410, description = "Card replaced"),

@@ -77,6 +77,7 @@ struct AccountStream {
     responses(
         (status = 200, description = "Server-sent events: balance, then entry per committed entry; lagged if too slow", content_type = "text/event-stream"),
         (status = 404, description = "No such account, or not visible"),
+        (status = 503, description = "The service's limit of open event streams is reached (`/problems/too-many-event-streams`); retry shortly"),
     ),
     security(("bearer" = []))
 )]
@@ -184,6 +185,7 @@ pub const EXPIRY_GRACE_MS: i64 = 3_000;
     responses(
         (status = 200, description = "Server-sent events: one settled, cancelled or expired event, then the stream ends. settled and cancelled come as soon as they are committed; expired only after the deadline plus a short grace, once no payment committed", content_type = "text/event-stream"),
         (status = 404, description = "No such request"),
+        (status = 503, description = "The service's limit of open event streams is reached (`/problems/too-many-event-streams`); retry shortly"),
     )
 )]
 pub(super) async fn payment_request(
