@@ -896,38 +896,28 @@ async fn every_write_route_refuses_bad_json_clearly() {
         "{}",
         unknown.2
     );
-    // A limit more precise than the unit is refused, naming the field.
-    let precise = api
-        .call(
-            "POST",
-            "/v1/accounts",
-            &admin,
-            "application/json",
+    // A limit more precise than the unit, or an upper limit below zero, is refused, naming
+    // the field.
+    for (body, field) in [
+        (
             r#"{"unit": "PGI-EUR", "kind": "holder", "lower_limit": "-1.005"}"#,
-        )
-        .await;
-    assert_problem(
-        &precise,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "/problems/validation-failed",
-    );
-    assert_eq!(precise.2["field"], "lower_limit");
-    // An upper limit below zero is named as such.
-    let negative = api
-        .call(
-            "POST",
-            "/v1/accounts",
-            &admin,
-            "application/json",
+            "lower_limit",
+        ),
+        (
             r#"{"unit": "PGI-EUR", "kind": "holder", "upper_limit": "-5"}"#,
-        )
-        .await;
-    assert_problem(
-        &negative,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "/problems/validation-failed",
-    );
-    assert_eq!(negative.2["field"], "upper_limit", "{}", negative.2);
+            "upper_limit",
+        ),
+    ] {
+        let refused = api
+            .call("POST", "/v1/accounts", &admin, "application/json", body)
+            .await;
+        assert_problem(
+            &refused,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "/problems/validation-failed",
+        );
+        assert_eq!(refused.2["field"], field, "{}", refused.2);
+    }
 }
 
 /// Open event streams are capped for all callers together: past the limit a new one is a

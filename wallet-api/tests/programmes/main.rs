@@ -44,6 +44,21 @@ fn rules() -> ProgrammeRules {
     }
 }
 
+/// A one-off programme of 1.00 in `unit`, for the cases that must be refused.
+fn one_off(name: &str, unit: UnitCode) -> NewProgramme {
+    NewProgramme {
+        name: name.into(),
+        unit,
+        budget_minor: 1_00,
+        schedule: Schedule::OneOff,
+        areas: vec!["Triana".into()],
+        languages: vec!["es".into()],
+        rules: rules(),
+        fee_account: None,
+        debtor: None,
+    }
+}
+
 fn household(i: usize) -> HouseholdInput {
     HouseholdInput {
         reference: format!("SEV-{i:05}"),
@@ -166,19 +181,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             }])
             .await
             .unwrap();
-        let rogue = programmes
-            .create(NewProgramme {
-                name: "Rogue".into(),
-                unit: rogue_unit,
-                budget_minor: 1_00,
-                schedule: Schedule::OneOff,
-                areas: vec!["Triana".into()],
-                languages: vec!["es".into()],
-                rules: rules(),
-                fee_account: None,
-                debtor: None,
-            })
-            .await;
+        let rogue = programmes.create(one_off("Rogue", rogue_unit)).await;
         assert!(
             matches!(rogue, Err(ProgrammeError::Conflict(ref m)) if m.contains("already has an issuer")),
             "{}: {rogue:?}",
@@ -203,19 +206,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             .await
             .unwrap();
         // A second programme on the same unit is refused: the unit carries one rule set.
-        let again = programmes
-            .create(NewProgramme {
-                name: "Other".into(),
-                unit,
-                budget_minor: 1,
-                schedule: Schedule::OneOff,
-                areas: vec!["Triana".into()],
-                languages: vec!["es".into()],
-                rules: rules(),
-                fee_account: None,
-                debtor: None,
-            })
-            .await;
+        let again = programmes.create(one_off("Other", unit)).await;
         assert!(
             matches!(again, Err(ProgrammeError::Conflict(_))),
             "{}",
