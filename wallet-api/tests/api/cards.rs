@@ -37,6 +37,7 @@ struct Env {
     unit: UnitCode,
     grocer: AccountId,
     grocer_key: SigningKey,
+    programme: ledger::ProgrammeId,
     label: &'static str,
     _committer: (Committer, CommitterTask),
     _db: TestDb,
@@ -129,6 +130,7 @@ async fn env(test_db: TestDb) -> Env {
         unit,
         grocer: grocer_account,
         grocer_key,
+        programme: programme.id,
         label: test_db.label,
         _committer: (committer, task),
         _db: test_db,
@@ -356,6 +358,57 @@ async fn replacing_an_old_card_again_answers_with_the_newest() {
         let c_account: AccountId = serde_json::from_value(c.2["account"].clone()).unwrap();
         assert_eq!(env.balance(c_account).await, 90_00, "{label}");
         assert_eq!(env.balance(b.account).await, 0, "{label}");
+    }
+}
+
+/// Programme requests that cannot be served, each as the problem a client sees: a
+/// redemption quote while the rules open no redemption, an enrolment file that is not one,
+/// and one with a bad row when all or nothing was asked for.
+#[tokio::test]
+async fn programme_refusals_are_problems_with_stable_types() {
+    for env in envs().await {
+        let label = env.label;
+        let p = format!("/v1/programmes/{}", env.programme);
+        let quote = format!("{p}/redemption-quote?account={}&amount=1.00", env.grocer);
+        let closed = send(
+            &env.app,
+            request("GET", &quote, Some(&env.admin), &json!({})),
+        )
+        .await;
+        assert_problem(&closed, StatusCode::CONFLICT, "/problems/redemption-closed");
+
+        let enrol = async |query: &str, csv: &'static str| {
+            let request = axum::http::Request::post(format!("{p}/enrolments{query}"))
+                .header("authorization", format!("Bearer {}", env.admin))
+                .header("content-type", "text/csv")
+                .body(axum::body::Body::from(csv))
+                .unwrap();
+            send(&env.app, request).await
+        };
+        let not_a_register = enrol("", "colour,shape\nblue,round\n").await;
+        assert_problem(
+            &not_a_register,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "/problems/enrolment-file",
+        );
+        let one_bad = "household_ref,name,dependents,area\n\
+                       SEV-00002,Familia Dos,1,Triana\n\
+                       SEV-00003,Familia Tres,many,Triana\n";
+        let rejected = enrol("?all_or_nothing=true", one_bad).await;
+        assert_problem(
+            &rejected,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "/problems/enrolment-rejected",
+        );
+        assert_eq!(
+            rejected.2["rejected"][0]["line"], 3,
+            "{label}: {}",
+            rejected.2
+        );
+        assert_eq!(
+            rejected.2["rejected"][0]["household_ref"], "SEV-00003",
+            "{label}"
+        );
     }
 }
 
