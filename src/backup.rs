@@ -96,8 +96,17 @@ pub async fn backup(args: BackupArgs) -> Result<()> {
         bail!("{} exists; backups never overwrite", args.to.display());
     }
     let target = args.to.to_str().context("the backup path is not UTF-8")?;
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        bail!(
+            "{} is not a database URL: give sqlite://path/file.db or postgres://…",
+            wallet_api::db::redact(url)
+        );
+    }
     if url.starts_with("sqlite:") {
-        let db = Database::connect(url).await?;
+        let db = Database::connect_existing(url).await?;
         // VACUUM INTO takes the path as an SQL string literal.
         let quoted = target.replace('\'', "''");
         db.execute_maintenance(&format!("vacuum into '{quoted}'"))

@@ -58,7 +58,8 @@ pub enum Command {
     Disburse(DisburseArgs),
     /// Enrol households into a programme from a CSV file (validated row by row).
     Enrol(EnrolArgs),
-    /// Return expired units to a programme's budget (run daily, e.g. from cron).
+    /// Return expired units to a programme's budget now, service stopped (the running service
+    /// sweeps hourly by itself; or POST /v1/programmes/{id}/expiry-sweeps).
     Expire(ExpireArgs),
     /// Digital cards.
     #[command(subcommand)]

@@ -1,6 +1,6 @@
 //! `coledger demo`: a month in a small town's voucher scheme, through the real committer.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use ledger::{AccountKind, Balance, Book, Unit, UnitCode, UnitKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -24,9 +24,15 @@ const CONCURRENCY: usize = 64;
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     let (db, committer, mut task) = crate::open_ledger(&args.database.database_url).await?;
-    let code = UnitCode::new(UNIT)?;
-    if committer.inspect(move |b| b.unit(code).is_some()).await? {
+    if is_demo(&committer).await? {
         println!("The demo scheme is already in this database; its state:");
+    } else if committer.inspect(|b| b.units().next().is_some()).await? {
+        // A month of made-up households and payments cannot be taken out of a journal.
+        bail!(
+            "{} already holds a ledger that is not the demo's; the demo loads only into an \
+             empty database: give another --database-url",
+            wallet_api::db::redact(&args.database.database_url)
+        );
     } else {
         seed(&committer, args.seed).await?;
     }
@@ -40,6 +46,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
          \"Trying the pages\")."
     );
     Ok(())
+}
+
+/// Whether this database holds the demo scheme (its unit), so `--demo` may add to it.
+pub async fn is_demo(committer: &Committer) -> Result<bool> {
+    let code = UnitCode::new(UNIT)?;
+    Ok(committer.inspect(move |b| b.unit(code).is_some()).await?)
 }
 
 /// Loads the demo unless the database has units already (used by `serve --demo`).

@@ -28,7 +28,7 @@ pub struct Session {
 impl Session {
     /// Opens the database and takes the writer lease.
     pub async fn open(database_url: &str, args: &ProgrammeArgs) -> Result<Self> {
-        let db = Database::connect(database_url)
+        let db = Database::connect_existing(database_url)
             .await
             .context("opening the database")?;
         db.migrate().await.context("migrating the schema")?;
@@ -50,6 +50,10 @@ impl Session {
             secret,
             crate::secret::card_settings(args)?,
         );
+        programmes
+            .check_secret()
+            .await
+            .context("checking the server secret")?;
         Ok(Self {
             programmes,
             committer,
@@ -266,7 +270,7 @@ pub fn card_qr_payload(number: &str) -> String {
 
 /// `coledger cards print`.
 pub async fn print_cards(args: CardsPrintArgs) -> Result<()> {
-    let db = Database::connect(&args.database.database_url)
+    let db = Database::connect_existing(&args.database.database_url)
         .await
         .context("opening the database")?;
     let programme_id = programme_id(&args.programme)?;
@@ -316,7 +320,7 @@ pub async fn print_cards(args: CardsPrintArgs) -> Result<()> {
 
 /// `coledger export research`.
 pub async fn export_research(args: ExportResearchArgs) -> Result<()> {
-    let db = Database::connect(&args.database.database_url)
+    let db = Database::connect_existing(&args.database.database_url)
         .await
         .context("opening the database")?;
     let secret = crate::secret::require(&args.database.database_url, &args.programmes)?;

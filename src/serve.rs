@@ -84,8 +84,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             }
         }
     };
-    if args.demo {
+    // The demo loads only into an empty database; on any other (a leftover COLEDGER_DEMO on
+    // a live service) it adds nothing and prints no admin token.
+    let demo = args.demo && {
         crate::demo::seed_if_empty(&committer, crate::demo::DEFAULT_SEED).await?;
+        crate::demo::is_demo(&committer).await?
+    };
+    if args.demo && !demo {
+        tracing::warn!(
+            "--demo on a database that is not the demo's: nothing loaded, no token printed"
+        );
+    }
+    if demo {
         let token =
             crate::token::reissue(&db, wallet_api::auth::Role::Admin, None, "demo admin").await?;
         println!("demo admin token (shown once): {token}");
@@ -108,9 +118,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             None
         }
     };
-    if args.demo
-        && let Some(programmes) = &programmes
-    {
+    if let Some(programmes) = &programmes {
+        programmes
+            .check_secret()
+            .await
+            .context("checking the server secret")?;
+    }
+    if demo && let Some(programmes) = &programmes {
         crate::demo::seed_programme_if_none(programmes).await?;
     }
     if let Some(programmes) = &programmes {

@@ -228,6 +228,7 @@ pub async fn charge(args: TerminalChargeArgs) -> Result<()> {
                 return Ok(());
             }
             Some("expired") => bail!("the request expired unpaid"),
+            Some("cancelled") => bail!("the request was cancelled unpaid"),
             _ => tokio::time::sleep(POLL_EVERY).await,
         }
     }

@@ -130,3 +130,47 @@ async fn a_postgres_backup_that_cannot_be_verified_fails_and_says_why() {
         assert!(file.is_file(), "the unverified dump is kept for inspection");
     }
 }
+
+/// Operator slips that used to carry on against a new empty ledger, or write into a live one.
+#[tokio::test]
+async fn backups_and_the_demo_refuse_the_wrong_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+    let (ok, out, err) = run(&[
+        "torture",
+        "bank",
+        "--database-url",
+        &url,
+        "--duration",
+        "1",
+        "--clients",
+        "2",
+    ])
+    .await;
+    assert!(ok, "{out}{err}");
+
+    // A mistyped path: no backup, and no empty database made at the typo.
+    let typo = url.replace("ledger.db", "ledgr.db");
+    let file = dir.path().join("nightly.db");
+    let file = file.to_str().unwrap();
+    let (ok, _, err) = run(&["backup", "--database-url", &typo, "--to", file]).await;
+    assert!(!ok && err.contains("no database file"), "{err}");
+    assert!(!dir.path().join("ledgr.db").exists());
+    assert!(!std::path::Path::new(file).exists());
+    // A path without a scheme is not taken for a PostgreSQL server.
+    let bare = dir.path().join("ledger.db");
+    let (ok, _, err) = run(&[
+        "backup",
+        "--database-url",
+        bare.to_str().unwrap(),
+        "--to",
+        file,
+    ])
+    .await;
+    assert!(!ok && err.contains("not a database URL"), "{err}");
+
+    // The demo's made-up month of payments never goes into a ledger that is not the demo's.
+    let (ok, out, err) = run(&["demo", "--database-url", &url]).await;
+    assert!(!ok, "{out}");
+    assert!(err.contains("loads only into an empty database"), "{err}");
+}

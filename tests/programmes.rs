@@ -869,6 +869,46 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             coledger_cli(&[&["disburse"][..], &common, &["--period", "2027-13"]].concat());
         assert!(!bad_period.status.success());
         assert!(String::from_utf8_lossy(&bad_period.stderr).contains("YYYY-MM"));
+        // Another server secret than the programme was made with is refused before anything
+        // is signed (a run signed with it would fail entry by entry, and no card would open).
+        let other_secret = secret_dir.path().join("other-secret");
+        std::fs::write(&other_secret, format!("{}\n", "0123456789abcdef".repeat(4))).unwrap();
+        let wrong = coledger_cli(&[
+            "disburse",
+            "--database-url",
+            url.as_str(),
+            "--secret-file",
+            other_secret.to_str().unwrap(),
+            "--programme",
+            programme.as_str(),
+            "--period",
+            "2027-02",
+        ]);
+        let err = String::from_utf8_lossy(&wrong.stderr);
+        assert!(!wrong.status.success(), "{label}: {err}");
+        assert!(
+            err.contains("server secret is not the one"),
+            "{label}: {err}"
+        );
+        // A mistyped SQLite path is an error, not a new empty ledger.
+        if label == "sqlite" {
+            let typo = url.replace("ledger.db", "ledgr.db");
+            assert_ne!(typo, url);
+            let missing = coledger_cli(
+                &[
+                    &["disburse", "--database-url", typo.as_str()][..],
+                    &common[2..],
+                    &["--period", "2027-02"],
+                ]
+                .concat(),
+            );
+            let err = String::from_utf8_lossy(&missing.stderr);
+            assert!(
+                !missing.status.success() && err.contains("no database file"),
+                "{err}"
+            );
+            assert!(!std::path::Path::new(typo.trim_start_matches("sqlite://")).exists());
+        }
         // Enrolment and expiry from the CLI: the same register changes nothing, and nothing
         // has expired yet.
         let register = secret_dir.path().join("register.csv");

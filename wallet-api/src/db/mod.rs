@@ -371,6 +371,32 @@ pub fn redact(url: &str) -> String {
 }
 
 impl Database {
+    /// Connects to a database that must exist already: a SQLite URL naming no file is an
+    /// error, not a new empty ledger (a mistyped path would otherwise make one, and a backup
+    /// or a run would carry on against it). Only `serve`, `restore` and setting up create.
+    pub async fn connect_existing(url: &str) -> Result<Self, DbError> {
+        if url.starts_with("sqlite:") {
+            let file = SqliteConnectOptions::from_str(url)
+                .map_err(|e| DbError::BadUrl {
+                    url: redact(url),
+                    reason: e.to_string(),
+                })?
+                .get_filename()
+                .to_owned();
+            if !file.as_os_str().is_empty() && !file.exists() {
+                return Err(DbError::BadUrl {
+                    url: redact(url),
+                    reason: format!(
+                        "there is no database file at {}; check the path (only `coledger \
+                         serve` creates a new ledger)",
+                        file.display()
+                    ),
+                });
+            }
+        }
+        Self::connect(url).await
+    }
+
     /// Connects, creating the SQLite file and its directory if missing. Durability is set
     /// here: SQLite in WAL mode with `synchronous=FULL`, PostgreSQL with
     /// `synchronous_commit=on`, so a committed transaction survives power loss.

@@ -218,6 +218,26 @@ impl Programmes {
         administrator_key(&self.secret, programme)
     }
 
+    /// Checks that the server secret is the one this database's programmes were made with:
+    /// each programme's administrator key derives from it. Another secret (a new one made
+    /// because the file was not restored with the database, or the wrong `--secret-file`)
+    /// would sign runs and sweeps that the budget accounts refuse, open no card, and change
+    /// the research pseudonyms.
+    pub async fn check_secret(&self) -> Result<(), ProgrammeError> {
+        for programme in self.db.programmes().await? {
+            if PublicKey::of(&self.administrator(programme.id)) != programme.administrator {
+                return Err(ProgrammeError::Conflict(format!(
+                    "the server secret is not the one this database's programmes were made \
+                     with (programme {}, {}): restore the secret backed up with the database \
+                     (for SQLite, the .secret file beside it; remove one made since) or pass \
+                     the right --secret-file",
+                    programme.id, programme.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn secret_handle(&self) -> Arc<ServerSecret> {
         self.secret.clone()
     }
