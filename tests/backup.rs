@@ -22,6 +22,22 @@ async fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// A ledger with some history: `torture bank` for `seconds` with `clients`.
+async fn some_history(url: &str, seconds: &str, clients: &str) {
+    let (ok, out, err) = run(&[
+        "torture",
+        "bank",
+        "--database-url",
+        url,
+        "--duration",
+        seconds,
+        "--clients",
+        clients,
+    ])
+    .await;
+    assert!(ok, "{out}{err}");
+}
+
 /// "… N entries …" from a report line.
 fn entries(report: &str) -> u64 {
     report
@@ -36,18 +52,7 @@ fn entries(report: &str) -> u64 {
 async fn a_backup_taken_while_serving_restores_and_verifies() {
     for (label, url, _dir) in databases().await {
         // A ledger with some history.
-        let (ok, out, err) = run(&[
-            "torture",
-            "bank",
-            "--database-url",
-            &url,
-            "--duration",
-            "2",
-            "--clients",
-            "4",
-        ])
-        .await;
-        assert!(ok, "{out}{err}");
+        some_history(&url, "2", "4").await;
         let (_server, _address) = serve(&url, &[]).await;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ledger.backup");
@@ -136,18 +141,7 @@ async fn a_postgres_backup_that_cannot_be_verified_fails_and_says_why() {
 async fn backups_and_the_demo_refuse_the_wrong_database() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
-    let (ok, out, err) = run(&[
-        "torture",
-        "bank",
-        "--database-url",
-        &url,
-        "--duration",
-        "1",
-        "--clients",
-        "2",
-    ])
-    .await;
-    assert!(ok, "{out}{err}");
+    some_history(&url, "1", "2").await;
 
     // A mistyped path: no backup, and no empty database made at the typo.
     let typo = url.replace("ledger.db", "ledgr.db");
