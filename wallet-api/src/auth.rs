@@ -34,7 +34,8 @@ pub const CHALLENGE_TTL_MS: i64 = 2 * 60 * 1000;
 /// The context differs from intents' (`coledger/v1\n`), so a login signature can never be
 /// replayed as a payment or the other way round.
 pub const SESSION_SIGNING_CONTEXT: &str = "coledger/v1/session\n";
-/// Most outstanding challenges and sessions kept; beyond it the oldest expire first.
+/// Entries an in-memory map here (sessions, challenges that opened one, tokens last
+/// confirmed) holds before its expired ones are swept out.
 const MAX_LIVE: usize = 200_000;
 
 /// An operator's role (DESIGN §9).
@@ -222,7 +223,8 @@ struct Live {
 /// session is remembered, to refuse it a second time.
 const CHALLENGE_EXPIRY: usize = 8;
 const CHALLENGE_NONCE: usize = 16;
-const CHALLENGE_SIGNED: usize = CHALLENGE_EXPIRY + CHALLENGE_NONCE + 16;
+const CHALLENGE_ACCOUNT: usize = 16;
+const CHALLENGE_SIGNED: usize = CHALLENGE_EXPIRY + CHALLENGE_NONCE + CHALLENGE_ACCOUNT;
 const CHALLENGE_BYTES: usize = CHALLENGE_SIGNED + 32;
 
 /// What a valid challenge says.
