@@ -1,7 +1,7 @@
 //! `coledger export journal` and `coledger verify`: the journal for auditors, and the
 //! auditor's check of it, which needs nothing but the file (DESIGN §5).
 
-use std::io::{BufRead, BufReader, Read as _, Write as _};
+use std::io::{BufRead, BufReader, Read as _};
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
@@ -10,6 +10,7 @@ use ledger::journal::export::MAX_LINE_BYTES;
 use wallet_api::Clock as _;
 
 use crate::config::{ExportJournalArgs, VerifyArgs};
+use crate::output_file::OutputFile;
 
 /// Lines read and checked together; the checking of one chunk is spread over the threads.
 const CHUNK_LINES: usize = 4096;
@@ -17,24 +18,13 @@ const CHUNK_LINES: usize = 4096;
 /// `coledger export journal`.
 pub async fn export_journal(args: ExportJournalArgs) -> Result<()> {
     let url = &args.database.database_url;
-    let file = std::fs::File::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    // Written whole or not at all: a failure (a mistyped URL) keeps an earlier export.
+    let mut out = OutputFile::create(&args.out)?;
     let exported_at = wallet_api::SystemClock.now_ms();
-    let result = wallet_api::db::export::export_journal(url, exported_at, &mut out).await;
-    let written = match result {
-        Ok(written) => written,
-        Err(e) => {
-            drop(out);
-            // A partial file must not be mistaken for an export.
-            let _ = std::fs::remove_file(&args.out);
-            return Err(e).with_context(|| {
-                format!("exporting the journal of {}", wallet_api::db::redact(url))
-            });
-        }
-    };
-    out.flush()
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    let written = wallet_api::db::export::export_journal(url, exported_at, out.writer())
+        .await
+        .with_context(|| format!("exporting the journal of {}", wallet_api::db::redact(url)))?;
+    out.finish()?;
     println!(
         "{} entries ({} chain links, {} units) written to {} (coledger-journal v1); check it with `coledger verify {}`",
         written.entries,

@@ -509,8 +509,10 @@ pub struct ExportResearchArgs {
     /// The server secret (pseudonyms are keyed with it).
     #[command(flatten)]
     pub programmes: ProgrammeArgs,
-    /// Times are rounded down to a multiple of this many seconds.
-    #[arg(long, default_value_t = 3600)]
+    /// Times are rounded down to a multiple of this many seconds (60 to 31,622,400, a minute
+    /// to a year): coarse times keep a payment from being matched to a person by its moment.
+    #[arg(long, default_value_t = 3600,
+          value_parser = clap::value_parser!(i64).range(60..=31_622_400))]
     pub grain_s: i64,
     /// The file to write.
     #[arg(long)]

@@ -12,6 +12,7 @@ mod demo;
 mod demo_access;
 mod front;
 mod http_client;
+mod output_file;
 mod pages;
 mod programme_cli;
 mod scheme;

@@ -324,19 +324,18 @@ pub async fn export_research(args: ExportResearchArgs) -> Result<()> {
         .await
         .context("opening the database")?;
     let secret = crate::secret::require(&args.database.database_url, &args.programmes)?;
-    let file = std::fs::File::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    // Written whole or not at all: a failure part-way leaves no partial file.
+    let mut out = crate::output_file::OutputFile::create(&args.out)?;
     let report = wallet_api::research::export(
         &db,
         &secret,
         wallet_api::research::ExportOptions {
             grain_s: args.grain_s,
         },
-        &mut out,
+        out.writer(),
     )
     .await?;
-    out.flush()?;
+    out.finish()?;
     println!(
         "{} events written to {} ({} postings left out for withheld consent, {} without research meaning, {} refunds and fully refunded payments netted out)",
         report.events,

@@ -192,6 +192,8 @@ async fn export_journal_never_creates_a_database_and_its_help_says_so() {
     let missing = dir.path().join("missing.db");
     let url = format!("sqlite://{}", missing.display());
     let out = dir.path().join("journal.jsonl");
+    // An earlier, good export at the same path survives the failed one.
+    std::fs::write(&out, "an earlier export\n").unwrap();
     let (ok, _, err) = run(&[
         "export",
         "journal",
@@ -203,5 +205,32 @@ async fn export_journal_never_creates_a_database_and_its_help_says_so() {
     .await;
     assert!(!ok, "an export of a missing database succeeded");
     assert!(!missing.exists(), "the export created the database: {err}");
-    assert!(!out.exists(), "a failed export left a file behind");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "an earlier export\n",
+        "a failed export touched the earlier one"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "a failed export left a file behind: {left:?}"
+    );
+}
+
+/// Research times are coarsened by at least a minute: a grain of 0 (which used to mean
+/// exact to the second) is refused before anything is opened.
+#[tokio::test]
+async fn export_research_refuses_a_grain_finer_than_a_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.csv");
+    for grain in ["--grain-s=0", "--grain-s=-5", "--grain-s=59"] {
+        let (ok, _, err) =
+            run(&["export", "research", grain, "--out", out.to_str().unwrap()]).await;
+        assert!(
+            !ok && err.contains("60..=31622400"),
+            "--grain-s {grain}: {err}"
+        );
+        assert!(!out.exists());
+    }
 }
