@@ -112,13 +112,16 @@ pub async fn backup(args: BackupArgs) -> Result<()> {
         db.execute_maintenance(&format!("vacuum into '{quoted}'"))
             .await?;
         db.close().await;
-        let summary = verify(&format!("sqlite://{target}")).await?;
+        let verified = verify(&format!("sqlite://{target}")).await;
+        // The verification opened it as a ledger; drop its lease file, whatever the outcome.
+        let _ = std::fs::remove_file(format!("{target}.writer-lease"));
+        let summary = verified.with_context(|| {
+            format!("{target} was written but is not a verified backup; it is kept for inspection")
+        })?;
         println!(
             "backed up to {target}: {} entries, {} accounts, verified",
             summary.entries, summary.accounts
         );
-        // The verification opened it as a ledger; drop its lease file.
-        let _ = std::fs::remove_file(format!("{target}.writer-lease"));
     } else {
         let pg_dump = pg_tool("pg_dump")?;
         run_tool(
@@ -131,7 +134,11 @@ pub async fn backup(args: BackupArgs) -> Result<()> {
                 &wallet_api::db::libpq_url(url),
             ],
         )
-        .await?;
+        .await
+        .inspect_err(|_| {
+            // What a failed dump wrote is no backup, and would block the retry ("exists").
+            let _ = std::fs::remove_file(target);
+        })?;
         let summary = verify_dump(url, target).await.with_context(|| {
             format!("{target} was written but is not a verified backup; it is kept for inspection")
         })?;
@@ -201,8 +208,28 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
         if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::copy(&args.from, &target)
-            .with_context(|| format!("copying {from} to {}", target.display()))?;
+        let restored = match std::fs::copy(&args.from, &target) {
+            Ok(_) => verify(url).await,
+            Err(e) => Err(e).with_context(|| format!("copying {from} to {}", target.display())),
+        };
+        let summary = match restored {
+            Ok(summary) => summary,
+            Err(e) => {
+                // A copy that is not a verified ledger must not be started on, and would block
+                // the retry ("exists"); the backup file itself is untouched.
+                for suffix in ["", "-wal", "-shm", ".writer-lease"] {
+                    let mut path = target.clone().into_os_string();
+                    path.push(suffix);
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(e.context(format!(
+                    "{from} does not restore to a verified ledger; the copy at {} was removed",
+                    target.display()
+                )));
+            }
+        };
+        print_restored(from, &summary);
+        return Ok(());
     } else {
         let db = Database::connect(url).await?;
         let empty = db.is_empty().await?;
@@ -216,9 +243,14 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
         pg_restore_into(url, from).await?;
     }
     let summary = verify(url).await?;
+    print_restored(from, &summary);
+    Ok(())
+}
+
+fn print_restored(from: &str, summary: &Summary) {
     println!(
-        "restored {from}: {} entries, {} accounts, hash chain and invariants verified",
+        "restored {from}: {} entries, {} accounts, hash chain and invariants verified; restore \
+         the server secret kept with it too (for SQLite, the .secret file beside the database)",
         summary.entries, summary.accounts
     );
-    Ok(())
 }

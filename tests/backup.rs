@@ -163,6 +163,45 @@ async fn backups_and_the_demo_refuse_the_wrong_database() {
     .await;
     assert!(!ok && err.contains("not a database URL"), "{err}");
 
+    // A file that is not a ledger does not restore, and leaves nothing in the way of a
+    // retry with the right file.
+    let not_a_backup = dir.path().join("notes.txt");
+    std::fs::write(&not_a_backup, "not a database").unwrap();
+    let restored = dir.path().join("restored.db");
+    let restored_url = format!("sqlite://{}", restored.display());
+    let (ok, _, err) = run(&[
+        "restore",
+        "--database-url",
+        &restored_url,
+        "--from",
+        not_a_backup.to_str().unwrap(),
+    ])
+    .await;
+    assert!(
+        !ok && err.contains("does not restore to a verified ledger"),
+        "{err}"
+    );
+    assert!(!restored.exists());
+    let good = dir.path().join("good.db");
+    let (ok, _, err) = run(&[
+        "backup",
+        "--database-url",
+        &url,
+        "--to",
+        good.to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&[
+        "restore",
+        "--database-url",
+        &restored_url,
+        "--from",
+        good.to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok && out.contains("verified"), "{out}{err}");
+
     // The demo's made-up month of payments never goes into a ledger that is not the demo's.
     let (ok, out, err) = run(&["demo", "--database-url", &url]).await;
     assert!(!ok, "{out}");
