@@ -3,11 +3,12 @@
 //!
 //! The service, composed as `serve` composes it, runs in this process on loopback, over a
 //! fresh database per run (SQLite always, PostgreSQL when given), with a funded scheme.
-//! Payment intents are signed before the clock starts; then many HTTP/1.1 keep-alive connections post them to `/v1/intents`, one at
-//! a time each. Latency is measured by the client, from writing a request to reading the whole
-//! response. The load generator shares the process and its cores with the service, so the CPU
-//! per payment includes the client's share. Every response must be a 201: anything else is
-//! counted, printed, and fails the command, so a broken run cannot pass for a fast one.
+//! Payment intents are signed before the clock starts; then many HTTP/1.1 keep-alive
+//! connections post them to `/v1/intents`, one at a time each. Latency is measured by the
+//! client, from writing a request to reading the whole response. The load generator shares the
+//! process and its cores with the service, so the CPU per payment includes the client's share.
+//! Every response must be a 201: anything else is counted, printed, and fails the command, so
+//! a broken run cannot pass for a fast one.
 
 pub(crate) mod cpu;
 pub(crate) mod load;
@@ -125,8 +126,8 @@ pub async fn run(args: BenchApiArgs) -> Result<()> {
     Ok(())
 }
 
-/// The service as `serve` runs it (front, API and pages) on a loopback port in this process, with no write-rate limits:
-/// the benchmarks measure the service, not the limiter's refusals.
+/// The service as `serve` runs it (front, API and pages) on a loopback port in this process,
+/// with no write-rate limits: the benchmarks measure the service, not the limiter's refusals.
 pub(crate) struct InProcess {
     /// Where it listens.
     pub(crate) address: SocketAddr,

@@ -22,6 +22,16 @@ async fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `coledger backup` of `url` to `to`.
+async fn backup(url: &str, to: &str) -> (bool, String, String) {
+    run(&["backup", "--database-url", url, "--to", to]).await
+}
+
+/// `coledger restore` of `from` into `url`.
+async fn restore(url: &str, from: &str) -> (bool, String, String) {
+    run(&["restore", "--database-url", url, "--from", from]).await
+}
+
 /// A ledger with some history: `torture bank` for `seconds` with `clients`.
 async fn some_history(url: &str, seconds: &str, clients: &str) {
     let (ok, out, err) = run(&[
@@ -57,9 +67,9 @@ async fn a_backup_taken_while_serving_restores_and_verifies() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ledger.backup");
         let file = file.to_str().unwrap();
-        let (ok, backed_up, err) = run(&["backup", "--database-url", &url, "--to", file]).await;
+        let (ok, backed_up, err) = backup(&url, file).await;
         assert!(ok, "{label}: {backed_up}{err}");
-        let (ok, _, err) = run(&["backup", "--database-url", &url, "--to", file]).await;
+        let (ok, _, err) = backup(&url, file).await;
         assert!(!ok && err.contains("never overwrite"), "{label}: {err}");
 
         let target = if label == "sqlite" {
@@ -70,8 +80,7 @@ async fn a_backup_taken_while_serving_restores_and_verifies() {
                 .await
                 .unwrap()
         };
-        let (ok, restored, err) =
-            run(&["restore", "--database-url", &target, "--from", file]).await;
+        let (ok, restored, err) = restore(&target, file).await;
         assert!(ok, "{label}: {restored}{err}");
         assert!(
             restored.contains("hash chain and invariants verified"),
@@ -85,7 +94,7 @@ async fn a_backup_taken_while_serving_restores_and_verifies() {
             "{label}: {backed_up} / {restored}"
         );
         // Restoring over a ledger is refused.
-        let (ok, _, err) = run(&["restore", "--database-url", &target, "--from", file]).await;
+        let (ok, _, err) = restore(&target, file).await;
         assert!(!ok, "{label}: restoring twice must be refused: {err}");
     }
 }
@@ -119,14 +128,7 @@ async fn a_postgres_backup_that_cannot_be_verified_fails_and_says_why() {
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ledger.backup");
-        let (ok, out, err) = run(&[
-            "backup",
-            "--database-url",
-            &reader_url,
-            "--to",
-            file.to_str().unwrap(),
-        ])
-        .await;
+        let (ok, out, err) = backup(&reader_url, file.to_str().unwrap()).await;
         assert!(!ok, "a backup that was not verified must fail: {out}");
         assert!(
             err.contains("not a verified backup") && err.contains("CREATEDB"),
@@ -147,20 +149,13 @@ async fn backups_and_the_demo_refuse_the_wrong_database() {
     let typo = url.replace("ledger.db", "ledgr.db");
     let file = dir.path().join("nightly.db");
     let file = file.to_str().unwrap();
-    let (ok, _, err) = run(&["backup", "--database-url", &typo, "--to", file]).await;
+    let (ok, _, err) = backup(&typo, file).await;
     assert!(!ok && err.contains("no database file"), "{err}");
     assert!(!dir.path().join("ledgr.db").exists());
     assert!(!std::path::Path::new(file).exists());
     // A path without a scheme is not taken for a PostgreSQL server.
     let bare = dir.path().join("ledger.db");
-    let (ok, _, err) = run(&[
-        "backup",
-        "--database-url",
-        bare.to_str().unwrap(),
-        "--to",
-        file,
-    ])
-    .await;
+    let (ok, _, err) = backup(bare.to_str().unwrap(), file).await;
     assert!(!ok && err.contains("not a database URL"), "{err}");
 
     // A file that is not a ledger does not restore, and leaves nothing in the way of a
@@ -169,37 +164,16 @@ async fn backups_and_the_demo_refuse_the_wrong_database() {
     std::fs::write(&not_a_backup, "not a database").unwrap();
     let restored = dir.path().join("restored.db");
     let restored_url = format!("sqlite://{}", restored.display());
-    let (ok, _, err) = run(&[
-        "restore",
-        "--database-url",
-        &restored_url,
-        "--from",
-        not_a_backup.to_str().unwrap(),
-    ])
-    .await;
+    let (ok, _, err) = restore(&restored_url, not_a_backup.to_str().unwrap()).await;
     assert!(
         !ok && err.contains("does not restore to a verified ledger"),
         "{err}"
     );
     assert!(!restored.exists());
     let good = dir.path().join("good.db");
-    let (ok, _, err) = run(&[
-        "backup",
-        "--database-url",
-        &url,
-        "--to",
-        good.to_str().unwrap(),
-    ])
-    .await;
+    let (ok, _, err) = backup(&url, good.to_str().unwrap()).await;
     assert!(ok, "{err}");
-    let (ok, out, err) = run(&[
-        "restore",
-        "--database-url",
-        &restored_url,
-        "--from",
-        good.to_str().unwrap(),
-    ])
-    .await;
+    let (ok, out, err) = restore(&restored_url, good.to_str().unwrap()).await;
     assert!(ok && out.contains("verified"), "{out}{err}");
 
     // The demo's made-up month of payments never goes into a ledger that is not the demo's.

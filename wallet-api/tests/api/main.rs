@@ -301,15 +301,13 @@ async fn ledger_refusals_are_problems_with_stable_types() {
     );
     assert_eq!(unknown.2["unit"], "NOPE");
     let admin = api.token(Role::Admin).await;
-    let unit = api
-        .call(
-            "POST",
-            "/v1/units",
-            &admin,
-            "application/json",
-            r#"{"code": "HOURS", "name": "Time bank hours", "scale": 0, "kind": "mutual_credit"}"#,
-        )
-        .await;
+    let register_hours = async || {
+        let hours =
+            r#"{"code": "HOURS", "name": "Time bank hours", "scale": 0, "kind": "mutual_credit"}"#;
+        api.call("POST", "/v1/units", &admin, "application/json", hours)
+            .await
+    };
+    let unit = register_hours().await;
     assert_eq!(unit.0, StatusCode::CREATED, "{}", unit.2);
     assert_problem(
         &api.post_intent(&pay_in("HOURS")).await,
@@ -317,15 +315,7 @@ async fn ledger_refusals_are_problems_with_stable_types() {
         "/problems/unit-mismatch",
     );
     // Registering the unit again is a conflict, not a second unit.
-    let again = api
-        .call(
-            "POST",
-            "/v1/units",
-            &admin,
-            "application/json",
-            r#"{"code": "HOURS", "name": "Time bank hours", "scale": 0, "kind": "mutual_credit"}"#,
-        )
-        .await;
+    let again = register_hours().await;
     assert_problem(&again, StatusCode::CONFLICT, "/problems/duplicate");
 
     // An account whose balance may not pass 1.00.
