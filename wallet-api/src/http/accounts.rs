@@ -17,7 +17,7 @@ use ledger::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body::{self, Written};
+use super::body::{self, WriteTarget, Written};
 use super::principal::{self, Principal};
 use super::problem::Problem;
 use super::{AppState, render};
@@ -107,6 +107,7 @@ pub(super) async fn create(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
     let write = async {
@@ -204,15 +205,7 @@ pub(super) async fn create(
             .await?;
         Ok::<Written, Problem>((StatusCode::CREATED, as_committed(&state, id)?))
     };
-    body::idempotent(
-        &state,
-        &headers,
-        &principal,
-        "POST /v1/accounts",
-        &body,
-        write,
-    )
-    .await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 /// `GET /v1/accounts/{id}`.
@@ -439,16 +432,17 @@ pub(super) async fn register_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
     let principal = match principal::optional(&state, &headers).await {
         Ok(Some(principal)) => principal,
         Ok(None) => {
-            return super::activation::register_with_code(&state, &id, &headers, &body).await;
+            return super::activation::register_with_code(&state, &id, &headers, &target, &body)
+                .await;
         }
         Err(problem) => return problem.into_response(),
     };
-    let route = format!("PUT /v1/accounts/{id}/key");
     let write = async {
         let (account_id, unit, kind) = {
             let view = state.committer.view().read();
@@ -491,7 +485,7 @@ pub(super) async fn register_key(
         state.committer.set_authority(account_id, key).await?;
         Ok::<Written, Problem>((StatusCode::OK, as_committed(&state, account_id)?))
     };
-    body::idempotent(&state, &headers, &principal, &route, &body, write).await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -520,9 +514,9 @@ pub(super) async fn set_status(
     principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
-    let route = format!("PUT /v1/accounts/{id}/status");
     let write = async {
         let account_id = {
             let view = state.committer.view().read();
@@ -539,7 +533,7 @@ pub(super) async fn set_status(
         state.committer.set_status(account_id, status).await?;
         Ok::<Written, Problem>((StatusCode::OK, as_committed(&state, account_id)?))
     };
-    body::idempotent(&state, &headers, &principal, &route, &body, write).await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 /// The programme whose unit `unit` is, if any.

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::accounts::{self, KeyRegistration};
-use super::body::{self, Keep, Written};
+use super::body::{self, Keep, WriteTarget, Written};
 use super::principal::Principal;
 use super::problem::Problem;
 use crate::activation::{
@@ -77,9 +77,9 @@ pub(super) async fn issue_code(
     principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
-    let route = format!("POST /v1/accounts/{id}/activation-codes");
     let write = async {
         let account_id = {
             let view = state.committer.view().read();
@@ -110,7 +110,7 @@ pub(super) async fn issue_code(
         &headers,
         &owner,
         Keep::Nothing,
-        &route,
+        &target,
         &body,
         write,
     )
@@ -123,13 +123,13 @@ pub(super) async fn register_with_code(
     state: &AppState,
     id: &str,
     headers: &HeaderMap,
+    target: &WriteTarget,
     body: &Bytes,
 ) -> Response {
     // A malformed id cannot have a code: the same answer as a wrong code.
     let Ok(account) = id.parse::<AccountId>() else {
         return Problem::from(ActivationError::BadCode).into_response();
     };
-    let route = format!("PUT /v1/accounts/{account}/key");
     let write = async {
         let registration: KeyRegistration = body::parse(headers, body)?;
         let Some(typed) = registration.activation_code.as_deref() else {
@@ -152,7 +152,7 @@ pub(super) async fn register_with_code(
         Ok::<Written, Problem>((StatusCode::OK, accounts::as_committed(state, account)?))
     };
     let owner = attempts_of(account);
-    body::idempotent_with(state, headers, &owner, Keep::Response, &route, body, write).await
+    body::idempotent_with(state, headers, &owner, Keep::Response, target, body, write).await
 }
 
 impl From<ActivationError> for Problem {

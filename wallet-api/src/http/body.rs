@@ -53,6 +53,19 @@ impl<S: Send + Sync> FromRequestParts<S> for JsonContentType {
     }
 }
 
+/// Extractor: the method and path a write was sent to, as its `Idempotency-Key` fingerprint
+/// needs them. Taken from the request itself, so the fingerprint names the resource written
+/// (card A's unlock is not card B's) without each handler spelling its route out again.
+pub struct WriteTarget(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for WriteTarget {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(format!("{} {}", parts.method, parts.uri.path())))
+    }
+}
+
 /// Parses a JSON body into `T` (whose fields should deny unknown names). A type or shape
 /// error is a 422 naming the field's path; broken JSON is a 400.
 pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Problem> {
@@ -102,7 +115,7 @@ pub async fn idempotent<F>(
     state: &AppState,
     headers: &HeaderMap,
     principal: &Principal,
-    method_and_path: &str,
+    target: &WriteTarget,
     body: &[u8],
     write: F,
 ) -> Response
@@ -110,16 +123,7 @@ where
     F: Future<Output = Result<Written, Problem>>,
 {
     let owner = principal.key();
-    idempotent_with(
-        state,
-        headers,
-        &owner,
-        Keep::Response,
-        method_and_path,
-        body,
-        write,
-    )
-    .await
+    idempotent_with(state, headers, &owner, Keep::Response, target, body, write).await
 }
 
 /// [`idempotent`] for a caller named by `owner` (its rate-limit bucket and the namespace of
@@ -129,7 +133,7 @@ pub async fn idempotent_with<F>(
     headers: &HeaderMap,
     owner: &str,
     keep: Keep,
-    method_and_path: &str,
+    target: &WriteTarget,
     body: &[u8],
     write: F,
 ) -> Response
@@ -147,7 +151,7 @@ where
         Err(problem) => return problem.into_response(),
     };
     let mut hasher = Sha256::new();
-    hasher.update(method_and_path.as_bytes());
+    hasher.update(target.0.as_bytes());
     hasher.update([0]);
     hasher.update(body);
     let fingerprint: [u8; 32] = hasher.finalize().into();

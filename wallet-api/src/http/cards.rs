@@ -10,7 +10,7 @@ use ledger::{AccountId, Amount, HouseholdId, IntentId, ParticipantId, PaymentReq
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body::{self, Written};
+use super::body::{self, WriteTarget, Written};
 use super::principal::Principal;
 use super::problem::Problem;
 use super::programmes::{MANAGERS, programme_id, service};
@@ -281,6 +281,7 @@ pub(super) async fn unlock(
     principal: Principal,
     Path(number): Path<String>,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
     let write = async {
@@ -290,15 +291,7 @@ pub(super) async fn unlock(
         let card = programmes.unlock_card(number).await?;
         Ok::<Written, Problem>((StatusCode::OK, render_card(&card)))
     };
-    body::idempotent(
-        &state,
-        &headers,
-        &principal,
-        &format!("POST /v1/cards/{number}/unlock"),
-        &body,
-        write,
-    )
-    .await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -11,7 +11,7 @@ use ledger::{Amount, CategoryCode, ParticipantId, ProgrammeId, UnitCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body::{self, Written};
+use super::body::{self, WriteTarget, Written};
 use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
@@ -263,6 +263,7 @@ pub(super) async fn create(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
     let write = async {
@@ -296,15 +297,7 @@ pub(super) async fn create(
             render_programme(&state, &programme, &[first]),
         ))
     };
-    body::idempotent(
-        &state,
-        &headers,
-        &principal,
-        "POST /v1/programmes",
-        &body,
-        write,
-    )
-    .await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 /// `GET /v1/programmes` (admin, programme manager, auditor).
@@ -373,6 +366,7 @@ pub(super) async fn change_rules(
     principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
     let write = async {
@@ -386,15 +380,7 @@ pub(super) async fn change_rules(
             .await?;
         Ok::<Written, Problem>((StatusCode::CREATED, render_version(&version, scale)))
     };
-    body::idempotent(
-        &state,
-        &headers,
-        &principal,
-        &format!("POST /v1/programmes/{id}/rules"),
-        &body,
-        write,
-    )
-    .await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -426,6 +412,7 @@ pub(super) async fn enrol(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
     let write = async {
@@ -493,15 +480,7 @@ pub(super) async fn enrol(
             }),
         ))
     };
-    body::idempotent(
-        &state,
-        &headers,
-        &principal,
-        &format!("POST /v1/programmes/{id}/enrolments"),
-        &body,
-        write,
-    )
-    .await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -652,6 +631,7 @@ pub(super) async fn run(
     principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
     let write = async {
@@ -697,15 +677,7 @@ pub(super) async fn run(
         };
         Ok::<Written, Problem>((StatusCode::OK, json))
     };
-    body::idempotent(
-        &state,
-        &headers,
-        &principal,
-        &format!("POST /v1/programmes/{id}/runs"),
-        &body,
-        write,
-    )
-    .await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 /// `GET /v1/programmes/{id}/runs`: every run, newest first.
@@ -763,6 +735,7 @@ pub(super) async fn sweep(
     principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
     let write = async {
@@ -772,15 +745,7 @@ pub(super) async fn sweep(
         let json = serde_json::to_value(&report).map_err(|e| Problem::internal(&e))?;
         Ok::<Written, Problem>((StatusCode::OK, json))
     };
-    body::idempotent(
-        &state,
-        &headers,
-        &principal,
-        &format!("POST /v1/programmes/{id}/expiry-sweeps"),
-        &body,
-        write,
-    )
-    .await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -807,6 +772,7 @@ pub(super) async fn decide_merchant(
     principal: Principal,
     Path((id, participant)): Path<(String, String)>,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
     let write = async {
@@ -824,15 +790,7 @@ pub(super) async fn decide_merchant(
         }
         Ok::<Written, Problem>((StatusCode::OK, render_standing(&standing)))
     };
-    body::idempotent(
-        &state,
-        &headers,
-        &principal,
-        &format!("PUT /v1/programmes/{id}/merchants/{participant}"),
-        &body,
-        write,
-    )
-    .await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 fn render_standing(s: &crate::db::programmes::ProgrammeMerchant) -> Value {

@@ -9,7 +9,7 @@ use ledger::{ParticipantId, Unit, UnitCode, UnitKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body::{self, Written};
+use super::body::{self, WriteTarget, Written};
 use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
@@ -81,6 +81,7 @@ pub(super) async fn create_unit(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
     let write = async {
@@ -104,7 +105,7 @@ pub(super) async fn create_unit(
         state.committer.add_unit(unit).await?;
         Ok::<Written, Problem>((StatusCode::CREATED, json))
     };
-    body::idempotent(&state, &headers, &principal, "POST /v1/units", &body, write).await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -256,6 +257,7 @@ pub(super) async fn create_participant(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
     let write = async {
@@ -271,15 +273,7 @@ pub(super) async fn create_participant(
             render::participant(&participant, false),
         ))
     };
-    body::idempotent(
-        &state,
-        &headers,
-        &principal,
-        "POST /v1/participants",
-        &body,
-        write,
-    )
-    .await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 /// `GET /v1/participants/{id}`.

@@ -11,7 +11,7 @@ use ledger::{AccountId, AccountKind, Amount, EntryId, PaymentRequestId};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::body::{self, Written};
+use super::body::{self, WriteTarget, Written};
 use super::principal::Principal;
 use super::problem::Problem;
 use super::{AppState, render};
@@ -57,6 +57,7 @@ pub(super) async fn create(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
     let write = async {
@@ -111,15 +112,7 @@ pub(super) async fn create(
             render::payment_request(&request, None, &view, now_ms),
         ))
     };
-    body::idempotent(
-        &state,
-        &headers,
-        &principal,
-        "POST /v1/payment-requests",
-        &body,
-        write,
-    )
-    .await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 /// Whether `principal` may ask for payment to `account`, or cancel such a request: the
@@ -165,9 +158,9 @@ pub(super) async fn cancel(
     principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
+    target: WriteTarget,
     body: Bytes,
 ) -> Response {
-    let route = format!("POST /v1/payment-requests/{id}/cancel");
     let write = async {
         let request = find(&state, &id).await?;
         {
@@ -202,7 +195,7 @@ pub(super) async fn cancel(
             render::payment_request(&cancelled, None, &view, now_ms),
         ))
     };
-    body::idempotent(&state, &headers, &principal, &route, &body, write).await
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
 /// 409: the request was paid (by `entry_id`) before the cancellation reached the writer.
