@@ -10,7 +10,7 @@ use anyhow::{Context, Result, ensure};
 use ledger::{Unit, UnitCode, UnitKind};
 use wallet_api::cards::{CardPrefix, KdfParams, ServerSecret};
 use wallet_api::enrolment::{EnrolmentRules, synthetic_enrolment_csv};
-use wallet_api::programme::disburse::{RunKind, RunOptions};
+use wallet_api::programme::disburse::{RunKind, RunOptions, monthly_period_of};
 use wallet_api::programme::{
     AmountRule, CardSettings, NewProgramme, ProgrammeRules, Programmes, Schedule,
 };
@@ -106,7 +106,7 @@ async fn once(households: usize, dir: &std::path::Path, round: usize) -> Result<
     let report = programmes
         .execute_run(
             programme.id,
-            "2026-12",
+            &monthly_period_of(wallet_api::Clock::now_ms(&SystemClock)),
             &RunKind::Monthly,
             RunOptions::default(),
             &|_| {},

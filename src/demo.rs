@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use ledger::{AccountKind, Balance, Book, Unit, UnitCode, UnitKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use wallet_api::programme::disburse::{RunKind, RunOptions};
+use wallet_api::programme::disburse::{RunKind, RunOptions, monthly_period_of};
 use wallet_api::programme::{AmountRule, NewProgramme, ProgrammeRules, Programmes, Schedule};
 use wallet_api::{CommitError, Committer};
 
@@ -313,11 +313,7 @@ pub async fn seed_programme_if_none(programmes: &Programmes) -> Result<()> {
     for household in programmes.db().households(programme.id).await? {
         programmes.issue_card(household.id, Some(DEMO_PIN)).await?;
     }
-    let period = {
-        let days = now_s().div_euclid(86_400);
-        let (year, month, _) = ledger::policy::civil_from_days(days);
-        format!("{year:04}-{month:02}")
-    };
+    let period = monthly_period_of(now_s().saturating_mul(1000));
     programmes
         .execute_run(
             programme.id,

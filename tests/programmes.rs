@@ -28,6 +28,16 @@ fn now_s() -> i64 {
         .as_secs() as i64
 }
 
+/// The month `offset` months from the current one (UTC), `YYYY-MM`: a monthly run may be
+/// paid only from the programme's first month to the month after the current one.
+fn month_from_now(offset: i64) -> String {
+    let today = wallet_api::redemption::UtcDateTime::from_unix_s(now_s())
+        .unwrap()
+        .date;
+    let months = i64::from(today.year()) * 12 + i64::from(today.month()) - 1 + offset;
+    format!("{:04}-{:02}", months / 12, months % 12 + 1)
+}
+
 /// Households for the CSV: `n` valid rows, then a few bad ones.
 fn enrolment_csv(n: usize) -> String {
     let mut csv = String::from("household_ref;name;dependents;area;phone;language\r\n");
@@ -493,18 +503,33 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         .await;
         assert_eq!(consent.status, 200, "{}", consent.body);
 
-        // The December run: a dry run first, then the run, then the same run again.
+        // Next month's run: a dry run first, then the run, then the same run again.
+        let (this_month, next_month) = (month_from_now(0), month_from_now(1));
         let plan = send(
             a,
             "POST",
             &format!("{p}/runs"),
             &admin,
-            json!({"period": "2026-12", "dry_run": true}),
+            json!({"period": next_month, "dry_run": true}),
         )
         .await;
         assert_eq!(plan.status, 200, "{}", plan.body);
         assert_eq!(plan.json()["households"], 300);
-        assert_eq!(plan.json()["due_date"], "2026-12-05");
+        assert_eq!(plan.json()["due_date"], format!("{next_month}-05"));
+        // A month further on is almost surely a typed year or month: refused, even as a dry
+        // run, naming the field.
+        for typo in [month_from_now(2), month_from_now(12), month_from_now(-1)] {
+            let refused = send(
+                a,
+                "POST",
+                &format!("{p}/runs"),
+                &admin,
+                json!({"period": typo, "dry_run": true}),
+            )
+            .await;
+            assert_eq!(refused.status, 422, "{typo}: {}", refused.body);
+            assert_eq!(refused.json()["field"], "period", "{}", refused.body);
+        }
         assert_eq!(
             plan.json()["exceptions"].as_array().unwrap().len(),
             298,
@@ -515,7 +540,7 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             "POST",
             &format!("{p}/runs"),
             &admin,
-            json!({"period": "2026-12"}),
+            json!({"period": next_month}),
         )
         .await;
         assert_eq!(run.status, 200, "{}", run.body);
@@ -531,7 +556,7 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             "POST",
             &format!("{p}/runs"),
             &admin,
-            json!({"period": "2026-12"}),
+            json!({"period": next_month}),
         )
         .await;
         assert_eq!(rerun.json()["already_committed_entries"], 3);
@@ -641,7 +666,7 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             "POST",
             &format!("{p}/runs"),
             &admin,
-            json!({"period": "2027-02", "dry_run": true}),
+            json!({"period": this_month, "dry_run": true}),
         )
         .await;
         let flagged = next.json()["exceptions"]
@@ -815,7 +840,7 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         assert!(sepa.body.contains("has not ended"), "{}", sepa.body);
         stop_with_sigterm(&mut server, label).await;
 
-        // The CLI, service stopped: January's run stops after one entry, as a crash would,
+        // The CLI, service stopped: this month's run stops after one entry, as a crash would,
         // then runs again to the end; nobody is paid twice.
         let common = [
             "--database-url",
@@ -829,7 +854,7 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             &[
                 &["disburse"][..],
                 &common,
-                &["--period", "2027-01", "--dry-run"],
+                &["--period", &this_month, "--dry-run"],
             ]
             .concat(),
         );
@@ -843,7 +868,7 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             &[
                 &["disburse"][..],
                 &common,
-                &["--period", "2027-01", "--stop-after-entries", "1"],
+                &["--period", &this_month, "--stop-after-entries", "1"],
             ]
             .concat(),
         );
@@ -853,7 +878,7 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             String::from_utf8_lossy(&cut.stderr)
         );
         let resumed =
-            coledger_cli(&[&["disburse"][..], &common, &["--period", "2027-01"]].concat());
+            coledger_cli(&[&["disburse"][..], &common, &["--period", &this_month]].concat());
         let out = String::from_utf8_lossy(&resumed.stdout).to_string();
         assert!(
             resumed.status.success(),
@@ -882,7 +907,7 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             "--programme",
             programme.as_str(),
             "--period",
-            "2027-02",
+            &this_month,
         ]);
         let err = String::from_utf8_lossy(&wrong.stderr);
         assert!(!wrong.status.success(), "{label}: {err}");
@@ -898,7 +923,7 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
                 &[
                     &["disburse", "--database-url", typo.as_str()][..],
                     &common[2..],
-                    &["--period", "2027-02"],
+                    &["--period", &this_month],
                 ]
                 .concat(),
             );
@@ -1048,7 +1073,7 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         let page = std::fs::read_to_string(secret_dir.path().join("cards-1.svg")).unwrap();
         assert!(page.contains("Familia") && page.contains("<svg"), "{page}");
 
-        // Back up: Carmen has December's 245.00 left plus January's 300.00, exactly once.
+        // Back up: Carmen has next month's 245.00 left plus this month's 300.00, exactly once.
         let (mut server, address) = serve(&url, &["--secret-file", &secret]).await;
         assert_eq!(
             balance(&address, &admin, carmen_account).await,

@@ -312,6 +312,12 @@ pub fn day_of(at: TimestampMs) -> i64 {
     at.div_euclid(DAY_MS)
 }
 
+/// The UTC month number (year * 12 + month - 1) of a timestamp, so months compare and
+/// subtract.
+pub fn month_of(at: TimestampMs) -> i64 {
+    month_of_day(day_of(at))
+}
+
 /// The UTC day number and month number (year * 12 + month - 1) of a timestamp.
 fn day_and_month(at: TimestampMs) -> (i64, i64) {
     let day = day_of(at);

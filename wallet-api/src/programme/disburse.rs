@@ -181,6 +181,54 @@ pub fn validate_period(kind: &RunKind, period: &str) -> Result<(), ProgrammeErro
     }
 }
 
+/// How far ahead of the current month a monthly run may be paid: the month before it is
+/// due, so a payment can be prepared, but no further.
+pub const MONTHS_AHEAD: i64 = 1;
+
+/// The monthly period (`YYYY-MM`, UTC) a timestamp falls in.
+pub fn monthly_period_of(at_ms: i64) -> String {
+    let (year, month, _) = ledger::policy::civil_from_days(ledger::policy::day_of(at_ms));
+    format!("{year:04}-{month:02}")
+}
+
+/// Refuses a new monthly run for a month before the programme existed or more than
+/// [`MONTHS_AHEAD`] after the current one: each is almost surely a typed year or month (2027-12
+/// for 2026-12), and a run pays every household at once. `period` is a valid `YYYY-MM`.
+pub fn check_period_window(
+    period: &str,
+    created_at_ms: i64,
+    now_ms: i64,
+) -> Result<(), ProgrammeError> {
+    let parsed = (
+        period.get(..4).and_then(|y| y.parse::<i64>().ok()),
+        period.get(5..).and_then(|m| m.parse::<i64>().ok()),
+    );
+    let (Some(year), Some(month)) = parsed else {
+        return Err(invalid(
+            "period",
+            "a monthly period is YYYY-MM, e.g. 2026-12",
+        ));
+    };
+    // A month number as `ledger::policy::month_of` counts them.
+    let asked = year * 12 + month - 1;
+    if asked > ledger::policy::month_of(now_ms) + MONTHS_AHEAD {
+        return Err(invalid(
+            "period",
+            format!(
+                "{period} is more than {MONTHS_AHEAD} month ahead of the current month; a \
+                 monthly run is paid at most the month before it is due"
+            ),
+        ));
+    }
+    if asked < ledger::policy::month_of(created_at_ms) {
+        return Err(invalid(
+            "period",
+            format!("{period} is before the month the programme was created in"),
+        ));
+    }
+    Ok(())
+}
+
 impl Programmes {
     /// Plans a run without paying: households, total, budget, exceptions.
     pub async fn plan_run(
@@ -209,10 +257,14 @@ impl Programmes {
             ));
         }
         let now = self.now_ms();
+        let existing = self.db.run_for(programme.id, period).await?;
+        // A run already planned is resumed whatever the date: it may have been stopped halfway.
+        if existing.is_none() && *kind == RunKind::Monthly {
+            check_period_window(period, programme.created_at, now)?;
+        }
         let versions = self.db.rule_versions(programme.id).await?;
         let rules = rules_at(&versions, now)
             .ok_or_else(|| ProgrammeError::Conflict("no rules are in force yet".into()))?;
-        let existing = self.db.run_for(programme.id, period).await?;
         let households = self.db.households(programme.id).await?;
         let cards = self.db.card_states(programme.id).await?;
         let mut exceptions = Vec::new();
@@ -558,5 +610,38 @@ mod tests {
         assert!(validate_period(&emergency, "2026-12").is_err());
         assert!(validate_period(&emergency, "flood 2026").is_err());
         assert!(validate_period(&emergency, &"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn a_monthly_run_is_refused_before_the_programme_and_beyond_next_month() {
+        // 2026-11-22T00:00:00Z; the programme was created on 2026-06-15.
+        let now_ms = 1_795_305_600_000;
+        let created_ms = 1_781_481_600_000;
+        for fine in ["2026-06", "2026-10", "2026-11", "2026-12"] {
+            assert!(
+                check_period_window(fine, created_ms, now_ms).is_ok(),
+                "{fine}"
+            );
+        }
+        for (typo, says) in [
+            ("2027-01", "more than 1 month ahead"),
+            ("2027-12", "more than 1 month ahead"),
+            ("2026-05", "before the month the programme was created"),
+            ("2025-12", "before the month the programme was created"),
+        ] {
+            let refused = check_period_window(typo, created_ms, now_ms).unwrap_err();
+            assert!(
+                matches!(&refused, ProgrammeError::Invalid { field, .. } if *field == "period")
+                    && refused.to_string().contains(says),
+                "{typo}: {refused}"
+            );
+        }
+        assert_eq!(monthly_period_of(now_ms), "2026-11");
+        assert_eq!(monthly_period_of(1_796_083_200_000 - 1), "2026-11");
+        assert_eq!(monthly_period_of(1_796_083_200_000), "2026-12");
+        // December's run may be paid from 1 November, January's from 1 December (UTC).
+        let december_first_ms = 1_796_083_200_000;
+        assert!(check_period_window("2027-01", created_ms, december_first_ms).is_ok());
+        assert!(check_period_window("2027-01", created_ms, december_first_ms - 1).is_err());
     }
 }

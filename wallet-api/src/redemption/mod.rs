@@ -111,8 +111,11 @@ impl UtcDateTime {
         let days = unix_s / SECONDS_PER_DAY;
         let second_of_day =
             u32::try_from(unix_s % SECONDS_PER_DAY).map_err(|_| DateError::UnixTime(unix_s))?;
-        let (year, month, day) = civil_from_days(days);
-        let year = i32::try_from(year).map_err(|_| DateError::UnixTime(unix_s))?;
+        let (year, month, day) = ledger::policy::civil_from_days(days);
+        let in_range = (i32::try_from(year), u8::try_from(month), u8::try_from(day));
+        let (Ok(year), Ok(month), Ok(day)) = in_range else {
+            return Err(DateError::UnixTime(unix_s));
+        };
         let date = Date::new(year, month, day).map_err(|_| DateError::UnixTime(unix_s))?;
         Ok(Self {
             date,
@@ -143,33 +146,6 @@ fn days_in_month(year: u16, month: u8) -> u8 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Year, month and day of a count of days since 1970-01-01 (non-negative). The Gregorian
-/// calendar repeats every 400 years (146 097 days); counting years from 1 March puts the
-/// leap day last, so a year's day number maps to its month by a fixed linear formula.
-fn civil_from_days(days: i64) -> (i64, u8, u8) {
-    // Days from 0000-03-01 to 1970-01-01.
-    let shifted = days + 719_468;
-    let era = shifted / 146_097;
-    let day_of_era = shifted - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    // Both are in range by construction: month 1..=12, day 1..=31.
-    (
-        year,
-        u8::try_from(month).unwrap_or(0),
-        u8::try_from(day).unwrap_or(0),
-    )
 }
 
 #[cfg(test)]

@@ -842,7 +842,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
         let plan = programmes
             .execute_run(
                 programme.id,
-                "2027-01",
+                "2026-11",
                 &RunKind::Monthly,
                 RunOptions::default(),
                 &quiet,
