@@ -4,6 +4,7 @@
 
 use ledger::policy::days_from_civil;
 use ledger::{Amount, ParticipantId};
+use sha2::{Digest as _, Sha256};
 
 use super::service::{ProgrammeError, Programmes, invalid};
 use crate::redemption::pain001::{CreditTransferFile, Debtor, Transfer, pain001_xml};
@@ -185,7 +186,13 @@ impl Programmes {
             }
         }
         let lines = self.settlement(programme_id, start, end).await?;
-        let missing: Vec<&str> = lines
+        // Only merchants owed something are paid, so only they need an IBAN: a merchant
+        // whose fees took all it redeemed must not hold up everyone else's payment.
+        let payable: Vec<_> = lines
+            .iter()
+            .filter(|m| m.gross_minor > m.fee_minor)
+            .collect();
+        let missing: Vec<&str> = payable
             .iter()
             .filter(|m| m.iban.is_none())
             .map(|m| m.name.as_str())
@@ -198,16 +205,11 @@ impl Programmes {
         }
         let period = format!("{start}/{end}");
         let compact = |d: Date| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day());
-        let id_hex = programme.id.0.simple().to_string();
-        let transfers = lines
+        let transfers = payable
             .iter()
-            .filter(|m| m.gross_minor > m.fee_minor)
             .map(|m| Transfer {
-                end_to_end_id: format!(
-                    "R{}{}",
-                    compact(end),
-                    &m.merchant.0.simple().to_string()[..24]
-                ),
+                // 1 + 8 + 26 = 35 characters, the schema's limit.
+                end_to_end_id: format!("R{}{}", compact(end), id_digest(m.merchant.0, 26)),
                 creditor_name: m.name.clone(),
                 creditor_iban: m.iban.clone().unwrap_or_default(),
                 creditor_bic: m.bic.clone(),
@@ -216,7 +218,13 @@ impl Programmes {
             })
             .collect();
         let file = CreditTransferFile {
-            message_id: format!("CL{}{}{}", &id_hex[..8], compact(start), compact(end)),
+            // 2 + 17 + 8 + 8 = 35 characters, the schema's limit.
+            message_id: format!(
+                "CL{}{}{}",
+                id_digest(programme.id.0, 17),
+                compact(start),
+                compact(end)
+            ),
             created_at_unix_s: self.now_ms().div_euclid(1000),
             execution_date: execution,
             debtor: Debtor {
@@ -250,6 +258,22 @@ impl Programmes {
     }
 }
 
+/// The first `len` hex digits of the SHA-256 of an id: a short stand-in for a whole id in
+/// the bank file's identifiers (35 characters at most). Not a prefix of the id itself: ids
+/// are UUIDv7, whose first digits are the creation time and whose last ones count upward
+/// within a millisecond, so two programmes made in the same minute, or two merchants made in
+/// the same millisecond, would share any slice of them and the bank would refuse the file as
+/// a duplicate.
+fn id_digest(id: uuid::Uuid, len: usize) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    Sha256::digest(id.as_bytes())
+        .iter()
+        .flat_map(|byte| [byte >> 4, byte & 0x0F])
+        .take(len)
+        .map(|nibble| char::from(DIGITS[usize::from(nibble)]))
+        .collect()
+}
+
 fn amount(minor: i64) -> Result<Amount, ProgrammeError> {
     Amount::from_minor(minor).map_err(|e| ProgrammeError::Internal(e.to_string()))
 }
@@ -257,6 +281,21 @@ fn amount(minor: i64) -> Result<Amount, ProgrammeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bank_file_ids_differ_for_ids_made_in_the_same_millisecond() {
+        // Two v7 ids a counter apart: same time, same first 31 hex digits.
+        let first = uuid::Uuid::from_u128(0x019a_b2c3_d4e5_7000_8000_0000_0000_0001);
+        let second = uuid::Uuid::from_u128(0x019a_b2c3_d4e5_7000_8000_0000_0000_0002);
+        let (a, b) = (id_digest(first, 17), id_digest(second, 17));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 17);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+        );
+        assert_eq!(id_digest(first, 26)[..17], a, "one id, one digest");
+    }
 
     #[test]
     fn dates_are_parsed_strictly() {

@@ -719,6 +719,17 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             .await
             .unwrap();
         assert!(again.contains("<InstdAmt Ccy=\"EUR\">98.50</InstdAmt>"));
+        let element = |xml: &str, tag: &str| {
+            let open = format!("<{tag}>");
+            let from = xml.find(&open).unwrap() + open.len();
+            xml[from..from + xml[from..].find('<').unwrap()].to_owned()
+        };
+        for tag in ["MsgId", "EndToEndId"] {
+            let id = element(&xml, tag);
+            assert_eq!(id, element(&again, tag), "{tag}: the bank sees one file");
+            assert!(id.len() <= 35, "{tag} {id}");
+        }
+        assert!(element(&xml, "MsgId").ends_with("2026110120261130"));
         let overlap = programmes
             .credit_transfer_file(
                 programme.id,
