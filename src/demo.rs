@@ -305,6 +305,7 @@ pub async fn seed_programme_if_none(programmes: &Programmes) -> Result<()> {
                 social_enterprise: category == "5411",
                 iban: None,
                 bic: None,
+                account_holder: None,
             })
             .await?;
         programmes.apply_merchant(id, &[programme.id]).await?;

@@ -350,6 +350,38 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             assert_eq!(refused.status, 422, "{label}: {}", refused.body);
             assert_eq!(refused.problem_type(), "/problems/validation-failed");
         }
+        // A name a SEPA file cannot spell, with an IBAN, needs the account holder's Latin name:
+        // refused now, not when the month's bank file fails for every merchant.
+        let arabic_name = json!({
+            "name": "مخبز النور",
+            "category_code": "5462",
+            "iban": "PT50000201231234567890154",
+            "programmes": [&programme],
+        });
+        let refused = http(
+            a,
+            "POST",
+            "/v1/registry/applications",
+            None,
+            &[],
+            Some(&arabic_name.to_string()),
+        )
+        .await;
+        assert_eq!(refused.status, 422, "{label}: {}", refused.body);
+        assert_eq!(refused.json()["field"], "name", "{}", refused.body);
+        assert!(refused.body.contains("account_holder"), "{}", refused.body);
+        let mut with_holder = arabic_name.clone();
+        with_holder["account_holder"] = json!("Makhbaz Al Nour");
+        let bakery = http(
+            a,
+            "POST",
+            "/v1/registry/applications",
+            None,
+            &[],
+            Some(&with_holder.to_string()),
+        )
+        .await;
+        assert_eq!(bakery.status, 201, "{label}: {}", bakery.body);
         let everyone = http(
             a,
             "GET",

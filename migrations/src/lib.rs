@@ -51,6 +51,11 @@ const SQLITE: &[Embedded] = &[
         "refund links",
         include_str!("../sqlite/0008_refund_links.sql"),
     ),
+    (
+        9,
+        "account holder",
+        include_str!("../sqlite/0009_account_holder.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -89,6 +94,11 @@ const POSTGRES: &[Embedded] = &[
         8,
         "refund links",
         include_str!("../postgres/0008_refund_links.sql"),
+    ),
+    (
+        9,
+        "account holder",
+        include_str!("../postgres/0009_account_holder.sql"),
     ),
 ];
 

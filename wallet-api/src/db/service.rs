@@ -44,6 +44,9 @@ pub struct Participant {
     pub iban: Option<String>,
     /// The bank's BIC, if known; never public.
     pub bic: Option<String>,
+    /// The name the bank account is held in, in Latin letters, when `name` is not it (a
+    /// Greek or Arabic shop name cannot go in a SEPA file); never public.
+    pub account_holder: Option<String>,
     /// When it was registered (ms).
     pub created_at: i64,
 }
@@ -62,10 +65,11 @@ type ParticipantRow = (
     i16,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 const PARTICIPANT_COLUMNS: &str = "id, kind, name, roles, category_code, address, opening_hours, \
-     listed, created_at, area, social_enterprise, iban, bic";
+     listed, created_at, area, social_enterprise, iban, bic, account_holder";
 
 fn participant(row: ParticipantRow) -> Result<Participant, DbError> {
     let (
@@ -82,6 +86,7 @@ fn participant(row: ParticipantRow) -> Result<Participant, DbError> {
         social_enterprise,
         iban,
         bic,
+        account_holder,
     ) = row;
     let roles: Vec<String> = serde_json::from_str(&roles).map_err(|e| corrupt("participant", e))?;
     Ok(Participant {
@@ -98,6 +103,7 @@ fn participant(row: ParticipantRow) -> Result<Participant, DbError> {
         social_enterprise: social_enterprise != 0,
         iban,
         bic,
+        account_holder,
     })
 }
 
@@ -284,7 +290,7 @@ impl Database {
         let roles = serde_json::to_string(&p.roles).map_err(|e| corrupt("participant", e))?;
         let sql = format!(
             "insert into participant ({PARTICIPANT_COLUMNS}) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         );
         on_pool!(self, |pool| sqlx::query(&sql)
             .bind(p.id.0)
@@ -300,6 +306,7 @@ impl Database {
             .bind(i16::from(p.social_enterprise))
             .bind(&p.iban)
             .bind(&p.bic)
+            .bind(&p.account_holder)
             .execute(pool)
             .await
             .map(drop))?;

@@ -386,6 +386,9 @@ struct ApplicationDto {
     iban: Option<String>,
     #[serde(default)]
     bic: Option<String>,
+    /// The name the bank account is held in, in Latin letters, if `name` is not it.
+    #[serde(default)]
+    account_holder: Option<String>,
     /// Programme ids the merchant wants to accept.
     programmes: Vec<String>,
 }
@@ -427,6 +430,7 @@ pub(super) async fn apply(
         social_enterprise: dto.social_enterprise,
         iban: dto.iban,
         bic: dto.bic,
+        account_holder: dto.account_holder,
     };
     let participant: Participant = super::registry::validate_fields(new, state.clock.now_ms())?;
     // Everything checked before the participant is stored, so a refused application leaves

@@ -131,6 +131,10 @@ pub(super) struct NewParticipantFields {
     pub(super) iban: Option<String>,
     #[serde(default)]
     pub(super) bic: Option<String>,
+    /// The name the bank account is held in, in Latin letters, if `name` is not it (a SEPA
+    /// file carries only Latin letters); never public.
+    #[serde(default)]
+    pub(super) account_holder: Option<String>,
 }
 
 /// Scheme roles a participant may have.
@@ -217,6 +221,32 @@ pub(super) fn validate_fields(
         .map(crate::redemption::pain001::normalise_iban)
         .transpose()
         .map_err(|e| Problem::invalid_field("iban", format!("iban: {e}")))?;
+    if let Some(holder) = &new.account_holder {
+        if holder.trim().is_empty() {
+            return Err(Problem::invalid_field(
+                "account_holder",
+                "account_holder must not be empty; leave it out if the name is the holder's",
+            ));
+        }
+        check_text("account_holder", holder)?;
+    }
+    // A payout goes in a SEPA file, which spells names in Latin letters only: find out now,
+    // while the merchant is at hand, not when the month's file for every merchant fails.
+    if iban.is_some() {
+        let (field, bank_name) = match &new.account_holder {
+            Some(holder) => ("account_holder", holder),
+            None => ("name", &new.name),
+        };
+        if let Err(e) = crate::redemption::sepa_name(field, bank_name) {
+            let hint = if field == "name" {
+                "; keep this name for the registry and send account_holder: the name the \
+                 bank account is held in, in Latin letters"
+            } else {
+                ""
+            };
+            return Err(Problem::invalid_field(field, format!("{e}{hint}")));
+        }
+    }
     let bic =
         match new.bic.as_deref() {
             None => None,
@@ -238,6 +268,7 @@ pub(super) fn validate_fields(
         social_enterprise: new.social_enterprise,
         iban,
         bic,
+        account_holder: new.account_holder,
     })
 }
 
@@ -431,5 +462,63 @@ mod tests {
             assert!(check_text("name", bad).is_err(), "{bad:?}");
         }
         assert!(check_text("name", &"x".repeat(MAX_TEXT_CHARS + 1)).is_err());
+    }
+
+    fn shop(name: &str, iban: Option<&str>, holder: Option<&str>) -> NewParticipantFields {
+        NewParticipantFields {
+            kind: "organisation".into(),
+            name: name.into(),
+            roles: vec!["merchant".into()],
+            category_code: Some("5411".into()),
+            address: None,
+            opening_hours: None,
+            listed: false,
+            area: None,
+            social_enterprise: false,
+            iban: iban.map(str::to_owned),
+            bic: None,
+            account_holder: holder.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_merchant_paid_by_sepa_has_a_latin_account_holder() {
+        const IBAN: &str = "GR16 0110 1250 0000 0001 2300 695";
+        let refused_field = |new| {
+            let problem = validate_fields(new, 0).unwrap_err();
+            let body = problem.body();
+            (body["field"].clone(), body["detail"].to_string())
+        };
+        // A Greek name with an IBAN: the registry keeps it, the bank cannot take it.
+        let (field, detail) = refused_field(shop("Φούρνος Καλαμαριά", Some(IBAN), None));
+        assert_eq!(field, "name");
+        assert!(
+            detail.contains("no SEPA Latin spelling") && detail.contains("account_holder"),
+            "{detail}"
+        );
+        // With the holder's Latin name it is accepted and both are kept.
+        let kept = validate_fields(
+            shop(
+                "Φούρνος Καλαμαριά",
+                Some(IBAN),
+                Some("Fournos Kalamaria IKE"),
+            ),
+            0,
+        )
+        .unwrap();
+        assert_eq!(kept.name, "Φούρνος Καλαμαριά");
+        assert_eq!(
+            kept.account_holder.as_deref(),
+            Some("Fournos Kalamaria IKE")
+        );
+        // Without an IBAN nothing goes to a bank, so any script is fine.
+        assert!(validate_fields(shop("مخبز النور", None, None), 0).is_ok());
+        // A holder's name must itself be spellable, and not blank.
+        let (field, _) = refused_field(shop("مخبز النور", Some(IBAN), Some("مخبز النور")));
+        assert_eq!(field, "account_holder");
+        let (field, _) = refused_field(shop("Shop", Some(IBAN), Some("  ")));
+        assert_eq!(field, "account_holder");
+        // Latin letters with accents are spelt out, as the bank file does.
+        assert!(validate_fields(shop("Panadería Núñez", Some(IBAN), None), 0).is_ok());
     }
 }

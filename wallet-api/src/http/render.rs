@@ -127,6 +127,7 @@ pub fn participant(p: &Participant, public: bool) -> Value {
         "social_enterprise": p.social_enterprise,
         "iban": p.iban,
         "bic": p.bic,
+        "account_holder": p.account_holder,
     })
 }
 

@@ -22,6 +22,8 @@ pub struct MerchantSettlement {
     pub name: String,
     /// Its IBAN, if registered.
     pub iban: Option<String>,
+    /// The name its bank account is held in, if not `name`.
+    pub account_holder: Option<String>,
     /// Its bank's BIC, if registered.
     pub bic: Option<String>,
     /// Redemption entries.
@@ -96,6 +98,7 @@ impl Programmes {
                 merchant,
                 name: participant.name,
                 iban: participant.iban,
+                account_holder: participant.account_holder,
                 bic: participant.bic,
                 redemptions: u64::try_from(redemptions).unwrap_or(0),
                 gross_minor,
@@ -210,7 +213,7 @@ impl Programmes {
             .map(|m| Transfer {
                 // 1 + 8 + 26 = 35 characters, the schema's limit.
                 end_to_end_id: format!("R{}{}", compact(end), id_digest(m.merchant.0, 26)),
-                creditor_name: m.name.clone(),
+                creditor_name: m.account_holder.clone().unwrap_or_else(|| m.name.clone()),
                 creditor_iban: m.iban.clone().unwrap_or_default(),
                 creditor_bic: m.bic.clone(),
                 amount_cents: m.gross_minor.saturating_sub(m.fee_minor),

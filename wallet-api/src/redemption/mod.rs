@@ -11,7 +11,7 @@ pub mod settlement;
 
 pub use pain001::{
     CreditTransferFile, Debtor, IbanError, IdProblem, SepaError, Transfer, normalise_bic,
-    normalise_iban, pain001_xml,
+    normalise_iban, pain001_xml, sepa_name,
 };
 pub use settlement::{Period, SettlementError, SettlementFigures, SettlementRow, settlement_csv};
 

@@ -525,8 +525,9 @@ fn check_id(field: &str, id: &str) -> Result<String, SepaError> {
     }
 }
 
-/// A party name in the basic Latin set, cut to [`MAX_NAME_CHARS`].
-fn sepa_name(field: &str, name: &str) -> Result<String, SepaError> {
+/// A party name in the basic Latin set, cut to [`MAX_NAME_CHARS`]: what a SEPA file would
+/// carry for `name`, or why it cannot carry it.
+pub fn sepa_name(field: &str, name: &str) -> Result<String, SepaError> {
     let mut text = sepa_text(field, name)?;
     if text.len() > MAX_NAME_CHARS {
         // After conversion the text is ASCII, so a byte index is a character index.

@@ -466,6 +466,7 @@ async fn only_managers_issue_codes_and_never_for_programme_or_closed_accounts() 
                 social_enterprise: false,
                 iban: None,
                 bic: None,
+                account_holder: None,
             })
             .await
             .unwrap();

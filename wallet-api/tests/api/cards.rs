@@ -81,6 +81,7 @@ async fn env(test_db: TestDb) -> Env {
         social_enterprise: false,
         iban: None,
         bic: None,
+        account_holder: None,
     })
     .await
     .unwrap();

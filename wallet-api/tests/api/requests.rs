@@ -65,6 +65,7 @@ fn participant(id: ParticipantId, kind: &str, name: &str, roles: &[&str]) -> Par
         social_enterprise: false,
         iban: None,
         bic: None,
+        account_holder: None,
     }
 }
 

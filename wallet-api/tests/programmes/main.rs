@@ -76,7 +76,7 @@ fn household(i: usize) -> HouseholdInput {
 }
 
 async fn merchant(db: &wallet_api::Database, name: &str, category: &str) -> ParticipantId {
-    merchant_with_iban(db, name, category, None).await
+    merchant_with_iban(db, name, category, None, None).await
 }
 
 async fn merchant_with_iban(
@@ -84,6 +84,7 @@ async fn merchant_with_iban(
     name: &str,
     category: &str,
     iban: Option<&str>,
+    account_holder: Option<&str>,
 ) -> ParticipantId {
     let id = ParticipantId::new();
     db.insert_participant(&Participant {
@@ -100,6 +101,7 @@ async fn merchant_with_iban(
         social_enterprise: false,
         iban: iban.map(str::to_owned),
         bic: None,
+        account_holder: account_holder.map(str::to_owned),
     })
     .await
     .unwrap();
@@ -356,6 +358,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             "Ultramarinos Triana",
             "5411",
             Some("PT50000201231234567890154"),
+            Some("Ultramarinos Triana S.L."),
         )
         .await;
         let casino = merchant(&db, "Casino", "7995").await;
@@ -708,6 +711,8 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             "{xml}"
         );
         assert!(xml.contains("PT50000201231234567890154"), "{xml}");
+        // The bank is given the name the account is held in, not the shop's display name.
+        assert!(xml.contains("<Nm>Ultramarinos Triana S.L.</Nm>"), "{xml}");
         // The same period again is the same file; an overlapping one would pay twice.
         let again = programmes
             .credit_transfer_file(
