@@ -47,6 +47,19 @@ pub fn parse_date(field: &str, text: &str) -> Result<Date, ProgrammeError> {
     Date::new(year, month, day).map_err(|e| invalid(field, e.to_string()))
 }
 
+/// How long after a period ends its bank file may be made: longer than any redemption takes
+/// from submission to commit.
+pub const SETTLEMENT_GRACE_MS: i64 = 15 * 60 * 1000;
+
+/// The day after a stored `YYYY-MM-DD`.
+fn day_after(text: &str) -> Result<Date, ProgrammeError> {
+    let day = parse_date("settled period", text)
+        .map_err(|e| ProgrammeError::Internal(format!("a stored settlement period: {e}")))?;
+    UtcDateTime::from_unix_s(start_ms(day).saturating_add(DAY_MS).div_euclid(1000))
+        .map(|t| t.date)
+        .map_err(|e| ProgrammeError::Internal(e.to_string()))
+}
+
 fn start_ms(date: Date) -> i64 {
     days_from_civil(
         i64::from(date.year()),
@@ -163,8 +176,51 @@ impl Programmes {
                 programme.unit
             )));
         }
+        // Files are checked against the periods already paid and recorded one at a time, so
+        // two overlapping requests cannot both pass the check.
+        let _one_at_a_time = self.exclusive.lock().await;
+        // A merchant is paid once per redemption: a file for a period overlapping one already
+        // paid is refused; the same period again gives the same transfers.
+        let (from_day, to_day) = (start.to_string(), end.to_string());
+        let settled = self.db.settled_periods(programme_id).await?;
+        for (from, to) in &settled {
+            let same = *from == from_day && *to == to_day;
+            let overlaps = from_day <= *to && *from <= to_day;
+            if overlaps && !same {
+                return Err(ProgrammeError::Conflict(format!(
+                    "{from_day}/{to_day} overlaps {from}/{to}, for which a SEPA file was already \
+                     produced: merchants would be paid twice for the days in both"
+                )));
+            }
+        }
+        // Periods follow one another without a gap: a redemption on a day no file covers
+        // would sit in the clearing account, never paid, and nothing would say so.
+        let same_again = settled.iter().any(|(f, t)| *f == from_day && *t == to_day);
+        if !same_again {
+            let last_paid = settled.iter().map(|(_, to)| to).max();
+            if let Some(last_to) = last_paid {
+                let next = day_after(last_to)?;
+                if next != start {
+                    return Err(ProgrammeError::Conflict(format!(
+                        "the last SEPA file paid up to {last_to}; the next period starts on \
+                         {next} (from {start} would leave the days between unpaid)"
+                    )));
+                }
+            } else {
+                let created = UtcDateTime::from_unix_s(programme.created_at.div_euclid(1000))
+                    .map_err(|e| ProgrammeError::Internal(e.to_string()))?
+                    .date;
+                if start > created {
+                    return Err(ProgrammeError::Conflict(format!(
+                        "the first SEPA file starts on or before {created}, the day the \
+                         programme was created (from {start} would leave the days before \
+                         unpaid)"
+                    )));
+                }
+            }
+        }
         // Only a period that has ended (UTC) can be paid: a file for one still running would
-        // hold the redemptions so far, and the overlap rule below would then refuse the rest
+        // hold the redemptions so far, and the overlap rule above would then refuse the rest
         // of the period forever, or, asked again for the same days, pay the first part twice.
         if self.now_ms() < start_ms(end).saturating_add(DAY_MS) {
             return Err(ProgrammeError::Conflict(format!(
@@ -172,21 +228,15 @@ impl Programmes {
                  SEPA file pays a closed period, once"
             )));
         }
-        // Files are checked against the periods already paid and recorded one at a time, so
-        // two overlapping requests cannot both pass the check.
-        let _one_at_a_time = self.exclusive.lock().await;
-        // A merchant is paid once per redemption: a file for a period overlapping one already
-        // paid is refused; the same period again gives the same transfers.
-        let (from_day, to_day) = (start.to_string(), end.to_string());
-        for (from, to) in self.db.settled_periods(programme_id).await? {
-            let same = from == from_day && to == to_day;
-            let overlaps = from_day <= to && from <= to_day;
-            if overlaps && !same {
-                return Err(ProgrammeError::Conflict(format!(
-                    "{from_day}/{to_day} overlaps {from}/{to}, for which a SEPA file was already \
-                     produced: merchants would be paid twice for the days in both"
-                )));
-            }
+        // An entry's time is taken when it is submitted, and it is seen once its batch is
+        // committed: a redemption made at 23:59:59 may land just after midnight, and a file
+        // made then would leave it unpaid for good.
+        if self.now_ms() < start_ms(end).saturating_add(DAY_MS + SETTLEMENT_GRACE_MS) {
+            return Err(ProgrammeError::Conflict(format!(
+                "the period {start}/{end} ended less than {} minutes ago; redemptions made at \
+                 its end may still be committing, so ask again shortly",
+                SETTLEMENT_GRACE_MS / 60_000
+            )));
         }
         let lines = self.settlement(programme_id, start, end).await?;
         // Only merchants owed something are paid, so only they need an IBAN: a merchant

@@ -695,8 +695,36 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             matches!(early, Err(ProgrammeError::Conflict(ref m)) if m.contains("has not ended")),
             "{early:?}"
         );
-        // 1 December, 00:00 UTC: it is.
+        // 1 December, 00:00 UTC: it has ended, but a redemption made at 23:59:59 may still be
+        // committing; a quarter of an hour later it cannot be.
         clock.advance(9 * DAY_MS);
+        let committing = programmes
+            .credit_transfer_file(
+                programme.id,
+                day("2026-11-01"),
+                day("2026-11-30"),
+                day("2026-12-01"),
+            )
+            .await;
+        assert!(
+            matches!(committing, Err(ProgrammeError::Conflict(ref m)) if m.contains("may still be committing")),
+            "{committing:?}"
+        );
+        clock.advance(15 * 60 * 1000);
+        // The first file cannot start after the programme's first day: the days before it
+        // would never be paid.
+        let late_start = programmes
+            .credit_transfer_file(
+                programme.id,
+                day("2026-11-23"),
+                day("2026-11-30"),
+                day("2026-12-01"),
+            )
+            .await;
+        assert!(
+            matches!(late_start, Err(ProgrammeError::Conflict(ref m)) if m.contains("on or before 2026-11-22")),
+            "{late_start:?}"
+        );
         let xml = programmes
             .credit_transfer_file(
                 programme.id,
@@ -746,6 +774,20 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
         assert!(
             matches!(overlap, Err(ProgrammeError::Conflict(ref m)) if m.contains("overlaps")),
             "{overlap:?}"
+        );
+        // Nor a gap after it: December's file starts on 1 December (said before that it has
+        // not ended yet).
+        let gap = programmes
+            .credit_transfer_file(
+                programme.id,
+                day("2026-12-02"),
+                day("2026-12-31"),
+                day("2027-01-02"),
+            )
+            .await;
+        assert!(
+            matches!(gap, Err(ProgrammeError::Conflict(ref m)) if m.contains("starts on 2026-12-01")),
+            "{gap:?}"
         );
         // Outside the period, nothing.
         let empty = programmes
