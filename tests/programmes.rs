@@ -856,6 +856,27 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             "{}",
             report.body
         );
+        // In JSON the report also gives each merchant's bank details, for treasurers who pay
+        // by other means than a SEPA file (pilots outside SEPA).
+        let json_report = http(
+            a,
+            "GET",
+            &format!("{p}/settlement?{period}&format=json"),
+            Some(&admin),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(json_report.status, 200, "{}", json_report.body);
+        let grocer_line = json_report.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "Ultramarinos Triana")
+            .cloned()
+            .unwrap();
+        assert_eq!(grocer_line["net"], "39.40");
+        assert_eq!(grocer_line["iban"], "PT50000201231234567890154");
         // Today is not over, so no bank file pays it yet (the file's content and its XSD
         // check are in wallet-api's programme tests and tests/sepa_xsd.rs, with a clock that
         // can move past a period's end).

@@ -891,6 +891,10 @@ pub(super) async fn settlement(
                         "gross": render::decimal(m.gross_minor, scale),
                         "fee": render::decimal(m.fee_minor, scale),
                         "net": render::decimal(m.gross_minor.saturating_sub(m.fee_minor), scale),
+                        // For paying by hand where a SEPA file cannot (pilots outside SEPA).
+                        "iban": m.iban,
+                        "bic": m.bic,
+                        "account_holder": m.account_holder,
                     })
                 })
                 .collect();

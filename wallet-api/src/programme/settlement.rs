@@ -7,7 +7,7 @@ use ledger::{Amount, ParticipantId};
 use sha2::{Digest as _, Sha256};
 
 use super::service::{ProgrammeError, Programmes, invalid};
-use crate::redemption::pain001::{CreditTransferFile, Debtor, Transfer, pain001_xml};
+use crate::redemption::pain001::{CreditTransferFile, Debtor, Transfer, pain001_xml, require_sepa};
 use crate::redemption::settlement::{Period, SettlementFigures, SettlementRow, settlement_csv};
 use crate::redemption::{Date, UtcDateTime};
 
@@ -254,6 +254,18 @@ impl Programmes {
             return Err(ProgrammeError::Conflict(format!(
                 "no IBAN registered for: {}",
                 missing.join(", ")
+            )));
+        }
+        let outside_sepa: Vec<&str> = payable
+            .iter()
+            .filter(|m| m.iban.as_deref().is_some_and(|i| require_sepa(i).is_err()))
+            .map(|m| m.name.as_str())
+            .collect();
+        if !outside_sepa.is_empty() {
+            return Err(ProgrammeError::Conflict(format!(
+                "a SEPA file cannot pay an IBAN outside the SEPA scheme: {} (the settlement \
+                 report in JSON gives their bank details)",
+                outside_sepa.join(", ")
             )));
         }
         let period = format!("{start}/{end}");

@@ -107,9 +107,18 @@ pub enum IbanError {
         /// The normalised text, cut to [`MAX_IBAN_CHARS`] characters.
         iban: String,
     },
-    /// The country is not in the SEPA scheme.
-    #[error("country {country:?} is not in the SEPA scheme")]
+    /// The country has no IBAN this service knows (the United States, for one, has none).
+    #[error(
+        "country {country:?} has no IBAN known here (SEPA countries, Palestine, Jordan, \
+         Tunisia and their neighbours are)"
+    )]
     Country {
+        /// The two-letter country code.
+        country: String,
+    },
+    /// A valid IBAN, but of a country outside the SEPA scheme: a SEPA file cannot pay it.
+    #[error("an IBAN from {country} cannot be paid by a SEPA transfer (not in the SEPA scheme)")]
+    NotSepa {
         /// The two-letter country code.
         country: String,
     },
@@ -649,6 +658,21 @@ fn latin_spelling(c: char) -> Option<&'static str> {
     })
 }
 
+/// IBAN countries outside the SEPA scheme where pilots run or that border them, and the IBAN
+/// length of each (ISO 13616 registry): merchants there hold such accounts, and their
+/// treasurers pay them by other means than a SEPA file.
+const OTHER_IBAN_LENGTHS: &[(&str, usize)] = &[
+    ("AE", 23),
+    ("EG", 29),
+    ("IL", 23),
+    ("JO", 30),
+    ("LB", 28),
+    ("PS", 29),
+    ("SA", 24),
+    ("TN", 24),
+    ("TR", 26),
+];
+
 /// SEPA scheme countries and territories with their own IBAN prefix, and the IBAN length of
 /// each (ISO 13616 registry). French overseas departments and Åland use FR and FI IBANs.
 const SEPA_IBAN_LENGTHS: &[(&str, usize)] = &[
@@ -691,8 +715,8 @@ const SEPA_IBAN_LENGTHS: &[(&str, usize)] = &[
     ("VA", 22),
 ];
 
-/// Normalises an IBAN (spaces removed, upper case) and checks its form, SEPA country,
-/// length and MOD 97-10 check digits.
+/// Normalises an IBAN (spaces removed, upper case) and checks its form, country, length and
+/// MOD 97-10 check digits. It may be outside SEPA: see [`require_sepa`] for a SEPA file.
 pub fn normalise_iban(text: &str) -> Result<String, IbanError> {
     let iban: String = text
         .chars()
@@ -713,6 +737,7 @@ pub fn normalise_iban(text: &str) -> Result<String, IbanError> {
     let country = &iban[..2];
     let expected = SEPA_IBAN_LENGTHS
         .iter()
+        .chain(OTHER_IBAN_LENGTHS)
         .find(|(code, _)| *code == country)
         .map(|&(_, length)| length)
         .ok_or_else(|| IbanError::Country {
@@ -765,11 +790,25 @@ pub fn normalise_bic(text: &str) -> Option<String> {
     valid.then_some(bic)
 }
 
+/// Refuses a normalised IBAN of a country outside the SEPA scheme.
+pub fn require_sepa(iban: &str) -> Result<(), IbanError> {
+    let country = iban.get(..2).unwrap_or(iban);
+    if SEPA_IBAN_LENGTHS.iter().any(|(code, _)| *code == country) {
+        Ok(())
+    } else {
+        Err(IbanError::NotSepa {
+            country: country.to_owned(),
+        })
+    }
+}
+
 fn iban_field(field: &str, text: &str) -> Result<String, SepaError> {
-    normalise_iban(text).map_err(|problem| SepaError::Iban {
-        field: field.to_owned(),
-        problem,
-    })
+    normalise_iban(text)
+        .and_then(|iban| require_sepa(&iban).map(|()| iban))
+        .map_err(|problem| SepaError::Iban {
+            field: field.to_owned(),
+            problem,
+        })
 }
 
 fn bic_field(field: &str, text: Option<&str>) -> Result<Option<String>, SepaError> {
@@ -865,6 +904,32 @@ mod tests {
             normalise_iban("PT50000201231234567809154"),
             Err(IbanError::CheckDigits { .. })
         ));
+    }
+
+    #[test]
+    fn ibans_outside_sepa_are_stored_but_not_put_in_a_sepa_file() {
+        // Palestine, Jordan and Tunisia: valid IBANs of pilots outside SEPA.
+        for iban in [
+            "PS92PALS000000000400123456702",
+            "JO94CBJO0010000000000131000302",
+            "TN5910006035183598478831",
+        ] {
+            assert_eq!(normalise_iban(iban).unwrap(), iban);
+            assert_eq!(
+                require_sepa(iban),
+                Err(IbanError::NotSepa {
+                    country: iban[..2].to_owned()
+                })
+            );
+            assert!(matches!(
+                iban_field("creditor", iban),
+                Err(SepaError::Iban {
+                    problem: IbanError::NotSepa { .. },
+                    ..
+                })
+            ));
+        }
+        assert_eq!(require_sepa("GR1601101250000000012300695"), Ok(()));
     }
 
     #[test]
