@@ -364,7 +364,8 @@ async fn replacing_an_old_card_again_answers_with_the_newest() {
 
 /// Programme requests that cannot be served, each as the problem a client sees: a
 /// redemption quote while the rules open no redemption, an enrolment file that is not one,
-/// and one with a bad row when all or nothing was asked for.
+/// one with a bad row when all or nothing was asked for, and card payments with a wrong PIN,
+/// with a locked card and with a replaced one.
 #[tokio::test]
 async fn programme_refusals_are_problems_with_stable_types() {
     for env in envs().await {
@@ -410,6 +411,26 @@ async fn programme_refusals_are_problems_with_stable_types() {
             rejected.2["rejected"][0]["household_ref"], "SEV-00003",
             "{label}"
         );
+
+        // Wrong PINs lock the card (after three here); then even the right one is refused.
+        let mut last = env.pay(&env.card, "0000", 1_00).await;
+        for _ in 0..2 {
+            assert_problem(
+                &last,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "/problems/wrong-pin",
+            );
+            last = env.pay(&env.card, "0000", 1_00).await;
+        }
+        assert_problem(&last, StatusCode::LOCKED, "/problems/card-locked");
+        let locked = env.pay(&env.card, PIN, 1_00).await;
+        assert_problem(&locked, StatusCode::LOCKED, "/problems/card-locked");
+        // Reported lost and replaced: the old card is gone for good.
+        let new = env.replace().await;
+        let replaced = env.pay(&env.card, PIN, 1_00).await;
+        assert_problem(&replaced, StatusCode::GONE, "/problems/card-replaced");
+        let paid = env.pay(&new.number, NEW_PIN, 1_00).await;
+        assert_eq!(paid.0, StatusCode::CREATED, "{label}: {}", paid.2);
     }
 }
 
