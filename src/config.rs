@@ -500,6 +500,22 @@ pub struct VerifyArgs {
     pub threads: Option<usize>,
 }
 
+/// `--grain-s`: a divisor of a day, a minute or more.
+fn parse_grain_s(text: &str) -> Result<i64, String> {
+    const DAY_S: i64 = 86_400;
+    let grain: i64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of seconds"))?;
+    if (60..=DAY_S).contains(&grain) && DAY_S % grain == 0 {
+        Ok(grain)
+    } else {
+        Err(format!(
+            "{grain} s: the grain is 60 to 86400 seconds and divides a day (60, 300, 900, 3600, \
+             86400…)"
+        ))
+    }
+}
+
 /// `coledger export research`.
 #[derive(Debug, Args)]
 pub struct ExportResearchArgs {
@@ -509,10 +525,11 @@ pub struct ExportResearchArgs {
     /// The server secret (pseudonyms are keyed with it).
     #[command(flatten)]
     pub programmes: ProgrammeArgs,
-    /// Times are rounded down to a multiple of this many seconds (60 to 31,622,400, a minute
-    /// to a year): coarse times keep a payment from being matched to a person by its moment.
-    #[arg(long, default_value_t = 3600,
-          value_parser = clap::value_parser!(i64).range(60..=31_622_400))]
+    /// Times are rounded down to a multiple of this many seconds: at least a minute, at most
+    /// a day, and a whole number of them in a day (60, 300, 900, 3600, 86400…), so a day's
+    /// events never straddle two grains and `simulate measure` sees each day whole. Coarse
+    /// times make a payment harder to match to a person by its moment.
+    #[arg(long, default_value_t = 3600, value_parser = parse_grain_s)]
     pub grain_s: i64,
     /// The file to write.
     #[arg(long)]

@@ -219,16 +219,25 @@ async fn export_journal_never_creates_a_database_and_its_help_says_so() {
 }
 
 /// Research times are coarsened by at least a minute: a grain of 0 (which used to mean
-/// exact to the second) is refused before anything is opened.
+/// exact to the second) is refused before anything is opened. Nor may a grain straddle days
+/// (a week's grain put seven days of payments on one time, and `simulate measure` cut the
+/// last period to the one day it saw).
 #[tokio::test]
-async fn export_research_refuses_a_grain_finer_than_a_minute() {
+async fn export_research_refuses_a_grain_finer_than_a_minute_or_not_dividing_a_day() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("events.csv");
-    for grain in ["--grain-s=0", "--grain-s=-5", "--grain-s=59"] {
+    for grain in [
+        "--grain-s=0",
+        "--grain-s=-5",
+        "--grain-s=59",
+        "--grain-s=7000",
+        "--grain-s=604800",
+        "--grain-s=hour",
+    ] {
         let (ok, _, err) =
             run(&["export", "research", grain, "--out", out.to_str().unwrap()]).await;
         assert!(
-            !ok && err.contains("60..=31622400"),
+            !ok && (err.contains("divides a day") || err.contains("whole number")),
             "--grain-s {grain}: {err}"
         );
         assert!(!out.exists());

@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 
 use hmac::{Hmac, Mac};
 use ledger::{AccountId, EntryId, EntryKind, HouseholdId, UnitCode};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 
 use crate::cards::ServerSecret;
 use crate::db::programmes::ResearchPosting;
@@ -88,18 +88,27 @@ fn pseudonym(key: &Key, what: &[u8]) -> String {
     text
 }
 
-/// Keeps a label within the format's alphabet (`[A-Za-z0-9_.:-]`, 64 bytes).
+/// Keeps a label within the format's alphabet (`[A-Za-z0-9_.:-]`, 64 bytes). Characters
+/// outside it become `_`, and then, so that two names cannot become one label ("Κέντρο" and
+/// "Λιμάνι" are both six `_`), the label ends in `:` and eight hex digits of the name's
+/// SHA-256: the same name always gives the same label, in every export.
 fn label(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect()
+    const WHOLE: usize = 64;
+    const SUFFIX: usize = 9;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-');
+    if text.len() <= WHOLE && text.chars().all(allowed) {
+        return text.to_owned();
+    }
+    let mut out: String = text
+        .chars()
+        .map(|c| if allowed(c) { c } else { '_' })
+        .take(WHOLE - SUFFIX)
+        .collect();
+    out.push(':');
+    for byte in &Sha256::digest(text.as_bytes())[..4] {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
 }
 
 /// Writes the export of `db` to `out`.
@@ -111,6 +120,11 @@ pub async fn export(
 ) -> Result<ExportReport, ExportError> {
     let key = Key::new_from_slice(&secret.derive_key(b"coledger/v1/research-pseudonyms"))
         .map_err(|_| std::io::Error::other("HMAC refused the key"))?;
+    // The export is of the journal up to this position, however much is written meanwhile:
+    // everything below is read bounded by it (a refund committed after it would otherwise
+    // take money off a payment it exports whole, or the other way round), and what is read
+    // unbounded (accounts, households) only grows.
+    let last = db.max_position().await?;
     let accounts = db.research_accounts().await?;
     let households = db.research_households().await?;
     let all_programmes = db.programmes().await?;
@@ -127,7 +141,7 @@ pub async fn export(
     // What was given back of each refunded payment, and which entries are those refunds.
     let mut refunded: HashMap<EntryId, i64> = HashMap::new();
     let mut refunds: HashSet<EntryId> = HashSet::new();
-    for (refund, payment, amount) in db.research_refunds().await? {
+    for (refund, payment, amount) in db.research_refunds(last).await? {
         let total = refunded.entry(payment).or_default();
         *total = total.saturating_add(amount);
         refunds.insert(refund);
@@ -162,7 +176,6 @@ pub async fn export(
     let mut report = ExportReport::default();
     let mut last_time = i64::MIN;
     out.write_all(HEADER.as_bytes())?;
-    let last = db.max_position().await?;
     let mut after = 0;
     let mut line = String::new();
     while after < last {
@@ -268,8 +281,32 @@ mod tests {
     #[test]
     fn labels_stay_in_the_alphabet() {
         assert_eq!(label("PGI-EUR"), "PGI-EUR");
-        assert_eq!(label("Triana Sur/1"), "Triana_Sur_1");
-        assert_eq!(label(&"x".repeat(80)).len(), 64);
+        // Names the alphabet cannot hold keep a readable part and a digest of the whole.
+        let triana = label("Triana Sur/1");
+        assert!(
+            triana.starts_with("Triana_Sur_1:") && triana.len() == 21,
+            "{triana}"
+        );
+        assert_eq!(
+            label("Triana Sur/1"),
+            triana,
+            "the same name, the same label"
+        );
+        let (centre, harbour) = (label("Κέντρο"), label("Λιμάνι"));
+        assert!(centre.starts_with("______:"), "{centre}");
+        assert_ne!(centre, harbour, "two Greek areas stay two areas");
+        assert_ne!(label("San José"), label("San Josè"));
+        let long = label(&"x".repeat(80));
+        assert_eq!(long.len(), 64);
+        assert_ne!(long, label(&"x".repeat(81)));
+        for text in ["Κέντρο", "حي الزيتون", &"x".repeat(80)] {
+            assert!(
+                label(text)
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c)),
+                "{text}"
+            );
+        }
     }
 
     #[test]

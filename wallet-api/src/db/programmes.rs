@@ -1053,15 +1053,20 @@ impl Database {
     }
 
     /// For the research export: every refund (a reversal entry naming the payment it gives
-    /// back in `tags.reverses`), as (refund entry, payment, amount in minor units). Refunds
-    /// are few, so this stays small even for a long journal.
-    pub async fn research_refunds(&self) -> Result<Vec<(EntryId, EntryId, i64)>, DbError> {
+    /// back in `tags.reverses`) at or before journal position `up_to`, as (refund entry,
+    /// payment, amount in minor units). Refunds are few, so this stays small even for a long
+    /// journal.
+    pub async fn research_refunds(
+        &self,
+        up_to: i64,
+    ) -> Result<Vec<(EntryId, EntryId, i64)>, DbError> {
         let rows: Vec<(Uuid, String, i64)> = on_pool!(self, |pool| {
             sqlx::query_as(
                 "select e.id, e.tags, p.amount_minor \
                  from entry e join posting p on p.entry_position = e.position \
-                 where e.kind = 'reversal'",
+                 where e.kind = 'reversal' and e.position <= $1",
             )
+            .bind(up_to)
             .fetch_all(pool)
             .await
         })?;
