@@ -114,6 +114,13 @@ pub enum MeasureError {
     /// The stream spans more than [`MAX_PERIODS`] periods.
     #[error("stream spans more than {MAX_PERIODS} periods; use a longer period")]
     TooManyPeriods,
+    /// One unit's amounts add up past what an i64 of minor units holds (each may be up to
+    /// 2^53 - 1, so about a thousand of the largest do).
+    #[error(
+        "the amounts of one unit add up to more than {} minor units; measure fewer events at a time",
+        i64::MAX
+    )]
+    VolumeOverflow,
     /// Events arrived out of time order.
     #[error("event at {time_s} is before the previous event at {previous_s}")]
     OutOfOrder {
@@ -368,6 +375,9 @@ struct UnitState {
     local_outflow_local: i64,
     outflow_total: i64,
     hold_sum: f64,
+    /// Every amount pushed so far. Each running sum above adds up some of these (the stock
+    /// takes some away), so while this fits an i64, so do they.
+    volume: i64,
     periods: Vec<Period>,
     /// The unit's tracked deposits and local spending by round at the end of each closed
     /// period: a period's flows are the difference from the one before (see `close_rounds`).
@@ -493,6 +503,10 @@ impl Measurer {
         }
         let period_s = self.config.period_s;
         let state = &mut self.units[unit];
+        state.volume = state
+            .volume
+            .checked_add(event.amount_minor)
+            .ok_or(MeasureError::VolumeOverflow)?;
         state.advance(now, period_s)?;
         // Resolve the programme filter lazily: the label may appear only mid-stream.
         let tracked_programme = match (&self.config.programme, &mut self.programme_label) {
@@ -1450,6 +1464,20 @@ mod tests {
         assert_eq!(
             daily.push(&far, &dictionary),
             Err(MeasureError::TooManyPeriods)
+        );
+        // The largest amount the format allows, 1,024 times, fits; once more does not, and
+        // is an error rather than an overflow.
+        let largest = Event {
+            amount_minor: (1 << 53) - 1,
+            ..event(20)
+        };
+        let mut big = Measurer::new(MeasureConfig::default()).unwrap();
+        for _ in 0..1024 {
+            big.push(&largest, &dictionary).unwrap();
+        }
+        assert_eq!(
+            big.push(&largest, &dictionary),
+            Err(MeasureError::VolumeOverflow)
         );
     }
 }

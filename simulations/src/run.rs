@@ -57,6 +57,16 @@ pub enum SimError {
         "sweep range {0:?}: expected start..end:step with step > 0 and at most {MAX_SWEEP_POINTS} points"
     )]
     Range(String),
+    /// More programmes than `--by-programme` follows.
+    #[error(
+        "{found} programmes have deposits; --by-programme follows at most {MAX_PROGRAMMES} (one \
+         pass over the file each): measure with --programme NAME for the ones you need, or \
+         split the file"
+    )]
+    TooManyProgrammes {
+        /// Programmes found.
+        found: usize,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SimError + '_ {
@@ -229,7 +239,10 @@ pub fn measure_file_by_programme(
         .collect();
     names.sort();
     names.dedup();
-    names.truncate(MAX_PROGRAMMES);
+    // Leaving some out would look like a whole answer.
+    if names.len() > MAX_PROGRAMMES {
+        return Err(SimError::TooManyProgrammes { found: names.len() });
+    }
     let mut out = BTreeMap::new();
     for name in names {
         let config = MeasureConfig {
@@ -311,11 +324,7 @@ pub fn sweep(
     progress: &dyn Fn(usize, usize),
 ) -> Result<Vec<SweepPoint>, SimError> {
     let base = read_scenario(path)?;
-    let key = if param.contains('.') {
-        param.to_owned()
-    } else {
-        format!("policy.{param}")
-    };
+    let key = base.param_key(param);
     let values = parse_range(range)?;
     // Every point is validated before any work starts.
     let scenarios = values
@@ -617,6 +626,29 @@ mod tests {
         assert_eq!(by["a"].combined_lm3, Some(2.5));
         assert_eq!(by["b"].combined_lm3, Some(1.0));
         assert!(dir.path().join("programmes.json").is_file());
+    }
+
+    #[test]
+    fn more_programmes_than_followed_are_refused_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.csv");
+        let mut text = format!(
+            "{}\n{}\n",
+            crate::events::CSV_MAGIC,
+            crate::events::CSV_HEADER
+        );
+        for p in 0..=MAX_PROGRAMMES {
+            text.push_str(&format!(
+                "0,deposit,issuance,city,issuer,,h{p},household,,100,U,p{p},\n"
+            ));
+        }
+        std::fs::write(&path, text).unwrap();
+        let refused = measure_file_by_programme(&path, dir.path(), DAY_S).unwrap_err();
+        assert!(
+            matches!(refused, SimError::TooManyProgrammes { found } if found == MAX_PROGRAMMES + 1),
+            "{refused}"
+        );
+        assert!(!dir.path().join("programmes.json").exists());
     }
 
     #[test]

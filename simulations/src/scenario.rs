@@ -412,8 +412,23 @@ impl Scenario {
         Ok(())
     }
 
-    /// Sets one numeric parameter by its dotted key (`policy.redemption_fee`), for sweeps;
-    /// integers are rounded. The result is validated.
+    /// The dotted key a sweep's parameter names: itself if it has a dot or is a top-level
+    /// key (`seed`), else the policy's key of that name (`expiry_days` is
+    /// `policy.expiry_days`).
+    pub fn param_key(&self, param: &str) -> String {
+        let top_level = toml::Value::try_from(self)
+            .ok()
+            .is_some_and(|tree| tree.get(param).is_some());
+        if param.contains('.') || top_level {
+            param.to_owned()
+        } else {
+            format!("policy.{param}")
+        }
+    }
+
+    /// Sets one numeric parameter by its dotted key (`policy.redemption_fee`), for sweeps. A
+    /// whole-number parameter takes only whole values (a sweep that rounded 30.25 to 30 would
+    /// report a point it did not run). The result is validated.
     pub fn with_param(&self, key: &str, value: f64) -> Result<Self, ScenarioError> {
         let mut tree =
             toml::Value::try_from(self).map_err(|e| ScenarioError::Toml(e.to_string()))?;
@@ -425,7 +440,15 @@ impl Scenario {
         }
         *node = match node {
             toml::Value::Float(_) => toml::Value::Float(value),
-            toml::Value::Integer(_) => toml::Value::Integer(value.round() as i64),
+            toml::Value::Integer(_) if value.fract() == 0.0 && value.abs() < 9.0e15 => {
+                toml::Value::Integer(value as i64)
+            }
+            toml::Value::Integer(_) => {
+                return Err(ScenarioError::Toml(format!(
+                    "parameter {key} is a whole number, and {value} is not: sweep it with a \
+                     whole start and step"
+                )));
+            }
             _ => {
                 return Err(ScenarioError::Toml(format!(
                     "parameter {key} is not a number"
@@ -474,8 +497,16 @@ mod tests {
             .with_param("policy.redemption_fee", 0.05)
             .unwrap();
         assert_eq!(s.policy.redemption_fee, 0.05);
-        let s = s.with_param("policy.expiry_days", 89.6).unwrap();
+        let s = s.with_param("policy.expiry_days", 90.0).unwrap();
         assert_eq!(s.policy.expiry_days, 90);
+        // A whole-number parameter refuses a fraction rather than run a rounded point.
+        let fraction = s.with_param("policy.expiry_days", 89.6).unwrap_err();
+        assert!(fraction.to_string().contains("whole number"), "{fraction}");
+        // A bare name is a top-level key if the scenario has one, else the policy's.
+        assert_eq!(s.param_key("seed"), "seed");
+        assert_eq!(s.param_key("expiry_days"), "policy.expiry_days");
+        assert_eq!(s.param_key("households.count"), "households.count");
+        assert_eq!(s.with_param("seed", 7.0).unwrap().seed, 7);
         assert!(Scenario::default().with_param("policy.nope", 1.0).is_err());
         assert!(
             Scenario::default()
