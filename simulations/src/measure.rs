@@ -35,7 +35,8 @@
 //!   the last period is cut there); also per year.
 //! - *Mean holding time* (per transfer): each holder keeps the money-weighted mean time at
 //!   which its balance arrived (proportional, like generations); every outflow (transfer or
-//!   withdraw) of `x` at time `t` contributes `x * (t - mean arrival time)`. Its velocity is
+//!   withdraw) of `x` at time `t` contributes `x * (t - mean arrival time)`, and the mean is
+//!   over outflows of money whose arrival the stream shows (not unbacked ones). Its velocity is
 //!   `window / mean holding time`. A Little's-law estimate, average stock * window / outflow,
 //!   is reported beside it.
 //! - *Local recirculation share* `p̂`: of all money leaving local holders (transfers and
@@ -872,7 +873,11 @@ impl UnitState {
         let integral: i128 = self.periods.iter().map(|p| p.stock_integral).sum();
         let stock_average = integral as f64 / window_s as f64;
         let velocity = (stock_average > 0.0).then(|| self.transfers as f64 / stock_average);
-        let holding_s = (self.outflow_total > 0).then(|| self.hold_sum / self.outflow_total as f64);
+        // Over the money whose arrival the stream shows: an unbacked outflow (from a payer
+        // whose income is not in the file, such as a household that withheld consent) adds
+        // no holding time, so counting it would pull the mean towards zero.
+        let backed_outflow = self.outflow_total - self.unbacked;
+        let holding_s = (backed_outflow > 0).then(|| self.hold_sum / backed_outflow as f64);
         let p = (self.local_outflow > 0)
             .then(|| self.local_outflow_local as f64 / self.local_outflow as f64);
         let still_held: i64 = self
@@ -1114,6 +1119,22 @@ mod tests {
             (700, 0)
         );
         assert_eq!(u.lm3, None);
+    }
+
+    /// h1 holds 100.00 for ten days; m2, whose income is not in the stream, redeems 100.00 on
+    /// the same day. The mean holding time is h1's ten days, not five.
+    #[test]
+    fn unbacked_outflows_do_not_shorten_the_holding_time() {
+        let m = measure(
+            "0,deposit,issuance,city,issuer,,h1,household,,10000,U,,\n\
+             864000,transfer,payment,h1,household,,m1,merchant,,10000,U,,\n\
+             864000,withdraw,redemption,m2,merchant,,city,issuer,,10000,U,,",
+            MeasureConfig::default(),
+        );
+        let u = &m.units[0];
+        assert_eq!(u.unbacked_minor, 10000);
+        let days = u.mean_holding_time_days.unwrap();
+        assert!((days - 10.0).abs() < 1e-9, "{days}");
     }
 
     /// Hand-worked LM-n by area of issuance: 100.00 deposited in the north (h1) and in the
