@@ -584,9 +584,15 @@ pub struct SimulateMeasureArgs {
     /// Also measure each programme on its own (one more pass per programme).
     #[arg(long)]
     pub by_programme: bool,
-    /// Length of one period of the time series and of LM-n per period, in days.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    /// Length of one period of the time series and of LM-n per period, in days, counted from
+    /// the first event's day.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3660),
+          conflicts_with = "calendar_months")]
     pub period_days: u32,
+    /// Periods are calendar months (UTC) instead: a programme paying monthly on a fixed day
+    /// then has one payday in each period.
+    #[arg(long)]
+    pub calendar_months: bool,
 }
 
 /// `coledger terminal …`.

@@ -89,6 +89,7 @@ pub fn sweep(args: SimulateSweepArgs) -> Result<()> {
 pub fn measure(args: SimulateMeasureArgs) -> Result<()> {
     let config = simulations::measure::MeasureConfig {
         period_s: i64::from(args.period_days).saturating_mul(86_400),
+        calendar_months: args.calendar_months,
         ..simulations::measure::MeasureConfig::default()
     };
     let measures = simulations::measure_file_with(&args.events, &args.out, &config)?;
@@ -96,8 +97,7 @@ pub fn measure(args: SimulateMeasureArgs) -> Result<()> {
     print_lm3("all units", measures.combined_lm3);
     print_cohorts(&measures);
     if args.by_programme {
-        let by =
-            simulations::measure_file_by_programme(&args.events, &args.out, measures.period_s)?;
+        let by = simulations::measure_file_by_programme(&args.events, &args.out, &config)?;
         for (programme, m) in &by {
             print_lm3(&format!("programme {programme}"), m.combined_lm3);
         }

@@ -114,6 +114,34 @@ fn a_scenario_runs_measures_and_sweeps() {
         String::from_utf8_lossy(&refused.stderr)
     );
 
+    // Calendar months: the summary says so, and each period starts on a month's first day.
+    let monthly_dir = dir.path().join("monthly");
+    ok(&coledger(&[
+        "simulate",
+        "measure",
+        out.join("events.csv").to_str().unwrap(),
+        "--out",
+        monthly_dir.to_str().unwrap(),
+        "--calendar-months",
+    ]));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(monthly_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["calendar_months"], true);
+    for period in summary["combined_lm_by_period"].as_array().unwrap() {
+        let start_day = period["start_s"].as_i64().unwrap().div_euclid(86_400);
+        assert_eq!(ledger::policy::civil_from_days(start_day).2, 1, "{period}");
+    }
+    let both = coledger(&[
+        "simulate",
+        "measure",
+        out.join("events.csv").to_str().unwrap(),
+        "--period-days",
+        "7",
+        "--calendar-months",
+    ]);
+    assert!(!both.status.success(), "one kind of period at a time");
+
     let sweep_dir = dir.path().join("sweep");
     let sweep = ok(&coledger(&[
         "simulate",

@@ -85,8 +85,13 @@ pub const DAY_S: i64 = 86_400;
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MeasureConfig {
-    /// Length of one period of the time series, in seconds (default 30 days).
+    /// Length of one period of the time series, in seconds (default 30 days); unused when
+    /// `calendar_months` is set.
     pub period_s: i64,
+    /// Periods are calendar months (UTC) instead of `period_s` from the first event's day:
+    /// monthly payments on a fixed day then fall one per period, where 30-day periods put two
+    /// paydays in one period now and then and none in the next.
+    pub calendar_months: bool,
     /// Follow only deposits of this programme (other deposits become untracked money).
     pub programme: Option<String>,
     /// Also follow LM-n per area and per category (default true). It keeps each cohort's share
@@ -100,6 +105,7 @@ impl Default for MeasureConfig {
     fn default() -> Self {
         Self {
             period_s: 30 * DAY_S,
+            calendar_months: false,
             programme: None,
             cohort_multipliers: true,
         }
@@ -338,9 +344,11 @@ pub struct UnitMeasures {
 pub struct Measures {
     /// Events measured.
     pub events: u64,
-    /// Period length in seconds.
+    /// Period length in seconds (unless `calendar_months`).
     pub period_s: i64,
-    /// Start of the first period, Unix seconds (first event's day).
+    /// Whether periods are calendar months (UTC).
+    pub calendar_months: bool,
+    /// Start of the first period, Unix seconds (first event's day, or its month's first day).
     pub origin_s: i64,
     /// The programme followed, if one was selected.
     pub programme: Option<String>,
@@ -450,7 +458,8 @@ impl Role {
 pub struct Measurer {
     config: MeasureConfig,
     programme_label: Option<Option<u32>>,
-    origin_s: Option<i64>,
+    /// The first period's start (Unix seconds) and the periods from there, once an event came.
+    origin: Option<(i64, Grid)>,
     previous_s: i64,
     events: u64,
     units: Vec<UnitState>,
@@ -468,7 +477,7 @@ impl Measurer {
         Ok(Self {
             config,
             programme_label,
-            origin_s: None,
+            origin: None,
             previous_s: i64::MIN,
             events: 0,
             units: Vec::new(),
@@ -485,9 +494,10 @@ impl Measurer {
             });
         }
         self.previous_s = event.time_s;
-        let origin = *self
-            .origin_s
-            .get_or_insert(event.time_s.div_euclid(DAY_S) * DAY_S);
+        let (origin, grid) = *self.origin.get_or_insert_with(|| {
+            let origin = Grid::origin(&self.config, event.time_s);
+            (origin, Grid::new(&self.config, origin))
+        });
         let now = event.time_s - origin;
         let unit = usize::from(event.unit);
         if self.units.len() <= unit {
@@ -502,13 +512,12 @@ impl Measurer {
                 ..UnitState::default()
             });
         }
-        let period_s = self.config.period_s;
         let state = &mut self.units[unit];
         state.volume = state
             .volume
             .checked_add(event.amount_minor)
             .ok_or(MeasureError::VolumeOverflow)?;
-        state.advance(now, period_s)?;
+        state.advance(now, grid)?;
         // Resolve the programme filter lazily: the label may appear only mid-stream.
         let tracked_programme = match (&self.config.programme, &mut self.programme_label) {
             (Some(name), Some(label)) => {
@@ -535,10 +544,9 @@ impl Measurer {
 
     /// The measures; periods run to the end of the last event's period.
     pub fn finish(mut self, dictionary: &Dictionary) -> Measures {
-        let period_s = self.config.period_s;
-        let origin_s = self.origin_s.unwrap_or(0);
+        let (origin_s, grid) = self.origin.unwrap_or((0, Grid::new(&self.config, 0)));
         let last = self.previous_s.saturating_sub(origin_s).max(0);
-        let periods = usize::try_from(last / period_s + 1).unwrap_or(1);
+        let periods = usize::try_from(grid.index_of(last) + 1).unwrap_or(1);
         // Event times may be coarsened to the day, so the last event's whole day is observed.
         let end_s = (last.div_euclid(DAY_S) + 1) * DAY_S;
         let mut units = Vec::new();
@@ -549,7 +557,7 @@ impl Measurer {
             if state.events == 0 {
                 continue;
             }
-            state.finish_periods(periods, period_s, end_s);
+            state.finish_periods(periods, grid, end_s);
             deposits += state.tracked_deposits;
             for (total, s) in rounds.iter_mut().zip(state.spend()) {
                 *total += s;
@@ -581,7 +589,8 @@ impl Measurer {
         };
         Measures {
             events: self.events,
-            period_s,
+            period_s: self.config.period_s,
+            calendar_months: self.config.calendar_months,
             origin_s,
             programme: self.config.programme.clone(),
             units,
@@ -592,7 +601,7 @@ impl Measurer {
             combined_lm_by_period: by_period
                 .iter()
                 .enumerate()
-                .map(|(k, flows)| PeriodMultiplier::new(origin_s + k as i64 * period_s, flows))
+                .map(|(k, flows)| PeriodMultiplier::new(origin_s + grid.start_of(k as i64), flows))
                 .collect(),
         }
     }
@@ -625,22 +634,90 @@ fn combine<'a>(
         .collect()
 }
 
+/// Where periods start, in seconds from the origin: every `period_s`, or at each calendar
+/// month's first instant (UTC) when the origin is a month's first.
+#[derive(Clone, Copy, Debug)]
+enum Grid {
+    Fixed { period_s: i64 },
+    Months { origin_s: i64, origin_month: i64 },
+}
+
+impl Grid {
+    fn new(config: &MeasureConfig, origin_s: i64) -> Self {
+        if config.calendar_months {
+            Self::Months {
+                origin_s,
+                origin_month: ledger::policy::month_of(origin_s.saturating_mul(1000)),
+            }
+        } else {
+            Self::Fixed {
+                period_s: config.period_s,
+            }
+        }
+    }
+
+    /// The origin for a stream whose first event is at `first_s`: the start of its day, or
+    /// of its month for calendar months.
+    fn origin(config: &MeasureConfig, first_s: i64) -> i64 {
+        let day = first_s.div_euclid(DAY_S);
+        if config.calendar_months {
+            let (year, month, _) = ledger::policy::civil_from_days(day);
+            ledger::policy::days_from_civil(year, month, 1) * DAY_S
+        } else {
+            day * DAY_S
+        }
+    }
+
+    /// The period holding `now` (seconds from the origin, not negative).
+    fn index_of(self, now: i64) -> i64 {
+        match self {
+            Self::Fixed { period_s } => now / period_s,
+            Self::Months {
+                origin_s,
+                origin_month,
+            } => {
+                ledger::policy::month_of(origin_s.saturating_add(now).saturating_mul(1000))
+                    - origin_month
+            }
+        }
+    }
+
+    /// The start of period `index`, in seconds from the origin.
+    fn start_of(self, index: i64) -> i64 {
+        match self {
+            Self::Fixed { period_s } => index * period_s,
+            Self::Months {
+                origin_s,
+                origin_month,
+            } => {
+                let month = origin_month + index;
+                let first_day = ledger::policy::days_from_civil(
+                    month.div_euclid(12),
+                    month.rem_euclid(12) as u32 + 1,
+                    1,
+                );
+                first_day * DAY_S - origin_s
+            }
+        }
+    }
+}
+
 impl UnitState {
     /// Integrates the stock up to `now`, closing every period that ends before it.
-    fn advance(&mut self, now: i64, period_s: i64) -> Result<(), MeasureError> {
+    fn advance(&mut self, now: i64, grid: Grid) -> Result<(), MeasureError> {
         // Most events fall in the current period: no division then. `now` never goes back, so
         // it is at or after the current period's start.
         let current = self
             .periods
             .last()
-            .is_some_and(|p| now - p.start_s < period_s);
+            .is_some_and(|p| now - p.start_s < p.length_s);
         if !current {
             let index =
-                usize::try_from(now / period_s).map_err(|_| MeasureError::TooManyPeriods)?;
+                usize::try_from(grid.index_of(now)).map_err(|_| MeasureError::TooManyPeriods)?;
             if index >= MAX_PERIODS {
                 return Err(MeasureError::TooManyPeriods);
             }
-            self.close_until(index + 1, period_s);
+            self.close_until(index + 1, grid);
         }
         // Events often share a time stamp (exports coarsen time, models step by day).
         if now != self.last_s
@@ -654,18 +731,20 @@ impl UnitState {
 
     /// Makes `count` periods exist, integrating the stock to the end of each one closed and
     /// noting the totals LM-n per period is the difference of.
-    fn close_until(&mut self, count: usize, period_s: i64) {
+    fn close_until(&mut self, count: usize, grid: Grid) {
         while self.periods.len() < count {
             if let Some(current) = self.periods.last_mut() {
-                let end = current.start_s + period_s;
+                let end = current.start_s + current.length_s;
                 current.stock_integral += i128::from(self.stock) * i128::from(end - self.last_s);
                 self.last_s = end;
                 self.close_rounds();
             }
-            let start_s = self.periods.len() as i64 * period_s;
+            // Fewer than MAX_PERIODS: the index fits.
+            let index = self.periods.len() as i64;
+            let start_s = grid.start_of(index);
             self.periods.push(Period {
                 start_s,
-                length_s: period_s,
+                length_s: grid.start_of(index + 1) - start_s,
                 ..Period::default()
             });
         }
@@ -685,10 +764,12 @@ impl UnitState {
 
     /// Closes the measurement: `count` periods, the last integrated to `end_s` (the end of the
     /// last event's day) or its own end, whichever is first.
-    fn finish_periods(&mut self, count: usize, period_s: i64, end_s: i64) {
-        self.close_until(count, period_s);
+    fn finish_periods(&mut self, count: usize, grid: Grid, end_s: i64) {
+        self.close_until(count, grid);
         if let Some(current) = self.periods.last_mut() {
-            let end = (current.start_s + period_s).min(end_s).max(self.last_s);
+            let end = (current.start_s + current.length_s)
+                .min(end_s)
+                .max(self.last_s);
             current.stock_integral += i128::from(self.stock) * i128::from(end - self.last_s);
             current.length_s = end - current.start_s;
             self.last_s = end;
@@ -1119,6 +1200,63 @@ mod tests {
             (700, 0)
         );
         assert_eq!(u.lm3, None);
+    }
+
+    /// Paid on the 15th of each month from 15 January 2026: 30-day periods from the first
+    /// payday put two paydays in one period and none in the next; calendar months put one in
+    /// each, and each period is its month, whatever its length.
+    #[test]
+    fn calendar_months_hold_one_monthly_payday_each() {
+        let day = |month: u32, day: u32| ledger::policy::days_from_civil(2026, month, day) * DAY_S;
+        let rows: String = (1..=4)
+            .map(|month| {
+                format!(
+                    "{},deposit,issuance,city,issuer,,h1,household,,10000,U,,\n",
+                    day(month, 15)
+                )
+            })
+            .collect();
+        let deposits = |config| -> Vec<(i64, i64)> {
+            measure(&rows, config)
+                .combined_lm_by_period
+                .iter()
+                .map(|p| (p.start_s, p.deposits_minor))
+                .collect()
+        };
+        let thirty_days = deposits(MeasureConfig::default());
+        assert!(
+            thirty_days.iter().any(|&(_, d)| d == 20000)
+                && thirty_days.iter().any(|&(_, d)| d == 0),
+            "{thirty_days:?}"
+        );
+        let months = deposits(MeasureConfig {
+            calendar_months: true,
+            ..MeasureConfig::default()
+        });
+        assert_eq!(
+            months,
+            [
+                (day(1, 1), 10000),
+                (day(2, 1), 10000),
+                (day(3, 1), 10000),
+                (day(4, 1), 10000)
+            ]
+        );
+        let m = measure(
+            &rows,
+            MeasureConfig {
+                calendar_months: true,
+                ..MeasureConfig::default()
+            },
+        );
+        let lengths: Vec<i64> = m.units[0]
+            .periods
+            .iter()
+            .map(|p| p.length_s / DAY_S)
+            .collect();
+        // January to March whole; April ends with the last event's day.
+        assert_eq!(lengths, [31, 28, 31, 15]);
+        assert!(m.calendar_months);
     }
 
     /// h1 holds 100.00 for ten days; m2, whose income is not in the stream, redeems 100.00 on

@@ -108,6 +108,7 @@ pub fn simulate_with(
     };
     let config = MeasureConfig {
         period_s: i64::from(scenario.period_days) * DAY_S,
+        calendar_months: false,
         programme: None,
         cohort_multipliers,
     };
@@ -216,18 +217,19 @@ pub const MAX_PROGRAMMES: usize = 32;
 /// Measures an event file once per programme named on its deposits, following only that
 /// programme's money each time (LM-n, leakage and recirculation per programme cohort); writes
 /// `programmes.json`. Costs one pass over the file per programme, plus one to find them.
+/// `periods` gives the periods; its programme and cohort settings are not used.
 pub fn measure_file_by_programme(
     path: &Path,
     out_dir: &Path,
-    period_s: i64,
+    periods: &MeasureConfig,
 ) -> Result<BTreeMap<String, Measures>, SimError> {
     // This pass only finds the programmes.
     let all = measure_stream(
         path,
         &MeasureConfig {
-            period_s,
             programme: None,
             cohort_multipliers: false,
+            ..periods.clone()
         },
     )?;
     let mut names: Vec<String> = all
@@ -246,7 +248,8 @@ pub fn measure_file_by_programme(
     let mut out = BTreeMap::new();
     for name in names {
         let config = MeasureConfig {
-            period_s,
+            period_s: periods.period_s,
+            calendar_months: periods.calendar_months,
             programme: Some(name.clone()),
             ..MeasureConfig::default()
         };
@@ -604,6 +607,13 @@ mod tests {
         ));
     }
 
+    fn daily() -> MeasureConfig {
+        MeasureConfig {
+            period_s: DAY_S,
+            ..MeasureConfig::default()
+        }
+    }
+
     #[test]
     fn each_programme_is_followed_on_its_own() {
         let dir = tempfile::tempdir().unwrap();
@@ -621,7 +631,7 @@ mod tests {
             crate::events::CSV_HEADER
         );
         std::fs::write(&path, header + &rows.join("\n") + "\n").unwrap();
-        let by = measure_file_by_programme(&path, dir.path(), DAY_S).unwrap();
+        let by = measure_file_by_programme(&path, dir.path(), &daily()).unwrap();
         assert_eq!(by.keys().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(by["a"].combined_lm3, Some(2.5));
         assert_eq!(by["b"].combined_lm3, Some(1.0));
@@ -643,7 +653,7 @@ mod tests {
             ));
         }
         std::fs::write(&path, text).unwrap();
-        let refused = measure_file_by_programme(&path, dir.path(), DAY_S).unwrap_err();
+        let refused = measure_file_by_programme(&path, dir.path(), &daily()).unwrap_err();
         assert!(
             matches!(refused, SimError::TooManyProgrammes { found } if found == MAX_PROGRAMMES + 1),
             "{refused}"
