@@ -43,9 +43,19 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
         .unwrap_or(1)
         .max(1);
+    let mut audit = Audit::new();
+    for kept in &args.expect_heads {
+        let heads = recorded_heads(kept)?;
+        println!(
+            "holding to {} head(s) kept in {}",
+            heads.len(),
+            kept.display()
+        );
+        audit.expect_heads(&heads);
+    }
     let path = &args.file;
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let report = match audit_file(BufReader::with_capacity(1 << 20, file), threads)
+    let report = match audit_file(audit, BufReader::with_capacity(1 << 20, file), threads)
         .with_context(|| format!("reading {}", path.display()))?
     {
         Ok(report) => report,
@@ -58,12 +68,35 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     Ok(())
 }
 
-/// Streams the file through the audit: the outer error is reading, the inner the verdict.
+/// The heads kept in `path`: the `heads` of its first line, a JSON object (an export's
+/// header, or `GET /v1/journal/heads`'s answer).
+fn recorded_heads(path: &std::path::Path) -> Result<Vec<ledger::JournalLink>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut first = Vec::new();
+    BufReader::new(file)
+        .take(1 << 24)
+        .read_until(b'\n', &mut first)
+        .with_context(|| format!("reading {}", path.display()))?;
+    #[derive(serde::Deserialize)]
+    struct Kept {
+        heads: Vec<ledger::JournalLink>,
+    }
+    let kept: Kept = serde_json::from_slice(&first).with_context(|| {
+        format!(
+            "{}: the first line is not a JSON object with \"heads\" (an export's header, or \
+             GET /v1/journal/heads)",
+            path.display()
+        )
+    })?;
+    Ok(kept.heads)
+}
+
+/// Streams the file through `audit`: the outer error is reading, the inner the verdict.
 fn audit_file(
+    mut audit: Audit,
     mut reader: impl BufRead,
     threads: usize,
 ) -> std::io::Result<Result<AuditReport, AuditError>> {
-    let mut audit = Audit::new();
     let mut next_line = 1u64;
     let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(CHUNK_LINES);
     loop {

@@ -498,6 +498,11 @@ pub struct VerifyArgs {
     /// Threads checking signatures (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Heads kept from earlier: an earlier export, or a saved answer of `GET
+    /// /v1/journal/heads` (a first line of JSON with `heads`). Each must still be a link of
+    /// the chain, so a chain rewritten or cut short since is caught. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub expect_heads: Vec<PathBuf>,
 }
 
 /// `--grain-s`: a divisor of a day, a minute or more.

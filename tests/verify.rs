@@ -129,6 +129,84 @@ async fn an_exported_journal_verifies_and_a_changed_amount_is_caught_on_its_line
     }
 }
 
+/// Heads kept from `GET /v1/journal/heads` catch what an export alone cannot: the last entry
+/// cut out of the database (triggers dropped, rows deleted) exports and verifies cleanly, but
+/// not against the heads kept before.
+#[tokio::test]
+async fn heads_kept_from_the_service_catch_entries_cut_from_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("ledger.db");
+    let url = format!("sqlite://{}", db_path.display());
+    let (ok, out, err) = run(&["demo", "--database-url", &url]).await;
+    assert!(ok, "{out}{err}");
+    let (mut server, address) = serve(&url, &[]).await;
+    let heads = http(&address, "GET", "/v1/journal/heads", None, &[], None).await;
+    assert_eq!(heads.status, 200, "{}", heads.body);
+    let demo_head = heads.json()["heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["unit"] == "DEMO-EUR")
+        .cloned()
+        .unwrap();
+    assert!(demo_head["seq"].as_u64().unwrap() > 1_000, "{demo_head}");
+    stop_with_sigterm(&mut server, "sqlite").await;
+    let kept = dir.path().join("heads.json");
+    std::fs::write(&kept, format!("{}\n", heads.body)).unwrap();
+    let kept = kept.to_str().unwrap();
+
+    let export = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (before, after) = (export("before.jsonl"), export("after.jsonl"));
+    let (ok, out, err) = run(&[
+        "export",
+        "journal",
+        "--database-url",
+        &url,
+        "--out",
+        &before,
+    ])
+    .await;
+    assert!(ok, "{out}{err}");
+    let (ok, verdict, err) = run(&["verify", &before, "--expect-heads", kept]).await;
+    assert!(ok, "{verdict}{err}");
+    assert!(verdict.contains("holding to "), "{verdict}");
+
+    // Someone with the database file removes the last entry, whole.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for sql in [
+        "drop trigger entry_no_delete",
+        "drop trigger posting_no_delete",
+        "drop trigger journal_no_delete",
+        "delete from journal where entry_position = (select max(position) from entry)",
+        "delete from posting where entry_position = (select max(position) from entry)",
+        "delete from entry where position = (select max(position) from entry)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let (ok, out, err) = run(&["export", "journal", "--database-url", &url, "--out", &after]).await;
+    assert!(ok, "{out}{err}");
+    let (ok, verdict, err) = run(&["verify", &after]).await;
+    assert!(ok, "on its own the cut journal verifies: {verdict}{err}");
+    for kept_earlier in [kept, before.as_str()] {
+        let (ok, verdict, err) = run(&["verify", &after, "--expect-heads", kept_earlier]).await;
+        assert!(!ok, "{verdict}");
+        assert!(
+            err.contains("unit DEMO-EUR: a head recorded earlier is at sequence")
+                && err.contains("entries were cut off"),
+            "{err}"
+        );
+    }
+    let (ok, _, err) = run(&[
+        "verify",
+        &after,
+        "--expect-heads",
+        &after.replace("after", "nope"),
+    ])
+    .await;
+    assert!(!ok && err.contains("opening"), "{err}");
+}
+
 /// The entry count `coledger export journal` reports.
 fn exported_entries(report: &str) -> u64 {
     report

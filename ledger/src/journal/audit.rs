@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use foldhash::{HashMap, HashSet};
 
 use super::export::{self, ExportHeader, ExportIntent, ExportUnit};
-use super::{ChainHead, Journal, JournalLink, canonical_entry_bytes, chain_hash};
+use super::{ChainHead, Digest, Journal, JournalLink, canonical_entry_bytes, chain_hash};
 use crate::entry::{EntryError, EntryKind, JournalEntry};
 use crate::ids::{AccountId, EntryId, IntentId};
 use crate::intent::{IntentError, SignedIntent};
@@ -197,6 +197,29 @@ pub enum Problem {
         stated_seq: u64,
         /// The last sequence number in the file.
         computed_seq: u64,
+    },
+    /// A head recorded earlier (`coledger verify --expect-heads`) is not a link of this
+    /// chain: the chain was rewritten from that entry on or before it.
+    #[error(
+        "unit {unit}: sequence {seq} has another hash than the head recorded earlier: the chain was rewritten at or before it"
+    )]
+    RecordedHeadDiffers {
+        /// The unit.
+        unit: UnitCode,
+        /// The recorded head's sequence number.
+        seq: u64,
+    },
+    /// A head recorded earlier lies beyond the end of this chain: entries were cut off.
+    #[error(
+        "unit {unit}: a head recorded earlier is at sequence {seq}, but the chain ends at {end}: entries were cut off"
+    )]
+    RecordedHeadMissing {
+        /// The unit.
+        unit: UnitCode,
+        /// The recorded head's sequence number.
+        seq: u64,
+        /// The last sequence number in the file.
+        end: u64,
     },
     /// Balances that do not sum to zero (impossible for well-formed postings).
     #[error("unit {unit}: balances sum to {sum} minor units, not 0")]
@@ -391,16 +414,25 @@ pub struct Audit {
     intents: HashSet<IntentId>,
     balances: HashMap<AccountId, (UnitCode, i128)>,
     /// Every single-posting payment: a fingerprint of (payee, payer, unit) and what is left
-    /// to refund. 32 bytes each rather than the whole posting, so ten million fit in memory;
-    /// the fingerprint is SHA-256, so no refund can be made to match a payment it does not
-    /// mirror.
+    /// to refund. 32 bytes each rather than the whole posting, so ten million fit in memory.
+    /// The fingerprint is 64 bits of a SHA-256: a refund that does not mirror its payment
+    /// matches it only by finding a collision for that one payment (about 2^64 tries).
     payments: HashMap<EntryId, (u64, i64)>,
+    /// Heads recorded from an earlier export or `GET /v1/journal/heads`, not yet met: each
+    /// must be a link of this chain, so a chain rewritten or cut short since is caught.
+    recorded: HashMap<(UnitCode, u64), Digest>,
 }
 
 impl Audit {
     /// A new audit, before the header.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Heads recorded earlier, each of which must turn out to be a link of the chain.
+    pub fn expect_heads(&mut self, heads: &[JournalLink]) {
+        self.recorded
+            .extend(heads.iter().map(|l| ((l.unit, l.seq), l.hash)));
     }
 
     /// Checks and adds the next line: [`check_line`] then [`Audit::push`].
@@ -526,6 +558,15 @@ impl Audit {
                     position: checked.position,
                 });
             }
+            if !self.recorded.is_empty()
+                && let Some(recorded) = self.recorded.remove(&(link.unit, link.seq))
+                && recorded != link.hash
+            {
+                return Err(Problem::RecordedHeadDiffers {
+                    unit: link.unit,
+                    seq: link.seq,
+                });
+            }
         }
         self.journal
             .append_canonical(&expected, checked.canonical.as_bytes());
@@ -597,6 +638,15 @@ impl Audit {
             return Err(AuditError { line: end, problem });
         }
         self.check_heads(&header.heads, end)?;
+        // A recorded head never met is past the end of its unit's chain.
+        if let Some((&(unit, seq), _)) = self.recorded.iter().min_by_key(|(key, _)| **key) {
+            let problem = Problem::RecordedHeadMissing {
+                unit,
+                seq,
+                end: self.journal.head(unit).seq,
+            };
+            return Err(AuditError { line: end, problem });
+        }
         let entries = self.entries;
         let units = self
             .into_reports()

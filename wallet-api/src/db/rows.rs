@@ -85,7 +85,7 @@ pub(super) const PAYEES_SQL: &str = "select m.account, pt.category_code \
 /// Account and category code.
 pub(super) type PayeeRow = (Option<Uuid>, Option<String>);
 
-/// Every journal link, in entry order.
+/// Every journal link, in entry order (within an entry [`links`] puts them in byte order).
 pub(super) const LINKS_SQL: &str =
     "select entry_position, unit, seq, hash from journal order by entry_position, unit";
 /// `journal` columns.
@@ -236,7 +236,8 @@ pub(super) fn accounts(rows: Vec<AccountRow>) -> Result<Vec<OwnedAccount>, DbErr
 
 /// `journal` rows to links, with their entry positions.
 pub(super) fn links(rows: Vec<LinkRow>) -> Result<Vec<(i64, JournalLink)>, DbError> {
-    rows.into_iter()
+    let mut links = rows
+        .into_iter()
         .map(|(position, unit, seq, hash)| {
             let link = JournalLink {
                 unit: unit_code("journal", &unit)?,
@@ -245,7 +246,13 @@ pub(super) fn links(rows: Vec<LinkRow>) -> Result<Vec<(i64, JournalLink)>, DbErr
             };
             Ok((position, link))
         })
-        .collect()
+        .collect::<Result<Vec<_>, DbError>>()?;
+    // An entry's links follow its units' byte order (`Entry::units`). The query's `order by
+    // unit` follows the database's collation, which on PostgreSQL may ignore punctuation and
+    // put EURO before EUR-V: a false alarm of a broken chain at start. Already in order, the
+    // sort is one pass.
+    links.sort_by_key(|(position, link)| (*position, link.unit));
+    Ok(links)
 }
 
 /// Joined rows (one per posting, ordered by position and index) to entries.
@@ -414,4 +421,28 @@ pub(super) fn payees(
             Ok((ledger::AccountId(account), code))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entrys_links_come_in_unit_byte_order_whatever_the_collation() {
+        // As a collation that ignores punctuation might return them: EURO before EUR-V.
+        let row = |position: i64, unit: &str| (position, unit.to_owned(), 1, vec![7u8; 32]);
+        let links = links(vec![row(1, "EURO"), row(1, "EUR-V"), row(2, "AAA")]).unwrap();
+        let order: Vec<(i64, String)> = links
+            .iter()
+            .map(|(position, link)| (*position, link.unit.to_string()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (1, "EUR-V".to_owned()),
+                (1, "EURO".to_owned()),
+                (2, "AAA".to_owned())
+            ]
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! Committed entries by id, and intents by `intent_id` (how a client that lost its answer
-//! learns what happened). Visible to whoever may read one of the accounts they touch.
+//! learns what happened). Visible to whoever may read one of the accounts they touch. And
+//! the journal's heads, public, for anyone to keep.
 
 use axum::extract::{Path, State};
 use axum::response::Json;
@@ -36,6 +37,33 @@ async fn visible_entry(
     }
     let json = render::entry(&record, &view);
     Ok((record, json))
+}
+
+/// `GET /v1/journal/heads` (public): where each unit's hash chain ends now (its last
+/// committed link: sequence number and hash). Anyone may keep these; `coledger verify
+/// --expect-heads` then checks that a later export still holds every one of them, so a
+/// chain rewritten or cut short in between is caught, whoever has the database.
+#[utoipa::path(
+    get,
+    path = "/v1/journal/heads",
+    tag = "entries",
+    responses((status = 200, description = "`{at_ms, heads: [{unit, seq, hash}]}`, units in \
+        code order; hashes in lowercase hex")),
+)]
+pub(super) async fn journal_heads(State(state): State<AppState>) -> Json<Value> {
+    let heads: Vec<ledger::JournalLink> = state
+        .committer
+        .view()
+        .read()
+        .chain_heads()
+        .iter()
+        .map(|(&unit, head)| ledger::JournalLink {
+            unit,
+            seq: head.seq,
+            hash: head.hash,
+        })
+        .collect();
+    Json(json!({ "at_ms": state.clock.now_ms(), "heads": heads }))
 }
 
 /// `GET /v1/entries/{id}`.

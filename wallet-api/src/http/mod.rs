@@ -182,6 +182,7 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ),
         ("PUT", "/v1/accounts/{id}/status", put(accounts::set_status)),
         ("GET", "/v1/entries/{id}", get(entries::get_entry)),
+        ("GET", "/v1/journal/heads", get(entries::journal_heads)),
         ("POST", "/v1/intents", post(intents::submit)),
         ("GET", "/v1/intents/{id}", get(entries::get_intent)),
         ("POST", "/v1/payment-requests", post(requests::create)),

@@ -237,6 +237,7 @@ impl Modify for BearerAuth {
         super::accounts::set_status,
         super::events::account,
         super::entries::get_entry,
+        super::entries::journal_heads,
         super::intents::submit,
         super::entries::get_intent,
         super::requests::create,

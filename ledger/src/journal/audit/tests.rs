@@ -698,6 +698,60 @@ fn a_truncated_file_fails_on_the_count_or_the_heads() {
     ));
 }
 
+/// The heads in an export's header, as an auditor keeps them.
+fn heads_of(lines: &[String]) -> Vec<JournalLink> {
+    let header: Value = serde_json::from_str(&lines[0]).unwrap();
+    serde_json::from_value(header["heads"].clone()).unwrap()
+}
+
+/// Audits `lines` holding it to heads recorded earlier.
+fn run_expecting(lines: &[String], recorded: &[JournalLink]) -> Result<AuditReport, AuditError> {
+    let mut audit = Audit::new();
+    audit.expect_heads(recorded);
+    for line in lines {
+        audit.line(line.as_bytes())?;
+    }
+    audit.finish()
+}
+
+#[test]
+fn heads_recorded_earlier_catch_a_chain_cut_short_or_rewritten_whole() {
+    let full = scenario();
+    // An auditor kept the heads of an export after three entries, and of one after five.
+    let early = heads_of(&export(&full[..3]));
+    let late = heads_of(&export(&full));
+    // The ledger grew honestly: both still hold.
+    let now = export(&full);
+    assert_eq!(run_expecting(&now, &early).unwrap().entries, 5);
+    assert_eq!(run_expecting(&now, &late).unwrap().entries, 5);
+    // Cut back to four entries, with a header to match: on its own it verifies.
+    let cut = export(&full[..4]);
+    assert!(run(&cut).is_ok());
+    assert!(
+        run_expecting(&cut, &early).is_ok(),
+        "entries before the cut"
+    );
+    let missing = run_expecting(&cut, &late).unwrap_err();
+    assert!(
+        matches!(missing.problem, Problem::RecordedHeadMissing { unit, seq: 4, end: 3 } if unit == eur()),
+        "{missing:?}"
+    );
+    // The payment replaced by another, honestly signed, and every link after it rehashed:
+    // on its own it verifies.
+    let mut rewritten = full.clone();
+    rewritten[1] = honest(
+        &sign(&key(2), payment(HOLDER, SHOP, 9_999, "not what was paid")),
+        1_795_305_600_001,
+    );
+    let rewritten = export(&rewritten);
+    assert!(run(&rewritten).is_ok());
+    let differs = run_expecting(&rewritten, &late).unwrap_err();
+    assert!(
+        matches!(differs.problem, Problem::RecordedHeadDiffers { unit, seq: 4 } if unit == eur()),
+        "{differs:?}"
+    );
+}
+
 #[test]
 fn malformed_lines_are_refused_with_their_line_number() {
     let lines = export(&scenario());
