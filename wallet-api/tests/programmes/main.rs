@@ -671,7 +671,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             SpendingRule::RedemptionFee
         );
         committer.submit(&redeem(98_50, 1_50)).await.unwrap();
-        let day = |text| parse_date("day", text).unwrap();
+        let day = |text: &str| parse_date("day", text).unwrap();
         let report = programmes
             .settlement_csv(programme.id, day("2026-11-01"), day("2026-11-30"))
             .await
@@ -681,59 +681,36 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
                 .contains("Ultramarinos Triana,2026-11-01/2026-11-30,1,100.00,1.50,98.50,SEV-EUR"),
             "{report}"
         );
+        // The bank file of a period, to be executed on 2 December; a refusal says why.
+        let file = async |from: &str, to: &str| {
+            programmes
+                .credit_transfer_file(programme.id, day(from), day(to), day("2026-12-02"))
+                .await
+        };
+        let refused = |result: Result<String, ProgrammeError>, says: &str| {
+            assert!(
+                matches!(&result, Err(ProgrammeError::Conflict(m)) if m.contains(says)),
+                "{says}: {result:?}"
+            );
+        };
         // November is not over: no bank file for it yet (it would pay part of the month, and
         // the rest could never be paid).
-        let early = programmes
-            .credit_transfer_file(
-                programme.id,
-                day("2026-11-01"),
-                day("2026-11-30"),
-                day("2026-12-01"),
-            )
-            .await;
-        assert!(
-            matches!(early, Err(ProgrammeError::Conflict(ref m)) if m.contains("has not ended")),
-            "{early:?}"
-        );
+        refused(file("2026-11-01", "2026-11-30").await, "has not ended");
         // 1 December, 00:00 UTC: it has ended, but a redemption made at 23:59:59 may still be
         // committing; a quarter of an hour later it cannot be.
         clock.advance(9 * DAY_MS);
-        let committing = programmes
-            .credit_transfer_file(
-                programme.id,
-                day("2026-11-01"),
-                day("2026-11-30"),
-                day("2026-12-01"),
-            )
-            .await;
-        assert!(
-            matches!(committing, Err(ProgrammeError::Conflict(ref m)) if m.contains("may still be committing")),
-            "{committing:?}"
+        refused(
+            file("2026-11-01", "2026-11-30").await,
+            "may still be committing",
         );
         clock.advance(15 * 60 * 1000);
         // The first file cannot start after the programme's first day: the days before it
         // would never be paid.
-        let late_start = programmes
-            .credit_transfer_file(
-                programme.id,
-                day("2026-11-23"),
-                day("2026-11-30"),
-                day("2026-12-01"),
-            )
-            .await;
-        assert!(
-            matches!(late_start, Err(ProgrammeError::Conflict(ref m)) if m.contains("on or before 2026-11-22")),
-            "{late_start:?}"
+        refused(
+            file("2026-11-23", "2026-11-30").await,
+            "on or before 2026-11-22",
         );
-        let xml = programmes
-            .credit_transfer_file(
-                programme.id,
-                day("2026-11-01"),
-                day("2026-11-30"),
-                day("2026-12-01"),
-            )
-            .await
-            .unwrap();
+        let xml = file("2026-11-01", "2026-11-30").await.unwrap();
         assert!(
             xml.contains("<InstdAmt Ccy=\"EUR\">98.50</InstdAmt>"),
             "{xml}"
@@ -742,15 +719,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
         // The bank is given the name the account is held in, not the shop's display name.
         assert!(xml.contains("<Nm>Ultramarinos Triana S.L.</Nm>"), "{xml}");
         // The same period again is the same file; an overlapping one would pay twice.
-        let again = programmes
-            .credit_transfer_file(
-                programme.id,
-                day("2026-11-01"),
-                day("2026-11-30"),
-                day("2026-12-01"),
-            )
-            .await
-            .unwrap();
+        let again = file("2026-11-01", "2026-11-30").await.unwrap();
         assert!(again.contains("<InstdAmt Ccy=\"EUR\">98.50</InstdAmt>"));
         let element = |xml: &str, tag: &str| {
             let open = format!("<{tag}>");
@@ -763,31 +732,12 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             assert!(id.len() <= 35, "{tag} {id}");
         }
         assert!(element(&xml, "MsgId").ends_with("2026110120261130"));
-        let overlap = programmes
-            .credit_transfer_file(
-                programme.id,
-                day("2026-11-15"),
-                day("2026-11-30"),
-                day("2026-12-02"),
-            )
-            .await;
-        assert!(
-            matches!(overlap, Err(ProgrammeError::Conflict(ref m)) if m.contains("overlaps")),
-            "{overlap:?}"
-        );
+        refused(file("2026-11-15", "2026-11-30").await, "overlaps");
         // Nor a gap after it: December's file starts on 1 December (said before that it has
         // not ended yet).
-        let gap = programmes
-            .credit_transfer_file(
-                programme.id,
-                day("2026-12-02"),
-                day("2026-12-31"),
-                day("2027-01-02"),
-            )
-            .await;
-        assert!(
-            matches!(gap, Err(ProgrammeError::Conflict(ref m)) if m.contains("starts on 2026-12-01")),
-            "{gap:?}"
+        refused(
+            file("2026-12-02", "2026-12-31").await,
+            "starts on 2026-12-01",
         );
         // Outside the period, nothing.
         let empty = programmes
