@@ -6,10 +6,13 @@
 //!   account, without the secret. A household has one pseudonym for all its cards.
 //! - **Time** is coarsened to a grain (default one hour) and never goes backwards.
 //! - **Consent**: households that withheld it are left out, with every event they are part of.
-//! - **Mapping**: `issue` → deposit/issuance; `payment` → transfer/payment; `redeem` →
-//!   withdraw/redemption (to the clearing account) and withdraw/fee (to the fee account);
-//!   `expire` → withdraw/expiry. Card replacements (a household paying itself) and other
-//!   kinds are counted as skipped.
+//! - **Mapping**: `issue` → deposit/issuance; `waste_reward` → deposit/reward; `payment` and
+//!   `time_exchange` → transfer/payment; `redeem` → withdraw/redemption (to the clearing
+//!   account) and withdraw/fee (to the fee account); `expire` → withdraw/expiry; `demurrage`
+//!   → withdraw/demurrage and `fee` → withdraw/fee (to the scheme's accounts). Left out, and
+//!   money the stream then cannot see arrive or leave, were rewards and demurrage before:
+//!   the stock was overstated. Card replacements (a household paying itself), conversions
+//!   and other kinds are counted as skipped.
 //! - **Refunds** are netted into the payment they give back, since the format has no event
 //!   for money flowing back: a payment is written for what was kept of it, a fully refunded
 //!   one not at all, and the refund entries themselves are not written. Counting a refund as
@@ -220,13 +223,20 @@ pub async fn export(
             }
             let local =
                 |p: &Party| matches!(p.kind, "household" | "merchant" | "social_enterprise");
+            // The scheme's own accounts: where money enters from and leaves to.
+            let scheme = |p: &Party| matches!(p.kind, "issuer" | "system");
             let (event, reason) = match kind {
                 EntryKind::Issue if local(to) => ("deposit", "issuance"),
-                EntryKind::Payment if local(from) && local(to) => ("transfer", "payment"),
+                EntryKind::WasteReward if scheme(from) && local(to) => ("deposit", "reward"),
+                EntryKind::Payment | EntryKind::TimeExchange if local(from) && local(to) => {
+                    ("transfer", "payment")
+                }
                 EntryKind::Redeem if local(from) && to.kind == "system" => {
                     ("withdraw", "redemption")
                 }
                 EntryKind::Expire if local(from) => ("withdraw", "expiry"),
+                EntryKind::Demurrage if local(from) && scheme(to) => ("withdraw", "demurrage"),
+                EntryKind::Fee if local(from) && scheme(to) => ("withdraw", "fee"),
                 _ => {
                     report.skipped += 1;
                     continue;

@@ -70,3 +70,72 @@ async fn refunds_are_netted_into_their_payments() {
         );
     }
 }
+
+/// Waste-separation rewards are deposits and demurrage is a withdrawal: left out, the stream
+/// saw reward points spent that never arrived and a stock that never shrank.
+#[tokio::test]
+async fn rewards_and_demurrage_are_deposits_and_withdrawals() {
+    for test_db in TestDb::all().await {
+        let label = test_db.label;
+        let (db, scheme, committer, task) = started(&test_db).await;
+        let leg = |account, delta| ledger::Leg {
+            account,
+            unit: scheme.unit,
+            delta,
+        };
+        let entry = |kind, legs| ledger::Action::Entry {
+            kind,
+            legs,
+            memo: String::new(),
+            tags: ledger::Tags::default(),
+        };
+        let reward = entry(
+            ledger::EntryKind::WasteReward,
+            vec![leg(scheme.issuer, -3_00), leg(scheme.alice, 3_00)],
+        );
+        committer
+            .submit(&sign(&scheme.operator, reward))
+            .await
+            .unwrap();
+        let demurrage = entry(
+            ledger::EntryKind::Demurrage,
+            vec![leg(scheme.alice, -1_00), leg(scheme.issuer, 1_00)],
+        );
+        committer
+            .submit(&sign(&scheme.alice_key, demurrage))
+            .await
+            .unwrap();
+        stop(committer, task).await;
+
+        let mut csv = Vec::new();
+        let report = export(
+            &db,
+            &ServerSecret::from_bytes(core::array::from_fn(|i| i as u8 + 1)).unwrap(),
+            ExportOptions { grain_s: 60 },
+            &mut csv,
+        )
+        .await
+        .unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        let rows: Vec<(String, String, String)> = csv
+            .lines()
+            .skip(2)
+            .map(|line| {
+                let f: Vec<&str> = line.split(',').collect();
+                (f[1].to_owned(), f[2].to_owned(), f[9].to_owned())
+            })
+            .collect();
+        let row = |event: &str, reason: &str, amount: &str| {
+            (event.to_owned(), reason.to_owned(), amount.to_owned())
+        };
+        assert_eq!(
+            rows,
+            [
+                row("deposit", "reward", "300"),
+                row("withdraw", "demurrage", "100")
+            ],
+            "{label}: {csv}"
+        );
+        assert_eq!(report.skipped, 0, "{label}");
+    }
+}
