@@ -891,6 +891,14 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         .await;
         assert_eq!(sepa.status, 409, "{}", sepa.body);
         assert!(sepa.body.contains("has not ended"), "{}", sepa.body);
+        // Voiding a file: admins only, and only one that was made.
+        let manager = token_cli(&url, "programme_manager", None).await;
+        let sepa_file = format!("{p}/sepa-credit-transfer?{period}");
+        let not_yours = http(a, "DELETE", &sepa_file, Some(&manager), &[], None).await;
+        assert_eq!(not_yours.status, 403, "{}", not_yours.body);
+        let none = http(a, "DELETE", &sepa_file, Some(&admin), &[], None).await;
+        assert_eq!(none.status, 404, "{}", none.body);
+        assert!(none.body.contains("none is recorded"), "{}", none.body);
         stop_with_sigterm(&mut server, label).await;
 
         // The CLI, service stopped: this month's run stops after one entry, as a crash would,

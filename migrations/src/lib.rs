@@ -56,6 +56,11 @@ const SQLITE: &[Embedded] = &[
         "account holder",
         include_str!("../sqlite/0009_account_holder.sql"),
     ),
+    (
+        10,
+        "settlement file void",
+        include_str!("../sqlite/0010_settlement_file_void.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -99,6 +104,11 @@ const POSTGRES: &[Embedded] = &[
         9,
         "account holder",
         include_str!("../postgres/0009_account_holder.sql"),
+    ),
+    (
+        10,
+        "settlement file void",
+        include_str!("../postgres/0010_settlement_file_void.sql"),
     ),
 ];
 

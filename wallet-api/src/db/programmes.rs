@@ -1087,14 +1087,16 @@ impl Database {
         programme: ProgrammeId,
     ) -> Result<Vec<(String, String)>, DbError> {
         Ok(on_pool!(self, |pool| sqlx::query_as(
-            "select from_day, to_day from settlement_file where programme = $1 order by from_day"
+            "select from_day, to_day from settlement_file \
+             where programme = $1 and voided_at is null order by from_day"
         )
         .bind(programme.0)
         .fetch_all(pool)
         .await)?)
     }
 
-    /// Records that a SEPA file was produced for a period (again is a no-op).
+    /// Records that a SEPA file was produced for a period (again is a no-op; after a void it
+    /// counts again).
     pub async fn record_settled_period(
         &self,
         programme: ProgrammeId,
@@ -1104,7 +1106,9 @@ impl Database {
     ) -> Result<(), DbError> {
         on_pool!(self, |pool| sqlx::query(
             "insert into settlement_file (programme, from_day, to_day, created_at) \
-             values ($1, $2, $3, $4) on conflict do nothing"
+             values ($1, $2, $3, $4) on conflict (programme, from_day, to_day) do update \
+             set created_at = excluded.created_at, voided_at = null \
+             where settlement_file.voided_at is not null"
         )
         .bind(programme.0)
         .bind(from_day)
@@ -1114,6 +1118,29 @@ impl Database {
         .await
         .map(drop))?;
         Ok(())
+    }
+
+    /// Marks the SEPA file of a period as voided (not sent: it no longer counts as paid).
+    /// False if no unvoided file of that period is recorded.
+    pub async fn void_settled_period(
+        &self,
+        programme: ProgrammeId,
+        from_day: &str,
+        to_day: &str,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let voided = on_pool!(self, |pool| sqlx::query(
+            "update settlement_file set voided_at = $4 \
+             where programme = $1 and from_day = $2 and to_day = $3 and voided_at is null"
+        )
+        .bind(programme.0)
+        .bind(from_day)
+        .bind(to_day)
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))?;
+        Ok(voided == 1)
     }
 
     /// Records a merchant's application to programmes (pending), in one transaction.

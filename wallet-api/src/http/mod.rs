@@ -30,7 +30,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use tracing::Instrument as _;
 
 use crate::auth::{Sessions, TokenCache};
@@ -252,6 +252,11 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             "GET",
             "/v1/programmes/{id}/sepa-credit-transfer",
             get(programmes::sepa),
+        ),
+        (
+            "DELETE",
+            "/v1/programmes/{id}/sepa-credit-transfer",
+            delete(programmes::void_sepa),
         ),
         (
             "GET",

@@ -227,6 +227,7 @@ impl Modify for BearerAuth {
         super::programmes::decide_merchant,
         super::programmes::settlement,
         super::programmes::sepa,
+        super::programmes::void_sepa,
         super::programmes::redemption_quote,
         super::accounts::create,
         super::accounts::get,

@@ -947,6 +947,54 @@ pub(super) async fn sepa(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
+struct FileQuery {
+    /// First day of the file's period, `YYYY-MM-DD`.
+    from: String,
+    /// Last day of the file's period (included), `YYYY-MM-DD`.
+    to: String,
+}
+
+/// `DELETE /v1/programmes/{id}/sepa-credit-transfer` (admin): voids the latest SEPA file,
+/// made by mistake (a mistyped period) and never sent to the bank, so that its days can be
+/// paid in another file. The record stays, marked voided. A voided file that the bank did
+/// get pays its merchants twice: only an admin may void one.
+#[utoipa::path(
+    delete,
+    path = "/v1/programmes/{id}/sepa-credit-transfer",
+    tag = "programmes",
+    params(("id" = String, Path, description = "Programme id"), FileQuery),
+    responses(
+        (status = 200, description = "`{from, to, voided: true}`"),
+        (status = 404, description = "No file of that period is recorded (or it was voided)"),
+        (status = 409, description = "A later file is recorded: void that one first"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn void_sepa(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, Problem> {
+    principal.require(&[Role::Admin], "void payment files")?;
+    let programmes = service(&state)?;
+    let query: FileQuery = body::query(raw.as_deref())?;
+    let (from, to) = (
+        parse_date("from", &query.from)?,
+        parse_date("to", &query.to)?,
+    );
+    programmes
+        .void_credit_transfer_file(programme_id(&id)?, from, to)
+        .await?;
+    tracing::warn!(programme = %id, %from, %to, "SEPA file voided");
+    Ok(Json(
+        json!({ "from": from.to_string(), "to": to.to_string(), "voided": true }),
+    ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct QuoteQuery {
     /// The merchant's account.
     account: String,

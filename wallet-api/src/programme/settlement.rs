@@ -306,6 +306,37 @@ impl Programmes {
         Ok(xml)
     }
 
+    /// Voids the SEPA file of `start`..=`end`, recorded by mistake and never sent to the bank:
+    /// the period no longer counts as paid, so its days can go in another file. Only the
+    /// latest file can be voided (an earlier one would leave a gap), and only an operator who
+    /// knows the bank never got it should: a voided file that was paid pays twice.
+    pub async fn void_credit_transfer_file(
+        &self,
+        programme_id: ledger::ProgrammeId,
+        start: Date,
+        end: Date,
+    ) -> Result<(), ProgrammeError> {
+        self.get(programme_id).await?;
+        let _one_at_a_time = self.exclusive.lock().await;
+        let (from_day, to_day) = (start.to_string(), end.to_string());
+        let settled = self.db.settled_periods(programme_id).await?;
+        if !settled.iter().any(|(f, t)| *f == from_day && *t == to_day) {
+            return Err(ProgrammeError::NotFound(format!(
+                "SEPA file for {from_day}/{to_day} (none is recorded, or it was voided)"
+            )));
+        }
+        if let Some((later_from, later_to)) = settled.iter().find(|(f, _)| *f > from_day) {
+            return Err(ProgrammeError::Conflict(format!(
+                "the file for {later_from}/{later_to} came after it; void that one first (a \
+                 gap would leave its days unpaid)"
+            )));
+        }
+        self.db
+            .void_settled_period(programme_id, &from_day, &to_day, self.now_ms())
+            .await?;
+        Ok(())
+    }
+
     fn unit_scale(&self, unit: ledger::UnitCode) -> Result<u8, ProgrammeError> {
         self.committer
             .view()

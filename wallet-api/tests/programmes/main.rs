@@ -739,6 +739,26 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             file("2026-12-02", "2026-12-31").await,
             "starts on 2026-12-01",
         );
+        // A file made by mistake and never sent can be voided, the latest only; its days can
+        // then go in another file (here the same period again, recorded anew).
+        let void = async |from: &str, to: &str| {
+            programmes
+                .void_credit_transfer_file(programme.id, day(from), day(to))
+                .await
+        };
+        assert!(matches!(
+            void("2026-11-15", "2026-11-30").await,
+            Err(ProgrammeError::NotFound(_))
+        ));
+        void("2026-11-01", "2026-11-30").await.unwrap();
+        assert!(matches!(
+            void("2026-11-01", "2026-11-30").await,
+            Err(ProgrammeError::NotFound(_))
+        ));
+        refused(file("2026-11-23", "2026-11-30").await, "on or before");
+        let remade = file("2026-11-01", "2026-11-30").await.unwrap();
+        assert_eq!(element(&remade, "MsgId"), element(&xml, "MsgId"));
+        refused(file("2026-11-15", "2026-11-30").await, "overlaps");
         // Outside the period, nothing.
         let empty = programmes
             .settlement(programme.id, day("2026-10-01"), day("2026-10-31"))
