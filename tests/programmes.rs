@@ -382,6 +382,30 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         )
         .await;
         assert_eq!(bakery.status, 201, "{label}: {}", bakery.body);
+        // Its bank details change (a new bank): checked as at registration, by operators only.
+        let bank_path = format!(
+            "/v1/participants/{}/bank-account",
+            bakery.json()["participant"].as_str().unwrap()
+        );
+        let new_bank = json!({"iban": "ES91 2100 0418 4502 0005 1332"});
+        let no_holder = send(a, "PUT", &bank_path, &admin, new_bank.clone()).await;
+        assert_eq!(no_holder.status, 422, "{label}: {}", no_holder.body);
+        assert_eq!(no_holder.json()["field"], "name", "{}", no_holder.body);
+        let mut with_holder = new_bank.clone();
+        with_holder["account_holder"] = json!("Makhbaz Al Nour SL");
+        let changed = send(a, "PUT", &bank_path, &admin, with_holder.clone()).await;
+        assert_eq!(changed.status, 200, "{label}: {}", changed.body);
+        assert_eq!(changed.json()["iban"], "ES9121000418450200051332");
+        assert_eq!(changed.json()["account_holder"], "Makhbaz Al Nour SL");
+        let unknown = send(
+            a,
+            "PUT",
+            "/v1/participants/0190f5a2-0000-7000-8000-000000000000/bank-account",
+            &admin,
+            with_holder,
+        )
+        .await;
+        assert_eq!(unknown.status, 404, "{label}: {}", unknown.body);
         let everyone = http(
             a,
             "GET",
@@ -610,6 +634,16 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
 
         // At the grocer's terminal: Carmen's card and PIN pay; the casino is refused by rule.
         let grocer_token = token_cli(&url, "merchant", Some(&grocer)).await;
+        // A merchant's own token cannot redirect its payouts (a stolen one would).
+        let redirect = send(
+            a,
+            "PUT",
+            &format!("/v1/participants/{grocer}/bank-account"),
+            &grocer_token,
+            json!({"iban": "DE89370400440532013000"}),
+        )
+        .await;
+        assert_eq!(redirect.status, 403, "{label}: {}", redirect.body);
         let casino_token = token_cli(&url, "merchant", Some(&casino)).await;
         let pay = |to: &str, pin: &str, amount: &str| {
             json!({

@@ -285,6 +285,28 @@ pub enum Remembered {
 }
 
 impl Database {
+    /// Replaces a participant's bank details (IBAN, BIC, account holder); false if there is
+    /// no such participant.
+    pub async fn set_bank_details(
+        &self,
+        id: ParticipantId,
+        iban: Option<&str>,
+        bic: Option<&str>,
+        account_holder: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let changed = on_pool!(self, |pool| sqlx::query(
+            "update participant set iban = $2, bic = $3, account_holder = $4 where id = $1"
+        )
+        .bind(id.0)
+        .bind(iban)
+        .bind(bic)
+        .bind(account_holder)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))?;
+        Ok(changed == 1)
+    }
+
     /// Registers a participant.
     pub async fn insert_participant(&self, p: &Participant) -> Result<(), DbError> {
         let roles = serde_json::to_string(&p.roles).map_err(|e| corrupt("participant", e))?;

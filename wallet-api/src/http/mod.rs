@@ -168,6 +168,11 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             "/v1/participants/{id}",
             get(registry::get_participant),
         ),
+        (
+            "PUT",
+            "/v1/participants/{id}/bank-account",
+            put(registry::set_bank_account),
+        ),
         ("GET", "/v1/registry", get(registry::registry)),
         ("POST", "/v1/accounts", post(accounts::create)),
         ("GET", "/v1/accounts/{id}", get(accounts::get)),

@@ -204,6 +204,7 @@ impl Modify for BearerAuth {
         super::registry::list_participants,
         super::registry::create_participant,
         super::registry::get_participant,
+        super::registry::set_bank_account,
         super::registry::registry,
         super::cards::expiries,
         super::cards::issue,
