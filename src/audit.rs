@@ -51,7 +51,13 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
             heads.len(),
             kept.display()
         );
-        audit.expect_heads(&heads);
+        if let Err((unit, seq)) = audit.expect_heads(&heads) {
+            bail!(
+                "{}: unit {unit} sequence {seq} has another hash than in a file named before: \
+                 the kept heads disagree with each other",
+                kept.display()
+            );
+        }
     }
     let path = &args.file;
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -68,27 +74,30 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     Ok(())
 }
 
-/// The heads kept in `path`: the `heads` of its first line, a JSON object (an export's
-/// header, or `GET /v1/journal/heads`'s answer).
+/// The heads kept in `path`: the `heads` of the first JSON object in it (an export's header
+/// line, or `GET /v1/journal/heads`'s answer, pretty-printed or not).
 fn recorded_heads(path: &std::path::Path) -> Result<Vec<ledger::JournalLink>> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut first = Vec::new();
-    BufReader::new(file)
-        .take(1 << 24)
-        .read_until(b'\n', &mut first)
-        .with_context(|| format!("reading {}", path.display()))?;
     #[derive(serde::Deserialize)]
     struct Kept {
         heads: Vec<ledger::JournalLink>,
     }
-    let kept: Kept = serde_json::from_slice(&first).with_context(|| {
-        format!(
-            "{}: the first line is not a JSON object with \"heads\" (an export's header, or \
-             GET /v1/journal/heads)",
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // An export's header is its first line, however long the file: read a bounded start.
+    let mut start = Vec::new();
+    file.take(1 << 24)
+        .read_to_end(&mut start)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let first = serde_json::Deserializer::from_slice(&start)
+        .into_iter::<Kept>()
+        .next();
+    match first {
+        Some(Ok(kept)) => Ok(kept.heads),
+        _ => bail!(
+            "{}: does not begin with a JSON object with \"heads\" (an export, or a saved GET \
+             /v1/journal/heads)",
             path.display()
-        )
-    })?;
-    Ok(kept.heads)
+        ),
+    }
 }
 
 /// Streams the file through `audit`: the outer error is reading, the inner the verdict.

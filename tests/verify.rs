@@ -152,7 +152,8 @@ async fn heads_kept_from_the_service_catch_entries_cut_from_the_database() {
     assert!(demo_head["seq"].as_u64().unwrap() > 1_000, "{demo_head}");
     stop_with_sigterm(&mut server, "sqlite").await;
     let kept = dir.path().join("heads.json");
-    std::fs::write(&kept, format!("{}\n", heads.body)).unwrap();
+    // Saved as a person might, pretty-printed.
+    std::fs::write(&kept, serde_json::to_string_pretty(&heads.json()).unwrap()).unwrap();
     let kept = kept.to_str().unwrap();
 
     let export = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();

@@ -121,13 +121,16 @@ pub enum MeasureError {
     /// The stream spans more than [`MAX_PERIODS`] periods.
     #[error("stream spans more than {MAX_PERIODS} periods; use a longer period")]
     TooManyPeriods,
-    /// One unit's amounts add up past what an i64 of minor units holds (each may be up to
-    /// 2^53 - 1, so about a thousand of the largest do).
+    /// The amounts add up past what an i64 of minor units holds (each may be up to 2^53 - 1,
+    /// so about a thousand of the largest do).
     #[error(
-        "the amounts of one unit add up to more than {} minor units; measure fewer events at a time",
+        "the amounts add up to more than {} minor units; measure fewer events at a time",
         i64::MAX
     )]
     VolumeOverflow,
+    /// With calendar months, a time outside the years 0 to 9999.
+    #[error("time {0} s is outside the years 0 to 9999, which calendar months are counted in")]
+    TimeOutOfCalendar(i64),
     /// Events arrived out of time order.
     #[error("event at {time_s} is before the previous event at {previous_s}")]
     OutOfOrder {
@@ -384,9 +387,6 @@ struct UnitState {
     local_outflow_local: i64,
     outflow_total: i64,
     hold_sum: f64,
-    /// Every amount pushed so far. Each running sum above adds up some of these (the stock
-    /// takes some away), so while this fits an i64, so do they.
-    volume: i64,
     periods: Vec<Period>,
     /// The unit's tracked deposits and local spending by round at the end of each closed
     /// period: a period's flows are the difference from the one before (see `close_rounds`).
@@ -460,6 +460,9 @@ pub struct Measurer {
     programme_label: Option<Option<u32>>,
     /// The first period's start (Unix seconds) and the periods from there, once an event came.
     origin: Option<(i64, Grid)>,
+    /// Every amount pushed so far, all units. Each running sum (per unit, and the totals
+    /// across units) adds up some of these, so while this fits an i64, so do they.
+    volume: i64,
     previous_s: i64,
     events: u64,
     units: Vec<UnitState>,
@@ -478,6 +481,7 @@ impl Measurer {
             config,
             programme_label,
             origin: None,
+            volume: 0,
             previous_s: i64::MIN,
             events: 0,
             units: Vec::new(),
@@ -494,8 +498,12 @@ impl Measurer {
             });
         }
         self.previous_s = event.time_s;
+        if self.config.calendar_months && !(MIN_CALENDAR_S..=MAX_CALENDAR_S).contains(&event.time_s)
+        {
+            return Err(MeasureError::TimeOutOfCalendar(event.time_s));
+        }
         let (origin, grid) = *self.origin.get_or_insert_with(|| {
-            let origin = Grid::origin(&self.config, event.time_s);
+            let origin = Grid::origin(event.time_s);
             (origin, Grid::new(&self.config, origin))
         });
         let now = event.time_s - origin;
@@ -512,11 +520,11 @@ impl Measurer {
                 ..UnitState::default()
             });
         }
-        let state = &mut self.units[unit];
-        state.volume = state
+        self.volume = self
             .volume
             .checked_add(event.amount_minor)
             .ok_or(MeasureError::VolumeOverflow)?;
+        let state = &mut self.units[unit];
         state.advance(now, grid)?;
         // Resolve the programme filter lazily: the label may appear only mid-stream.
         let tracked_programme = match (&self.config.programme, &mut self.programme_label) {
@@ -634,8 +642,14 @@ fn combine<'a>(
         .collect()
 }
 
-/// Where periods start, in seconds from the origin: every `period_s`, or at each calendar
-/// month's first instant (UTC) when the origin is a month's first.
+/// The first second of the year 0 and the last of 9999 (UTC): calendar months are counted
+/// between them, far from any overflow.
+const MIN_CALENDAR_S: i64 = -62_167_219_200;
+const MAX_CALENDAR_S: i64 = 253_402_300_799;
+
+/// Where periods start, in seconds from the origin (the first event's day): every
+/// `period_s`, or at each calendar month's first instant (UTC), the first period running
+/// from the origin to the end of its month.
 #[derive(Clone, Copy, Debug)]
 enum Grid {
     Fixed { period_s: i64 },
@@ -656,16 +670,9 @@ impl Grid {
         }
     }
 
-    /// The origin for a stream whose first event is at `first_s`: the start of its day, or
-    /// of its month for calendar months.
-    fn origin(config: &MeasureConfig, first_s: i64) -> i64 {
-        let day = first_s.div_euclid(DAY_S);
-        if config.calendar_months {
-            let (year, month, _) = ledger::policy::civil_from_days(day);
-            ledger::policy::days_from_civil(year, month, 1) * DAY_S
-        } else {
-            day * DAY_S
-        }
+    /// The origin for a stream whose first event is at `first_s`: the start of its day.
+    fn origin(first_s: i64) -> i64 {
+        first_s.div_euclid(DAY_S) * DAY_S
     }
 
     /// The period holding `now` (seconds from the origin, not negative).
@@ -686,6 +693,7 @@ impl Grid {
     fn start_of(self, index: i64) -> i64 {
         match self {
             Self::Fixed { period_s } => index * period_s,
+            Self::Months { .. } if index == 0 => 0,
             Self::Months {
                 origin_s,
                 origin_month,
@@ -1236,7 +1244,7 @@ mod tests {
         assert_eq!(
             months,
             [
-                (day(1, 1), 10000),
+                (day(1, 15), 10000),
                 (day(2, 1), 10000),
                 (day(3, 1), 10000),
                 (day(4, 1), 10000)
@@ -1254,9 +1262,28 @@ mod tests {
             .iter()
             .map(|p| p.length_s / DAY_S)
             .collect();
-        // January to March whole; April ends with the last event's day.
-        assert_eq!(lengths, [31, 28, 31, 15]);
+        // January from the first event's day, February and March whole, April to the end of
+        // the last event's day: nothing before the stream is counted in the window.
+        assert_eq!(lengths, [17, 28, 31, 15]);
         assert!(m.calendar_months);
+        // Times the calendar cannot name are refused, not overflowed.
+        let mut far = Measurer::new(MeasureConfig {
+            calendar_months: true,
+            ..MeasureConfig::default()
+        })
+        .unwrap();
+        let text = format!(
+            "{}\n{}\n{}\n",
+            crate::events::CSV_MAGIC,
+            crate::events::CSV_HEADER,
+            "9000000000000000,deposit,issuance,city,issuer,,h1,household,,1,U,,"
+        );
+        let mut reader = EventReader::new(text.as_bytes()).unwrap();
+        let event = reader.next_event().unwrap().unwrap();
+        assert_eq!(
+            far.push(&event, reader.dictionary()),
+            Err(MeasureError::TimeOutOfCalendar(9_000_000_000_000_000))
+        );
     }
 
     /// h1 holds 100.00 for ten days; m2, whose income is not in the stream, redeems 100.00 on

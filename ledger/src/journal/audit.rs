@@ -429,10 +429,19 @@ impl Audit {
         Self::default()
     }
 
-    /// Heads recorded earlier, each of which must turn out to be a link of the chain.
-    pub fn expect_heads(&mut self, heads: &[JournalLink]) {
-        self.recorded
-            .extend(heads.iter().map(|l| ((l.unit, l.seq), l.hash)));
+    /// Heads recorded earlier, each of which must turn out to be a link of the chain. Two
+    /// records of one link with different hashes cannot both hold: that link is the error.
+    pub fn expect_heads(&mut self, heads: &[JournalLink]) -> Result<(), (UnitCode, u64)> {
+        for link in heads {
+            let kept = *self
+                .recorded
+                .entry((link.unit, link.seq))
+                .or_insert(link.hash);
+            if kept != link.hash {
+                return Err((link.unit, link.seq));
+            }
+        }
+        Ok(())
     }
 
     /// Checks and adds the next line: [`check_line`] then [`Audit::push`].

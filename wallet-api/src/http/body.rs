@@ -53,16 +53,22 @@ impl<S: Send + Sync> FromRequestParts<S> for JsonContentType {
     }
 }
 
-/// Extractor: the method and path a write was sent to, as its `Idempotency-Key` fingerprint
-/// needs them. Taken from the request itself, so the fingerprint names the resource written
-/// (card A's unlock is not card B's) without each handler spelling its route out again.
+/// Extractor: the method, path and query a write was sent to, as its `Idempotency-Key`
+/// fingerprint needs them. Taken from the request itself, so the fingerprint names the
+/// resource written (card A's unlock is not card B's) and how (an enrolment with
+/// `?all_or_nothing=true` is another request than one without) without each handler
+/// spelling its route out again.
 pub struct WriteTarget(String);
 
 impl<S: Send + Sync> FromRequestParts<S> for WriteTarget {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(format!("{} {}", parts.method, parts.uri.path())))
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path(), |p| p.as_str());
+        Ok(Self(format!("{} {target}", parts.method)))
     }
 }
 

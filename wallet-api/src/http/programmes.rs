@@ -913,7 +913,10 @@ pub(super) async fn settlement(
     params(("id" = String, Path, description = "Programme id"), PeriodQuery),
     responses(
         (status = 200, description = "pain.001.001.09 XML"),
-        (status = 409, description = "No debtor account, or a merchant without an IBAN"),
+        (status = 204, description = "Nobody is owed anything in the period: no file; the \
+            period is recorded as settled so the next one can follow"),
+        (status = 409, description = "No debtor account, a merchant without an IBAN or with \
+            one outside SEPA, a period not ended, overlapping a file or leaving a gap"),
     ),
     security(("bearer" = []))
 )]
@@ -934,14 +937,18 @@ pub(super) async fn sepa(
         Some(text) => parse_date("execution_date", text)?,
         None => programmes.today()?,
     };
-    let xml = programmes
+    let file = programmes
         .credit_transfer_file(programme_id(&id)?, from, to, execution)
         .await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
-        xml,
-    )
-        .into_response())
+    Ok(match file {
+        Some(xml) => (
+            [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+            xml,
+        )
+            .into_response(),
+        // Nobody is owed anything: no file, but the period is settled.
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -149,14 +149,15 @@ impl Programmes {
         Ok(settlement_csv(&rows))
     }
 
-    /// The SEPA credit-transfer file paying each merchant its net redemptions of the period.
+    /// The SEPA credit-transfer file paying each merchant its net redemptions of the period,
+    /// recording the period as settled; `None` (recorded too) if nobody is owed anything.
     pub async fn credit_transfer_file(
         &self,
         programme_id: ledger::ProgrammeId,
         start: Date,
         end: Date,
         execution: Date,
-    ) -> Result<String, ProgrammeError> {
+    ) -> Result<Option<String>, ProgrammeError> {
         let programme = self.get(programme_id).await?;
         let debtor = programme.debtor.clone().ok_or_else(|| {
             ProgrammeError::Conflict(
@@ -194,15 +195,21 @@ impl Programmes {
             }
         }
         // Periods follow one another without a gap: a redemption on a day no file covers
-        // would sit in the clearing account, never paid, and nothing would say so.
+        // would sit in the clearing account, never paid, and nothing would say so. A new file
+        // starts the day after the file before it (a gap left earlier can still be filled),
+        // or, if none is before it, on or before the programme's first day.
         let same_again = settled.iter().any(|(f, t)| *f == from_day && *t == to_day);
         if !same_again {
-            let last_paid = settled.iter().map(|(_, to)| to).max();
-            if let Some(last_to) = last_paid {
+            let before = settled
+                .iter()
+                .map(|(_, to)| to)
+                .filter(|to| **to < from_day)
+                .max();
+            if let Some(last_to) = before {
                 let next = day_after(last_to)?;
                 if next != start {
                     return Err(ProgrammeError::Conflict(format!(
-                        "the last SEPA file paid up to {last_to}; the next period starts on \
+                        "the SEPA file before it paid up to {last_to}; the next period starts on \
                          {next} (from {start} would leave the days between unpaid)"
                     )));
                 }
@@ -268,6 +275,15 @@ impl Programmes {
                 outside_sepa.join(", ")
             )));
         }
+        // Nobody is owed anything (no redemptions, or fees took them all): there is no file to
+        // make (a pain.001 holds at least one transfer), but the period is settled, so the
+        // next one can follow it.
+        if payable.is_empty() {
+            self.db
+                .record_settled_period(programme_id, &from_day, &to_day, self.now_ms())
+                .await?;
+            return Ok(None);
+        }
         let period = format!("{start}/{end}");
         let compact = |d: Date| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day());
         let transfers = payable
@@ -303,7 +319,7 @@ impl Programmes {
         self.db
             .record_settled_period(programme_id, &from_day, &to_day, self.now_ms())
             .await?;
-        Ok(xml)
+        Ok(Some(xml))
     }
 
     /// Voids the SEPA file of `start`..=`end`, recorded by mistake and never sent to the bank:

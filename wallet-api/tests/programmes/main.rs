@@ -687,7 +687,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
                 .credit_transfer_file(programme.id, day(from), day(to), day("2026-12-02"))
                 .await
         };
-        let refused = |result: Result<String, ProgrammeError>, says: &str| {
+        let refused = |result: Result<Option<String>, ProgrammeError>, says: &str| {
             assert!(
                 matches!(&result, Err(ProgrammeError::Conflict(m)) if m.contains(says)),
                 "{says}: {result:?}"
@@ -710,7 +710,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             file("2026-11-23", "2026-11-30").await,
             "on or before 2026-11-22",
         );
-        let xml = file("2026-11-01", "2026-11-30").await.unwrap();
+        let xml = file("2026-11-01", "2026-11-30").await.unwrap().unwrap();
         assert!(
             xml.contains("<InstdAmt Ccy=\"EUR\">98.50</InstdAmt>"),
             "{xml}"
@@ -719,7 +719,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
         // The bank is given the name the account is held in, not the shop's display name.
         assert!(xml.contains("<Nm>Ultramarinos Triana S.L.</Nm>"), "{xml}");
         // The same period again is the same file; an overlapping one would pay twice.
-        let again = file("2026-11-01", "2026-11-30").await.unwrap();
+        let again = file("2026-11-01", "2026-11-30").await.unwrap().unwrap();
         assert!(again.contains("<InstdAmt Ccy=\"EUR\">98.50</InstdAmt>"));
         let element = |xml: &str, tag: &str| {
             let open = format!("<{tag}>");
@@ -756,9 +756,24 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             Err(ProgrammeError::NotFound(_))
         ));
         refused(file("2026-11-23", "2026-11-30").await, "on or before");
-        let remade = file("2026-11-01", "2026-11-30").await.unwrap();
+        let remade = file("2026-11-01", "2026-11-30").await.unwrap().unwrap();
         assert_eq!(element(&remade, "MsgId"), element(&xml, "MsgId"));
         refused(file("2026-11-15", "2026-11-30").await, "overlaps");
+        // Voided again and paid in two files: the first, before the redemption, owes nobody
+        // anything, so there is no file but the days are settled and the second follows on.
+        void("2026-11-01", "2026-11-30").await.unwrap();
+        assert_eq!(file("2026-11-01", "2026-11-21").await.unwrap(), None);
+        refused(
+            file("2026-11-23", "2026-11-30").await,
+            "paid up to 2026-11-21",
+        );
+        let second = file("2026-11-22", "2026-11-30").await.unwrap().unwrap();
+        assert!(second.contains("98.50"), "{second}");
+        // Only the latest file can be voided: an earlier one would leave a gap.
+        assert!(matches!(
+            void("2026-11-01", "2026-11-21").await,
+            Err(ProgrammeError::Conflict(m)) if m.contains("void that one first")
+        ));
         // Outside the period, nothing.
         let empty = programmes
             .settlement(programme.id, day("2026-10-01"), day("2026-10-31"))

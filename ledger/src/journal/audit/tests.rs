@@ -707,7 +707,7 @@ fn heads_of(lines: &[String]) -> Vec<JournalLink> {
 /// Audits `lines` holding it to heads recorded earlier.
 fn run_expecting(lines: &[String], recorded: &[JournalLink]) -> Result<AuditReport, AuditError> {
     let mut audit = Audit::new();
-    audit.expect_heads(recorded);
+    audit.expect_heads(recorded).unwrap();
     for line in lines {
         audit.line(line.as_bytes())?;
     }
@@ -750,6 +750,10 @@ fn heads_recorded_earlier_catch_a_chain_cut_short_or_rewritten_whole() {
         matches!(differs.problem, Problem::RecordedHeadDiffers { unit, seq: 4 } if unit == eur()),
         "{differs:?}"
     );
+    // Kept heads that disagree with each other are refused before anything is read.
+    let mut audit = Audit::new();
+    audit.expect_heads(&late).unwrap();
+    assert_eq!(audit.expect_heads(&heads_of(&rewritten)), Err((eur(), 4)));
 }
 
 #[test]
