@@ -106,6 +106,8 @@ impl Modify for CommonResponses {
                 (&mut item.get, false),
                 (&mut item.post, true),
                 (&mut item.put, true),
+                // Voiding a file is not rate limited: it is an admin's rare repair.
+                (&mut item.delete, false),
             ];
             for (operation, writes) in operations {
                 let Some(operation) = operation.as_mut() else {
