@@ -100,13 +100,17 @@ fn progress_bar(progress: RunProgress) {
 
 /// `coledger disburse`.
 pub async fn disburse(args: DisburseArgs) -> Result<()> {
-    let session = Session::open(&args.database.database_url, &args.programmes).await?;
+    // What can be checked without the ledger is checked before loading it (minutes for a
+    // large one).
     let programme = programme_id(&args.programme)?;
     let kind = if args.emergency {
         RunKind::Emergency { area: args.area }
     } else {
         RunKind::Monthly
     };
+    wallet_api::programme::disburse::validate_period(&kind, &args.period)
+        .map_err(|e| anyhow::anyhow!("--period {:?}: {e}", args.period))?;
+    let session = Session::open(&args.database.database_url, &args.programmes).await?;
     let outcome = if args.dry_run {
         let plan = session
             .programmes
@@ -220,16 +224,11 @@ pub async fn enrol_file(
 
 /// `coledger enrol`.
 pub async fn enrol(args: EnrolArgs) -> Result<()> {
+    let programme = programme_id(&args.programme)?;
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let session = Session::open(&args.database.database_url, &args.programmes).await?;
-    let outcome = enrol_file(
-        &session.programmes,
-        programme_id(&args.programme)?,
-        &bytes,
-        args.all_or_nothing,
-    )
-    .await;
+    let outcome = enrol_file(&session.programmes, programme, &bytes, args.all_or_nothing).await;
     session.close().await?;
     let (outcome, rejected) = outcome?;
     println!(
@@ -241,8 +240,8 @@ pub async fn enrol(args: EnrolArgs) -> Result<()> {
 
 /// `coledger expire`.
 pub async fn expire(args: ExpireArgs) -> Result<()> {
-    let session = Session::open(&args.database.database_url, &args.programmes).await?;
     let programme = programme_id(&args.programme)?;
+    let session = Session::open(&args.database.database_url, &args.programmes).await?;
     let report = session.programmes.sweep_expired(programme).await;
     let scale = scale(&session, programme).await;
     session.close().await?;
@@ -270,10 +269,13 @@ pub fn card_qr_payload(number: &str) -> String {
 
 /// `coledger cards print`.
 pub async fn print_cards(args: CardsPrintArgs) -> Result<()> {
+    if !matches!(args.format.as_str(), "pdf" | "svg") {
+        bail!("--format {:?}: choose pdf or svg", args.format);
+    }
+    let programme_id = programme_id(&args.programme)?;
     let db = Database::connect_existing(&args.database.database_url)
         .await
         .context("opening the database")?;
-    let programme_id = programme_id(&args.programme)?;
     let programme = db
         .programme(programme_id)
         .await?
@@ -298,8 +300,12 @@ pub async fn print_cards(args: CardsPrintArgs) -> Result<()> {
     match args.format.as_str() {
         "pdf" => {
             let pdf = render_pdf(&faces)?;
-            std::fs::write(&args.out, pdf)
+            // Whole or not at all: a sheet cut short by a full disk must not reach a printer.
+            let mut out = crate::output_file::OutputFile::create(&args.out)?;
+            out.writer()
+                .write_all(&pdf)
                 .with_context(|| format!("writing {}", args.out.display()))?;
+            out.finish()?;
             println!("{} cards written to {}", faces.len(), args.out.display());
         }
         "svg" => {

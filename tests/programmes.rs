@@ -989,6 +989,24 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             coledger_cli(&[&["disburse"][..], &common, &["--period", "2027-13"]].concat());
         assert!(!bad_period.status.success());
         assert!(String::from_utf8_lossy(&bad_period.stderr).contains("YYYY-MM"));
+        // Arguments are checked before the ledger is loaded: no database is even opened.
+        let nowhere = "sqlite:///nonexistent-dir/ledger.db";
+        for (args, says) in [
+            (
+                ["--programme", "nope", "--period", "2026-12"],
+                "is not a programme id",
+            ),
+            (
+                ["--programme", programme.as_str(), "--period", "2026-1"],
+                "YYYY-MM",
+            ),
+        ] {
+            let early =
+                coledger_cli(&[&["disburse", "--database-url", nowhere][..], &args].concat());
+            let err = String::from_utf8_lossy(&early.stderr);
+            assert!(!early.status.success() && err.contains(says), "{err}");
+            assert!(!err.contains("database"), "checked before opening: {err}");
+        }
         // Another server secret than the programme was made with is refused before anything
         // is signed (a run signed with it would fail entry by entry, and no card would open).
         let other_secret = secret_dir.path().join("other-secret");
@@ -1173,6 +1191,25 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         );
         let page = std::fs::read_to_string(secret_dir.path().join("cards-1.svg")).unwrap();
         assert!(page.contains("Familia") && page.contains("<svg"), "{page}");
+        // An unknown format is refused before the database is opened, and no PDF is replaced.
+        let png = coledger_cli(&[
+            "cards",
+            "print",
+            "--database-url",
+            "sqlite:///nonexistent-dir/ledger.db",
+            "--programme",
+            &programme,
+            "--format",
+            "png",
+            "--out",
+            pdf.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&png.stderr);
+        assert!(
+            !png.status.success() && err.contains("choose pdf or svg"),
+            "{err}"
+        );
+        assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF-"));
 
         // Back up: Carmen has next month's 245.00 left plus this month's 300.00, exactly once.
         let (mut server, address) = serve(&url, &["--secret-file", &secret]).await;

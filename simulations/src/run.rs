@@ -175,10 +175,24 @@ pub fn run_scenario(path: &Path, out_dir: &Path) -> Result<RunSummary, SimError>
     let scenario = read_scenario(path)?;
     std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
     let (totals, measures) = if scenario.write_events {
+        // Written beside the target and renamed once whole: a model that fails part-way
+        // leaves no events.csv that looks like a run's.
         let events_path = out_dir.join("events.csv");
-        let file = File::create(&events_path).map_err(io(&events_path))?;
+        let partial = out_dir.join("events.csv.partial");
+        let file = File::create(&partial).map_err(io(&partial))?;
         let mut output = BufWriter::with_capacity(1 << 20, file);
-        simulate(&scenario, Some(&mut output))?
+        let written = simulate(&scenario, Some(&mut output)).and_then(|measured| {
+            // The last buffer's write error, which dropping the writer would swallow.
+            output
+                .into_inner()
+                .map_err(|e| io(&partial)(e.into_error()))?;
+            std::fs::rename(&partial, &events_path).map_err(io(&events_path))?;
+            Ok(measured)
+        });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        written?
     } else {
         simulate(&scenario, None)?
     };
@@ -539,6 +553,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = scenario_file(dir.path(), SMALL);
         let run = run_scenario(&path, &dir.path().join("run")).unwrap();
+        assert!(!dir.path().join("run/events.csv.partial").exists());
+        // A run whose events cannot be put in place fails and leaves nothing half-written.
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir_all(blocked.join("events.csv/in-the-way")).unwrap();
+        assert!(run_scenario(&path, &blocked).is_err());
+        assert!(!blocked.join("events.csv.partial").exists());
+        assert!(!blocked.join("summary.json").exists());
         let config = MeasureConfig {
             period_s: 30 * DAY_S,
             ..MeasureConfig::default()
