@@ -916,7 +916,7 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         // can move past a period's end).
         let sepa = http(
             a,
-            "GET",
+            "POST",
             &format!("{p}/sepa-credit-transfer?{period}"),
             Some(&admin),
             &[],
@@ -933,6 +933,9 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         let none = http(a, "DELETE", &sepa_file, Some(&admin), &[], None).await;
         assert_eq!(none.status, 404, "{}", none.body);
         assert!(none.body.contains("none is recorded"), "{}", none.body);
+        // Making a file records its period: never on a GET, which a prefetch could send.
+        let fetched = http(a, "GET", &sepa_file, Some(&admin), &[], None).await;
+        assert_eq!(fetched.status, 405, "{}", fetched.body);
         stop_with_sigterm(&mut server, label).await;
 
         // The CLI, service stopped: this month's run stops after one entry, as a crash would,

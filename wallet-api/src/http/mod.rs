@@ -254,9 +254,9 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             get(programmes::settlement),
         ),
         (
-            "GET",
+            "POST",
             "/v1/programmes/{id}/sepa-credit-transfer",
-            get(programmes::sepa),
+            post(programmes::sepa),
         ),
         (
             "DELETE",

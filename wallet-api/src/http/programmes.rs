@@ -904,10 +904,12 @@ pub(super) async fn settlement(
     }
 }
 
-/// `GET /v1/programmes/{id}/sepa-credit-transfer`: the pain.001.001.09 file paying every
-/// merchant its net redemptions of the period.
+/// `POST /v1/programmes/{id}/sepa-credit-transfer`: the pain.001.001.09 file paying every
+/// merchant its net redemptions of the period. A POST, not a GET: it records the period as
+/// paid, which a prefetch, a cache or a link checker must never do; asked again for the
+/// same period it gives the same file.
 #[utoipa::path(
-    get,
+    post,
     path = "/v1/programmes/{id}/sepa-credit-transfer",
     tag = "programmes",
     params(("id" = String, Path, description = "Programme id"), PeriodQuery),
