@@ -9,11 +9,10 @@
 //! - **Mapping**: `issue` → deposit/issuance; `waste_reward` → deposit/reward; `payment` and
 //!   `time_exchange` → transfer/payment; `redeem` → withdraw/redemption (to the clearing
 //!   account) and withdraw/fee (to the fee account); `expire` → withdraw/expiry; `demurrage`
-//!   → withdraw/demurrage and `fee` → withdraw/fee (to the scheme's accounts). Left out, and
-//!   money the stream then cannot see arrive or leave, were rewards and demurrage before:
-//!   the stock was overstated. Card replacements (a household paying itself) and other
-//!   kinds are counted as skipped. So are conversions (points to vouchers): the points they
-//!   take are not seen to leave, and the vouchers they give arrive unbacked.
+//!   → withdraw/demurrage and `fee` → withdraw/fee (to the scheme's accounts). Card
+//!   replacements (a household paying itself) and other kinds are counted as skipped. So are
+//!   conversions (points to vouchers): the points they take are not seen to leave, and the
+//!   vouchers they give arrive unbacked.
 //! - **Refunds** are netted into the payment they give back, since the format has no event
 //!   for money flowing back: a payment is written for what was kept of it, a fully refunded
 //!   one not at all, and the refund entries themselves are not written. Counting a refund as
