@@ -31,10 +31,7 @@ fn now_s() -> i64 {
 /// The month `offset` months from the current one (UTC), `YYYY-MM`: a monthly run may be
 /// paid only from the programme's first month to the month after the current one.
 fn month_from_now(offset: i64) -> String {
-    let today = wallet_api::redemption::UtcDateTime::from_unix_s(now_s())
-        .unwrap()
-        .date;
-    let months = i64::from(today.year()) * 12 + i64::from(today.month()) - 1 + offset;
+    let months = ledger::policy::month_of(now_s() * 1000) + offset;
     format!("{:04}-{:02}", months / 12, months % 12 + 1)
 }
 

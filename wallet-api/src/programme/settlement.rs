@@ -184,21 +184,21 @@ impl Programmes {
         // paid is refused; the same period again gives the same transfers.
         let (from_day, to_day) = (start.to_string(), end.to_string());
         let settled = self.db.settled_periods(programme_id).await?;
-        for (from, to) in &settled {
-            let same = *from == from_day && *to == to_day;
-            let overlaps = from_day <= *to && *from <= to_day;
-            if overlaps && !same {
-                return Err(ProgrammeError::Conflict(format!(
-                    "{from_day}/{to_day} overlaps {from}/{to}, for which a SEPA file was already \
-                     produced: merchants would be paid twice for the days in both"
-                )));
-            }
+        let same_again = settled.iter().any(|(f, t)| *f == from_day && *t == to_day);
+        if !same_again
+            && let Some((from, to)) = settled
+                .iter()
+                .find(|(from, to)| from_day <= *to && *from <= to_day)
+        {
+            return Err(ProgrammeError::Conflict(format!(
+                "{from_day}/{to_day} overlaps {from}/{to}, for which a SEPA file was already \
+                 produced: merchants would be paid twice for the days in both"
+            )));
         }
         // Periods follow one another without a gap: a redemption on a day no file covers
         // would sit in the clearing account, never paid, and nothing would say so. A new file
         // starts the day after the file before it (a gap left earlier can still be filled),
         // or, if none is before it, on or before the programme's first day.
-        let same_again = settled.iter().any(|(f, t)| *f == from_day && *t == to_day);
         if !same_again {
             let before = settled
                 .iter()
