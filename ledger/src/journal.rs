@@ -4,6 +4,7 @@
 //! code order, with the same canonical bytes.
 
 pub mod audit;
+pub mod checkpoint;
 pub mod export;
 
 use std::collections::HashMap;

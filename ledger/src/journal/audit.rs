@@ -28,6 +28,11 @@
 //! balances must sum to zero. Postings balance by construction (each moves one amount from one
 //! account to another), so the sum is a safety net, not a test of the file.
 //!
+//! Given heads kept earlier ([`Audit::expect_heads`]) or the service's signed checkpoints
+//! ([`Audit::expect_checkpoints`], see [`super::checkpoint`]), each must be a link of the
+//! chain; a checkpoint's totals must also be the ones recomputed up to its link, so a
+//! published figure the journal does not add up to is caught as surely as a rewritten entry.
+//!
 //! Not checkable from the file alone: whether a signer was the registered key of the accounts
 //! it debited, and account limits, because the export carries no accounts. The intent's expiry
 //! was judged when it arrived and is not judged again.
@@ -39,6 +44,7 @@ use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashSet};
 
+use super::checkpoint::{Checkpoint, UnitTotals};
 use super::export::{self, ExportHeader, ExportIntent, ExportUnit};
 use super::{ChainHead, Digest, Journal, JournalLink, canonical_entry_bytes, chain_hash};
 use crate::entry::{EntryError, EntryKind, JournalEntry};
@@ -221,6 +227,33 @@ pub enum Problem {
         /// The last sequence number in the file.
         end: u64,
     },
+    /// A signed checkpoint (`coledger verify --checkpoints`) disagrees with the chain at its
+    /// sequence number: another hash (the chain was rewritten at or before it) or other
+    /// totals (the published figures are not what the journal adds up to).
+    #[error(
+        "unit {unit}: the signed checkpoint at sequence {seq} states {what} other than the journal's there"
+    )]
+    CheckpointDiffers {
+        /// The unit.
+        unit: UnitCode,
+        /// The checkpoint's sequence number.
+        seq: u64,
+        /// What differs: `"a hash"` or `"totals"`.
+        what: &'static str,
+    },
+    /// A signed checkpoint lies beyond the end of this chain: entries were cut off (or the
+    /// export is older than the checkpoint).
+    #[error(
+        "unit {unit}: a signed checkpoint is at sequence {seq}, but the chain ends at {end}: entries were cut off, or the export is older than the checkpoint"
+    )]
+    CheckpointMissing {
+        /// The unit.
+        unit: UnitCode,
+        /// The checkpoint's sequence number.
+        seq: u64,
+        /// The last sequence number in the file.
+        end: u64,
+    },
     /// Balances that do not sum to zero (impossible for well-formed postings).
     #[error("unit {unit}: balances sum to {sum} minor units, not 0")]
     BalancesDoNotSumToZero {
@@ -398,8 +431,8 @@ pub struct AuditReport {
 #[derive(Debug)]
 struct UnitState {
     unit: ExportUnit,
-    /// Indexed like [`EntryKind::ALL`]: entries and amount.
-    kinds: [(u64, i128); EntryKind::ALL.len()],
+    /// Counted as the service counts them for its checkpoints.
+    totals: UnitTotals,
     accounts: u64,
 }
 
@@ -421,6 +454,9 @@ pub struct Audit {
     /// Heads recorded from an earlier export or `GET /v1/journal/heads`, not yet met: each
     /// must be a link of this chain, so a chain rewritten or cut short since is caught.
     recorded: HashMap<(UnitCode, u64), Digest>,
+    /// Signed checkpoints not yet met: at its sequence number each must match the chain's
+    /// hash and the totals recomputed so far.
+    checkpoints: HashMap<(UnitCode, u64), Checkpoint>,
 }
 
 impl Audit {
@@ -439,6 +475,29 @@ impl Audit {
                 .or_insert(link.hash);
             if kept != link.hash {
                 return Err((link.unit, link.seq));
+            }
+        }
+        Ok(())
+    }
+
+    /// Signed checkpoints (their signatures checked by the caller), each of which must turn
+    /// out to be a link of the chain with the totals recomputed there. Two checkpoints of one
+    /// link that disagree cannot both hold: that link is the error. A checkpoint of an empty
+    /// chain (sequence 0) holds if it says so: no hash, no totals.
+    pub fn expect_checkpoints(&mut self, checkpoints: &[Checkpoint]) -> Result<(), (UnitCode, u64)> {
+        for checkpoint in checkpoints {
+            let link = (checkpoint.unit, checkpoint.head.seq);
+            if checkpoint.head.seq == 0 {
+                if checkpoint.head != ChainHead::default()
+                    || checkpoint.totals != UnitTotals::default()
+                {
+                    return Err(link);
+                }
+                continue;
+            }
+            let kept = self.checkpoints.entry(link).or_insert(*checkpoint);
+            if kept.head != checkpoint.head || kept.totals != checkpoint.totals {
+                return Err(link);
             }
         }
         Ok(())
@@ -470,7 +529,7 @@ impl Audit {
         for unit in &header.units {
             let state = UnitState {
                 unit: unit.clone(),
-                kinds: [(0, 0); EntryKind::ALL.len()],
+                totals: UnitTotals::default(),
                 accounts: 0,
             };
             if self.units.insert(unit.code, state).is_some() {
@@ -502,7 +561,32 @@ impl Audit {
         }
         self.refund(&entry)?;
         self.count(&entry)?;
+        if !self.checkpoints.is_empty() {
+            self.check_checkpoints(&checked.links)?;
+        }
         self.entries = expected;
+        Ok(())
+    }
+
+    /// Compares the checkpoints at the entry's links, now that it is counted.
+    fn check_checkpoints(&mut self, links: &[JournalLink]) -> Result<(), Problem> {
+        for link in links {
+            let Some(checkpoint) = self.checkpoints.remove(&(link.unit, link.seq)) else {
+                continue;
+            };
+            let differs = |what| Problem::CheckpointDiffers {
+                unit: link.unit,
+                seq: link.seq,
+                what,
+            };
+            if checkpoint.head.hash != link.hash {
+                return Err(differs("a hash"));
+            }
+            let totals = self.units.get(&link.unit).map(|state| state.totals);
+            if totals != Some(checkpoint.totals) {
+                return Err(differs("totals"));
+            }
+        }
         Ok(())
     }
 
@@ -584,28 +668,25 @@ impl Audit {
 
     /// Adds an entry's postings to the balances and its unit totals.
     fn count(&mut self, entry: &JournalEntry) -> Result<(), Problem> {
-        let kind = EntryKind::ALL
-            .iter()
-            .position(|&k| k == entry.kind())
-            .unwrap_or_default();
+        let kind = entry.kind();
         for unit in entry.units() {
             let state = self
                 .units
                 .get_mut(&unit)
                 .ok_or(Problem::UnknownUnit { unit })?;
-            let total = &mut state.kinds[kind];
-            total.0 = total.0.saturating_add(1);
+            state.totals.count_entry(kind);
         }
         for posting in entry.postings() {
-            let amount = i128::from(posting.amount.minor());
+            let amount = posting.amount.minor();
+            let state = self
+                .units
+                .get_mut(&posting.unit)
+                .ok_or(Problem::UnknownUnit { unit: posting.unit })?;
+            state.totals.count_posting(kind, amount);
             for (account, delta) in [
-                (posting.debit, amount.saturating_neg()),
-                (posting.credit, amount),
+                (posting.debit, i128::from(amount).saturating_neg()),
+                (posting.credit, i128::from(amount)),
             ] {
-                let state = self
-                    .units
-                    .get_mut(&posting.unit)
-                    .ok_or(Problem::UnknownUnit { unit: posting.unit })?;
                 let slot = self.balances.entry(account).or_insert_with(|| {
                     state.accounts = state.accounts.saturating_add(1);
                     (posting.unit, 0)
@@ -618,14 +699,10 @@ impl Audit {
                     });
                 }
                 // |amount| < 2^53 and there are fewer than 2^64 postings: i128 cannot overflow.
+                let before = slot.1;
                 slot.1 = slot.1.saturating_add(delta);
+                state.totals.balance_moved(before, slot.1);
             }
-            let state = self
-                .units
-                .get_mut(&posting.unit)
-                .ok_or(Problem::UnknownUnit { unit: posting.unit })?;
-            let total = &mut state.kinds[kind];
-            total.1 = total.1.saturating_add(amount);
         }
         Ok(())
     }
@@ -650,6 +727,14 @@ impl Audit {
         // A recorded head never met is past the end of its unit's chain.
         if let Some((&(unit, seq), _)) = self.recorded.iter().min_by_key(|(key, _)| **key) {
             let problem = Problem::RecordedHeadMissing {
+                unit,
+                seq,
+                end: self.journal.head(unit).seq,
+            };
+            return Err(AuditError { line: end, problem });
+        }
+        if let Some((&(unit, seq), _)) = self.checkpoints.iter().min_by_key(|(key, _)| **key) {
+            let problem = Problem::CheckpointMissing {
                 unit,
                 seq,
                 end: self.journal.head(unit).seq,
@@ -705,28 +790,24 @@ impl Audit {
 
     /// Per unit: totals by kind, accounts, and balances that must sum to zero.
     fn into_reports(self) -> Result<Vec<UnitReport>, Problem> {
-        let mut sums: BTreeMap<UnitCode, (i128, i128)> = BTreeMap::new();
+        let mut sums: BTreeMap<UnitCode, i128> = BTreeMap::new();
         for &(unit, balance) in self.balances.values() {
             let sum = sums.entry(unit).or_default();
-            sum.0 = sum.0.saturating_add(balance);
-            if balance > 0 {
-                sum.1 = sum.1.saturating_add(balance);
-            }
+            *sum = sum.saturating_add(balance);
         }
         let mut reports = Vec::with_capacity(self.units.len());
         for (code, state) in self.units {
-            let (balance_sum, positive_balances) = sums.get(&code).copied().unwrap_or_default();
+            let balance_sum = sums.get(&code).copied().unwrap_or_default();
             if balance_sum != 0 {
                 return Err(Problem::BalancesDoNotSumToZero {
                     unit: code,
                     sum: balance_sum,
                 });
             }
-            let totals = EntryKind::ALL
-                .iter()
-                .zip(state.kinds)
-                .filter(|(_, (entries, _))| *entries > 0)
-                .map(|(&kind, (entries, amount_minor))| KindTotal {
+            let totals = state
+                .totals
+                .kinds()
+                .map(|(kind, entries, amount_minor)| KindTotal {
                     kind,
                     entries,
                     amount_minor,
@@ -738,7 +819,7 @@ impl Audit {
                 accounts: state.accounts,
                 totals,
                 balance_sum,
-                positive_balances,
+                positive_balances: state.totals.positive_balances(),
             });
         }
         Ok(reports)

@@ -10,6 +10,7 @@ use crate::canonical::to_canonical_bytes;
 use crate::entry::{Leg, Tags};
 use crate::ids::EntryId;
 use crate::intent::{Action, Intent};
+use crate::journal::checkpoint::Checkpoint;
 use crate::journal::export::{ExportHeader, ExportIntent, ExportUnit, FORMAT, VERSION};
 use crate::unit::UnitKind;
 
@@ -911,4 +912,112 @@ mod tampering {
             prop_assert!(right, "{:?} gave {:?}", tamper, error);
         }
     }
+}
+
+/// The euro chain's checkpoint after its first `seq` links, with the totals counted by hand:
+/// the issue of 100.00, then the payment of 12.50.
+fn euro_checkpoint(lines: &[String], seq: u64) -> Checkpoint {
+    let mut totals = crate::journal::checkpoint::UnitTotals::default();
+    totals.count_entry(EntryKind::Issue);
+    totals.count_posting(EntryKind::Issue, 10_000);
+    totals.balance_moved(0, 10_000);
+    if seq >= 2 {
+        totals.count_entry(EntryKind::Payment);
+        totals.count_posting(EntryKind::Payment, 1_250);
+        totals.balance_moved(10_000, 8_750);
+        totals.balance_moved(0, 1_250);
+    }
+    // The link's hash, from the export's line of the entry (line 2 is the issue, line 3 the
+    // payment: the euro chain's first two links).
+    let line: Value = serde_json::from_str(&lines[seq as usize]).unwrap();
+    let hash = Digest::from_hex(line["links"][0]["hash"].as_str().unwrap()).unwrap();
+    Checkpoint {
+        unit: eur(),
+        head: ChainHead { seq, hash },
+        at_ms: 1_795_305_700_000,
+        totals,
+    }
+}
+
+fn run_with_checkpoints(
+    lines: &[String],
+    checkpoints: &[Checkpoint],
+) -> Result<AuditReport, AuditError> {
+    let mut audit = Audit::new();
+    audit.expect_checkpoints(checkpoints).unwrap();
+    for line in lines {
+        audit.line(line.as_bytes())?;
+    }
+    audit.finish()
+}
+
+#[test]
+fn signed_checkpoints_must_match_the_chain_and_the_totals_at_their_link() {
+    let items = scenario();
+    let lines = export(&items);
+    let honest = [euro_checkpoint(&lines, 1), euro_checkpoint(&lines, 2)];
+    assert_eq!(run_with_checkpoints(&lines, &honest).unwrap().entries, 5);
+    // A checkpoint of an empty chain holds if it is empty.
+    let empty = Checkpoint {
+        unit: pts(),
+        head: ChainHead::default(),
+        at_ms: 0,
+        totals: crate::journal::checkpoint::UnitTotals::default(),
+    };
+    assert!(run_with_checkpoints(&lines, &[empty]).is_ok());
+
+    // Published totals that the journal does not add up to.
+    let mut inflated = euro_checkpoint(&lines, 2);
+    inflated.totals.count_posting(EntryKind::Issue, 1);
+    let error = run_with_checkpoints(&lines, &[inflated]).unwrap_err();
+    assert_eq!(error.line, 3, "the payment's line: {error}");
+    assert!(
+        matches!(error.problem, Problem::CheckpointDiffers { seq: 2, what: "totals", .. }),
+        "{error}"
+    );
+    let mut richer = euro_checkpoint(&lines, 1);
+    richer.totals.balance_moved(0, 5);
+    assert!(matches!(
+        run_with_checkpoints(&lines, &[richer]).unwrap_err().problem,
+        Problem::CheckpointDiffers { seq: 1, what: "totals", .. }
+    ));
+    // Another hash at the link: the chain was rewritten.
+    let mut rewritten = euro_checkpoint(&lines, 2);
+    rewritten.head.hash = Digest([1; 32]);
+    assert!(matches!(
+        run_with_checkpoints(&lines, &[rewritten]).unwrap_err().problem,
+        Problem::CheckpointDiffers { seq: 2, what: "a hash", .. }
+    ));
+    // A checkpoint beyond the end: the export was cut (or is older).
+    let cut = export(&items[..1]);
+    let error = run_with_checkpoints(&cut, &honest).unwrap_err();
+    assert_eq!(error.line, 3);
+    assert!(
+        matches!(error.problem, Problem::CheckpointMissing { seq: 2, end: 1, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("entries were cut off"), "{error}");
+    // Two checkpoints of one link that disagree are refused before anything is read.
+    let mut audit = Audit::new();
+    let other = Checkpoint {
+        at_ms: 1,
+        ..euro_checkpoint(&lines, 2)
+    };
+    audit.expect_checkpoints(&[euro_checkpoint(&lines, 2), other]).unwrap();
+    assert_eq!(
+        audit.expect_checkpoints(&[euro_checkpoint(&lines, 2), inflated_of(&lines)]),
+        Err((eur(), 2))
+    );
+    let mut not_empty = empty;
+    not_empty.totals.count_entry(EntryKind::Issue);
+    assert_eq!(
+        Audit::new().expect_checkpoints(&[not_empty]),
+        Err((pts(), 0))
+    );
+}
+
+fn inflated_of(lines: &[String]) -> Checkpoint {
+    let mut inflated = euro_checkpoint(lines, 2);
+    inflated.totals.count_posting(EntryKind::Payment, 1);
+    inflated
 }
