@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use ledger::journal::audit::{Audit, AuditError, AuditReport, CheckedLine, UnitReport, check_line};
+use ledger::journal::checkpoint::SignedCheckpoint;
 use ledger::journal::export::MAX_LINE_BYTES;
 use wallet_api::Clock as _;
 
@@ -14,6 +15,10 @@ use crate::output_file::OutputFile;
 
 /// Lines read and checked together; the checking of one chunk is spread over the threads.
 const CHUNK_LINES: usize = 4096;
+
+/// The most of a checkpoints file read: a page of checkpoints is a few hundred kilobytes,
+/// and a file this large is not one.
+const MAX_CHECKPOINT_FILE_BYTES: u64 = 64 << 20;
 
 /// `coledger export journal`.
 pub async fn export_journal(args: ExportJournalArgs) -> Result<()> {
@@ -59,6 +64,7 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
             );
         }
     }
+    let checkpoints = hold_to_checkpoints(&mut audit, &args)?;
     let path = &args.file;
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let report = match audit_file(audit, BufReader::with_capacity(1 << 20, file), threads)
@@ -71,7 +77,94 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         }
     };
     print_report(path, &report);
+    if checkpoints > 0 {
+        println!(
+            "signed checkpoints: {checkpoints} held (each a link of the chain, with its totals)"
+        );
+    }
     Ok(())
+}
+
+/// Reads every `--checkpoints` file, checks each signature and the key, and has the audit
+/// hold the export to them; returns how many.
+fn hold_to_checkpoints(audit: &mut Audit, args: &VerifyArgs) -> Result<usize> {
+    let mut all: Vec<SignedCheckpoint> = Vec::new();
+    for path in &args.checkpoints {
+        let kept = kept_checkpoints(path)?;
+        println!(
+            "holding to {} signed checkpoint(s) kept in {}",
+            kept.len(),
+            path.display()
+        );
+        all.extend(kept);
+    }
+    if all.is_empty() {
+        return Ok(0);
+    }
+    match args.checkpoint_key {
+        Some(pinned) => {
+            if let Some(other) = all.iter().find(|c| c.key != pinned) {
+                bail!(
+                    "unit {} sequence {}: the checkpoint is signed by {}, not by the key given with --checkpoint-key",
+                    other.checkpoint.unit,
+                    other.checkpoint.head.seq,
+                    other.key.to_base64url()
+                );
+            }
+            println!("checkpoint key: {} (given)", pinned.to_base64url());
+        }
+        None => {
+            let key = all[0].key;
+            if all.iter().any(|c| c.key != key) {
+                bail!(
+                    "the checkpoints are signed by more than one key; name the service's with --checkpoint-key"
+                );
+            }
+            println!(
+                "checkpoint key: {} (from the files; compare it with the service's, or pass --checkpoint-key)",
+                key.to_base64url()
+            );
+        }
+    }
+    let checkpoints: Vec<_> = all.iter().map(|c| c.checkpoint).collect();
+    if let Err((unit, seq)) = audit.expect_checkpoints(&checkpoints) {
+        bail!(
+            "unit {unit} sequence {seq}: two signed checkpoints of it disagree (or one of an empty \
+             chain states entries): the service signed conflicting statements"
+        );
+    }
+    Ok(all.len())
+}
+
+/// The signed checkpoints in `path` (the `checkpoints` of a saved GET answer), each
+/// signature verified.
+fn kept_checkpoints(path: &Path) -> Result<Vec<SignedCheckpoint>> {
+    #[derive(serde::Deserialize)]
+    struct Kept {
+        checkpoints: Vec<serde_json::Value>,
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut text = Vec::new();
+    file.take(MAX_CHECKPOINT_FILE_BYTES)
+        .read_to_end(&mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let kept: Kept = serde_json::from_slice(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a saved answer of GET /v1/journal/checkpoints (a JSON object with \
+             \"checkpoints\"): {e}",
+            path.display()
+        )
+    })?;
+    kept.checkpoints
+        .iter()
+        .enumerate()
+        .map(|(n, value)| {
+            let signed = SignedCheckpoint::from_json(value)
+                .and_then(|signed| signed.verify().map(|()| signed))
+                .with_context(|| format!("{}: checkpoint {}", path.display(), n + 1))?;
+            Ok(signed)
+        })
+        .collect()
 }
 
 /// The heads kept in `path`: the `heads` of the first JSON object in it (an export's header

@@ -164,6 +164,12 @@ pub struct ServeArgs {
     /// (0: never; then run `coledger expire` or POST …/expiry-sweeps from a scheduler).
     #[arg(long, env = "COLEDGER_EXPIRY_SWEEP_INTERVAL_S", default_value_t = 3600)]
     pub expiry_sweep_interval_s: u64,
+    /// How often the service signs a journal checkpoint of each unit whose chain moved, in
+    /// seconds (0: only at start and on request, POST /v1/journal/checkpoints); always once
+    /// at start. Needs
+    /// the server secret, from which the checkpoint key is derived.
+    #[arg(long, env = "COLEDGER_CHECKPOINT_INTERVAL_S", default_value_t = 600)]
+    pub checkpoint_interval_s: u64,
 }
 
 /// The server secret and card settings, shared by the service and the programme commands.
@@ -503,6 +509,24 @@ pub struct VerifyArgs {
     /// the chain, so a chain rewritten or cut short since is caught. Repeatable.
     #[arg(long, value_name = "FILE")]
     pub expect_heads: Vec<PathBuf>,
+    /// Signed checkpoints kept from the service: a saved answer of `GET
+    /// /v1/journal/checkpoints` or `GET /v1/journal/checkpoints/{unit}`. Every signature
+    /// must verify, and each checkpoint must be a link of the chain with the totals
+    /// recomputed there, so a rewritten chain or a published total the journal does not add
+    /// up to is caught. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoints: Vec<PathBuf>,
+    /// The service's checkpoint key (base64url, the `key` of `GET /v1/journal/checkpoints`
+    /// as you obtained it when you trusted it): every checkpoint must be signed with it.
+    /// Without it, all checkpoints must share one key, which is printed for you to compare.
+    #[arg(long, value_name = "KEY", requires = "checkpoints", value_parser = parse_public_key)]
+    pub checkpoint_key: Option<ledger::PublicKey>,
+}
+
+/// `--checkpoint-key`: 43 characters of unpadded base64url.
+fn parse_public_key(text: &str) -> Result<ledger::PublicKey, String> {
+    ledger::PublicKey::from_base64url(text)
+        .map_err(|_| format!("{text:?} is not an ed25519 public key (43 characters of base64url)"))
 }
 
 /// `--grain-s`: a divisor of a day, a minute or more.

@@ -103,7 +103,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let verifier =
         wallet_api::Verifier::start(args.verifier_threads).context("starting the verifier")?;
     let clock: Arc<dyn wallet_api::Clock> = Arc::new(SystemClock);
-    let programmes = match crate::secret::load(&args.database.database_url, &args.programmes)? {
+    let secret = crate::secret::load(&args.database.database_url, &args.programmes)?;
+    let checkpointer = secret.as_ref().map(|secret| {
+        wallet_api::checkpoints::Checkpointer::new(
+            secret,
+            db.clone(),
+            committer.clone(),
+            clock.clone(),
+        )
+    });
+    let programmes = match secret {
         Some(secret) => Some(wallet_api::programme::Programmes::new(
             db.clone(),
             committer.clone(),
@@ -113,7 +122,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         )),
         None => {
             tracing::warn!(
-                "no server secret (--secret-file): programmes and cards are off on this service"
+                "no server secret (--secret-file): programmes, cards and signed journal checkpoints are off on this service"
             );
             None
         }
@@ -142,6 +151,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         ))),
         _ => None,
     };
+    if let Some(checkpointer) = &checkpointer {
+        // Before the API answers: what the service loaded is signed as it starts.
+        checkpointer.sign_and_log().await;
+    }
+    let signer = match (&checkpointer, args.checkpoint_interval_s) {
+        (Some(checkpointer), every_s) if every_s > 0 => Some(tokio::spawn(
+            checkpointer
+                .clone()
+                .sign_forever(Duration::from_secs(every_s)),
+        )),
+        _ => None,
+    };
     if args.demo {
         crate::demo_access::print(
             &db,
@@ -154,6 +175,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let mut state = AppState::new(db.clone(), committer, clock, args.api_config(), verifier);
     if let Some(programmes) = programmes {
         state = state.with_programmes(programmes);
+    }
+    if let Some(checkpointer) = checkpointer {
+        state = state.with_checkpoints(checkpointer);
     }
     tokio::spawn(prune_idempotency_forever(db.clone()));
     let ending = state.clone();
@@ -173,11 +197,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         // (a broken invariant): exit, so a supervisor restarts us and the load re-verifies.
         stopped = task.join() => anyhow::bail!("the ledger writer stopped unexpectedly: {stopped:?}"),
     }
-    // Stop the sweeper and drop the router (and their committer handles): the writer
-    // drains and stops.
-    if let Some(sweeper) = sweeper {
-        sweeper.abort();
-        let _ = sweeper.await;
+    // Stop the sweeper and the checkpoint signer and drop the router (and their committer
+    // handles): the writer drains and stops.
+    for task in [sweeper, signer].into_iter().flatten() {
+        task.abort();
+        let _ = task.await;
     }
     front.deactivate();
     if let Err(e) = task.join().await {

@@ -208,6 +208,238 @@ async fn heads_kept_from_the_service_catch_entries_cut_from_the_database() {
     assert!(!ok && err.contains("opening"), "{err}");
 }
 
+/// The service signs a checkpoint of each unit as it starts (and on an auditor's request);
+/// anyone can read them, and `coledger verify --checkpoints` holds an export to them: the
+/// honest export passes, a checkpoint altered after signing or signed by another key is
+/// refused, and one a forger signed with totals the journal does not add up to is caught. On
+/// both databases.
+#[tokio::test]
+async fn signed_checkpoints_hold_an_export_to_the_totals_the_service_published() {
+    for (label, url, _keep) in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, format!("{}\n", "0123456789abcdef".repeat(4))).unwrap();
+        let secret = secret.to_str().unwrap();
+        let (ok, out, err) = run(&["demo", "--database-url", &url]).await;
+        assert!(ok, "{label}: {out}{err}");
+        let (mut server, address) = serve(&url, &["--secret-file", secret]).await;
+
+        let heads = http(&address, "GET", "/v1/journal/heads", None, &[], None).await;
+        let demo_head = heads.json()["heads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["unit"] == "DEMO-EUR")
+            .cloned()
+            .unwrap();
+        // Signed as the service started: the demo's chain, head and all.
+        let latest = http(&address, "GET", "/v1/journal/checkpoints", None, &[], None).await;
+        assert_eq!(latest.status, 200, "{label}: {}", latest.body);
+        let latest = latest.json();
+        let key = latest["key"].as_str().unwrap().to_owned();
+        let demo = latest["checkpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["unit"] == "DEMO-EUR")
+            .cloned()
+            .unwrap_or_else(|| panic!("{label}: no DEMO-EUR checkpoint in {latest}"));
+        assert_eq!(demo["seq"], demo_head["seq"], "{label}");
+        assert_eq!(demo["hash"], demo_head["hash"], "{label}");
+        assert_eq!(demo["key"], key.as_str(), "{label}");
+        let signed = ledger::journal::checkpoint::SignedCheckpoint::from_json(&demo).unwrap();
+        signed.verify().unwrap();
+        let (issues, issued) = signed.checkpoint.totals.of_kind(ledger::EntryKind::Issue);
+        assert!(issues > 0 && issued > 0, "{label}: {demo}");
+
+        // Signing on request is for admins and auditors; nothing moved, so nothing new.
+        let post = |token: Option<String>| {
+            let address = address.clone();
+            async move {
+                http(
+                    &address,
+                    "POST",
+                    "/v1/journal/checkpoints",
+                    token.as_deref(),
+                    &[],
+                    Some("{}"),
+                )
+                .await
+            }
+        };
+        assert_eq!(post(None).await.status, 401, "{label}");
+        let researcher = token_cli(&url, "researcher", None).await;
+        let refused = post(Some(researcher)).await;
+        assert_eq!(refused.status, 403, "{label}: {}", refused.body);
+        let auditor = token_cli(&url, "auditor", None).await;
+        let again = post(Some(auditor)).await;
+        assert_eq!(again.status, 200, "{label}: {}", again.body);
+        assert_eq!(again.json()["signed"], 0, "{label}: {}", again.body);
+        assert_eq!(
+            again.json()["checkpoints"],
+            latest["checkpoints"],
+            "{label}"
+        );
+
+        // One unit's history, a page at a time.
+        let page = http(
+            &address,
+            "GET",
+            "/v1/journal/checkpoints/DEMO-EUR?limit=1",
+            None,
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(page.status, 200, "{label}: {}", page.body);
+        assert_eq!(page.json()["checkpoints"][0], demo, "{label}");
+        let after = page.json()["next_after"].as_u64().unwrap();
+        let rest = http(
+            &address,
+            "GET",
+            &format!("/v1/journal/checkpoints/DEMO-EUR?after={after}"),
+            None,
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(rest.json()["checkpoints"], serde_json::json!([]), "{label}");
+        assert!(rest.json()["next_after"].is_null(), "{label}");
+        let none = http(
+            &address,
+            "GET",
+            "/v1/journal/checkpoints/NOPE",
+            None,
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(none.status, 404, "{label}");
+        let bad = http(
+            &address,
+            "GET",
+            "/v1/journal/checkpoints/DEMO-EUR?limit=0",
+            None,
+            &[],
+            None,
+        )
+        .await;
+        assert!(
+            bad.status == 400 || bad.status == 422,
+            "{label}: {}",
+            bad.status
+        );
+        stop_with_sigterm(&mut server, label).await;
+
+        let kept = dir.path().join("checkpoints.json");
+        std::fs::write(&kept, serde_json::to_string_pretty(&latest).unwrap()).unwrap();
+        let kept = kept.to_str().unwrap();
+        let export = dir.path().join("journal.jsonl");
+        let export = export.to_str().unwrap();
+        let (ok, out, err) =
+            run(&["export", "journal", "--database-url", &url, "--out", export]).await;
+        assert!(ok, "{label}: {out}{err}");
+        let (ok, verdict, err) = run(&["verify", export, "--checkpoints", kept]).await;
+        assert!(ok, "{label}: {verdict}{err}");
+        assert!(
+            verdict.contains("signed checkpoints: ") && verdict.contains(&key),
+            "{verdict}"
+        );
+        let (ok, verdict, err) = run(&[
+            "verify",
+            export,
+            "--checkpoints",
+            kept,
+            "--checkpoint-key",
+            &key,
+        ])
+        .await;
+        assert!(ok, "{label}: {verdict}{err}");
+
+        // Another key named: refused, naming the key that did sign.
+        let stranger = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let stranger_key = ledger::PublicKey::of(&stranger).to_base64url();
+        let (ok, _, err) = run(&[
+            "verify",
+            export,
+            "--checkpoints",
+            kept,
+            "--checkpoint-key",
+            &stranger_key,
+        ])
+        .await;
+        assert!(
+            !ok && err.contains("not by the key given with --checkpoint-key"),
+            "{err}"
+        );
+
+        // A figure changed after signing: the signature no longer verifies.
+        let mut altered = latest.clone();
+        for checkpoint in altered["checkpoints"].as_array_mut().unwrap() {
+            if checkpoint["unit"] == "DEMO-EUR" {
+                checkpoint["positive_balances"] = serde_json::json!("1");
+            }
+        }
+        let altered_file = dir.path().join("altered.json");
+        std::fs::write(&altered_file, altered.to_string()).unwrap();
+        let (ok, _, err) = run(&[
+            "verify",
+            export,
+            "--checkpoints",
+            altered_file.to_str().unwrap(),
+        ])
+        .await;
+        assert!(!ok && err.contains("does not verify"), "{label}: {err}");
+
+        // A forger's checkpoint, honestly signed by the forger, with more issued than the
+        // journal holds: caught by the totals, and by the key once it is pinned.
+        let mut forged = signed.checkpoint;
+        forged.totals.count_posting(ledger::EntryKind::Issue, 100);
+        let forged = forged.sign(&stranger);
+        let forged_file = dir.path().join("forged.json");
+        std::fs::write(
+            &forged_file,
+            serde_json::json!({ "checkpoints": [forged.to_json()] }).to_string(),
+        )
+        .unwrap();
+        let forged_file = forged_file.to_str().unwrap();
+        let (ok, verdict, err) = run(&["verify", export, "--checkpoints", forged_file]).await;
+        assert!(!ok, "{label}: {verdict}");
+        assert!(
+            err.contains("the signed checkpoint at sequence") && err.contains("states totals"),
+            "{label}: {err}"
+        );
+        let (ok, _, err) = run(&[
+            "verify",
+            export,
+            "--checkpoints",
+            forged_file,
+            "--checkpoint-key",
+            &key,
+        ])
+        .await;
+        assert!(
+            !ok && err.contains("not by the key given"),
+            "{label}: {err}"
+        );
+        let (ok, _, err) = run(&[
+            "verify",
+            export,
+            "--checkpoints",
+            kept,
+            "--checkpoints",
+            forged_file,
+        ])
+        .await;
+        assert!(!ok && err.contains("more than one key"), "{label}: {err}");
+        let (ok, _, err) = run(&["verify", export, "--checkpoints", export]).await;
+        assert!(
+            !ok && err.contains("not a saved answer of GET /v1/journal/checkpoints"),
+            "{label}: {err}"
+        );
+    }
+}
+
 /// The entry count `coledger export journal` reports.
 fn exported_entries(report: &str) -> u64 {
     report

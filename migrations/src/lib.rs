@@ -61,6 +61,11 @@ const SQLITE: &[Embedded] = &[
         "settlement file void",
         include_str!("../sqlite/0010_settlement_file_void.sql"),
     ),
+    (
+        11,
+        "journal checkpoints",
+        include_str!("../sqlite/0011_journal_checkpoints.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -109,6 +114,11 @@ const POSTGRES: &[Embedded] = &[
         10,
         "settlement file void",
         include_str!("../postgres/0010_settlement_file_void.sql"),
+    ),
+    (
+        11,
+        "journal checkpoints",
+        include_str!("../postgres/0011_journal_checkpoints.sql"),
     ),
 ];
 

@@ -9,6 +9,7 @@
 pub mod activation;
 pub mod auth;
 pub mod cards;
+pub mod checkpoints;
 pub mod clock;
 pub mod committer;
 pub mod db;

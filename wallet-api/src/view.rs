@@ -24,6 +24,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use foldhash::HashMap;
 use ledger::journal::ChainHead;
+use ledger::journal::checkpoint::UnitTotals;
 use ledger::{
     Account, AccountId, Balance, EntryId, EntryKind, JournalEntry, ParticipantId, PaymentRequestId,
     Posting, Unit, UnitCode,
@@ -109,6 +110,9 @@ pub struct ViewState {
     /// Each unit's chain head as of the last committed entry: what this process has told
     /// submitters is durable, which storage must still hold after a reconnection.
     chain_heads: BTreeMap<UnitCode, ChainHead>,
+    /// Each unit's totals as of its chain head, for signed checkpoints
+    /// ([`crate::checkpoints`]): counted entry by entry as `coledger verify` counts them.
+    totals: BTreeMap<UnitCode, UnitTotals>,
 }
 
 impl ViewState {
@@ -147,12 +151,23 @@ impl ViewState {
             // Not kept if already past (a clock stepping back): readers then ask storage.
             self.paid_requests.keep(request, deadline, entry.id());
         }
+        let kind = entry.kind();
         if let [posting] = entry.postings() {
             // The common case, a payment: no allocation.
+            let totals = self.totals.entry(posting.unit).or_default();
+            totals.count_entry(kind);
+            totals.count_posting(kind, posting.amount.minor());
             let amount = posting.amount.minor();
             self.record_side(position, posting.debit, amount.saturating_neg());
             self.record_side(position, posting.credit, amount);
             return;
+        }
+        for unit in entry.units() {
+            self.totals.entry(unit).or_default().count_entry(kind);
+        }
+        for posting in entry.postings() {
+            let totals = self.totals.entry(posting.unit).or_default();
+            totals.count_posting(kind, posting.amount.minor());
         }
         for (account, delta, _) in net_by_account(entry.postings()) {
             self.record_side(position, account, delta);
@@ -166,15 +181,29 @@ impl ViewState {
             tracing::error!(%account, position, "read model: entry for an unknown account");
             return;
         };
+        let before = view.balance;
         view.balance = Balance(view.balance.0.saturating_add(delta));
         view.entries = view.entries.saturating_add(1);
         view.last_entry = Some(position);
+        let (unit, after) = (view.account.unit, view.balance);
+        self.balance_moved(unit, before, after);
+    }
+
+    fn balance_moved(&mut self, unit: UnitCode, before: Balance, after: Balance) {
+        if before != after {
+            self.totals
+                .entry(unit)
+                .or_default()
+                .balance_moved(i128::from(before.0), i128::from(after.0));
+        }
     }
 
     /// Overwrites balances with the Book's (after a load, where the Book is authoritative).
     pub fn set_balance(&mut self, account: AccountId, balance: Balance) {
         if let Some(view) = self.accounts.get_mut(&account) {
-            view.balance = balance;
+            let before = std::mem::replace(&mut view.balance, balance);
+            let unit = view.account.unit;
+            self.balance_moved(unit, before, balance);
         }
     }
 
@@ -286,6 +315,20 @@ impl ViewState {
     /// Each unit's chain head as of the last committed entry.
     pub fn chain_heads(&self) -> &BTreeMap<UnitCode, ChainHead> {
         &self.chain_heads
+    }
+
+    /// Each unit's chain head and its totals there, in code order: what a signed checkpoint
+    /// states. Units with no entries have no head and are left out.
+    pub fn checkpoint_states(
+        &self,
+    ) -> impl Iterator<Item = (UnitCode, ChainHead, UnitTotals)> + '_ {
+        self.chain_heads.iter().map(|(&unit, &head)| {
+            (
+                unit,
+                head,
+                self.totals.get(&unit).copied().unwrap_or_default(),
+            )
+        })
     }
 
     /// Sets the chain heads (after a load, which verified them).

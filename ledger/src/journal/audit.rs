@@ -484,7 +484,10 @@ impl Audit {
     /// out to be a link of the chain with the totals recomputed there. Two checkpoints of one
     /// link that disagree cannot both hold: that link is the error. A checkpoint of an empty
     /// chain (sequence 0) holds if it says so: no hash, no totals.
-    pub fn expect_checkpoints(&mut self, checkpoints: &[Checkpoint]) -> Result<(), (UnitCode, u64)> {
+    pub fn expect_checkpoints(
+        &mut self,
+        checkpoints: &[Checkpoint],
+    ) -> Result<(), (UnitCode, u64)> {
         for checkpoint in checkpoints {
             let link = (checkpoint.unit, checkpoint.head.seq);
             if checkpoint.head.seq == 0 {

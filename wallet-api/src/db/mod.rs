@@ -17,6 +17,7 @@ macro_rules! on_pool {
 
 pub mod activation;
 pub mod chain;
+pub mod checkpoints;
 mod copy;
 pub mod export;
 mod hosts;

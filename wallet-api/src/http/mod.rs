@@ -9,6 +9,7 @@ mod cards;
 mod entries;
 mod events;
 mod intents;
+mod journal;
 pub mod limits;
 mod me;
 pub mod metrics;
@@ -84,6 +85,8 @@ pub struct AppParts {
     pub verifier: Verifier,
     /// Programmes and cards; absent when the service has no server secret.
     pub programmes: Option<crate::programme::Programmes>,
+    /// Signs journal checkpoints; absent when the service has no server secret.
+    pub checkpoints: Option<crate::checkpoints::Checkpointer>,
     /// Turns true when the service begins shutting down: event streams end then, so
     /// graceful shutdown is not held open by them.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -116,6 +119,7 @@ impl AppState {
             metrics: Arc::new(HttpMetrics::default()),
             stopping: tokio::sync::watch::channel(false).0,
             programmes: None,
+            checkpoints: None,
         }))
     }
 
@@ -123,6 +127,13 @@ impl AppState {
     pub fn with_programmes(mut self, programmes: crate::programme::Programmes) -> Self {
         // Called while the service is built, before any clone exists: nothing is copied.
         Arc::make_mut(&mut self.0).programmes = Some(programmes);
+        self
+    }
+
+    /// Turns on signed journal checkpoints.
+    pub fn with_checkpoints(mut self, checkpoints: crate::checkpoints::Checkpointer) -> Self {
+        // Called while the service is built, before any clone exists: nothing is copied.
+        Arc::make_mut(&mut self.0).checkpoints = Some(checkpoints);
         self
     }
 
@@ -188,6 +199,21 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("PUT", "/v1/accounts/{id}/status", put(accounts::set_status)),
         ("GET", "/v1/entries/{id}", get(entries::get_entry)),
         ("GET", "/v1/journal/heads", get(entries::journal_heads)),
+        (
+            "GET",
+            "/v1/journal/checkpoints",
+            get(journal::latest_checkpoints),
+        ),
+        (
+            "POST",
+            "/v1/journal/checkpoints",
+            post(journal::sign_checkpoints),
+        ),
+        (
+            "GET",
+            "/v1/journal/checkpoints/{unit}",
+            get(journal::unit_checkpoints),
+        ),
         ("POST", "/v1/intents", post(intents::submit)),
         ("GET", "/v1/intents/{id}", get(entries::get_intent)),
         ("POST", "/v1/payment-requests", post(requests::create)),

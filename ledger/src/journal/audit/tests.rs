@@ -972,38 +972,63 @@ fn signed_checkpoints_must_match_the_chain_and_the_totals_at_their_link() {
     let error = run_with_checkpoints(&lines, &[inflated]).unwrap_err();
     assert_eq!(error.line, 3, "the payment's line: {error}");
     assert!(
-        matches!(error.problem, Problem::CheckpointDiffers { seq: 2, what: "totals", .. }),
+        matches!(
+            error.problem,
+            Problem::CheckpointDiffers {
+                seq: 2,
+                what: "totals",
+                ..
+            }
+        ),
         "{error}"
     );
     let mut richer = euro_checkpoint(&lines, 1);
     richer.totals.balance_moved(0, 5);
     assert!(matches!(
         run_with_checkpoints(&lines, &[richer]).unwrap_err().problem,
-        Problem::CheckpointDiffers { seq: 1, what: "totals", .. }
+        Problem::CheckpointDiffers {
+            seq: 1,
+            what: "totals",
+            ..
+        }
     ));
     // Another hash at the link: the chain was rewritten.
     let mut rewritten = euro_checkpoint(&lines, 2);
     rewritten.head.hash = Digest([1; 32]);
     assert!(matches!(
-        run_with_checkpoints(&lines, &[rewritten]).unwrap_err().problem,
-        Problem::CheckpointDiffers { seq: 2, what: "a hash", .. }
+        run_with_checkpoints(&lines, &[rewritten])
+            .unwrap_err()
+            .problem,
+        Problem::CheckpointDiffers {
+            seq: 2,
+            what: "a hash",
+            ..
+        }
     ));
     // A checkpoint beyond the end: the export was cut (or is older).
     let cut = export(&items[..1]);
     let error = run_with_checkpoints(&cut, &honest).unwrap_err();
     assert_eq!(error.line, 3);
     assert!(
-        matches!(error.problem, Problem::CheckpointMissing { seq: 2, end: 1, .. }),
+        matches!(
+            error.problem,
+            Problem::CheckpointMissing { seq: 2, end: 1, .. }
+        ),
         "{error}"
     );
-    assert!(error.to_string().contains("entries were cut off"), "{error}");
+    assert!(
+        error.to_string().contains("entries were cut off"),
+        "{error}"
+    );
     // Two checkpoints of one link that disagree are refused before anything is read.
     let mut audit = Audit::new();
     let other = Checkpoint {
         at_ms: 1,
         ..euro_checkpoint(&lines, 2)
     };
-    audit.expect_checkpoints(&[euro_checkpoint(&lines, 2), other]).unwrap();
+    audit
+        .expect_checkpoints(&[euro_checkpoint(&lines, 2), other])
+        .unwrap();
     assert_eq!(
         audit.expect_checkpoints(&[euro_checkpoint(&lines, 2), inflated_of(&lines)]),
         Err((eur(), 2))

@@ -1,0 +1,101 @@
+//! Signed journal checkpoints as stored (`journal_checkpoint`, migration 0011): the signed
+//! JSON as served, keyed by unit and sequence. Only the writer's process adds them (see
+//! [`crate::checkpoints`]); anyone reads them. The SQL uses `$n` placeholders, which both
+//! SQLite and PostgreSQL accept.
+
+use std::collections::BTreeMap;
+
+use ledger::UnitCode;
+use ledger::journal::checkpoint::SignedCheckpoint;
+use serde_json::Value;
+
+use super::{Database, DbError};
+
+fn unit_of(text: &str) -> Result<UnitCode, DbError> {
+    UnitCode::new(text).map_err(|e| DbError::CorruptRow {
+        table: "journal_checkpoint",
+        reason: e.to_string(),
+    })
+}
+
+fn body_of(text: &str) -> Result<Value, DbError> {
+    serde_json::from_str(text).map_err(|e| DbError::CorruptRow {
+        table: "journal_checkpoint",
+        reason: format!("body is not JSON: {e}"),
+    })
+}
+
+impl Database {
+    /// The sequence number of each unit's latest checkpoint.
+    pub async fn checkpointed_seqs(&self) -> Result<BTreeMap<UnitCode, u64>, DbError> {
+        let rows: Vec<(String, i64)> = on_pool!(self, |pool| sqlx::query_as(
+            "select unit, max(seq) from journal_checkpoint group by unit"
+        )
+        .fetch_all(pool)
+        .await)?;
+        rows.into_iter()
+            .map(|(unit, seq)| Ok((unit_of(&unit)?, u64::try_from(seq).unwrap_or(0))))
+            .collect()
+    }
+
+    /// Stores checkpoints; one already stored for the same unit and sequence is kept (the
+    /// first signed stands).
+    pub async fn insert_checkpoints(
+        &self,
+        checkpoints: &[SignedCheckpoint],
+    ) -> Result<(), DbError> {
+        if checkpoints.is_empty() {
+            return Ok(());
+        }
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for signed in checkpoints {
+                let checkpoint = &signed.checkpoint;
+                sqlx::query(
+                    "insert into journal_checkpoint (unit, seq, hash, at_ms, body) \
+                     values ($1, $2, $3, $4, $5) on conflict (unit, seq) do nothing",
+                )
+                .bind(checkpoint.unit.as_str())
+                .bind(i64::try_from(checkpoint.head.seq).unwrap_or(i64::MAX))
+                .bind(&checkpoint.head.hash.0[..])
+                .bind(checkpoint.at_ms)
+                .bind(signed.to_json().to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    /// Each unit's latest checkpoint, in unit code order.
+    pub async fn latest_checkpoints(&self) -> Result<Vec<Value>, DbError> {
+        let rows: Vec<(String,)> = on_pool!(self, |pool| sqlx::query_as(
+            "select c.body from journal_checkpoint c \
+             join (select unit, max(seq) as seq from journal_checkpoint group by unit) latest \
+             on c.unit = latest.unit and c.seq = latest.seq order by c.unit"
+        )
+        .fetch_all(pool)
+        .await)?;
+        rows.iter().map(|(body,)| body_of(body)).collect()
+    }
+
+    /// One unit's checkpoints after sequence `after`, oldest first, at most `limit`.
+    pub async fn checkpoints_of(
+        &self,
+        unit: UnitCode,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Value>, DbError> {
+        let rows: Vec<(String,)> = on_pool!(self, |pool| sqlx::query_as(
+            "select body from journal_checkpoint where unit = $1 and seq > $2 \
+             order by seq limit $3"
+        )
+        .bind(unit.as_str())
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await)?;
+        rows.iter().map(|(body,)| body_of(body)).collect()
+    }
+}
