@@ -28,6 +28,11 @@ async fn run(args: &[&str]) -> (bool, String, String) {
 /// `tests/python/check_journal.py FILE`: (exit status ok, what it printed); None (a loud
 /// skip) without python3, PyNaCl and rfc8785.
 async fn python_check(file: &str) -> Option<(bool, String)> {
+    python_check_with(&[file]).await
+}
+
+/// `tests/python/check_journal.py ARGS…`, as [`python_check`].
+async fn python_check_with(args: &[&str]) -> Option<(bool, String)> {
     let ready = tokio::process::Command::new("python3")
         .args(["-c", "import nacl, rfc8785"])
         .output()
@@ -39,7 +44,8 @@ async fn python_check(file: &str) -> Option<(bool, String)> {
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/check_journal.py");
     let output = tokio::process::Command::new("python3")
-        .args([script, file])
+        .arg(script)
+        .args(args)
         .output()
         .await
         .unwrap();
@@ -355,6 +361,14 @@ async fn signed_checkpoints_hold_an_export_to_the_totals_the_service_published()
         ])
         .await;
         assert!(ok, "{label}: {verdict}{err}");
+        // A checker we did not write, from docs/wire-format.md alone, agrees.
+        if let Some((ok, printed)) = python_check_with(&[export, "--checkpoints", kept]).await {
+            let held = latest["checkpoints"].as_array().unwrap().len();
+            assert!(
+                ok && printed.contains(&format!("{held} checkpoints hold")),
+                "{label}: {printed}"
+            );
+        }
 
         // Another key named: refused, naming the key that did sign.
         let stranger = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
@@ -382,14 +396,17 @@ async fn signed_checkpoints_hold_an_export_to_the_totals_the_service_published()
         }
         let altered_file = dir.path().join("altered.json");
         std::fs::write(&altered_file, altered.to_string()).unwrap();
-        let (ok, _, err) = run(&[
-            "verify",
-            export,
-            "--checkpoints",
-            altered_file.to_str().unwrap(),
-        ])
-        .await;
+        let altered_file = altered_file.to_str().unwrap();
+        let (ok, _, err) = run(&["verify", export, "--checkpoints", altered_file]).await;
         assert!(!ok && err.contains("does not verify"), "{label}: {err}");
+        if let Some((ok, printed)) =
+            python_check_with(&[export, "--checkpoints", altered_file]).await
+        {
+            assert!(
+                !ok && printed.contains("bad signature"),
+                "{label}: {printed}"
+            );
+        }
 
         // A forger's checkpoint, honestly signed by the forger, with more issued than the
         // journal holds: caught by the totals, and by the key once it is pinned.
@@ -409,6 +426,14 @@ async fn signed_checkpoints_hold_an_export_to_the_totals_the_service_published()
             err.contains("the signed checkpoint at sequence") && err.contains("states totals"),
             "{label}: {err}"
         );
+        if let Some((ok, printed)) =
+            python_check_with(&[export, "--checkpoints", forged_file]).await
+        {
+            assert!(
+                !ok && printed.contains("other totals"),
+                "{label}: {printed}"
+            );
+        }
         let (ok, _, err) = run(&[
             "verify",
             export,
