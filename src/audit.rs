@@ -101,19 +101,8 @@ fn hold_to_checkpoints(audit: &mut Audit, args: &VerifyArgs) -> Result<usize> {
     if all.is_empty() {
         return Ok(0);
     }
-    match args.checkpoint_key {
-        Some(pinned) => {
-            if let Some(other) = all.iter().find(|c| c.key != pinned) {
-                bail!(
-                    "unit {} sequence {}: the checkpoint is signed by {}, not by the key given with --checkpoint-key",
-                    other.checkpoint.unit,
-                    other.checkpoint.head.seq,
-                    other.key.to_base64url()
-                );
-            }
-            println!("checkpoint key: {} (given)", pinned.to_base64url());
-        }
-        None => {
+    match args.checkpoint_key.as_slice() {
+        [] => {
             let key = all[0].key;
             if all.iter().any(|c| c.key != key) {
                 bail!(
@@ -124,6 +113,19 @@ fn hold_to_checkpoints(audit: &mut Audit, args: &VerifyArgs) -> Result<usize> {
                 "checkpoint key: {} (from the files; compare it with the service's, or pass --checkpoint-key)",
                 key.to_base64url()
             );
+        }
+        pinned => {
+            if let Some(other) = all.iter().find(|c| !pinned.contains(&c.key)) {
+                bail!(
+                    "unit {} sequence {}: the checkpoint is signed by {}, not by a key given with --checkpoint-key",
+                    other.checkpoint.unit,
+                    other.checkpoint.head.seq,
+                    other.key.to_base64url()
+                );
+            }
+            for key in pinned {
+                println!("checkpoint key: {} (given)", key.to_base64url());
+            }
         }
     }
     let checkpoints: Vec<_> = all.iter().map(|c| c.checkpoint).collect();
@@ -136,22 +138,31 @@ fn hold_to_checkpoints(audit: &mut Audit, args: &VerifyArgs) -> Result<usize> {
     Ok(all.len())
 }
 
-/// The signed checkpoints in `path` (the `checkpoints` of a saved GET answer), each
-/// signature verified.
+/// The signed checkpoints in `path` (the `checkpoints` of a saved `GET
+/// /v1/journal/checkpoints`, or the `items` of a saved page of one unit's), each signature
+/// verified.
 fn kept_checkpoints(path: &Path) -> Result<Vec<SignedCheckpoint>> {
     #[derive(serde::Deserialize)]
     struct Kept {
+        #[serde(alias = "items")]
         checkpoints: Vec<serde_json::Value>,
     }
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut text = Vec::new();
-    file.take(MAX_CHECKPOINT_FILE_BYTES)
+    file.take(MAX_CHECKPOINT_FILE_BYTES.saturating_add(1))
         .read_to_end(&mut text)
         .with_context(|| format!("reading {}", path.display()))?;
+    if text.len() as u64 > MAX_CHECKPOINT_FILE_BYTES {
+        bail!(
+            "{}: larger than {} MiB, so not a saved answer of GET /v1/journal/checkpoints",
+            path.display(),
+            MAX_CHECKPOINT_FILE_BYTES >> 20
+        );
+    }
     let kept: Kept = serde_json::from_slice(&text).map_err(|e| {
         anyhow::anyhow!(
             "{}: not a saved answer of GET /v1/journal/checkpoints (a JSON object with \
-             \"checkpoints\"): {e}",
+             \"checkpoints\", or \"items\" for one unit's): {e}",
             path.display()
         )
     })?;

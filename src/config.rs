@@ -165,9 +165,8 @@ pub struct ServeArgs {
     #[arg(long, env = "COLEDGER_EXPIRY_SWEEP_INTERVAL_S", default_value_t = 3600)]
     pub expiry_sweep_interval_s: u64,
     /// How often the service signs a journal checkpoint of each unit whose chain moved, in
-    /// seconds (0: only at start and on request, POST /v1/journal/checkpoints); always once
-    /// at start. Needs
-    /// the server secret, from which the checkpoint key is derived.
+    /// seconds (0: only at start and on request, POST /v1/journal/checkpoints). Needs the
+    /// server secret, from which the checkpoint key is derived.
     #[arg(long, env = "COLEDGER_CHECKPOINT_INTERVAL_S", default_value_t = 600)]
     pub checkpoint_interval_s: u64,
 }
@@ -517,10 +516,12 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub checkpoints: Vec<PathBuf>,
     /// The service's checkpoint key (base64url, the `key` of `GET /v1/journal/checkpoints`
-    /// as you obtained it when you trusted it): every checkpoint must be signed with it.
-    /// Without it, all checkpoints must share one key, which is printed for you to compare.
+    /// as you obtained it when you trusted it): every checkpoint must be signed with it, or
+    /// with another key named so (repeatable: a service whose server secret was replaced
+    /// signs with a new key). Without it, all checkpoints must share one key, which is
+    /// printed for you to compare.
     #[arg(long, value_name = "KEY", requires = "checkpoints", value_parser = parse_public_key)]
-    pub checkpoint_key: Option<ledger::PublicKey>,
+    pub checkpoint_key: Vec<ledger::PublicKey>,
 }
 
 /// `--checkpoint-key`: 43 characters of unpadded base64url.

@@ -60,8 +60,9 @@ impl Checkpointer {
     }
 
     /// Signs and stores a checkpoint of every unit whose chain moved since its latest stored
-    /// checkpoint (or that has none); returns them, in unit code order. Two calls at once
-    /// may sign the same link twice; the first stored stands.
+    /// checkpoint (or that has none); returns those stored, in unit code order. Two calls
+    /// at once may sign the same link twice; the first stored stands, and only the call that
+    /// stored it returns it.
     pub async fn sign_moved(&self) -> Result<Vec<SignedCheckpoint>, DbError> {
         let parts = &self.0;
         let done = parts.db.checkpointed_seqs().await?;
@@ -80,8 +81,12 @@ impl Checkpointer {
             })
             .collect();
         let signed: Vec<SignedCheckpoint> = moved.into_iter().map(|c| c.sign(&parts.key)).collect();
-        parts.db.insert_checkpoints(&signed).await?;
-        Ok(signed)
+        let stored = parts.db.insert_checkpoints(&signed).await?;
+        Ok(signed
+            .into_iter()
+            .zip(stored)
+            .filter_map(|(checkpoint, stored)| stored.then_some(checkpoint))
+            .collect())
     }
 
     /// [`Checkpointer::sign_moved`], with the outcome logged rather than returned: for the

@@ -421,3 +421,130 @@ impl LedgerView {
         self.cancellations.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use ledger::journal::checkpoint::UnitTotals;
+    use ledger::{
+        AccountKind, Amount, Authorisation, Digest, EntryId, IntentId, PublicKey, Signature, Tags,
+        UnitKind,
+    };
+
+    use super::*;
+
+    fn entry(
+        kind: EntryKind,
+        postings: &[(AccountId, AccountId, i64)],
+        unit: UnitCode,
+    ) -> JournalEntry {
+        let postings = postings
+            .iter()
+            .map(|&(debit, credit, minor)| Posting {
+                unit,
+                debit,
+                credit,
+                amount: Amount::from_minor(minor).unwrap(),
+            })
+            .collect();
+        let authorisation = Authorisation {
+            intent_id: IntentId::new(),
+            signer: PublicKey([0; 32]),
+            digest: Digest([0; 32]),
+            signature: Signature([0; 64]),
+        };
+        JournalEntry::new(
+            EntryId::new(),
+            kind,
+            postings,
+            String::new(),
+            Tags::default(),
+            authorisation,
+            1,
+        )
+        .unwrap()
+    }
+
+    /// The view's totals are the audit's: per posting as the auditor counts them, even where
+    /// the view nets a multi-posting entry per account and a balance crosses zero.
+    #[test]
+    fn totals_count_as_the_audit_does() {
+        let unit = UnitCode::new("T-EUR").unwrap();
+        let mut view = ViewState::default();
+        view.add_unit(Unit::new(unit, "Test", 2, UnitKind::Voucher, None).unwrap());
+        let open = |view: &mut ViewState, kind| {
+            let account = Account::new(unit, kind, None);
+            let id = account.id;
+            view.add_account(account, None);
+            id
+        };
+        let issuer = open(&mut view, AccountKind::Issuer);
+        let holder = open(&mut view, AccountKind::Holder);
+        let shop = open(&mut view, AccountKind::Merchant);
+        let clearing = open(&mut view, AccountKind::System);
+        let fee = open(&mut view, AccountKind::System);
+        let entries = [
+            entry(EntryKind::Issue, &[(issuer, holder, 10_000)], unit),
+            entry(EntryKind::Payment, &[(holder, shop, 2_500)], unit),
+            // Through the holder and back: netted per account by the view.
+            entry(
+                EntryKind::Redeem,
+                &[
+                    (shop, clearing, 950),
+                    (shop, fee, 50),
+                    (holder, shop, 100),
+                    (shop, holder, 100),
+                ],
+                unit,
+            ),
+            entry(EntryKind::Reversal, &[(shop, holder, 1_500)], unit),
+        ];
+        let mut expected = UnitTotals::default();
+        let mut balances: HashMap<AccountId, i128> = HashMap::default();
+        for (position, entry) in (1..).zip(&entries) {
+            view.record(position, entry, None);
+            expected.count_entry(entry.kind());
+            for posting in entry.postings() {
+                let amount = posting.amount.minor();
+                expected.count_posting(entry.kind(), amount);
+                for (account, delta) in [
+                    (posting.debit, -i128::from(amount)),
+                    (posting.credit, i128::from(amount)),
+                ] {
+                    let balance = balances.entry(account).or_default();
+                    let before = *balance;
+                    *balance += delta;
+                    expected.balance_moved(before, *balance);
+                }
+            }
+        }
+        view.set_chain_heads([(
+            unit,
+            ChainHead {
+                seq: 4,
+                hash: Digest([1; 32]),
+            },
+        )]);
+        let states: Vec<_> = view.checkpoint_states().collect();
+        assert_eq!(states.len(), 1);
+        let (state_unit, head, totals) = states[0];
+        assert_eq!((state_unit, head.seq), (unit, 4));
+        assert_eq!(totals, expected);
+        assert_eq!(totals.of_kind(EntryKind::Redeem), (1, 1_200));
+        assert_eq!(totals.positive_balances(), 9_000 + 0 + 950 + 50);
+        // A load that finds the Book's balance equal changes nothing; one that differs
+        // moves the totals with it.
+        view.set_balance(shop, Balance(0));
+        assert_eq!(view.checkpoint_states().next().unwrap().2, expected);
+        view.set_balance(shop, Balance(7));
+        assert_eq!(
+            view.checkpoint_states()
+                .next()
+                .unwrap()
+                .2
+                .positive_balances(),
+            10_007
+        );
+    }
+}

@@ -231,15 +231,15 @@ pub enum Problem {
     /// sequence number: another hash (the chain was rewritten at or before it) or other
     /// totals (the published figures are not what the journal adds up to).
     #[error(
-        "unit {unit}: the signed checkpoint at sequence {seq} states {what} other than the journal's there"
+        "unit {unit}: the signed checkpoint at sequence {seq} disagrees with the journal there: {what}"
     )]
     CheckpointDiffers {
         /// The unit.
         unit: UnitCode,
         /// The checkpoint's sequence number.
         seq: u64,
-        /// What differs: `"a hash"` or `"totals"`.
-        what: &'static str,
+        /// What differs: the hash, or the first total that does (signed, then recomputed).
+        what: String,
     },
     /// A signed checkpoint lies beyond the end of this chain: entries were cut off (or the
     /// export is older than the checkpoint).
@@ -253,6 +253,16 @@ pub enum Problem {
         seq: u64,
         /// The last sequence number in the file.
         end: u64,
+    },
+    /// A signed checkpoint of a unit that has no entries in this export.
+    #[error(
+        "unit {unit}: a signed checkpoint is at sequence {seq}, but this export has no entries of that unit"
+    )]
+    CheckpointUnitAbsent {
+        /// The unit.
+        unit: UnitCode,
+        /// The checkpoint's sequence number.
+        seq: u64,
     },
     /// Balances that do not sum to zero (impossible for well-formed postings).
     #[error("unit {unit}: balances sum to {sum} minor units, not 0")]
@@ -583,11 +593,17 @@ impl Audit {
                 what,
             };
             if checkpoint.head.hash != link.hash {
-                return Err(differs("a hash"));
+                return Err(differs(
+                    "another hash: the chain was rewritten at or before it".into(),
+                ));
             }
-            let totals = self.units.get(&link.unit).map(|state| state.totals);
-            if totals != Some(checkpoint.totals) {
-                return Err(differs("totals"));
+            let totals = self
+                .units
+                .get(&link.unit)
+                .map(|state| state.totals)
+                .unwrap_or_default();
+            if let Some(what) = first_difference(&checkpoint.totals, &totals) {
+                return Err(differs(what));
             }
         }
         Ok(())
@@ -737,10 +753,15 @@ impl Audit {
             return Err(AuditError { line: end, problem });
         }
         if let Some((&(unit, seq), _)) = self.checkpoints.iter().min_by_key(|(key, _)| **key) {
-            let problem = Problem::CheckpointMissing {
-                unit,
-                seq,
-                end: self.journal.head(unit).seq,
+            let last = self.journal.head(unit).seq;
+            let problem = if last == 0 {
+                Problem::CheckpointUnitAbsent { unit, seq }
+            } else {
+                Problem::CheckpointMissing {
+                    unit,
+                    seq,
+                    end: last,
+                }
             };
             return Err(AuditError { line: end, problem });
         }
@@ -827,6 +848,26 @@ impl Audit {
         }
         Ok(reports)
     }
+}
+
+/// The first total in which a signed checkpoint and the journal differ, in words; `None` if
+/// they agree.
+fn first_difference(signed: &UnitTotals, journal: &UnitTotals) -> Option<String> {
+    for kind in EntryKind::ALL {
+        let (a, b) = (signed.of_kind(kind), journal.of_kind(kind));
+        if a != b {
+            return Some(format!(
+                "{} totals: {} entries and {} minor units signed, {} and {} in the journal",
+                kind.as_str(),
+                a.0,
+                a.1,
+                b.0,
+                b.1
+            ));
+        }
+    }
+    let (a, b) = (signed.positive_balances(), journal.positive_balances());
+    (a != b).then(|| format!("positive balances: {a} minor units signed, {b} in the journal"))
 }
 
 /// The first 8 bytes of SHA-256(payee ‖ payer ‖ unit): which way a payment went.

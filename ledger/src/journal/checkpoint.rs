@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{ChainHead, Digest};
-use crate::canonical::to_canonical_bytes;
+use crate::canonical::{MAX_SAFE_INTEGER, to_canonical_bytes};
 use crate::entry::EntryKind;
 use crate::keys::{PublicKey, Signature};
 use crate::unit::UnitCode;
@@ -246,26 +246,51 @@ fn integer(text: &str, what: &str) -> Result<i128, CheckpointError> {
         .ok_or_else(|| CheckpointError::Malformed(format!("{what}: {text:?} is not an integer")))
 }
 
+/// A JSON number of the signed form: within ±(2^53 - 1), as RFC 8785 clients print exactly.
+fn safe(value: i128, what: &str) -> Result<(), CheckpointError> {
+    if value.unsigned_abs() > MAX_SAFE_INTEGER.unsigned_abs() as u128 {
+        return Err(CheckpointError::Malformed(format!(
+            "{what} {value} is beyond 2^53 - 1"
+        )));
+    }
+    Ok(())
+}
+
 impl TryFrom<Wire> for SignedCheckpoint {
     type Error = CheckpointError;
 
+    /// Only the form [`SignedCheckpoint::to_json`] writes is accepted (lowercase hex, kinds
+    /// in [`EntryKind::ALL`] order, integers as it prints them), so the signature is checked
+    /// over exactly the bytes any RFC 8785 checker derives from the same JSON.
     fn try_from(wire: Wire) -> Result<Self, CheckpointError> {
-        let hash = Digest::from_hex(&wire.hash).ok_or_else(|| {
-            CheckpointError::Malformed(format!("hash {:?} is not 64 hex digits", wire.hash))
-        })?;
+        safe(i128::from(wire.seq), "seq")?;
+        safe(i128::from(wire.at_ms), "at_ms")?;
+        let hash = Digest::from_hex(&wire.hash)
+            .filter(|hash| hash.to_hex() == wire.hash)
+            .ok_or_else(|| {
+                CheckpointError::Malformed(format!(
+                    "hash {:?} is not 64 lowercase hex digits",
+                    wire.hash
+                ))
+            })?;
         let mut totals = UnitTotals {
             positive_balances: integer(&wire.positive_balances, "positive_balances")?,
             ..UnitTotals::default()
         };
+        let mut last = None;
         for kind in &wire.kinds {
-            let slot = &mut totals.kinds[kind_index(kind.kind)];
-            if slot.0 != 0 || kind.entries == 0 {
+            let index = kind_index(kind.kind);
+            if last.is_some_and(|last| index <= last) || kind.entries == 0 {
                 return Err(CheckpointError::Malformed(format!(
-                    "kind {} is listed twice or with no entries",
+                    "kind {}: kinds are listed once each, with entries, in the order issue, \
+                     payment, redeem, fee, expire, demurrage, time_exchange, waste_reward, \
+                     reversal, convert, card_replacement",
                     kind.kind.as_str()
                 )));
             }
-            *slot = (kind.entries, integer(&kind.amount_minor, "amount_minor")?);
+            last = Some(index);
+            safe(i128::from(kind.entries), "entries")?;
+            totals.kinds[index] = (kind.entries, integer(&kind.amount_minor, "amount_minor")?);
         }
         Ok(Self {
             checkpoint: Checkpoint {
@@ -390,7 +415,32 @@ mod tests {
         let wire = checkpoint().sign(&key()).to_json();
         let cases = [
             ("extra", json!(1), "unknown field"),
-            ("hash", json!("xyz"), "not 64 hex digits"),
+            ("hash", json!("xyz"), "not 64 lowercase hex digits"),
+            (
+                "hash",
+                json!("07".repeat(31) + "0A"),
+                "not 64 lowercase hex digits",
+            ),
+            (
+                "hash",
+                json!("+7".repeat(32)),
+                "not 64 lowercase hex digits",
+            ),
+            ("seq", json!(1u64 << 53), "beyond 2^53 - 1"),
+            ("at_ms", json!(i64::MIN), "beyond 2^53 - 1"),
+            (
+                "kinds",
+                json!([
+                    {"kind": "payment", "entries": 1, "amount_minor": "1"},
+                    {"kind": "issue", "entries": 1, "amount_minor": "1"}
+                ]),
+                "listed once each",
+            ),
+            (
+                "kinds",
+                json!([{"kind": "issue", "entries": 1u64 << 60, "amount_minor": "1"}]),
+                "beyond 2^53 - 1",
+            ),
             ("positive_balances", json!("+5"), "not an integer"),
             ("positive_balances", json!("007"), "not an integer"),
             (
@@ -399,7 +449,7 @@ mod tests {
                     {"kind": "issue", "entries": 1, "amount_minor": "1"},
                     {"kind": "issue", "entries": 1, "amount_minor": "1"}
                 ]),
-                "listed twice",
+                "listed once each",
             ),
             (
                 "kinds",

@@ -11,18 +11,23 @@ use serde_json::Value;
 
 use super::{Database, DbError};
 
-fn unit_of(text: &str) -> Result<UnitCode, DbError> {
-    UnitCode::new(text).map_err(|e| DbError::CorruptRow {
+fn corrupt(reason: String) -> DbError {
+    DbError::CorruptRow {
         table: "journal_checkpoint",
-        reason: e.to_string(),
-    })
+        reason,
+    }
+}
+
+fn unit_of(text: &str) -> Result<UnitCode, DbError> {
+    UnitCode::new(text).map_err(|e| corrupt(e.to_string()))
+}
+
+fn seq_of(seq: i64) -> Result<u64, DbError> {
+    u64::try_from(seq).map_err(|_| corrupt(format!("negative sequence number {seq}")))
 }
 
 fn body_of(text: &str) -> Result<Value, DbError> {
-    serde_json::from_str(text).map_err(|e| DbError::CorruptRow {
-        table: "journal_checkpoint",
-        reason: format!("body is not JSON: {e}"),
-    })
+    serde_json::from_str(text).map_err(|e| corrupt(format!("body is not JSON: {e}")))
 }
 
 impl Database {
@@ -34,24 +39,25 @@ impl Database {
         .fetch_all(pool)
         .await)?;
         rows.into_iter()
-            .map(|(unit, seq)| Ok((unit_of(&unit)?, u64::try_from(seq).unwrap_or(0))))
+            .map(|(unit, seq)| Ok((unit_of(&unit)?, seq_of(seq)?)))
             .collect()
     }
 
     /// Stores checkpoints; one already stored for the same unit and sequence is kept (the
-    /// first signed stands).
+    /// first signed stands). Returns whether each was stored.
     pub async fn insert_checkpoints(
         &self,
         checkpoints: &[SignedCheckpoint],
-    ) -> Result<(), DbError> {
+    ) -> Result<Vec<bool>, DbError> {
         if checkpoints.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        on_pool!(self, |pool| {
+        let stored = on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
+            let mut stored = Vec::with_capacity(checkpoints.len());
             for signed in checkpoints {
                 let checkpoint = &signed.checkpoint;
-                sqlx::query(
+                let done = sqlx::query(
                     "insert into journal_checkpoint (unit, seq, hash, at_ms, body) \
                      values ($1, $2, $3, $4, $5) on conflict (unit, seq) do nothing",
                 )
@@ -62,33 +68,41 @@ impl Database {
                 .bind(signed.to_json().to_string())
                 .execute(&mut *tx)
                 .await?;
+                stored.push(done.rows_affected() == 1);
             }
-            tx.commit().await
+            tx.commit().await.map(|()| stored)
         })?;
-        Ok(())
+        Ok(stored)
     }
 
     /// Each unit's latest checkpoint, in unit code order.
     pub async fn latest_checkpoints(&self) -> Result<Vec<Value>, DbError> {
-        let rows: Vec<(String,)> = on_pool!(self, |pool| sqlx::query_as(
-            "select c.body from journal_checkpoint c \
+        let rows: Vec<(String, String)> = on_pool!(self, |pool| sqlx::query_as(
+            "select c.unit, c.body from journal_checkpoint c \
              join (select unit, max(seq) as seq from journal_checkpoint group by unit) latest \
-             on c.unit = latest.unit and c.seq = latest.seq order by c.unit"
+             on c.unit = latest.unit and c.seq = latest.seq"
         )
         .fetch_all(pool)
         .await)?;
-        rows.iter().map(|(body,)| body_of(body)).collect()
+        let mut latest = rows
+            .iter()
+            .map(|(unit, body)| Ok((unit_of(unit)?, body_of(body)?)))
+            .collect::<Result<Vec<_>, DbError>>()?;
+        // In Rust: PostgreSQL orders text by its collation, not by the codes' bytes.
+        latest.sort_by_key(|(unit, _)| *unit);
+        Ok(latest.into_iter().map(|(_, body)| body).collect())
     }
 
-    /// One unit's checkpoints after sequence `after`, oldest first, at most `limit`.
+    /// One unit's checkpoints after sequence `after`, oldest first, at most `limit`: each
+    /// with its sequence number.
     pub async fn checkpoints_of(
         &self,
         unit: UnitCode,
         after: u64,
         limit: u32,
-    ) -> Result<Vec<Value>, DbError> {
-        let rows: Vec<(String,)> = on_pool!(self, |pool| sqlx::query_as(
-            "select body from journal_checkpoint where unit = $1 and seq > $2 \
+    ) -> Result<Vec<(u64, Value)>, DbError> {
+        let rows: Vec<(i64, String)> = on_pool!(self, |pool| sqlx::query_as(
+            "select seq, body from journal_checkpoint where unit = $1 and seq > $2 \
              order by seq limit $3"
         )
         .bind(unit.as_str())
@@ -96,6 +110,8 @@ impl Database {
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await)?;
-        rows.iter().map(|(body,)| body_of(body)).collect()
+        rows.iter()
+            .map(|(seq, body)| Ok((seq_of(*seq)?, body_of(body)?)))
+            .collect()
     }
 }

@@ -54,9 +54,10 @@ pub(super) async fn latest_checkpoints(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct CheckpointQuery {
-    /// Only checkpoints after this sequence number (the previous page's `next_after`).
+    /// The previous page's `next_cursor`: only checkpoints after it.
     #[serde(default)]
-    after: Option<u64>,
+    cursor: Option<String>,
+    /// Checkpoints per page (1 to the service's page limit).
     #[serde(default)]
     limit: Option<u32>,
 }
@@ -68,9 +69,9 @@ struct CheckpointQuery {
     tag = "entries",
     params(("unit" = String, Path, description = "Unit code"), CheckpointQuery),
     responses(
-        (status = 200, description = "`{key, unit, checkpoints: [...], next_after}`: \
-            checkpoints after `after`, oldest first; `next_after` is the `after` of the next \
-            page, null on the last"),
+        (status = 200, description = "`{key, unit, items: [...], next_cursor}`: the unit's \
+            checkpoints, oldest first, a page at a time; `next_cursor` is the next page's \
+            `cursor`, null on the last"),
         (status = 404, description = "No such unit"),
     ),
 )]
@@ -79,32 +80,41 @@ pub(super) async fn unit_checkpoints(
     Path(unit): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, Problem> {
+    let query: CheckpointQuery = body::query(raw.as_deref())?;
+    let limit = state.config.page_limit(query.limit)?;
+    let after: u64 = match query.cursor.as_deref() {
+        Some(cursor) => cursor
+            .parse()
+            .map_err(|_| Problem::invalid_field("cursor", "cursor is not one we issued"))?,
+        None => 0,
+    };
     let no_unit = || Problem::not_found(format!("no unit {unit}"));
     let code = UnitCode::new(&unit).map_err(|_| no_unit())?;
     if state.committer.view().read().unit(code).is_none() {
         return Err(no_unit());
     }
-    let query: CheckpointQuery = body::query(raw.as_deref())?;
-    let limit = state.config.page_limit(query.limit)?;
-    let page = state
+    // One more than a page tells whether another page follows.
+    let mut page = state
         .db
-        .checkpoints_of(code, query.after.unwrap_or(0), limit)
+        .checkpoints_of(code, after, limit.saturating_add(1))
         .await?;
-    let next_after = if page.len() == limit as usize {
-        page.last().map_or(Value::Null, |last| last["seq"].clone())
-    } else {
-        Value::Null
-    };
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| page.last().map(|(seq, _)| seq.to_string()))
+        .flatten();
+    let items: Vec<Value> = page.into_iter().map(|(_, body)| body).collect();
     Ok(Json(json!({
         "key": key(&state),
         "unit": code,
-        "checkpoints": page,
-        "next_after": next_after,
+        "items": items,
+        "next_cursor": next_cursor,
     })))
 }
 
 /// `POST /v1/journal/checkpoints` (admin, auditor): signs a checkpoint now for every unit
-/// whose chain moved since its latest one. The body is ignored.
+/// whose chain moved since its latest one. The body is ignored. `signed` counts those this
+/// call stored (one the service's own timer stored first is not counted again).
 #[utoipa::path(
     post,
     path = "/v1/journal/checkpoints",

@@ -972,39 +972,45 @@ fn signed_checkpoints_must_match_the_chain_and_the_totals_at_their_link() {
     let error = run_with_checkpoints(&lines, &[inflated]).unwrap_err();
     assert_eq!(error.line, 3, "the payment's line: {error}");
     assert!(
-        matches!(
-            error.problem,
-            Problem::CheckpointDiffers {
-                seq: 2,
-                what: "totals",
-                ..
-            }
+        matches!(error.problem, Problem::CheckpointDiffers { seq: 2, .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains(
+            "issue totals: 1 entries and 10001 minor units signed, 1 and 10000 in the journal"
         ),
         "{error}"
     );
     let mut richer = euro_checkpoint(&lines, 1);
     richer.totals.balance_moved(0, 5);
-    assert!(matches!(
-        run_with_checkpoints(&lines, &[richer]).unwrap_err().problem,
-        Problem::CheckpointDiffers {
-            seq: 1,
-            what: "totals",
-            ..
-        }
-    ));
+    let error = run_with_checkpoints(&lines, &[richer]).unwrap_err();
+    assert!(
+        matches!(error.problem, Problem::CheckpointDiffers { seq: 1, .. })
+            && error
+                .to_string()
+                .contains("positive balances: 10005 minor units signed"),
+        "{error}"
+    );
     // Another hash at the link: the chain was rewritten.
     let mut rewritten = euro_checkpoint(&lines, 2);
     rewritten.head.hash = Digest([1; 32]);
-    assert!(matches!(
-        run_with_checkpoints(&lines, &[rewritten])
-            .unwrap_err()
-            .problem,
-        Problem::CheckpointDiffers {
-            seq: 2,
-            what: "a hash",
-            ..
-        }
-    ));
+    let error = run_with_checkpoints(&lines, &[rewritten]).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("another hash: the chain was rewritten"),
+        "{error}"
+    );
+    // A checkpoint of a unit the export does not hold.
+    let points = Checkpoint {
+        unit: pts(),
+        ..euro_checkpoint(&lines, 1)
+    };
+    let error = run_with_checkpoints(&export(&items[..2]), &[points]).unwrap_err();
+    assert!(
+        matches!(error.problem, Problem::CheckpointUnitAbsent { seq: 1, .. }),
+        "{error}"
+    );
     // A checkpoint beyond the end: the export was cut (or is older).
     let cut = export(&items[..1]);
     let error = run_with_checkpoints(&cut, &honest).unwrap_err();
