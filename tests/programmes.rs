@@ -1228,6 +1228,88 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         )
         .await;
         assert_eq!(runs.json()["items"].as_array().unwrap().len(), 2);
+
+        // The public transparency report: the programme's households and runs, the unit's
+        // money by kind, no cell of one to four households shown.
+        let report = http(&address, "GET", "/v1/transparency", None, &[], None).await;
+        assert_eq!(report.status, 200, "{label}: {}", report.body);
+        let report = report.json();
+        assert_eq!(report["k"], 5);
+        let shown = report["programmes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == programme.as_str())
+            .cloned()
+            .unwrap();
+        assert_eq!(shown["households"], 300, "{shown}");
+        assert_eq!(shown["runs"].as_array().unwrap().len(), 2, "{shown}");
+        assert!(shown["budget_left_minor"].is_string(), "{shown}");
+        let unit = report["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["unit"] == UNIT)
+            .cloned()
+            .unwrap();
+        let issued = unit["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kind"] == "issue")
+            .cloned()
+            .unwrap();
+        assert!(issued["households"].as_u64().unwrap() >= 5, "{issued}");
+        assert!(issued["amount_minor"].is_string(), "{issued}");
+        assert_cells_respect_k(&report);
         stop_with_sigterm(&mut server, label).await;
+    }
+}
+
+/// Every cell of a transparency report either shows 0 or at least 5 households, or is
+/// suppressed with all its figures null (the names that say what a cell is stay).
+fn assert_cells_respect_k(value: &Value) {
+    const NAMES: [&str; 16] = [
+        "suppressed",
+        "kind",
+        "by",
+        "period",
+        "area",
+        "completed",
+        "runs",
+        "kinds",
+        "held",
+        "unit",
+        "name",
+        "scale",
+        "seq",
+        "hash",
+        "id",
+        "households",
+    ];
+    match value {
+        Value::Object(members) => {
+            match members.get("suppressed") {
+                Some(Value::Bool(true)) => {
+                    for (name, member) in members {
+                        if !NAMES.contains(&name.as_str()) {
+                            assert!(
+                                member.is_null(),
+                                "{name} shown in a suppressed cell: {value}"
+                            );
+                        }
+                    }
+                    assert!(members["households"].is_null(), "{value}");
+                }
+                Some(_) => {
+                    let households = members["households"].as_u64().unwrap();
+                    assert!(households == 0 || households >= 5, "{value}");
+                }
+                None => {}
+            }
+            members.values().for_each(assert_cells_respect_k);
+        }
+        Value::Array(items) => items.iter().for_each(assert_cells_respect_k),
+        _ => {}
     }
 }

@@ -19,6 +19,7 @@ pub mod http;
 pub mod programme;
 pub mod redemption;
 pub mod research;
+pub mod transparency;
 pub mod verifier;
 pub mod view;
 

@@ -57,6 +57,22 @@ pub struct AccountView {
     /// The position of its latest published entry, where a walk of its statement starts
     /// (entries the writer committed since are not published yet, so not shown).
     pub last_entry: Option<i64>,
+    /// The kinds of entry it took part in, a bit each ([`kind_bit`]); a card that replaced
+    /// another has the old card's too, so a household's current card carries its whole
+    /// story. For the transparency report's household counts.
+    pub kinds: u16,
+    /// Whether a card replacement moved its balance to another card: the household now
+    /// counts through that card ([`AccountView::kinds`]).
+    pub replaced: bool,
+}
+
+/// An entry kind's bit in [`AccountView::kinds`].
+pub fn kind_bit(kind: EntryKind) -> u16 {
+    let index = EntryKind::ALL
+        .iter()
+        .position(|&k| k == kind)
+        .unwrap_or_default();
+    1u16 << index
 }
 
 /// A committed entry, as announced to event subscribers.
@@ -134,6 +150,8 @@ impl ViewState {
                 balance: Balance::ZERO,
                 entries: 0,
                 last_entry: None,
+                kinds: 0,
+                replaced: false,
             },
         );
     }
@@ -158,8 +176,11 @@ impl ViewState {
             totals.count_entry(kind);
             totals.count_posting(kind, posting.amount.minor());
             let amount = posting.amount.minor();
-            self.record_side(position, posting.debit, amount.saturating_neg());
-            self.record_side(position, posting.credit, amount);
+            self.record_side(position, posting.debit, amount.saturating_neg(), kind);
+            self.record_side(position, posting.credit, amount, kind);
+            if kind == EntryKind::CardReplacement {
+                self.card_replaced(posting.debit, posting.credit);
+            }
             return;
         }
         for unit in entry.units() {
@@ -170,11 +191,30 @@ impl ViewState {
             totals.count_posting(kind, posting.amount.minor());
         }
         for (account, delta, _) in net_by_account(entry.postings()) {
-            self.record_side(position, account, delta);
+            self.record_side(position, account, delta, kind);
+        }
+        if kind == EntryKind::CardReplacement {
+            for posting in entry.postings() {
+                self.card_replaced(posting.debit, posting.credit);
+            }
         }
     }
 
-    fn record_side(&mut self, position: i64, account: AccountId, delta: i64) {
+    /// A card replacement moved `old`'s balance to `new`: the household goes on as `new`.
+    fn card_replaced(&mut self, old: AccountId, new: AccountId) {
+        let Some(old_view) = self.accounts.get_mut(&old) else {
+            return;
+        };
+        old_view.replaced = true;
+        let kinds = old_view.kinds;
+        if let Some(new_view) = self.accounts.get_mut(&new) {
+            new_view.kinds |= kinds;
+            // A move back to a card this one replaced makes that card current again.
+            new_view.replaced = false;
+        }
+    }
+
+    fn record_side(&mut self, position: i64, account: AccountId, delta: i64, kind: EntryKind) {
         // The Book accepted the entry, so the account exists and the sum fits; if either
         // ever failed, the view would be wrong but the ledger (storage) would not.
         let Some(view) = self.accounts.get_mut(&account) else {
@@ -185,6 +225,7 @@ impl ViewState {
         view.balance = Balance(view.balance.0.saturating_add(delta));
         view.entries = view.entries.saturating_add(1);
         view.last_entry = Some(position);
+        view.kinds |= kind_bit(kind);
         let (unit, after) = (view.account.unit, view.balance);
         self.balance_moved(unit, before, after);
     }

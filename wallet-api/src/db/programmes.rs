@@ -462,6 +462,17 @@ impl Database {
         rows.into_iter().map(household).collect()
     }
 
+    /// How many households a programme has enrolled.
+    pub async fn household_count(&self, id: ProgrammeId) -> Result<u64, DbError> {
+        let count: i64 = on_pool!(self, |pool| sqlx::query_scalar(
+            "select count(*) from household where programme = $1"
+        )
+        .bind(id.0)
+        .fetch_one(pool)
+        .await)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// A household.
     pub async fn household(&self, id: HouseholdId) -> Result<Option<EnrolledHousehold>, DbError> {
         let sql = format!("select {HOUSEHOLD_COLUMNS} from household where id = $1");

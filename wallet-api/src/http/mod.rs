@@ -22,6 +22,7 @@ mod registry;
 pub mod render;
 mod requests;
 mod sessions;
+mod transparency;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -87,6 +88,8 @@ pub struct AppParts {
     pub programmes: Option<crate::programme::Programmes>,
     /// Signs journal checkpoints; absent when the service has no server secret.
     pub checkpoints: Option<crate::checkpoints::Checkpointer>,
+    /// The last transparency report built (see [`transparency::report`]).
+    transparency: Arc<tokio::sync::Mutex<Option<transparency::CachedReport>>>,
     /// Turns true when the service begins shutting down: event streams end then, so
     /// graceful shutdown is not held open by them.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -120,6 +123,7 @@ impl AppState {
             stopping: tokio::sync::watch::channel(false).0,
             programmes: None,
             checkpoints: None,
+            transparency: Arc::default(),
         }))
     }
 
@@ -214,6 +218,7 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             "/v1/journal/checkpoints/{unit}",
             get(journal::unit_checkpoints),
         ),
+        ("GET", "/v1/transparency", get(transparency::report)),
         ("POST", "/v1/intents", post(intents::submit)),
         ("GET", "/v1/intents/{id}", get(entries::get_intent)),
         ("POST", "/v1/payment-requests", post(requests::create)),

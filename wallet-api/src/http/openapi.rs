@@ -245,6 +245,7 @@ impl Modify for BearerAuth {
         super::journal::latest_checkpoints,
         super::journal::unit_checkpoints,
         super::journal::sign_checkpoints,
+        super::transparency::report,
         super::intents::submit,
         super::entries::get_intent,
         super::requests::create,
