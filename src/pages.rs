@@ -28,6 +28,10 @@ pub fn router() -> Router {
         .route("/", get(|| async { Redirect::to("/wallet") }))
         .route("/terminal", get(|| async { page(web::TERMINAL_PAGE) }))
         .route("/wallet", get(|| async { page(web::WALLET_PAGE) }))
+        .route(
+            "/transparency",
+            get(|| async { page(web::TRANSPARENCY_PAGE) }),
+        )
         .route("/pay/{request}", get(pay_link))
         .route("/assets/currencies.json", get(currencies))
         .route("/assets/{name}", get(asset))

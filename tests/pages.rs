@@ -16,6 +16,7 @@ async fn pages_assets_and_qr_images_are_served_with_safe_headers() {
     for (path, script) in [
         ("/terminal", "/assets/terminal.js"),
         ("/wallet", "/assets/wallet.js"),
+        ("/transparency", "/assets/transparency.js"),
         (
             "/pay/0192f3a0-1111-7000-8000-000000000001",
             "/assets/wallet.js",

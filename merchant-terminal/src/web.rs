@@ -1,4 +1,4 @@
-//! The shop terminal and the phone wallet as web pages: plain HTML, CSS and JavaScript
+//! The shop terminal, the phone wallet and the public transparency page as web pages: plain HTML, CSS and JavaScript
 //! modules compiled into the binary (no build step, no CDN), served by `coledger serve`.
 //!
 //! The pages talk to the public API (`/v1`) like any client. What they add on the server is
@@ -32,12 +32,22 @@ pub const WALLET_PAGE: Asset = Asset {
     body: include_str!("../web/wallet.html"),
 };
 
+/// The public transparency page (`/transparency`).
+pub const TRANSPARENCY_PAGE: Asset = Asset {
+    content_type: HTML,
+    body: include_str!("../web/transparency.html"),
+};
+
 /// The files under `/assets/`, by name.
-const ASSETS: [(&str, Asset); 6] = [
+const ASSETS: [(&str, Asset); 7] = [
     ("common.js", script(include_str!("../web/common.js"))),
     ("emv.js", script(include_str!("../web/emv.js"))),
     ("i18n.js", script(include_str!("../web/i18n.js"))),
     ("terminal.js", script(include_str!("../web/terminal.js"))),
+    (
+        "transparency.js",
+        script(include_str!("../web/transparency.js")),
+    ),
     ("wallet.js", script(include_str!("../web/wallet.js"))),
     (
         "style.css",
@@ -77,10 +87,11 @@ mod tests {
 
     #[test]
     fn every_module_a_page_imports_is_served() {
-        for (_, page) in ASSETS
-            .iter()
-            .chain([&("terminal", TERMINAL_PAGE), &("wallet", WALLET_PAGE)])
-        {
+        for (_, page) in ASSETS.iter().chain([
+            &("terminal", TERMINAL_PAGE),
+            &("wallet", WALLET_PAGE),
+            &("transparency", TRANSPARENCY_PAGE),
+        ]) {
             for reference in page
                 .body
                 .split(['"', '\''])

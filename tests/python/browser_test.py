@@ -1,8 +1,8 @@
 """Drives the /terminal and /wallet pages of a `coledger serve --demo` service in headless
 Chromium (Selenium with Debian's chromium and chromedriver), as a shop and a customer on two
 devices: a QR sale paid from the phone wallet, a partial refund then the rest (the terminal
-offers what is left, then no refund at all), a card sale with a wrong PIN first, and both
-pages in Arabic (right to left). Screenshots of each screen go to --screenshots.
+offers what is left, then no refund at all), a card sale with a wrong PIN first, both pages
+in Arabic (right to left), and the public transparency page in Arabic and English. Screenshots of each screen go to --screenshots.
 
   python3 browser_test.py BASE_URL --token MERCHANT_TOKEN --wallet-link URL \
       --card NUMBER --pin PIN --screenshots DIR
@@ -342,6 +342,24 @@ def run(args):
             "return [h.left, h.right, window.innerWidth]")
         # The title starts on the right in a right-to-left page.
         check(header[1] > header[2] / 2 and header[0] > 0, "Arabic header position: %r" % header)
+
+        # The public transparency page, still in Arabic (the choice is remembered), then in
+        # English: the demo's units with their figures, nothing wider than the phone.
+        wallet.open(args.base_url + "/transparency")
+        wallet.wait("the transparency report", lambda: wallet.driver.execute_script(
+            "return document.querySelectorAll('section.report[data-unit] td').length > 0"))
+        check(wallet.driver.execute_script("return document.documentElement.dir") == "rtl",
+              "the transparency page is not right to left in Arabic")
+        check(wallet.driver.find_element(By.CSS_SELECTOR, "header h1").text == "المال العام",
+              "Arabic title: " + wallet.driver.find_element(By.CSS_SELECTOR, "header h1").text)
+        wallet.shot("transparency-ar")
+        Select(wallet.el("language")).select_by_value("en")
+        wallet.wait("English", lambda: "Issued" in wallet.driver.find_element(By.ID, "units").text)
+        units = wallet.driver.execute_script(
+            "return [...document.querySelectorAll('section.report[data-unit]')].map(s => s.dataset.unit)")
+        check("DEMO-EUR" in units, "transparency units: %r" % units)
+        summary["transparency_units"] = units
+        wallet.shot("transparency-en")
         for device in (terminal, wallet):
             errors = device.errors()
             check(not errors, "%s page errors: %r" % (device.name, errors))

@@ -1,27 +1,30 @@
 //! The public transparency report (DESIGN §5): where each unit's money is, in aggregate, and
-//! what each programme paid, for citizens and auditors. Aggregates only, and any cell that
-//! describes between one and four households ([`MIN_HOUSEHOLDS`] = k = 5) is suppressed:
-//! its amount and its household count are null and it says `"suppressed": true`.
+//! what each programme paid, for citizens and auditors.
 //!
-//! A household is a holder account, or its owner when it has one (a time-bank member with
-//! accounts in several units is one per unit); a card that replaced another carries the old
-//! card's history ([`crate::view::AccountView::kinds`]), and the old card is not counted,
-//! so a household that lost two cards is still one household. Merchants, collectors and the
-//! system's accounts are organisations, not households: their cells are never suppressed.
+//! **What is public, and what k = 5 protects.** A unit's totals (per entry kind the entries
+//! and their amount, and what accounts in credit hold) are the scheme's accounts, public
+//! like a budget line: the service signs them in its journal checkpoints, which anyone may
+//! read, and this report repeats them. What lies *below* a unit is held to k =
+//! [`MIN_HOUSEHOLDS`]: how many households took part in each kind, who holds the money
+//! (households, merchants, collection points, the system), each programme's households and
+//! runs. A cell there that describes one to four households is suppressed: its figures and
+//! its household count are null and it says `"suppressed": true`. Where the cells of a
+//! breakdown add up to a public total, one suppressed cell would be found by subtraction, so
+//! a second is suppressed with it (the whole `held` breakdown; the next smallest run). A unit
+//! or programme of one to four households publishes no breakdown at all.
 //!
-//! Amounts are in minor units, as decimal strings (a unit's totals may pass 2^53); each
-//! unit states its `scale`. Every figure comes from one consistent read of the committed
-//! state (the read model), the same the signed checkpoints state, at `as_of_position`.
+//! A household is the programme's household of an account (every card it has had counts as
+//! the same household), else the account's owner (a time-bank member), else the account.
 //!
-//! A unit (or programme) of one to four households publishes none of its money, only its
-//! chain head: otherwise a merchant's takings or the budget left would say what those few
-//! were paid. What suppression does not stop: subtracting a small cell's neighbours from a
-//! unit's totals (the totals include it). A report that must withstand differencing needs
-//! noise, which this is not.
+//! The report is rebuilt at most every [`REBUILD_EVERY_MS`]: a report rebuilt after every
+//! entry would let anyone watching it see single entries (one household's reward).
+//!
+//! What this does not stop: reasoning across reports over time, or with outside knowledge.
+//! A report that must withstand that needs noise, which this is not.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use ledger::{AccountId, AccountKind, EntryKind, ParticipantId, UnitCode};
+use ledger::{AccountId, AccountKind, EntryKind, HouseholdId, ParticipantId, UnitCode};
 use serde_json::{Value, json};
 
 use crate::db::DbError;
@@ -31,9 +34,14 @@ use crate::view::{ViewState, kind_bit};
 /// k: the fewest households a published cell may describe (DESIGN §5).
 pub const MIN_HOUSEHOLDS: usize = 5;
 
-/// Who a holder account stands for.
+/// How often the report may be rebuilt, at most (as often as the service signs checkpoints by
+/// default).
+pub const REBUILD_EVERY_MS: i64 = 600_000;
+
+/// Who an account stands for.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Household {
+    Enrolled(HouseholdId),
     Owner(ParticipantId),
     Account(AccountId),
 }
@@ -43,10 +51,9 @@ fn too_few(households: usize) -> bool {
     households > 0 && households < MIN_HOUSEHOLDS
 }
 
-/// A cell: `fields` with `households` beside them, or all null if it describes one to four
-/// households or `within` (the unit's or programme's whole) does.
-fn cell(households: usize, within: usize, fields: Value) -> Value {
-    let suppressed = too_few(households) || too_few(within);
+/// A breakdown cell: `fields` with `households` beside them, or all null (and
+/// `"suppressed": true`) if `suppressed`.
+fn cell(households: usize, suppressed: bool, fields: Value) -> Value {
     let mut value = if suppressed {
         match fields {
             Value::Object(members) => {
@@ -71,6 +78,15 @@ fn cell(households: usize, within: usize, fields: Value) -> Value {
     value
 }
 
+/// A household count, or null for one to four.
+fn count(households: usize) -> Value {
+    if too_few(households) {
+        Value::Null
+    } else {
+        json!(households)
+    }
+}
+
 /// What one unit's accounts of one kind hold.
 #[derive(Default)]
 struct Held {
@@ -79,24 +95,31 @@ struct Held {
     households: HashSet<Household>,
 }
 
-/// Each unit's part of the report, in code order.
-pub fn units(view: &ViewState) -> Vec<Value> {
-    let mut households: BTreeMap<UnitCode, [HashSet<Household>; EntryKind::ALL.len()]> =
+/// Each unit's part of the report, in code order. `households` maps programme accounts
+/// (current ones and every card's) to their household.
+pub fn units(view: &ViewState, households: &HashMap<AccountId, HouseholdId>) -> Vec<Value> {
+    let mut by_kind: BTreeMap<UnitCode, [HashSet<Household>; EntryKind::ALL.len()]> =
         BTreeMap::new();
     let mut any: BTreeMap<UnitCode, HashSet<Household>> = BTreeMap::new();
     let mut held: BTreeMap<(UnitCode, &'static str), Held> = BTreeMap::new();
     for account in view.accounts() {
         let unit = account.account.unit;
         let kind = account.account.kind;
-        let household = (kind == AccountKind::Holder && !account.replaced).then(|| {
-            account
-                .owner
-                .map_or(Household::Account(account.account.id), Household::Owner)
+        let id = account.account.id;
+        let household = (kind == AccountKind::Holder).then(|| {
+            households.get(&id).map_or_else(
+                || {
+                    account
+                        .owner
+                        .map_or(Household::Account(id), Household::Owner)
+                },
+                |&h| Household::Enrolled(h),
+            )
         });
         if let Some(household) = household
             && account.kinds != 0
         {
-            let sets = households.entry(unit).or_default();
+            let sets = by_kind.entry(unit).or_default();
             for (set, entry_kind) in sets.iter_mut().zip(EntryKind::ALL) {
                 if account.kinds & kind_bit(entry_kind) != 0 {
                     set.insert(household);
@@ -121,60 +144,58 @@ pub fn units(view: &ViewState) -> Vec<Value> {
         .map(|unit| {
             let code = unit.code();
             let (head, totals) = totals.remove(&code).unwrap_or_default();
-            let sets = households.remove(&code).unwrap_or_default();
-            // A unit of one to four households publishes no money at all: a merchant's
-            // takings or redemptions would be theirs.
+            let sets = by_kind.remove(&code).unwrap_or_default();
             let unit_households = any.get(&code).map_or(0, HashSet::len);
+            let small = too_few(unit_households);
+            // The unit's totals, as its checkpoints sign them; below them, household counts.
             let kinds: Vec<Value> = totals
                 .kinds()
                 .map(|(kind, entries, amount)| {
-                    let set = EntryKind::ALL
+                    let took_part = EntryKind::ALL
                         .iter()
                         .position(|&k| k == kind)
-                        .and_then(|i| sets.get(i));
-                    let mut value = cell(
-                        set.map_or(0, HashSet::len),
-                        unit_households,
-                        json!({ "entries": entries, "amount_minor": amount.to_string() }),
-                    );
-                    value["kind"] = json!(kind.as_str());
-                    value
+                        .and_then(|i| sets.get(i))
+                        .map_or(0, HashSet::len);
+                    json!({
+                        "kind": kind.as_str(),
+                        "entries": entries,
+                        "amount_minor": amount.to_string(),
+                        "households": if small { Value::Null } else { count(took_part) },
+                    })
                 })
                 .collect();
-            let held_by: Vec<Value> = ["holder", "merchant", "collector", "system"]
+            // Who holds it: the cells add up to the public positive balances, so one hidden
+            // cell hides them all.
+            let cells: Vec<(&str, Held)> = ["holder", "merchant", "collector", "system"]
                 .into_iter()
                 .filter_map(|by| held.remove(&(code, by)).map(|h| (by, h)))
+                .collect();
+            let hide_held = small || cells.iter().any(|(_, h)| too_few(h.households.len()));
+            let held_by: Vec<Value> = cells
+                .into_iter()
                 .map(|(by, h)| {
                     let mut value = cell(
                         h.households.len(),
-                        unit_households,
+                        hide_held,
                         json!({ "accounts": h.accounts, "amount_minor": h.minor.to_string() }),
                     );
                     value["by"] = json!(by);
                     value
                 })
                 .collect();
-            let mut value = cell(
-                unit_households,
-                unit_households,
-                json!({
-                    "positive_balances_minor": totals.positive_balances().to_string(),
-                }),
-            );
-            let members = [
-                ("unit", json!(code)),
-                ("name", json!(unit.name())),
-                ("kind", json!(unit.kind().as_str())),
-                ("scale", json!(unit.scale())),
-                ("seq", json!(head.seq)),
-                ("hash", json!(head.hash.to_hex())),
-                ("kinds", json!(kinds)),
-                ("held", json!(held_by)),
-            ];
-            for (name, member) in members {
-                value[name] = member;
-            }
-            value
+            json!({
+                "unit": code,
+                "name": unit.name(),
+                "kind": unit.kind().as_str(),
+                "scale": unit.scale(),
+                "seq": head.seq,
+                "hash": head.hash.to_hex(),
+                "households": count(unit_households),
+                "breakdowns_suppressed": small,
+                "kinds": kinds,
+                "positive_balances_minor": totals.positive_balances().to_string(),
+                "held": held_by,
+            })
         })
         .collect()
 }
@@ -185,77 +206,107 @@ pub struct ProgrammeFacts {
     pub programme: Programme,
     /// Households enrolled.
     pub households: u64,
-    /// Its runs, oldest first.
+    /// Its runs, in any order.
     pub runs: Vec<crate::db::programmes::StoredRun>,
 }
 
-/// Each programme's part of the report: its budget left and what waits for settlement
-/// (programme accounts, not households), households enrolled, and per run the households
-/// paid and the total.
+/// Each programme's part of the report: households enrolled, its budget left, what waits
+/// for settlement and the fees (programme accounts: derived from public unit totals), and
+/// per run, oldest first, the households paid and the total, suppressed below k with the
+/// next smallest run beside a lone suppressed one. A programme of one to four enrolled
+/// households shows none of it.
 pub fn programmes(view: &ViewState, facts: &[ProgrammeFacts]) -> Vec<Value> {
     facts
         .iter()
         .map(|f| {
             let p = &f.programme;
+            let enrolled = usize::try_from(f.households).unwrap_or(usize::MAX);
+            let small = too_few(enrolled);
             let balance = |id: AccountId| view.account(id).map_or(0, |a| a.balance.0);
             let budget_left = view.account(p.accounts.budget).and_then(|a| {
                 let lower = a.account.limits.lower()?;
                 Some(i128::from(a.balance.0).saturating_sub(i128::from(lower.0)))
             });
-            let enrolled = usize::try_from(f.households).unwrap_or(usize::MAX);
-            let runs: Vec<Value> = f
-                .runs
+            let mut runs: Vec<&crate::db::programmes::StoredRun> = f.runs.iter().collect();
+            runs.sort_by(|a, b| (a.created_at, &a.period).cmp(&(b.created_at, &b.period)));
+            let mut hidden: Vec<bool> = runs
                 .iter()
-                .map(|run| {
+                .map(|run| small || too_few(run.households as usize))
+                .collect();
+            // A lone hidden run is the programme's issued total less the others: hide the
+            // smallest other run with it.
+            if hidden.iter().filter(|&&h| h).count() == 1
+                && let Some((next, _)) = runs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !hidden[*i])
+                    .min_by_key(|(_, run)| run.households)
+            {
+                hidden[next] = true;
+            }
+            let runs: Vec<Value> = runs
+                .iter()
+                .zip(hidden)
+                .map(|(run, hide)| {
                     let mut value = cell(
                         run.households as usize,
-                        enrolled,
-                        json!({ "total_minor": run.total_minor.to_string() }),
+                        hide,
+                        json!({
+                            "total_minor": run.total_minor.to_string(),
+                            // Which area an emergency paid says where those few live.
+                            "area": run.area,
+                        }),
                     );
                     value["period"] = json!(run.period);
                     value["kind"] = json!(run.kind);
-                    value["area"] = json!(run.area);
                     value["completed"] = json!(run.completed_at.is_some());
                     value
                 })
                 .collect();
-            // With one to four households, what the budget has left says what they were paid.
             let mut value = cell(
                 enrolled,
-                enrolled,
+                small,
                 json!({
                     "budget_left_minor": budget_left.map(|b| b.to_string()),
                     "awaiting_settlement_minor": balance(p.accounts.clearing).to_string(),
                     "fees_minor": balance(p.accounts.fees).to_string(),
                 }),
             );
-            let members = [
-                ("id", json!(p.id)),
-                ("name", json!(p.name)),
-                ("unit", json!(p.unit)),
-                ("runs", json!(runs)),
-            ];
-            for (name, member) in members {
-                value[name] = member;
-            }
+            value["id"] = json!(p.id);
+            value["name"] = json!(p.name);
+            value["unit"] = json!(p.unit);
+            value["runs"] = json!(runs);
             value
         })
         .collect()
 }
 
-/// Reads what [`programmes`] needs of every programme.
-pub async fn programme_facts(db: &crate::Database) -> Result<Vec<ProgrammeFacts>, DbError> {
-    let mut facts = Vec::new();
+/// What the report reads from storage: every programme with its households and runs, and
+/// which household each programme account is.
+pub struct StoredFacts {
+    /// Per programme.
+    pub programmes: Vec<ProgrammeFacts>,
+    /// Programme accounts (current and every card's) to their household.
+    pub households: HashMap<AccountId, HouseholdId>,
+}
+
+/// Reads [`StoredFacts`].
+pub async fn stored_facts(db: &crate::Database) -> Result<StoredFacts, DbError> {
+    let mut programmes = Vec::new();
     for programme in db.programmes().await? {
         let households = db.household_count(programme.id).await?;
         let runs = db.runs(programme.id).await?;
-        facts.push(ProgrammeFacts {
+        programmes.push(ProgrammeFacts {
             programme,
             households,
             runs,
         });
     }
-    Ok(facts)
+    let households = db.household_accounts().await?.into_iter().collect();
+    Ok(StoredFacts {
+        programmes,
+        households,
+    })
 }
 
 #[cfg(test)]
@@ -264,11 +315,13 @@ mod tests {
 
     use ledger::journal::ChainHead;
     use ledger::{
-        Account, Amount, Authorisation, Digest, EntryId, IntentId, JournalEntry, Posting,
-        PublicKey, Signature, Tags, Unit, UnitKind,
+        Account, Amount, Authorisation, Digest, EntryId, IntentId, JournalEntry, Limits, Posting,
+        ProgrammeId, PublicKey, RunId, Signature, Tags, Unit, UnitKind,
     };
 
     use super::*;
+    use crate::db::programmes::StoredRun;
+    use crate::programme::{ProgrammeAccounts, Schedule};
 
     fn entry(
         kind: EntryKind,
@@ -308,6 +361,7 @@ mod tests {
         issuer: AccountId,
         shop: AccountId,
         position: i64,
+        households: HashMap<AccountId, HouseholdId>,
     }
 
     impl Town {
@@ -321,6 +375,7 @@ mod tests {
                 issuer: AccountId::new(),
                 shop: AccountId::new(),
                 position: 0,
+                households: HashMap::new(),
             };
             town.issuer = town.open(AccountKind::Issuer, None);
             town.shop = town.open(AccountKind::Merchant, Some(ParticipantId::new()));
@@ -332,6 +387,13 @@ mod tests {
             let id = account.id;
             self.view.add_account(account, owner);
             id
+        }
+
+        /// A programme household's card account (a new one per card).
+        fn card_of(&mut self, household: HouseholdId) -> AccountId {
+            let card = self.open(AccountKind::Holder, None);
+            self.households.insert(card, household);
+            card
         }
 
         fn record(&mut self, kind: EntryKind, postings: &[(AccountId, AccountId, i64)]) {
@@ -346,7 +408,7 @@ mod tests {
         }
 
         fn report(&self) -> Value {
-            units(&self.view).pop().unwrap()
+            units(&self.view, &self.households).pop().unwrap()
         }
     }
 
@@ -369,15 +431,13 @@ mod tests {
     }
 
     #[test]
-    fn cells_of_one_to_four_households_are_suppressed_and_organisations_never() {
+    fn totals_are_public_and_household_counts_below_five_are_not() {
         let mut town = Town::new();
-        let homes: Vec<AccountId> = (0..5)
-            .map(|_| town.open(AccountKind::Holder, None))
-            .collect();
+        let homes: Vec<AccountId> = (0..5).map(|_| town.card_of(HouseholdId::new())).collect();
         for &home in &homes {
             town.record(EntryKind::Issue, &[(town.issuer, home, 10_000)]);
         }
-        // Four households pay the shop: a cell of four.
+        // Four households pay the shop.
         for &home in &homes[..4] {
             town.record(EntryKind::Payment, &[(home, town.shop, 1_000)]);
         }
@@ -385,7 +445,8 @@ mod tests {
         assert_eq!(report["unit"], "T-EUR");
         assert_eq!(report["seq"], 9);
         assert_eq!(report["households"], 5);
-        assert_eq!(report["suppressed"], false);
+        assert_eq!(report["breakdowns_suppressed"], false);
+        assert_eq!(report["positive_balances_minor"], "50000");
         let issue = kind_cell(&report, "issue");
         assert_eq!(
             (
@@ -395,17 +456,20 @@ mod tests {
             ),
             (json!(5), json!("50000"), json!(5))
         );
+        // The payments' total is the unit's, public (its checkpoints sign it); how many
+        // households paid is not, being four.
         let paid = kind_cell(&report, "payment");
-        assert_eq!(paid["suppressed"], true, "{paid}");
-        assert!(
-            paid["amount_minor"].is_null()
-                && paid["entries"].is_null()
-                && paid["households"].is_null()
-        );
+        assert_eq!(paid["amount_minor"], "4000", "{paid}");
+        assert!(paid["households"].is_null(), "{paid}");
+        // Who holds it: five households, one shop; nothing to hide.
         let homes_hold = held_cell(&report, "holder");
-        assert_eq!(homes_hold["amount_minor"], "46000");
-        assert_eq!(homes_hold["households"], 5);
-        // The shop is an organisation: shown, however few.
+        assert_eq!(
+            (
+                homes_hold["amount_minor"].clone(),
+                homes_hold["households"].clone()
+            ),
+            (json!("46000"), json!(5))
+        );
         let shop = held_cell(&report, "merchant");
         assert_eq!(
             (
@@ -415,79 +479,195 @@ mod tests {
             ),
             (json!("4000"), json!(1), json!(false))
         );
-        assert_eq!(report["positive_balances_minor"], "50000");
 
-        // The fifth household pays: now five, shown.
+        // The fifth household pays: five, counted.
         town.record(EntryKind::Payment, &[(homes[4], town.shop, 500)]);
-        let paid = kind_cell(&town.report(), "payment").clone();
-        assert_eq!(
-            (
-                paid["amount_minor"].clone(),
-                paid["households"].clone(),
-                paid["suppressed"].clone()
-            ),
-            (json!("4500"), json!(5), json!(false))
-        );
+        assert_eq!(kind_cell(&town.report(), "payment")["households"], 5);
     }
 
     #[test]
-    fn a_household_is_counted_once_across_replaced_cards_and_owned_accounts() {
+    fn a_small_cell_of_holdings_hides_the_whole_breakdown() {
         let mut town = Town::new();
-        let homes: Vec<AccountId> = (0..4)
-            .map(|_| town.open(AccountKind::Holder, None))
-            .collect();
+        let homes: Vec<AccountId> = (0..6).map(|_| town.card_of(HouseholdId::new())).collect();
         for &home in &homes {
             town.record(EntryKind::Issue, &[(town.issuer, home, 1_000)]);
         }
-        // One household loses its card twice: three accounts, still one household.
-        let second = town.open(AccountKind::Holder, None);
-        town.record(EntryKind::CardReplacement, &[(homes[0], second, 1_000)]);
-        let third = town.open(AccountKind::Holder, None);
-        town.record(EntryKind::CardReplacement, &[(second, third, 1_000)]);
-        // A member with two accounts of the unit is one household.
-        let member = ParticipantId::new();
-        let first_of_member = town.open(AccountKind::Holder, Some(member));
-        let second_of_member = town.open(AccountKind::Holder, Some(member));
-        town.record(EntryKind::Issue, &[(town.issuer, first_of_member, 1)]);
-        town.record(EntryKind::Issue, &[(town.issuer, second_of_member, 1)]);
+        // All but two spend everything: only two households hold money. The shop's figure
+        // would give theirs away (positive balances less the shop), so it goes too.
+        for &home in &homes[2..] {
+            town.record(EntryKind::Payment, &[(home, town.shop, 1_000)]);
+        }
         let report = town.report();
-        assert_eq!(report["households"], 5, "{report}");
-        let issue = kind_cell(&report, "issue");
-        assert_eq!(
-            issue["households"], 5,
-            "the third card carries the first's issue"
-        );
-        assert_eq!(issue["entries"], 6);
-        // Only the household that lost its cards took part in replacements: suppressed.
-        assert_eq!(kind_cell(&report, "card_replacement")["suppressed"], true);
+        for by in ["holder", "merchant"] {
+            let cell = held_cell(&report, by);
+            assert_eq!(cell["suppressed"], true, "{cell}");
+            assert!(
+                cell["amount_minor"].is_null()
+                    && cell["accounts"].is_null()
+                    && cell["households"].is_null()
+            );
+        }
+        assert_eq!(report["breakdowns_suppressed"], false);
     }
 
     #[test]
-    fn a_unit_of_fewer_than_five_households_publishes_no_money() {
+    fn a_household_is_one_across_its_cards_and_a_member_across_accounts() {
+        let mut town = Town::new();
+        let mut homes: Vec<AccountId> = (0..4).map(|_| town.card_of(HouseholdId::new())).collect();
+        // One household loses its card twice, once at zero balance (no replacement entry
+        // then): three card accounts, one household.
+        let household = HouseholdId::new();
+        let first = town.card_of(household);
+        town.record(EntryKind::Issue, &[(town.issuer, first, 1_000)]);
+        town.record(EntryKind::Payment, &[(first, town.shop, 1_000)]);
+        let second = town.card_of(household);
+        town.record(EntryKind::Issue, &[(town.issuer, second, 1_000)]);
+        let third = town.card_of(household);
+        town.record(EntryKind::CardReplacement, &[(second, third, 1_000)]);
+        homes.push(third);
+        for &home in &homes[..4] {
+            town.record(EntryKind::Issue, &[(town.issuer, home, 1_000)]);
+        }
+        // A time-bank member with two accounts of the unit is one household.
+        let member = ParticipantId::new();
+        let one = town.open(AccountKind::Holder, Some(member));
+        let other = town.open(AccountKind::Holder, Some(member));
+        town.record(EntryKind::Issue, &[(town.issuer, one, 1)]);
+        town.record(EntryKind::Issue, &[(town.issuer, other, 1)]);
+        let report = town.report();
+        assert_eq!(report["households"], 6, "{report}");
+        assert_eq!(kind_cell(&report, "issue")["households"], 6);
+        assert_eq!(kind_cell(&report, "issue")["entries"], 8);
+        assert!(kind_cell(&report, "card_replacement")["households"].is_null());
+    }
+
+    #[test]
+    fn a_unit_of_fewer_than_five_households_shows_totals_but_no_breakdown() {
         let mut town = Town::new();
         for _ in 0..3 {
-            let home = town.open(AccountKind::Holder, None);
+            let home = town.card_of(HouseholdId::new());
             town.record(EntryKind::Issue, &[(town.issuer, home, 1_000)]);
             town.record(EntryKind::Payment, &[(home, town.shop, 100)]);
         }
         let report = town.report();
-        assert_eq!(report["suppressed"], true);
-        assert!(report["households"].is_null() && report["positive_balances_minor"].is_null());
-        // Even the shop's takings: they are what those three spent.
+        assert_eq!(report["breakdowns_suppressed"], true);
+        assert!(report["households"].is_null());
+        assert_eq!(kind_cell(&report, "issue")["amount_minor"], "3000");
+        assert!(kind_cell(&report, "issue")["households"].is_null());
         let shop = held_cell(&report, "merchant");
         assert_eq!(shop["suppressed"], true, "{shop}");
-        assert!(shop["amount_minor"].is_null());
-        assert_eq!(report["seq"], 6, "the chain head is public all the same");
+        assert_eq!(report["seq"], 6);
     }
 
     #[test]
-    fn a_unit_with_no_entries_reports_zeros_unsuppressed() {
+    fn a_unit_with_no_entries_reports_zeros() {
         let town = Town::new();
         let report = town.report();
         assert_eq!(report["seq"], 0);
         assert_eq!(report["households"], 0);
-        assert_eq!(report["suppressed"], false);
+        assert_eq!(report["breakdowns_suppressed"], false);
         assert_eq!(report["kinds"], json!([]));
         assert_eq!(report["held"], json!([]));
+    }
+
+    fn programme(town: &mut Town) -> Programme {
+        let limits = Limits::new(Some(-1_000_000), None).unwrap();
+        let budget = Account::new(town.unit, AccountKind::Issuer, None).with_limits(limits);
+        let budget_id = budget.id;
+        town.view.add_account(budget, None);
+        let clearing = town.open(AccountKind::System, None);
+        let fees = town.open(AccountKind::System, None);
+        Programme {
+            id: ProgrammeId::new(),
+            name: "Ingreso mínimo".into(),
+            unit: town.unit,
+            accounts: ProgrammeAccounts {
+                budget: budget_id,
+                clearing,
+                fees,
+            },
+            administrator: PublicKey([0; 32]),
+            schedule: Schedule::OneOff,
+            areas: Vec::new(),
+            languages: Vec::new(),
+            debtor: None,
+            created_at: 0,
+        }
+    }
+
+    fn run(
+        programme: ProgrammeId,
+        period: &str,
+        area: Option<&str>,
+        households: u32,
+        at: i64,
+    ) -> StoredRun {
+        StoredRun {
+            id: RunId::new(),
+            programme,
+            period: period.into(),
+            kind: if area.is_some() {
+                "emergency"
+            } else {
+                "monthly"
+            }
+            .into(),
+            area: area.map(str::to_owned),
+            households,
+            total_minor: i64::from(households) * 30_000,
+            chunks: 1,
+            created_at: at,
+            completed_at: Some(at),
+        }
+    }
+
+    #[test]
+    fn a_small_run_is_hidden_with_the_next_smallest_and_its_area() {
+        let mut town = Town::new();
+        let programme = programme(&mut town);
+        let runs = vec![
+            run(programme.id, "2026-12", None, 300, 3),
+            run(programme.id, "storm", Some("Barrio Norte"), 3, 2),
+            run(programme.id, "2026-11", None, 200, 1),
+        ];
+        let facts = [ProgrammeFacts {
+            programme: programme.clone(),
+            households: 300,
+            runs,
+        }];
+        let report = programmes(&town.view, &facts).pop().unwrap();
+        assert_eq!(report["households"], 300);
+        assert_eq!(report["budget_left_minor"], "1000000");
+        let shown: Vec<(Value, Value, Value)> = report["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["period"].clone(),
+                    r["total_minor"].clone(),
+                    r["area"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (json!("2026-11"), Value::Null, Value::Null),
+                (json!("storm"), Value::Null, Value::Null),
+                (json!("2026-12"), json!("9000000"), Value::Null),
+            ],
+            "oldest first; the storm run and the next smallest hidden"
+        );
+        // A programme of three households shows nothing.
+        let small = [ProgrammeFacts {
+            programme,
+            households: 3,
+            runs: vec![run(ProgrammeId::new(), "2026-12", None, 3, 1)],
+        }];
+        let report = programmes(&town.view, &small).pop().unwrap();
+        assert_eq!(report["suppressed"], true);
+        assert!(report["budget_left_minor"].is_null() && report["households"].is_null());
+        assert!(report["runs"][0]["total_minor"].is_null());
     }
 }

@@ -57,13 +57,9 @@ pub struct AccountView {
     /// The position of its latest published entry, where a walk of its statement starts
     /// (entries the writer committed since are not published yet, so not shown).
     pub last_entry: Option<i64>,
-    /// The kinds of entry it took part in, a bit each ([`kind_bit`]); a card that replaced
-    /// another has the old card's too, so a household's current card carries its whole
-    /// story. For the transparency report's household counts.
+    /// The kinds of entry it took part in, a bit each ([`kind_bit`]): for the transparency
+    /// report's household counts.
     pub kinds: u16,
-    /// Whether a card replacement moved its balance to another card: the household now
-    /// counts through that card ([`AccountView::kinds`]).
-    pub replaced: bool,
 }
 
 /// An entry kind's bit in [`AccountView::kinds`].
@@ -151,7 +147,6 @@ impl ViewState {
                 entries: 0,
                 last_entry: None,
                 kinds: 0,
-                replaced: false,
             },
         );
     }
@@ -178,9 +173,6 @@ impl ViewState {
             let amount = posting.amount.minor();
             self.record_side(position, posting.debit, amount.saturating_neg(), kind);
             self.record_side(position, posting.credit, amount, kind);
-            if kind == EntryKind::CardReplacement {
-                self.card_replaced(posting.debit, posting.credit);
-            }
             return;
         }
         for unit in entry.units() {
@@ -192,25 +184,6 @@ impl ViewState {
         }
         for (account, delta, _) in net_by_account(entry.postings()) {
             self.record_side(position, account, delta, kind);
-        }
-        if kind == EntryKind::CardReplacement {
-            for posting in entry.postings() {
-                self.card_replaced(posting.debit, posting.credit);
-            }
-        }
-    }
-
-    /// A card replacement moved `old`'s balance to `new`: the household goes on as `new`.
-    fn card_replaced(&mut self, old: AccountId, new: AccountId) {
-        let Some(old_view) = self.accounts.get_mut(&old) else {
-            return;
-        };
-        old_view.replaced = true;
-        let kinds = old_view.kinds;
-        if let Some(new_view) = self.accounts.get_mut(&new) {
-            new_view.kinds |= kinds;
-            // A move back to a card this one replaced makes that card current again.
-            new_view.replaced = false;
         }
     }
 

@@ -473,6 +473,20 @@ impl Database {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
+    /// Every account that is or was a household's (its current account and every card's),
+    /// with the household: a household is one however many cards it has had.
+    pub async fn household_accounts(&self) -> Result<Vec<(AccountId, HouseholdId)>, DbError> {
+        let rows: Vec<(Uuid, Uuid)> = on_pool!(self, |pool| sqlx::query_as(
+            "select account, id from household union select account, household from card"
+        )
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(account, household)| (AccountId(account), HouseholdId(household)))
+            .collect())
+    }
+
     /// A household.
     pub async fn household(&self, id: HouseholdId) -> Result<Option<EnrolledHousehold>, DbError> {
         let sql = format!("select {HOUSEHOLD_COLUMNS} from household where id = $1");
