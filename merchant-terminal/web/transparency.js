@@ -2,7 +2,7 @@
 // page's language. Cells the service suppressed (one to four households) say so instead of
 // a figure. Amounts arrive as strings of minor units, which may pass 2^53: formatted as text.
 
-import { api, languagePicker, problemText, say, t } from "./common.js";
+import { api, currentLanguage, languagePicker, problemText, say, t } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 let report = null;
@@ -105,7 +105,7 @@ function programmeSection(programme, scale) {
 
 function render() {
   if (!report) return;
-  $("as-of").textContent = t("transparency.as_of", { time: new Date(report.at_ms).toLocaleString() });
+  $("as-of").textContent = t("transparency.as_of", { time: new Date(report.at_ms).toLocaleString(currentLanguage()) });
   const scales = Object.fromEntries(report.units.map((u) => [u.unit, u.scale]));
   $("units").replaceChildren(...report.units.map(unitSection));
   $("programmes").replaceChildren(
