@@ -41,6 +41,33 @@ pub async fn export_journal(args: ExportJournalArgs) -> Result<()> {
     Ok(())
 }
 
+/// `coledger export checkpoints`.
+pub async fn export_checkpoints(args: ExportJournalArgs) -> Result<()> {
+    let url = &args.database.database_url;
+    let checkpoints = wallet_api::db::export::export_checkpoints(url)
+        .await
+        .with_context(|| {
+            format!(
+                "exporting the checkpoints of {}",
+                wallet_api::db::redact(url)
+            )
+        })?;
+    let mut out = OutputFile::create(&args.out)?;
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "checkpoints": checkpoints }))
+        .context("writing the checkpoints as JSON")?;
+    std::io::Write::write_all(out.writer(), text.as_bytes())
+        .and_then(|()| std::io::Write::write_all(out.writer(), b"\n"))
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    out.finish()?;
+    println!(
+        "{} signed checkpoints written to {}; hold an export to them with `coledger verify JOURNAL --checkpoints {}`",
+        checkpoints.len(),
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(())
+}
+
 /// `coledger verify`.
 pub fn verify(args: VerifyArgs) -> Result<()> {
     let threads = args

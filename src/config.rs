@@ -482,6 +482,10 @@ pub enum ExportCommand {
     /// consistent read-only snapshot (the service may keep running). Check it with
     /// `coledger verify`.
     Journal(ExportJournalArgs),
+    /// Every signed journal checkpoint the service stored, as `{"checkpoints": [...]}` (the
+    /// form `GET /v1/journal/checkpoints` answers in), from a read-only snapshot. Hold an
+    /// export of the journal to them with `coledger verify FILE --checkpoints THIS`.
+    Checkpoints(ExportJournalArgs),
 }
 
 /// `coledger export journal`.

@@ -360,6 +360,32 @@ async fn signed_checkpoints_hold_an_export_to_the_totals_the_service_published()
         ])
         .await;
         assert!(ok, "{label}: {verdict}{err}");
+        // Every checkpoint the service stored, exported from the database, holds too.
+        let stored = dir.path().join("stored-checkpoints.json");
+        let stored = stored.to_str().unwrap();
+        let (ok, out, err) = run(&[
+            "export",
+            "checkpoints",
+            "--database-url",
+            &url,
+            "--out",
+            stored,
+        ])
+        .await;
+        assert!(
+            ok && out.contains("signed checkpoints written"),
+            "{label}: {out}{err}"
+        );
+        let (ok, verdict, err) = run(&[
+            "verify",
+            export,
+            "--checkpoints",
+            stored,
+            "--checkpoint-key",
+            &key,
+        ])
+        .await;
+        assert!(ok, "{label}: {verdict}{err}");
         // A checker we did not write, from docs/wire-format.md alone, agrees.
         if let Some((ok, printed)) = python_check_with(&[export, "--checkpoints", kept]).await {
             let held = latest["checkpoints"].as_array().unwrap().len();

@@ -391,3 +391,31 @@ fn write_line(
     let position = u64::try_from(position).unwrap_or_default();
     format::write_entry(line, position, &canonical, &intent, links);
 }
+
+/// Every stored signed checkpoint (see [`crate::checkpoints`]), by unit code then sequence,
+/// from a read-only snapshot: for `coledger export checkpoints`, whose file
+/// `coledger verify --checkpoints` takes.
+pub async fn export_checkpoints(url: &str) -> Result<Vec<serde_json::Value>, DbError> {
+    let mut snapshot = Snapshot::open(url).await?;
+    let rows: Vec<(String, i64, String)> = on_conn!(&mut snapshot, |conn| sqlx::query_as(
+        "select unit, seq, body from journal_checkpoint"
+    )
+    .fetch_all(&mut *conn)
+    .await)?;
+    let corrupt = |reason: String| DbError::CorruptRow {
+        table: "journal_checkpoint",
+        reason,
+    };
+    let mut checkpoints = rows
+        .into_iter()
+        .map(|(unit, seq, body)| {
+            let unit = UnitCode::new(&unit).map_err(|e| corrupt(e.to_string()))?;
+            let body: serde_json::Value = serde_json::from_str(&body)
+                .map_err(|e| corrupt(format!("body is not JSON: {e}")))?;
+            Ok((unit, seq, body))
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+    // In Rust: PostgreSQL orders text by its collation, not by the codes' bytes.
+    checkpoints.sort_by_key(|(unit, seq, _)| (*unit, *seq));
+    Ok(checkpoints.into_iter().map(|(_, _, body)| body).collect())
+}
