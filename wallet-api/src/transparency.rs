@@ -314,46 +314,12 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use ledger::journal::ChainHead;
-    use ledger::{
-        Account, Amount, Authorisation, Digest, EntryId, IntentId, JournalEntry, Limits, Posting,
-        ProgrammeId, PublicKey, RunId, Signature, Tags, Unit, UnitKind,
-    };
+    use ledger::{Account, Digest, Limits, ProgrammeId, PublicKey, RunId, Unit, UnitKind};
 
     use super::*;
     use crate::db::programmes::StoredRun;
     use crate::programme::{ProgrammeAccounts, Schedule};
-
-    fn entry(
-        kind: EntryKind,
-        postings: &[(AccountId, AccountId, i64)],
-        unit: UnitCode,
-    ) -> JournalEntry {
-        let postings = postings
-            .iter()
-            .map(|&(debit, credit, minor)| Posting {
-                unit,
-                debit,
-                credit,
-                amount: Amount::from_minor(minor).unwrap(),
-            })
-            .collect();
-        let authorisation = Authorisation {
-            intent_id: IntentId::new(),
-            signer: PublicKey([0; 32]),
-            digest: Digest([0; 32]),
-            signature: Signature([0; 64]),
-        };
-        JournalEntry::new(
-            EntryId::new(),
-            kind,
-            postings,
-            String::new(),
-            Tags::default(),
-            authorisation,
-            1,
-        )
-        .unwrap()
-    }
+    use crate::view::tests::entry;
 
     struct Town {
         view: ViewState,

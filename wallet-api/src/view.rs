@@ -437,7 +437,7 @@ impl LedgerView {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use ledger::journal::checkpoint::UnitTotals;
@@ -448,7 +448,9 @@ mod tests {
 
     use super::*;
 
-    fn entry(
+    /// An entry of `kind` moving `(debit, credit, minor)` in `unit`, with a stand-in
+    /// authorisation (the view checks none).
+    pub(crate) fn entry(
         kind: EntryKind,
         postings: &[(AccountId, AccountId, i64)],
         unit: UnitCode,
