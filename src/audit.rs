@@ -16,20 +16,35 @@ use crate::output_file::OutputFile;
 /// Lines read and checked together; the checking of one chunk is spread over the threads.
 const CHUNK_LINES: usize = 4096;
 
-/// The most of a checkpoints file read: a page of checkpoints is a few hundred kilobytes,
-/// and a file this large is not one.
-const MAX_CHECKPOINT_FILE_BYTES: u64 = 64 << 20;
+/// The largest checkpoints file read: a unit signing every ten minutes stores about 50,000
+/// checkpoints (50 MB) a year, so this is decades of a few units.
+const MAX_CHECKPOINT_FILE_BYTES: u64 = 4 << 30;
 
 /// `coledger export journal`.
 pub async fn export_journal(args: ExportJournalArgs) -> Result<()> {
     let url = &args.database.database_url;
     // Written whole or not at all: a failure (a mistyped URL) keeps an earlier export.
     let mut out = OutputFile::create(&args.out)?;
+    let mut checkpoints = args
+        .checkpoints_out
+        .as_deref()
+        .map(OutputFile::create)
+        .transpose()?;
     let exported_at = wallet_api::SystemClock.now_ms();
-    let written = wallet_api::db::export::export_journal(url, exported_at, out.writer())
-        .await
-        .with_context(|| format!("exporting the journal of {}", wallet_api::db::redact(url)))?;
+    let written = wallet_api::db::export::export_journal(
+        url,
+        exported_at,
+        out.writer(),
+        checkpoints
+            .as_mut()
+            .map(|file| file.writer() as &mut dyn std::io::Write),
+    )
+    .await
+    .with_context(|| format!("exporting the journal of {}", wallet_api::db::redact(url)))?;
     out.finish()?;
+    if let Some(file) = checkpoints {
+        file.finish()?;
+    }
     println!(
         "{} entries ({} chain links, {} units) written to {} (coledger-journal v1); check it with `coledger verify {}`",
         written.entries,
@@ -38,33 +53,15 @@ pub async fn export_journal(args: ExportJournalArgs) -> Result<()> {
         args.out.display(),
         args.out.display()
     );
-    Ok(())
-}
-
-/// `coledger export checkpoints`.
-pub async fn export_checkpoints(args: ExportJournalArgs) -> Result<()> {
-    let url = &args.database.database_url;
-    let checkpoints = wallet_api::db::export::export_checkpoints(url)
-        .await
-        .with_context(|| {
-            format!(
-                "exporting the checkpoints of {}",
-                wallet_api::db::redact(url)
-            )
-        })?;
-    let mut out = OutputFile::create(&args.out)?;
-    let text = serde_json::to_string_pretty(&serde_json::json!({ "checkpoints": checkpoints }))
-        .context("writing the checkpoints as JSON")?;
-    std::io::Write::write_all(out.writer(), text.as_bytes())
-        .and_then(|()| std::io::Write::write_all(out.writer(), b"\n"))
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    out.finish()?;
-    println!(
-        "{} signed checkpoints written to {}; hold an export to them with `coledger verify JOURNAL --checkpoints {}`",
-        checkpoints.len(),
-        args.out.display(),
-        args.out.display()
-    );
+    if let Some(path) = &args.checkpoints_out {
+        println!(
+            "{} signed checkpoints from the same snapshot written to {}; hold the export to them with `coledger verify {} --checkpoints {}`",
+            written.checkpoints,
+            path.display(),
+            args.out.display(),
+            path.display()
+        );
+    }
     Ok(())
 }
 
@@ -126,6 +123,11 @@ fn hold_to_checkpoints(audit: &mut Audit, args: &VerifyArgs) -> Result<usize> {
         all.extend(kept);
     }
     if all.is_empty() {
+        if !args.checkpoint_key.is_empty() {
+            println!(
+                "no signed checkpoints in the files named: --checkpoint-key has nothing to check"
+            );
+        }
         return Ok(0);
     }
     match args.checkpoint_key.as_slice() {
@@ -175,18 +177,19 @@ fn kept_checkpoints(path: &Path) -> Result<Vec<SignedCheckpoint>> {
         checkpoints: Vec<serde_json::Value>,
     }
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut text = Vec::new();
-    file.take(MAX_CHECKPOINT_FILE_BYTES.saturating_add(1))
-        .read_to_end(&mut text)
-        .with_context(|| format!("reading {}", path.display()))?;
-    if text.len() as u64 > MAX_CHECKPOINT_FILE_BYTES {
+    let size = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if size > MAX_CHECKPOINT_FILE_BYTES {
         bail!(
-            "{}: larger than {} MiB, so not a saved answer of GET /v1/journal/checkpoints",
+            "{}: larger than {} GiB, so not a file of checkpoints",
             path.display(),
-            MAX_CHECKPOINT_FILE_BYTES >> 20
+            MAX_CHECKPOINT_FILE_BYTES >> 30
         );
     }
-    let kept: Kept = serde_json::from_slice(&text).map_err(|e| {
+    let reader = BufReader::new(file.take(MAX_CHECKPOINT_FILE_BYTES));
+    let kept: Kept = serde_json::from_reader(reader).map_err(|e| {
         anyhow::anyhow!(
             "{}: not a saved answer of GET /v1/journal/checkpoints (a JSON object with \
              \"checkpoints\", or \"items\" for one unit's): {e}",

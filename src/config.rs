@@ -482,10 +482,6 @@ pub enum ExportCommand {
     /// consistent read-only snapshot (the service may keep running). Check it with
     /// `coledger verify`.
     Journal(ExportJournalArgs),
-    /// Every signed journal checkpoint the service stored, as `{"checkpoints": [...]}` (the
-    /// form `GET /v1/journal/checkpoints` answers in), from a read-only snapshot. Hold an
-    /// export of the journal to them with `coledger verify FILE --checkpoints THIS`.
-    Checkpoints(ExportJournalArgs),
 }
 
 /// `coledger export journal`.
@@ -497,6 +493,11 @@ pub struct ExportJournalArgs {
     /// The file to write (replaced if it exists).
     #[arg(long)]
     pub out: PathBuf,
+    /// Also write every signed journal checkpoint the service stored, from the same
+    /// snapshot, to this file (as `{"checkpoints": [...]}`), for `coledger verify OUT
+    /// --checkpoints FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoints_out: Option<PathBuf>,
 }
 
 /// `coledger verify`.

@@ -76,9 +76,6 @@ fn main() -> Result<()> {
                 programme_cli::export_research(args).await
             }
             Command::Export(ExportCommand::Journal(args)) => audit::export_journal(args).await,
-            Command::Export(ExportCommand::Checkpoints(args)) => {
-                audit::export_checkpoints(args).await
-            }
             Command::Verify(args) => audit::verify(args),
             Command::Simulate(SimulateCommand::Run(args)) => simulate::run(args),
             Command::Simulate(SimulateCommand::Sweep(args)) => simulate::sweep(args),

@@ -360,25 +360,30 @@ async fn signed_checkpoints_hold_an_export_to_the_totals_the_service_published()
         ])
         .await;
         assert!(ok, "{label}: {verdict}{err}");
-        // Every checkpoint the service stored, exported from the database, holds too.
+        // Every checkpoint the service stored, exported with the journal from one snapshot,
+        // holds too.
+        let again = dir.path().join("journal-again.jsonl");
+        let again = again.to_str().unwrap();
         let stored = dir.path().join("stored-checkpoints.json");
         let stored = stored.to_str().unwrap();
         let (ok, out, err) = run(&[
             "export",
-            "checkpoints",
+            "journal",
             "--database-url",
             &url,
             "--out",
+            again,
+            "--checkpoints-out",
             stored,
         ])
         .await;
         assert!(
-            ok && out.contains("signed checkpoints written"),
+            ok && out.contains("signed checkpoints from the same snapshot written"),
             "{label}: {out}{err}"
         );
         let (ok, verdict, err) = run(&[
             "verify",
-            export,
+            again,
             "--checkpoints",
             stored,
             "--checkpoint-key",

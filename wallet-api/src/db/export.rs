@@ -36,6 +36,8 @@ pub struct JournalExport {
     pub units: usize,
     /// Journal links written.
     pub links: u64,
+    /// Signed checkpoints written, if they were asked for.
+    pub checkpoints: u64,
 }
 
 /// Why the export failed.
@@ -192,6 +194,68 @@ impl Snapshot {
         Ok((rows::entries(joined)?, intents))
     }
 
+    /// Whether the database has the checkpoints table (migration 0011): an export opens it
+    /// read only and never migrates it.
+    async fn has_checkpoints(&mut self) -> Result<bool, DbError> {
+        let found: i64 = match self {
+            Snapshot::Sqlite(conn) => {
+                sqlx::query_scalar(
+                    "select count(*) from sqlite_master \
+                     where type = 'table' and name = 'journal_checkpoint'",
+                )
+                .fetch_one(&mut *conn)
+                .await?
+            }
+            Snapshot::Postgres(conn) => {
+                sqlx::query_scalar(
+                    "select count(*) from pg_catalog.pg_tables \
+                     where schemaname = current_schema() and tablename = 'journal_checkpoint'",
+                )
+                .fetch_one(&mut *conn)
+                .await?
+            }
+        };
+        Ok(found > 0)
+    }
+
+    /// Writes every signed checkpoint of the snapshot as `{"checkpoints":[…]}` (the form
+    /// `coledger verify --checkpoints` reads), by unit code then sequence; returns how many.
+    /// Being in the snapshot, each names a link the journal export holds.
+    async fn write_checkpoints(&mut self, out: &mut dyn Write) -> Result<u64, JournalExportError> {
+        let rows: Vec<(String, i64, String)> = if self.has_checkpoints().await? {
+            on_conn!(self, |conn| sqlx::query_as(
+                "select unit, seq, body from journal_checkpoint"
+            )
+            .fetch_all(&mut *conn)
+            .await)
+            .map_err(DbError::from)?
+        } else {
+            Vec::new()
+        };
+        let mut rows: Vec<(UnitCode, i64, String)> = rows
+            .into_iter()
+            .map(|(unit, seq, body)| {
+                let unit = UnitCode::new(&unit).map_err(|e| DbError::CorruptRow {
+                    table: "journal_checkpoint",
+                    reason: e.to_string(),
+                })?;
+                Ok((unit, seq, body))
+            })
+            .collect::<Result<_, DbError>>()?;
+        // In Rust: PostgreSQL orders text by its collation, not by the codes' bytes.
+        rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        out.write_all(b"{\"checkpoints\":[")?;
+        for (n, (_, _, body)) in rows.iter().enumerate() {
+            if n > 0 {
+                out.write_all(b",\n")?;
+            }
+            // Stored as the service served it: one JSON object.
+            out.write_all(body.as_bytes())?;
+        }
+        out.write_all(b"]}\n")?;
+        Ok(rows.len() as u64)
+    }
+
     async fn end(mut self) -> Result<(), DbError> {
         on_conn!(&mut self, |conn| sqlx::query("commit")
             .execute(&mut *conn)
@@ -266,6 +330,7 @@ pub async fn export_journal(
     url: &str,
     exported_at: i64,
     out: &mut impl Write,
+    checkpoints: Option<&mut dyn Write>,
 ) -> Result<JournalExport, JournalExportError> {
     let mut snapshot = Snapshot::open(url).await?;
     let header = read_header(&mut snapshot, exported_at).await?;
@@ -306,6 +371,9 @@ pub async fn export_journal(
             written.links
         );
         return Err(inconsistent(last, reason));
+    }
+    if let Some(checkpoints) = checkpoints {
+        written.checkpoints = snapshot.write_checkpoints(checkpoints).await?;
     }
     snapshot.end().await?;
     Ok(written)
@@ -390,32 +458,4 @@ fn write_line(
     };
     let position = u64::try_from(position).unwrap_or_default();
     format::write_entry(line, position, &canonical, &intent, links);
-}
-
-/// Every stored signed checkpoint (see [`crate::checkpoints`]), by unit code then sequence,
-/// from a read-only snapshot: for `coledger export checkpoints`, whose file
-/// `coledger verify --checkpoints` takes.
-pub async fn export_checkpoints(url: &str) -> Result<Vec<serde_json::Value>, DbError> {
-    let mut snapshot = Snapshot::open(url).await?;
-    let rows: Vec<(String, i64, String)> = on_conn!(&mut snapshot, |conn| sqlx::query_as(
-        "select unit, seq, body from journal_checkpoint"
-    )
-    .fetch_all(&mut *conn)
-    .await)?;
-    let corrupt = |reason: String| DbError::CorruptRow {
-        table: "journal_checkpoint",
-        reason,
-    };
-    let mut checkpoints = rows
-        .into_iter()
-        .map(|(unit, seq, body)| {
-            let unit = UnitCode::new(&unit).map_err(|e| corrupt(e.to_string()))?;
-            let body: serde_json::Value = serde_json::from_str(&body)
-                .map_err(|e| corrupt(format!("body is not JSON: {e}")))?;
-            Ok((unit, seq, body))
-        })
-        .collect::<Result<Vec<_>, DbError>>()?;
-    // In Rust: PostgreSQL orders text by its collation, not by the codes' bytes.
-    checkpoints.sort_by_key(|(unit, seq, _)| (*unit, *seq));
-    Ok(checkpoints.into_iter().map(|(_, _, body)| body).collect())
 }
