@@ -243,7 +243,7 @@ impl Snapshot {
             })
             .collect::<Result<_, DbError>>()?;
         // In Rust: PostgreSQL orders text by its collation, not by the codes' bytes.
-        rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        rows.sort_by_key(|row| (row.0, row.1));
         out.write_all(b"{\"checkpoints\":[")?;
         for (n, (_, _, body)) in rows.iter().enumerate() {
             if n > 0 {
