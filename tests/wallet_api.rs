@@ -320,6 +320,18 @@ async fn checkpoints(town: &Town, label: &str) {
         let signed = ledger::journal::checkpoint::SignedCheckpoint::from_json(checkpoint).unwrap();
         signed.verify().unwrap();
     }
+    // Operators can alert on a signer that stopped.
+    let metrics = town.admin("GET", "/metrics", None).await.body;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    assert!(value("coledger_checkpoints_signed_total") >= 2.0);
+    assert_eq!(value("coledger_checkpoint_failures_total"), 0.0);
+    assert!(value("coledger_checkpoint_last_success_timestamp_seconds") > 1.7e9);
 }
 
 async fn payments(town: &Town) {

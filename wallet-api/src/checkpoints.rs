@@ -9,6 +9,7 @@
 //! published, which is committed (durable) and whose head and totals moved together.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -33,6 +34,19 @@ struct Parts {
     db: Database,
     committer: Committer,
     clock: Arc<dyn Clock>,
+    stats: CheckpointStats,
+}
+
+/// What the checkpointer has done, for `/metrics`.
+#[derive(Default)]
+pub struct CheckpointStats {
+    /// Checkpoints signed and stored.
+    pub signed: AtomicU64,
+    /// Signings that failed (storage unavailable, say).
+    pub failures: AtomicU64,
+    /// When the last signing succeeded (ms since the epoch; 0: never), whether or not any
+    /// unit had moved: an alert on its age catches a signer that stopped.
+    pub last_success_ms: AtomicI64,
 }
 
 impl Checkpointer {
@@ -51,7 +65,13 @@ impl Checkpointer {
             db,
             committer,
             clock,
+            stats: CheckpointStats::default(),
         }))
+    }
+
+    /// What it has done.
+    pub fn stats(&self) -> &CheckpointStats {
+        &self.0.stats
     }
 
     /// The key checkpoints are signed with.
@@ -64,6 +84,25 @@ impl Checkpointer {
     /// at once may sign the same link twice; the first stored stands, and only the call that
     /// stored it returns it.
     pub async fn sign_moved(&self) -> Result<Vec<SignedCheckpoint>, DbError> {
+        let signed = self.sign_moved_inner().await;
+        let stats = &self.0.stats;
+        match &signed {
+            Ok(signed) => {
+                stats
+                    .signed
+                    .fetch_add(signed.len() as u64, Ordering::Relaxed);
+                stats
+                    .last_success_ms
+                    .store(self.0.clock.now_ms(), Ordering::Relaxed);
+            }
+            Err(_) => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        signed
+    }
+
+    async fn sign_moved_inner(&self) -> Result<Vec<SignedCheckpoint>, DbError> {
         let parts = &self.0;
         let done = parts.db.checkpointed_seqs().await?;
         let at_ms = parts.clock.now_ms();

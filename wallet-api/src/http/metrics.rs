@@ -247,6 +247,30 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         "Signers' decoded keys kept by the verifier.",
         u64::try_from(keys.len()).unwrap_or(u64::MAX),
     );
+    if let Some(checkpoints) = &state.checkpoints {
+        let stats = checkpoints.stats();
+        counter(
+            &mut out,
+            "coledger_checkpoints_signed_total",
+            "Journal checkpoints signed and stored.",
+            stats.signed.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "coledger_checkpoint_failures_total",
+            "Signings of journal checkpoints that failed.",
+            stats.failures.load(Ordering::Relaxed),
+        );
+        let last_ms = stats.last_success_ms.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP coledger_checkpoint_last_success_timestamp_seconds When checkpoints were last \
+             signed successfully (0: never); alert when older than twice the interval.\n\
+             # TYPE coledger_checkpoint_last_success_timestamp_seconds gauge\n\
+             coledger_checkpoint_last_success_timestamp_seconds {}",
+            last_ms as f64 / 1e3
+        );
+    }
     let mut response = out.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
