@@ -343,12 +343,14 @@ pub async fn export_research(args: ExportResearchArgs) -> Result<()> {
     .await?;
     out.finish()?;
     println!(
-        "{} events written to {} ({} postings left out for withheld consent, {} without research meaning, {} refunds and fully refunded payments netted out)",
+        "{} events written to {} ({} postings left out for withheld consent, {} without research meaning, {} refunds and fully refunded payments netted out; {} areas of fewer than {} households not named)",
         report.events,
         args.out.display(),
         report.withheld,
         report.skipped,
-        report.refunded
+        report.refunded,
+        report.small_areas,
+        wallet_api::transparency::MIN_HOUSEHOLDS
     );
     Ok(())
 }

@@ -1132,6 +1132,32 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
             !text.contains(carmen_account) && !text.contains(&grocer_account),
             "pseudonyms only"
         );
+        // An area is named only where at least five of the exported households live.
+        let mut living: std::collections::HashMap<String, std::collections::HashSet<String>> =
+            std::collections::HashMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("time,"))
+        {
+            let fields: Vec<&str> = line.split(',').collect();
+            let (area, household) = match (fields[12], fields[4], fields[7]) {
+                (area, _, "household") if !area.is_empty() => (area, fields[6]),
+                (area, "household", _) if !area.is_empty() => (area, fields[3]),
+                _ => continue,
+            };
+            living
+                .entry(area.to_owned())
+                .or_default()
+                .insert(household.to_owned());
+        }
+        assert!(!living.is_empty(), "{label}: no area named at all");
+        for (area, homes) in &living {
+            assert!(
+                homes.len() >= 5,
+                "{label}: area {area} named for {} households",
+                homes.len()
+            );
+        }
         let measured = coledger_cli(&[
             "simulate",
             "measure",

@@ -54,6 +54,10 @@ pub struct ExportReport {
     pub skipped: u64,
     /// Refunds netted into their payments, plus payments refunded in full (not written).
     pub refunded: u64,
+    /// Areas left out of the `area` column because fewer than
+    /// [`crate::transparency::MIN_HOUSEHOLDS`] households of the export live there: with
+    /// so few, an area and a pseudonym's pattern of spending point at a family.
+    pub small_areas: u64,
 }
 
 /// Why the export failed.
@@ -137,9 +141,30 @@ pub async fn export(
         .collect();
     // A redemption's leg to the programme's fee account is the fee; the rest is redeemed.
     let fee_accounts: HashSet<AccountId> = all_programmes.iter().map(|p| p.accounts.fees).collect();
+    // Areas where fewer than k exported households live are not named (DESIGN §5's k, as
+    // for the transparency report): their households' events carry no area.
+    let mut living: HashMap<&str, HashSet<HouseholdId>> = HashMap::new();
+    for (_, household, area, withheld) in &households {
+        if !withheld {
+            living.entry(area.as_str()).or_default().insert(*household);
+        }
+    }
+    let named: HashSet<String> = living
+        .iter()
+        .filter(|(_, homes)| homes.len() >= crate::transparency::MIN_HOUSEHOLDS)
+        .map(|(area, _)| (*area).to_owned())
+        .collect();
+    let small_areas = living.len().saturating_sub(named.len()) as u64;
     let by_account: HashMap<AccountId, (HouseholdId, String, bool)> = households
         .into_iter()
-        .map(|(account, household, area, withheld)| (account, (household, area, withheld)))
+        .map(|(account, household, area, withheld)| {
+            let area = if named.contains(&area) {
+                area
+            } else {
+                String::new()
+            };
+            (account, (household, area, withheld))
+        })
         .collect();
     // What was given back of each refunded payment, and which entries are those refunds.
     let mut refunded: HashMap<EntryId, i64> = HashMap::new();
@@ -156,7 +181,11 @@ pub async fn export(
                 pseudonym: pseudonym(&key, household.as_bytes()),
                 kind: "household",
                 category: String::new(),
-                area: label(area),
+                area: if area.is_empty() {
+                    String::new()
+                } else {
+                    label(area)
+                },
                 withheld: *withheld,
             },
             None => Party {
@@ -176,7 +205,10 @@ pub async fn export(
         parties.insert(account, party);
     }
     let grain = options.grain_s.max(1);
-    let mut report = ExportReport::default();
+    let mut report = ExportReport {
+        small_areas,
+        ..ExportReport::default()
+    };
     let mut last_time = i64::MIN;
     out.write_all(HEADER.as_bytes())?;
     let mut after = 0;

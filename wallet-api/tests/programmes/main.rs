@@ -1108,6 +1108,91 @@ async fn passing_refunds_on_at_start_counts_only_the_cards_it_moved() {
     }
 }
 
+/// The research export names an area only where at least five exported households live:
+/// two households of a small district get events with no area, ten of a large one keep it.
+#[tokio::test]
+async fn the_research_export_names_no_area_of_fewer_than_five_households() {
+    for test_db in TestDb::all().await {
+        let label = test_db.label;
+        let db = test_db.open().await;
+        let clock = Arc::new(ManualClock::new(NOW_MS));
+        let (committer, task) = start_on(&db, &clock).await;
+        let unit = UnitCode::new("SEV-EUR").unwrap();
+        committer
+            .add_unit(
+                Unit::new(unit, "Sevilla voucher", 2, UnitKind::Voucher, Some("EUR")).unwrap(),
+            )
+            .await
+            .unwrap();
+        let programmes = programmes_with(&db, &committer, &clock);
+        let (programme, _) = programmes
+            .create(NewProgramme {
+                name: "Ingreso mínimo Sevilla".into(),
+                unit,
+                budget_minor: 10_000_00,
+                schedule: Schedule::Monthly { day: 5 },
+                areas: vec!["Macarena".into(), "Alamillo".into()],
+                languages: vec!["es".into()],
+                rules: rules(),
+                fee_account: None,
+                debtor: None,
+            })
+            .await
+            .unwrap();
+        let rows: Vec<HouseholdInput> = (0..12)
+            .map(|i| HouseholdInput {
+                area: if i < 2 { "Alamillo" } else { "Macarena" }.into(),
+                language: "es".into(),
+                ..household(i)
+            })
+            .collect();
+        programmes.enrol(programme.id, rows).await.unwrap();
+        let quiet = |_| {};
+        let run = programmes
+            .execute_run(
+                programme.id,
+                "2026-12",
+                &RunKind::Monthly,
+                RunOptions::default(),
+                &quiet,
+            )
+            .await
+            .unwrap();
+        assert!(run.complete, "{label}: {run:?}");
+        let mut secret = [5u8; 32];
+        secret[0] = 1;
+        let mut out = Vec::new();
+        let report = wallet_api::research::export(
+            &db,
+            &ServerSecret::from_bytes(secret).unwrap(),
+            wallet_api::research::ExportOptions { grain_s: 60 },
+            &mut out,
+        )
+        .await
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(report.small_areas, 1, "{label}");
+        let deposits: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(",deposit,issuance,"))
+            .collect();
+        assert_eq!(deposits.len(), 12, "{label}: {text}");
+        assert_eq!(
+            deposits.iter().filter(|l| l.ends_with(",Macarena")).count(),
+            10,
+            "{label}"
+        );
+        assert!(!text.contains("Alamillo"), "{label}: {text}");
+        assert_eq!(
+            deposits.iter().filter(|l| l.ends_with(',')).count(),
+            2,
+            "{label}: the small district's households have no area"
+        );
+        drop(programmes);
+        stop(committer, task).await;
+    }
+}
+
 trait Now {
     fn now(&self) -> i64;
 }
