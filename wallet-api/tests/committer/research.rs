@@ -65,6 +65,7 @@ async fn refunds_are_netted_into_their_payments() {
                 skipped: 0,
                 // Three refunds, and the payment refunded in full.
                 refunded: 4,
+                small_areas: 0,
             },
             "{label}"
         );
