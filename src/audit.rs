@@ -24,6 +24,14 @@ const MAX_CHECKPOINT_FILE_BYTES: u64 = 4 << 30;
 pub async fn export_journal(args: ExportJournalArgs) -> Result<()> {
     let url = &args.database.database_url;
     // Written whole or not at all: a failure (a mistyped URL) keeps an earlier export.
+    if let Some(checkpoints) = &args.checkpoints_out
+        && std::path::absolute(checkpoints).ok() == std::path::absolute(&args.out).ok()
+    {
+        bail!(
+            "--checkpoints-out names the file --out writes ({}): give the checkpoints a file of their own",
+            args.out.display()
+        );
+    }
     let mut out = OutputFile::create(&args.out)?;
     let mut checkpoints = args
         .checkpoints_out

@@ -391,6 +391,26 @@ async fn signed_checkpoints_hold_an_export_to_the_totals_the_service_published()
         ])
         .await;
         assert!(ok, "{label}: {verdict}{err}");
+        // One file for both would be overwritten by the other: refused, naming it.
+        let (ok, _, err) = run(&[
+            "export",
+            "journal",
+            "--database-url",
+            &url,
+            "--out",
+            again,
+            "--checkpoints-out",
+            again,
+        ])
+        .await;
+        assert!(
+            !ok && err.contains("--checkpoints-out names the file --out writes"),
+            "{label}: {err}"
+        );
+        assert!(
+            run(&["verify", again]).await.0,
+            "{label}: the earlier export is untouched"
+        );
         // A checker we did not write, from docs/wire-format.md alone, agrees.
         if let Some((ok, printed)) = python_check_with(&[export, "--checkpoints", kept]).await {
             let held = latest["checkpoints"].as_array().unwrap().len();

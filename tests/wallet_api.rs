@@ -330,8 +330,8 @@ async fn checkpoints(town: &Town, label: &str) {
             .unwrap_or_else(|| panic!("{name} missing from /metrics"))
     };
     assert!(value("coledger_checkpoints_signed_total") >= 2.0);
-    assert_eq!(value("coledger_checkpoint_failures_total"), 0.0);
-    assert!(value("coledger_checkpoint_last_success_timestamp_seconds") > 1.7e9);
+    assert_eq!(value("coledger_checkpoints_failed_total"), 0.0);
+    assert!(value("coledger_checkpoints_last_success_timestamp_seconds") > 1.7e9);
 }
 
 async fn payments(town: &Town) {

@@ -44,8 +44,9 @@ pub struct CheckpointStats {
     pub signed: AtomicU64,
     /// Signings that failed (storage unavailable, say).
     pub failures: AtomicU64,
-    /// When the last signing succeeded (ms since the epoch; 0: never), whether or not any
-    /// unit had moved: an alert on its age catches a signer that stopped.
+    /// When the service's own signing (at start and on its interval, not on request) last
+    /// succeeded, whether or not any unit had moved; the checkpointer's creation until the
+    /// first. An alert on its age catches a signer that stopped.
     pub last_success_ms: AtomicI64,
 }
 
@@ -64,8 +65,11 @@ impl Checkpointer {
             public,
             db,
             committer,
+            stats: CheckpointStats {
+                last_success_ms: AtomicI64::new(clock.now_ms()),
+                ..CheckpointStats::default()
+            },
             clock,
-            stats: CheckpointStats::default(),
         }))
     }
 
@@ -91,9 +95,6 @@ impl Checkpointer {
                 stats
                     .signed
                     .fetch_add(signed.len() as u64, Ordering::Relaxed);
-                stats
-                    .last_success_ms
-                    .store(self.0.clock.now_ms(), Ordering::Relaxed);
             }
             Err(_) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -131,7 +132,14 @@ impl Checkpointer {
     /// [`Checkpointer::sign_moved`], with the outcome logged rather than returned: for the
     /// service's own signing, which must not stop it.
     pub async fn sign_and_log(&self) {
-        match self.sign_moved().await {
+        let signed = self.sign_moved().await;
+        if signed.is_ok() {
+            self.0
+                .stats
+                .last_success_ms
+                .store(self.0.clock.now_ms(), Ordering::Relaxed);
+        }
+        match signed {
             Ok(signed) if signed.is_empty() => {}
             Ok(signed) => tracing::info!(units = signed.len(), "journal checkpoints signed"),
             Err(e) => tracing::warn!(error = %e, "signing journal checkpoints failed"),

@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use hmac::{Hmac, Mac};
-use ledger::{AccountId, EntryId, EntryKind, HouseholdId, UnitCode};
+use ledger::{AccountId, EntryId, EntryKind, HouseholdId, ProgrammeId, UnitCode};
 use sha2::{Digest as _, Sha256};
 
 use crate::cards::ServerSecret;
@@ -118,6 +118,42 @@ fn label(text: &str) -> String {
     out
 }
 
+/// Which areas of each programme may be named in the export, from the households of each
+/// (programme, area) that it holds; and how many it leaves unnamed. An area of fewer than
+/// [`crate::transparency::MIN_HOUSEHOLDS`] households is not named: with so few, an area and
+/// a pseudonym's spending point at a family. Nor, when that leaves a single area of a
+/// programme unnamed, is the programme's next smallest: the programme's areas are public, so
+/// events with no area would otherwise all be that one area's.
+fn named_areas(
+    living: &HashMap<(ProgrammeId, &str), HashSet<HouseholdId>>,
+) -> (HashSet<(ProgrammeId, String)>, u64) {
+    let mut by_programme: HashMap<ProgrammeId, Vec<(&str, usize)>> = HashMap::new();
+    for (&(programme, area), homes) in living {
+        by_programme
+            .entry(programme)
+            .or_default()
+            .push((area, homes.len()));
+    }
+    let mut named = HashSet::new();
+    let mut unnamed = 0u64;
+    for (programme, mut areas) in by_programme {
+        // Smallest first (ties by name, so the choice is the same every time).
+        areas.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+        let mut small = areas
+            .iter()
+            .filter(|(_, homes)| *homes < crate::transparency::MIN_HOUSEHOLDS)
+            .count();
+        if small == 1 && areas.len() > 1 {
+            small = 2;
+        }
+        unnamed = unnamed.saturating_add(small as u64);
+        for (area, _) in areas.iter().skip(small) {
+            named.insert((programme, (*area).to_owned()));
+        }
+    }
+    (named, unnamed)
+}
+
 /// Writes the export of `db` to `out`.
 pub async fn export(
     db: &Database,
@@ -141,29 +177,28 @@ pub async fn export(
         .collect();
     // A redemption's leg to the programme's fee account is the fee; the rest is redeemed.
     let fee_accounts: HashSet<AccountId> = all_programmes.iter().map(|p| p.accounts.fees).collect();
-    // Areas where fewer than k exported households live are not named (DESIGN §5's k, as
-    // for the transparency report): their households' events carry no area.
-    let mut living: HashMap<&str, HashSet<HouseholdId>> = HashMap::new();
-    for (_, household, area, withheld) in &households {
-        if !withheld {
-            living.entry(area.as_str()).or_default().insert(*household);
+    // Areas are named only where at least k exported households live (DESIGN §5's k, as for
+    // the transparency report); the others' events carry no area.
+    let active = db.accounts_with_postings(last).await?;
+    let mut living: HashMap<(ProgrammeId, &str), HashSet<HouseholdId>> = HashMap::new();
+    for h in &households {
+        if !h.withheld && active.contains(&h.account) {
+            living
+                .entry((h.programme, h.area.as_str()))
+                .or_default()
+                .insert(h.household);
         }
     }
-    let named: HashSet<String> = living
-        .iter()
-        .filter(|(_, homes)| homes.len() >= crate::transparency::MIN_HOUSEHOLDS)
-        .map(|(area, _)| (*area).to_owned())
-        .collect();
-    let small_areas = living.len().saturating_sub(named.len()) as u64;
+    let (named, small_areas) = named_areas(&living);
     let by_account: HashMap<AccountId, (HouseholdId, String, bool)> = households
         .into_iter()
-        .map(|(account, household, area, withheld)| {
-            let area = if named.contains(&area) {
-                area
+        .map(|h| {
+            let area = if named.contains(&(h.programme, h.area.clone())) {
+                h.area
             } else {
                 String::new()
             };
-            (account, (household, area, withheld))
+            (h.account, (h.household, area, h.withheld))
         })
         .collect();
     // What was given back of each refunded payment, and which entries are those refunds.
@@ -319,6 +354,46 @@ pub async fn export(
 mod tests {
     use super::*;
     use uuid::Uuid;
+
+    fn homes(n: usize) -> HashSet<HouseholdId> {
+        (0..n).map(|_| HouseholdId::new()).collect()
+    }
+
+    #[test]
+    fn small_areas_go_unnamed_with_a_second_where_one_would_be_found() {
+        let (sevilla, cadiz) = (ProgrammeId::new(), ProgrammeId::new());
+        let living: HashMap<(ProgrammeId, &str), HashSet<HouseholdId>> = [
+            ((sevilla, "Macarena"), homes(10)),
+            ((sevilla, "Triana"), homes(6)),
+            ((sevilla, "Alamillo"), homes(2)),
+            // Cádiz's Centro is not Sevilla's: counted apart, three households.
+            ((cadiz, "Centro"), homes(3)),
+            ((cadiz, "Viña"), homes(3)),
+            ((cadiz, "Puerta Tierra"), homes(20)),
+        ]
+        .into_iter()
+        .collect();
+        let (named, unnamed) = named_areas(&living);
+        let mut shown: Vec<(bool, &str)> = named
+            .iter()
+            .map(|(p, area)| (*p == sevilla, area.as_str()))
+            .collect();
+        shown.sort();
+        // Sevilla: Alamillo alone would be "the one with no area", so Triana goes too.
+        // Cádiz: two small areas already hide each other.
+        assert_eq!(shown, [(false, "Puerta Tierra"), (true, "Macarena")]);
+        assert_eq!(unnamed, 4);
+        // A programme whose only area is small names nothing; one of large areas names all.
+        let lonely = ProgrammeId::new();
+        let living: HashMap<(ProgrammeId, &str), HashSet<HouseholdId>> =
+            [((lonely, "Norte"), homes(4))].into_iter().collect();
+        assert_eq!(named_areas(&living), (HashSet::new(), 1));
+        let big: HashMap<(ProgrammeId, &str), HashSet<HouseholdId>> =
+            [((lonely, "Norte"), homes(5)), ((lonely, "Sur"), homes(7))]
+                .into_iter()
+                .collect();
+        assert_eq!(named_areas(&big).1, 0);
+    }
 
     #[test]
     fn labels_stay_in_the_alphabet() {

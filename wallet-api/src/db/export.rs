@@ -197,25 +197,25 @@ impl Snapshot {
     /// Whether the database has the checkpoints table (migration 0011): an export opens it
     /// read only and never migrates it.
     async fn has_checkpoints(&mut self) -> Result<bool, DbError> {
-        let found: i64 = match self {
+        Ok(match self {
             Snapshot::Sqlite(conn) => {
-                sqlx::query_scalar(
+                sqlx::query_scalar::<_, i64>(
                     "select count(*) from sqlite_master \
                      where type = 'table' and name = 'journal_checkpoint'",
                 )
                 .fetch_one(&mut *conn)
                 .await?
+                    > 0
             }
+            // Resolved as the export's own queries resolve the name: along the search path.
             Snapshot::Postgres(conn) => {
-                sqlx::query_scalar(
-                    "select count(*) from pg_catalog.pg_tables \
-                     where schemaname = current_schema() and tablename = 'journal_checkpoint'",
+                sqlx::query_scalar::<_, bool>(
+                    "select to_regclass('journal_checkpoint') is not null",
                 )
                 .fetch_one(&mut *conn)
                 .await?
             }
-        };
-        Ok(found > 0)
+        })
     }
 
     /// Writes every signed checkpoint of the snapshot as `{"checkpoints":[…]}` (the form
@@ -232,12 +232,17 @@ impl Snapshot {
         } else {
             Vec::new()
         };
+        let corrupt = |reason: String| DbError::CorruptRow {
+            table: "journal_checkpoint",
+            reason,
+        };
         let mut rows: Vec<(UnitCode, i64, String)> = rows
             .into_iter()
             .map(|(unit, seq, body)| {
-                let unit = UnitCode::new(&unit).map_err(|e| DbError::CorruptRow {
-                    table: "journal_checkpoint",
-                    reason: e.to_string(),
+                let unit = UnitCode::new(&unit).map_err(|e| corrupt(e.to_string()))?;
+                // Copied as stored, so it must be one JSON value, or the file is not JSON.
+                serde_json::from_str::<serde::de::IgnoredAny>(&body).map_err(|e| {
+                    corrupt(format!("unit {unit} sequence {seq}: body is not JSON: {e}"))
                 })?;
                 Ok((unit, seq, body))
             })

@@ -3,6 +3,8 @@
 //! Like the other service rows they go through the read pool; ledger effects go through the
 //! committer. The SQL uses `$n` placeholders, which both SQLite and PostgreSQL accept.
 
+use std::collections::HashSet;
+
 use ledger::{
     AccountId, EntryId, HouseholdId, ParticipantId, ProgrammeId, PublicKey, RunId, Tags, UnitCode,
 };
@@ -327,6 +329,21 @@ fn merchant(row: MerchantRow) -> ProgrammeMerchant {
 
 fn to_i32(value: u32, table: &'static str) -> Result<i32, DbError> {
     i32::try_from(value).map_err(|e| corrupt(table, e))
+}
+
+/// A household account as the research export sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResearchHousehold {
+    /// The account (the household's current one, or a card's).
+    pub account: AccountId,
+    /// The household.
+    pub household: HouseholdId,
+    /// Its programme.
+    pub programme: ProgrammeId,
+    /// Its area.
+    pub area: String,
+    /// Whether it withheld consent to research use.
+    pub withheld: bool,
 }
 
 impl Database {
@@ -1012,24 +1029,42 @@ impl Database {
 
     /// For the research export: each household account (current and former cards') with
     /// its household, area and whether it withheld consent.
-    pub async fn research_households(
-        &self,
-    ) -> Result<Vec<(AccountId, HouseholdId, String, bool)>, DbError> {
-        let rows: Vec<(Uuid, Uuid, String, i16)> = on_pool!(self, |pool| {
+    pub async fn research_households(&self) -> Result<Vec<ResearchHousehold>, DbError> {
+        let rows: Vec<(Uuid, Uuid, Uuid, String, i16)> = on_pool!(self, |pool| {
             sqlx::query_as(
-            "select h.account, h.id, h.area, cast(h.research_opt_out as smallint) from household h \
-             union select c.account, h.id, h.area, cast(h.research_opt_out as smallint) \
-             from card c join household h on h.id = c.household"
-        )
-        .fetch_all(pool)
-        .await
+                "select h.account, h.id, h.programme, h.area, cast(h.research_opt_out as smallint) \
+             from household h \
+             union select c.account, h.id, h.programme, h.area, \
+             cast(h.research_opt_out as smallint) \
+             from card c join household h on h.id = c.household",
+            )
+            .fetch_all(pool)
+            .await
         })?;
         Ok(rows
             .into_iter()
-            .map(|(account, household, area, out)| {
-                (AccountId(account), HouseholdId(household), area, out == 1)
-            })
+            .map(
+                |(account, household, programme, area, out)| ResearchHousehold {
+                    account: AccountId(account),
+                    household: HouseholdId(household),
+                    programme: ProgrammeId(programme),
+                    area,
+                    withheld: out == 1,
+                },
+            )
             .collect())
+    }
+
+    /// Every account that took part in an entry up to position `last`.
+    pub async fn accounts_with_postings(&self, last: i64) -> Result<HashSet<AccountId>, DbError> {
+        let rows: Vec<(Uuid,)> = on_pool!(self, |pool| sqlx::query_as(
+            "select debit from posting where entry_position <= $1 \
+             union select credit from posting where entry_position <= $1"
+        )
+        .bind(last)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows.into_iter().map(|(id,)| AccountId(id)).collect())
     }
 
     /// The highest committed position (0 when empty).

@@ -257,17 +257,17 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         );
         counter(
             &mut out,
-            "coledger_checkpoint_failures_total",
+            "coledger_checkpoints_failed_total",
             "Signings of journal checkpoints that failed.",
             stats.failures.load(Ordering::Relaxed),
         );
         let last_ms = stats.last_success_ms.load(Ordering::Relaxed);
         let _ = writeln!(
             out,
-            "# HELP coledger_checkpoint_last_success_timestamp_seconds When checkpoints were last \
-             signed successfully (0: never); alert when older than twice the interval.\n\
-             # TYPE coledger_checkpoint_last_success_timestamp_seconds gauge\n\
-             coledger_checkpoint_last_success_timestamp_seconds {}",
+            "# HELP coledger_checkpoints_last_success_timestamp_seconds When the service's own \
+             signing last succeeded (its start until then); alert when older than twice the interval.\n\
+             # TYPE coledger_checkpoints_last_success_timestamp_seconds gauge\n\
+             coledger_checkpoints_last_success_timestamp_seconds {}",
             last_ms as f64 / 1e3
         );
     }

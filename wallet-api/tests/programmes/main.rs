@@ -1109,7 +1109,8 @@ async fn passing_refunds_on_at_start_counts_only_the_cards_it_moved() {
 }
 
 /// The research export names an area only where at least five exported households live:
-/// two households of a small district get events with no area, ten of a large one keep it.
+/// two households of a small district get events with no area, and so do the six of the next
+/// smallest (else "no area" would mean the small one); ten of a large one keep theirs.
 #[tokio::test]
 async fn the_research_export_names_no_area_of_fewer_than_five_households() {
     for test_db in TestDb::all().await {
@@ -1131,7 +1132,7 @@ async fn the_research_export_names_no_area_of_fewer_than_five_households() {
                 unit,
                 budget_minor: 10_000_00,
                 schedule: Schedule::Monthly { day: 5 },
-                areas: vec!["Macarena".into(), "Alamillo".into()],
+                areas: vec!["Macarena".into(), "Triana".into(), "Alamillo".into()],
                 languages: vec!["es".into()],
                 rules: rules(),
                 fee_account: None,
@@ -1139,9 +1140,14 @@ async fn the_research_export_names_no_area_of_fewer_than_five_households() {
             })
             .await
             .unwrap();
-        let rows: Vec<HouseholdInput> = (0..12)
+        let rows: Vec<HouseholdInput> = (0..18)
             .map(|i| HouseholdInput {
-                area: if i < 2 { "Alamillo" } else { "Macarena" }.into(),
+                area: match i {
+                    0..2 => "Alamillo",
+                    2..8 => "Triana",
+                    _ => "Macarena",
+                }
+                .into(),
                 language: "es".into(),
                 ..household(i)
             })
@@ -1171,22 +1177,25 @@ async fn the_research_export_names_no_area_of_fewer_than_five_households() {
         .await
         .unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(report.small_areas, 1, "{label}");
+        assert_eq!(report.small_areas, 2, "{label}");
         let deposits: Vec<&str> = text
             .lines()
             .filter(|l| l.contains(",deposit,issuance,"))
             .collect();
-        assert_eq!(deposits.len(), 12, "{label}: {text}");
+        assert_eq!(deposits.len(), 18, "{label}: {text}");
         assert_eq!(
             deposits.iter().filter(|l| l.ends_with(",Macarena")).count(),
             10,
             "{label}"
         );
-        assert!(!text.contains("Alamillo"), "{label}: {text}");
+        assert!(
+            !text.contains("Alamillo") && !text.contains("Triana"),
+            "{label}: {text}"
+        );
         assert_eq!(
             deposits.iter().filter(|l| l.ends_with(',')).count(),
-            2,
-            "{label}: the small district's households have no area"
+            8,
+            "{label}: the two smallest districts' households have no area"
         );
         drop(programmes);
         stop(committer, task).await;
