@@ -7,8 +7,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
+#[path = "common/python_check.rs"]
+mod python_check;
+
 use std::path::PathBuf;
-use std::process::Command;
 
 use ed25519_dalek::SigningKey;
 use ledger::journal::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint, UnitTotals};
@@ -127,29 +129,7 @@ fn published_checkpoint_vectors_match_this_implementation() {
 /// signature and verdict.
 #[test]
 fn an_independent_implementation_agrees_with_the_checkpoint_vectors() {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/check_vectors.py");
-    let probe = Command::new("python3")
-        .args(["-c", "import nacl, rfc8785"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        let message = "SKIPPED: python3 with PyNaCl and rfc8785 is missing \
-                       (pip install -r ledger/tests/vectors/requirements.txt)";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{message}, and CI=true forbids skipping"
-        );
-        eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
-        return;
+    if let Some(printed) = python_check::check_vectors(&vectors_path()) {
+        assert!(printed.contains("3 passed, 0 failed"), "{printed}");
     }
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(vectors_path())
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && printed.contains("3 passed, 0 failed"),
-        "python check failed:\n{printed}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }

@@ -6,8 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
+#[path = "common/python_check.rs"]
+mod python_check;
+
 use std::path::PathBuf;
-use std::process::Command;
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use ledger::canonical::to_canonical_bytes;
@@ -259,29 +261,5 @@ fn published_vectors_match_this_implementation() {
 /// canonical byte, signature and verdict.
 #[test]
 fn independent_python_implementation_agrees() {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/check_vectors.py");
-    let probe = Command::new("python3")
-        .args(["-c", "import nacl, rfc8785"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        let message = "SKIPPED: python3 with PyNaCl and rfc8785 is missing \
-                       (pip install -r ledger/tests/vectors/requirements.txt)";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{message}, and CI=true forbids skipping"
-        );
-        eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
-        return;
-    }
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(vectors_path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "python check failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    python_check::check_vectors(&vectors_path());
 }

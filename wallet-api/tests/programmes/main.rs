@@ -44,6 +44,31 @@ fn rules() -> ProgrammeRules {
     }
 }
 
+/// The Sevilla voucher unit, added.
+async fn sevilla_unit(committer: &Committer) -> UnitCode {
+    let unit = UnitCode::new("SEV-EUR").unwrap();
+    committer
+        .add_unit(Unit::new(unit, "Sevilla voucher", 2, UnitKind::Voucher, Some("EUR")).unwrap())
+        .await
+        .unwrap();
+    unit
+}
+
+/// A monthly programme of 10,000.00 in `unit` over `areas`, in Spanish and Arabic.
+fn small_sevilla(unit: UnitCode, areas: &[&str]) -> NewProgramme {
+    NewProgramme {
+        name: "Ingreso mínimo Sevilla".into(),
+        unit,
+        budget_minor: 10_000_00,
+        schedule: Schedule::Monthly { day: 5 },
+        areas: areas.iter().map(|&a| a.into()).collect(),
+        languages: vec!["es".into(), "ar".into()],
+        rules: rules(),
+        fee_account: None,
+        debtor: None,
+    }
+}
+
 /// A one-off programme of 1.00 in `unit`, for the cases that must be refused.
 fn one_off(name: &str, unit: UnitCode) -> NewProgramme {
     NewProgramme {
@@ -993,26 +1018,10 @@ async fn passing_refunds_on_at_start_counts_only_the_cards_it_moved() {
         let db = test_db.open().await;
         let clock = Arc::new(ManualClock::new(NOW_MS));
         let (committer, task) = start_on(&db, &clock).await;
-        let unit = UnitCode::new("SEV-EUR").unwrap();
-        committer
-            .add_unit(
-                Unit::new(unit, "Sevilla voucher", 2, UnitKind::Voucher, Some("EUR")).unwrap(),
-            )
-            .await
-            .unwrap();
+        let unit = sevilla_unit(&committer).await;
         let programmes = programmes_with(&db, &committer, &clock);
         let (programme, _) = programmes
-            .create(NewProgramme {
-                name: "Ingreso mínimo Sevilla".into(),
-                unit,
-                budget_minor: 10_000_00,
-                schedule: Schedule::Monthly { day: 5 },
-                areas: vec!["Macarena".into(), "Triana".into()],
-                languages: vec!["es".into(), "ar".into()],
-                rules: rules(),
-                fee_account: None,
-                debtor: None,
-            })
+            .create(small_sevilla(unit, &["Macarena", "Triana"]))
             .await
             .unwrap();
         programmes
@@ -1118,26 +1127,10 @@ async fn the_research_export_names_no_area_of_fewer_than_five_households() {
         let db = test_db.open().await;
         let clock = Arc::new(ManualClock::new(NOW_MS));
         let (committer, task) = start_on(&db, &clock).await;
-        let unit = UnitCode::new("SEV-EUR").unwrap();
-        committer
-            .add_unit(
-                Unit::new(unit, "Sevilla voucher", 2, UnitKind::Voucher, Some("EUR")).unwrap(),
-            )
-            .await
-            .unwrap();
+        let unit = sevilla_unit(&committer).await;
         let programmes = programmes_with(&db, &committer, &clock);
         let (programme, _) = programmes
-            .create(NewProgramme {
-                name: "Ingreso mínimo Sevilla".into(),
-                unit,
-                budget_minor: 10_000_00,
-                schedule: Schedule::Monthly { day: 5 },
-                areas: vec!["Macarena".into(), "Triana".into(), "Alamillo".into()],
-                languages: vec!["es".into()],
-                rules: rules(),
-                fee_account: None,
-                debtor: None,
-            })
+            .create(small_sevilla(unit, &["Macarena", "Triana", "Alamillo"]))
             .await
             .unwrap();
         let rows: Vec<HouseholdInput> = (0..18)
