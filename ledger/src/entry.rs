@@ -123,6 +123,12 @@ impl EntryKind {
         EntryKind::CardReplacement,
     ];
 
+    /// Its place in [`EntryKind::ALL`], for tables indexed by kind.
+    pub const fn index(self) -> usize {
+        // ALL lists the kinds in declaration order (a test holds it to that).
+        self as usize
+    }
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -422,6 +428,13 @@ impl JournalEntry {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_kind_s_index_is_its_place_in_all() {
+        for (place, kind) in EntryKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), place, "{kind:?}");
+        }
+    }
 
     pub(crate) fn test_authorisation() -> Authorisation {
         Authorisation {

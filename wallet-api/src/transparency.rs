@@ -151,11 +151,7 @@ pub fn units(view: &ViewState, households: &HashMap<AccountId, HouseholdId>) -> 
             let kinds: Vec<Value> = totals
                 .kinds()
                 .map(|(kind, entries, amount)| {
-                    let took_part = EntryKind::ALL
-                        .iter()
-                        .position(|&k| k == kind)
-                        .and_then(|i| sets.get(i))
-                        .map_or(0, HashSet::len);
+                    let took_part = sets.get(kind.index()).map_or(0, HashSet::len);
                     json!({
                         "kind": kind.as_str(),
                         "entries": entries,

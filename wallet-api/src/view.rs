@@ -64,11 +64,7 @@ pub struct AccountView {
 
 /// An entry kind's bit in [`AccountView::kinds`].
 pub fn kind_bit(kind: EntryKind) -> u16 {
-    let index = EntryKind::ALL
-        .iter()
-        .position(|&k| k == kind)
-        .unwrap_or_default();
-    1u16 << index
+    1u16 << kind.index()
 }
 
 /// A committed entry, as announced to event subscribers.

@@ -38,23 +38,16 @@ pub struct UnitTotals {
     positive_balances: i128,
 }
 
-fn kind_index(kind: EntryKind) -> usize {
-    EntryKind::ALL
-        .iter()
-        .position(|&k| k == kind)
-        .unwrap_or_default()
-}
-
 impl UnitTotals {
     /// An entry of `kind` touches the unit (once per entry, whatever its postings).
     pub fn count_entry(&mut self, kind: EntryKind) {
-        let total = &mut self.kinds[kind_index(kind)];
+        let total = &mut self.kinds[kind.index()];
         total.0 = total.0.saturating_add(1);
     }
 
     /// A posting of an entry of `kind` moves `amount_minor` in the unit.
     pub fn count_posting(&mut self, kind: EntryKind, amount_minor: i64) {
-        let total = &mut self.kinds[kind_index(kind)];
+        let total = &mut self.kinds[kind.index()];
         total.1 = total.1.saturating_add(i128::from(amount_minor));
     }
 
@@ -68,7 +61,7 @@ impl UnitTotals {
 
     /// The entries of `kind` and their amount.
     pub fn of_kind(&self, kind: EntryKind) -> (u64, i128) {
-        self.kinds[kind_index(kind)]
+        self.kinds[kind.index()]
     }
 
     /// Every kind that occurs, in [`EntryKind::ALL`] order: (kind, entries, amount).
@@ -279,7 +272,7 @@ impl TryFrom<Wire> for SignedCheckpoint {
         };
         let mut last = None;
         for kind in &wire.kinds {
-            let index = kind_index(kind.kind);
+            let index = kind.kind.index();
             if last.is_some_and(|last| index <= last) || kind.entries == 0 {
                 return Err(CheckpointError::Malformed(format!(
                     "kind {}: kinds are listed once each, with entries, in the order issue, \

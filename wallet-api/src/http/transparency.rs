@@ -1,7 +1,5 @@
 //! `GET /v1/transparency`: the public transparency report (see [`crate::transparency`]).
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::response::Json;
 use serde_json::{Value, json};
@@ -36,7 +34,7 @@ pub(super) async fn report(State(state): State<AppState>) -> Result<Json<Value>,
         && now_ms.saturating_sub(cached.made_ms) < REBUILD_EVERY_MS
         && now_ms >= cached.made_ms
     {
-        return Ok(Json((*cached.report).clone()));
+        return Ok(Json(cached.report.clone()));
     }
     let facts = transparency::stored_facts(&state.db).await?;
     let report = {
@@ -49,16 +47,15 @@ pub(super) async fn report(State(state): State<AppState>) -> Result<Json<Value>,
             "programmes": transparency::programmes(&view, &facts.programmes),
         })
     };
-    let report = Arc::new(report);
     *cache = Some(CachedReport {
         made_ms: now_ms,
         report: report.clone(),
     });
-    Ok(Json((*report).clone()))
+    Ok(Json(report))
 }
 
 /// The last report built.
 pub struct CachedReport {
     made_ms: i64,
-    report: Arc<Value>,
+    report: Value,
 }
