@@ -33,16 +33,21 @@ impl Session {
             .context("opening the database")?;
         db.migrate().await.context("migrating the schema")?;
         let clock: Arc<dyn wallet_api::Clock> = Arc::new(SystemClock);
-        let (committer, task) =
-            match Committer::start(db.clone(), CommitterConfig::default(), clock.clone()).await {
-                Ok(started) => started,
-                Err(wallet_api::db::LoadError::Db(DbError::LeaseHeld(_))) => bail!(
-                    "the service is running on this database and holds the writer; stop it, \
-                     or do this through its API"
-                ),
-                Err(e) => return Err(e).context("loading the ledger"),
-            };
         let secret = crate::secret::require(database_url, args)?;
+        // Held to the service's checkpoints, the load checks only the entries signed since
+        // signature by signature, not the whole journal.
+        let config = CommitterConfig {
+            checkpoint_key: Some(wallet_api::checkpoints::checkpoint_key(&secret)),
+            ..CommitterConfig::default()
+        };
+        let (committer, task) = match Committer::start(db.clone(), config, clock.clone()).await {
+            Ok(started) => started,
+            Err(wallet_api::db::LoadError::Db(DbError::LeaseHeld(_))) => bail!(
+                "the service is running on this database and holds the writer; stop it, \
+                     or do this through its API"
+            ),
+            Err(e) => return Err(e).context("loading the ledger"),
+        };
         let programmes = Programmes::new(
             db,
             committer.clone(),

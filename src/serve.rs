@@ -47,6 +47,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             .await
     });
 
+    // Before the load: with a secret, the load holds storage to the checkpoints it signed.
+    let secret = crate::secret::load(&args.database.database_url, &args.programmes)?;
     // Become the writer (waiting as a standby if another process is).
     let mut announced = false;
     let (committer, mut task) = loop {
@@ -54,6 +56,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             db.clone(),
             CommitterConfig {
                 linger: Duration::from_millis(args.commit_linger_ms),
+                checkpoint_key: secret.as_ref().map(wallet_api::checkpoints::checkpoint_key),
                 ..CommitterConfig::default()
             },
             Arc::new(SystemClock),
@@ -103,7 +106,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let verifier =
         wallet_api::Verifier::start(args.verifier_threads).context("starting the verifier")?;
     let clock: Arc<dyn wallet_api::Clock> = Arc::new(SystemClock);
-    let secret = crate::secret::load(&args.database.database_url, &args.programmes)?;
     let checkpointer = secret.as_ref().map(|secret| {
         wallet_api::checkpoints::Checkpointer::new(
             secret,
@@ -176,6 +178,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Some(programmes) = programmes {
         state = state.with_programmes(programmes);
     }
+    // Kept to sign once more after the last request: a clean stop leaves nothing after the
+    // latest checkpoints for the next start to check signature by signature.
+    let last_signer = checkpointer.clone();
     if let Some(checkpointer) = checkpointer {
         state = state.with_checkpoints(checkpointer);
     }
@@ -202,6 +207,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     for task in [sweeper, signer].into_iter().flatten() {
         task.abort();
         let _ = task.await;
+    }
+    if let Some(checkpointer) = last_signer {
+        checkpointer.sign_and_log().await;
     }
     front.deactivate();
     if let Err(e) = task.join().await {

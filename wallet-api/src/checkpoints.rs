@@ -24,6 +24,16 @@ use crate::db::{Database, DbError};
 /// The derivation context of the checkpoint key: changing it changes the key.
 const CHECKPOINT_KEY_CONTEXT: &[u8] = b"coledger/v1/journal-checkpoints";
 
+fn signing_key(secret: &ServerSecret) -> SigningKey {
+    secret.derive_signing_key(CHECKPOINT_KEY_CONTEXT, b"")
+}
+
+/// The public key a deployment with `secret` signs its checkpoints with: what its start-up
+/// load holds stored checkpoints to (`CommitterConfig::checkpoint_key`).
+pub fn checkpoint_key(secret: &ServerSecret) -> PublicKey {
+    PublicKey::of(&signing_key(secret))
+}
+
 /// Signs and stores checkpoints; cheap to clone.
 #[derive(Clone)]
 pub struct Checkpointer(Arc<Parts>);
@@ -58,7 +68,7 @@ impl Checkpointer {
         committer: Committer,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let key = secret.derive_signing_key(CHECKPOINT_KEY_CONTEXT, b"");
+        let key = signing_key(secret);
         let public = PublicKey::of(&key);
         Self(Arc::new(Parts {
             key,

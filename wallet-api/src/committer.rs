@@ -77,6 +77,14 @@ pub struct CommitterConfig {
     /// refunds) in memory. Older ones are looked up in storage when needed, so memory stays
     /// flat however long the service runs. Retries and refunds are rare after a minute.
     pub remember_for: Duration,
+    /// The deployment's checkpoint key, when it signs checkpoints: the start-up load then
+    /// holds storage to each unit's latest checkpoint (see [`LoadOptions::checkpoint_key`]).
+    pub checkpoint_key: Option<ledger::PublicKey>,
+    /// Whether the start-up load checks every entry after the latest checkpoints against its
+    /// signed intent (see [`LoadOptions::verify_signatures`]). A reload after a failed write
+    /// does not: this process wrote or checked what is there, and the acknowledged heads
+    /// hold storage to it.
+    pub verify_signatures: bool,
 }
 
 impl Default for CommitterConfig {
@@ -87,6 +95,8 @@ impl Default for CommitterConfig {
             queue_capacity: 65_536,
             invariant_check_every: 1024,
             remember_for: Duration::from_secs(60),
+            checkpoint_key: None,
+            verify_signatures: true,
         }
     }
 }
@@ -384,12 +394,16 @@ impl Committer {
     ) -> Result<(Committer, CommitterTask), LoadError> {
         let mut writer = db.writer().await?;
         let now_ms = clock.now_ms();
-        let options = load_options(now_ms, config.remember_for, BTreeMap::new());
+        let options = LoadOptions {
+            verify_signatures: config.verify_signatures,
+            ..load_options(now_ms, &config, BTreeMap::new())
+        };
         let mut loaded = writer.load_with(&options).await?;
         settle_after_load(&mut loaded, now_ms, config.remember_for);
         tracing::info!(
             accounts = loaded.book.account_count(),
             entries = loaded.last_position,
+            signatures_checked = loaded.signatures_checked,
             "ledger loaded and verified"
         );
         let task_db = db.clone();
@@ -1358,7 +1372,7 @@ impl WriterTask {
         // What this process told submitters is durable must still be there: after a failover
         // the server reached may lack it (see `LoadError::LostAcknowledged`).
         let acknowledged = self.view.read().chain_heads().clone();
-        let options = load_options(now_ms, self.config.remember_for, acknowledged);
+        let options = load_options(now_ms, &self.config, acknowledged);
         self.loaded = writer.load_with(&options).await?;
         settle_after_load(&mut self.loaded, now_ms, self.config.remember_for);
         let state: ViewState = std::mem::take(&mut self.loaded.view);
@@ -1386,14 +1400,17 @@ fn restore(book: &mut Book, payment: &EntryRecord) {
 
 /// How the committer loads: forgetting as it goes what it would forget right after (see
 /// [`forget_old`]), so a long journal does not make a memory peak at start.
+/// Entries are not checked against their signatures here (see
+/// [`CommitterConfig::verify_signatures`]); the start-up load turns that on.
 fn load_options(
     now_ms: i64,
-    window: Duration,
+    config: &CommitterConfig,
     acknowledged: BTreeMap<UnitCode, ChainHead>,
 ) -> LoadOptions {
     LoadOptions {
-        forget_before_ms: Some(forget_before_ms(now_ms, window)),
+        forget_before_ms: Some(forget_before_ms(now_ms, config.remember_for)),
         acknowledged,
+        checkpoint_key: config.checkpoint_key,
         ..LoadOptions::at(now_ms)
     }
 }

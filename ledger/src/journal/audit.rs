@@ -337,6 +337,20 @@ pub fn check_line(line: u64, bytes: &[u8]) -> Result<CheckedLine, AuditError> {
     })
 }
 
+/// Checks a stored entry against the intent stored with it, as [`check_line`] does for an
+/// export line (steps 3 and 4 above): the intent parses in canonical form, its signature
+/// verifies strictly, and the entry is exactly what it asks for. For a service that checks
+/// its own storage at start-up with the auditor's rules.
+pub fn check_signed_entry(
+    position: u64,
+    intent: &ExportIntent,
+    entry: &JournalEntry,
+) -> Result<(), Problem> {
+    let signed = SignedIntent::from_canonical(&intent.body, intent.signature)
+        .map_err(|e| Problem::Malformed(format!("intent: {e}")))?;
+    judge(position, intent, signed, entry)
+}
+
 /// The signature, digest and intent checks of one entry.
 fn judge(
     position: u64,

@@ -4,8 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use ledger::journal::audit;
+use ledger::journal::checkpoint::SignedCheckpoint;
+use ledger::journal::export::ExportIntent;
 use ledger::journal::{ChainHead, Journal};
-use ledger::{AccountStatus, Book, PaymentRequestId, UnitCode};
+use ledger::{AccountStatus, Book, JournalEntry, PaymentRequestId, PublicKey, UnitCode};
 
 use super::rows::PaidRequest;
 use super::{ChainHeads, LoadError, LoadOptions, LoadSource, PostingLinks};
@@ -29,6 +32,8 @@ pub struct Loaded {
     /// The most intents the Book remembered whole at once during the load: the load's
     /// memory peak follows it.
     pub peak_remembered: usize,
+    /// Entries checked against their signed intents (those after the latest checkpoints).
+    pub signatures_checked: u64,
 }
 
 /// Loads and verifies the ledger (see [`LoadOptions`]). Storage that lacks what this process
@@ -43,6 +48,8 @@ pub(super) async fn load(
         forget_before_ms,
         forget_every,
         ref acknowledged,
+        checkpoint_key,
+        verify_signatures,
     } = *options;
     let mut book = Book::new();
     let mut view = ViewState::default();
@@ -91,6 +98,21 @@ pub(super) async fn load(
     let mut paid = source.paid_requests(now_ms).await?;
     paid.sort_unstable_by_key(|&(_, position, _)| std::cmp::Reverse(position));
     let links = source.links().await?;
+    let signed = match checkpoint_key {
+        Some(key) => signed_heads(source, key).await?,
+        None => BTreeMap::new(),
+    };
+    // Entries from here on are checked against their signed intents: the first one with a
+    // link past its unit's checkpoint (links come in position order).
+    let check_from = verify_signatures
+        .then(|| {
+            links
+                .iter()
+                .find(|(_, link)| signed.get(&link.unit).is_none_or(|h| link.seq > h.seq))
+                .map(|&(position, _)| position)
+        })
+        .flatten();
+    let mut signatures_checked = 0u64;
     let mut next_link = 0usize;
     let mut journal = Journal::new();
     let mut heads = ChainHeads::default();
@@ -100,6 +122,15 @@ pub(super) async fn load(
     while after < last_position {
         let up_to = after.saturating_add(LOAD_PAGE_ENTRIES).min(last_position);
         let stored_links = source.posting_links(after, up_to).await?;
+        let mut intents = match check_from {
+            Some(from) if from <= up_to => source
+                .intent_bodies(after.max(from.saturating_sub(1)), up_to)
+                .await?
+                .into_iter()
+                .peekable(),
+            _ => Vec::new().into_iter().peekable(),
+        };
+        let mut to_check = Vec::new();
         let mut next_posting = 0usize;
         for (position, entry) in source.entries(after, up_to).await? {
             let entry = entry.map_err(|source| LoadError::Entry { position, source })?;
@@ -129,9 +160,13 @@ pub(super) async fn load(
             journal
                 .verify_append(&entry, &own)
                 .map_err(|source| LoadError::Chain { position, source })?;
-            if !acknowledged.is_empty() {
-                holds_acknowledged(acknowledged, &own)?;
-            }
+            holds(acknowledged, &own, |unit, seq| {
+                LoadError::DivergedFromAcknowledged { unit, seq }
+            })?;
+            holds(&signed, &own, |unit, seq| LoadError::CheckpointDiverged {
+                unit,
+                seq,
+            })?;
             let mut remembered = book.remembered_intents().0;
             if let Some(before) = forget_before_ms
                 && remembered >= forget_every
@@ -162,7 +197,12 @@ pub(super) async fn load(
                 });
             }
             next_posting = end;
+            if let Some((_, body)) = intents.next_if(|(at, _)| *at == position) {
+                to_check.push((position, entry, body));
+            }
         }
+        signatures_checked = signatures_checked.saturating_add(to_check.len() as u64);
+        check_signatures(to_check).await?;
         if let Some(&(at, _)) = stored_links.get(next_posting) {
             return Err(LoadError::OrphanRow {
                 table: "posting",
@@ -205,6 +245,16 @@ pub(super) async fn load(
             });
         }
     }
+    for (&unit, head) in &signed {
+        let stored = journal.head(unit).seq;
+        if stored < head.seq {
+            return Err(LoadError::CheckpointBeyondJournal {
+                unit,
+                checkpointed: head.seq,
+                stored,
+            });
+        }
+    }
     book.check_invariants()?;
     for (account, balance) in book.accounts() {
         view.set_balance(account.id, balance);
@@ -220,26 +270,116 @@ pub(super) async fn load(
         view,
         heads,
         peak_remembered,
+        signatures_checked,
     })
 }
 
-/// Refuses an entry whose link takes the place of an acknowledged one with another hash.
-fn holds_acknowledged(
-    acknowledged: &BTreeMap<UnitCode, ChainHead>,
+/// Refuses an entry whose link takes the place of a known head (acknowledged, or signed in
+/// a checkpoint) with another hash, with the error `diverged` makes.
+fn holds(
+    known: &BTreeMap<UnitCode, ChainHead>,
     links: &[ledger::JournalLink],
+    diverged: impl Fn(UnitCode, u64) -> LoadError,
 ) -> Result<(), LoadError> {
     for link in links {
-        if let Some(head) = acknowledged.get(&link.unit)
+        if let Some(head) = known.get(&link.unit)
             && head.seq == link.seq
             && head.hash != link.hash
         {
-            return Err(LoadError::DivergedFromAcknowledged {
-                unit: link.unit,
-                seq: link.seq,
-            });
+            return Err(diverged(link.unit, link.seq));
         }
     }
     Ok(())
+}
+
+/// Each unit's latest stored checkpoint, which must be signed with `key`: the heads the
+/// journal must hold.
+async fn signed_heads(
+    source: &mut impl LoadSource,
+    key: PublicKey,
+) -> Result<BTreeMap<UnitCode, ChainHead>, LoadError> {
+    let mut heads = BTreeMap::new();
+    for (unit, body) in source.latest_checkpoints().await? {
+        let untrusted = |reason: String| LoadError::CheckpointUntrusted {
+            unit: unit.clone(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| untrusted(format!("is not JSON ({e})")))?;
+        let signed = SignedCheckpoint::from_json(&value).map_err(|e| untrusted(e.to_string()))?;
+        let checkpoint = signed.checkpoint;
+        if checkpoint.unit.as_str() != unit {
+            return Err(untrusted(format!("names unit {}", checkpoint.unit)));
+        }
+        if signed.key != key {
+            return Err(LoadError::CheckpointKeyMismatch {
+                unit: checkpoint.unit,
+                found: signed.key.to_base64url(),
+                expected: key.to_base64url(),
+            });
+        }
+        signed.verify().map_err(|e| untrusted(e.to_string()))?;
+        heads.insert(checkpoint.unit, checkpoint.head);
+    }
+    Ok(heads)
+}
+
+/// Checks each entry against the intent stored with it (the auditor's check, see
+/// [`audit::check_signed_entry`]) on every core and off the async threads: a signature
+/// takes tens of microseconds. Refuses with the first entry (by position) that fails.
+async fn check_signatures(entries: Vec<(i64, JournalEntry, String)>) -> Result<(), LoadError> {
+    let Some(&(first, _, _)) = entries.first() else {
+        return Ok(());
+    };
+    let stopped = |position: i64| LoadError::Unsigned {
+        position,
+        problem: audit::Problem::Malformed("the signature check stopped unexpectedly".into()),
+    };
+    let failed = tokio::task::spawn_blocking(move || {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let part = entries.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = entries
+                .chunks(part)
+                .map(|part| (part[0].0, scope.spawn(move || first_unsigned(part))))
+                .collect();
+            parts
+                .into_iter()
+                .filter_map(|(first, handle)| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|_| Some((first, stopped(first))))
+                })
+                .min_by_key(|&(position, _)| position)
+        })
+    })
+    .await
+    .map_err(|_| stopped(first))?;
+    failed.map_or(Ok(()), |(_, error)| Err(error))
+}
+
+/// The first of `entries` that is not what its stored intent signed.
+fn first_unsigned(entries: &[(i64, JournalEntry, String)]) -> Option<(i64, LoadError)> {
+    entries.iter().find_map(|(position, entry, body)| {
+        let auth = entry.authorisation();
+        let intent = ExportIntent {
+            body: body.clone(),
+            signature: auth.signature,
+            signer: auth.signer,
+        };
+        let at = u64::try_from(*position).unwrap_or(0);
+        audit::check_signed_entry(at, &intent, entry)
+            .err()
+            .map(|problem| {
+                (
+                    *position,
+                    LoadError::Unsigned {
+                        position: *position,
+                        problem,
+                    },
+                )
+            })
+    })
 }
 
 /// The request paid by the entry at `position`, with how long to keep it, from a list

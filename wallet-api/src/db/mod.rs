@@ -244,6 +244,69 @@ pub enum LoadError {
     /// Balances break an invariant.
     #[error("ledger invariant broken: {0}")]
     Invariant(#[from] InvariantViolation),
+    /// A unit's latest stored checkpoint is unreadable or not signed with this deployment's
+    /// checkpoint key.
+    #[error(
+        "the latest signed checkpoint of unit {unit} (table journal_checkpoint) {reason}: it was \
+         altered or forged, or signed under another server secret. Not starting; compare the \
+         journal with checkpoints saved outside the database (`coledger verify --checkpoints`)"
+    )]
+    CheckpointUntrusted {
+        /// The unit, as stored.
+        unit: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A unit's latest stored checkpoint is signed with another key than this deployment's.
+    #[error(
+        "the latest signed checkpoint of unit {unit} is signed with key {found}, but the \
+         server secret given derives checkpoint key {expected}: the server secret is not the \
+         one this service signed with (a wrong --secret-file?), or the checkpoint was forged. \
+         Not starting"
+    )]
+    CheckpointKeyMismatch {
+        /// The unit.
+        unit: UnitCode,
+        /// The key the checkpoint names (base64url).
+        found: String,
+        /// This deployment's checkpoint key (base64url).
+        expected: String,
+    },
+    /// Storage holds another entry than the one a signed checkpoint states.
+    #[error(
+        "storage holds another entry {seq} of unit {unit}'s journal than the service's signed \
+         checkpoint states: the journal was rewritten after it was signed. Not starting"
+    )]
+    CheckpointDiverged {
+        /// The unit.
+        unit: UnitCode,
+        /// The checkpoint's sequence number.
+        seq: u64,
+    },
+    /// Storage ends before a signed checkpoint's entry.
+    #[error(
+        "storage holds unit {unit}'s journal up to entry {stored}, but the service's signed \
+         checkpoint states entries up to {checkpointed}: entries were removed. Not starting"
+    )]
+    CheckpointBeyondJournal {
+        /// The unit.
+        unit: UnitCode,
+        /// The checkpoint's sequence number.
+        checkpointed: u64,
+        /// The last one storage holds.
+        stored: u64,
+    },
+    /// An entry after the latest signed checkpoints is not what its stored intent signed.
+    #[error(
+        "entry at position {position} is not what was signed: {problem}. Not starting: the \
+         journal was altered after its last signed checkpoint"
+    )]
+    Unsigned {
+        /// The entry's position.
+        position: i64,
+        /// What the auditor's check found.
+        problem: ledger::journal::audit::Problem,
+    },
     /// Storage ends before entries this process committed there and acknowledged.
     #[error(
         "storage holds unit {unit}'s journal up to entry {stored}, but this service committed \
@@ -605,6 +668,16 @@ pub struct LoadOptions {
     /// start-up): storage must hold those entries, or the load is refused with
     /// [`LoadError::LostAcknowledged`] or [`LoadError::DivergedFromAcknowledged`].
     pub acknowledged: BTreeMap<UnitCode, ChainHead>,
+    /// The deployment's checkpoint key (see `crate::checkpoints`): each unit's latest stored
+    /// checkpoint must be signed with it, and storage must hold the entry it states, with its
+    /// hash ([`LoadError::CheckpointUntrusted`], [`LoadError::CheckpointDiverged`],
+    /// [`LoadError::CheckpointBeyondJournal`]). `None`: stored checkpoints are not read.
+    pub checkpoint_key: Option<ledger::PublicKey>,
+    /// Whether every entry after the latest trusted checkpoints (every entry, in a unit
+    /// with none) must be what its stored intent signed, by the auditor's rules
+    /// ([`LoadError::Unsigned`]). The checkpoints vouch for the entries before them: a
+    /// change there changes the hash they signed.
+    pub verify_signatures: bool,
 }
 
 impl LoadOptions {
@@ -619,6 +692,8 @@ impl LoadOptions {
             forget_before_ms: None,
             forget_every: Self::FORGET_EVERY,
             acknowledged: BTreeMap::new(),
+            checkpoint_key: None,
+            verify_signatures: false,
         }
     }
 }
@@ -727,6 +802,14 @@ trait LoadSource {
     async fn posting_positions(&mut self) -> Result<Option<(i64, i64)>, DbError>;
     /// Entries with `after < position <= up_to`, in order.
     async fn entries(&mut self, after: i64, up_to: i64) -> Result<StoredEntries, DbError>;
+    /// The signed intents stored with entries `after < position <= up_to`, in order.
+    async fn intent_bodies(
+        &mut self,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<(i64, String)>, DbError>;
+    /// Each unit's latest signed checkpoint as stored: unit and body.
+    async fn latest_checkpoints(&mut self) -> Result<Vec<(String, String)>, DbError>;
     /// The chain links of the postings of those entries, by position then index.
     async fn posting_links(
         &mut self,

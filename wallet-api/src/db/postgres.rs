@@ -383,6 +383,24 @@ impl LoadSource for PgWriter {
         rows::entries(found)
     }
 
+    async fn intent_bodies(
+        &mut self,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<(i64, String)>, DbError> {
+        Ok(sqlx::query_as(rows::INTENT_BODIES_SQL)
+            .bind(after)
+            .bind(up_to)
+            .fetch_all(&mut self.conn)
+            .await?)
+    }
+
+    async fn latest_checkpoints(&mut self) -> Result<Vec<(String, String)>, DbError> {
+        Ok(sqlx::query_as(rows::LATEST_CHECKPOINTS_SQL)
+            .fetch_all(&mut self.conn)
+            .await?)
+    }
+
     async fn posting_links(
         &mut self,
         after: i64,

@@ -287,3 +287,338 @@ async fn a_row_that_is_no_valid_value_refuses_the_start_and_names_the_table() {
         );
     }
 }
+
+// --- Signed history: the latest checkpoints vouch for what came before them, and every entry
+// after them must be what its stored intent signed (DESIGN §5). ---
+
+/// The checkpoint key of these tests' deployment.
+fn checkpoint_signer() -> ed25519_dalek::SigningKey {
+    key(77)
+}
+
+fn config_with_checkpoints() -> CommitterConfig {
+    CommitterConfig {
+        checkpoint_key: Some(ledger::PublicKey::of(&checkpoint_signer())),
+        ..CommitterConfig::default()
+    }
+}
+
+async fn start_error(db: &Database, config: CommitterConfig) -> LoadError {
+    match Committer::start(
+        db.clone(),
+        config,
+        std::sync::Arc::new(wallet_api::SystemClock),
+    )
+    .await
+    {
+        Ok(_) => panic!("a tampered ledger loaded"),
+        Err(e) => e,
+    }
+}
+
+/// Loads with `options` (a checkpoint key, signatures checked) and returns how many entries
+/// were checked against their signatures.
+async fn signatures_checked(db: &Database, config: &CommitterConfig) -> u64 {
+    let options = wallet_api::db::LoadOptions {
+        checkpoint_key: config.checkpoint_key,
+        verify_signatures: true,
+        ..wallet_api::db::LoadOptions::at(NOW_MS)
+    };
+    let mut writer = db.writer().await.unwrap();
+    writer.load_with(&options).await.unwrap().signatures_checked
+}
+
+/// Stores a checkpoint of `unit` at `head` signed with `signer`, as the service would.
+async fn store_checkpoint(
+    db: &Database,
+    signer: &ed25519_dalek::SigningKey,
+    unit: ledger::UnitCode,
+    head: ledger::journal::ChainHead,
+) {
+    let signed = ledger::journal::checkpoint::Checkpoint {
+        unit,
+        head,
+        at_ms: NOW_MS,
+        totals: Default::default(),
+    }
+    .sign(signer);
+    assert_eq!(db.insert_checkpoints(&[signed]).await.unwrap(), [true]);
+}
+
+/// The head of `unit`'s chain as stored.
+async fn stored_head(db: &Database, unit: ledger::UnitCode) -> ledger::journal::ChainHead {
+    let mut writer = db.writer().await.unwrap();
+    let loaded = writer.load(NOW_MS).await.unwrap();
+    loaded.journal.head(unit)
+}
+
+/// What an insider who can write the database (but holds no one's key) would do: change the
+/// amount of the entry at `position` and recompute every hash after it, so the chain is
+/// whole again.
+async fn forge_amount_and_rechain(test_db: &TestDb, db: &Database, position: u64, minor: i64) {
+    let mut export = Vec::new();
+    wallet_api::db::export::export_journal(&test_db.url, NOW_MS, &mut export, None)
+        .await
+        .unwrap();
+    let mut journal = ledger::journal::Journal::new();
+    let mut rewrites = Vec::new();
+    for line in export
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .filter(|l| !l.is_empty())
+    {
+        let exported = ledger::journal::export::parse_entry(line).unwrap();
+        let mut entry: ledger::JournalEntry = serde_json::from_str(&exported.entry).unwrap();
+        if exported.position == position {
+            let mut postings = entry.postings().to_vec();
+            postings[0].amount = ledger::Amount::from_minor(minor).unwrap();
+            entry = ledger::JournalEntry::new(
+                entry.id(),
+                entry.kind(),
+                postings,
+                entry.memo().to_owned(),
+                entry.tags().clone(),
+                *entry.authorisation(),
+                entry.created_at(),
+            )
+            .unwrap();
+        }
+        let links = journal.append(&entry);
+        if exported.position >= position {
+            for link in links {
+                rewrites.push((exported.position, link));
+            }
+        }
+    }
+    let mut sqlite = format!(
+        "drop trigger posting_no_update; drop trigger journal_no_update; \
+         update posting set amount_minor = {minor} where entry_position = {position};"
+    );
+    let mut postgres = format!(
+        "alter table posting disable trigger user; alter table journal disable trigger user; \
+         update posting set amount_minor = {minor} where entry_position = {position};"
+    );
+    for (at, link) in rewrites {
+        let hex = link.hash.to_hex();
+        let filter = format!("where entry_position = {at} and unit = '{}'", link.unit);
+        sqlite.push_str(&format!("update journal set hash = X'{hex}' {filter};"));
+        postgres.push_str(&format!(
+            "update journal set hash = decode('{hex}', 'hex') {filter};"
+        ));
+    }
+    attack(db, &sqlite, &postgres).await;
+}
+
+#[tokio::test]
+async fn an_edited_intent_refuses_the_start_though_the_chain_is_whole() {
+    // The signed intent is stored beside the entry and is not hashed into the chain, so only
+    // checking the signature finds the change.
+    for test_db in TestDb::all().await {
+        let (db, _) = ledger_with_payments(&test_db).await;
+        attack(
+            &db,
+            "drop trigger entry_no_update; \
+             update entry set intent_body = replace(intent_body, '1000', '9000') where position = 3",
+            "alter table entry disable trigger user; \
+             update entry set intent_body = replace(intent_body, '1000', '9000') where position = 3",
+        )
+        .await;
+        let error = load_error(&db).await;
+        assert!(
+            matches!(
+                error,
+                LoadError::Unsigned {
+                    position: 3,
+                    problem: ledger::journal::audit::Problem::BadSignature { .. }
+                }
+            ),
+            "{}: {error}",
+            test_db.label
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("entry at position 3 is not what was signed: bad signature"),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_forgery_rechained_to_a_whole_chain_is_caught_by_its_signature() {
+    for test_db in TestDb::all().await {
+        let (db, _) = ledger_with_payments(&test_db).await;
+        forge_amount_and_rechain(&test_db, &db, 3, 1).await;
+        // The chain alone no longer tells: without the signature check the forgery loads.
+        let unchecked = CommitterConfig {
+            verify_signatures: false,
+            ..CommitterConfig::default()
+        };
+        let (committer, task) = Committer::start(
+            db.clone(),
+            unchecked,
+            std::sync::Arc::new(wallet_api::SystemClock),
+        )
+        .await
+        .unwrap();
+        stop(committer, task).await;
+        let error = load_error(&db).await;
+        assert!(
+            matches!(
+                error,
+                LoadError::Unsigned {
+                    position: 3,
+                    problem: ledger::journal::audit::Problem::IntentMismatch { .. }
+                }
+            ),
+            "{}: {error}",
+            test_db.label
+        );
+        assert!(error.to_string().contains("postings"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_vouches_for_the_entries_before_it_and_catches_a_rewrite() {
+    for test_db in TestDb::all().await {
+        let (db, scheme) = ledger_with_payments(&test_db).await;
+        let config = config_with_checkpoints();
+        // Without a checkpoint every entry is checked; with one at the head, none is.
+        assert_eq!(
+            signatures_checked(&db, &config).await,
+            4,
+            "{}",
+            test_db.label
+        );
+        let head = stored_head(&db, scheme.unit).await;
+        assert_eq!(head.seq, 4);
+        store_checkpoint(&db, &checkpoint_signer(), scheme.unit, head).await;
+        assert_eq!(
+            signatures_checked(&db, &config).await,
+            0,
+            "{}",
+            test_db.label
+        );
+
+        // One more payment: only it is checked.
+        let (committer, task) = Committer::start(
+            db.clone(),
+            config.clone(),
+            std::sync::Arc::new(wallet_api::SystemClock),
+        )
+        .await
+        .unwrap();
+        committer
+            .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 1_00))
+            .await
+            .unwrap();
+        stop(committer, task).await;
+        assert_eq!(
+            signatures_checked(&db, &config).await,
+            1,
+            "{}",
+            test_db.label
+        );
+
+        // A rewrite before the checkpoint, rechained: the checkpoint's hash no longer matches.
+        forge_amount_and_rechain(&test_db, &db, 3, 1).await;
+        let error = start_error(&db, config.clone()).await;
+        assert!(
+            matches!(error, LoadError::CheckpointDiverged { seq: 4, .. }),
+            "{}: {error}",
+            test_db.label
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("the journal was rewritten after it was signed"),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_not_signed_by_this_deployment_refuses_the_start() {
+    for test_db in TestDb::all().await {
+        let (db, scheme) = ledger_with_payments(&test_db).await;
+        let head = stored_head(&db, scheme.unit).await;
+        store_checkpoint(&db, &key(78), scheme.unit, head).await;
+        let error = start_error(&db, config_with_checkpoints()).await;
+        assert!(
+            matches!(&error, LoadError::CheckpointKeyMismatch { unit, .. } if *unit == scheme.unit),
+            "{}: {error}",
+            test_db.label
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("the server secret is not the one this service signed with"),
+            "{error}"
+        );
+        // A service without checkpoints (no server secret) does not read them.
+        let (committer, task) = Committer::start(
+            db.clone(),
+            CommitterConfig::default(),
+            std::sync::Arc::new(wallet_api::SystemClock),
+        )
+        .await
+        .unwrap();
+        stop(committer, task).await;
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_altered_after_signing_refuses_the_start() {
+    for test_db in TestDb::all().await {
+        let (db, scheme) = ledger_with_payments(&test_db).await;
+        let head = stored_head(&db, scheme.unit).await;
+        let mut altered = ledger::journal::checkpoint::Checkpoint {
+            unit: scheme.unit,
+            head,
+            at_ms: NOW_MS,
+            totals: Default::default(),
+        }
+        .sign(&checkpoint_signer());
+        altered.checkpoint.at_ms += 1;
+        assert_eq!(db.insert_checkpoints(&[altered]).await.unwrap(), [true]);
+        let error = start_error(&db, config_with_checkpoints()).await;
+        assert!(
+            matches!(&error, LoadError::CheckpointUntrusted { unit, .. } if unit == scheme.unit.as_str()),
+            "{}: {error}",
+            test_db.label
+        );
+        assert!(error.to_string().contains("does not verify"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_beyond_the_stored_journal_refuses_the_start() {
+    // Entries removed from the end, journal rows and all, leave a journal that is whole but
+    // shorter than what was signed.
+    for test_db in TestDb::all().await {
+        let (db, scheme) = ledger_with_payments(&test_db).await;
+        let head = stored_head(&db, scheme.unit).await;
+        let later = ledger::journal::ChainHead {
+            seq: head.seq + 2,
+            ..head
+        };
+        store_checkpoint(&db, &checkpoint_signer(), scheme.unit, later).await;
+        let error = start_error(&db, config_with_checkpoints()).await;
+        assert!(
+            matches!(
+                error,
+                LoadError::CheckpointBeyondJournal {
+                    checkpointed: 6,
+                    stored: 4,
+                    ..
+                }
+            ),
+            "{}: {error}",
+            test_db.label
+        );
+        assert!(
+            error.to_string().contains("entries were removed"),
+            "{error}"
+        );
+    }
+}

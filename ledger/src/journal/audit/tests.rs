@@ -400,6 +400,52 @@ fn a_changed_intent_is_a_bad_signature() {
 }
 
 #[test]
+fn one_stored_entry_is_checked_against_its_intent_alone() {
+    let signed = sign(&key(2), payment(HOLDER, SHOP, 12_50, "bread"));
+    let entry = signed
+        .clone()
+        .verify_signature()
+        .unwrap()
+        .to_entry(EntryId::new(), 1_000)
+        .unwrap();
+    let intent = stored(&signed);
+    assert_eq!(check_signed_entry(7, &intent, &entry), Ok(()));
+
+    // The entry moved another amount than was signed (and was rechained to match).
+    let mut postings = entry.postings().to_vec();
+    postings[0].amount = Amount::from_minor(99_00).unwrap();
+    let altered = JournalEntry::new(
+        entry.id(),
+        entry.kind(),
+        postings,
+        entry.memo().to_owned(),
+        entry.tags().clone(),
+        *entry.authorisation(),
+        entry.created_at(),
+    )
+    .unwrap();
+    assert!(matches!(
+        check_signed_entry(7, &intent, &altered),
+        Err(Problem::IntentMismatch { position: 7, .. })
+    ));
+
+    // The stored intent was edited: its signature no longer verifies.
+    let mut edited = intent.clone();
+    edited.body = edited.body.replace("1250", "9250");
+    assert!(matches!(
+        check_signed_entry(7, &edited, &entry),
+        Err(Problem::BadSignature { .. })
+    ));
+
+    // Not even an intent.
+    edited.body = "{}".into();
+    assert!(matches!(
+        check_signed_entry(7, &edited, &entry),
+        Err(Problem::Malformed(_))
+    ));
+}
+
+#[test]
 fn swapped_lines_are_out_of_order() {
     let mut lines = export(&scenario());
     lines.swap(2, 3);
