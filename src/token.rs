@@ -9,6 +9,25 @@ use wallet_api::auth::{self, Role};
 use crate::config::{DatabaseArgs, TokenCreateArgs, TokenListArgs, TokenRevokeArgs};
 use crate::scheme::now_ms;
 
+/// Opens a ledger that exists, as it is: listing or revoking tokens must neither create a
+/// database at a mistyped path nor migrate one under a running service of another version.
+async fn open_existing(database: &DatabaseArgs) -> Result<Database> {
+    let redacted = wallet_api::db::redact(&database.database_url);
+    Database::connect_existing(&database.database_url)
+        .await
+        .with_context(|| format!("opening {redacted}"))
+}
+
+/// The context of a token query on a database opened as it is.
+fn reading(database: &DatabaseArgs) -> String {
+    format!(
+        "reading the tokens of {} (is it a ledger that `coledger serve` has set up?)",
+        wallet_api::db::redact(&database.database_url)
+    )
+}
+
+/// Opens the database for a new token, creating and migrating it if needed: `token create`
+/// on a new path is how a deployment gets its first admin token.
 async fn open(database: &DatabaseArgs) -> Result<Database> {
     let redacted = wallet_api::db::redact(&database.database_url);
     let db = Database::connect(&database.database_url)
@@ -94,12 +113,13 @@ pub async fn create(args: TokenCreateArgs) -> Result<()> {
 }
 
 pub async fn list(args: TokenListArgs) -> Result<()> {
-    let db = open(&args.database).await?;
+    let db = open_existing(&args.database).await?;
+    let tokens = db.tokens().await.with_context(|| reading(&args.database))?;
     println!(
         "{:<32}  {:<17}  {:<36}  {:<8}  label",
         "id", "role", "participant", "state"
     );
-    for token in db.tokens().await? {
+    for token in tokens {
         let participant = token.participant.map(|p| p.to_string()).unwrap_or_default();
         let state = if token.revoked_at.is_some() {
             "revoked"
@@ -126,8 +146,12 @@ pub async fn revoke(args: TokenRevokeArgs) -> Result<()> {
         None => uuid::Uuid::try_parse(text)
             .with_context(|| format!("{text:?} is neither a token nor a token id"))?,
     };
-    let db = open(&args.database).await?;
-    if db.revoke_token(id, now_ms()).await? {
+    let db = open_existing(&args.database).await?;
+    let revoked = db
+        .revoke_token(id, now_ms())
+        .await
+        .with_context(|| reading(&args.database))?;
+    if revoked {
         println!("revoked {}", id.simple());
     } else {
         bail!("no active token {}", id.simple());

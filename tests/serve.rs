@@ -216,3 +216,31 @@ async fn token_create_refuses_unknown_roles_and_unscoped_merchant_tokens() {
     assert!(admin.status.success());
     assert!(String::from_utf8_lossy(&admin.stdout).starts_with("colt_"));
 }
+
+#[test]
+fn token_list_and_revoke_open_an_existing_ledger_and_never_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("ledgr.db");
+    let url = format!("sqlite://{}", typo.display());
+    for args in [
+        vec!["list"],
+        vec!["revoke", "0192f3a0aaaa70008000000000000001"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coledger"))
+            .arg("token")
+            .args(&args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(
+            err.contains("there is no database file at") && err.contains("ledgr.db"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !typo.exists(),
+            "{args:?} made a database at a mistyped path"
+        );
+    }
+}
