@@ -169,6 +169,22 @@ pub struct ServeArgs {
     /// server secret, from which the checkpoint key is derived.
     #[arg(long, env = "COLEDGER_CHECKPOINT_INTERVAL_S", default_value_t = 600)]
     pub checkpoint_interval_s: u64,
+    /// What a start checks besides the hash chain, the balances and the signed checkpoints:
+    /// `signatures` (the default) checks every entry after the latest checkpoints against
+    /// its signed intent, as `coledger verify` does; `chain` does not, for a deployment
+    /// without a server secret whose journal is too long to check at every start (a
+    /// standby's takeover waits for it).
+    #[arg(long, env = "COLEDGER_START_CHECK", value_enum, default_value_t = StartCheck::Signatures)]
+    pub start_check: StartCheck,
+}
+
+/// What a start checks (`serve --start-check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StartCheck {
+    /// The chain, the balances, the checkpoints, and signatures after the checkpoints.
+    Signatures,
+    /// The chain, the balances and the checkpoints only.
+    Chain,
 }
 
 /// The server secret and card settings, shared by the service and the programme commands.

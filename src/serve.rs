@@ -21,6 +21,10 @@ use crate::front::Front;
 /// How often a standby tries to take the writer lease.
 const TAKEOVER_POLL: Duration = Duration::from_millis(500);
 
+/// How long a stop waits to sign its last checkpoint (a database that stopped answering
+/// must not hold the stop up).
+const LAST_CHECKPOINT_WITHIN: Duration = Duration::from_secs(10);
+
 pub async fn run(args: ServeArgs) -> Result<()> {
     let url = &args.database.database_url;
     let redacted = wallet_api::db::redact(url);
@@ -57,6 +61,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             CommitterConfig {
                 linger: Duration::from_millis(args.commit_linger_ms),
                 checkpoint_key: secret.as_ref().map(wallet_api::checkpoints::checkpoint_key),
+                verify_signatures: args.start_check == crate::config::StartCheck::Signatures,
                 ..CommitterConfig::default()
             },
             Arc::new(SystemClock),
@@ -208,8 +213,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         task.abort();
         let _ = task.await;
     }
-    if let Some(checkpointer) = last_signer {
-        checkpointer.sign_and_log().await;
+    if let Some(checkpointer) = last_signer
+        && tokio::time::timeout(LAST_CHECKPOINT_WITHIN, checkpointer.sign_and_log())
+            .await
+            .is_err()
+    {
+        tracing::warn!("the last checkpoint was not signed in time; the next start checks more");
     }
     front.deactivate();
     if let Err(e) = task.join().await {

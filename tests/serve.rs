@@ -187,6 +187,22 @@ fn verifier_threads_outside_1_to_16_are_refused_before_anything_starts() {
     }
 }
 
+#[test]
+fn an_unknown_start_check_is_refused_before_anything_starts() {
+    let captured = std::process::Command::new(env!("CARGO_BIN_EXE_coledger"))
+        .args(["serve", "--start-check", "none"])
+        .env_remove("COLEDGER_START_CHECK")
+        .output()
+        .unwrap();
+    assert!(!captured.status.success());
+    let stderr = String::from_utf8_lossy(&captured.stderr);
+    assert!(
+        stderr.contains("invalid value 'none' for '--start-check")
+            && stderr.contains("[possible values: signatures, chain]"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn token_create_refuses_unknown_roles_and_unscoped_merchant_tokens() {
     let dir = tempfile::tempdir().unwrap();

@@ -371,6 +371,13 @@ fn canonical_string(value: &Value) -> Result<String, IntentError> {
     String::from_utf8(bytes).map_err(|e| IntentError::Malformed(e.to_string()))
 }
 
+/// SHA-256 of the bytes signed for an intent whose canonical JSON is `canonical`: what a
+/// committed entry's `Authorisation::digest` holds, so a stored intent can be matched to its
+/// entry without checking the signature again.
+pub fn signed_digest(canonical: &str) -> Digest {
+    Digest::of(&signed_message(canonical.as_bytes()))
+}
+
 fn signed_message(canonical: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(SIGNING_CONTEXT.len().saturating_add(canonical.len()));
     message.extend_from_slice(SIGNING_CONTEXT);

@@ -44,7 +44,10 @@ impl Database {
     }
 
     /// Stores checkpoints; one already stored for the same unit and sequence is kept (the
-    /// first signed stands). Returns whether each was stored.
+    /// first signed stands), and one of a link the journal does not hold is not stored (a
+    /// process whose view is ahead of this database, after a failover that lost entries,
+    /// must not sign what the database will never have: every later start would refuse it).
+    /// Returns whether each was stored.
     pub async fn insert_checkpoints(
         &self,
         checkpoints: &[SignedCheckpoint],
@@ -59,7 +62,9 @@ impl Database {
                 let checkpoint = &signed.checkpoint;
                 let done = sqlx::query(
                     "insert into journal_checkpoint (unit, seq, hash, at_ms, body) \
-                     values ($1, $2, $3, $4, $5) on conflict (unit, seq) do nothing",
+                     select $1, $2, $3, $4, $5 where exists \
+                     (select 1 from journal where unit = $1 and seq = $2 and hash = $3) \
+                     on conflict (unit, seq) do nothing",
                 )
                 .bind(checkpoint.unit.as_str())
                 .bind(i64::try_from(checkpoint.head.seq).unwrap_or(i64::MAX))

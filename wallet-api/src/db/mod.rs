@@ -247,30 +247,15 @@ pub enum LoadError {
     /// A unit's latest stored checkpoint is unreadable or not signed with this deployment's
     /// checkpoint key.
     #[error(
-        "the latest signed checkpoint of unit {unit} (table journal_checkpoint) {reason}: it was \
-         altered or forged, or signed under another server secret. Not starting; compare the \
-         journal with checkpoints saved outside the database (`coledger verify --checkpoints`)"
+        "the latest signed checkpoint of unit {unit} does not hold ({reason}): it was altered \
+         or forged in the database. Not starting; compare the journal with checkpoints saved \
+         outside the database (`coledger verify --checkpoints`)"
     )]
     CheckpointUntrusted {
         /// The unit, as stored.
         unit: String,
         /// What is wrong with it.
         reason: String,
-    },
-    /// A unit's latest stored checkpoint is signed with another key than this deployment's.
-    #[error(
-        "the latest signed checkpoint of unit {unit} is signed with key {found}, but the \
-         server secret given derives checkpoint key {expected}: the server secret is not the \
-         one this service signed with (a wrong --secret-file?), or the checkpoint was forged. \
-         Not starting"
-    )]
-    CheckpointKeyMismatch {
-        /// The unit.
-        unit: UnitCode,
-        /// The key the checkpoint names (base64url).
-        found: String,
-        /// This deployment's checkpoint key (base64url).
-        expected: String,
     },
     /// Storage holds another entry than the one a signed checkpoint states.
     #[error(
@@ -299,13 +284,32 @@ pub enum LoadError {
     /// An entry after the latest signed checkpoints is not what its stored intent signed.
     #[error(
         "entry at position {position} is not what was signed: {problem}. Not starting: the \
-         journal was altered after its last signed checkpoint"
+         stored journal was altered"
     )]
     Unsigned {
         /// The entry's position.
         position: i64,
         /// What the auditor's check found.
         problem: ledger::journal::audit::Problem,
+    },
+    /// Checking signatures stopped before it finished (a checking thread failed).
+    #[error(
+        "checking the signatures of the entries from position {position} on stopped \
+         unexpectedly; not starting without that check"
+    )]
+    SignatureCheckStopped {
+        /// The first entry of the part that was not checked.
+        position: i64,
+    },
+    /// An entry position holds no entry with postings: positions run on without a gap, so
+    /// an entry was removed, or its postings were.
+    #[error(
+        "entry position {position} holds no entry with postings: positions run on without a \
+         gap, so an entry or its postings were removed. Not starting"
+    )]
+    MissingEntry {
+        /// The first position missing.
+        position: i64,
     },
     /// Storage ends before entries this process committed there and acknowledged.
     #[error(

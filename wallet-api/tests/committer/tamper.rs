@@ -538,32 +538,149 @@ async fn a_checkpoint_vouches_for_the_entries_before_it_and_catches_a_rewrite() 
 }
 
 #[tokio::test]
-async fn a_checkpoint_not_signed_by_this_deployment_refuses_the_start() {
+async fn a_checkpoint_signed_with_another_key_vouches_for_nothing() {
+    // A new server secret (rotated, or a restore without the old one) means a new checkpoint
+    // key: the old checkpoints vouch for nothing, so every entry is checked instead, and the
+    // service still starts.
     for test_db in TestDb::all().await {
         let (db, scheme) = ledger_with_payments(&test_db).await;
         let head = stored_head(&db, scheme.unit).await;
         store_checkpoint(&db, &key(78), scheme.unit, head).await;
-        let error = start_error(&db, config_with_checkpoints()).await;
+        let config = config_with_checkpoints();
+        assert_eq!(
+            signatures_checked(&db, &config).await,
+            4,
+            "{}",
+            test_db.label
+        );
+        let (committer, task) = Committer::start(
+            db.clone(),
+            config,
+            std::sync::Arc::new(wallet_api::SystemClock),
+        )
+        .await
+        .unwrap();
+        stop(committer, task).await;
+    }
+}
+
+#[tokio::test]
+async fn the_service_stores_no_checkpoint_of_a_link_the_journal_lacks() {
+    // A process whose view is ahead of the database (after a failover that lost entries)
+    // must not store a checkpoint every later start would refuse.
+    for test_db in TestDb::all().await {
+        let (db, scheme) = ledger_with_payments(&test_db).await;
+        let head = stored_head(&db, scheme.unit).await;
+        let ahead = ledger::journal::checkpoint::Checkpoint {
+            unit: scheme.unit,
+            head: ledger::journal::ChainHead {
+                seq: head.seq + 1,
+                ..head
+            },
+            at_ms: NOW_MS,
+            totals: Default::default(),
+        }
+        .sign(&checkpoint_signer());
+        let other_hash = ledger::journal::checkpoint::Checkpoint {
+            unit: scheme.unit,
+            head: ledger::journal::ChainHead {
+                seq: head.seq,
+                hash: ledger::Digest([9; 32]),
+            },
+            at_ms: NOW_MS,
+            totals: Default::default(),
+        }
+        .sign(&checkpoint_signer());
+        assert_eq!(
+            db.insert_checkpoints(&[ahead, other_hash]).await.unwrap(),
+            [false, false],
+            "{}",
+            test_db.label
+        );
+        assert!(db.checkpointed_seqs().await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn an_intent_edited_before_a_checkpoint_or_after_it_refuses_the_start() {
+    for (position, expect_digest) in [(2, true), (5, false)] {
+        for test_db in TestDb::all().await {
+            let (db, scheme) = ledger_with_payments(&test_db).await;
+            let config = config_with_checkpoints();
+            let head = stored_head(&db, scheme.unit).await;
+            store_checkpoint(&db, &checkpoint_signer(), scheme.unit, head).await;
+            let (committer, task) = Committer::start(
+                db.clone(),
+                config.clone(),
+                std::sync::Arc::new(wallet_api::SystemClock),
+            )
+            .await
+            .unwrap();
+            committer
+                .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 1_00))
+                .await
+                .unwrap();
+            stop(committer, task).await;
+            let edit = format!(
+                "update entry set intent_body = replace(intent_body, '\"memo\"', '\"memo \"') \
+                 where position = {position}"
+            );
+            attack(
+                &db,
+                &format!("drop trigger entry_no_update; {edit}"),
+                &format!("alter table entry disable trigger user; {edit}"),
+            )
+            .await;
+            let error = start_error(&db, config).await;
+            let found = match &error {
+                LoadError::Unsigned {
+                    position: at,
+                    problem,
+                } if *at == position => Some(matches!(
+                    problem,
+                    ledger::journal::audit::Problem::DigestMismatch { .. }
+                )),
+                _ => None,
+            };
+            // Before the checkpoint the intent no longer matches its entry's digest; after it,
+            // its signature is checked and fails.
+            assert_eq!(
+                found,
+                Some(expect_digest),
+                "{} position {position}: {error}",
+                test_db.label
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_entry_whose_postings_were_removed_refuses_the_start() {
+    for test_db in TestDb::all().await {
+        let (db, _) = ledger_with_payments(&test_db).await;
+        let delete = "delete from posting where entry_position = 4; \
+                      delete from journal where entry_position = 4";
+        attack(
+            &db,
+            &format!("drop trigger posting_no_delete; drop trigger journal_no_delete; {delete}"),
+            &format!(
+                "alter table posting disable trigger user; \
+                 alter table journal disable trigger user; {delete}"
+            ),
+        )
+        .await;
+        let error = load_error(&db).await;
         assert!(
-            matches!(&error, LoadError::CheckpointKeyMismatch { unit, .. } if *unit == scheme.unit),
+            matches!(error, LoadError::MissingEntry { position: 4 }),
             "{}: {error}",
             test_db.label
         );
         assert!(
             error
                 .to_string()
-                .contains("the server secret is not the one this service signed with"),
+                .contains("an entry or its postings were removed"),
             "{error}"
         );
-        // A service without checkpoints (no server secret) does not read them.
-        let (committer, task) = Committer::start(
-            db.clone(),
-            CommitterConfig::default(),
-            std::sync::Arc::new(wallet_api::SystemClock),
-        )
-        .await
-        .unwrap();
-        stop(committer, task).await;
     }
 }
 
@@ -602,7 +719,30 @@ async fn a_checkpoint_beyond_the_stored_journal_refuses_the_start() {
             seq: head.seq + 2,
             ..head
         };
-        store_checkpoint(&db, &checkpoint_signer(), scheme.unit, later).await;
+        // The service would not store it (see above); someone with the database did.
+        let body = ledger::journal::checkpoint::Checkpoint {
+            unit: scheme.unit,
+            head: later,
+            at_ms: NOW_MS,
+            totals: Default::default(),
+        }
+        .sign(&checkpoint_signer())
+        .to_json()
+        .to_string();
+        let hex = later.hash.to_hex();
+        let values = |hash: String| {
+            format!(
+                "insert into journal_checkpoint (unit, seq, hash, at_ms, body) \
+                 values ('{}', 6, {hash}, {NOW_MS}, '{body}')",
+                scheme.unit
+            )
+        };
+        attack(
+            &db,
+            &values(format!("X'{hex}'")),
+            &values(format!("decode('{hex}', 'hex')")),
+        )
+        .await;
         let error = start_error(&db, config_with_checkpoints()).await;
         assert!(
             matches!(
