@@ -1,5 +1,6 @@
 //! `coledger export journal` and `coledger verify`: the journal for auditors, and the
-//! auditor's check of it, which needs nothing but the file (DESIGN §5).
+//! auditor's check of it, which needs nothing but the file, or runs on a database in place by
+//! streaming its export through the same check (DESIGN §5).
 
 use std::io::{BufRead, BufReader, Read as _};
 use std::path::Path;
@@ -12,6 +13,7 @@ use wallet_api::Clock as _;
 
 use crate::config::{ExportJournalArgs, VerifyArgs};
 use crate::output_file::OutputFile;
+use wallet_api::db::export::JournalExportError;
 
 /// Lines read and checked together; the checking of one chunk is spread over the threads.
 const CHUNK_LINES: usize = 4096;
@@ -74,7 +76,7 @@ pub async fn export_journal(args: ExportJournalArgs) -> Result<()> {
 }
 
 /// `coledger verify`.
-pub fn verify(args: VerifyArgs) -> Result<()> {
+pub async fn verify(args: VerifyArgs) -> Result<()> {
     let threads = args
         .threads
         .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
@@ -96,31 +98,7 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
             );
         }
     }
-    let checkpoints = hold_to_checkpoints(&mut audit, &args)?;
-    let path = &args.file;
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let report = match audit_file(audit, BufReader::with_capacity(1 << 20, file), threads)
-        .with_context(|| format!("reading {}", path.display()))?
-    {
-        Ok(report) => report,
-        Err(error) => {
-            println!("verdict: FAILED at line {}", error.line);
-            bail!("{} line {}: {}", path.display(), error.line, error.problem);
-        }
-    };
-    print_report(path, &report);
-    if checkpoints > 0 {
-        println!(
-            "signed checkpoints: {checkpoints} held (each a link of the chain, with its totals)"
-        );
-    }
-    Ok(())
-}
-
-/// Reads every `--checkpoints` file, checks each signature and the key, and has the audit
-/// hold the export to them; returns how many.
-fn hold_to_checkpoints(audit: &mut Audit, args: &VerifyArgs) -> Result<usize> {
-    let mut all: Vec<SignedCheckpoint> = Vec::new();
+    let mut all = Vec::new();
     for path in &args.checkpoints {
         let kept = kept_checkpoints(path)?;
         println!(
@@ -130,15 +108,141 @@ fn hold_to_checkpoints(audit: &mut Audit, args: &VerifyArgs) -> Result<usize> {
         );
         all.extend(kept);
     }
+    if let Some(url) = &args.database_url {
+        let stored = stored_checkpoints(url).await?;
+        println!(
+            "holding to {} signed checkpoint(s) stored in {}",
+            stored.len(),
+            wallet_api::db::redact(url)
+        );
+        all.extend(stored);
+    }
+    let checkpoints = hold_to_checkpoints(&mut audit, all, &args.checkpoint_key)?;
+    match (&args.file, &args.database_url) {
+        (Some(path), _) => {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            match audit_file(audit, BufReader::with_capacity(1 << 20, file), threads)
+                .with_context(|| format!("reading {}", path.display()))?
+            {
+                Ok(report) => print_report(&path.display().to_string(), &report),
+                Err(error) => {
+                    println!("verdict: FAILED at line {}", error.line);
+                    bail!("{} line {}: {}", path.display(), error.line, error.problem);
+                }
+            }
+        }
+        (None, Some(url)) => {
+            let report = audit_database(audit, url, threads).await?;
+            print_report(&wallet_api::db::redact(url), &report);
+        }
+        (None, None) => bail!("name an export file, or a database with --database-url"),
+    }
+    if checkpoints > 0 {
+        println!(
+            "signed checkpoints: {checkpoints} held (each a link of the chain, with its totals)"
+        );
+    }
+    Ok(())
+}
+
+/// Exports the journal of the database at `url` from one snapshot straight into the audit
+/// through a pipe, so nothing of it is written to disk and memory stays flat.
+async fn audit_database(audit: Audit, url: &str, threads: usize) -> Result<AuditReport> {
+    let redacted = wallet_api::db::redact(url);
+    let (reader, writer) = std::io::pipe().context("making a pipe for the export")?;
+    let auditor = std::thread::spawn(move || {
+        audit_file(audit, BufReader::with_capacity(1 << 20, reader), threads)
+    });
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, writer);
+    let exported_at = wallet_api::SystemClock.now_ms();
+    let exported =
+        wallet_api::db::export::export_journal(url, exported_at, &mut writer, None).await;
+    // The end of the stream for the auditor (a failed flush shows as a short export there).
+    let _ = std::io::Write::flush(&mut writer);
+    drop(writer);
+    let verdict = auditor
+        .join()
+        .map_err(|_| anyhow::anyhow!("the auditor's thread failed"))?;
+    let exported = match exported {
+        // The auditor stops reading at the first bad line, so the export then fails to write
+        // to the pipe: the verdict is the news.
+        Err(JournalExportError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => None,
+        Err(e) => return Err(e).with_context(|| format!("exporting the journal of {redacted}")),
+        Ok(exported) => Some(exported),
+    };
+    match verdict.context("reading the export stream")? {
+        Ok(report) if exported.is_some() => Ok(report),
+        Ok(_) => bail!("exporting the journal of {redacted}: the export stopped early"),
+        Err(error) => {
+            println!("verdict: FAILED at line {} of the export", error.line);
+            if error.line > 1 {
+                bail!(
+                    "{redacted}: entry position {} (line {} of its export): {}",
+                    error.line.saturating_sub(1),
+                    error.line,
+                    error.problem
+                );
+            }
+            bail!("{redacted}: the export's header: {}", error.problem);
+        }
+    }
+}
+
+/// Every checkpoint stored in the database at `url`, each signature verified. Read before
+/// the journal's snapshot is taken, so each names a link that snapshot holds (the journal
+/// only grows).
+async fn stored_checkpoints(url: &str) -> Result<Vec<SignedCheckpoint>> {
+    /// Checkpoints read per query.
+    const PAGE: u32 = 1_000;
+    let redacted = wallet_api::db::redact(url);
+    let db = wallet_api::Database::connect_existing(url)
+        .await
+        .with_context(|| format!("opening {redacted}"))?;
+    let reading = || format!("reading the checkpoints stored in {redacted}");
+    let mut all = Vec::new();
+    for unit in db
+        .checkpointed_seqs()
+        .await
+        .with_context(reading)?
+        .into_keys()
+    {
+        let mut after = 0u64;
+        loop {
+            let page = db
+                .checkpoints_of(unit, after, PAGE)
+                .await
+                .with_context(reading)?;
+            let Some(&(last, _)) = page.last() else {
+                break;
+            };
+            for (seq, value) in &page {
+                let signed = SignedCheckpoint::from_json(value)
+                    .and_then(|signed| signed.verify().map(|()| signed))
+                    .with_context(|| format!("{redacted}: checkpoint of {unit} sequence {seq}"))?;
+                all.push(signed);
+            }
+            after = last;
+        }
+    }
+    db.close().await;
+    Ok(all)
+}
+
+/// Checks the key of every checkpoint in `all` and has the audit hold the export to them;
+/// returns how many.
+fn hold_to_checkpoints(
+    audit: &mut Audit,
+    all: Vec<SignedCheckpoint>,
+    pinned: &[ledger::PublicKey],
+) -> Result<usize> {
     if all.is_empty() {
-        if !args.checkpoint_key.is_empty() {
-            println!(
-                "no signed checkpoints in the files named: --checkpoint-key has nothing to check"
-            );
+        if !pinned.is_empty() {
+            println!("no signed checkpoints to hold to: --checkpoint-key has nothing to check");
         }
         return Ok(0);
     }
-    match args.checkpoint_key.as_slice() {
+    match pinned {
         [] => {
             let key = all[0].key;
             if all.iter().any(|c| c.key != key) {
@@ -147,7 +251,7 @@ fn hold_to_checkpoints(audit: &mut Audit, args: &VerifyArgs) -> Result<usize> {
                 );
             }
             println!(
-                "checkpoint key: {} (from the files; compare it with the service's, or pass --checkpoint-key)",
+                "checkpoint key: {} (from the checkpoints; compare it with the service's, or pass --checkpoint-key)",
                 key.to_base64url()
             );
         }
@@ -313,12 +417,9 @@ fn check_chunk(
     })
 }
 
-fn print_report(path: &Path, report: &AuditReport) {
+fn print_report(source: &str, report: &AuditReport) {
     let (date, time) = utc(report.exported_at);
-    println!(
-        "{}: coledger-journal v1, exported {date} {time} UTC",
-        path.display()
-    );
+    println!("{source}: coledger-journal v1, exported {date} {time} UTC");
     println!("entries: {}", report.entries);
     println!("units: {}", report.units.len());
     for unit in &report.units {

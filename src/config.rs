@@ -518,9 +518,24 @@ pub struct ExportJournalArgs {
 
 /// `coledger verify`.
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "coledger verify <FILE> [OPTIONS]\n       coledger verify --database-url <URL> [OPTIONS]"
+)]
+#[command(group(
+    clap::ArgGroup::new("checkpoint_source")
+        .args(["checkpoints", "database_url"])
+        .multiple(true)
+))]
 pub struct VerifyArgs {
     /// The journal export (`coledger export journal --out FILE`).
-    pub file: PathBuf,
+    #[arg(required_unless_present = "database_url")]
+    pub file: Option<PathBuf>,
+    /// Verify a database instead of an export file: its journal is exported from one
+    /// read-only snapshot and checked as it streams (nothing is written to disk), and it is
+    /// held to every checkpoint stored in the database as well as to any `--checkpoints`
+    /// files. The database is only read. Not read from the environment: name it.
+    #[arg(long, value_name = "URL", conflicts_with = "file")]
+    pub database_url: Option<String>,
     /// Threads checking signatures (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -541,7 +556,7 @@ pub struct VerifyArgs {
     /// with another key named so (repeatable: a service whose server secret was replaced
     /// signs with a new key). Without it, all checkpoints must share one key, which is
     /// printed for you to compare.
-    #[arg(long, value_name = "KEY", requires = "checkpoints", value_parser = parse_public_key)]
+    #[arg(long, value_name = "KEY", requires = "checkpoint_source", value_parser = parse_public_key)]
     pub checkpoint_key: Vec<ledger::PublicKey>,
 }
 

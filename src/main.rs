@@ -76,7 +76,7 @@ fn main() -> Result<()> {
                 programme_cli::export_research(args).await
             }
             Command::Export(ExportCommand::Journal(args)) => audit::export_journal(args).await,
-            Command::Verify(args) => audit::verify(args),
+            Command::Verify(args) => audit::verify(args).await,
             Command::Simulate(SimulateCommand::Run(args)) => simulate::run(args),
             Command::Simulate(SimulateCommand::Sweep(args)) => simulate::sweep(args),
             Command::Simulate(SimulateCommand::Measure(args)) => simulate::measure(args),

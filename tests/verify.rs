@@ -627,3 +627,93 @@ async fn export_research_refuses_a_grain_finer_than_a_minute_or_not_dividing_a_d
         assert!(!out.exists());
     }
 }
+
+/// `coledger verify --database-url`: the auditor's check run on a database itself (its journal
+/// streamed from one snapshot into the check, nothing written to disk), held to every
+/// checkpoint stored in it. On both databases; the database is only read.
+#[tokio::test]
+async fn a_database_verifies_in_place_against_the_checkpoints_stored_in_it() {
+    for (label, url, _keep) in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, format!("{}\n", "0123456789abcdef".repeat(4))).unwrap();
+        let secret = secret.to_str().unwrap();
+        let (ok, out, err) = run(&["demo", "--database-url", &url]).await;
+        assert!(ok, "{label}: {out}{err}");
+        // The service signs its checkpoints as it starts.
+        let (mut server, address) = serve(&url, &["--secret-file", secret]).await;
+        let latest = http(&address, "GET", "/v1/journal/checkpoints", None, &[], None).await;
+        let key = latest.json()["key"].as_str().unwrap().to_owned();
+        stop_with_sigterm(&mut server, label).await;
+
+        let (ok, verdict, err) = run(&["verify", "--database-url", &url]).await;
+        assert!(ok, "{label}: {verdict}{err}");
+        for expected in [
+            "signed checkpoint(s) stored in",
+            "chain intact: yes",
+            "verdict: OK",
+            "signed checkpoints: ",
+            key.as_str(),
+        ] {
+            assert!(verdict.contains(expected), "{label}: {expected}: {verdict}");
+        }
+        let (ok, verdict, err) =
+            run(&["verify", "--database-url", &url, "--checkpoint-key", &key]).await;
+        assert!(ok, "{label}: {verdict}{err}");
+        let other = ledger::PublicKey::of(&ed25519_dalek::SigningKey::from_bytes(&[5; 32]));
+        let (ok, _, err) = run(&[
+            "verify",
+            "--database-url",
+            &url,
+            "--checkpoint-key",
+            &other.to_base64url(),
+        ])
+        .await;
+        assert!(!ok, "{label}");
+        assert!(
+            err.contains("not by a key given with --checkpoint-key"),
+            "{label}: {err}"
+        );
+    }
+
+    // A file or a database, not both, and one of them.
+    let (ok, _, err) = run(&["verify"]).await;
+    assert!(
+        !ok && err.contains("<FILE>") && err.contains("coledger verify --database-url <URL>"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["verify", "x.jsonl", "--database-url", "sqlite://x.db"]).await;
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+    // Nothing is made at a mistyped path.
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("ledgr.db");
+    let (ok, _, err) = run(&[
+        "verify",
+        "--database-url",
+        &format!("sqlite://{}", typo.display()),
+    ])
+    .await;
+    assert!(!ok && err.contains("there is no database file at"), "{err}");
+    assert!(!typo.exists());
+
+    // An amount changed in the database is caught at its entry.
+    let db_path = dir.path().join("ledger.db");
+    let url = format!("sqlite://{}", db_path.display());
+    let (ok, out, err) = run(&["demo", "--database-url", &url]).await;
+    assert!(ok, "{out}{err}");
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for sql in [
+        "drop trigger posting_no_update",
+        "update posting set amount_minor = amount_minor + 1 where entry_position = 10",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let (ok, verdict, err) = run(&["verify", "--database-url", &url]).await;
+    assert!(!ok, "{verdict}");
+    assert!(
+        verdict.contains("verdict: FAILED at line 11 of the export")
+            && err.contains("entry position 10 (line 11 of its export): chain break"),
+        "{verdict}{err}"
+    );
+}
