@@ -152,81 +152,114 @@ async fn audit_database(audit: Audit, url: &str, threads: usize) -> Result<Audit
     let redacted = wallet_api::db::redact(url);
     let (reader, writer) = std::io::pipe().context("making a pipe for the export")?;
     let auditor = std::thread::spawn(move || {
-        audit_file(audit, BufReader::with_capacity(1 << 20, reader), threads)
+        let mut reader = CountingLines::new(BufReader::with_capacity(1 << 20, reader));
+        let verdict = audit_file(audit, &mut reader, threads);
+        (verdict, reader.lines)
     });
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, writer);
     let exported_at = wallet_api::SystemClock.now_ms();
-    let exported =
+    let mut exported =
         wallet_api::db::export::export_journal(url, exported_at, &mut writer, None).await;
-    // The end of the stream for the auditor (a failed flush shows as a short export there).
-    let _ = std::io::Write::flush(&mut writer);
+    if exported.is_ok()
+        && let Err(e) = std::io::Write::flush(&mut writer)
+    {
+        exported = Err(JournalExportError::Io(e));
+    }
+    // The end of the stream for the auditor.
     drop(writer);
-    let verdict = auditor
+    let (verdict, lines) = auditor
         .join()
         .map_err(|_| anyhow::anyhow!("the auditor's thread failed"))?;
     let exported = match exported {
         // The auditor stops reading at the first bad line, so the export then fails to write
         // to the pipe: the verdict is the news.
         Err(JournalExportError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => None,
+        // The database holds what no export can state: the service would refuse it too.
+        Err(JournalExportError::Inconsistent { position, reason }) => {
+            println!("verdict: FAILED at entry position {position}");
+            bail!(
+                "{redacted}: the stored journal is inconsistent at entry position {position}: {reason}"
+            );
+        }
         Err(e) => return Err(e).with_context(|| format!("exporting the journal of {redacted}")),
         Ok(exported) => Some(exported),
     };
     match verdict.context("reading the export stream")? {
         Ok(report) if exported.is_some() => Ok(report),
         Ok(_) => bail!("exporting the journal of {redacted}: the export stopped early"),
+        Err(error) if error.line > lines => {
+            println!("verdict: FAILED at the end of the export");
+            bail!("{redacted}: at the end of its export: {}", error.problem);
+        }
+        Err(error) if error.line > 1 => {
+            println!("verdict: FAILED at entry position {}", error.line - 1);
+            bail!(
+                "{redacted}: entry position {} (line {} of its export): {}",
+                error.line - 1,
+                error.line,
+                error.problem
+            );
+        }
         Err(error) => {
-            println!("verdict: FAILED at line {} of the export", error.line);
-            if error.line > 1 {
-                bail!(
-                    "{redacted}: entry position {} (line {} of its export): {}",
-                    error.line.saturating_sub(1),
-                    error.line,
-                    error.problem
-                );
-            }
+            println!("verdict: FAILED at the export's header");
             bail!("{redacted}: the export's header: {}", error.problem);
         }
     }
 }
 
-/// Every checkpoint stored in the database at `url`, each signature verified. Read before
-/// the journal's snapshot is taken, so each names a link that snapshot holds (the journal
-/// only grows).
-async fn stored_checkpoints(url: &str) -> Result<Vec<SignedCheckpoint>> {
-    /// Checkpoints read per query.
-    const PAGE: u32 = 1_000;
-    let redacted = wallet_api::db::redact(url);
-    let db = wallet_api::Database::connect_existing(url)
-        .await
-        .with_context(|| format!("opening {redacted}"))?;
-    let reading = || format!("reading the checkpoints stored in {redacted}");
-    let mut all = Vec::new();
-    for unit in db
-        .checkpointed_seqs()
-        .await
-        .with_context(reading)?
-        .into_keys()
-    {
-        let mut after = 0u64;
-        loop {
-            let page = db
-                .checkpoints_of(unit, after, PAGE)
-                .await
-                .with_context(reading)?;
-            let Some(&(last, _)) = page.last() else {
-                break;
-            };
-            for (seq, value) in &page {
-                let signed = SignedCheckpoint::from_json(value)
-                    .and_then(|signed| signed.verify().map(|()| signed))
-                    .with_context(|| format!("{redacted}: checkpoint of {unit} sequence {seq}"))?;
-                all.push(signed);
-            }
-            after = last;
-        }
+/// A reader that counts the lines read through it: how long the stream was, so a verdict
+/// about its end can say so.
+struct CountingLines<R> {
+    inner: R,
+    lines: u64,
+}
+
+impl<R> CountingLines<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, lines: 0 }
     }
-    db.close().await;
-    Ok(all)
+}
+
+impl<R: std::io::Read> std::io::Read for CountingLines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.lines = self
+            .lines
+            .saturating_add(newlines_in(buf.get(..read).unwrap_or_default()));
+        Ok(read)
+    }
+}
+
+impl<R: BufRead> BufRead for CountingLines<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        if let Ok(buf) = self.inner.fill_buf() {
+            self.lines = self
+                .lines
+                .saturating_add(newlines_in(buf.get(..amount).unwrap_or_default()));
+        }
+        self.inner.consume(amount);
+    }
+}
+
+/// Newlines in `bytes`.
+fn newlines_in(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// Every checkpoint stored in the database at `url`, each signature verified, read from a
+/// read-only snapshot taken before the journal's (so each names a link the journal export
+/// holds: the journal only grows).
+async fn stored_checkpoints(url: &str) -> Result<Vec<SignedCheckpoint>> {
+    let redacted = wallet_api::db::redact(url);
+    let mut json = Vec::new();
+    wallet_api::db::export::export_checkpoints(url, &mut json)
+        .await
+        .with_context(|| format!("reading the checkpoints stored in {redacted}"))?;
+    parse_checkpoints(json.as_slice(), &redacted)
 }
 
 /// Checks the key of every checkpoint in `all` and has the audit hold the export to them;
@@ -283,11 +316,6 @@ fn hold_to_checkpoints(
 /// /v1/journal/checkpoints`, or the `items` of a saved page of one unit's), each signature
 /// verified.
 fn kept_checkpoints(path: &Path) -> Result<Vec<SignedCheckpoint>> {
-    #[derive(serde::Deserialize)]
-    struct Kept {
-        #[serde(alias = "items")]
-        checkpoints: Vec<serde_json::Value>,
-    }
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let size = file
         .metadata()
@@ -301,11 +329,22 @@ fn kept_checkpoints(path: &Path) -> Result<Vec<SignedCheckpoint>> {
         );
     }
     let reader = BufReader::new(file.take(MAX_CHECKPOINT_FILE_BYTES));
+    parse_checkpoints(reader, &path.display().to_string())
+}
+
+/// The signed checkpoints of a saved answer of `GET /v1/journal/checkpoints` (or the `items`
+/// of one unit's page) read from `reader`, each signature verified; `source` names it in
+/// errors.
+fn parse_checkpoints(reader: impl std::io::Read, source: &str) -> Result<Vec<SignedCheckpoint>> {
+    #[derive(serde::Deserialize)]
+    struct Kept {
+        #[serde(alias = "items")]
+        checkpoints: Vec<serde_json::Value>,
+    }
     let kept: Kept = serde_json::from_reader(reader).map_err(|e| {
         anyhow::anyhow!(
-            "{}: not a saved answer of GET /v1/journal/checkpoints (a JSON object with \
-             \"checkpoints\", or \"items\" for one unit's): {e}",
-            path.display()
+            "{source}: not a saved answer of GET /v1/journal/checkpoints (a JSON object with \
+             \"checkpoints\", or \"items\" for one unit's): {e}"
         )
     })?;
     kept.checkpoints
@@ -314,7 +353,7 @@ fn kept_checkpoints(path: &Path) -> Result<Vec<SignedCheckpoint>> {
         .map(|(n, value)| {
             let signed = SignedCheckpoint::from_json(value)
                 .and_then(|signed| signed.verify().map(|()| signed))
-                .with_context(|| format!("{}: checkpoint {}", path.display(), n + 1))?;
+                .with_context(|| format!("{source}: checkpoint {}", n + 1))?;
             Ok(signed)
         })
         .collect()

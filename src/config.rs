@@ -533,7 +533,8 @@ pub struct VerifyArgs {
     /// Verify a database instead of an export file: its journal is exported from one
     /// read-only snapshot and checked as it streams (nothing is written to disk), and it is
     /// held to every checkpoint stored in the database as well as to any `--checkpoints`
-    /// files. The database is only read. Not read from the environment: name it.
+    /// files. The database is only read (a standby will do). Not read from the environment:
+    /// name it.
     #[arg(long, value_name = "URL", conflicts_with = "file")]
     pub database_url: Option<String>,
     /// Threads checking signatures (default: every core).

@@ -696,12 +696,51 @@ async fn a_database_verifies_in_place_against_the_checkpoints_stored_in_it() {
     assert!(!ok && err.contains("there is no database file at"), "{err}");
     assert!(!typo.exists());
 
-    // An amount changed in the database is caught at its entry.
+    // On SQLite, a journal longer than what the auditor reads at once (so it stops reading
+    // while the export is still writing), signed as the service stopped.
     let db_path = dir.path().join("ledger.db");
     let url = format!("sqlite://{}", db_path.display());
-    let (ok, out, err) = run(&["demo", "--database-url", &url]).await;
-    assert!(ok, "{out}{err}");
+    for seed in ["1", "2"] {
+        let (ok, out, err) = run(&["demo", "--database-url", &url, "--seed", seed]).await;
+        assert!(ok, "{out}{err}");
+    }
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, format!("{}\n", "0123456789abcdef".repeat(4))).unwrap();
+    let (mut server, _) = serve(&url, &["--secret-file", secret.to_str().unwrap()]).await;
+    stop_with_sigterm(&mut server, "sqlite").await;
+    let before = std::fs::read(&db_path).unwrap();
+    let (ok, verdict, err) = run(&["verify", "--database-url", &url]).await;
+    assert!(ok, "{verdict}{err}");
+    assert!(verdict.contains("verdict: OK"), "{verdict}");
+    assert_eq!(
+        std::fs::read(&db_path).unwrap(),
+        before,
+        "verify only reads"
+    );
+
+    // Someone with the database removes the last entry whole: the chain is whole, but the
+    // checkpoint stored in the database states more.
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for sql in [
+        "drop trigger entry_no_delete",
+        "drop trigger posting_no_delete",
+        "drop trigger journal_no_delete",
+        "delete from journal where entry_position = (select max(position) from entry)",
+        "delete from posting where entry_position = (select max(position) from entry)",
+        "delete from entry where position = (select max(position) from entry)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    let (ok, verdict, err) = run(&["verify", "--database-url", &url]).await;
+    assert!(!ok, "{verdict}");
+    assert!(
+        verdict.contains("verdict: FAILED at the end of the export")
+            && err.contains("at the end of its export")
+            && err.contains("entries were cut off"),
+        "{verdict}{err}"
+    );
+
+    // And an amount changed early on is caught at its entry.
     for sql in [
         "drop trigger posting_no_update",
         "update posting set amount_minor = amount_minor + 1 where entry_position = 10",
@@ -712,7 +751,7 @@ async fn a_database_verifies_in_place_against_the_checkpoints_stored_in_it() {
     let (ok, verdict, err) = run(&["verify", "--database-url", &url]).await;
     assert!(!ok, "{verdict}");
     assert!(
-        verdict.contains("verdict: FAILED at line 11 of the export")
+        verdict.contains("verdict: FAILED at entry position 10")
             && err.contains("entry position 10 (line 11 of its export): chain break"),
         "{verdict}{err}"
     );

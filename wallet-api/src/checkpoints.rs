@@ -132,6 +132,15 @@ impl Checkpointer {
             .collect();
         let signed: Vec<SignedCheckpoint> = moved.into_iter().map(|c| c.sign(&parts.key)).collect();
         let stored = parts.db.insert_checkpoints(&signed).await?;
+        for (checkpoint, _) in signed.iter().zip(&stored).filter(|(_, stored)| !**stored) {
+            let checkpoint = &checkpoint.checkpoint;
+            tracing::warn!(
+                unit = %checkpoint.unit,
+                seq = checkpoint.head.seq,
+                "checkpoint not stored: one of the same link was stored first, or the \
+                 database does not hold the link (entries lost in a failover?)"
+            );
+        }
         Ok(signed
             .into_iter()
             .zip(stored)

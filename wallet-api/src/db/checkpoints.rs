@@ -31,10 +31,12 @@ fn body_of(text: &str) -> Result<Value, DbError> {
 }
 
 impl Database {
-    /// The sequence number of each unit's latest checkpoint.
+    /// The sequence number of each unit's latest checkpoint of a link the journal holds (a
+    /// row beyond the journal, which the service never stores, does not stop it signing).
     pub async fn checkpointed_seqs(&self) -> Result<BTreeMap<UnitCode, u64>, DbError> {
         let rows: Vec<(String, i64)> = on_pool!(self, |pool| sqlx::query_as(
-            "select unit, max(seq) from journal_checkpoint group by unit"
+            "select c.unit, max(c.seq) from journal_checkpoint c join journal j \
+             on j.unit = c.unit and j.seq = c.seq and j.hash = c.hash group by c.unit"
         )
         .fetch_all(pool)
         .await)?;

@@ -98,6 +98,13 @@ impl Snapshot {
                 .read_only(true)
                 .create_if_missing(false)
                 .busy_timeout(super::SQLITE_BUSY_TIMEOUT);
+            let file = options.get_filename();
+            if !file.as_os_str().is_empty() && !file.exists() {
+                return Err(bad(format!(
+                    "there is no database file at {}; check the path",
+                    file.display()
+                )));
+            }
             let mut conn = SqliteConnection::connect_with(&options).await?;
             // Deferred: the snapshot is taken by the first read and kept until the end.
             sqlx::query("begin").execute(&mut conn).await?;
@@ -327,6 +334,18 @@ impl Cursor {
             }
         }
     }
+}
+
+/// Writes every signed checkpoint stored in the database at `url` to `out`, as
+/// `{"checkpoints":[…]}` (what `coledger verify --checkpoints` reads), from a read-only
+/// snapshot of its own; returns how many. A database from before the checkpoints table has
+/// none. Taken before a journal export, each names a link the export holds (the journal only
+/// grows).
+pub async fn export_checkpoints(url: &str, out: &mut dyn Write) -> Result<u64, JournalExportError> {
+    let mut snapshot = Snapshot::open(url).await?;
+    let written = snapshot.write_checkpoints(out).await?;
+    snapshot.end().await?;
+    Ok(written)
 }
 
 /// Writes the journal of the database at `url` to `out` as a `coledger-journal` v1 export,

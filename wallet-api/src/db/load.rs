@@ -98,10 +98,11 @@ pub(super) async fn load(
     let mut paid = source.paid_requests(now_ms).await?;
     paid.sort_unstable_by_key(|&(_, position, _)| std::cmp::Reverse(position));
     let links = source.links().await?;
-    let signed = match checkpoint_key {
-        Some(key) => signed_heads(source, key).await?,
-        None => BTreeMap::new(),
+    let stored_checkpoints = match checkpoint_key {
+        Some(key) => stored_checkpoints(source, key).await?,
+        None => StoredCheckpoints::default(),
     };
+    let signed = &stored_checkpoints.anchors;
     // Entries from here on are checked against their signed intents: the first one with a
     // link past its unit's checkpoint (links come in position order).
     let check_from = verify_signatures
@@ -167,7 +168,7 @@ pub(super) async fn load(
             holds(acknowledged, &own, |unit, seq| {
                 LoadError::DivergedFromAcknowledged { unit, seq }
             })?;
-            holds(&signed, &own, |unit, seq| LoadError::CheckpointDiverged {
+            holds(signed, &own, |unit, seq| LoadError::CheckpointDiverged {
                 unit,
                 seq,
             })?;
@@ -268,12 +269,12 @@ pub(super) async fn load(
             });
         }
     }
-    for (&unit, head) in &signed {
+    for (&unit, &checkpointed) in &stored_checkpoints.newest {
         let stored = journal.head(unit).seq;
-        if stored < head.seq {
+        if stored < checkpointed {
             return Err(LoadError::CheckpointBeyondJournal {
                 unit,
-                checkpointed: head.seq,
+                checkpointed,
                 stored,
             });
         }
@@ -315,43 +316,92 @@ fn holds(
     Ok(())
 }
 
-/// Each unit's latest stored checkpoint, which must be signed with `key`: the heads the
-/// journal must hold.
-async fn signed_heads(
+/// What the stored checkpoints say, once each read has verified its signature.
+#[derive(Default)]
+struct StoredCheckpoints {
+    /// Per unit, the newest checkpoint signed with this deployment's key: the head the
+    /// journal must hold.
+    anchors: BTreeMap<UnitCode, ChainHead>,
+    /// Per unit, the highest sequence number any stored checkpoint states: the journal must
+    /// reach it, whoever signed it (the service stores none the journal does not hold).
+    newest: BTreeMap<UnitCode, u64>,
+}
+
+/// Checkpoints read per query while looking for one signed with this deployment's key.
+const CHECKPOINTS_PER_READ: i64 = 100;
+
+/// How many of a unit's newest checkpoints are looked at for one signed with this
+/// deployment's key: after a new secret, the old key's until the first start signs anew.
+const CHECKPOINTS_SEARCHED: usize = 1_000;
+
+/// Reads, per unit, the stored checkpoints from the newest down to the first one signed with
+/// `key` (at most [`CHECKPOINTS_SEARCHED`]), each of which must verify. One signed with
+/// another key (a new server secret, or a row someone added) vouches for nothing: it is
+/// passed over, so no row can stand in front of the service's own checkpoint.
+async fn stored_checkpoints(
     source: &mut impl LoadSource,
     key: PublicKey,
-) -> Result<BTreeMap<UnitCode, ChainHead>, LoadError> {
-    let mut heads = BTreeMap::new();
-    for (unit, body) in source.latest_checkpoints().await? {
+) -> Result<StoredCheckpoints, LoadError> {
+    let mut stored = StoredCheckpoints::default();
+    for unit in source.checkpoint_units().await? {
         let untrusted = |reason: String| LoadError::CheckpointUntrusted {
             unit: unit.clone(),
             reason,
         };
-        let value: serde_json::Value =
-            serde_json::from_str(&body).map_err(|e| untrusted(format!("is not JSON ({e})")))?;
-        let signed = SignedCheckpoint::from_json(&value).map_err(|e| untrusted(e.to_string()))?;
-        let checkpoint = signed.checkpoint;
-        if checkpoint.unit.as_str() != unit {
-            return Err(untrusted(format!("names unit {}", checkpoint.unit)));
+        let mut below = i64::MAX;
+        let mut passed_over = 0usize;
+        'search: while passed_over < CHECKPOINTS_SEARCHED {
+            let page = source
+                .checkpoints_below(&unit, below, CHECKPOINTS_PER_READ)
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            for (seq, body) in page {
+                below = seq;
+                let value: serde_json::Value = serde_json::from_str(&body)
+                    .map_err(|e| untrusted(format!("sequence {seq} is not JSON ({e})")))?;
+                let signed =
+                    SignedCheckpoint::from_json(&value).map_err(|e| untrusted(e.to_string()))?;
+                let checkpoint = signed.checkpoint;
+                if checkpoint.unit.as_str() != unit
+                    || i64::try_from(checkpoint.head.seq).ok() != Some(seq)
+                {
+                    return Err(untrusted(format!(
+                        "the row of sequence {seq} holds a checkpoint of {} sequence {}",
+                        checkpoint.unit, checkpoint.head.seq
+                    )));
+                }
+                signed.verify().map_err(|e| untrusted(e.to_string()))?;
+                stored
+                    .newest
+                    .entry(checkpoint.unit)
+                    .or_insert(checkpoint.head.seq);
+                if signed.key == key {
+                    stored.anchors.insert(checkpoint.unit, checkpoint.head);
+                    break 'search;
+                }
+                passed_over = passed_over.saturating_add(1);
+                if passed_over >= CHECKPOINTS_SEARCHED {
+                    break 'search;
+                }
+            }
         }
-        signed.verify().map_err(|e| untrusted(e.to_string()))?;
-        if signed.key != key {
-            // A new server secret (a rotation, or a restore without the old one): this
-            // checkpoint vouches for nothing this process can trust, so every entry of the
-            // unit is checked signature by signature instead.
+        if passed_over > 0 {
+            // A new server secret (a rotation, or a restore without the old one), or rows
+            // someone added: they vouch for nothing this process can trust.
             tracing::warn!(
-                unit = %checkpoint.unit,
-                signed_with = %signed.key.to_base64url(),
+                unit,
+                passed_over,
                 this_key = %key.to_base64url(),
-                "the unit's latest checkpoint is signed with another key than this server \
-                 secret's (a new secret?); checking every entry of the unit against its \
-                 signature instead"
+                anchored = stored.anchors.keys().any(|u| u.as_str() == unit),
+                "checkpoints of the unit signed with another key than this server secret's \
+                 were passed over (a new secret?); entries after the newest one signed with \
+                 this key (every entry, if none) are checked signature by signature"
             );
-            continue;
         }
-        heads.insert(checkpoint.unit, checkpoint.head);
     }
-    Ok(heads)
+    Ok(stored)
 }
 
 /// Checks each entry against the intent stored with it (the auditor's check, see

@@ -812,8 +812,16 @@ trait LoadSource {
         after: i64,
         up_to: i64,
     ) -> Result<Vec<(i64, String)>, DbError>;
-    /// Each unit's latest signed checkpoint as stored: unit and body.
-    async fn latest_checkpoints(&mut self) -> Result<Vec<(String, String)>, DbError>;
+    /// The units that have stored checkpoints.
+    async fn checkpoint_units(&mut self) -> Result<Vec<String>, DbError>;
+    /// One unit's stored checkpoints below sequence `below`, newest first, at most `limit`:
+    /// sequence and body.
+    async fn checkpoints_below(
+        &mut self,
+        unit: &str,
+        below: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, DbError>;
     /// The chain links of the postings of those entries, by position then index.
     async fn posting_links(
         &mut self,

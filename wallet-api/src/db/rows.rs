@@ -113,10 +113,12 @@ pub(super) const ENTRIES_SQL: &str = "select e.position, e.id, e.kind, e.memo, e
 /// The signed intents stored with entries `$1 < position <= $2`, in order.
 pub(super) const INTENT_BODIES_SQL: &str = "select position, intent_body from entry \
      where position > $1 and position <= $2 order by position";
-/// Each unit's latest signed checkpoint as stored: unit and body.
-pub(super) const LATEST_CHECKPOINTS_SQL: &str = "select c.unit, c.body from journal_checkpoint c \
-     join (select unit, max(seq) as seq from journal_checkpoint group by unit) latest \
-     on c.unit = latest.unit and c.seq = latest.seq";
+/// The units that have stored checkpoints.
+pub(super) const CHECKPOINT_UNITS_SQL: &str = "select distinct unit from journal_checkpoint";
+/// One unit's stored checkpoints below sequence `$2`, newest first, at most `$3`: sequence
+/// and body.
+pub(super) const CHECKPOINTS_BELOW_SQL: &str = "select seq, body from journal_checkpoint \
+     where unit = $1 and seq < $2 order by seq desc limit $3";
 /// Posting links with `$1 < entry_position <= $2`, in the order of [`ENTRIES_SQL`]'s rows.
 pub(super) const POSTING_LINKS_SQL: &str = "select entry_position, prev_debit, prev_credit \
      from posting where entry_position > $1 and entry_position <= $2 \

@@ -426,8 +426,22 @@ impl LoadSource for SqliteWriter {
             .await?)
     }
 
-    async fn latest_checkpoints(&mut self) -> Result<Vec<(String, String)>, DbError> {
-        Ok(sqlx::query_as(rows::LATEST_CHECKPOINTS_SQL)
+    async fn checkpoint_units(&mut self) -> Result<Vec<String>, DbError> {
+        Ok(sqlx::query_scalar(rows::CHECKPOINT_UNITS_SQL)
+            .fetch_all(&mut self.conn)
+            .await?)
+    }
+
+    async fn checkpoints_below(
+        &mut self,
+        unit: &str,
+        below: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, DbError> {
+        Ok(sqlx::query_as(rows::CHECKPOINTS_BELOW_SQL)
+            .bind(unit)
+            .bind(below)
+            .bind(limit)
             .fetch_all(&mut self.conn)
             .await?)
     }

@@ -565,6 +565,45 @@ async fn a_checkpoint_signed_with_another_key_vouches_for_nothing() {
 }
 
 #[tokio::test]
+async fn a_newer_checkpoint_under_another_key_cannot_stand_in_front_of_the_services_own() {
+    // A row someone added, newer than the service's own checkpoint: it is passed over, and
+    // the service's checkpoint still holds the history before it.
+    for test_db in TestDb::all().await {
+        let (db, scheme) = ledger_with_payments(&test_db).await;
+        let config = config_with_checkpoints();
+        let ours = stored_head(&db, scheme.unit).await;
+        store_checkpoint(&db, &checkpoint_signer(), scheme.unit, ours).await;
+        let (committer, task) = Committer::start(
+            db.clone(),
+            config.clone(),
+            std::sync::Arc::new(wallet_api::SystemClock),
+        )
+        .await
+        .unwrap();
+        committer
+            .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 1_00))
+            .await
+            .unwrap();
+        stop(committer, task).await;
+        let head = stored_head(&db, scheme.unit).await;
+        store_checkpoint(&db, &key(78), scheme.unit, head).await;
+        assert_eq!(
+            signatures_checked(&db, &config).await,
+            1,
+            "{}",
+            test_db.label
+        );
+        forge_amount_and_rechain(&test_db, &db, 3, 1).await;
+        let error = start_error(&db, config).await;
+        assert!(
+            matches!(error, LoadError::CheckpointDiverged { seq: 4, .. }),
+            "{}: {error}",
+            test_db.label
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_service_stores_no_checkpoint_of_a_link_the_journal_lacks() {
     // A process whose view is ahead of the database (after a failover that lost entries)
     // must not store a checkpoint every later start would refuse.
@@ -658,8 +697,8 @@ async fn an_intent_edited_before_a_checkpoint_or_after_it_refuses_the_start() {
 async fn an_entry_whose_postings_were_removed_refuses_the_start() {
     for test_db in TestDb::all().await {
         let (db, _) = ledger_with_payments(&test_db).await;
-        let delete = "delete from posting where entry_position = 4; \
-                      delete from journal where entry_position = 4";
+        let delete = "delete from posting where entry_position = 2; \
+                      delete from journal where entry_position = 2";
         attack(
             &db,
             &format!("drop trigger posting_no_delete; drop trigger journal_no_delete; {delete}"),
@@ -671,7 +710,7 @@ async fn an_entry_whose_postings_were_removed_refuses_the_start() {
         .await;
         let error = load_error(&db).await;
         assert!(
-            matches!(error, LoadError::MissingEntry { position: 4 }),
+            matches!(error, LoadError::MissingEntry { position: 2 }),
             "{}: {error}",
             test_db.label
         );
@@ -759,6 +798,53 @@ async fn a_checkpoint_beyond_the_stored_journal_refuses_the_start() {
         assert!(
             error.to_string().contains("entries were removed"),
             "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_unit_without_a_checkpoint_is_checked_from_its_first_entry() {
+    // Two units whose entries interleave; only the first has a checkpoint. Everything from the
+    // second unit's first entry on is checked, even entries before the first unit's checkpoint.
+    for test_db in TestDb::all().await {
+        let (db, first, committer, task) = started(&test_db).await;
+        let second = Scheme {
+            unit: ledger::UnitCode::new("PGI-PTS").unwrap(),
+            issuer: ledger::AccountId::new(),
+            alice: ledger::AccountId::new(),
+            bob: ledger::AccountId::new(),
+            shop: ledger::AccountId::new(),
+            ..Scheme::new()
+        };
+        second.register(&committer).await;
+        first.fund(&committer, first.alice, 100_00).await; // position 1
+        second.fund(&committer, second.alice, 100_00).await; // 2
+        for scheme in [&first, &second, &first] {
+            // 3, 4, 5
+            committer
+                .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 10_00))
+                .await
+                .unwrap();
+        }
+        stop(committer, task).await;
+        let head = stored_head(&db, first.unit).await;
+        assert_eq!(head.seq, 3);
+        store_checkpoint(&db, &checkpoint_signer(), first.unit, head).await;
+        let config = config_with_checkpoints();
+        assert_eq!(
+            signatures_checked(&db, &config).await,
+            4,
+            "{}",
+            test_db.label
+        );
+
+        // The second unit's payment at position 4, before the first unit's checkpoint at 5.
+        forge_amount_and_rechain(&test_db, &db, 4, 1).await;
+        let error = start_error(&db, config).await;
+        assert!(
+            matches!(error, LoadError::Unsigned { position: 4, .. }),
+            "{}: {error}",
+            test_db.label
         );
     }
 }
