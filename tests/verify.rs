@@ -25,6 +25,13 @@ async fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// A server secret file in `dir` (a fixed test secret); its path.
+fn secret_file(dir: &tempfile::TempDir) -> String {
+    let path = dir.path().join("secret");
+    std::fs::write(&path, format!("{}\n", "0123456789abcdef".repeat(4))).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 /// `tests/python/check_journal.py FILE`: (exit status ok, what it printed); None (a loud
 /// skip) without python3, PyNaCl and rfc8785.
 async fn python_check(file: &str) -> Option<(bool, String)> {
@@ -223,9 +230,7 @@ async fn heads_kept_from_the_service_catch_entries_cut_from_the_database() {
 async fn signed_checkpoints_hold_an_export_to_the_totals_the_service_published() {
     for (label, url, _keep) in databases().await {
         let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("secret");
-        std::fs::write(&secret, format!("{}\n", "0123456789abcdef".repeat(4))).unwrap();
-        let secret = secret.to_str().unwrap();
+        let secret = &secret_file(&dir);
         let (ok, out, err) = run(&["demo", "--database-url", &url]).await;
         assert!(ok, "{label}: {out}{err}");
         let (mut server, address) = serve(&url, &["--secret-file", secret]).await;
@@ -635,9 +640,7 @@ async fn export_research_refuses_a_grain_finer_than_a_minute_or_not_dividing_a_d
 async fn a_database_verifies_in_place_against_the_checkpoints_stored_in_it() {
     for (label, url, _keep) in databases().await {
         let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("secret");
-        std::fs::write(&secret, format!("{}\n", "0123456789abcdef".repeat(4))).unwrap();
-        let secret = secret.to_str().unwrap();
+        let secret = &secret_file(&dir);
         let (ok, out, err) = run(&["demo", "--database-url", &url]).await;
         assert!(ok, "{label}: {out}{err}");
         // The service signs its checkpoints as it starts.
@@ -704,9 +707,7 @@ async fn a_database_verifies_in_place_against_the_checkpoints_stored_in_it() {
         let (ok, out, err) = run(&["demo", "--database-url", &url, "--seed", seed]).await;
         assert!(ok, "{out}{err}");
     }
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, format!("{}\n", "0123456789abcdef".repeat(4))).unwrap();
-    let (mut server, _) = serve(&url, &["--secret-file", secret.to_str().unwrap()]).await;
+    let (mut server, _) = serve(&url, &["--secret-file", &secret_file(&dir)]).await;
     stop_with_sigterm(&mut server, "sqlite").await;
     let before = std::fs::read(&db_path).unwrap();
     let (ok, verdict, err) = run(&["verify", "--database-url", &url]).await;

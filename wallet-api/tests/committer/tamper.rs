@@ -352,6 +352,26 @@ async fn stored_head(db: &Database, unit: ledger::UnitCode) -> ledger::journal::
     loaded.journal.head(unit)
 }
 
+/// Commits one more payment (Alice to the shop, 1.00) on a service held to the checkpoints.
+async fn pay_once_more(db: &Database, scheme: &Scheme) {
+    let (committer, task) = start_with(db, config_with_checkpoints()).await;
+    committer
+        .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 1_00))
+        .await
+        .unwrap();
+    stop(committer, task).await;
+}
+
+/// Four entries, a checkpoint of them signed with this deployment's key, and one payment
+/// after it (position 5).
+async fn checkpointed_then_paid(test_db: &TestDb) -> (Database, Scheme) {
+    let (db, scheme) = ledger_with_payments(test_db).await;
+    let head = stored_head(&db, scheme.unit).await;
+    store_checkpoint(&db, &checkpoint_signer(), scheme.unit, head).await;
+    pay_once_more(&db, &scheme).await;
+    (db, scheme)
+}
+
 /// What an insider who can write the database (but holds no one's key) would do: change the
 /// amount of the entry at `position` and recompute every hash after it, so the chain is
 /// whole again.
@@ -454,13 +474,7 @@ async fn a_forgery_rechained_to_a_whole_chain_is_caught_by_its_signature() {
             verify_signatures: false,
             ..CommitterConfig::default()
         };
-        let (committer, task) = Committer::start(
-            db.clone(),
-            unchecked,
-            std::sync::Arc::new(wallet_api::SystemClock),
-        )
-        .await
-        .unwrap();
+        let (committer, task) = start_with(&db, unchecked).await;
         stop(committer, task).await;
         let error = load_error(&db).await;
         assert!(
@@ -501,18 +515,7 @@ async fn a_checkpoint_vouches_for_the_entries_before_it_and_catches_a_rewrite() 
         );
 
         // One more payment: only it is checked.
-        let (committer, task) = Committer::start(
-            db.clone(),
-            config.clone(),
-            std::sync::Arc::new(wallet_api::SystemClock),
-        )
-        .await
-        .unwrap();
-        committer
-            .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 1_00))
-            .await
-            .unwrap();
-        stop(committer, task).await;
+        pay_once_more(&db, &scheme).await;
         assert_eq!(
             signatures_checked(&db, &config).await,
             1,
@@ -553,13 +556,7 @@ async fn a_checkpoint_signed_with_another_key_vouches_for_nothing() {
             "{}",
             test_db.label
         );
-        let (committer, task) = Committer::start(
-            db.clone(),
-            config,
-            std::sync::Arc::new(wallet_api::SystemClock),
-        )
-        .await
-        .unwrap();
+        let (committer, task) = start_with(&db, config).await;
         stop(committer, task).await;
     }
 }
@@ -569,22 +566,8 @@ async fn a_newer_checkpoint_under_another_key_cannot_stand_in_front_of_the_servi
     // A row someone added, newer than the service's own checkpoint: it is passed over, and
     // the service's checkpoint still holds the history before it.
     for test_db in TestDb::all().await {
-        let (db, scheme) = ledger_with_payments(&test_db).await;
+        let (db, scheme) = checkpointed_then_paid(&test_db).await;
         let config = config_with_checkpoints();
-        let ours = stored_head(&db, scheme.unit).await;
-        store_checkpoint(&db, &checkpoint_signer(), scheme.unit, ours).await;
-        let (committer, task) = Committer::start(
-            db.clone(),
-            config.clone(),
-            std::sync::Arc::new(wallet_api::SystemClock),
-        )
-        .await
-        .unwrap();
-        committer
-            .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 1_00))
-            .await
-            .unwrap();
-        stop(committer, task).await;
         let head = stored_head(&db, scheme.unit).await;
         store_checkpoint(&db, &key(78), scheme.unit, head).await;
         assert_eq!(
@@ -644,22 +627,8 @@ async fn the_service_stores_no_checkpoint_of_a_link_the_journal_lacks() {
 async fn an_intent_edited_before_a_checkpoint_or_after_it_refuses_the_start() {
     for (position, expect_digest) in [(2, true), (5, false)] {
         for test_db in TestDb::all().await {
-            let (db, scheme) = ledger_with_payments(&test_db).await;
+            let (db, _) = checkpointed_then_paid(&test_db).await;
             let config = config_with_checkpoints();
-            let head = stored_head(&db, scheme.unit).await;
-            store_checkpoint(&db, &checkpoint_signer(), scheme.unit, head).await;
-            let (committer, task) = Committer::start(
-                db.clone(),
-                config.clone(),
-                std::sync::Arc::new(wallet_api::SystemClock),
-            )
-            .await
-            .unwrap();
-            committer
-                .submit(&scheme.pay(&scheme.alice_key, scheme.alice, scheme.shop, 1_00))
-                .await
-                .unwrap();
-            stop(committer, task).await;
             let edit = format!(
                 "update entry set intent_body = replace(intent_body, '\"memo\"', '\"memo \"') \
                  where position = {position}"
