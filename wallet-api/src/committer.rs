@@ -77,8 +77,9 @@ pub struct CommitterConfig {
     /// refunds) in memory. Older ones are looked up in storage when needed, so memory stays
     /// flat however long the service runs. Retries and refunds are rare after a minute.
     pub remember_for: Duration,
-    /// The deployment's checkpoint key, when it signs checkpoints: the start-up load then
-    /// holds storage to each unit's latest checkpoint (see [`LoadOptions::checkpoint_key`]).
+    /// The deployment's checkpoint key, when it signs checkpoints: the load then holds
+    /// storage to each unit's newest checkpoint signed with it (see
+    /// [`LoadOptions::checkpoint_key`]).
     pub checkpoint_key: Option<ledger::PublicKey>,
     /// Whether the start-up load checks every entry after the latest checkpoints against its
     /// signed intent (see [`LoadOptions::verify_signatures`]). A reload after a failed write

@@ -1,6 +1,9 @@
 //! Start-up: rebuild the Book and the journal heads from storage and prove them sound.
 //! Every entry is replayed in commit order, every journal hash recomputed, and at the end the
-//! invariants are checked over all balances. Any failure refuses the start.
+//! invariants are checked over all balances. With the deployment's checkpoint key, storage is
+//! also held to the newest checkpoint signed with it; entries after that checkpoint are
+//! checked against their signed intents by the auditor's rules, and entries before it against
+//! their intents' digests (see [`LoadOptions`]). Any failure refuses the start.
 
 use std::collections::BTreeMap;
 

@@ -244,12 +244,11 @@ pub enum LoadError {
     /// Balances break an invariant.
     #[error("ledger invariant broken: {0}")]
     Invariant(#[from] InvariantViolation),
-    /// A unit's latest stored checkpoint is unreadable or not signed with this deployment's
-    /// checkpoint key.
+    /// A stored checkpoint read at start cannot be read or does not verify.
     #[error(
-        "the latest signed checkpoint of unit {unit} does not hold ({reason}): it was altered \
-         or forged in the database. Not starting; compare the journal with checkpoints saved \
-         outside the database (`coledger verify --checkpoints`)"
+        "a signed checkpoint of unit {unit} stored in the database does not hold ({reason}): \
+         it was altered or forged there. Not starting; compare the journal with checkpoints \
+         saved outside the database (`coledger verify --checkpoints`)"
     )]
     CheckpointUntrusted {
         /// The unit, as stored.
@@ -672,9 +671,10 @@ pub struct LoadOptions {
     /// start-up): storage must hold those entries, or the load is refused with
     /// [`LoadError::LostAcknowledged`] or [`LoadError::DivergedFromAcknowledged`].
     pub acknowledged: BTreeMap<UnitCode, ChainHead>,
-    /// The deployment's checkpoint key (see `crate::checkpoints`): each unit's latest stored
-    /// checkpoint must be signed with it, and storage must hold the entry it states, with its
-    /// hash ([`LoadError::CheckpointUntrusted`], [`LoadError::CheckpointDiverged`],
+    /// The deployment's checkpoint key (see `crate::checkpoints`): storage must hold the entry
+    /// that each unit's newest checkpoint signed with it states, with its hash, and reach the
+    /// newest checkpoint whoever signed it; every checkpoint read must verify
+    /// ([`LoadError::CheckpointUntrusted`], [`LoadError::CheckpointDiverged`],
     /// [`LoadError::CheckpointBeyondJournal`]). `None`: stored checkpoints are not read.
     pub checkpoint_key: Option<ledger::PublicKey>,
     /// Whether every entry after the latest trusted checkpoints (every entry, in a unit
