@@ -175,13 +175,16 @@ async fn verify_dump(url: &str, file: &str) -> Result<Summary> {
     Ok(summary)
 }
 
-/// `pg_restore` of the dump `file` into the (empty) database at `url`.
+/// `pg_restore` of the dump `file` into the (empty) database at `url`, in one transaction:
+/// a dump that fails half way (cut short, or refused by the server) leaves the database as
+/// empty as it was, so the restore can simply be retried.
 async fn pg_restore_into(url: &str, file: &str) -> Result<()> {
     let pg_restore = pg_tool("pg_restore")?;
     run_tool(
         &pg_restore,
         &[
             "--no-owner",
+            "--single-transaction",
             "--exit-on-error",
             "--dbname",
             &wallet_api::db::libpq_url(url),
@@ -240,7 +243,12 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
                 wallet_api::db::redact(url)
             );
         }
-        pg_restore_into(url, from).await?;
+        pg_restore_into(url, from).await.with_context(|| {
+            format!(
+                "{from} did not restore; {} is left empty (the restore is one transaction)",
+                wallet_api::db::redact(url)
+            )
+        })?;
     }
     let summary = verify(url).await?;
     print_restored(from, &summary);

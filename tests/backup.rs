@@ -80,6 +80,27 @@ async fn a_backup_taken_while_serving_restores_and_verifies() {
                 .await
                 .unwrap()
         };
+        if label == "postgres" {
+            // A dump cut short fails to restore and leaves the database empty, so the retry
+            // with the whole dump is not refused as "not empty".
+            let bytes = std::fs::read(file).unwrap();
+            let cut = dir.path().join("cut.backup");
+            std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+            let (ok, out, err) = restore(&target, cut.to_str().unwrap()).await;
+            assert!(!ok, "a cut dump restored: {out}");
+            assert!(
+                err.contains("did not restore") && err.contains("is left empty"),
+                "{err}"
+            );
+            let mut conn = sqlx::PgConnection::connect(&target).await.unwrap();
+            let tables: i64 = sqlx::query_scalar(
+                "select count(*) from information_schema.tables where table_schema = 'public'",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(tables, 0, "a failed restore left tables behind");
+        }
         let (ok, restored, err) = restore(&target, file).await;
         assert!(ok, "{label}: {restored}{err}");
         assert!(
