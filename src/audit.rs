@@ -125,8 +125,8 @@ pub async fn verify(args: VerifyArgs) -> Result<()> {
             match audit_file(audit, BufReader::with_capacity(1 << 20, file), threads)
                 .with_context(|| format!("reading {}", path.display()))?
             {
-                Ok(report) => print_report(&path.display().to_string(), &report),
-                Err(error) => {
+                Verdict::Held(report) => print_report(&path.display().to_string(), &report),
+                Verdict::Line(error) | Verdict::End(error) => {
                     println!("verdict: FAILED at line {}", error.line);
                     bail!("{} line {}: {}", path.display(), error.line, error.problem);
                 }
@@ -152,9 +152,7 @@ async fn audit_database(audit: Audit, url: &str, threads: usize) -> Result<Audit
     let redacted = wallet_api::db::redact(url);
     let (reader, writer) = std::io::pipe().context("making a pipe for the export")?;
     let auditor = std::thread::spawn(move || {
-        let mut reader = CountingLines::new(BufReader::with_capacity(1 << 20, reader));
-        let verdict = audit_file(audit, &mut reader, threads);
-        (verdict, reader.lines)
+        audit_file(audit, BufReader::with_capacity(1 << 20, reader), threads)
     });
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, writer);
     let exported_at = wallet_api::SystemClock.now_ms();
@@ -167,7 +165,7 @@ async fn audit_database(audit: Audit, url: &str, threads: usize) -> Result<Audit
     }
     // The end of the stream for the auditor.
     drop(writer);
-    let (verdict, lines) = auditor
+    let verdict = auditor
         .join()
         .map_err(|_| anyhow::anyhow!("the auditor's thread failed"))?;
     let exported = match exported {
@@ -185,13 +183,13 @@ async fn audit_database(audit: Audit, url: &str, threads: usize) -> Result<Audit
         Ok(exported) => Some(exported),
     };
     match verdict.context("reading the export stream")? {
-        Ok(report) if exported.is_some() => Ok(report),
-        Ok(_) => bail!("exporting the journal of {redacted}: the export stopped early"),
-        Err(error) if error.line > lines => {
+        Verdict::Held(report) if exported.is_some() => Ok(report),
+        Verdict::Held(_) => bail!("exporting the journal of {redacted}: the export stopped early"),
+        Verdict::End(error) => {
             println!("verdict: FAILED at the end of the export");
             bail!("{redacted}: at the end of its export: {}", error.problem);
         }
-        Err(error) if error.line > 1 => {
+        Verdict::Line(error) if error.line > 1 => {
             println!("verdict: FAILED at entry position {}", error.line - 1);
             bail!(
                 "{redacted}: entry position {} (line {} of its export): {}",
@@ -200,54 +198,11 @@ async fn audit_database(audit: Audit, url: &str, threads: usize) -> Result<Audit
                 error.problem
             );
         }
-        Err(error) => {
+        Verdict::Line(error) => {
             println!("verdict: FAILED at the export's header");
             bail!("{redacted}: the export's header: {}", error.problem);
         }
     }
-}
-
-/// A reader that counts the lines read through it: how long the stream was, so a verdict
-/// about its end can say so.
-struct CountingLines<R> {
-    inner: R,
-    lines: u64,
-}
-
-impl<R> CountingLines<R> {
-    fn new(inner: R) -> Self {
-        Self { inner, lines: 0 }
-    }
-}
-
-impl<R: std::io::Read> std::io::Read for CountingLines<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buf)?;
-        self.lines = self
-            .lines
-            .saturating_add(newlines_in(buf.get(..read).unwrap_or_default()));
-        Ok(read)
-    }
-}
-
-impl<R: BufRead> BufRead for CountingLines<R> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-
-    fn consume(&mut self, amount: usize) {
-        if let Ok(buf) = self.inner.fill_buf() {
-            self.lines = self
-                .lines
-                .saturating_add(newlines_in(buf.get(..amount).unwrap_or_default()));
-        }
-        self.inner.consume(amount);
-    }
-}
-
-/// Newlines in `bytes`.
-fn newlines_in(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 /// Every checkpoint stored in the database at `url`, each signature verified, read from a
@@ -385,12 +340,23 @@ fn recorded_heads(path: &std::path::Path) -> Result<Vec<ledger::JournalLink>> {
     }
 }
 
-/// Streams the file through `audit`: the outer error is reading, the inner the verdict.
+/// How a stream of export lines was judged.
+enum Verdict {
+    /// Every line held, and the end too.
+    Held(AuditReport),
+    /// A line failed.
+    Line(AuditError),
+    /// The lines held, but the stream ended short of what its header or the checkpoints
+    /// promised (or of a header at all).
+    End(AuditError),
+}
+
+/// Streams the file through `audit`: the error is reading.
 fn audit_file(
     mut audit: Audit,
     mut reader: impl BufRead,
     threads: usize,
-) -> std::io::Result<Result<AuditReport, AuditError>> {
+) -> std::io::Result<Verdict> {
     let mut next_line = 1u64;
     let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(CHUNK_LINES);
     loop {
@@ -402,11 +368,11 @@ fn audit_file(
             }
         }
         if chunk.is_empty() {
-            return Ok(audit.finish());
+            return Ok(audit.finish().map_or_else(Verdict::End, Verdict::Held));
         }
         for checked in check_chunk(&chunk, next_line, threads) {
             if let Err(error) = checked.and_then(|c| audit.push(c)) {
-                return Ok(Err(error));
+                return Ok(Verdict::Line(error));
             }
         }
         next_line = next_line.saturating_add(chunk.len() as u64);

@@ -80,8 +80,6 @@ const COUNT_SQL: &str = "select count(*) from entry";
 const UNITS_SQL: &str = "select code, name, scale, kind from unit";
 const HEAD_SQL: &str = "select seq, hash from journal where unit = $1 order by seq desc limit 1";
 const LINK_COUNT_SQL: &str = "select count(*) from journal";
-const INTENTS_SQL: &str = "select position, intent_body from entry \
-     where position > $1 and position <= $2 order by position";
 /// One unit's links after a sequence number, through the `(unit, seq)` primary key.
 const LINKS_SQL: &str = "select seq, entry_position, hash from journal \
      where unit = $1 and seq > $2 order by seq limit $3";
@@ -98,13 +96,7 @@ impl Snapshot {
                 .read_only(true)
                 .create_if_missing(false)
                 .busy_timeout(super::SQLITE_BUSY_TIMEOUT);
-            let file = options.get_filename();
-            if !file.as_os_str().is_empty() && !file.exists() {
-                return Err(bad(format!(
-                    "there is no database file at {}; check the path",
-                    file.display()
-                )));
-            }
+            super::require_sqlite_file(url, &options)?;
             let mut conn = SqliteConnection::connect_with(&options).await?;
             // Deferred: the snapshot is taken by the first read and kept until the end.
             sqlx::query("begin").execute(&mut conn).await?;
@@ -193,7 +185,7 @@ impl Snapshot {
             .bind(up_to)
             .fetch_all(&mut *conn)
             .await)?;
-        let intents = on_conn!(self, |conn| sqlx::query_as(INTENTS_SQL)
+        let intents = on_conn!(self, |conn| sqlx::query_as(rows::INTENT_BODIES_SQL)
             .bind(after)
             .bind(up_to)
             .fetch_all(&mut *conn)

@@ -437,29 +437,37 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Refuses a SQLite URL whose file does not exist, for commands that must never make a new
+/// ledger at a mistyped path.
+pub(crate) fn require_sqlite_file(
+    url: &str,
+    options: &SqliteConnectOptions,
+) -> Result<(), DbError> {
+    let file = options.get_filename();
+    if file.as_os_str().is_empty() || file.exists() {
+        return Ok(());
+    }
+    Err(DbError::BadUrl {
+        url: redact(url),
+        reason: format!(
+            "there is no database file at {}; check the path (only `coledger serve` creates a \
+             new ledger)",
+            file.display()
+        ),
+    })
+}
+
 impl Database {
     /// Connects to a database that must exist already: a SQLite URL naming no file is an
     /// error, not a new empty ledger (a mistyped path would otherwise make one, and a backup
     /// or a run would carry on against it). Only `serve`, `restore` and setting up create.
     pub async fn connect_existing(url: &str) -> Result<Self, DbError> {
         if url.starts_with("sqlite:") {
-            let file = SqliteConnectOptions::from_str(url)
-                .map_err(|e| DbError::BadUrl {
-                    url: redact(url),
-                    reason: e.to_string(),
-                })?
-                .get_filename()
-                .to_owned();
-            if !file.as_os_str().is_empty() && !file.exists() {
-                return Err(DbError::BadUrl {
-                    url: redact(url),
-                    reason: format!(
-                        "there is no database file at {}; check the path (only `coledger \
-                         serve` creates a new ledger)",
-                        file.display()
-                    ),
-                });
-            }
+            let options = SqliteConnectOptions::from_str(url).map_err(|e| DbError::BadUrl {
+                url: redact(url),
+                reason: e.to_string(),
+            })?;
+            require_sqlite_file(url, &options)?;
         }
         Self::connect(url).await
     }
