@@ -1151,22 +1151,51 @@ impl Book {
     /// current card ([`Book::current_card`]), and the old card's window is gone.
     fn record_replacement(&mut self, entry: &JournalEntry) {
         for posting in entry.postings() {
-            if !self.policies.contains_key(&posting.unit)
-                || self.replaced_by.contains_key(&posting.debit)
-            {
-                continue;
+            if self.policies.contains_key(&posting.unit) {
+                self.follow_replacement(posting.debit, posting.credit);
             }
-            // A move back to a card this one replaced would close a loop, leaving each
-            // card its own window: the card moved to is the household's current one again.
-            let mut household = self.current_card(posting.credit);
-            if household == posting.debit {
-                self.replaced_by.remove(&posting.credit);
-                household = posting.credit;
-            }
-            self.replaced_by.insert(posting.debit, posting.credit);
-            if let Some(window) = self.spent.remove(&posting.debit) {
-                self.spent.entry(household).or_default().merge(window);
-            }
+        }
+    }
+
+    /// Notes that the card `new` replaced the card `old` when no `card_replacement` entry
+    /// says so: a card replaced while empty has no balance to move, so no entry. Without this
+    /// its household's spending would start afresh on `new`, with the day's and month's caps
+    /// unspent. Storage keeps the link (the card records), and a load gives it back before
+    /// the replay. Repeating it, or an entry that moves `old`'s balance later, changes
+    /// nothing.
+    pub fn link_replacement(&mut self, old: AccountId, new: AccountId) -> Result<(), BookError> {
+        let (old_slot, new_slot) = (self.slot(old)?, self.slot(new)?);
+        if old == new {
+            return Err(BookError::RuleViolation("a card cannot replace itself"));
+        }
+        let (old_unit, new_unit) = (self.hot[old_slot].unit, self.hot[new_slot].unit);
+        if old_unit != new_unit {
+            return Err(BookError::UnitMismatch {
+                account: new,
+                account_unit: self.unit_code(&self.hot[new_slot]),
+                posting_unit: self.unit_code(&self.hot[old_slot]),
+            });
+        }
+        self.follow_replacement(old, new);
+        Ok(())
+    }
+
+    /// The first time `old` is seen replaced: its window joins the household's current card's
+    /// (`new`'s, or where `new`'s went since) and `old` leads there from now on.
+    fn follow_replacement(&mut self, old: AccountId, new: AccountId) {
+        if self.replaced_by.contains_key(&old) {
+            return;
+        }
+        // A move back to a card this one replaced would close a loop, leaving each card its
+        // own window: the card moved to is the household's current one again.
+        let mut household = self.current_card(new);
+        if household == old {
+            self.replaced_by.remove(&new);
+            household = new;
+        }
+        self.replaced_by.insert(old, new);
+        if let Some(window) = self.spent.remove(&old) {
+            self.spent.entry(household).or_default().merge(window);
         }
     }
 
@@ -2130,6 +2159,82 @@ mod tests {
                 DAY + 1,
             );
             assert_eq!(rule_of(p.f.book.apply(&over)), SpendingRule::DailyCap);
+        }
+
+        #[test]
+        fn a_card_replaced_while_empty_keeps_the_days_spending_when_linked() {
+            // Caps: 30.00 a day. Alice's card pays 25.00 and is replaced with no money to
+            // move, so no entry: only the link says Bob's account is her new card. The
+            // programme then pays the new card; 5.00 is all the household has left today,
+            // live and after a replay that is told the link first (as a load does).
+            for replaying in [false, true] {
+                let mut p = programme(vec![rules(0)]);
+                let (unit, alice, shop, bob, issuer) =
+                    (p.f.unit, p.f.alice, p.f.shop, p.bob, p.f.issuer);
+                let paid = entry_at(
+                    EntryKind::Payment,
+                    ALICE,
+                    &[(unit, alice, shop, 2_500)],
+                    DAY,
+                );
+                let topped_up = entry_at(
+                    EntryKind::Issue,
+                    OPERATOR,
+                    &[(unit, issuer, bob, 10_000)],
+                    DAY,
+                );
+                if replaying {
+                    p.f.book.link_replacement(alice, bob).unwrap();
+                    p.f.book.replay(&paid).unwrap();
+                    p.f.book.replay(&topped_up).unwrap();
+                } else {
+                    p.f.book.apply(&paid).unwrap();
+                    p.f.book.link_replacement(alice, bob).unwrap();
+                    // Said twice (a retried replacement): nothing more happens.
+                    p.f.book.link_replacement(alice, bob).unwrap();
+                    p.f.book.apply(&topped_up).unwrap();
+                }
+                let pay = |minor| {
+                    entry_at(
+                        EntryKind::Payment,
+                        BOB,
+                        &[(unit, bob, shop, minor)],
+                        DAY + 1,
+                    )
+                };
+                assert_eq!(
+                    rule_of(p.f.book.apply(&pay(501))),
+                    SpendingRule::DailyCap,
+                    "replayed: {replaying}"
+                );
+                p.f.book.apply(&pay(500)).unwrap();
+            }
+        }
+
+        #[test]
+        fn a_replacement_link_names_two_known_cards_of_one_unit() {
+            let mut p = programme(vec![rules(0)]);
+            let alice = p.f.alice;
+            let stranger = AccountId::new();
+            assert_eq!(
+                p.f.book.link_replacement(alice, stranger),
+                Err(BookError::UnknownAccount(stranger))
+            );
+            assert_eq!(
+                p.f.book.link_replacement(alice, alice),
+                Err(BookError::RuleViolation("a card cannot replace itself"))
+            );
+            let other = UnitCode::new("OTHER").unwrap();
+            p.f.book
+                .add_unit(Unit::new(other, "Other", 2, UnitKind::Voucher, None).unwrap())
+                .unwrap();
+            let elsewhere = Account::new(other, AccountKind::Holder, None);
+            let elsewhere_id = elsewhere.id;
+            p.f.book.open_account(elsewhere).unwrap();
+            assert!(matches!(
+                p.f.book.link_replacement(alice, elsewhere_id),
+                Err(BookError::UnitMismatch { account, .. }) if account == elsewhere_id
+            ));
         }
 
         #[test]

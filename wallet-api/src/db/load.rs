@@ -95,6 +95,12 @@ pub(super) async fn load(
                 source,
             })?;
     }
+    // Cards replaced while empty have no entry that says so: the links come from the card
+    // records, before the replay counts the households' spending on their current cards.
+    for (old, new) in source.card_replacements().await? {
+        book.link_replacement(old, new)
+            .map_err(|source| LoadError::CardReplacement { old, new, source })?;
+    }
 
     // Which entry (by position) paid which request still payable; positions only grow, so a
     // sorted list is consumed in step with the replay.

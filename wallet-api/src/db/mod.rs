@@ -193,6 +193,16 @@ pub enum LoadError {
         /// Why.
         source: EntryError,
     },
+    /// A card record says one account replaced another that the ledger cannot link.
+    #[error("the card records say account {new} replaced account {old}, which cannot be: {source}")]
+    CardReplacement {
+        /// The replaced card's account.
+        old: ledger::AccountId,
+        /// The account of the card that replaced it.
+        new: ledger::AccountId,
+        /// Why.
+        source: BookError,
+    },
     /// A stored entry does not apply to the balances before it.
     #[error("entry at position {position} does not apply: {source}")]
     Book {
@@ -803,6 +813,11 @@ trait LoadSource {
     async fn policies(&mut self) -> Result<Vec<(ledger::UnitCode, ledger::UnitPolicy)>, DbError>;
     /// Approved merchants' accounts with their category.
     async fn payees(&mut self) -> Result<Vec<(ledger::AccountId, ledger::CategoryCode)>, DbError>;
+    /// Each replaced card's account with its replacement's (the Book's
+    /// [`ledger::Book::link_replacement`]), oldest replacement first.
+    async fn card_replacements(
+        &mut self,
+    ) -> Result<Vec<(ledger::AccountId, ledger::AccountId)>, DbError>;
     /// Payment requests paid and still payable at `now_ms` (the rest cannot be paid again
     /// anyway), with the position of the entry that paid each and how long to keep it.
     async fn paid_requests(&mut self, now_ms: i64) -> Result<Vec<rows::PaidRequest>, DbError>;

@@ -360,6 +360,16 @@ impl LoadSource for PgWriter {
         )
     }
 
+    async fn card_replacements(&mut self) -> Result<Vec<(AccountId, AccountId)>, DbError> {
+        let rows: Vec<rows::CardReplacementRow> = sqlx::query_as(rows::CARD_REPLACEMENTS_SQL)
+            .fetch_all(&mut self.conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(old, new)| (AccountId(old), AccountId(new)))
+            .collect())
+    }
+
     async fn max_position(&mut self) -> Result<i64, DbError> {
         Ok(sqlx::query_scalar(rows::MAX_POSITION_SQL)
             .fetch_one(&mut self.conn)

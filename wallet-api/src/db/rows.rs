@@ -85,6 +85,14 @@ pub(super) const PAYEES_SQL: &str = "select m.account, pt.category_code \
 /// Account and category code.
 pub(super) type PayeeRow = (Option<Uuid>, Option<String>);
 
+/// Each replaced card's account and the account of the card that replaced it, oldest
+/// replacement first.
+pub(super) const CARD_REPLACEMENTS_SQL: &str = "select old.account, new.account \
+     from card old join card new on new.number = old.replaced_by \
+     order by new.issued_at, new.number";
+/// The replaced card's account, its replacement's.
+pub(super) type CardReplacementRow = (Uuid, Uuid);
+
 /// Every journal link, in entry order (within an entry [`links`] puts them in byte order).
 pub(super) const LINKS_SQL: &str =
     "select entry_position, unit, seq, hash from journal order by entry_position, unit";

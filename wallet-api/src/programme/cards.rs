@@ -445,6 +445,7 @@ impl Programmes {
                 self.db
                     .set_household_account(old.household, card.account)
                     .await?;
+                self.link_cards(old.account, card.account).await?;
                 IssuedCard {
                     card,
                     generated_pin: None,
@@ -469,6 +470,7 @@ impl Programmes {
                 self.db
                     .record_replacement(number.as_str(), &card, old.household)
                     .await?;
+                self.link_cards(old.account, account_id).await?;
                 IssuedCard {
                     card: summary(&card)?,
                     generated_pin,
@@ -508,6 +510,16 @@ impl Programmes {
                 .await?;
         }
         Ok(replacement)
+    }
+
+    /// Tells the Book that the card on `new` replaced the card on `old`, so the household's
+    /// spending caps go on where they were even when no balance moves (an empty card). The
+    /// card records hold the link for the next start; telling it twice changes nothing.
+    async fn link_cards(&self, old: AccountId, new: AccountId) -> Result<(), ProgrammeError> {
+        self.committer
+            .configure(move |book| book.link_replacement(old, new))
+            .await?;
+        Ok(())
     }
 
     /// Moves `amount` from a replaced card's account to another card's, in a

@@ -1117,6 +1117,143 @@ async fn passing_refunds_on_at_start_counts_only_the_cards_it_moved() {
     }
 }
 
+/// A card replaced while empty moves no money, so no entry says which card replaced it; the
+/// household's spending today still counts on the new card, before and after a restart, and
+/// the next day the new card spends afresh.
+#[tokio::test]
+async fn a_card_replaced_while_empty_keeps_the_households_daily_cap() {
+    for test_db in TestDb::all().await {
+        let label = test_db.label;
+        let db = test_db.open().await;
+        let clock = Arc::new(ManualClock::new(NOW_MS));
+        let (committer, task) = start_on(&db, &clock).await;
+        let unit = sevilla_unit(&committer).await;
+        let programmes = programmes_with(&db, &committer, &clock);
+        // Household 0 has no dependents: it is paid 300.00, all of which it may spend today.
+        let mut new_programme = small_sevilla(unit, &["Macarena"]);
+        new_programme.rules.daily_cap_minor = Some(300_00);
+        let (programme, _) = programmes.create(new_programme).await.unwrap();
+        programmes
+            .enrol(programme.id, vec![household(0)])
+            .await
+            .unwrap();
+        programmes
+            .execute_run(
+                programme.id,
+                "2026-12",
+                &RunKind::Monthly,
+                RunOptions::default(),
+                &|_| {},
+            )
+            .await
+            .unwrap();
+        let grocer = merchant(&db, "Ultramarinos Macarena", "5411").await;
+        programmes
+            .apply_merchant(grocer, &[programme.id])
+            .await
+            .unwrap();
+        let grocer_account = programmes
+            .decide_merchant(programme.id, grocer, true)
+            .await
+            .unwrap()
+            .account
+            .unwrap();
+        let household = db.households(programme.id).await.unwrap()[0].id;
+        let lost = programmes
+            .issue_card(household, Some("2580"))
+            .await
+            .unwrap()
+            .card;
+        let pay = |minor| CardPayment {
+            intent_id: ledger::IntentId::new(),
+            to: grocer_account,
+            amount: Amount::from_minor(minor).unwrap(),
+            memo: "groceries".into(),
+            request: None,
+            request_expires_at: None,
+        };
+        programmes
+            .pay_by_card(lost.number, "2580", pay(300_00))
+            .await
+            .unwrap();
+        let balance_of = |committer: &Committer, account| {
+            committer.view().read().account(account).unwrap().balance.0
+        };
+        assert_eq!(balance_of(&committer, lost.account), 0, "{label}");
+        let new = programmes
+            .replace_card(lost.number, Some("1357"))
+            .await
+            .unwrap()
+            .card;
+        // Emergency aid reaches the new card the same day.
+        programmes
+            .execute_run(
+                programme.id,
+                "storm-2026-12",
+                &RunKind::Emergency { area: None },
+                RunOptions::default(),
+                &|_| {},
+            )
+            .await
+            .unwrap();
+        assert!(balance_of(&committer, new.account) > 0, "{label}");
+        let daily_cap_binds = async |programmes: &Programmes| match programmes
+            .pay_by_card(new.number, "1357", pay(1))
+            .await
+        {
+            Err(ProgrammeError::Commit(refused)) => {
+                assert_eq!(
+                    spending_rule(Err(refused)),
+                    SpendingRule::DailyCap,
+                    "{label}"
+                );
+            }
+            other => panic!("{label}: expected the daily cap, got {other:?}"),
+        };
+        daily_cap_binds(&programmes).await;
+
+        // After a restart the link comes from the card records: still capped.
+        drop(programmes);
+        stop(committer, task).await;
+        let (committer, task) = start_on(&db, &clock).await;
+        let programmes = programmes_with(&db, &committer, &clock);
+        daily_cap_binds(&programmes).await;
+        clock.advance(DAY_MS);
+        programmes
+            .pay_by_card(new.number, "1357", pay(10_00))
+            .await
+            .unwrap();
+        drop(programmes);
+        stop(committer, task).await;
+
+        // A card record that names an account the ledger does not know refuses the start.
+        let stranger = AccountId::new();
+        let update = "update card set account = $1 where number = $2";
+        match &db {
+            wallet_api::Database::Sqlite { pool, .. } => {
+                let query = sqlx::query(update)
+                    .bind(stranger.0)
+                    .bind(new.number.as_str());
+                query.execute(pool).await.unwrap();
+            }
+            wallet_api::Database::Postgres { pool, .. } => {
+                let query = sqlx::query(update)
+                    .bind(stranger.0)
+                    .bind(new.number.as_str());
+                query.execute(pool).await.unwrap();
+            }
+        }
+        let config = wallet_api::CommitterConfig::default();
+        match Committer::start(db.clone(), config, clock.clone()).await {
+            Err(wallet_api::db::LoadError::CardReplacement { old, new: to, .. }) => {
+                assert_eq!((old, to), (lost.account, stranger), "{label}");
+            }
+            Err(other) => panic!("{label}: expected a card-record refusal, got {other}"),
+            Ok(_) => panic!("{label}: a card record naming no account loaded"),
+        }
+    }
+}
+
 /// The research export names an area only where at least five exported households live:
 /// two households of a small district get events with no area, and so do the six of the next
 /// smallest (else "no area" would mean the small one); ten of a large one keep theirs.
