@@ -66,6 +66,11 @@ const SQLITE: &[Embedded] = &[
         "journal checkpoints",
         include_str!("../sqlite/0011_journal_checkpoints.sql"),
     ),
+    (
+        12,
+        "participant research consent",
+        include_str!("../sqlite/0012_participant_research_consent.sql"),
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -119,6 +124,11 @@ const POSTGRES: &[Embedded] = &[
         11,
         "journal checkpoints",
         include_str!("../postgres/0011_journal_checkpoints.sql"),
+    ),
+    (
+        12,
+        "participant research consent",
+        include_str!("../postgres/0012_participant_research_consent.sql"),
     ),
 ];
 

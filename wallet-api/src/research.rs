@@ -5,7 +5,8 @@
 //!   they are stable from one export to the next yet cannot be recomputed, or linked to an
 //!   account, without the secret. A household has one pseudonym for all its cards.
 //! - **Time** is coarsened to a grain (default one hour) and never goes backwards.
-//! - **Consent**: households that withheld it are left out, with every event they are part of.
+//! - **Consent**: households and participants (time-bank members, shops) that withheld it are
+//!   left out, with every event they are part of.
 //! - **Mapping**: `issue` → deposit/issuance; `waste_reward` → deposit/reward; `payment` and
 //!   `time_exchange` → transfer/payment; `redeem` → withdraw/redemption (to the clearing
 //!   account) and withdraw/fee (to the fee account); `expire` → withdraw/expiry; `demurrage`
@@ -210,8 +211,8 @@ pub async fn export(
         refunds.insert(refund);
     }
     let mut parties: HashMap<AccountId, Party> = HashMap::new();
-    for (account, kind, category, social) in accounts {
-        let party = match by_account.get(&account) {
+    for account in accounts {
+        let party = match by_account.get(&account.account) {
             Some((household, area, withheld)) => Party {
                 pseudonym: pseudonym(&key, household.as_bytes()),
                 kind: "household",
@@ -221,23 +222,23 @@ pub async fn export(
                 } else {
                     label(area)
                 },
-                withheld: *withheld,
+                withheld: *withheld || account.withheld,
             },
             None => Party {
-                pseudonym: pseudonym(&key, account.as_bytes()),
-                kind: match kind.as_str() {
+                pseudonym: pseudonym(&key, account.account.as_bytes()),
+                kind: match account.kind.as_str() {
                     "issuer" => "issuer",
                     "holder" => "household",
-                    "merchant" | "collector" if social => "social_enterprise",
+                    "merchant" | "collector" if account.social_enterprise => "social_enterprise",
                     "merchant" | "collector" => "merchant",
                     _ => "system",
                 },
-                category: category.map(|c| label(&c)).unwrap_or_default(),
+                category: account.category.map(|c| label(&c)).unwrap_or_default(),
                 area: String::new(),
-                withheld: false,
+                withheld: account.withheld,
             },
         };
-        parties.insert(account, party);
+        parties.insert(account.account, party);
     }
     let grain = options.grain_s.max(1);
     let mut report = ExportReport {

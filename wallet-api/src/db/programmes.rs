@@ -331,6 +331,21 @@ fn to_i32(value: u32, table: &'static str) -> Result<i32, DbError> {
     i32::try_from(value).map_err(|e| corrupt(table, e))
 }
 
+/// An account as the research export sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResearchAccount {
+    /// The account.
+    pub account: AccountId,
+    /// Its kind (`issuer`, `holder`, `merchant`, …).
+    pub kind: String,
+    /// Its owner's merchant category, if any.
+    pub category: Option<String>,
+    /// Whether its owner is a social enterprise.
+    pub social_enterprise: bool,
+    /// Whether its owner withheld consent to research use.
+    pub withheld: bool,
+}
+
 /// A household account as the research export sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResearchHousehold {
@@ -1009,13 +1024,13 @@ impl Database {
     }
 
     /// For the research export: every account with its kind, its owner's category and
-    /// whether the owner is a social enterprise.
-    pub async fn research_accounts(
-        &self,
-    ) -> Result<Vec<(AccountId, String, Option<String>, bool)>, DbError> {
-        let rows: Vec<(Uuid, String, Option<String>, Option<i16>)> = on_pool!(self, |pool| {
+    /// whether the owner is a social enterprise and whether it withheld consent.
+    pub async fn research_accounts(&self) -> Result<Vec<ResearchAccount>, DbError> {
+        type Row = (Uuid, String, Option<String>, Option<i16>, Option<i16>);
+        let rows: Vec<Row> = on_pool!(self, |pool| {
             sqlx::query_as(
-                "select a.id, a.kind, p.category_code, p.social_enterprise \
+                "select a.id, a.kind, p.category_code, p.social_enterprise, \
+                 cast(p.research_opt_out as smallint) \
                  from account a left join participant p on p.id = a.participant",
             )
             .fetch_all(pool)
@@ -1023,7 +1038,13 @@ impl Database {
         })?;
         Ok(rows
             .into_iter()
-            .map(|(id, kind, category, social)| (AccountId(id), kind, category, social == Some(1)))
+            .map(|(id, kind, category, social, out)| ResearchAccount {
+                account: AccountId(id),
+                kind,
+                category,
+                social_enterprise: social == Some(1),
+                withheld: out == Some(1),
+            })
             .collect())
     }
 

@@ -307,6 +307,39 @@ impl Database {
         Ok(changed == 1)
     }
 
+    /// Records whether a participant withheld consent to research use (the research export
+    /// leaves out every event it takes part in); false if there is no such participant.
+    pub async fn set_participant_research_opt_out(
+        &self,
+        id: ParticipantId,
+        opt_out: bool,
+    ) -> Result<bool, DbError> {
+        let changed = on_pool!(self, |pool| sqlx::query(
+            "update participant set research_opt_out = $2 where id = $1"
+        )
+        .bind(id.0)
+        .bind(i16::from(opt_out))
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))?;
+        Ok(changed == 1)
+    }
+
+    /// Whether a participant withheld consent to research use; `None` if there is no such
+    /// participant.
+    pub async fn participant_research_opt_out(
+        &self,
+        id: ParticipantId,
+    ) -> Result<Option<bool>, DbError> {
+        let found: Option<i16> = on_pool!(self, |pool| sqlx::query_scalar(
+            "select cast(research_opt_out as smallint) from participant where id = $1"
+        )
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(found.map(|out| out == 1))
+    }
+
     /// Registers a participant.
     pub async fn insert_participant(&self, p: &Participant) -> Result<(), DbError> {
         let roles = serde_json::to_string(&p.roles).map_err(|e| corrupt("participant", e))?;

@@ -188,6 +188,11 @@ fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
             "/v1/participants/{id}/bank-account",
             put(registry::set_bank_account),
         ),
+        (
+            "PUT",
+            "/v1/participants/{id}/research-consent",
+            put(registry::set_research_consent),
+        ),
         ("GET", "/v1/registry", get(registry::registry)),
         ("POST", "/v1/accounts", post(accounts::create)),
         ("GET", "/v1/accounts/{id}", get(accounts::get)),

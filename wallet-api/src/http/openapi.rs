@@ -207,6 +207,7 @@ impl Modify for BearerAuth {
         super::registry::create_participant,
         super::registry::get_participant,
         super::registry::set_bank_account,
+        super::registry::set_research_consent,
         super::registry::registry,
         super::cards::expiries,
         super::cards::issue,

@@ -411,6 +411,80 @@ pub(super) async fn set_bank_account(
     body::idempotent(&state, &headers, &principal, &target, &body, write).await
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResearchConsent {
+    /// Whether the participant's payments may go, pseudonymised, into the research export.
+    consent: bool,
+}
+
+/// Operators who may record a participant's research consent: those who enrol members and
+/// households. Not a researcher (who reads the export must not choose who is in it), nor a
+/// shop's or collection point's token.
+const CONSENT_RECORDERS: &[Role] = &[Role::Admin, Role::ProgrammeManager, Role::Coordinator];
+
+/// `PUT /v1/participants/{id}/research-consent`: a participant (a time-bank member, a shop)
+/// gives or withholds consent to research use; the research export leaves out every event of
+/// one that withholds it. Recorded by an operator who enrols participants, or by the
+/// participant itself through a wallet session of one of its accounts.
+#[utoipa::path(
+    put,
+    path = "/v1/participants/{id}/research-consent",
+    tag = "participants",
+    params(("id" = String, Path, description = "Participant id")),
+    request_body = ResearchConsent,
+    responses(
+        (status = 200, description = "Recorded"),
+        (status = 403, description = "Neither an operator who enrols participants nor a session of the participant's own account"),
+        (status = 404, description = "No such participant"),
+        (status = 422, description = "The body is not `{\"consent\": true|false}`"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn set_research_consent(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    target: WriteTarget,
+    body: Bytes,
+) -> Response {
+    let write = async {
+        let missing = || Problem::not_found("no such participant");
+        let id: ParticipantId = id.parse().map_err(|_| missing())?;
+        match &principal {
+            Principal::Holder { account } => {
+                let own = state
+                    .committer
+                    .view()
+                    .read()
+                    .account(*account)
+                    .is_some_and(|held| held.owner == Some(id));
+                if !own {
+                    return Err(Problem::forbidden(
+                        "a wallet session may record research consent only for its own account's participant",
+                    ));
+                }
+            }
+            Principal::Operator { .. } => {
+                principal.require(CONSENT_RECORDERS, "record research consent")?;
+            }
+        }
+        let fields: ResearchConsent = body::parse(&headers, &body)?;
+        if !state
+            .db
+            .set_participant_research_opt_out(id, !fields.consent)
+            .await?
+        {
+            return Err(missing());
+        }
+        tracing::info!(participant = %id, consent = fields.consent, "research consent recorded");
+        let recorded = json!({"participant_id": id, "research_consent": fields.consent});
+        Ok::<Written, Problem>((StatusCode::OK, recorded))
+    };
+    body::idempotent(&state, &headers, &principal, &target, &body, write).await
+}
+
 /// `GET /v1/participants/{id}`.
 #[utoipa::path(
     get,
@@ -445,8 +519,10 @@ pub(super) async fn get_participant(
             .map(|a| render::account(a, &view))
             .collect()
     };
+    let opted_out = state.db.participant_research_opt_out(id).await?;
     let mut json = render::participant(&found, false);
     json["accounts"] = Value::Array(accounts);
+    json["research_consent"] = json!(opted_out == Some(false));
     Ok(Json(json))
 }
 

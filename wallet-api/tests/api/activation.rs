@@ -112,6 +112,23 @@ pub(super) fn request(
     builder.body(Body::from(body.to_string())).unwrap()
 }
 
+/// Logs in to `app` as the holder of `account` with `key`: a challenge, signed.
+pub(super) async fn holder_login(
+    app: &axum::Router,
+    account: AccountId,
+    key: &SigningKey,
+) -> Reply {
+    let body = json!({"account_id": account});
+    let challenge = send(app, request("POST", "/v1/sessions/challenge", None, &body)).await;
+    assert_eq!(challenge.0, StatusCode::CREATED, "{}", challenge.2);
+    let text = challenge.2["challenge"].as_str().unwrap();
+    let signature = Signature(key.sign(&session_signed_bytes(account, text)).to_bytes());
+    let login = json!({
+        "account_id": account, "challenge": text, "signature": signature.to_base64url()
+    });
+    send(app, request("POST", "/v1/sessions", None, &login)).await
+}
+
 /// A fresh key, as a phone wallet makes one in the browser.
 fn fresh_key() -> SigningKey {
     let mut seed = [0u8; 32];
@@ -179,19 +196,7 @@ impl Env {
 
     /// Logs in as the holder of `account` with `key`: a challenge, signed.
     async fn login(&self, account: AccountId, key: &SigningKey) -> Reply {
-        let body = json!({"account_id": account});
-        let challenge = send(
-            &self.app,
-            request("POST", "/v1/sessions/challenge", None, &body),
-        )
-        .await;
-        assert_eq!(challenge.0, StatusCode::CREATED, "{}", challenge.2);
-        let text = challenge.2["challenge"].as_str().unwrap();
-        let signature = Signature(key.sign(&session_signed_bytes(account, text)).to_bytes());
-        let login = json!({
-            "account_id": account, "challenge": text, "signature": signature.to_base64url()
-        });
-        send(&self.app, request("POST", "/v1/sessions", None, &login)).await
+        holder_login(&self.app, account, key).await
     }
 }
 

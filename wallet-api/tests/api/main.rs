@@ -9,6 +9,7 @@ mod support;
 
 mod activation;
 mod cards;
+mod consent;
 mod history;
 mod requests;
 
@@ -791,6 +792,13 @@ async fn every_write_route_refuses_bad_json_clearly() {
         ("POST", "/v1/payment-requests".to_owned()),
         ("POST", "/v1/sessions/challenge".to_owned()),
         ("POST", "/v1/sessions".to_owned()),
+        (
+            "PUT",
+            format!(
+                "/v1/participants/{}/research-consent",
+                ledger::ParticipantId::new()
+            ),
+        ),
     ] {
         let broken = api
             .call(method, &path, &admin, "application/json", "{")
