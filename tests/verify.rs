@@ -748,12 +748,28 @@ async fn a_database_verifies_in_place_against_the_checkpoints_stored_in_it() {
     ] {
         sqlx::query(sql).execute(&pool).await.unwrap();
     }
-    pool.close().await;
     let (ok, verdict, err) = run(&["verify", "--database-url", &url]).await;
     assert!(!ok, "{verdict}");
     assert!(
         verdict.contains("verdict: FAILED at entry position 10")
             && err.contains("entry position 10 (line 11 of its export): chain break"),
+        "{verdict}{err}"
+    );
+
+    // An entry whose postings were deleted cannot even be exported: the database is named
+    // inconsistent at that entry (with entry 10 put back, so that is the first fault).
+    for sql in [
+        "update posting set amount_minor = amount_minor - 1 where entry_position = 10",
+        "delete from posting where entry_position = 20",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let (ok, verdict, err) = run(&["verify", "--database-url", &url]).await;
+    assert!(!ok, "{verdict}");
+    assert!(
+        verdict.contains("verdict: FAILED at entry position 20")
+            && err.contains("inconsistent at entry position 20: the entry has no postings"),
         "{verdict}{err}"
     );
 }

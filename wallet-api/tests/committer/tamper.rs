@@ -716,6 +716,69 @@ async fn a_checkpoint_altered_after_signing_refuses_the_start() {
     }
 }
 
+/// Stores `body` as the checkpoint row of `unit` at `seq`, as someone with the database
+/// could (the service only stores checkpoints it signed, of links the journal holds).
+async fn insert_checkpoint_row(db: &Database, unit: ledger::UnitCode, seq: u64, body: &str) {
+    let zeros = "00".repeat(32);
+    let values = |hash: &str| {
+        format!(
+            "insert into journal_checkpoint (unit, seq, hash, at_ms, body) \
+             values ('{unit}', {seq}, {hash}, 0, '{body}')"
+        )
+    };
+    attack(
+        db,
+        &values(&format!("X'{zeros}'")),
+        &values(&format!("decode('{zeros}', 'hex')")),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_checkpoint_row_that_is_not_the_checkpoint_of_its_place_refuses_the_start() {
+    // Not JSON at all; and a well-signed checkpoint of the sequence before, stored as this
+    // one (it would vouch for a link it does not name).
+    for case in ["not json", "another sequence's"] {
+        for test_db in TestDb::all().await {
+            let (db, scheme) = ledger_with_payments(&test_db).await;
+            let head = stored_head(&db, scheme.unit).await;
+            let body = match case {
+                "not json" => "{\"unit\": ".to_owned(),
+                _ => ledger::journal::checkpoint::Checkpoint {
+                    unit: scheme.unit,
+                    head: ledger::journal::ChainHead {
+                        seq: head.seq - 1,
+                        ..head
+                    },
+                    at_ms: NOW_MS,
+                    totals: Default::default(),
+                }
+                .sign(&checkpoint_signer())
+                .to_json()
+                .to_string(),
+            };
+            insert_checkpoint_row(&db, scheme.unit, head.seq, &body).await;
+            let error = start_error(&db, config_with_checkpoints()).await;
+            let label = format!("{}, {case}", test_db.label);
+            assert!(
+                matches!(&error, LoadError::CheckpointUntrusted { unit, .. } if unit == scheme.unit.as_str()),
+                "{label}: {error}"
+            );
+            let said = error.to_string();
+            let expected = match case {
+                "not json" => format!("sequence {} is not JSON", head.seq),
+                _ => format!(
+                    "the row of sequence {} holds a checkpoint of {} sequence {}",
+                    head.seq,
+                    scheme.unit,
+                    head.seq - 1
+                ),
+            };
+            assert!(said.contains(&expected), "{label}: {said}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_checkpoint_beyond_the_stored_journal_refuses_the_start() {
     // Entries removed from the end, journal rows and all, leave a journal that is whole but
