@@ -214,9 +214,23 @@ export function formatMinor(minor, scale) {
   return `${negative ? "-" : ""}${whole}${fraction}`;
 }
 
-/** 1250 for "12.50" at scale 2, or null when the text is not such an amount. */
+/**
+ * Arabic-Indic digits (٠-٩, as typed in Palestine and Jordan), their Persian forms (۰-۹) and
+ * the Arabic decimal separator (٫) as ASCII, so an amount typed on an Arabic keyboard reads as
+ * the same amount (and a card number or PIN as the same digits). The Arabic thousands
+ * separator (٬) is left alone, so an amount holding one is refused like one with a Latin one.
+ */
+export function asciiDigits(text) {
+  return text.replace(/[\u0660-\u0669\u06F0-\u06F9\u066B]/g, (c) => {
+    const code = c.charCodeAt(0);
+    if (code === 0x066b) return ".";
+    return String(code >= 0x06f0 ? code - 0x06f0 : code - 0x0660);
+  });
+}
+
+/** 1250 for "12.50" (or "١٢٫٥٠") at scale 2, or null when the text is not such an amount. */
 export function parseMinor(text, scale) {
-  const match = /^\s*(\d{1,13})(?:[.,](\d+))?\s*$/.exec(text);
+  const match = /^\s*(\d{1,13})(?:[.,](\d+))?\s*$/.exec(asciiDigits(text));
   if (!match || (match[2] || "").length > scale) return null;
   const minor = Number(match[1] + (match[2] || "").padEnd(scale, "0"));
   return Number.isSafeInteger(minor) ? minor : null;

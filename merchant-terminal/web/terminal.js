@@ -3,8 +3,8 @@
 // and PIN instead, list today's sales and refund one.
 
 import {
-  ApiError, api, cameraScanAvailable, ed25519Available, formatMinor, generateKey, intentId, keyProof,
-  languagePicker, loadKey, outcomeUnknown, parseMinor, problemText, publicKeyText, saveKey, say,
+  ApiError, api, asciiDigits, cameraScanAvailable, ed25519Available, formatMinor, generateKey, intentId,
+  keyProof, languagePicker, loadKey, outcomeUnknown, parseMinor, problemText, publicKeyText, saveKey, say,
   scanQr, show, sign, signedIntent, t,
 } from "./common.js";
 import { finish, signedBytes, signedPart } from "./emv.js";
@@ -280,8 +280,8 @@ function paid() {
 
 async function payByCard(event) {
   event.preventDefault();
-  const number = $("card-number").value.replace(/^coledger:card:/, "").replace(/\s+/g, "");
-  const pin = $("pin").value;
+  const number = asciiDigits($("card-number").value.replace(/^coledger:card:/, "").replace(/\s+/g, ""));
+  const pin = asciiDigits($("pin").value);
   $("pin").value = "";
   if (state.busy) return;
   if (!state.request) return say(t("terminal.expired"));
@@ -473,7 +473,8 @@ function wire() {
   });
   document.addEventListener("keydown", (event) => {
     if ($("sale").hidden || event.target.closest("input, select, textarea, button, summary")) return;
-    if (/^\d$/.test(event.key)) press(event.key);
+    const key = asciiDigits(event.key);
+    if (/^\d$/.test(key)) press(key);
     else if (event.key === "Backspace") press("B");
     else if (event.key === "Enter") charge();
   });

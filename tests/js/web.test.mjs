@@ -7,7 +7,7 @@ import { test } from "node:test";
 
 const root = process.argv[2] || process.cwd();
 const web = `${root}/merchant-terminal/web`;
-const { canonical, formatMinor, parseMinor, base64url, fromBase64url, utf8, intentId } = await import(`${web}/common.js`);
+const { asciiDigits, canonical, formatMinor, parseMinor, base64url, fromBase64url, utf8, intentId } = await import(`${web}/common.js`);
 const emv = await import(`${web}/emv.js`);
 
 /** An Ed25519 key from a 32-byte seed (PKCS #8 wrapping), as WebCrypto imports it. */
@@ -62,6 +62,16 @@ test("money at scales 0, 2 and 3 is exact", () => {
   assert.equal(parseMinor("1.2345", 3), null);
   assert.equal(parseMinor("-1", 2), null);
   assert.equal(parseMinor("abc", 2), null);
+  // Typed on an Arabic keyboard: Arabic-Indic digits, their Persian forms, the Arabic
+  // decimal separator; its thousands separator is refused like a Latin one.
+  assert.equal(parseMinor("١٢٫٥٠٠", 3), 12500);
+  assert.equal(parseMinor("١٢.٥", 2), 1250);
+  assert.equal(parseMinor("۷۵", 0), 75);
+  assert.equal(parseMinor("١٬٥٠٠", 3), null);
+  assert.equal(parseMinor("١٢٫٥٠٠٠", 3), null);
+  // A card number or PIN typed in Arabic digits reaches the service as the same digits.
+  assert.equal(asciiDigits("٩٩٠٠٠١ ۲۵۸۰"), "990001 2580");
+  assert.equal(asciiDigits("coledger:card:12"), "coledger:card:12");
 });
 
 // merchant-terminal/src/emv/tests.rs `fixture_encodes_to_the_published_vector`.
