@@ -490,8 +490,8 @@ pub struct ExpireArgs {
 #[derive(Debug, Subcommand)]
 pub enum ExportCommand {
     /// The journal as pseudonymised research events (`coledger-events` v1 CSV; see
-    /// simulations/EVENTS.md): keyed pseudonyms, coarsened times, households that withheld
-    /// consent left out. Measure it with `coledger simulate measure`.
+    /// simulations/EVENTS.md): keyed pseudonyms, coarsened times, households and participants
+    /// that withheld consent left out. Measure it with `coledger simulate measure`.
     Research(ExportResearchArgs),
     /// The journal for auditors (`coledger-journal` v1 JSON lines; see docs/wire-format.md):
     /// every entry exactly as hashed, with its signed intent and stored chain links, from one

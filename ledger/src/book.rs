@@ -157,9 +157,12 @@ pub enum InvariantViolation {
 type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 /// The most card replacements followed from a card that paid to the household's current
-/// card, when a refund gives back to the spending caps. Far more cards than a household
-/// loses; a bound all the same.
-const MAX_REPLACEMENTS_FOLLOWED: usize = 64;
+/// card. Far more cards than a household loses; a bound all the same, against a cycle in
+/// stored data. It must be at least the longest chain the card service keeps (1,000): a load
+/// links every card before the replay, so a payment made by a card long since replaced is
+/// counted by following the whole chain, where the live service counted it on the card then
+/// current and carried it along at each replacement.
+const MAX_REPLACEMENTS_FOLLOWED: usize = 1_024;
 
 /// What [`Book::apply`] reads and writes of an account, in one cache line of its own: a
 /// payment touches two random accounts of many, and each costs a cache miss, so a miss should
@@ -280,8 +283,10 @@ pub struct Book {
     /// household's window lives on its current card (see `replaced_by`).
     spent: HashMap<AccountId, SpendWindow>,
     /// Which card replaced which: a programme holder account, to the account its balance
-    /// first moved to in a `card_replacement` entry. Learned from applied and replayed
-    /// entries, so a load rebuilds it; kept for good (a household loses few cards).
+    /// first moved to in a `card_replacement` entry, or that [`Book::link_replacement`] named
+    /// (a card replaced while empty moves nothing). Learned from applied and replayed entries
+    /// and from the card records a load passes on; kept for good (a household loses few
+    /// cards).
     replaced_by: HashMap<AccountId, AccountId>,
     /// Recent single-posting payments, by entry id, for refunds: ordered, since entry ids
     /// nearly always arrive in increasing order (see [`recent::Ordered`]).
@@ -2209,6 +2214,53 @@ mod tests {
                 );
                 p.f.book.apply(&pay(500)).unwrap();
             }
+        }
+
+        #[test]
+        fn a_long_chain_of_replacements_linked_before_a_replay_counts_on_the_last_card() {
+            // Caps: 30.00 a day. Alice's card pays 25.00, then is replaced empty 100 times
+            // over (a chain longer than any household's, as long as the card service allows
+            // many more). Replayed with every link known first, as a load does, the payment
+            // still counts on the last card: 5.00 left today.
+            let mut p = programme(vec![rules(0)]);
+            let (unit, alice, shop, issuer) = (p.f.unit, p.f.alice, p.f.shop, p.f.issuer);
+            let last_key = PublicKey([6; 32]);
+            let mut cards = vec![alice];
+            for _ in 0..100 {
+                let card = Account::new(unit, AccountKind::Holder, Some(last_key));
+                cards.push(card.id);
+                p.f.book.open_account(card).unwrap();
+            }
+            for pair in cards.windows(2) {
+                p.f.book.link_replacement(pair[0], pair[1]).unwrap();
+            }
+            let last = *cards.last().unwrap();
+            for e in [
+                entry_at(
+                    EntryKind::Payment,
+                    ALICE,
+                    &[(unit, alice, shop, 2_500)],
+                    DAY,
+                ),
+                entry_at(
+                    EntryKind::Issue,
+                    OPERATOR,
+                    &[(unit, issuer, last, 10_000)],
+                    DAY,
+                ),
+            ] {
+                p.f.book.replay(&e).unwrap();
+            }
+            let pay = |minor| {
+                entry_at(
+                    EntryKind::Payment,
+                    last_key,
+                    &[(unit, last, shop, minor)],
+                    DAY + 1,
+                )
+            };
+            assert_eq!(rule_of(p.f.book.apply(&pay(501))), SpendingRule::DailyCap);
+            p.f.book.apply(&pay(500)).unwrap();
         }
 
         #[test]

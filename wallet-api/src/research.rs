@@ -49,7 +49,7 @@ pub struct ExportOptions {
 pub struct ExportReport {
     /// Events written.
     pub events: u64,
-    /// Postings left out because a household in them withheld consent.
+    /// Postings left out because a household or participant in them withheld consent.
     pub withheld: u64,
     /// Postings with no research meaning (card replacements, fees between system accounts…).
     pub skipped: u64,
@@ -78,7 +78,7 @@ struct Party {
     kind: &'static str,
     category: String,
     area: String,
-    /// A household that withheld consent.
+    /// A household or participant that withheld consent.
     withheld: bool,
 }
 

@@ -425,8 +425,9 @@ const CONSENT_RECORDERS: &[Role] = &[Role::Admin, Role::ProgrammeManager, Role::
 
 /// `PUT /v1/participants/{id}/research-consent`: a participant (a time-bank member, a shop)
 /// gives or withholds consent to research use; the research export leaves out every event of
-/// one that withholds it. Recorded by an operator who enrols participants, or by the
-/// participant itself through a wallet session of one of its accounts.
+/// one that withholds it. Recorded by an operator who enrols participants (a coordinator for
+/// time-bank members only), or by the participant itself through a wallet session of one of
+/// its accounts: the one write a session may make.
 #[utoipa::path(
     put,
     path = "/v1/participants/{id}/research-consent",
@@ -450,25 +451,35 @@ pub(super) async fn set_research_consent(
     body: Bytes,
 ) -> Response {
     let write = async {
+        if let Principal::Operator { .. } = principal {
+            principal.require(CONSENT_RECORDERS, "record research consent")?;
+        }
         let missing = || Problem::not_found("no such participant");
         let id: ParticipantId = id.parse().map_err(|_| missing())?;
-        match &principal {
-            Principal::Holder { account } => {
-                let own = state
-                    .committer
-                    .view()
-                    .read()
+        let in_scope = {
+            let view = state.committer.view().read();
+            match &principal {
+                Principal::Holder { account } => view
                     .account(*account)
-                    .is_some_and(|held| held.owner == Some(id));
-                if !own {
-                    return Err(Problem::forbidden(
-                        "a wallet session may record research consent only for its own account's participant",
-                    ));
+                    .is_some_and(|held| held.owner == Some(id)),
+                // A time-bank coordinator speaks for time-bank members only: participants
+                // whose accounts are all in mutual-credit units (as for opening accounts).
+                Principal::Operator { .. } => view
+                    .accounts_of(id)
+                    .all(|held| principal.can_manage(held, &view)),
+            }
+        };
+        if !in_scope {
+            return Err(Problem::forbidden(match principal {
+                Principal::Holder { .. } => {
+                    "a wallet session may record research consent only for its own account's \
+                     participant"
                 }
-            }
-            Principal::Operator { .. } => {
-                principal.require(CONSENT_RECORDERS, "record research consent")?;
-            }
+                Principal::Operator { .. } => {
+                    "a coordinator may record research consent only for time-bank members \
+                     (participants whose accounts are all in mutual-credit units)"
+                }
+            }));
         }
         let fields: ResearchConsent = body::parse(&headers, &body)?;
         if !state
@@ -478,7 +489,12 @@ pub(super) async fn set_research_consent(
         {
             return Err(missing());
         }
-        tracing::info!(participant = %id, consent = fields.consent, "research consent recorded");
+        tracing::info!(
+            participant = %id,
+            consent = fields.consent,
+            by = %principal.key(),
+            "research consent recorded"
+        );
         let recorded = json!({"participant_id": id, "research_consent": fields.consent});
         Ok::<Written, Problem>((StatusCode::OK, recorded))
     };
@@ -522,7 +538,8 @@ pub(super) async fn get_participant(
     let opted_out = state.db.participant_research_opt_out(id).await?;
     let mut json = render::participant(&found, false);
     json["accounts"] = Value::Array(accounts);
-    json["research_consent"] = json!(opted_out == Some(false));
+    // Given unless withheld (the column's default), should the row have gone meanwhile.
+    json["research_consent"] = json!(opted_out != Some(true));
     Ok(Json(json))
 }
 

@@ -1,5 +1,6 @@
 //! Wallet-holder sessions: ask for a challenge, sign it with the account's registered key,
-//! get a short-lived bearer token for reading that account (balance, statement, events).
+//! get a short-lived bearer token for reading that account (balance, statement, events). Its
+//! one write is its participant's research consent (`PUT /v1/participants/{id}/research-consent`).
 //! Paying never needs a session: every payment is its own signed intent.
 
 use axum::body::Bytes;
@@ -74,7 +75,7 @@ struct Login {
     tag = "sessions",
     request_body = Login,
     responses(
-        (status = 201, description = "A session token for reading the account"),
+        (status = 201, description = "A session token for reading the account (and recording its participant's research consent)"),
         (status = 401, description = "Challenge or signature refused"),
     )
 )]
