@@ -674,9 +674,12 @@ const OTHER_IBAN_LENGTHS: &[(&str, usize)] = &[
 ];
 
 /// SEPA scheme countries and territories with their own IBAN prefix, and the IBAN length of
-/// each (ISO 13616 registry). French overseas departments and Åland use FR and FI IBANs.
+/// each (ISO 13616 registry). French overseas departments and Åland use FR and FI IBANs;
+/// Jersey, Guernsey and the Isle of Man GB ones. Albania and Montenegro joined the scheme's
+/// scope in November 2024, Moldova and North Macedonia in March 2025, Serbia in May 2025.
 const SEPA_IBAN_LENGTHS: &[(&str, usize)] = &[
     ("AD", 24),
+    ("AL", 28),
     ("AT", 20),
     ("BE", 16),
     ("BG", 22),
@@ -702,12 +705,16 @@ const SEPA_IBAN_LENGTHS: &[(&str, usize)] = &[
     ("LU", 20),
     ("LV", 21),
     ("MC", 27),
+    ("MD", 24),
+    ("ME", 22),
+    ("MK", 19),
     ("MT", 31),
     ("NL", 18),
     ("NO", 15),
     ("PL", 28),
     ("PT", 25),
     ("RO", 24),
+    ("RS", 22),
     ("SE", 24),
     ("SI", 19),
     ("SK", 24),
@@ -930,6 +937,22 @@ mod tests {
             ));
         }
         assert_eq!(require_sepa("GR1601101250000000012300695"), Ok(()));
+    }
+
+    #[test]
+    fn the_countries_that_joined_sepa_in_2024_and_2025_are_paid_by_a_sepa_file() {
+        // The ISO 13616 registry's example IBANs of Albania, Montenegro, Moldova, North
+        // Macedonia and Serbia.
+        for iban in [
+            "AL47212110090000000235698741",
+            "ME25505000012345678951",
+            "MD24AG000225100013104168",
+            "MK07250120000058984",
+            "RS35260005601001611379",
+        ] {
+            assert_eq!(normalise_iban(iban).unwrap(), iban);
+            assert_eq!(require_sepa(iban), Ok(()), "{iban}");
+        }
     }
 
     #[test]
