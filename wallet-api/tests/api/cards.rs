@@ -459,3 +459,29 @@ async fn the_daily_cap_counts_a_refund_to_a_lost_card_on_the_new_card() {
         assert_eq!(env.balance(new.account).await, 50_00, "{label}");
     }
 }
+
+#[tokio::test]
+async fn a_run_the_budget_cannot_pay_is_refused_saying_what_it_needs() {
+    for env in envs().await {
+        let label = env.label;
+        // 1,000.00 of budget, 100.00 a run: December's run and nine emergency runs spend it.
+        let run = async |period: &str| {
+            let path = format!("/v1/programmes/{}/runs", env.programme);
+            let body = json!({"period": period, "kind": "emergency"});
+            send(&env.app, request("POST", &path, Some(&env.admin), &body)).await
+        };
+        for storm in 1..=9 {
+            let paid = run(&format!("storm-{storm}")).await;
+            assert_eq!(paid.0, StatusCode::OK, "{label}: {}", paid.2);
+        }
+        let short = run("storm-10").await;
+        assert_problem(
+            &short,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "/problems/budget-short",
+        );
+        assert_eq!(short.2["needed_minor"], 100_00, "{label}: {}", short.2);
+        assert_eq!(short.2["available_minor"], 0, "{label}: {}", short.2);
+        assert_eq!(env.balance(env.account).await, 1_000_00, "{label}");
+    }
+}

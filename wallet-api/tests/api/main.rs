@@ -286,6 +286,27 @@ async fn ledger_refusals_are_problems_with_stable_types() {
         "/problems/zero-amount",
     );
 
+    // A scheme rule: an issuer pays out only by issuing, never by a payment.
+    let issuer_pays = sign(
+        &api.scheme.operator,
+        api.scheme
+            .payment(api.scheme.issuer, api.scheme.alice, 1_00),
+    );
+    let refused = api.post_intent(&issuer_pays.signed().to_json()).await;
+    assert_problem(
+        &refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "/problems/rule-violation",
+    );
+    assert!(
+        refused.2["detail"]
+            .as_str()
+            .unwrap()
+            .contains("an issuer account pays out only through issue entries"),
+        "{}",
+        refused.2
+    );
+
     // A unit nobody registered, and a registered unit the accounts do not hold.
     let pay_in = |unit: &str| {
         let mut action = api.scheme.payment(api.scheme.alice, api.scheme.shop, 1_00);
