@@ -1008,6 +1008,41 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
     }
 }
 
+/// Creates `new`, enrols `households`, pays December's run and approves a grocer (5411) named
+/// `grocer`: the programme and the grocer's account.
+async fn paid_with_a_grocer(
+    db: &wallet_api::Database,
+    programmes: &Programmes,
+    new: NewProgramme,
+    households: Vec<HouseholdInput>,
+    grocer: &str,
+) -> (wallet_api::programme::Programme, AccountId) {
+    let (programme, _) = programmes.create(new).await.unwrap();
+    programmes.enrol(programme.id, households).await.unwrap();
+    programmes
+        .execute_run(
+            programme.id,
+            "2026-12",
+            &RunKind::Monthly,
+            RunOptions::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    let grocer = merchant(db, grocer, "5411").await;
+    programmes
+        .apply_merchant(grocer, &[programme.id])
+        .await
+        .unwrap();
+    let grocer_account = programmes
+        .decide_merchant(programme.id, grocer, true)
+        .await
+        .unwrap()
+        .account
+        .unwrap();
+    (programme, grocer_account)
+}
+
 /// At start, every replaced card with money on it is looked at, and the count reported is of
 /// the cards whose money moved: not of those skipped because the household's account is the
 /// card's own, or because the card's account is no longer frozen.
@@ -1020,35 +1055,14 @@ async fn passing_refunds_on_at_start_counts_only_the_cards_it_moved() {
         let (committer, task) = start_on(&db, &clock).await;
         let unit = sevilla_unit(&committer).await;
         let programmes = programmes_with(&db, &committer, &clock);
-        let (programme, _) = programmes
-            .create(small_sevilla(unit, &["Macarena", "Triana"]))
-            .await
-            .unwrap();
-        programmes
-            .enrol(programme.id, (0..3).map(household).collect())
-            .await
-            .unwrap();
-        programmes
-            .execute_run(
-                programme.id,
-                "2026-12",
-                &RunKind::Monthly,
-                RunOptions::default(),
-                &|_| {},
-            )
-            .await
-            .unwrap();
-        let grocer = merchant(&db, "Ultramarinos Triana", "5411").await;
-        programmes
-            .apply_merchant(grocer, &[programme.id])
-            .await
-            .unwrap();
-        let grocer_account = programmes
-            .decide_merchant(programme.id, grocer, true)
-            .await
-            .unwrap()
-            .account
-            .unwrap();
+        let (programme, grocer_account) = paid_with_a_grocer(
+            &db,
+            &programmes,
+            small_sevilla(unit, &["Macarena", "Triana"]),
+            (0..3).map(household).collect(),
+            "Ultramarinos Triana",
+        )
+        .await;
         let grocer_key = key(12);
         committer
             .set_authority(grocer_account, PublicKey::of(&grocer_key))
@@ -1132,32 +1146,14 @@ async fn a_card_replaced_while_empty_keeps_the_households_daily_cap() {
         // Household 0 has no dependents: it is paid 300.00, all of which it may spend today.
         let mut new_programme = small_sevilla(unit, &["Macarena"]);
         new_programme.rules.daily_cap_minor = Some(300_00);
-        let (programme, _) = programmes.create(new_programme).await.unwrap();
-        programmes
-            .enrol(programme.id, vec![household(0)])
-            .await
-            .unwrap();
-        programmes
-            .execute_run(
-                programme.id,
-                "2026-12",
-                &RunKind::Monthly,
-                RunOptions::default(),
-                &|_| {},
-            )
-            .await
-            .unwrap();
-        let grocer = merchant(&db, "Ultramarinos Macarena", "5411").await;
-        programmes
-            .apply_merchant(grocer, &[programme.id])
-            .await
-            .unwrap();
-        let grocer_account = programmes
-            .decide_merchant(programme.id, grocer, true)
-            .await
-            .unwrap()
-            .account
-            .unwrap();
+        let (programme, grocer_account) = paid_with_a_grocer(
+            &db,
+            &programmes,
+            new_programme,
+            vec![household(0)],
+            "Ultramarinos Macarena",
+        )
+        .await;
         let household = db.households(programme.id).await.unwrap()[0].id;
         let lost = programmes
             .issue_card(household, Some("2580"))
