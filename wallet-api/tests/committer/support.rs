@@ -14,17 +14,23 @@ use wallet_api::{Committer, CommitterConfig, CommitterTask, Database, ManualCloc
 /// 2026-11-22T00:00:00Z.
 pub const NOW_MS: i64 = 1_795_305_600_000;
 
+/// Says loudly that a check did not run; under CI (`CI=true`) a skip is a failure.
+pub fn skip(message: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{message}; CI=true forbids skipping"
+    );
+    eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
+}
+
 /// The PostgreSQL admin URL, or None after a loud message. Under CI a skip is a failure.
 pub fn postgres_admin_url() -> Option<String> {
     match std::env::var("COLEDGER_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            let message = "COLEDGER_TEST_POSTGRES_URL is not set: PostgreSQL tests SKIPPED (scripts/test starts a throwaway server)";
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{message}; CI=true forbids skipping"
+            skip(
+                "COLEDGER_TEST_POSTGRES_URL is not set: PostgreSQL tests SKIPPED (scripts/test starts a throwaway server)",
             );
-            eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
             None
         }
     }
