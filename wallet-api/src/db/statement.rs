@@ -270,7 +270,7 @@ impl Database {
         &self,
         heads: &[(AccountId, Option<i64>)],
         up_to: i64,
-    ) -> Result<HashMap<AccountId, Vec<HistoryItem>>, DbError> {
+    ) -> Result<HashMap<AccountId, Vec<StatementLine>>, DbError> {
         let mut statements = HashMap::default();
         for &(account, head) in heads {
             let mut items = Vec::new();
@@ -281,8 +281,7 @@ impl Database {
                     chunk
                         .lines
                         .into_iter()
-                        .map(|line| line.item)
-                        .filter(|item| item.position <= up_to),
+                        .filter(|line| line.item.position <= up_to),
                 );
                 next = chunk.next;
             }

@@ -4,8 +4,11 @@
 //! A household's balance is a queue of **lots**, one per disbursement, spent first-in
 //! first-out: every debit (a payment, an earlier expiry) consumes the oldest lots. A card
 //! replacement carries the old card's lots, with their dates, to the new account, so
-//! replacing a card neither shortens nor extends anyone's validity. A sweep is an ordinary
-//! journal entry (kind `expire`) signed by the programme's administrator key.
+//! replacing a card neither shortens nor extends anyone's validity. A shop's refund gives
+//! back the lots its payment took, with their dates (the oldest of them first when only part
+//! is refunded), so buying and refunding cannot make money that was about to expire new
+//! again. A sweep is an ordinary journal entry (kind `expire`) signed by the programme's
+//! administrator key.
 //!
 //! Lots are computed from account statements read from storage ([`statements_for_lots`]),
 //! each bounded by the position the read model has published, so they agree with the
@@ -21,8 +24,9 @@ use super::disburse::HOUSEHOLDS_PER_ENTRY;
 use super::rules_at;
 use super::service::{ProgrammeEntry, ProgrammeError, Programmes};
 use crate::committer::CommitError;
+use crate::db::statement::StatementLine;
 use crate::db::{Database, DbError};
-use crate::history::{Counterparty, HistoryItem};
+use crate::history::Counterparty;
 use crate::view::LedgerView;
 
 const DAY_MS: i64 = 86_400_000;
@@ -36,7 +40,7 @@ const MAX_REPLACEMENT_DEPTH: usize = 8;
 const SWEEP_HOUSEHOLDS_PER_READ: usize = 256;
 
 /// Committed statements by account, oldest first: what [`lots`] reads.
-pub type Statements = HashMap<AccountId, Vec<HistoryItem>>;
+pub type Statements = HashMap<AccountId, Vec<StatementLine>>;
 
 /// Units received at one time, and how much of them is left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -112,6 +116,7 @@ fn replaced_cards(statements: &Statements, accounts: &[AccountId]) -> Vec<Accoun
         .iter()
         .filter_map(|a| statements.get(a))
         .flatten()
+        .map(|line| &line.item)
         .filter_map(|item| match (&item.kind, &item.counterparty) {
             (EntryKind::CardReplacement, Counterparty::One(old)) if item.delta > 0 => Some(*old),
             _ => None,
@@ -138,51 +143,99 @@ fn lots_until(
     let Some(history) = statements.get(&account) else {
         return lots;
     };
-    for item in history.iter().take_while(|item| item.position < before) {
-        if item.delta > 0 {
-            let carried = match (&item.kind, &item.counterparty) {
-                (EntryKind::CardReplacement, Counterparty::One(old))
-                    if depth < MAX_REPLACEMENT_DEPTH =>
-                {
-                    Some(lots_until(
-                        statements,
-                        *old,
-                        item.position,
-                        depth.saturating_add(1),
-                    ))
-                }
-                _ => None,
-            };
-            match carried {
-                Some(old) if old.iter().map(|l| l.remaining_minor).sum::<i64>() == item.delta => {
-                    lots.extend(old);
-                }
-                // Anything else (a refund, a payment received, a partial move) is fresh.
-                _ => lots.push_back(Lot {
-                    received_at: item.created_at,
-                    remaining_minor: item.delta,
-                }),
+    // What each payment took, oldest lot first, for a refund to give back.
+    let mut taken: HashMap<ledger::EntryId, VecDeque<Lot>> = HashMap::default();
+    for line in history
+        .iter()
+        .take_while(|line| line.item.position < before)
+    {
+        let item = &line.item;
+        if item.delta <= 0 {
+            let took = consume(&mut lots, item.delta.saturating_neg());
+            if item.kind == EntryKind::Payment {
+                taken.insert(item.entry_id, took);
             }
-        } else {
-            consume(&mut lots, item.delta.saturating_neg());
+            continue;
+        }
+        let carried = match (&item.kind, &item.counterparty) {
+            (EntryKind::CardReplacement, Counterparty::One(old))
+                if depth < MAX_REPLACEMENT_DEPTH =>
+            {
+                Some(lots_until(
+                    statements,
+                    *old,
+                    item.position,
+                    depth.saturating_add(1),
+                ))
+            }
+            _ => None,
+        };
+        let refunded = line.reverses.and_then(|payment| taken.get_mut(&payment));
+        match (carried, refunded) {
+            (Some(old), _) if old.iter().map(|l| l.remaining_minor).sum::<i64>() == item.delta => {
+                lots.extend(old);
+            }
+            (_, Some(took)) => {
+                let fresh = give_back(&mut lots, took, item.delta);
+                if fresh > 0 {
+                    insert_by_date(&mut lots, lot_received(item.created_at, fresh));
+                }
+            }
+            // Anything else (a payment received, a partial move, a refund of a payment this
+            // statement does not hold) is fresh.
+            _ => lots.push_back(lot_received(item.created_at, item.delta)),
         }
     }
     lots
 }
 
-/// Spends `amount` from the oldest lots.
-fn consume(lots: &mut VecDeque<Lot>, mut amount: i64) {
+fn lot_received(received_at: i64, remaining_minor: i64) -> Lot {
+    Lot {
+        received_at,
+        remaining_minor,
+    }
+}
+
+/// Puts back up to `amount` of what a payment `took`, oldest first, each part with its own
+/// date; returns what is left of `amount` once `took` is used up (refunded twice, say).
+fn give_back(lots: &mut VecDeque<Lot>, took: &mut VecDeque<Lot>, mut amount: i64) -> i64 {
+    while amount > 0 {
+        let Some(oldest) = took.front_mut() else {
+            break;
+        };
+        let back = oldest.remaining_minor.min(amount);
+        insert_by_date(lots, lot_received(oldest.received_at, back));
+        oldest.remaining_minor = oldest.remaining_minor.saturating_sub(back);
+        amount = amount.saturating_sub(back);
+        if oldest.remaining_minor == 0 {
+            took.pop_front();
+        }
+    }
+    amount
+}
+
+/// Inserts `lot` after every lot received no later than it, so lots stay oldest first.
+fn insert_by_date(lots: &mut VecDeque<Lot>, lot: Lot) {
+    let at = lots.partition_point(|l| l.received_at <= lot.received_at);
+    lots.insert(at, lot);
+}
+
+/// Spends `amount` from the oldest lots; returns what it took of each, oldest first.
+fn consume(lots: &mut VecDeque<Lot>, mut amount: i64) -> VecDeque<Lot> {
+    let mut took = VecDeque::new();
     while amount > 0 {
         let Some(oldest) = lots.front_mut() else {
-            return;
+            break;
         };
         let used = oldest.remaining_minor.min(amount);
+        took.push_back(lot_received(oldest.received_at, used));
         oldest.remaining_minor = oldest.remaining_minor.saturating_sub(used);
         amount = amount.saturating_sub(used);
         if oldest.remaining_minor == 0 {
             lots.pop_front();
         }
     }
+    took
 }
 
 /// When each lot expires: `days_for(received_at)` is the validity in force when the lot was
@@ -374,10 +427,68 @@ mod tests {
     #[test]
     fn spending_consumes_the_oldest_lots_first() {
         let mut lots = VecDeque::from([lot(1, 100), lot(2, 100), lot(3, 100)]);
-        consume(&mut lots, 150);
+        let took = consume(&mut lots, 150);
+        assert_eq!(Vec::from(took), vec![lot(1, 100), lot(2, 50)]);
         assert_eq!(Vec::from(lots.clone()), vec![lot(2, 50), lot(3, 100)]);
         consume(&mut lots, 1_000);
         assert!(lots.is_empty());
+    }
+
+    /// A line of `account`'s statement: `delta` at day `day`, position `position`.
+    fn line(position: i64, day: i64, kind: EntryKind, delta: i64) -> StatementLine {
+        StatementLine {
+            item: crate::history::HistoryItem {
+                position,
+                entry_id: ledger::EntryId::new(),
+                created_at: day * DAY_MS,
+                kind,
+                delta,
+                counterparty: Counterparty::One(AccountId::new()),
+            },
+            memo: String::new(),
+            reverses: None,
+            refundable_minor: None,
+        }
+    }
+
+    #[test]
+    fn a_refund_gives_back_the_lots_its_payment_took_with_their_dates() {
+        // 100.00 on day 0 and on day 10; 150.00 paid on day 20 (all of day 0's, half of day
+        // 10's); refunded 120.00 on day 25, then 40.00 more on day 26 (of which 10.00 the
+        // payment never took from a lot: fresh); a refund of a payment not in the statement
+        // is fresh too.
+        let account = AccountId::new();
+        let payment = line(3, 20, EntryKind::Payment, -150_00);
+        let refund = |position, day, delta, of: &StatementLine| StatementLine {
+            reverses: Some(of.item.entry_id),
+            ..line(position, day, EntryKind::Reversal, delta)
+        };
+        let elsewhere = line(0, 0, EntryKind::Payment, -1);
+        let history = vec![
+            line(1, 0, EntryKind::Issue, 100_00),
+            line(2, 10, EntryKind::Issue, 100_00),
+            payment.clone(),
+            refund(4, 25, 120_00, &payment),
+            refund(5, 26, 40_00, &payment),
+            refund(6, 27, 5_00, &elsewhere),
+        ];
+        let statements = Statements::from_iter([(account, history)]);
+        assert_eq!(
+            lots(&statements, account),
+            vec![
+                lot(0, 100_00),
+                lot(10 * DAY_MS, 50_00),
+                lot(10 * DAY_MS, 20_00),
+                lot(10 * DAY_MS, 30_00),
+                lot(26 * DAY_MS, 10_00),
+                lot(27 * DAY_MS, 5_00),
+            ]
+        );
+        // So with 30 days' validity, day 0's 100.00 still expire on day 30, refund or not.
+        assert_eq!(
+            expired_at(&lots(&statements, account), |_| Some(30), 30 * DAY_MS),
+            100_00
+        );
     }
 
     #[test]

@@ -1278,6 +1278,81 @@ async fn a_card_replaced_while_empty_keeps_the_households_daily_cap() {
     }
 }
 
+/// A shop's refund gives back the money with the date it was disbursed: buying and refunding
+/// on the last day of its validity does not make it new again, so it expires on time.
+#[tokio::test]
+async fn refunded_money_expires_when_the_money_it_gives_back_would_have() {
+    for test_db in TestDb::all().await {
+        let label = test_db.label;
+        let db = test_db.open().await;
+        let clock = Arc::new(ManualClock::new(NOW_MS));
+        let (committer, task) = start_on(&db, &clock).await;
+        let unit = sevilla_unit(&committer).await;
+        let programmes = programmes_with(&db, &committer, &clock);
+        // Household 0 is paid 300.00 now, valid for 30 days.
+        let (programme, grocer_account) = paid_with_a_grocer(
+            &db,
+            &programmes,
+            small_sevilla(unit, &["Macarena"]),
+            vec![household(0)],
+            "Ultramarinos Macarena",
+        )
+        .await;
+        let grocer_key = key(12);
+        committer
+            .set_authority(grocer_account, PublicKey::of(&grocer_key))
+            .await
+            .unwrap();
+        let household = db.households(programme.id).await.unwrap()[0].account;
+        let household_key = key(13);
+        committer
+            .set_authority(household, PublicKey::of(&household_key))
+            .await
+            .unwrap();
+        // On the 29th day it buys 150.00 and the shop refunds 100.00 of it.
+        clock.advance(29 * DAY_MS);
+        let sale = committer
+            .submit(&sign_at(
+                &household_key,
+                payment(household, grocer_account, unit, 150_00),
+                clock.now(),
+            ))
+            .await
+            .unwrap()
+            .entry_id;
+        let refund = Action::Refund {
+            payment: sale,
+            from: grocer_account,
+            to: household,
+            unit,
+            amount_minor: Amount::from_minor(100_00).unwrap(),
+            memo: "returned".into(),
+        };
+        committer
+            .submit(&sign_at(&grocer_key, refund, clock.now()))
+            .await
+            .unwrap();
+        // On the 31st day everything it holds was disbursed more than 30 days ago.
+        clock.advance(2 * DAY_MS);
+        let sweep = programmes.sweep_expired(programme.id).await.unwrap();
+        assert_eq!(
+            (sweep.households, sweep.total_minor),
+            (1, 250_00),
+            "{label}: {sweep:?}"
+        );
+        let left = committer
+            .view()
+            .read()
+            .account(household)
+            .unwrap()
+            .balance
+            .0;
+        assert_eq!(left, 0, "{label}");
+        drop(programmes);
+        stop(committer, task).await;
+    }
+}
+
 /// The research export names an area only where at least five exported households live:
 /// two households of a small district get events with no area, and so do the six of the next
 /// smallest (else "no area" would mean the small one); ten of a large one keep theirs.
