@@ -140,6 +140,12 @@ pub(super) async fn create(
                 "only admins and programme managers (or coordinators, in mutual-credit units) open accounts",
             ));
         }
+        // Held until the account is open: a programme created in this unit meanwhile would
+        // find an account it did not open, and this check would have missed its programme.
+        let _no_programme_created_meanwhile = match &state.programmes {
+            Some(programmes) => Some(programmes.hold_programme_units().await),
+            None => None,
+        };
         if let Some(programme) = programme_of(&state, unit).await? {
             // The programme opens its unit's accounts itself (budget, households, approved
             // merchants); another issuer account there would issue past the budget.

@@ -177,6 +177,11 @@ pub struct Programmes {
     /// could both act on the same reading (pay twice, issue two cards). Only the process
     /// holding the writer lease has a `Programmes`, so one process is all there is.
     pub(super) exclusive: Arc<tokio::sync::Mutex<()>>,
+    /// Held while a programme is created, and by `POST /v1/accounts` while it checks that a
+    /// unit has no programme and opens its account there
+    /// ([`Programmes::hold_programme_units`]), so neither slips between the other's check and
+    /// its write. Apart from `exclusive`, which a run holds for minutes.
+    creating: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Programmes {
@@ -197,7 +202,15 @@ impl Programmes {
             cards,
             pin_checks: Arc::new(tokio::sync::Semaphore::new(parallel_pin_checks)),
             exclusive: Arc::new(tokio::sync::Mutex::new(())),
+            creating: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Keeps programmes from being created until it is dropped: for opening an account
+    /// outside the programmes, whose check that its unit has no programme must still hold
+    /// when the account is opened.
+    pub async fn hold_programme_units(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        Arc::clone(&self.creating).lock_owned().await
     }
 
     /// The database.
@@ -256,6 +269,7 @@ impl Programmes {
         new: NewProgramme,
     ) -> Result<(Programme, RuleVersion), ProgrammeError> {
         let _one_at_a_time = self.exclusive.lock().await;
+        let _no_account_opened_meanwhile = self.creating.lock().await;
         let name = new.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(invalid(

@@ -38,6 +38,7 @@ struct Env {
     grocer: AccountId,
     grocer_key: SigningKey,
     programme: ledger::ProgrammeId,
+    programmes: wallet_api::programme::Programmes,
     label: &'static str,
     _committer: (Committer, CommitterTask),
     _db: TestDb,
@@ -108,7 +109,7 @@ async fn env(test_db: TestDb) -> Env {
         ApiConfig::default(),
         wallet_api::Verifier::start(1).unwrap(),
     )
-    .with_programmes(programmes);
+    .with_programmes(programmes.clone());
     let app = router(state);
     let issued = wallet_api::auth::issue_token(Role::Admin, None, "test", NOW_MS);
     db.insert_token(&issued.stored).await.unwrap();
@@ -132,6 +133,7 @@ async fn env(test_db: TestDb) -> Env {
         grocer: grocer_account,
         grocer_key,
         programme: programme.id,
+        programmes,
         label: test_db.label,
         _committer: (committer, task),
         _db: test_db,
@@ -483,5 +485,42 @@ async fn a_run_the_budget_cannot_pay_is_refused_saying_what_it_needs() {
         assert_eq!(short.2["needed_minor"], 100_00, "{label}: {}", short.2);
         assert_eq!(short.2["available_minor"], 0, "{label}: {}", short.2);
         assert_eq!(env.balance(env.account).await, 1_000_00, "{label}");
+    }
+}
+
+#[tokio::test]
+async fn an_account_is_not_opened_while_a_programme_may_be_being_created() {
+    for env in envs().await {
+        let label = env.label;
+        // As if a programme were being created: until it is stored, POST /v1/accounts waits,
+        // then sees it (or, here, that there is none in this unit) and opens the account.
+        let creating = env.programmes.hold_programme_units().await;
+        let unit =
+            r#"{"code": "ATH-EUR", "name": "Athens voucher", "scale": 2, "kind": "voucher"}"#;
+        let made = send(
+            &env.app,
+            request(
+                "POST",
+                "/v1/units",
+                Some(&env.admin),
+                &serde_json::from_str(unit).unwrap(),
+            ),
+        )
+        .await;
+        assert_eq!(made.0, StatusCode::CREATED, "{label}: {}", made.2);
+        let body = json!({"unit": "ATH-EUR", "kind": "holder"});
+        let (app, request) = (
+            env.app.clone(),
+            request("POST", "/v1/accounts", Some(&env.admin), &body),
+        );
+        let open = tokio::spawn(async move { send(&app, request).await });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(
+            !open.is_finished(),
+            "{label}: opened while a programme could be created"
+        );
+        drop(creating);
+        let opened = open.await.unwrap();
+        assert_eq!(opened.0, StatusCode::CREATED, "{label}: {}", opened.2);
     }
 }
