@@ -218,7 +218,7 @@ export function formatMinor(minor, scale) {
  * Arabic-Indic digits (٠-٩, as typed in Palestine and Jordan), their Persian forms (۰-۹) and
  * the Arabic decimal separator (٫) as ASCII, so an amount typed on an Arabic keyboard reads as
  * the same amount (and a card number or PIN as the same digits). The Arabic thousands
- * separator (٬) is left alone, so an amount holding one is refused like one with a Latin one.
+ * separator (٬) is left alone, so an amount written with it is refused rather than guessed at.
  */
 export function asciiDigits(text) {
   return text.replace(/[\u0660-\u0669\u06F0-\u06F9\u066B]/g, (c) => {

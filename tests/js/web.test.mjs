@@ -63,7 +63,7 @@ test("money at scales 0, 2 and 3 is exact", () => {
   assert.equal(parseMinor("-1", 2), null);
   assert.equal(parseMinor("abc", 2), null);
   // Typed on an Arabic keyboard: Arabic-Indic digits, their Persian forms, the Arabic
-  // decimal separator; its thousands separator is refused like a Latin one.
+  // decimal separator; an amount with its thousands separator is refused, not guessed at.
   assert.equal(parseMinor("١٢٫٥٠٠", 3), 12500);
   assert.equal(parseMinor("١٢.٥", 2), 1250);
   assert.equal(parseMinor("۷۵", 0), 75);

@@ -1,12 +1,14 @@
 //! Expiry: units a household has not spent N days after they were disbursed go back to the
-//! programme's budget, oldest first.
+//! programme's budget.
 //!
-//! A household's balance is a queue of **lots**, one per disbursement, spent first-in
-//! first-out: every debit (a payment, an earlier expiry) consumes the oldest lots. A card
-//! replacement carries the old card's lots, with their dates, to the new account, so
-//! replacing a card neither shortens nor extends anyone's validity. A shop's refund gives
-//! back the lots its payment took, with their dates (the oldest of them first when only part
-//! is refunded), so buying and refunding cannot make money that was about to expire new
+//! A household's balance is a queue of **lots**, units received at one time, ordered by when
+//! they expire (each keeps the validity in force when it was disbursed), so every debit (a
+//! payment, an earlier expiry) consumes the lots that expire soonest: the oldest, unless the
+//! programme's validity changed between them. A card replacement carries the old card's lots,
+//! with their dates, to the new account, so replacing a card neither shortens nor extends
+//! anyone's validity. A shop's refund gives back the lots its payment took, with their dates:
+//! as if the sale had been smaller, so those that expire latest come back first when only part
+//! is refunded. Buying and refunding therefore cannot make money that was about to expire new
 //! again. A sweep is an ordinary journal entry (kind `expire`) signed by the programme's
 //! administrator key.
 //!
@@ -127,66 +129,129 @@ fn replaced_cards(statements: &Statements, accounts: &[AccountId]) -> Vec<Accoun
     old_cards
 }
 
-/// The unspent lots of `account`, oldest first, from its committed statement (read with
-/// [`statements_for_lots`]).
-pub fn lots(statements: &Statements, account: AccountId) -> Vec<Lot> {
-    lots_until(statements, account, i64::MAX, 0).into()
-}
-
-fn lots_until(
+/// The unspent lots of `account`, soonest to expire first, from its committed statement (read
+/// with [`statements_for_lots`]). `days_for(received_at)` is the validity, in days, in force
+/// when a lot was received (`None`: it never expires).
+pub fn lots(
     statements: &Statements,
     account: AccountId,
-    before: i64,
-    depth: usize,
-) -> VecDeque<Lot> {
-    let mut lots = VecDeque::new();
-    let Some(history) = statements.get(&account) else {
-        return lots;
+    days_for: impl Fn(i64) -> Option<u32>,
+) -> Vec<Lot> {
+    let queue = Queue {
+        days_for: &days_for,
     };
-    // What each payment took, oldest lot first, for a refund to give back.
-    let mut taken: HashMap<ledger::EntryId, VecDeque<Lot>> = HashMap::default();
-    for line in history
-        .iter()
-        .take_while(|line| line.item.position < before)
-    {
-        let item = &line.item;
-        if item.delta <= 0 {
-            let took = consume(&mut lots, item.delta.saturating_neg());
-            if item.kind == EntryKind::Payment {
-                taken.insert(item.entry_id, took);
-            }
-            continue;
-        }
-        let carried = match (&item.kind, &item.counterparty) {
-            (EntryKind::CardReplacement, Counterparty::One(old))
-                if depth < MAX_REPLACEMENT_DEPTH =>
-            {
-                Some(lots_until(
-                    statements,
-                    *old,
-                    item.position,
-                    depth.saturating_add(1),
-                ))
-            }
-            _ => None,
-        };
-        let refunded = line.reverses.and_then(|payment| taken.get_mut(&payment));
-        match (carried, refunded) {
-            (Some(old), _) if old.iter().map(|l| l.remaining_minor).sum::<i64>() == item.delta => {
-                lots.extend(old);
-            }
-            (_, Some(took)) => {
-                let fresh = give_back(&mut lots, took, item.delta);
-                if fresh > 0 {
-                    insert_by_date(&mut lots, lot_received(item.created_at, fresh));
-                }
-            }
-            // Anything else (a payment received, a partial move, a refund of a payment this
-            // statement does not hold) is fresh.
-            _ => lots.push_back(lot_received(item.created_at, item.delta)),
-        }
+    queue.lots_until(statements, account, i64::MAX, 0).into()
+}
+
+/// How lots are ordered: by when they expire.
+struct Queue<'a> {
+    days_for: &'a dyn Fn(i64) -> Option<u32>,
+}
+
+impl Queue<'_> {
+    /// When a lot received at `received_at` expires; `i64::MAX` for never.
+    fn expires(&self, received_at: i64) -> i64 {
+        (self.days_for)(received_at).map_or(i64::MAX, |days| {
+            received_at.saturating_add(i64::from(days).saturating_mul(DAY_MS))
+        })
     }
-    lots
+
+    fn lots_until(
+        &self,
+        statements: &Statements,
+        account: AccountId,
+        before: i64,
+        depth: usize,
+    ) -> VecDeque<Lot> {
+        let mut lots = VecDeque::new();
+        let Some(history) = statements.get(&account) else {
+            return lots;
+        };
+        // What each payment took, in the order it took them, for a refund to give back.
+        let mut taken: HashMap<ledger::EntryId, VecDeque<Lot>> = HashMap::default();
+        for line in history
+            .iter()
+            .take_while(|line| line.item.position < before)
+        {
+            let item = &line.item;
+            if item.delta <= 0 {
+                let took = consume(&mut lots, item.delta.saturating_neg());
+                if item.kind == EntryKind::Payment {
+                    taken.insert(item.entry_id, took);
+                }
+                continue;
+            }
+            let carried = match (&item.kind, &item.counterparty) {
+                (EntryKind::CardReplacement, Counterparty::One(old))
+                    if depth < MAX_REPLACEMENT_DEPTH =>
+                {
+                    Some(self.lots_until(statements, *old, item.position, depth.saturating_add(1)))
+                }
+                _ => None,
+            };
+            let refunded = line.reverses.and_then(|payment| taken.get_mut(&payment));
+            match (carried, refunded) {
+                (Some(old), _)
+                    if old.iter().map(|l| l.remaining_minor).sum::<i64>() == item.delta =>
+                {
+                    // In among the new card's own lots: a refund passed on from the old card
+                    // gives back units older than some the new card received since.
+                    for lot in old {
+                        self.insert(&mut lots, lot);
+                    }
+                }
+                (_, Some(took)) => {
+                    let fresh = self.give_back(&mut lots, took, item.delta);
+                    if fresh > 0 {
+                        self.insert(&mut lots, lot_received(item.created_at, fresh));
+                    }
+                }
+                // Anything else (a payment received, a partial move, a refund of a payment
+                // this statement does not hold) is fresh.
+                _ => self.insert(&mut lots, lot_received(item.created_at, item.delta)),
+            }
+        }
+        lots
+    }
+
+    /// Puts back up to `amount` of what a payment `took`, latest-expiring first (what a
+    /// smaller sale would not have taken), each part with its own date; returns what is left
+    /// of `amount` once `took` is used up (refunded beyond the units it took).
+    fn give_back(
+        &self,
+        lots: &mut VecDeque<Lot>,
+        took: &mut VecDeque<Lot>,
+        mut amount: i64,
+    ) -> i64 {
+        while amount > 0 {
+            let Some(latest) = took.back_mut() else {
+                break;
+            };
+            let back = latest.remaining_minor.min(amount);
+            let received_at = latest.received_at;
+            latest.remaining_minor = latest.remaining_minor.saturating_sub(back);
+            amount = amount.saturating_sub(back);
+            if latest.remaining_minor == 0 {
+                took.pop_back();
+            }
+            self.insert(lots, lot_received(received_at, back));
+        }
+        amount
+    }
+
+    /// Puts `lot` after every lot that expires no later than it, into the lot received at the
+    /// same time if that is where it goes (one lot per date, as a statement shows them).
+    fn insert(&self, lots: &mut VecDeque<Lot>, lot: Lot) {
+        let expires = self.expires(lot.received_at);
+        let at = lots.partition_point(|l| self.expires(l.received_at) <= expires);
+        if let Some(before) = at.checked_sub(1).and_then(|i| lots.get_mut(i))
+            && before.received_at == lot.received_at
+        {
+            before.remaining_minor = before.remaining_minor.saturating_add(lot.remaining_minor);
+            return;
+        }
+        lots.insert(at, lot);
+    }
 }
 
 fn lot_received(received_at: i64, remaining_minor: i64) -> Lot {
@@ -196,42 +261,18 @@ fn lot_received(received_at: i64, remaining_minor: i64) -> Lot {
     }
 }
 
-/// Puts back up to `amount` of what a payment `took`, oldest first, each part with its own
-/// date; returns what is left of `amount` once `took` is used up (refunded twice, say).
-fn give_back(lots: &mut VecDeque<Lot>, took: &mut VecDeque<Lot>, mut amount: i64) -> i64 {
-    while amount > 0 {
-        let Some(oldest) = took.front_mut() else {
-            break;
-        };
-        let back = oldest.remaining_minor.min(amount);
-        insert_by_date(lots, lot_received(oldest.received_at, back));
-        oldest.remaining_minor = oldest.remaining_minor.saturating_sub(back);
-        amount = amount.saturating_sub(back);
-        if oldest.remaining_minor == 0 {
-            took.pop_front();
-        }
-    }
-    amount
-}
-
-/// Inserts `lot` after every lot received no later than it, so lots stay oldest first.
-fn insert_by_date(lots: &mut VecDeque<Lot>, lot: Lot) {
-    let at = lots.partition_point(|l| l.received_at <= lot.received_at);
-    lots.insert(at, lot);
-}
-
-/// Spends `amount` from the oldest lots; returns what it took of each, oldest first.
+/// Spends `amount` from the lots that expire soonest; returns what it took of each, in order.
 fn consume(lots: &mut VecDeque<Lot>, mut amount: i64) -> VecDeque<Lot> {
     let mut took = VecDeque::new();
     while amount > 0 {
-        let Some(oldest) = lots.front_mut() else {
+        let Some(first) = lots.front_mut() else {
             break;
         };
-        let used = oldest.remaining_minor.min(amount);
-        took.push_back(lot_received(oldest.received_at, used));
-        oldest.remaining_minor = oldest.remaining_minor.saturating_sub(used);
+        let used = first.remaining_minor.min(amount);
+        took.push_back(lot_received(first.received_at, used));
+        first.remaining_minor = first.remaining_minor.saturating_sub(used);
         amount = amount.saturating_sub(used);
-        if oldest.remaining_minor == 0 {
+        if first.remaining_minor == 0 {
             lots.pop_front();
         }
     }
@@ -327,9 +368,8 @@ impl Programmes {
         let published = self.committer.view().read().last_position();
         let statements =
             statements_for_lots(&self.db, self.committer.view(), &[account], published).await?;
-        Ok(upcoming(&lots(&statements, account), |at| {
-            days_at(&versions, at)
-        }))
+        let days_for = |at| days_at(&versions, at);
+        Ok(upcoming(&lots(&statements, account, days_for), days_for))
     }
 
     /// Returns every household's expired units to the budget, in signed `expire` entries.
@@ -368,11 +408,8 @@ impl Programmes {
             let statements =
                 statements_for_lots(&self.db, self.committer.view(), &accounts, published).await?;
             expiring.extend(batch.iter().filter_map(|&(account, balance)| {
-                let amount = expired_at(
-                    &lots(&statements, account),
-                    |at| days_at(&versions, at),
-                    now,
-                );
+                let days_for = |at| days_at(&versions, at);
+                let amount = expired_at(&lots(&statements, account, days_for), days_for, now);
                 (amount > 0).then_some((account, amount, balance))
             }));
         }
@@ -451,12 +488,16 @@ mod tests {
         }
     }
 
+    fn thirty_days(_: i64) -> Option<u32> {
+        Some(30)
+    }
+
     #[test]
     fn a_refund_gives_back_the_lots_its_payment_took_with_their_dates() {
         // 100.00 on day 0 and on day 10; 150.00 paid on day 20 (all of day 0's, half of day
-        // 10's); refunded 120.00 on day 25, then 40.00 more on day 26 (of which 10.00 the
-        // payment never took from a lot: fresh); a refund of a payment not in the statement
-        // is fresh too.
+        // 10's); refunded 120.00 on day 25 (as if the sale had been 30.00: day 10's half, then
+        // 70.00 of day 0's), then 40.00 more on day 26 (the last 30.00 of day 0's, and 10.00
+        // the payment never took: fresh); a refund of a payment not in the statement is fresh.
         let account = AccountId::new();
         let payment = line(3, 20, EntryKind::Payment, -150_00);
         let refund = |position, day, delta, of: &StatementLine| StatementLine {
@@ -473,36 +514,81 @@ mod tests {
             refund(6, 27, 5_00, &elsewhere),
         ];
         let statements = Statements::from_iter([(account, history)]);
+        let held = lots(&statements, account, thirty_days);
         assert_eq!(
-            lots(&statements, account),
+            held,
             vec![
                 lot(0, 100_00),
-                lot(10 * DAY_MS, 50_00),
-                lot(10 * DAY_MS, 20_00),
-                lot(10 * DAY_MS, 30_00),
+                lot(10 * DAY_MS, 100_00),
                 lot(26 * DAY_MS, 10_00),
                 lot(27 * DAY_MS, 5_00),
             ]
         );
         // So with 30 days' validity, day 0's 100.00 still expire on day 30, refund or not.
-        assert_eq!(
-            expired_at(&lots(&statements, account), |_| Some(30), 30 * DAY_MS),
-            100_00
-        );
+        assert_eq!(expired_at(&held, thirty_days, 30 * DAY_MS), 100_00);
     }
 
     #[test]
-    fn only_lots_past_their_validity_expire() {
-        let lots = [lot(0, 100), lot(10 * DAY_MS, 50)];
-        let thirty = |_| Some(30);
-        assert_eq!(expired_at(&lots, thirty, 30 * DAY_MS - 1), 0);
-        assert_eq!(expired_at(&lots, thirty, 30 * DAY_MS), 100);
-        assert_eq!(expired_at(&lots, thirty, 40 * DAY_MS), 150);
-        let soon = upcoming(&lots, thirty);
-        assert_eq!(soon[1].expires_at, 40 * DAY_MS);
-        // Each lot keeps the validity in force when it arrived: a later, shorter rule does
-        // not expire it early, and lots from a time without expiry never expire.
-        let changed = |at: i64| if at < 5 * DAY_MS { None } else { Some(10) };
-        assert_eq!(expired_at(&lots, changed, 365 * DAY_MS), 50);
+    fn a_refund_passed_on_from_a_lost_card_takes_its_place_among_the_new_cards_lots() {
+        // Card A: 300.00 on day 0, 100.00 paid on day 1, replaced by card B on day 2 (200.00
+        // moved). B: 300.00 more on day 5. The shop refunds the 100.00 to A on day 6, which
+        // passes it on to B: day-0 money, due before B's day-5 lot.
+        let (a, b) = (AccountId::new(), AccountId::new());
+        let to = |position, day, delta, other| StatementLine {
+            item: crate::history::HistoryItem {
+                counterparty: Counterparty::One(other),
+                ..line(position, day, EntryKind::CardReplacement, delta).item
+            },
+            ..line(position, day, EntryKind::CardReplacement, delta)
+        };
+        let payment = line(2, 1, EntryKind::Payment, -100_00);
+        let refund = StatementLine {
+            reverses: Some(payment.item.entry_id),
+            ..line(6, 6, EntryKind::Reversal, 100_00)
+        };
+        let card_a = vec![
+            line(1, 0, EntryKind::Issue, 300_00),
+            payment,
+            to(3, 2, -200_00, b),
+            refund,
+            to(7, 6, -100_00, b),
+        ];
+        let mut card_b = vec![
+            to(3, 2, 200_00, a),
+            line(5, 5, EntryKind::Issue, 300_00),
+            to(7, 6, 100_00, a),
+        ];
+        let statements = Statements::from_iter([(a, card_a.clone()), (b, card_b.clone())]);
+        let held = lots(&statements, b, thirty_days);
+        assert_eq!(held, vec![lot(0, 300_00), lot(5 * DAY_MS, 300_00)]);
+        assert_eq!(expired_at(&held, thirty_days, 30 * DAY_MS), 300_00);
+        // Swept on day 30: the sweep's entry takes the day-0 lot, and nothing more is due
+        // until day 35.
+        card_b.push(line(8, 30, EntryKind::Expire, -300_00));
+        let statements = Statements::from_iter([(a, card_a), (b, card_b)]);
+        let held = lots(&statements, b, thirty_days);
+        assert_eq!(held, vec![lot(5 * DAY_MS, 300_00)]);
+        assert_eq!(expired_at(&held, thirty_days, 34 * DAY_MS), 0);
+    }
+
+    #[test]
+    fn lots_are_spent_and_swept_in_the_order_they_expire() {
+        // Day 0's 100.00 never expire (no validity then); day 25's 100.00 have ten days. The
+        // day-25 lot goes first, so the sweep on day 36 takes it, not day 0's.
+        let account = AccountId::new();
+        let days_for = |at: i64| (at >= 20 * DAY_MS).then_some(10);
+        let mut history = vec![
+            line(1, 0, EntryKind::Issue, 100_00),
+            line(2, 25, EntryKind::Issue, 100_00),
+        ];
+        let statements = Statements::from_iter([(account, history.clone())]);
+        let held = lots(&statements, account, days_for);
+        assert_eq!(held, vec![lot(25 * DAY_MS, 100_00), lot(0, 100_00)]);
+        assert_eq!(expired_at(&held, days_for, 36 * DAY_MS), 100_00);
+        history.push(line(3, 36, EntryKind::Expire, -100_00));
+        let statements = Statements::from_iter([(account, history)]);
+        let held = lots(&statements, account, days_for);
+        assert_eq!(held, vec![lot(0, 100_00)]);
+        assert_eq!(expired_at(&held, days_for, 3650 * DAY_MS), 0);
     }
 }
