@@ -7,7 +7,9 @@ use ledger::{Amount, ParticipantId};
 use sha2::{Digest as _, Sha256};
 
 use super::service::{ProgrammeError, Programmes, invalid};
-use crate::redemption::pain001::{CreditTransferFile, Debtor, Transfer, pain001_xml, require_sepa};
+use crate::redemption::pain001::{
+    CreditTransferFile, Debtor, Transfer, needs_bic, pain001_xml, require_sepa,
+};
 use crate::redemption::settlement::{Period, SettlementFigures, SettlementRow, settlement_csv};
 use crate::redemption::{Date, UtcDateTime};
 
@@ -273,6 +275,18 @@ impl Programmes {
                 "a SEPA file cannot pay an IBAN outside the SEPA scheme: {} (the settlement \
                  report in JSON gives their bank details)",
                 outside_sepa.join(", ")
+            )));
+        }
+        let without_bic: Vec<&str> = payable
+            .iter()
+            .filter(|m| m.bic.is_none() && m.iban.as_deref().is_some_and(needs_bic))
+            .map(|m| m.name.as_str())
+            .collect();
+        if !without_bic.is_empty() {
+            return Err(ProgrammeError::Conflict(format!(
+                "a SEPA transfer to a bank outside the EEA needs the bank's BIC as well as the \
+                 IBAN; register it (PUT /v1/participants/{{id}}/bank-account) for: {}",
+                without_bic.join(", ")
             )));
         }
         // Nobody is owed anything (no redemptions, or fees took them all): there is no file to

@@ -30,7 +30,9 @@
 //!   length, and must pass the ISO 7064 MOD 97-10 check. BICs are 8 or 11 characters.
 //! - The payment information id is the message id; batch booking is requested (one debit on the
 //!   municipality's statement); a transfer without a creditor BIC has no `CdtrAgt` (IBAN-only,
-//!   as SEPA allows) and a debtor without a BIC gets `Othr/Id` `NOTPROVIDED`.
+//!   as SEPA allows within the EEA; a bank in a SEPA country outside it, such as Switzerland
+//!   or Albania, must be named by its BIC) and a debtor without a BIC gets `Othr/Id`
+//!   `NOTPROVIDED`.
 
 use std::collections::HashMap;
 
@@ -186,6 +188,17 @@ pub enum SepaError {
         field: String,
         /// The rejected text, cut to 20 characters.
         bic: String,
+    },
+    /// A transfer to a SEPA country outside the EEA without the bank's BIC, which the
+    /// scheme requires there.
+    #[error(
+        "{field}: a SEPA transfer to a bank in {country} (outside the EEA) needs the bank's BIC"
+    )]
+    BicRequired {
+        /// The field.
+        field: String,
+        /// The IBAN's country.
+        country: String,
     },
     /// An amount outside 0.01..=999 999 999.99 EUR.
     #[error("{field}: {amount_cents} cents is outside 0.01..=999999999.99 EUR")]
@@ -359,11 +372,19 @@ fn clean_transfers(transfers: &[Transfer]) -> Result<Vec<CleanTransfer>, SepaErr
                 max: MAX_REMITTANCE_CHARS,
             });
         }
+        let creditor_iban = iban_field(&field("creditor_iban"), &transfer.creditor_iban)?;
+        let creditor_bic = bic_field(&field("creditor_bic"), transfer.creditor_bic.as_deref())?;
+        if creditor_bic.is_none() && needs_bic(&creditor_iban) {
+            return Err(SepaError::BicRequired {
+                field: field("creditor_bic"),
+                country: creditor_iban.get(..2).unwrap_or_default().to_owned(),
+            });
+        }
         clean.push(CleanTransfer {
             end_to_end_id,
             creditor_name: sepa_name(&field("creditor_name"), &transfer.creditor_name)?,
-            creditor_iban: iban_field(&field("creditor_iban"), &transfer.creditor_iban)?,
-            creditor_bic: bic_field(&field("creditor_bic"), transfer.creditor_bic.as_deref())?,
+            creditor_iban,
+            creditor_bic,
             amount_cents: transfer.amount_cents,
             remittance,
         });
@@ -797,6 +818,18 @@ pub fn normalise_bic(text: &str) -> Option<String> {
     valid.then_some(bic)
 }
 
+/// SEPA scheme countries and territories outside the European Economic Area: a transfer to a
+/// bank there needs the bank's BIC as well as the IBAN (within the EEA the IBAN is enough).
+const SEPA_OUTSIDE_EEA: &[&str] = &[
+    "AD", "AL", "CH", "GB", "GI", "MC", "MD", "ME", "MK", "RS", "SM", "VA",
+];
+
+/// Whether a SEPA transfer to the normalised IBAN `iban` must name the creditor's bank (BIC):
+/// its country is in the scheme but outside the EEA.
+pub fn needs_bic(iban: &str) -> bool {
+    SEPA_OUTSIDE_EEA.contains(&iban.get(..2).unwrap_or(iban))
+}
+
 /// Refuses a normalised IBAN of a country outside the SEPA scheme.
 pub fn require_sepa(iban: &str) -> Result<(), IbanError> {
     let country = iban.get(..2).unwrap_or(iban);
@@ -937,6 +970,27 @@ mod tests {
             ));
         }
         assert_eq!(require_sepa("GR1601101250000000012300695"), Ok(()));
+    }
+
+    #[test]
+    fn a_transfer_outside_the_eea_needs_the_banks_bic() {
+        assert!(needs_bic("CH9300762011623852957"));
+        assert!(needs_bic("AL47212110090000000235698741"));
+        assert!(!needs_bic(PT));
+        assert!(!needs_bic("NO9386011117947"));
+        let mut file = file(vec![transfer("R1", 12_50)]);
+        file.transfers[0].creditor_iban = "CH9300762011623852957".to_owned();
+        file.transfers[0].creditor_bic = None;
+        assert_eq!(
+            pain001_xml(&file),
+            Err(SepaError::BicRequired {
+                field: "transfers[0].creditor_bic".to_owned(),
+                country: "CH".to_owned()
+            })
+        );
+        file.transfers[0].creditor_bic = Some("UBSWCHZH80A".to_owned());
+        let xml = pain001_xml(&file).unwrap();
+        assert!(xml.contains("<BICFI>UBSWCHZH80A</BICFI>"), "{xml}");
     }
 
     #[test]

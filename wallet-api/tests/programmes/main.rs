@@ -772,6 +772,21 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             file("2026-11-23", "2026-11-30").await,
             "on or before 2026-11-22",
         );
+        // A bank in a SEPA country outside the EEA must be named by its BIC.
+        let swiss = Some("CH9300762011623852957");
+        let holder = Some("Ultramarinos Triana S.L.");
+        db.set_bank_details(grocer, swiss, None, holder)
+            .await
+            .unwrap();
+        refused(
+            file("2026-11-01", "2026-11-30").await,
+            "needs the bank's BIC as well as the IBAN; register it (PUT \
+             /v1/participants/{id}/bank-account) for: Ultramarinos Triana",
+        );
+        let portuguese = Some("PT50000201231234567890154");
+        db.set_bank_details(grocer, portuguese, None, holder)
+            .await
+            .unwrap();
         let xml = file("2026-11-01", "2026-11-30").await.unwrap().unwrap();
         assert!(
             xml.contains("<InstdAmt Ccy=\"EUR\">98.50</InstdAmt>"),
