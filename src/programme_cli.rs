@@ -318,15 +318,54 @@ pub async fn print_cards(args: CardsPrintArgs) -> Result<()> {
             let stem = args.out.with_extension("");
             for (i, page) in pages.iter().enumerate() {
                 let path = std::path::PathBuf::from(format!("{}-{}.svg", stem.display(), i + 1));
-                std::fs::write(&path, page)
+                // Whole or not at all, as the PDF: a page cut short must not reach a printer.
+                let mut out = crate::output_file::OutputFile::create(&path)?;
+                out.writer()
+                    .write_all(page.as_bytes())
                     .with_context(|| format!("writing {}", path.display()))?;
+                out.finish()?;
                 println!("{}", path.display());
             }
             println!("{} cards on {} pages", faces.len(), pages.len());
+            let stale = pages_beyond(&stem, pages.len());
+            if !stale.is_empty() {
+                eprintln!(
+                    "warning: {} left from an earlier print with more pages; their cards may \
+                     have been replaced since: delete them rather than print them",
+                    stale.join(", ")
+                );
+            }
         }
         other => bail!("--format {other:?}: choose pdf or svg"),
     }
     Ok(())
+}
+
+/// The SVG pages `<stem>-N.svg` beside the output with N above `pages`: an earlier print's.
+fn pages_beyond(stem: &std::path::Path, pages: usize) -> Vec<String> {
+    let (Some(dir), Some(name)) = (stem.parent(), stem.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut stale: Vec<(usize, String)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let number = file.strip_prefix(&prefix)?.strip_suffix(".svg")?;
+            let page: usize = number.parse().ok()?;
+            (page > pages).then(|| (page, dir.join(&file).display().to_string()))
+        })
+        .collect();
+    stale.sort_unstable();
+    stale.into_iter().map(|(_, path)| path).collect()
 }
 
 /// `coledger export research`.
@@ -358,4 +397,29 @@ pub async fn export_research(args: ExportResearchArgs) -> Result<()> {
         wallet_api::transparency::MIN_HOUSEHOLDS
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn only_numbered_pages_beyond_this_print_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["cards-1.svg", "cards-2.svg", "cards-3.svg", "cards-10.svg"] {
+            std::fs::write(dir.path().join(file), "<svg/>").unwrap();
+        }
+        for other in ["cards-x.svg", "cards-4.pdf", "other-5.svg", "cards.svg"] {
+            std::fs::write(dir.path().join(other), "").unwrap();
+        }
+        let stem = dir.path().join("cards");
+        let named = |path: &str| dir.path().join(path).display().to_string();
+        assert_eq!(
+            pages_beyond(&stem, 2),
+            vec![named("cards-3.svg"), named("cards-10.svg")]
+        );
+        assert!(pages_beyond(&stem, 10).is_empty());
+    }
 }

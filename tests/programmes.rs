@@ -1198,6 +1198,9 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         );
         assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF-"));
         let svg = secret_dir.path().join("cards.svg");
+        // A page left from an earlier, longer print is named, not printed again.
+        let stale = secret_dir.path().join("cards-999.svg");
+        std::fs::write(&stale, "<svg/>").unwrap();
         let printed = coledger_cli(&[
             "cards",
             "print",
@@ -1217,6 +1220,11 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         );
         let page = std::fs::read_to_string(secret_dir.path().join("cards-1.svg")).unwrap();
         assert!(page.contains("Familia") && page.contains("<svg"), "{page}");
+        let warned = String::from_utf8_lossy(&printed.stderr);
+        assert!(
+            warned.contains("cards-999.svg") && warned.contains("earlier print"),
+            "{warned}"
+        );
         // An unknown format is refused before the database is opened, and no PDF is replaced.
         let png = coledger_cli(&[
             "cards",
