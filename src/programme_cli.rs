@@ -316,13 +316,23 @@ pub async fn print_cards(args: CardsPrintArgs) -> Result<()> {
         "svg" => {
             let pages = render_svg_pages(&faces)?;
             let stem = args.out.with_extension("");
+            let page_path = |number: usize| {
+                let mut name = stem.as_os_str().to_owned();
+                name.push(format!("-{number}.svg"));
+                std::path::PathBuf::from(name)
+            };
+            // Whole or not at all, as the PDF: every page is written before any replaces an
+            // earlier print's, so a failure leaves the earlier print as it was.
+            let mut written = Vec::with_capacity(pages.len());
             for (i, page) in pages.iter().enumerate() {
-                let path = std::path::PathBuf::from(format!("{}-{}.svg", stem.display(), i + 1));
-                // Whole or not at all, as the PDF: a page cut short must not reach a printer.
+                let path = page_path(i + 1);
                 let mut out = crate::output_file::OutputFile::create(&path)?;
                 out.writer()
                     .write_all(page.as_bytes())
                     .with_context(|| format!("writing {}", path.display()))?;
+                written.push((path, out));
+            }
+            for (path, out) in written {
                 out.finish()?;
                 println!("{}", path.display());
             }
@@ -343,13 +353,13 @@ pub async fn print_cards(args: CardsPrintArgs) -> Result<()> {
 
 /// The SVG pages `<stem>-N.svg` beside the output with N above `pages`: an earlier print's.
 fn pages_beyond(stem: &std::path::Path, pages: usize) -> Vec<String> {
-    let (Some(dir), Some(name)) = (stem.parent(), stem.file_name()) else {
+    let (Some(parent), Some(name)) = (stem.parent(), stem.file_name()) else {
         return Vec::new();
     };
-    let dir = if dir.as_os_str().is_empty() {
+    let dir = if parent.as_os_str().is_empty() {
         std::path::Path::new(".")
     } else {
-        dir
+        parent
     };
     let prefix = format!("{}-", name.to_string_lossy());
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -361,7 +371,8 @@ fn pages_beyond(stem: &std::path::Path, pages: usize) -> Vec<String> {
             let file = entry.file_name().to_string_lossy().into_owned();
             let number = file.strip_prefix(&prefix)?.strip_suffix(".svg")?;
             let page: usize = number.parse().ok()?;
-            (page > pages).then(|| (page, dir.join(&file).display().to_string()))
+            // Named as the written pages are (`cards-1.svg`, not `./cards-1.svg`).
+            (page > pages).then(|| (page, stem.with_file_name(&file).display().to_string()))
         })
         .collect();
     stale.sort_unstable();

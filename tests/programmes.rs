@@ -394,6 +394,17 @@ async fn a_municipal_programme_from_enrolment_to_the_bank_file() {
         assert_eq!(changed.status, 200, "{label}: {}", changed.body);
         assert_eq!(changed.json()["iban"], "ES9121000418450200051332");
         assert_eq!(changed.json()["account_holder"], "Makhbaz Al Nour SL");
+        // A bank in a SEPA country outside the EEA must come with its BIC.
+        let mut swiss = with_holder.clone();
+        swiss["iban"] = json!("CH9300762011623852957");
+        let no_bic = send(a, "PUT", &bank_path, &admin, swiss.clone()).await;
+        assert_eq!(no_bic.status, 422, "{label}: {}", no_bic.body);
+        assert_eq!(no_bic.json()["field"], "bic", "{}", no_bic.body);
+        swiss["bic"] = json!("UBSWCHZH80A");
+        let with_bic = send(a, "PUT", &bank_path, &admin, swiss).await;
+        assert_eq!(with_bic.status, 200, "{label}: {}", with_bic.body);
+        let back = send(a, "PUT", &bank_path, &admin, with_holder.clone()).await;
+        assert_eq!(back.status, 200, "{label}: {}", back.body);
         let unknown = send(
             a,
             "PUT",

@@ -120,7 +120,7 @@ pub(super) async fn create(
                 "kind must be issuer, holder, merchant, collector or system",
             )
         })?;
-        let (scale, mutual) = {
+        let (scale, mutual, voucher) = {
             let view = state.committer.view().read();
             let found = view
                 .unit(unit)
@@ -128,6 +128,7 @@ pub(super) async fn create(
             (
                 found.scale(),
                 found.kind() == ledger::UnitKind::MutualCredit,
+                found.kind() == ledger::UnitKind::Voucher,
             )
         };
         let allowed = match principal.role() {
@@ -142,9 +143,10 @@ pub(super) async fn create(
         }
         // Held until the account is open: a programme created in this unit meanwhile would
         // find an account it did not open, and this check would have missed its programme.
+        // Programmes pay in voucher units only, so other units' openings never wait.
         let _no_programme_created_meanwhile = match &state.programmes {
-            Some(programmes) => Some(programmes.hold_programme_units().await),
-            None => None,
+            Some(programmes) if voucher => Some(programmes.hold_programme_units().await),
+            _ => None,
         };
         if let Some(programme) = programme_of(&state, unit).await? {
             // The programme opens its unit's accounts itself (budget, households, approved

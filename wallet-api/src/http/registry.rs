@@ -293,6 +293,20 @@ impl BankDetails {
                 Problem::invalid_field("bic", "bic must be 8 or 11 characters (ISO 9362)")
             })?),
         };
+        // Likewise a SEPA transfer to a bank outside the EEA must name the bank.
+        if let Some(country) = iban
+            .as_deref()
+            .filter(|i| bic.is_none() && crate::redemption::pain001::needs_bic(i))
+            .and_then(|i| i.get(..2))
+        {
+            return Err(Problem::invalid_field(
+                "bic",
+                format!(
+                    "a bank in {country} is in SEPA but outside the EEA, so SEPA transfers to \
+                     it must name its BIC: send bic as well"
+                ),
+            ));
+        }
         Ok(Self {
             iban,
             bic,

@@ -239,8 +239,9 @@ impl Queue<'_> {
         amount
     }
 
-    /// Puts `lot` after every lot that expires no later than it, into the lot received at the
-    /// same time if that is where it goes (one lot per date, as a statement shows them).
+    /// Puts `lot` after every lot that expires no later than it, adding it to the lot just
+    /// before if that one was received at the same time (so a date's units usually stay one
+    /// lot; lots that never expire may stay apart, which changes no sum and no sweep).
     fn insert(&self, lots: &mut VecDeque<Lot>, lot: Lot) {
         let expires = self.expires(lot.received_at);
         let at = lots.partition_point(|l| self.expires(l.received_at) <= expires);
@@ -486,6 +487,21 @@ mod tests {
             reverses: None,
             refundable_minor: None,
         }
+    }
+
+    #[test]
+    fn only_lots_past_their_validity_expire() {
+        let lots = [lot(0, 100), lot(10 * DAY_MS, 50)];
+        let thirty = |_| Some(30);
+        assert_eq!(expired_at(&lots, thirty, 30 * DAY_MS - 1), 0);
+        assert_eq!(expired_at(&lots, thirty, 30 * DAY_MS), 100);
+        assert_eq!(expired_at(&lots, thirty, 40 * DAY_MS), 150);
+        let soon = upcoming(&lots, thirty);
+        assert_eq!(soon[1].expires_at, 40 * DAY_MS);
+        // Each lot keeps the validity in force when it arrived: a later, shorter rule does
+        // not expire it early, and lots from a time without expiry never expire.
+        let changed = |at: i64| if at < 5 * DAY_MS { None } else { Some(10) };
+        assert_eq!(expired_at(&lots, changed, 365 * DAY_MS), 50);
     }
 
     fn thirty_days(_: i64) -> Option<u32> {

@@ -277,15 +277,19 @@ impl Programmes {
                 outside_sepa.join(", ")
             )));
         }
+        // Any payee, when the programme's own bank is outside the EEA.
+        let debtor_outside_eea = needs_bic(&debtor.iban);
         let without_bic: Vec<&str> = payable
             .iter()
-            .filter(|m| m.bic.is_none() && m.iban.as_deref().is_some_and(needs_bic))
+            .filter(|m| m.bic.is_none())
+            .filter(|m| debtor_outside_eea || m.iban.as_deref().is_some_and(needs_bic))
             .map(|m| m.name.as_str())
             .collect();
         if !without_bic.is_empty() {
             return Err(ProgrammeError::Conflict(format!(
-                "a SEPA transfer to a bank outside the EEA needs the bank's BIC as well as the \
-                 IBAN; register it (PUT /v1/participants/{{id}}/bank-account) for: {}",
+                "a SEPA transfer involving a bank outside the EEA needs the payee bank's BIC as \
+                 well as the IBAN; register it (PUT /v1/participants/{{id}}/bank-account) for: \
+                 {}",
                 without_bic.join(", ")
             )));
         }

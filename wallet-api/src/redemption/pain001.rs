@@ -189,10 +189,10 @@ pub enum SepaError {
         /// The rejected text, cut to 20 characters.
         bic: String,
     },
-    /// A transfer to a SEPA country outside the EEA without the bank's BIC, which the
-    /// scheme requires there.
+    /// A transfer involving a SEPA country outside the EEA (the payee's bank or the payer's)
+    /// without the payee bank's BIC, which the scheme then requires.
     #[error(
-        "{field}: a SEPA transfer to a bank in {country} (outside the EEA) needs the bank's BIC"
+        "{field}: a SEPA transfer involving {country} (outside the EEA) needs the payee bank's BIC"
     )]
     BicRequired {
         /// The field.
@@ -298,7 +298,11 @@ pub fn pain001_xml(file: &CreditTransferFile) -> Result<String, SepaError> {
     let debtor_name = sepa_name("debtor.name", &file.debtor.name)?;
     let debtor_iban = iban_field("debtor.iban", &file.debtor.iban)?;
     let debtor_bic = bic_field("debtor.bic", file.debtor.bic.as_deref())?;
-    let transfers = clean_transfers(&file.transfers)?;
+    // The scheme asks for the payee's bank (BIC) in every transfer that involves a SEPA
+    // country outside the EEA, on either side.
+    let debtor_outside_eea =
+        needs_bic(&debtor_iban).then(|| debtor_iban.get(..2).unwrap_or_default());
+    let transfers = clean_transfers(&file.transfers, debtor_outside_eea)?;
     // Each amount is at most MAX_AMOUNT_CENTS and there are at most MAX_TRANSFERS, so the sum
     // stays below 10^16 and cannot overflow an i64.
     let control_sum: i64 = transfers.iter().map(|t| t.amount_cents).sum();
@@ -344,7 +348,10 @@ pub fn pain001_xml(file: &CreditTransferFile) -> Result<String, SepaError> {
     Ok(xml.finish())
 }
 
-fn clean_transfers(transfers: &[Transfer]) -> Result<Vec<CleanTransfer>, SepaError> {
+fn clean_transfers(
+    transfers: &[Transfer],
+    debtor_outside_eea: Option<&str>,
+) -> Result<Vec<CleanTransfer>, SepaError> {
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(transfers.len());
     let mut clean = Vec::with_capacity(transfers.len());
     for (index, transfer) in transfers.iter().enumerate() {
@@ -374,10 +381,15 @@ fn clean_transfers(transfers: &[Transfer]) -> Result<Vec<CleanTransfer>, SepaErr
         }
         let creditor_iban = iban_field(&field("creditor_iban"), &transfer.creditor_iban)?;
         let creditor_bic = bic_field(&field("creditor_bic"), transfer.creditor_bic.as_deref())?;
-        if creditor_bic.is_none() && needs_bic(&creditor_iban) {
+        let outside_eea = debtor_outside_eea.or_else(|| {
+            needs_bic(&creditor_iban).then(|| creditor_iban.get(..2).unwrap_or_default())
+        });
+        if let Some(country) = outside_eea
+            && creditor_bic.is_none()
+        {
             return Err(SepaError::BicRequired {
                 field: field("creditor_bic"),
-                country: creditor_iban.get(..2).unwrap_or_default().to_owned(),
+                country: country.to_owned(),
             });
         }
         clean.push(CleanTransfer {
@@ -818,8 +830,11 @@ pub fn normalise_bic(text: &str) -> Option<String> {
     valid.then_some(bic)
 }
 
-/// SEPA scheme countries and territories outside the European Economic Area: a transfer to a
-/// bank there needs the bank's BIC as well as the IBAN (within the EEA the IBAN is enough).
+/// SEPA scheme countries and territories outside the European Economic Area: a transfer that
+/// involves one (payee or payer) needs the payee bank's BIC as well as the IBAN (within the
+/// EEA the IBAN is enough). Told by the IBAN's country, so the few territories outside the EEA
+/// that use another country's IBANs (Saint-Pierre-et-Miquelon and Saint-Barthélemy use FR
+/// ones) are not caught.
 const SEPA_OUTSIDE_EEA: &[&str] = &[
     "AD", "AL", "CH", "GB", "GI", "MC", "MD", "ME", "MK", "RS", "SM", "VA",
 ];
@@ -978,19 +993,30 @@ mod tests {
         assert!(needs_bic("AL47212110090000000235698741"));
         assert!(!needs_bic(PT));
         assert!(!needs_bic("NO9386011117947"));
-        let mut file = file(vec![transfer("R1", 12_50)]);
-        file.transfers[0].creditor_iban = "CH9300762011623852957".to_owned();
-        file.transfers[0].creditor_bic = None;
+        let mut to_zurich = file(vec![transfer("R1", 12_50)]);
+        to_zurich.transfers[0].creditor_iban = "CH9300762011623852957".to_owned();
+        to_zurich.transfers[0].creditor_bic = None;
         assert_eq!(
-            pain001_xml(&file),
+            pain001_xml(&to_zurich),
             Err(SepaError::BicRequired {
                 field: "transfers[0].creditor_bic".to_owned(),
                 country: "CH".to_owned()
             })
         );
-        file.transfers[0].creditor_bic = Some("UBSWCHZH80A".to_owned());
-        let xml = pain001_xml(&file).unwrap();
+        to_zurich.transfers[0].creditor_bic = Some("UBSWCHZH80A".to_owned());
+        let xml = pain001_xml(&to_zurich).unwrap();
         assert!(xml.contains("<BICFI>UBSWCHZH80A</BICFI>"), "{xml}");
+        // A payer outside the EEA: every payee's bank must be named, even inside it.
+        let mut from_monaco = file(vec![transfer("R2", 5_00)]);
+        from_monaco.debtor.iban = "MC5811222000010123456789030".to_owned();
+        from_monaco.transfers[0].creditor_bic = None;
+        assert_eq!(
+            pain001_xml(&from_monaco),
+            Err(SepaError::BicRequired {
+                field: "transfers[0].creditor_bic".to_owned(),
+                country: "MC".to_owned()
+            })
+        );
     }
 
     #[test]

@@ -780,7 +780,7 @@ async fn a_programme_runs_from_enrolment_to_redemption() {
             .unwrap();
         refused(
             file("2026-11-01", "2026-11-30").await,
-            "needs the bank's BIC as well as the IBAN; register it (PUT \
+            "needs the payee bank's BIC as well as the IBAN; register it (PUT \
              /v1/participants/{id}/bank-account) for: Ultramarinos Triana",
         );
         let portuguese = Some("PT50000201231234567890154");
