@@ -488,6 +488,8 @@ async fn a_run_the_budget_cannot_pay_is_refused_saying_what_it_needs() {
     }
 }
 
+/// Also the one deterministic way found to hold a write in flight: its retry with the same
+/// Idempotency-Key meanwhile is told so (409), and after it the first answer is replayed.
 #[tokio::test]
 async fn an_account_is_not_opened_while_a_programme_may_be_being_created() {
     for env in envs().await {
@@ -509,18 +511,33 @@ async fn an_account_is_not_opened_while_a_programme_may_be_being_created() {
         .await;
         assert_eq!(made.0, StatusCode::CREATED, "{label}: {}", made.2);
         let body = json!({"unit": "ATH-EUR", "kind": "holder"});
-        let (app, request) = (
-            env.app.clone(),
-            request("POST", "/v1/accounts", Some(&env.admin), &body),
-        );
-        let open = tokio::spawn(async move { send(&app, request).await });
+        let keyed = || {
+            let mut open = request("POST", "/v1/accounts", Some(&env.admin), &body);
+            open.headers_mut()
+                .insert("idempotency-key", "athens-1".parse().unwrap());
+            open
+        };
+        let (app, first) = (env.app.clone(), keyed());
+        let open = tokio::spawn(async move { send(&app, first).await });
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         assert!(
             !open.is_finished(),
             "{label}: opened while a programme could be created"
         );
+        // Its retry meanwhile (same key, same body) is told the first is still being handled.
+        let retry = send(&env.app, keyed()).await;
+        assert_problem(
+            &retry,
+            StatusCode::CONFLICT,
+            "/problems/idempotency-key-in-use",
+        );
         drop(creating);
         let opened = open.await.unwrap();
         assert_eq!(opened.0, StatusCode::CREATED, "{label}: {}", opened.2);
+        // Once done, a retry is answered with the first answer: the same account, not another.
+        let replayed = send(&env.app, keyed()).await;
+        assert_eq!(replayed.0, StatusCode::CREATED, "{label}: {}", replayed.2);
+        assert!(opened.2["id"].is_string(), "{label}: {}", opened.2);
+        assert_eq!(replayed.2["id"], opened.2["id"], "{label}");
     }
 }
