@@ -93,6 +93,15 @@ pub(super) const CARD_REPLACEMENTS_SQL: &str = "select old.account, new.account 
 /// The replaced card's account, its replacement's.
 pub(super) type CardReplacementRow = (Uuid, Uuid);
 
+/// Card replacement rows to (replaced card's account, its replacement's).
+pub(super) fn card_replacements(
+    rows: Vec<CardReplacementRow>,
+) -> Vec<(ledger::AccountId, ledger::AccountId)> {
+    rows.into_iter()
+        .map(|(old, new)| (ledger::AccountId(old), ledger::AccountId(new)))
+        .collect()
+}
+
 /// Every journal link, in entry order (within an entry [`links`] puts them in byte order).
 pub(super) const LINKS_SQL: &str =
     "select entry_position, unit, seq, hash from journal order by entry_position, unit";

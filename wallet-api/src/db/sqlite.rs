@@ -392,13 +392,11 @@ impl LoadSource for SqliteWriter {
     }
 
     async fn card_replacements(&mut self) -> Result<Vec<(AccountId, AccountId)>, DbError> {
-        let rows: Vec<rows::CardReplacementRow> = sqlx::query_as(rows::CARD_REPLACEMENTS_SQL)
-            .fetch_all(&mut self.conn)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(old, new)| (AccountId(old), AccountId(new)))
-            .collect())
+        Ok(rows::card_replacements(
+            sqlx::query_as(rows::CARD_REPLACEMENTS_SQL)
+                .fetch_all(&mut self.conn)
+                .await?,
+        ))
     }
 
     async fn max_position(&mut self) -> Result<i64, DbError> {
